@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// Series to volume: parses the DICOM instances of one series, decodes their pixel
+// data to physical values (Modality LUT applied) and orders the slices along the
+// slice normal. Stateless functions; thread-safe.
+//
+// Errors name the series and the instance and say what is wrong (Error kBadInput or
+// kUnsupported). Nothing is half-decoded: either the whole series is returned or an
+// exception is thrown.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "enhance/Volume.h"
+
+class DcmDataset;  // DCMTK
+
+namespace enhance {
+
+struct EncodedInstance {
+  std::string id;     // the caller's identifier (Orthanc instance ID, file name, ...)
+  std::string bytes;  // DICOM Part 10 file, or a raw dataset in implicit VR little endian
+};
+
+// One source slice after decoding. The dataset keeps every attribute except the pixel
+// data, so that derived objects can inherit the patient, study and equipment modules.
+struct SourceInstance {
+  std::string id;
+  std::string sopClassUid;
+  std::string sopInstanceUid;
+  std::shared_ptr<const DcmDataset> dataset;
+};
+
+struct DecodedSeries {
+  std::string description;               // for messages
+  std::string modality;                  // (0008,0060)
+  Volume volume;                         // slices ordered along geometry.sliceDirection
+  std::vector<SourceInstance> instances;  // instances[k] is slice k of the volume
+};
+
+// Decodes and orders a whole series. The input buffers are consumed (moved from) to
+// keep peak memory low. seriesDescription is used in error messages.
+DecodedSeries ReadSeries(std::vector<EncodedInstance> instances,
+                         const std::string& seriesDescription);
+
+}  // namespace enhance

@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// A model turns an input volume into an output volume for one task. Classical
+// operators and learned TorchScript networks implement the same interface.
+//
+// Thread-safety: Run() is const and may be called from several threads at once;
+// implementations must not keep per-call state in members.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "enhance/CodedConcept.h"
+#include "enhance/Volume.h"
+
+namespace enhance {
+
+struct ModelInfo {
+  std::string name;                     // unique key in the registry, e.g. "classical-bilateral"
+  std::string version;
+  std::string task;                     // "denoise" | "superres" | "mr2ct"
+  std::vector<std::string> modalities;  // accepted modalities, e.g. {"CT", "MR"}
+  std::string uid;                      // changes whenever the model's behaviour changes
+  std::string description;              // intended use, one sentence
+  CodedConcept derivationCode;          // how its output is coded in DerivationCodeSequence
+};
+
+// Passed to Run(): lets a long computation report progress and stop early.
+struct RunContext {
+  // Called with a fraction in [0, 1]. May be empty.
+  std::function<void(double)> progress;
+  // Polled between slices or batches; when it returns true, Run throws Error(kCancelled).
+  std::function<bool()> cancelled;
+
+  void Report(double fraction) const {
+    if (progress) progress(fraction);
+  }
+  void ThrowIfCancelled() const;
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual const ModelInfo& Info() const = 0;
+  // Human-readable key parameters for the DerivationDescription of the output.
+  virtual std::string Parameters() const = 0;
+  virtual Volume Run(const Volume& input, const RunContext& context) const = 0;
+};
+
+}  // namespace enhance

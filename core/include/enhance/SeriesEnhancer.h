@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// The whole path for one series, without any server: fetch the instances from an
+// InstanceSource, decode them into a volume, run the model, and encode the derived
+// series. Nothing is written anywhere: the caller decides where the result goes, so
+// a failure at any stage leaves nothing behind.
+//
+// Thread-safety: EnhanceSeries() is reentrant; the source is used from the calling thread.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "enhance/DerivedSeriesWriter.h"
+#include "enhance/InstanceSource.h"
+#include "enhance/Model.h"
+
+namespace enhance {
+
+struct StageTimings {
+  double fetchSeconds = 0;
+  double decodeSeconds = 0;
+  double inferenceSeconds = 0;
+  double encodeSeconds = 0;
+};
+
+struct EnhancedSeries {
+  std::vector<std::string> files;  // DICOM Part 10 files of the derived series
+  std::string sourceModality;
+  int64_t sourceSlices = 0;
+  StageTimings timings;
+};
+
+// Output naming and numbering chosen by the deployment (see DerivationInfo).
+struct OutputOptions {
+  std::string seriesDescriptionSuffix = " [AI enhanced]";
+  int seriesNumberOffset = 1000;
+  std::string uidRoot;
+  std::string softwareVersion;
+};
+
+// Progress is reported in [0, 1] over the whole path; cancellation is honoured
+// between instances and between batches of slices.
+EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
+                             const OutputOptions& output, const RunContext& context);
+
+}  // namespace enhance

@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "enhance/SeriesEnhancer.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "enhance/DicomSeriesReader.h"
+#include "enhance/Error.h"
+
+namespace enhance {
+namespace {
+
+// Share of the progress bar given to each stage; inference dominates.
+constexpr double kFetchShare = 0.15;
+constexpr double kDecodeShare = 0.05;
+constexpr double kInferenceShare = 0.70;
+
+class Stopwatch {
+ public:
+  double Lap() {
+    const auto now = std::chrono::steady_clock::now();
+    const double seconds = std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+    return seconds;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace
+
+EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
+                             const OutputOptions& output, const RunContext& context) {
+  const std::string description = source.Describe();
+  EnhancedSeries result;
+  Stopwatch clock;
+
+  const std::vector<std::string> ids = source.ListInstances();
+  if (ids.empty()) throw Error(ErrorKind::kBadInput, description + ": the series has no instances");
+  std::vector<EncodedInstance> encoded;
+  encoded.reserve(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    context.ThrowIfCancelled();
+    encoded.push_back({ids[i], source.FetchInstance(ids[i])});
+    context.Report(kFetchShare * static_cast<double>(i + 1) / static_cast<double>(ids.size()));
+  }
+  result.timings.fetchSeconds = clock.Lap();
+
+  DecodedSeries decoded = ReadSeries(std::move(encoded), description);
+  result.sourceModality = decoded.modality;
+  result.sourceSlices = decoded.volume.slices;
+  const ModelInfo& info = model.Info();
+  if (std::find(info.modalities.begin(), info.modalities.end(), decoded.modality) ==
+      info.modalities.end()) {
+    std::string accepted;
+    for (const auto& m : info.modalities) accepted += (accepted.empty() ? "" : ", ") + m;
+    throw Error(ErrorKind::kBadInput, description + ": model '" + info.name + "' accepts " +
+                                          accepted + " series, not modality '" +
+                                          decoded.modality + "'; choose a model for " +
+                                          decoded.modality);
+  }
+  result.timings.decodeSeconds = clock.Lap();
+  context.Report(kFetchShare + kDecodeShare);
+
+  RunContext inferenceContext;
+  inferenceContext.cancelled = context.cancelled;
+  inferenceContext.progress = [&](double fraction) {
+    context.Report(kFetchShare + kDecodeShare + kInferenceShare * fraction);
+  };
+  const Volume enhanced = model.Run(decoded.volume, inferenceContext);
+  result.timings.inferenceSeconds = clock.Lap();
+  context.ThrowIfCancelled();
+
+  DerivationInfo derivation;
+  derivation.task = info.task;
+  derivation.modelName = info.name;
+  derivation.modelVersion = info.version;
+  derivation.modelUid = info.uid;
+  derivation.parameters = model.Parameters();
+  derivation.derivationCode = info.derivationCode;
+  derivation.softwareVersion = output.softwareVersion;
+  derivation.seriesDescriptionSuffix = output.seriesDescriptionSuffix;
+  derivation.seriesNumberOffset = output.seriesNumberOffset;
+  derivation.uidRoot = output.uidRoot;
+  result.files = WriteDerivedSeries(decoded, enhanced, derivation);
+  result.timings.encodeSeconds = clock.Lap();
+  context.Report(1.0);
+  return result;
+}
+
+}  // namespace enhance

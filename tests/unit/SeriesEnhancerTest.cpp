@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "enhance/SeriesEnhancer.h"
+
+#include <gtest/gtest.h>
+
+#include "TestData.h"
+#include "enhance/BilateralDenoiser.h"
+#include "enhance/Error.h"
+
+namespace enhance {
+
+TEST(SeriesEnhancer, DenoisesAPhantomSeriesEndToEnd) {
+  testing::MemoryInstanceSource source(testing::PhantomSeries(64, 64, 4, 30.0));
+  std::vector<double> progress;
+  RunContext context;
+  context.progress = [&](double f) { progress.push_back(f); };
+  OutputOptions output;
+  output.softwareVersion = "1.2.3";
+  const EnhancedSeries result = EnhanceSeries(source, BilateralDenoiser(), output, context);
+  ASSERT_EQ(result.files.size(), 4u);
+  EXPECT_EQ(result.sourceModality, "CT");
+  EXPECT_EQ(result.sourceSlices, 4);
+  ASSERT_FALSE(progress.empty());
+  EXPECT_DOUBLE_EQ(progress.back(), 1.0);
+  for (size_t i = 1; i < progress.size(); ++i) EXPECT_GE(progress[i], progress[i - 1]);
+
+  // The derived series decodes and is smoother than the source.
+  std::vector<EncodedInstance> derived;
+  for (size_t k = 0; k < result.files.size(); ++k) derived.push_back({std::to_string(k), result.files[k]});
+  const DecodedSeries out = ReadSeries(std::move(derived), "derived");
+  const DecodedSeries in = ReadSeries(testing::PhantomSeries(64, 64, 4, 30.0), "source");
+  const double noiseIn = EstimateNoiseSigma(in.volume.Slice(1), 64, 64);
+  const double noiseOut = EstimateNoiseSigma(out.volume.Slice(1), 64, 64);
+  EXPECT_LT(noiseOut, noiseIn / 2) << noiseIn << " -> " << noiseOut;
+}
+
+TEST(SeriesEnhancer, RejectsAModalityTheModelDoesNotAccept) {
+  std::vector<EncodedInstance> files{{"rt", testing::PydicomFile("rtdose_1frame.dcm")}};
+  testing::MemoryInstanceSource source(std::move(files));
+  // RT Dose is not greyscale CT/MR: the reader or the modality check must refuse it.
+  EXPECT_THROW(EnhanceSeries(source, BilateralDenoiser(), {}, {}), Error);
+}
+
+TEST(SeriesEnhancer, CancelledBeforeFetchingStoresNothing) {
+  testing::MemoryInstanceSource source(testing::PhantomSeries(16, 16, 2, 10.0));
+  RunContext context;
+  context.cancelled = [] { return true; };
+  try {
+    EnhanceSeries(source, BilateralDenoiser(), {}, context);
+    FAIL() << "expected cancellation";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kCancelled);
+  }
+}
+
+}  // namespace enhance
