@@ -37,18 +37,30 @@ int main(int argc, char** argv) {
       }
       if (i + 1 >= argc) throw std::invalid_argument("missing value after " + arg);
       const std::string value = argv[++i];
-      if (arg == "--out") out = value;
-      else if (arg == "--rows") phantom.rows = std::stoll(value);
-      else if (arg == "--columns") phantom.columns = std::stoll(value);
-      else if (arg == "--slices") phantom.slices = std::stoll(value);
-      else if (arg == "--pixel-spacing") phantom.pixelSpacing = std::stod(value);
-      else if (arg == "--slice-spacing") phantom.sliceSpacing = std::stod(value);
-      else if (arg == "--noise") phantom.noiseSigmaHu = std::stod(value);
-      else if (arg == "--seed") phantom.seed = std::stoull(value);
-      else if (arg == "--patient-id") series.patientId = value;
-      else if (arg == "--patient-name") series.patientName = value;
-      else if (arg == "--description") series.seriesDescription = value;
-      else throw std::invalid_argument("unknown option " + arg);
+      if (arg == "--out")
+        out = value;
+      else if (arg == "--rows")
+        phantom.rows = std::stoll(value);
+      else if (arg == "--columns")
+        phantom.columns = std::stoll(value);
+      else if (arg == "--slices")
+        phantom.slices = std::stoll(value);
+      else if (arg == "--pixel-spacing")
+        phantom.pixelSpacing = std::stod(value);
+      else if (arg == "--slice-spacing")
+        phantom.sliceSpacing = std::stod(value);
+      else if (arg == "--noise")
+        phantom.noiseSigmaHu = std::stod(value);
+      else if (arg == "--seed")
+        phantom.seed = std::stoull(value);
+      else if (arg == "--patient-id")
+        series.patientId = value;
+      else if (arg == "--patient-name")
+        series.patientName = value;
+      else if (arg == "--description")
+        series.seriesDescription = value;
+      else
+        throw std::invalid_argument("unknown option " + arg);
     }
     if (out.empty()) throw std::invalid_argument("--out DIR is required");
   } catch (const std::exception& e) {

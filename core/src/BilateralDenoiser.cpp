@@ -41,9 +41,8 @@ double EstimateNoiseSigma(const float* slice, int64_t rows, int64_t columns) {
     const float* row = slice + r * columns;
     const float* below = slice + (r + 1) * columns;
     for (int64_t c = 1; c + 1 < columns; ++c) {
-      const float value = above[c - 1] - 2 * above[c] + above[c + 1] - 2 * row[c - 1] +
-                          4 * row[c] - 2 * row[c + 1] + below[c - 1] - 2 * below[c] +
-                          below[c + 1];
+      const float value = above[c - 1] - 2 * above[c] + above[c + 1] - 2 * row[c - 1] + 4 * row[c] -
+                          2 * row[c + 1] + below[c - 1] - 2 * below[c] + below[c + 1];
       if (value != 0.0f) response.push_back(std::abs(value));
     }
   }
@@ -91,7 +90,8 @@ Volume BilateralDenoiser::Run(const Volume& input, const RunContext& context) co
   std::nth_element(sigmas.begin(), sigmas.begin() + static_cast<long>(sigmas.size() / 2),
                    sigmas.end());
   const double noiseSigma = sigmas[sigmas.size() / 2];
-  const double sigmaRange = std::max(parameters_.rangeFactor * noiseSigma, parameters_.minSigmaRange);
+  const double sigmaRange =
+      std::max(parameters_.rangeFactor * noiseSigma, parameters_.minSigmaRange);
   const double rangeScale = -1.0 / (2.0 * sigmaRange * sigmaRange);
   const double spatialScale = -1.0 / (2.0 * parameters_.sigmaSpatial * parameters_.sigmaSpatial);
   const int64_t radius = parameters_.radius;
@@ -112,8 +112,8 @@ Volume BilateralDenoiser::Run(const Volume& input, const RunContext& context) co
     for (int64_t dy = -radius; dy <= radius; ++dy) {
       for (int64_t dx = -radius; dx <= radius; ++dx) {
         const double spatial = std::exp(static_cast<double>(dx * dx + dy * dy) * spatialScale);
-        const at::Tensor neighbour =
-            padded.slice(2, radius + dy, radius + dy + rows).slice(3, radius + dx, radius + dx + columns);
+        const at::Tensor neighbour = padded.slice(2, radius + dy, radius + dy + rows)
+                                         .slice(3, radius + dx, radius + dx + columns);
         at::Tensor weight = neighbour - x;
         weight.square_().mul_(rangeScale).exp_().mul_(spatial);
         numerator.addcmul_(weight, neighbour);

@@ -211,8 +211,8 @@ std::vector<std::string> WriteDerivedSeries(const DecodedSeries& source, const V
       PutString(ds, DCM_RescaleSlope, FormatDecimal(encoding.slope));
       PutString(ds, DCM_RescaleIntercept, FormatDecimal(encoding.intercept));
     }
-    const OFCondition status =
-        ds.putAndInsertUint16Array(DCM_PixelData, pixels.data(), static_cast<unsigned long>(pixels.size()));
+    const OFCondition status = ds.putAndInsertUint16Array(
+        DCM_PixelData, pixels.data(), static_cast<unsigned long>(pixels.size()));
     if (status.bad()) {
       throw Error(ErrorKind::kInternal, where + ": cannot store pixel data: " + status.text());
     }

@@ -123,7 +123,8 @@ void DecodePixels(DcmDataset& ds, ParsedSlice& slice, const std::string& where) 
     Fail(ErrorKind::kBadInput, where,
          "PixelData holds " + std::to_string(element->getLength()) + " bytes but " +
              std::to_string(slice.rows) + "x" + std::to_string(slice.columns) + " pixels of " +
-             std::to_string(bitsAllocated) + " bits need " + std::to_string(count * bytesPerSample));
+             std::to_string(bitsAllocated) + " bits need " +
+             std::to_string(count * bytesPerSample));
   }
 
   // Stored value = the BitsStored bits ending at HighBit, sign-extended when signed.
@@ -209,7 +210,8 @@ ParsedSlice ParseSlice(EncodedInstance& in, const std::string& seriesDescription
     slice.columnDirection = {orientation[3], orientation[4], orientation[5]};
     const double nr = Norm(slice.rowDirection);
     const double nc = Norm(slice.columnDirection);
-    if (nr < 0.5 || nc < 0.5 || std::abs(Dot(slice.rowDirection, slice.columnDirection)) > 0.01 * nr * nc) {
+    if (nr < 0.5 || nc < 0.5 ||
+        std::abs(Dot(slice.rowDirection, slice.columnDirection)) > 0.01 * nr * nc) {
       Fail(ErrorKind::kBadInput, where,
            "ImageOrientationPatient does not hold two orthogonal unit vectors");
     }
@@ -252,10 +254,9 @@ DecodedSeries ReadSeries(std::vector<EncodedInstance> instances,
     throw Error(ErrorKind::kBadInput, seriesDescription + ": the series has no instances");
   }
   if (instances.size() > kMaxSlices) {
-    throw Error(ErrorKind::kUnsupported, seriesDescription + ": " +
-                                             std::to_string(instances.size()) +
-                                             " instances exceed the limit of " +
-                                             std::to_string(kMaxSlices));
+    throw Error(ErrorKind::kUnsupported,
+                seriesDescription + ": " + std::to_string(instances.size()) +
+                    " instances exceed the limit of " + std::to_string(kMaxSlices));
   }
 
   std::vector<ParsedSlice> slices;
@@ -298,8 +299,9 @@ DecodedSeries ReadSeries(std::vector<EncodedInstance> instances,
     s.sortKey = positioned ? Dot(s.position, geometry.sliceDirection)
                            : static_cast<double>(s.instanceNumber);
   }
-  std::stable_sort(slices.begin(), slices.end(),
-                   [](const ParsedSlice& a, const ParsedSlice& b) { return a.sortKey < b.sortKey; });
+  std::stable_sort(slices.begin(), slices.end(), [](const ParsedSlice& a, const ParsedSlice& b) {
+    return a.sortKey < b.sortKey;
+  });
 
   std::vector<double> gaps;
   for (size_t k = 1; k < slices.size(); ++k) {
@@ -320,7 +322,8 @@ DecodedSeries ReadSeries(std::vector<EncodedInstance> instances,
     geometry.sliceSpacing = Median(gaps);
   } else {
     const double between = GetDouble(*first.file->getDataset(), DCM_SpacingBetweenSlices, 0.0);
-    geometry.sliceSpacing = between > 0 ? between : (first.sliceThickness > 0 ? first.sliceThickness : 1.0);
+    geometry.sliceSpacing =
+        between > 0 ? between : (first.sliceThickness > 0 ? first.sliceThickness : 1.0);
   }
 
   DecodedSeries result;

@@ -24,7 +24,8 @@ std::string GetString(DcmItem& item, const DcmTagKey& tag) {
 
 long GetLong(DcmItem& item, const DcmTagKey& tag, long fallback) {
   DcmElement* element = nullptr;
-  if (item.findAndGetElement(tag, element).bad() || element == nullptr || element->getLength() == 0) {
+  if (item.findAndGetElement(tag, element).bad() || element == nullptr ||
+      element->getLength() == 0) {
     return fallback;
   }
   // Integer strings (IS) and binary integers (US, SS, UL, SL) all answer one of these.
@@ -91,8 +92,8 @@ DcmItem& AppendCodeItem(DcmItem& item, const DcmTagKey& tag, const CodedConcept&
   DcmItem* child = nullptr;
   const OFCondition status = item.findOrCreateSequenceItem(tag, child, -2 /* append */);
   if (status.bad() || child == nullptr) {
-    throw Error(ErrorKind::kInternal, std::string("cannot append to ") +
-                                          DcmTag(tag).getTagName() + ": " + status.text());
+    throw Error(ErrorKind::kInternal,
+                std::string("cannot append to ") + DcmTag(tag).getTagName() + ": " + status.text());
   }
   PutCode(*child, code);
   return *child;
@@ -119,8 +120,8 @@ std::string SerializeFile(DcmFileFormat& file, const std::string& where) {
   DcmOutputBufferStream stream(&buffer[0], buffer.size());
   file.transferInit();
   if (status.good()) {
-    status = file.write(stream, xfer, EET_ExplicitLength, nullptr, EGL_recalcGL, EPD_noChange, 0,
-                        0, 0, EWM_fileformat);
+    status = file.write(stream, xfer, EET_ExplicitLength, nullptr, EGL_recalcGL, EPD_noChange, 0, 0,
+                        0, EWM_fileformat);
   }
   file.transferEnd();
   if (status.bad()) {

@@ -37,8 +37,7 @@ std::shared_ptr<const Model> ModelRegistry::Get(const std::string& name) const {
   for (const auto& model : List()) {
     available += (available.empty() ? "" : ", ") + model->Info().name;
   }
-  throw Error(ErrorKind::kNotFound,
-              "unknown model '" + name + "'; available models: " + available);
+  throw Error(ErrorKind::kNotFound, "unknown model '" + name + "'; available models: " + available);
 }
 
 std::vector<std::shared_ptr<const Model>> ModelRegistry::List() const {

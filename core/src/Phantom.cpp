@@ -95,7 +95,7 @@ Volume MakeCtPhantom(const PhantomOptions& o) {
           hu = kFat;
           if (InEllipse(x, y, 0, 5, bw - 15, bd - 14)) {
             hu = kSoftTissue + 8.0f * static_cast<float>(std::sin(x / 23 + texturePhase[0]) *
-                                                           std::sin(y / 31 + texturePhase[1]));
+                                                         std::sin(y / 31 + texturePhase[1]));
             // Lungs with vessels, shrinking towards the abdomen.
             const double lungScale = thorax;
             bool inLung = false;
@@ -104,9 +104,10 @@ Volume MakeCtPhantom(const PhantomOptions& o) {
             }
             if (inLung) {
               hu = kLung + 30.0f * static_cast<float>(std::sin(x / 9 + texturePhase[2]) *
-                                                        std::sin(y / 11 + texturePhase[3]));
+                                                      std::sin(y / 11 + texturePhase[3]));
               for (const auto& vessel : vessels) {
-                const double radius = vessel.radius * (0.7 + 0.3 * std::sin(zmm / 15 + vessel.phase));
+                const double radius =
+                    vessel.radius * (0.7 + 0.3 * std::sin(zmm / 15 + vessel.phase));
                 if (InEllipse(x, y, vessel.x, vessel.y, radius, radius)) hu = kSoftTissue;
               }
             }

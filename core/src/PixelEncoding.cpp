@@ -46,12 +46,13 @@ std::vector<uint16_t> EncodePixels(const float* values, int64_t count,
   const double hi = encoding.isSigned ? 32767.0 : 65535.0;
   const double inverseSlope = 1.0 / encoding.slope;
   for (int64_t i = 0; i < count; ++i) {
-    double stored = std::round((static_cast<double>(values[i]) - encoding.intercept) * inverseSlope);
+    double stored =
+        std::round((static_cast<double>(values[i]) - encoding.intercept) * inverseSlope);
     if (!std::isfinite(stored)) stored = 0.0;
     stored = std::clamp(stored, lo, hi);
-    out[static_cast<size_t>(i)] =
-        encoding.isSigned ? static_cast<uint16_t>(static_cast<int16_t>(stored))
-                          : static_cast<uint16_t>(stored);
+    out[static_cast<size_t>(i)] = encoding.isSigned
+                                      ? static_cast<uint16_t>(static_cast<int16_t>(stored))
+                                      : static_cast<uint16_t>(stored);
   }
   return out;
 }

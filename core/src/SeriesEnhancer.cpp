@@ -56,9 +56,8 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
     std::string accepted;
     for (const auto& m : info.modalities) accepted += (accepted.empty() ? "" : ", ") + m;
     throw Error(ErrorKind::kBadInput, description + ": model '" + info.name + "' accepts " +
-                                          accepted + " series, not modality '" +
-                                          decoded.modality + "'; choose a model for " +
-                                          decoded.modality);
+                                          accepted + " series, not modality '" + decoded.modality +
+                                          "'; choose a model for " + decoded.modality);
   }
   result.timings.decodeSeconds = clock.Lap();
   context.Report(kFetchShare + kDecodeShare);

@@ -22,7 +22,8 @@ std::vector<std::string> WriteSyntheticCtSeries(const Volume& volume,
   }
   const std::string studyUid = o.studyInstanceUid.empty() ? GenerateUid() : o.studyInstanceUid;
   const std::string seriesUid = o.seriesInstanceUid.empty() ? GenerateUid() : o.seriesInstanceUid;
-  const std::string frameUid = g.frameOfReferenceUid.empty() ? GenerateUid() : g.frameOfReferenceUid;
+  const std::string frameUid =
+      g.frameOfReferenceUid.empty() ? GenerateUid() : g.frameOfReferenceUid;
   const PixelEncoding encoding = ChooseEncoding(-1024, 3071, 1.0, -1024.0);
   auto vector = [](const Vec3& v) {
     return FormatDecimal(v[0]) + "\\" + FormatDecimal(v[1]) + "\\" + FormatDecimal(v[2]);
@@ -53,7 +54,8 @@ std::vector<std::string> WriteSyntheticCtSeries(const Volume& volume,
     PutString(ds, DCM_PatientBirthDate, "19700101");
     PutString(ds, DCM_PatientSex, "O");
     PutString(ds, DCM_BodyPartExamined, "CHEST");
-    PutString(ds, DCM_SliceThickness, FormatDecimal(g.sliceThickness > 0 ? g.sliceThickness : g.sliceSpacing));
+    PutString(ds, DCM_SliceThickness,
+              FormatDecimal(g.sliceThickness > 0 ? g.sliceThickness : g.sliceSpacing));
     PutString(ds, DCM_KVP, "120");
     PutString(ds, DCM_PatientPosition, "HFS");
     PutString(ds, DCM_StudyInstanceUID, studyUid);
@@ -73,7 +75,8 @@ std::vector<std::string> WriteSyntheticCtSeries(const Volume& volume,
     PutString(ds, DCM_PhotometricInterpretation, "MONOCHROME2");
     PutUint16(ds, DCM_Rows, static_cast<uint16_t>(volume.rows));
     PutUint16(ds, DCM_Columns, static_cast<uint16_t>(volume.columns));
-    PutString(ds, DCM_PixelSpacing, FormatDecimal(g.rowSpacing) + "\\" + FormatDecimal(g.columnSpacing));
+    PutString(ds, DCM_PixelSpacing,
+              FormatDecimal(g.rowSpacing) + "\\" + FormatDecimal(g.columnSpacing));
     PutUint16(ds, DCM_BitsAllocated, 16);
     PutUint16(ds, DCM_BitsStored, 12);
     PutUint16(ds, DCM_HighBit, 11);
@@ -90,7 +93,8 @@ std::vector<std::string> WriteSyntheticCtSeries(const Volume& volume,
     for (float& v : values) v = std::clamp(v, -1024.0f, 3071.0f);
     const auto pixels = EncodePixels(values.data(), volume.VoxelsPerSlice(), encoding);
     if (ds.putAndInsertUint16Array(DCM_PixelData, pixels.data(),
-                                   static_cast<unsigned long>(pixels.size())).bad()) {
+                                   static_cast<unsigned long>(pixels.size()))
+            .bad()) {
       throw Error(ErrorKind::kInternal, "synthetic series: cannot store pixel data");
     }
     files.push_back(SerializeFile(file, "synthetic slice " + std::to_string(s + 1)));

@@ -73,7 +73,8 @@ TEST(DerivedSeriesWriter, WritesALabelledDerivedSeriesInTheSameStudy) {
     EXPECT_EQ(GetString(*item, DCM_ReferencedSOPInstanceUID), source.instances[k].sopInstanceUid);
     EXPECT_EQ(GetString(*item, DCM_ReferencedSOPClassUID), source.instances[k].sopClassUid);
     DcmItem* purpose = nullptr;
-    ASSERT_TRUE(item->findAndGetSequenceItem(DCM_PurposeOfReferenceCodeSequence, purpose, 0).good());
+    ASSERT_TRUE(
+        item->findAndGetSequenceItem(DCM_PurposeOfReferenceCodeSequence, purpose, 0).good());
     EXPECT_EQ(GetString(*purpose, DCM_CodeValue), "121322");
 
     ASSERT_TRUE(ds.findAndGetSequenceItem(DCM_ContributingEquipmentSequence, item, 0).good());
@@ -111,8 +112,8 @@ TEST(DerivedSeriesWriter, PixelValuesRoundTripWithinRounding) {
 
 TEST(DerivedSeriesWriter, SourceDatasetsAreNotModified) {
   const DecodedSeries source = ReadSeries(testing::PhantomSeries(16, 16, 2, 10.0), "phantom");
-  const std::string before = GetString(const_cast<DcmDataset&>(*source.instances[0].dataset),
-                                       DCM_SOPInstanceUID);
+  const std::string before =
+      GetString(const_cast<DcmDataset&>(*source.instances[0].dataset), DCM_SOPInstanceUID);
   WriteDerivedSeries(source, source.volume, Info());
   DcmDataset& after = const_cast<DcmDataset&>(*source.instances[0].dataset);
   EXPECT_EQ(GetString(after, DCM_SOPInstanceUID), before);

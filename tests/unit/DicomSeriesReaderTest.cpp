@@ -85,9 +85,8 @@ TEST(DicomSeriesReader, ReadsPydicomCtSmallSigned16Bit) {
 TEST(DicomSeriesReader, EveryEncodingOfMrSmallDecodesToTheSameValues) {
   const DecodedSeries reference =
       ReadSeries({{"MR_small", PydicomFile("MR_small.dcm")}}, "MR_small");
-  for (const char* name : {"MR_small_bigendian.dcm", "MR_small_implicit.dcm",
-                           "MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm",
-                           "MR_small_expb.dcm"}) {
+  for (const char* name : {"MR_small_bigendian.dcm", "MR_small_implicit.dcm", "MR_small_RLE.dcm",
+                           "MR_small_jpeg_ls_lossless.dcm", "MR_small_expb.dcm"}) {
     SCOPED_TRACE(name);
     const DecodedSeries other = ReadSeries({{name, PydicomFile(name)}}, name);
     ASSERT_EQ(other.volume.voxels.size(), reference.volume.voxels.size());

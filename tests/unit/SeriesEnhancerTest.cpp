@@ -26,7 +26,8 @@ TEST(SeriesEnhancer, DenoisesAPhantomSeriesEndToEnd) {
 
   // The derived series decodes and is smoother than the source.
   std::vector<EncodedInstance> derived;
-  for (size_t k = 0; k < result.files.size(); ++k) derived.push_back({std::to_string(k), result.files[k]});
+  for (size_t k = 0; k < result.files.size(); ++k)
+    derived.push_back({std::to_string(k), result.files[k]});
   const DecodedSeries out = ReadSeries(std::move(derived), "derived");
   const DecodedSeries in = ReadSeries(testing::PhantomSeries(64, 64, 4, 30.0), "source");
   const double noiseIn = EstimateNoiseSigma(in.volume.Slice(1), 64, 64);

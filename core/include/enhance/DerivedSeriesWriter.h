@@ -16,16 +16,16 @@
 namespace enhance {
 
 struct DerivationInfo {
-  std::string task;                 // "denoise", "superres", "mr2ct"
-  std::string modelName;            // manufacturer model name in contributing equipment
+  std::string task;       // "denoise", "superres", "mr2ct"
+  std::string modelName;  // manufacturer model name in contributing equipment
   std::string modelVersion;
-  std::string modelUid;             // DeviceUID: changes whenever the model's weights change
-  std::string parameters;           // key parameters, human readable, for DerivationDescription
-  CodedConcept derivationCode;      // what kind of processing (CID 7203 or local scheme)
-  std::string softwareVersion;      // this product's version
+  std::string modelUid;         // DeviceUID: changes whenever the model's weights change
+  std::string parameters;       // key parameters, human readable, for DerivationDescription
+  CodedConcept derivationCode;  // what kind of processing (CID 7203 or local scheme)
+  std::string softwareVersion;  // this product's version
   std::string seriesDescriptionSuffix = " [AI enhanced]";
   int seriesNumberOffset = 1000;
-  std::string uidRoot;              // empty: 2.25 UUID-derived UIDs
+  std::string uidRoot;  // empty: 2.25 UUID-derived UIDs
 };
 
 // The name written as Manufacturer of the contributing equipment. The plugin uses it

@@ -34,9 +34,9 @@ struct SourceInstance {
 };
 
 struct DecodedSeries {
-  std::string description;               // for messages
-  std::string modality;                  // (0008,0060)
-  Volume volume;                         // slices ordered along geometry.sliceDirection
+  std::string description;                // for messages
+  std::string modality;                   // (0008,0060)
+  Volume volume;                          // slices ordered along geometry.sliceDirection
   std::vector<SourceInstance> instances;  // instances[k] is slice k of the volume
 };
 

@@ -36,8 +36,8 @@ struct Geometry {
   Vec3 sliceDirection{0, 0, 1};  // rowDirection x columnDirection
   double rowSpacing = 1.0;
   double columnSpacing = 1.0;
-  double sliceSpacing = 1.0;     // distance between consecutive slice centres
-  double sliceThickness = 0.0;   // nominal reconstructed thickness; 0 when unknown
+  double sliceSpacing = 1.0;    // distance between consecutive slice centres
+  double sliceThickness = 0.0;  // nominal reconstructed thickness; 0 when unknown
   std::vector<Vec3> slicePositions;
   std::string frameOfReferenceUid;
 

@@ -17,7 +17,7 @@
 namespace enhance {
 
 struct ModelInfo {
-  std::string name;                     // unique key in the registry, e.g. "classical-bilateral"
+  std::string name;  // unique key in the registry, e.g. "classical-bilateral"
   std::string version;
   std::string task;                     // "denoise" | "superres" | "mr2ct"
   std::vector<std::string> modalities;  // accepted modalities, e.g. {"CT", "MR"}

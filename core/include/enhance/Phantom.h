@@ -18,9 +18,9 @@ struct PhantomOptions {
   int64_t rows = 512;
   int64_t columns = 512;
   int64_t slices = 32;
-  double pixelSpacing = 0.8;   // mm, square pixels
-  double sliceSpacing = 2.5;   // mm
-  double noiseSigmaHu = 0.0;   // standard deviation of additive Gaussian noise
+  double pixelSpacing = 0.8;  // mm, square pixels
+  double sliceSpacing = 2.5;  // mm
+  double noiseSigmaHu = 0.0;  // standard deviation of additive Gaussian noise
   uint64_t seed = 1;
 };
 

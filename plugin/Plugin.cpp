@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// The four entry points Orthanc calls, and the change callback. Nothing here may let an
+// exception escape into Orthanc: each entry point catches everything.
+#include <orthanc/OrthancCPlugin.h>
+
+#include <memory>
+
+#include "PluginContext.h"
+#include "RestApi.h"
+#include "enhance/Error.h"
+#include "enhance/Runtime.h"
+
+namespace enhance::plugin {
+
+const char* const kPluginName = "enhance";
+const char* const kPluginVersion = ENHANCE_VERSION;
+
+PluginContext::PluginContext(OrthancPluginContext* context, PluginConfiguration configuration)
+    : api(context),
+      config(std::move(configuration)),
+      processor(api, config, models, kPluginVersion),
+      queue(static_cast<size_t>(config.concurrentSeries),
+            [this](const std::string& id, const std::atomic<bool>& stopping) {
+              processor.Process(id, stopping);
+            }) {}
+
+namespace {
+
+std::unique_ptr<PluginContext> g_plugin;
+
+// Enqueue only: the SDK forbids slow work and REST calls on this thread.
+OrthancPluginErrorCode OnChange(OrthancPluginChangeType change, OrthancPluginResourceType type,
+                                const char* resourceId) {
+  try {
+    if (!g_plugin) return OrthancPluginErrorCode_Success;
+    switch (change) {
+      case OrthancPluginChangeType_OrthancStarted:
+        g_plugin->queue.Start();
+        break;
+      case OrthancPluginChangeType_OrthancStopped:
+        g_plugin->queue.Stop();
+        break;
+      case OrthancPluginChangeType_StableSeries:
+        if (type == OrthancPluginResourceType_Series && resourceId != nullptr) {
+          g_plugin->queue.Push(resourceId);
+        }
+        break;
+      default:
+        break;
+    }
+    return OrthancPluginErrorCode_Success;
+  } catch (...) {
+    return OrthancPluginErrorCode_InternalError;
+  }
+}
+
+// Checks that every rule names a known model for its task.
+void ValidateRules(const PluginContext& plugin) {
+  for (const auto& rule : plugin.config.rules) {
+    const auto model = plugin.models.Find(rule.model);
+    if (!model) {
+      std::string available;
+      for (const auto& m : plugin.models.List())
+        available += (available.empty() ? "" : ", ") + m->Info().name;
+      throw Error(ErrorKind::kBadInput, "configuration Enhance.Rules '" + rule.name +
+                                            "': unknown model '" + rule.model +
+                                            "'; available models: " + available);
+    }
+    if (model->Info().task != rule.task) {
+      throw Error(ErrorKind::kBadInput, "configuration Enhance.Rules '" + rule.name + "': model '" +
+                                            rule.model + "' performs " + model->Info().task +
+                                            ", not " + rule.task);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace enhance::plugin
+
+extern "C" {
+
+ORTHANC_PLUGINS_API int32_t OrthancPluginInitialize(OrthancPluginContext* context) {
+  using namespace enhance::plugin;
+  try {
+    if (!OrthancPluginCheckVersion(context)) {
+      OrthancPluginLogError(
+          context, "Enhance: this Orthanc is too old for the plugin (1.10.1 or later is needed)");
+      return -1;
+    }
+    OrthancPluginSetDescription(
+        context,
+        "Orthanc Enhance: AI enhancement of CT and MR series (denoising, super-resolution, "
+        "synthetic CT) as new derived series in the same study.");
+    const OrthancApi api(context);
+    PluginConfiguration configuration = ParseConfiguration(api.Configuration());
+    enhance::ConfigureRuntime({configuration.threads});
+    enhance::RegisterDicomCodecs();
+
+    g_plugin = std::make_unique<PluginContext>(context, std::move(configuration));
+    ValidateRules(*g_plugin);
+    RegisterRestRoutes(*g_plugin);
+    if (g_plugin->config.enabled) {
+      OrthancPluginRegisterOnChangeCallback(context, OnChange);
+    }
+    api.LogWarning(
+        std::string("version ") + kPluginVersion + ", LibTorch " + enhance::TorchVersion() +
+        ", device " + enhance::DeviceDescription() + ", " +
+        std::to_string(enhance::TorchThreads()) + " threads, " +
+        std::to_string(g_plugin->config.rules.size()) + " routing rule(s)" +
+        (g_plugin->config.enabled ? "" : "; automatic processing disabled (Enhance.Enable)"));
+    return 0;
+  } catch (const std::exception& e) {
+    OrthancPluginLogError(context, (std::string("Enhance: cannot start: ") + e.what()).c_str());
+  } catch (...) {
+    OrthancPluginLogError(context, "Enhance: cannot start: unknown error");
+  }
+  g_plugin.reset();
+  return -1;
+}
+
+ORTHANC_PLUGINS_API void OrthancPluginFinalize() {
+  try {
+    if (enhance::plugin::g_plugin) enhance::plugin::g_plugin->queue.Stop();
+    enhance::plugin::g_plugin.reset();
+  } catch (...) {
+  }
+}
+
+ORTHANC_PLUGINS_API const char* OrthancPluginGetName() { return enhance::plugin::kPluginName; }
+
+ORTHANC_PLUGINS_API const char* OrthancPluginGetVersion() {
+  return enhance::plugin::kPluginVersion;
+}
+
+}  // extern "C"

@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "PluginConfiguration.h"
+
+#include <algorithm>
+#include <set>
+
+#include "enhance/Error.h"
+#include "enhance/Uid.h"
+
+namespace enhance::plugin {
+namespace {
+
+[[noreturn]] void Fail(const std::string& key, const std::string& what) {
+  throw Error(ErrorKind::kBadInput, "configuration " + key + ": " + what);
+}
+
+std::string Join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+void CheckKeys(const Json::Value& object, const std::string& key,
+               const std::vector<std::string>& known) {
+  for (const auto& name : object.getMemberNames()) {
+    if (std::find(known.begin(), known.end(), name) == known.end()) {
+      Fail(key + "." + name, "unknown key; known keys are " + Join(known));
+    }
+  }
+}
+
+bool GetBool(const Json::Value& object, const std::string& parent, const char* name,
+             bool fallback) {
+  if (!object.isMember(name)) return fallback;
+  if (!object[name].isBool()) Fail(parent + "." + name, "must be true or false");
+  return object[name].asBool();
+}
+
+int GetInt(const Json::Value& object, const std::string& parent, const char* name, int fallback,
+           int minimum, int maximum) {
+  if (!object.isMember(name)) return fallback;
+  const Json::Value& v = object[name];
+  if (!v.isInt() || v.asInt() < minimum || v.asInt() > maximum) {
+    Fail(parent + "." + name,
+         "must be an integer from " + std::to_string(minimum) + " to " + std::to_string(maximum));
+  }
+  return v.asInt();
+}
+
+std::string GetString(const Json::Value& object, const std::string& parent, const char* name,
+                      const std::string& fallback, bool required = false) {
+  if (!object.isMember(name)) {
+    if (required) Fail(parent + "." + name, "is required");
+    return fallback;
+  }
+  if (!object[name].isString()) Fail(parent + "." + name, "must be a string");
+  return object[name].asString();
+}
+
+RoutingRule ParseRule(const Json::Value& value, const std::string& key) {
+  if (!value.isObject()) Fail(key, "must be an object with Task and Model");
+  CheckKeys(value, key, {"Name", "Modalities", "Task", "Model"});
+  RoutingRule rule;
+  rule.name = GetString(value, key, "Name", key);
+  rule.task = GetString(value, key, "Task", "", true);
+  const auto& tasks = KnownTasks();
+  if (std::find(tasks.begin(), tasks.end(), rule.task) == tasks.end()) {
+    Fail(key + ".Task", "'" + rule.task + "' is not a task; use one of " + Join(tasks));
+  }
+  rule.model = GetString(value, key, "Model", "", true);
+  if (value.isMember("Modalities")) {
+    const Json::Value& modalities = value["Modalities"];
+    if (!modalities.isArray()) Fail(key + ".Modalities", "must be a list such as [\"CT\"]");
+    for (Json::ArrayIndex i = 0; i < modalities.size(); ++i) {
+      if (!modalities[i].isString() || modalities[i].asString().empty()) {
+        Fail(key + ".Modalities[" + std::to_string(i) + "]", "must be a modality such as \"CT\"");
+      }
+      rule.modalities.push_back(modalities[i].asString());
+    }
+  }
+  return rule;
+}
+
+}  // namespace
+
+const std::vector<std::string>& KnownTasks() {
+  static const std::vector<std::string> tasks{"denoise", "superres", "mr2ct"};
+  return tasks;
+}
+
+const std::string& PluginConfiguration::SuffixFor(const std::string& task) const {
+  static const std::string fallback = " [AI enhanced]";
+  auto it = seriesDescriptionSuffix.find(task);
+  return it == seriesDescriptionSuffix.end() ? fallback : it->second;
+}
+
+PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) {
+  PluginConfiguration config;
+  if (!orthancConfiguration.isObject() || !orthancConfiguration.isMember("Enhance")) return config;
+  const Json::Value& section = orthancConfiguration["Enhance"];
+  const std::string key = "Enhance";
+  if (!section.isObject()) Fail(key, "must be an object");
+  CheckKeys(section, key,
+            {"Enable", "Threads", "ConcurrentSeries", "ProcessDerivedSeries", "UidRoot",
+             "SeriesNumberOffset", "SeriesDescriptionSuffix", "Rules"});
+
+  config.enabled = GetBool(section, key, "Enable", config.enabled);
+  config.threads = GetInt(section, key, "Threads", config.threads, 0, 1024);
+  config.concurrentSeries =
+      GetInt(section, key, "ConcurrentSeries", config.concurrentSeries, 1, 64);
+  config.processDerivedSeries =
+      GetBool(section, key, "ProcessDerivedSeries", config.processDerivedSeries);
+  config.uidRoot = GetString(section, key, "UidRoot", config.uidRoot);
+  if (!config.uidRoot.empty()) {
+    try {
+      GenerateUid(config.uidRoot);
+    } catch (const Error& e) {
+      Fail(key + ".UidRoot", e.what());
+    }
+  }
+  config.seriesNumberOffset =
+      GetInt(section, key, "SeriesNumberOffset", config.seriesNumberOffset, 0, 1000000);
+
+  if (section.isMember("SeriesDescriptionSuffix")) {
+    const Json::Value& suffixes = section["SeriesDescriptionSuffix"];
+    const std::string suffixKey = key + ".SeriesDescriptionSuffix";
+    if (!suffixes.isObject())
+      Fail(suffixKey, "must map a task to a suffix, e.g. {\"denoise\": \" [AI denoised]\"}");
+    CheckKeys(suffixes, suffixKey, KnownTasks());
+    for (const auto& task : suffixes.getMemberNames()) {
+      config.seriesDescriptionSuffix[task] = GetString(suffixes, suffixKey, task.c_str(), "");
+    }
+  }
+
+  if (section.isMember("Rules")) {
+    const Json::Value& rules = section["Rules"];
+    if (!rules.isArray()) Fail(key + ".Rules", "must be a list of rules");
+    std::set<std::string> names;
+    for (Json::ArrayIndex i = 0; i < rules.size(); ++i) {
+      const std::string ruleKey = key + ".Rules[" + std::to_string(i) + "]";
+      RoutingRule rule = ParseRule(rules[i], ruleKey);
+      if (!names.insert(rule.name).second)
+        Fail(ruleKey + ".Name", "'" + rule.name + "' is used twice");
+      config.rules.push_back(std::move(rule));
+    }
+  }
+  return config;
+}
+
+}  // namespace enhance::plugin

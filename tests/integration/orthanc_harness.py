@@ -1,0 +1,174 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Real Orthanc processes on loopback for integration tests.
+
+An OrthancServer owns a temporary directory (storage, index, configuration, log), picks
+free loopback ports, starts Debian's Orthanc with the given configuration and always
+stops it: use it as a context manager. On failure its log is printed to help diagnosis.
+"""
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ORTHANC = os.environ.get("ENHANCE_ORTHANC", shutil.which("Orthanc") or "/usr/sbin/Orthanc")
+PLUGIN = os.environ.get("ENHANCE_PLUGIN", "")
+PHANTOM = os.environ.get("ENHANCE_PHANTOM", "")
+
+
+def free_port():
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class HttpError(Exception):
+    def __init__(self, status, body, url):
+        super().__init__(f"HTTP {status} for {url}: {body[:500]!r}")
+        self.status = status
+        self.body = body
+
+
+class OrthancServer:
+    def __init__(self, name="ENHANCE", plugin=True, extra_config=None, stable_age=2):
+        self.aet = name
+        self.workdir = tempfile.mkdtemp(prefix=f"orthanc-{name.lower()}-")
+        self.http_port = free_port()
+        self.dicom_port = free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.log_path = os.path.join(self.workdir, "orthanc.log")
+        config = {
+            "Name": name,
+            "HttpPort": self.http_port,
+            "DicomPort": self.dicom_port,
+            "DicomAet": name,
+            "StorageDirectory": os.path.join(self.workdir, "storage"),
+            "IndexDirectory": os.path.join(self.workdir, "storage"),
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "StableAge": stable_age,
+            "DicomCheckCalledAet": False,
+            "Plugins": [PLUGIN] if plugin else [],
+        }
+        if extra_config:
+            config.update(extra_config)
+        self.config_path = os.path.join(self.workdir, "orthanc.json")
+        with open(self.config_path, "w") as f:
+            json.dump(config, f, indent=2)
+        self.process = None
+        self.log_file = None
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self, timeout=60):
+        self.log_file = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [ORTHANC, self.config_path],
+            stdout=self.log_file, stderr=subprocess.STDOUT, cwd=self.workdir,
+            start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Orthanc exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                self.get("/system")
+                return self
+            except (OSError, HttpError):
+                time.sleep(0.2)
+        raise RuntimeError(f"Orthanc did not answer within {timeout} s:\n{self.log()}")
+
+    def stop(self, timeout=30):
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+        if self.log_file:
+            self.log_file.close()
+            self.log_file = None
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            sys.stderr.write(f"--- log of Orthanc {self.aet} ---\n{self.log()}\n")
+        self.cleanup()
+        return False
+
+    def log(self):
+        try:
+            with open(self.log_path, "r", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    # -- REST ------------------------------------------------------------------
+    def request(self, method, path, body=None, content_type="application/json"):
+        data = None
+        headers = {}
+        if body is not None:
+            data = body if isinstance(body, (bytes, bytearray)) else json.dumps(body).encode()
+            headers["Content-Type"] = content_type
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as response:
+                return response.read()
+        except urllib.error.HTTPError as e:
+            raise HttpError(e.code, e.read(), path) from None
+
+    def get(self, path):
+        return json.loads(self.request("GET", path))
+
+    def get_bytes(self, path):
+        return self.request("GET", path)
+
+    def post(self, path, body=None):
+        return json.loads(self.request("POST", path, body if body is not None else {}))
+
+    # -- DICOM -----------------------------------------------------------------
+    def store_files(self, paths, calling_aet="MODALITY"):
+        """C-STORE files to this Orthanc with DCMTK's storescu."""
+        result = subprocess.run(
+            ["storescu", "-aet", calling_aet, "-aec", self.aet, "127.0.0.1", str(self.dicom_port),
+             *paths], capture_output=True, text=True, timeout=300)
+        if result.returncode != 0:
+            raise RuntimeError(f"storescu failed ({result.returncode}): {result.stderr}")
+
+
+def make_phantom(directory, rows=128, columns=128, slices=12, noise=30.0, seed=1):
+    """Writes a phantom CT series with enhance-make-phantom; returns the file paths."""
+    subprocess.run([PHANTOM, "--out", directory, "--rows", str(rows), "--columns", str(columns),
+                    "--slices", str(slices), "--noise", str(noise), "--seed", str(seed)],
+                   check=True, capture_output=True)
+    return sorted(os.path.join(directory, f) for f in os.listdir(directory) if f.endswith(".dcm"))
+
+
+def wait_for(predicate, timeout, interval=0.5, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)

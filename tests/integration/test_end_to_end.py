@@ -1,0 +1,152 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""End to end: a CT series sent by C-STORE to a real Orthanc with the plugin comes back
+as a denoised derived series in the same study, and the originals are untouched."""
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+import numpy as np
+import pydicom
+
+from orthanc_harness import OrthancServer, make_phantom, wait_for
+
+RULES = {"Enhance": {"Rules": [
+    {"Name": "ct-denoise", "Modalities": ["CT"], "Task": "denoise", "Model": "classical-bilateral"}]}}
+
+
+def noise_sigma(image):
+    """Median-based noise estimate (Laplacian-difference mask), independent of the plugin's."""
+    a = image.astype(np.float64)
+    response = (a[:-2, :-2] - 2 * a[:-2, 1:-1] + a[:-2, 2:] - 2 * a[1:-1, :-2] + 4 * a[1:-1, 1:-1]
+                - 2 * a[1:-1, 2:] + a[2:, :-2] - 2 * a[2:, 1:-1] + a[2:, 2:])
+    response = np.abs(response[response != 0])
+    return np.median(response) / 0.6745 / 6.0
+
+
+def hu(dataset):
+    return dataset.pixel_array.astype(np.float64) * float(dataset.RescaleSlope) + float(
+        dataset.RescaleIntercept)
+
+
+class EndToEndTest(unittest.TestCase):
+    SLICES = 12
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="enhance-e2e-")
+        cls.files = make_phantom(os.path.join(cls.tmp, "ct"), slices=cls.SLICES)
+        cls.sent = {pydicom.dcmread(f).SOPInstanceUID: pydicom.dcmread(f) for f in cls.files}
+        cls.orthanc = OrthancServer(extra_config=RULES, stable_age=3)
+        cls.orthanc.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.orthanc.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_ct_series_is_denoised_into_a_derived_series_in_the_same_study(self):
+        o = self.orthanc
+        o.store_files(self.files)
+
+        # Snapshot every stored original at once, before the series becomes stable.
+        series_ids = o.get("/series")
+        self.assertEqual(len(series_ids), 1)
+        source_id = series_ids[0]
+        source = o.get(f"/series/{source_id}")
+        self.assertEqual(len(source["Instances"]), self.SLICES)
+        before = {}
+        for instance in source["Instances"]:
+            data = o.get_bytes(f"/instances/{instance}/file")
+            md5_at_ingest = o.request("GET", f"/instances/{instance}/attachments/dicom/md5").decode()
+            self.assertEqual(hashlib.md5(data).hexdigest(), md5_at_ingest)
+            before[instance] = data
+
+        # The derived series appears in the same study (bounded wait).
+        study_id = source["ParentStudy"]
+
+        def derived_series():
+            ids = [s for s in o.get(f"/studies/{study_id}")["Series"] if s != source_id]
+            if ids and len(o.get(f"/series/{ids[0]}")["Instances"]) == self.SLICES:
+                return ids
+            return None
+
+        derived_ids = wait_for(derived_series, timeout=120, what="the derived series")
+        self.assertEqual(len(derived_ids), 1)
+        derived = o.get(f"/series/{derived_ids[0]}")
+        self.assertEqual(len(derived["Instances"]), self.SLICES)
+
+        # Originals: byte-identical, and their datasets equal what was sent.
+        for instance, data in before.items():
+            after = o.get_bytes(f"/instances/{instance}/file")
+            self.assertEqual(after, data, f"original instance {instance} changed")
+            stored = pydicom.dcmread(io.BytesIO(after))
+            self.assertEqual(stored, self.sent[stored.SOPInstanceUID],
+                             f"dataset of {instance} differs from what was sent")
+
+        # Derived instances: labelled, referenced, in the same study, valid DICOM.
+        source_by_uid = {pydicom.dcmread(io.BytesIO(d)).SOPInstanceUID: d for d in before.values()}
+        sent_series_uid = next(iter(self.sent.values())).SeriesInstanceUID
+        seen_sop_uids = set()
+        dciodvfy_checked = 0
+        for instance in derived["Instances"]:
+            data = o.get_bytes(f"/instances/{instance}/file")
+            ds = pydicom.dcmread(io.BytesIO(data))
+            self.assertEqual(list(ds.ImageType)[:3], ["DERIVED", "SECONDARY", "AXIAL"])
+            self.assertIn("denoise by classical-bilateral", ds.DerivationDescription)
+            self.assertTrue(ds.SeriesDescription.endswith(" [AI denoised]"))
+            self.assertEqual(int(ds.SeriesNumber), 1002)
+            self.assertNotEqual(ds.SeriesInstanceUID, sent_series_uid)
+            self.assertNotIn(ds.SOPInstanceUID, self.sent)
+            seen_sop_uids.add(ds.SOPInstanceUID)
+            ref = ds.SourceImageSequence[0]
+            self.assertIn(ref.ReferencedSOPInstanceUID, source_by_uid)
+            self.assertEqual(ref.PurposeOfReferenceCodeSequence[0].CodeValue, "121322")
+            original = pydicom.dcmread(io.BytesIO(source_by_uid[ref.ReferencedSOPInstanceUID]))
+            for keyword in ("StudyInstanceUID", "PatientID", "PatientName", "FrameOfReferenceUID",
+                            "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
+                self.assertEqual(ds.get(keyword), original.get(keyword), keyword)
+            equipment = ds.ContributingEquipmentSequence[-1]
+            self.assertEqual(equipment.Manufacturer, "Orthanc Enhance")
+            self.assertEqual(equipment.ManufacturerModelName, "classical-bilateral")
+
+            # Denoised: far less noise, same mean HU inside the body.
+            before_hu, after_hu = hu(original), hu(ds)
+            self.assertLess(noise_sigma(after_hu), 0.5 * noise_sigma(before_hu))
+            body = before_hu > -500
+            self.assertLess(abs(after_hu[body].mean() - before_hu[body].mean()), 5.0)
+
+            if dciodvfy_checked < 3:
+                path = os.path.join(self.tmp, f"derived-{instance}.dcm")
+                with open(path, "wb") as f:
+                    f.write(data)
+                result = subprocess.run(["dciodvfy", path], capture_output=True, text=True)
+                errors = [line for line in (result.stdout + result.stderr).splitlines()
+                          if line.startswith("Error")]
+                self.assertEqual(errors, [], f"dciodvfy reports errors for {instance}")
+                dciodvfy_checked += 1
+        self.assertEqual(len(seen_sop_uids), self.SLICES)
+
+        # The derived series is never processed again: it stays one extra series.
+        system = wait_for(lambda: (lambda s: s if s["Series"]["Skipped"] >= 1 else None)(
+            o.get("/enhance/system")), timeout=30, what="the derived series to be skipped")
+        self.assertEqual(system["Series"]["Succeeded"], 1)
+        self.assertEqual(system["Series"]["Failed"], 0)
+        self.assertEqual(len(o.get(f"/studies/{study_id}")["Series"]), 2)
+
+    def test_system_route_reports_the_runtime(self):
+        system = self.orthanc.get("/enhance/system")
+        self.assertEqual(system["Name"], "enhance")
+        self.assertRegex(system["Version"], r"^\d+\.\d+\.\d+$")
+        self.assertRegex(system["TorchVersion"], r"^1\.13")
+        self.assertEqual(system["Device"], "cpu")
+        self.assertGreaterEqual(system["Threads"], 1)
+        self.assertIn("classical-bilateral", [m["Name"] for m in system["Models"]])
+        self.assertEqual(system["Rules"], ["ct-denoise"])
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "PluginConfiguration.h"
+
+#include <gtest/gtest.h>
+#include <json/reader.h>
+
+#include "enhance/Error.h"
+
+namespace enhance::plugin {
+namespace {
+
+Json::Value Parse(const std::string& text) {
+  Json::Value value;
+  Json::CharReaderBuilder builder;
+  std::string errors;
+  std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
+  EXPECT_TRUE(reader->parse(text.data(), text.data() + text.size(), &value, &errors)) << errors;
+  return value;
+}
+
+std::string ErrorOf(const std::string& text) {
+  try {
+    ParseConfiguration(Parse(text));
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBadInput);
+    return e.what();
+  }
+  return "no error";
+}
+
+}  // namespace
+
+TEST(PluginConfiguration, DefaultsWhenTheSectionIsAbsent) {
+  const PluginConfiguration c = ParseConfiguration(Parse(R"json({"Name": "x"})json"));
+  EXPECT_TRUE(c.enabled);
+  EXPECT_EQ(c.concurrentSeries, 1);
+  EXPECT_FALSE(c.processDerivedSeries);
+  EXPECT_TRUE(c.rules.empty());
+  EXPECT_EQ(c.seriesNumberOffset, 1000);
+  EXPECT_EQ(c.SuffixFor("denoise"), " [AI denoised]");
+}
+
+TEST(PluginConfiguration, ReadsEveryKey) {
+  const PluginConfiguration c = ParseConfiguration(Parse(R"json({"Enhance": {
+    "Enable": false, "Threads": 3, "ConcurrentSeries": 2, "ProcessDerivedSeries": true,
+    "UidRoot": "1.2.826.0.1.3680043.10.99", "SeriesNumberOffset": 500,
+    "SeriesDescriptionSuffix": {"denoise": " (AI)"},
+    "Rules": [{"Name": "a", "Modalities": ["CT", "MR"], "Task": "denoise", "Model": "m"},
+              {"Task": "mr2ct", "Model": "n"}]}})json"));
+  EXPECT_FALSE(c.enabled);
+  EXPECT_EQ(c.threads, 3);
+  EXPECT_EQ(c.concurrentSeries, 2);
+  EXPECT_TRUE(c.processDerivedSeries);
+  EXPECT_EQ(c.uidRoot, "1.2.826.0.1.3680043.10.99");
+  EXPECT_EQ(c.seriesNumberOffset, 500);
+  EXPECT_EQ(c.SuffixFor("denoise"), " (AI)");
+  EXPECT_EQ(c.SuffixFor("mr2ct"), " [AI synthetic CT]");
+  ASSERT_EQ(c.rules.size(), 2u);
+  EXPECT_EQ(c.rules[0].modalities, (std::vector<std::string>{"CT", "MR"}));
+  EXPECT_EQ(c.rules[1].name, "Enhance.Rules[1]");
+  EXPECT_TRUE(c.rules[1].modalities.empty());
+}
+
+TEST(PluginConfiguration, ErrorsNameTheFullKey) {
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"Rulez": []}})json").find("Enhance.Rulez: unknown key"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"Rules": [{"Task": "denoize", "Model": "m"}]}})json")
+                .find("Enhance.Rules[0].Task: 'denoize' is not a task"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"Rules": [{"Task": "denoise"}]}})json")
+                .find("Enhance.Rules[0].Model: is required"),
+            std::string::npos);
+  EXPECT_NE(
+      ErrorOf(R"json({"Enhance": {"ConcurrentSeries": 0}})json").find("Enhance.ConcurrentSeries"),
+      std::string::npos);
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"Enable": "yes"}})json")
+                .find("Enhance.Enable: must be true or false"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"UidRoot": "1.02.3"}})json").find("Enhance.UidRoot"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"Rules": [{"Name": "x", "Task": "denoise", "Model": "m"},
+                                                {"Name": "x", "Task": "denoise", "Model": "m"}]}})json")
+                .find("Enhance.Rules[1].Name: 'x' is used twice"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"SeriesDescriptionSuffix": {"denoise": 3}}})json")
+                .find("Enhance.SeriesDescriptionSuffix.denoise: must be a string"),
+            std::string::npos);
+}
+
+}  // namespace enhance::plugin
