@@ -103,7 +103,7 @@ Json::Value SystemInformation(const PluginContext& plugin) {
     entry["Uid"] = m.uid;
     entry["Modalities"] = Json::arrayValue;
     for (const auto& modality : m.modalities) entry["Modalities"].append(modality);
-    entry["Description"] = m.description;
+    entry["IntendedUse"] = m.intendedUse;
     models.append(entry);
   }
   info["Models"] = models;

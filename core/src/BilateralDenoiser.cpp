@@ -63,7 +63,7 @@ BilateralDenoiser::BilateralDenoiser(BilateralParameters parameters) : parameter
   info_.version = "1.0.0";
   info_.task = "denoise";
   info_.modalities = {"CT", "MR"};
-  info_.description =
+  info_.intendedUse =
       "Edge-preserving bilateral filter adapted to the measured noise level; a classical "
       "baseline that needs no trained weights.";
   info_.derivationCode = {"113087", "DCM", "Smoothing"};

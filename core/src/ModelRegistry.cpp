@@ -2,31 +2,64 @@
 #include "enhance/ModelRegistry.h"
 
 #include <algorithm>
+#include <set>
 
-#include "enhance/BilateralDenoiser.h"
+#include "enhance/ClassicalModels.h"
 #include "enhance/Error.h"
 
 namespace enhance {
 
-ModelRegistry::ModelRegistry() { Add(std::make_shared<BilateralDenoiser>()); }
+ModelRegistry::ModelRegistry() : builtin_(BuiltinModels()) {}
 
-void ModelRegistry::Add(std::shared_ptr<const Model> model) {
-  if (!model) throw Error(ErrorKind::kInternal, "null model added to the registry");
-  std::lock_guard<std::mutex> lock(mutex_);
-  const std::string& name = model->Info().name;
-  auto existing = std::find_if(models_.begin(), models_.end(),
-                               [&](const auto& m) { return m->Info().name == name; });
-  if (existing != models_.end()) {
-    *existing = std::move(model);
-  } else {
-    models_.push_back(std::move(model));
+ModelLoadReport ModelRegistry::LoadDirectories(const std::vector<std::filesystem::path>& directories,
+                                               const InferenceOptions& options) {
+  ModelLoadReport report;
+  std::vector<std::shared_ptr<const Model>> models;
+  std::set<std::string> names;
+  for (const auto& model : builtin_) names.insert(model->Info().name);
+
+  for (const auto& directory : directories) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(directory, ec)) {
+      report.problems.push_back({directory.string(), "is not a readable folder"});
+      continue;
+    }
+    std::vector<std::filesystem::path> folders;
+    for (const auto& entry : std::filesystem::directory_iterator(directory, ec)) {
+      if (entry.is_directory() && std::filesystem::exists(entry.path() / "manifest.json")) {
+        folders.push_back(entry.path());
+      }
+    }
+    std::sort(folders.begin(), folders.end());  // deterministic: the first of two names wins
+    for (const auto& folder : folders) {
+      try {
+        auto model = TorchModel::Load(folder, options);
+        const std::string& name = model->Info().name;
+        if (!names.insert(name).second) {
+          throw Error(ErrorKind::kBadInput,
+                      folder.string() + ": the name '" + name +
+                          "' is already used by another model; give this one another name");
+        }
+        report.loaded.push_back(name);
+        models.push_back(std::move(model));
+      } catch (const std::exception& e) {
+        report.problems.push_back({folder.string(), e.what()});
+      }
+    }
   }
+
+  std::lock_guard<std::mutex> lock(mutex_);
+  loaded_ = std::move(models);
+  problems_ = report.problems;
+  return report;
 }
 
 std::shared_ptr<const Model> ModelRegistry::Find(const std::string& name) const {
   std::lock_guard<std::mutex> lock(mutex_);
-  for (const auto& model : models_) {
-    if (model->Info().name == name) return model;
+  for (const auto* list : {&builtin_, &loaded_}) {
+    for (const auto& model : *list) {
+      if (model->Info().name == name) return model;
+    }
   }
   return nullptr;
 }
@@ -42,7 +75,14 @@ std::shared_ptr<const Model> ModelRegistry::Get(const std::string& name) const {
 
 std::vector<std::shared_ptr<const Model>> ModelRegistry::List() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return models_;
+  std::vector<std::shared_ptr<const Model>> all = builtin_;
+  all.insert(all.end(), loaded_.begin(), loaded_.end());
+  return all;
+}
+
+std::vector<ModelLoadProblem> ModelRegistry::Problems() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return problems_;
 }
 
 }  // namespace enhance

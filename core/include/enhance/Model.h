@@ -11,20 +11,14 @@
 #include <string>
 #include <vector>
 
-#include "enhance/CodedConcept.h"
+#include "enhance/ModelSpec.h"
 #include "enhance/Volume.h"
 
 namespace enhance {
 
-struct ModelInfo {
-  std::string name;  // unique key in the registry, e.g. "classical-bilateral"
-  std::string version;
-  std::string task;                     // "denoise" | "superres" | "mr2ct"
-  std::vector<std::string> modalities;  // accepted modalities, e.g. {"CT", "MR"}
-  std::string uid;                      // changes whenever the model's behaviour changes
-  std::string description;              // intended use, one sentence
-  CodedConcept derivationCode;          // how its output is coded in DerivationCodeSequence
-};
+// What a model is and how it is fed: its parsed manifest, or the equivalent for a
+// built-in model. Model::Info() returns it.
+using ModelInfo = ModelSpec;
 
 // Passed to Run(): lets a long computation report progress and stop early.
 struct RunContext {
@@ -33,6 +27,12 @@ struct RunContext {
   // Polled between slices or batches; when it returns true, Run throws Error(kCancelled).
   std::function<bool()> cancelled;
 
+  // Called with a message the user should see (e.g. a fallback that was taken). May be empty.
+  std::function<void(const std::string&)> warning;
+
+  void Warn(const std::string& message) const {
+    if (warning) warning(message);
+  }
   void Report(double fraction) const {
     if (progress) progress(fraction);
   }

@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// A model brought as a TorchScript archive plus manifest.json (docs/models.md).
+// Load() validates the manifest, loads the archive straight onto the device, checks the
+// output shape on a small dummy input (which also warms the model up) and gives a clear
+// error for anything wrong. One loaded instance is shared by all jobs; at most
+// `maxConcurrentRuns` Run() calls execute at once, the others wait.
+//
+// On CUDA: fp16 when the manifest allows it, pinned host memory and asynchronous copies;
+// when the GPU runs out of memory the batch is halved, and at batch size 1 the series is
+// run on the CPU instead, with a warning in the returned parameters.
+//
+// Thread-safe: Run() may be called from several threads.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "enhance/Model.h"
+
+namespace enhance {
+
+struct InferenceOptions {
+  std::string device = "auto";  // "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
+  size_t memoryBudgetBytes = size_t{1} << 30;
+  int maxConcurrentRuns = 1;
+  // CPU: freeze the graph and fuse operators (torch::jit::optimize_for_inference).
+  bool optimizeForCpu = true;
+};
+
+class TorchModel final : public Model {
+ public:
+  // Throws Error naming the folder and what is wrong.
+  static std::shared_ptr<const TorchModel> Load(const std::filesystem::path& folder,
+                                                const InferenceOptions& options);
+  ~TorchModel() override;
+
+  const ModelInfo& Info() const override;
+  std::string Parameters() const override;
+  Volume Run(const Volume& input, const RunContext& context) const override;
+
+  // "cpu" or "cuda:N", where the model runs.
+  std::string Device() const;
+
+ private:
+  struct Impl;
+  explicit TorchModel(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The device "auto" resolves to: "cuda:0" when LibTorch sees a GPU, else "cpu".
+std::string ResolveDevice(const std::string& requested);
+
+}  // namespace enhance

@@ -1,0 +1,294 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "SliceEngine.h"
+
+#include <c10/core/InferenceMode.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "enhance/Error.h"
+
+namespace enhance {
+namespace {
+
+// Affine map y = x * scale + offset from physical values to network values.
+struct Affine {
+  double scale = 1.0;
+  double offset = 0.0;
+};
+
+double Quantile(std::vector<float> values, double percent) {
+  if (values.empty()) return 0.0;
+  const double position = percent / 100.0 * static_cast<double>(values.size() - 1);
+  const auto index = static_cast<size_t>(std::floor(position));
+  std::nth_element(values.begin(), values.begin() + static_cast<long>(index), values.end());
+  const double lower = values[index];
+  if (index + 1 >= values.size()) return lower;
+  const double upper = *std::min_element(values.begin() + static_cast<long>(index) + 1, values.end());
+  return lower + (upper - lower) * (position - static_cast<double>(index));
+}
+
+// Voxels that belong to the patient, for statistics: above -500 HU for CT, above 2% of
+// the bright end for other units (MR background is close to zero). At most ~1M samples.
+std::vector<float> BodySample(const Volume& v) {
+  const size_t total = v.voxels.size();
+  const size_t stride = std::max<size_t>(1, total / 1000000);
+  std::vector<float> sample;
+  sample.reserve(total / stride + 1);
+  for (size_t i = 0; i < total; i += stride) sample.push_back(v.voxels[i]);
+  float threshold = -500.0f;
+  if (v.units != "HU") threshold = static_cast<float>(0.02 * Quantile(sample, 99.5));
+  std::vector<float> body;
+  for (float x : sample) {
+    if (x > threshold) body.push_back(x);
+  }
+  return body.size() >= 16 ? body : sample;
+}
+
+Affine InputMapping(const Normalization& n, const Volume& v) {
+  switch (n.method) {
+    case Normalization::Method::kNone:
+      return {};
+    case Normalization::Method::kWindow:
+      return {1.0 / (n.high - n.low), -n.low / (n.high - n.low)};
+    case Normalization::Method::kPercentile: {
+      const std::vector<float> body = BodySample(v);
+      const double lo = Quantile(body, n.low);
+      const double hi = std::max(Quantile(body, n.high), lo + 1e-6);
+      return {1.0 / (hi - lo), -lo / (hi - lo)};
+    }
+    case Normalization::Method::kZScore: {
+      const std::vector<float> body = BodySample(v);
+      double sum = 0, sum2 = 0;
+      for (float x : body) {
+        sum += x;
+        sum2 += static_cast<double>(x) * x;
+      }
+      const double count = static_cast<double>(std::max<size_t>(1, body.size()));
+      const double mean = sum / count;
+      const double sd = std::sqrt(std::max(sum2 / count - mean * mean, 1e-12));
+      return {1.0 / sd, -mean / sd};
+    }
+  }
+  return {};
+}
+
+// Output network values back to physical values.
+Affine OutputMapping(const ModelSpec& spec, const Affine& input) {
+  if (spec.output.method == Normalization::Method::kWindow) {
+    return {spec.output.high - spec.output.low, spec.output.low};
+  }
+  return {1.0 / input.scale, -input.offset / input.scale};
+}
+
+Geometry InPlaneGeometry(const Geometry& g, int scale) {
+  Geometry out = g;
+  out.rowSpacing = g.rowSpacing / scale;
+  out.columnSpacing = g.columnSpacing / scale;
+  // ImagePositionPatient is the centre of the first voxel: same field of view, finer grid.
+  const Vec3 shift = (0.5 * (out.columnSpacing - g.columnSpacing)) * g.rowDirection +
+                     (0.5 * (out.rowSpacing - g.rowSpacing)) * g.columnDirection;
+  for (auto& p : out.slicePositions) p = p + shift;
+  return out;
+}
+
+Geometry ThroughPlaneGeometry(const Geometry& g) {
+  Geometry out = g;
+  out.slicePositions.clear();
+  for (size_t k = 0; k < g.slicePositions.size(); ++k) {
+    out.slicePositions.push_back(g.slicePositions[k]);
+    if (k + 1 < g.slicePositions.size()) {
+      out.slicePositions.push_back(0.5 * (g.slicePositions[k] + g.slicePositions[k + 1]));
+    }
+  }
+  out.sliceSpacing = g.sliceSpacing / 2;
+  if (g.sliceThickness > 0) out.sliceThickness = g.sliceThickness / 2;
+  return out;
+}
+
+struct WorkItem {
+  int64_t output;                // output slice index
+  std::vector<int64_t> channels;  // input slice index of each channel
+};
+
+std::vector<WorkItem> PlanItems(int64_t slices, const ModelSpec& spec) {
+  std::vector<WorkItem> items;
+  auto clampIndex = [&](int64_t i) { return std::clamp<int64_t>(i, 0, slices - 1); };
+  if (spec.throughPlaneScale > 1) {
+    const int64_t c = std::max(1, spec.sliceContext);
+    for (int64_t gap = 0; gap + 1 < slices; ++gap) {
+      WorkItem item{2 * gap + 1, {}};
+      for (int64_t i = gap - c + 1; i <= gap + c; ++i) item.channels.push_back(clampIndex(i));
+      items.push_back(std::move(item));
+    }
+  } else {
+    const int64_t c = spec.sliceContext;
+    for (int64_t k = 0; k < slices; ++k) {
+      WorkItem item{k, {}};
+      for (int64_t i = k - c; i <= k + c; ++i) item.channels.push_back(clampIndex(i));
+      items.push_back(std::move(item));
+    }
+  }
+  return items;
+}
+
+bool IsOutOfMemory(const c10::Error& e) {
+  return dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr ||
+         std::string(e.what()).find("out of memory") != std::string::npos;
+}
+
+}  // namespace
+
+std::vector<int64_t> TileStarts(int64_t length, int64_t size, int64_t overlap) {
+  if (size <= 0 || length <= size) return {0};
+  std::vector<int64_t> starts;
+  const int64_t stride = size - overlap;
+  for (int64_t start = 0;; start += stride) {
+    if (start + size >= length) {
+      starts.push_back(length - size);
+      break;
+    }
+    starts.push_back(start);
+  }
+  return starts;
+}
+
+std::vector<float> BlendRamp(int64_t length, int64_t rampAtStart, int64_t rampAtEnd) {
+  std::vector<float> w(static_cast<size_t>(length), 1.0f);
+  auto ramp = [](int64_t distance, int64_t overlap) -> float {
+    if (overlap <= 0) return 1.0f;
+    const double zero = overlap / 4.0;
+    const double one = 3.0 * overlap / 4.0;
+    const double d = static_cast<double>(distance) + 0.5;
+    if (d <= zero) return 1e-6f;  // never exactly 0: every output pixel keeps some weight
+    if (d >= one) return 1.0f;
+    return static_cast<float>((d - zero) / (one - zero));
+  };
+  for (int64_t i = 0; i < length; ++i) {
+    w[static_cast<size_t>(i)] = std::min(ramp(i, rampAtStart), ramp(length - 1 - i, rampAtEnd));
+  }
+  return w;
+}
+
+Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFunction& function,
+                      const EngineOptions& options, const RunContext& context) {
+  const int64_t slices = input.slices;
+  const int64_t rows = input.rows;
+  const int64_t columns = input.columns;
+  const int64_t scale = spec.inPlaneScale;
+  if (slices == 0 || rows == 0 || columns == 0) {
+    throw Error(ErrorKind::kBadInput, "the volume is empty");
+  }
+  if (spec.throughPlaneScale > 1 && slices < 2) {
+    throw Error(ErrorKind::kBadInput, "through-plane super-resolution needs at least two slices");
+  }
+
+  Volume output;
+  output.units = spec.outputUnits.empty() ? input.units : spec.outputUnits;
+  output.geometry = spec.throughPlaneScale > 1 ? ThroughPlaneGeometry(input.geometry)
+                                               : InPlaneGeometry(input.geometry, static_cast<int>(scale));
+  const int64_t outSlices = spec.throughPlaneScale > 1 ? 2 * slices - 1 : slices;
+  output.Resize(outSlices, rows * scale, columns * scale);
+
+  const Affine in = InputMapping(spec.input, input);
+  const Affine out = OutputMapping(spec, in);
+  const std::vector<WorkItem> items = PlanItems(slices, spec);
+
+  c10::InferenceMode inferenceMode;
+  const at::Tensor normalized =
+      at::from_blob(const_cast<float*>(input.voxels.data()), {slices, rows, columns}, at::kFloat)
+          .mul(in.scale)
+          .add_(in.offset);
+  at::Tensor accumulated = at::zeros({outSlices, rows * scale, columns * scale}, at::kFloat);
+  at::Tensor weights = at::zeros({rows * scale, columns * scale}, at::kFloat);
+
+  // Tiles of the input grid; the overlap only matters where a tile edge is not the border.
+  const int64_t tileRows = spec.tileSize > 0 ? std::min<int64_t>(spec.tileSize, rows) : rows;
+  const int64_t tileColumns = spec.tileSize > 0 ? std::min<int64_t>(spec.tileSize, columns) : columns;
+  const std::vector<int64_t> rowStarts = TileStarts(rows, tileRows, spec.tileOverlap);
+  const std::vector<int64_t> columnStarts = TileStarts(columns, tileColumns, spec.tileOverlap);
+
+  const size_t perItem = static_cast<size_t>(tileRows * tileColumns) * options.bytesPerInputPixel;
+  int64_t batchSize = std::clamp<int64_t>(
+      static_cast<int64_t>(options.memoryBudgetBytes / std::max<size_t>(1, perItem)), 1,
+      std::min<int64_t>(options.maxBatch, spec.maxBatch));
+  const bool cuda = options.device.is_cuda();
+  const int64_t totalWork = static_cast<int64_t>(items.size() * rowStarts.size() * columnStarts.size());
+  int64_t done = 0;
+
+  for (size_t ty = 0; ty < rowStarts.size(); ++ty) {
+    for (size_t tx = 0; tx < columnStarts.size(); ++tx) {
+      const int64_t r0 = rowStarts[ty];
+      const int64_t c0 = columnStarts[tx];
+      const int64_t overlap = spec.tileOverlap * scale;
+      const std::vector<float> wy = BlendRamp(tileRows * scale, ty > 0 ? overlap : 0,
+                                              ty + 1 < rowStarts.size() ? overlap : 0);
+      const std::vector<float> wx = BlendRamp(tileColumns * scale, tx > 0 ? overlap : 0,
+                                              tx + 1 < columnStarts.size() ? overlap : 0);
+      const at::Tensor tileWeight =
+          at::outer(at::tensor(wy, at::kFloat), at::tensor(wx, at::kFloat));
+      weights.slice(0, r0 * scale, (r0 + tileRows) * scale)
+          .slice(1, c0 * scale, (c0 + tileColumns) * scale)
+          .add_(tileWeight);
+      const at::Tensor tile = normalized.slice(1, r0, r0 + tileRows).slice(2, c0, c0 + tileColumns);
+
+      for (size_t first = 0; first < items.size();) {
+        context.ThrowIfCancelled();
+        const size_t count = std::min<size_t>(static_cast<size_t>(batchSize), items.size() - first);
+        std::vector<at::Tensor> stack;
+        for (size_t i = first; i < first + count; ++i) {
+          stack.push_back(tile.index_select(0, at::tensor(items[i].channels, at::kLong)));
+        }
+        at::Tensor batch = at::stack(stack);
+        at::Tensor prediction;
+        try {
+          if (cuda) batch = batch.pin_memory();
+          batch = batch.to(options.device, options.fp16 ? at::kHalf : at::kFloat, /*non_blocking=*/cuda);
+          prediction = function(batch).to(at::kCPU, at::kFloat);
+        } catch (const c10::Error& e) {
+          if (IsOutOfMemory(e) && batchSize > 1) {
+            batchSize = std::max<int64_t>(1, batchSize / 2);  // retry this batch smaller
+            continue;
+          }
+          if (IsOutOfMemory(e)) throw Error(ErrorKind::kUnsupported, std::string("out of memory: ") + e.what_without_backtrace());
+          throw Error(ErrorKind::kInternal, std::string("the model failed: ") + e.what_without_backtrace());
+        }
+        const std::vector<int64_t> expected{static_cast<int64_t>(count), 1, tileRows * scale,
+                                            tileColumns * scale};
+        if (prediction.sizes().vec() != expected) {
+          throw Error(ErrorKind::kInternal,
+                      "the model returned shape " + c10::str(prediction.sizes()) + " instead of " +
+                          c10::str(at::IntArrayRef(expected)));
+        }
+        for (size_t i = 0; i < count; ++i) {
+          accumulated[items[first + i].output]
+              .slice(0, r0 * scale, (r0 + tileRows) * scale)
+              .slice(1, c0 * scale, (c0 + tileColumns) * scale)
+              .addcmul_(prediction[static_cast<int64_t>(i)][0], tileWeight);
+        }
+        first += count;
+        done += static_cast<int64_t>(count);
+        context.Report(static_cast<double>(done) / static_cast<double>(totalWork));
+      }
+    }
+  }
+
+  at::Tensor result = accumulated.div_(weights).mul_(out.scale).add_(out.offset);
+  if (spec.hasOutputRange) result.clamp_(spec.outputMin, spec.outputMax);
+  if (!at::isfinite(result).all().item<bool>()) {
+    throw Error(ErrorKind::kInternal, "model '" + spec.name +
+                                          "' produced values that are not finite (NaN or infinity)");
+  }
+  at::from_blob(output.voxels.data(), {outSlices, rows * scale, columns * scale}, at::kFloat)
+      .copy_(result);
+  if (spec.throughPlaneScale > 1) {
+    // Source slices are kept exactly; the model only fills the gaps.
+    for (int64_t k = 0; k < slices; ++k) {
+      std::copy(input.Slice(k), input.Slice(k) + input.VoxelsPerSlice(), output.Slice(2 * k));
+    }
+  }
+  return output;
+}
+
+}  // namespace enhance

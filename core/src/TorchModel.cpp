@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "enhance/TorchModel.h"
+
+#include <torch/cuda.h>
+#include <torch/script.h>
+
+#include <condition_variable>
+#include <fstream>
+#include <mutex>
+#include <regex>
+#include <sstream>
+
+#include "SliceEngine.h"
+#include "enhance/Error.h"
+#include "enhance/ModelSpec.h"
+#include "enhance/Uid.h"
+
+namespace enhance {
+namespace {
+
+// Counting semaphore (C++17 has none).
+class Slots {
+ public:
+  explicit Slots(int count) : free_(std::max(1, count)) {}
+  void Acquire() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    available_.wait(lock, [this] { return free_ > 0; });
+    --free_;
+  }
+  void Release() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++free_;
+    }
+    available_.notify_one();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable available_;
+  int free_;
+};
+
+class SlotGuard {
+ public:
+  explicit SlotGuard(Slots& slots) : slots_(slots) { slots_.Acquire(); }
+  ~SlotGuard() { slots_.Release(); }
+  SlotGuard(const SlotGuard&) = delete;
+  SlotGuard& operator=(const SlotGuard&) = delete;
+
+ private:
+  Slots& slots_;
+};
+
+std::string ReadWholeFile(const std::filesystem::path& path) {
+  std::ifstream stream(path, std::ios::binary);
+  std::ostringstream content;
+  content << stream.rdbuf();
+  return content.str();
+}
+
+torch::jit::Module LoadModule(const ModelSpec& spec, const c10::Device& device, bool fp16,
+                              bool optimize) {
+  torch::jit::Module module = torch::jit::load(spec.archive.string(), device);
+  module.eval();
+  if (fp16) module.to(torch::kHalf);
+  if (optimize && device.is_cpu()) {
+    try {
+      module = torch::jit::optimize_for_inference(module);
+    } catch (const c10::Error&) {
+      // Models the optimiser cannot freeze (e.g. with mutable attributes) run as they are.
+    }
+  }
+  return module;
+}
+
+}  // namespace
+
+std::string ResolveDevice(const std::string& requested) {
+  if (requested == "auto") return torch::cuda::is_available() ? "cuda:0" : "cpu";
+  static const std::regex kDevice("cpu|cuda(:[0-9]+)?");
+  if (!std::regex_match(requested, kDevice)) {
+    throw Error(ErrorKind::kBadInput,
+                "device '" + requested + "' must be auto, cpu, cuda or cuda:N");
+  }
+  return requested == "cuda" ? "cuda:0" : requested;
+}
+
+struct TorchModel::Impl {
+  ModelSpec spec;
+  c10::Device device{c10::kCPU};
+  bool fp16 = false;
+  InferenceOptions options;
+  std::shared_ptr<torch::jit::Module> module;
+  std::unique_ptr<Slots> slots;
+  // Loaded on first need, when the GPU runs out of memory even at batch size 1.
+  mutable std::mutex fallbackMutex;
+  mutable std::shared_ptr<torch::jit::Module> cpuFallback;
+
+  EngineOptions Engine(const c10::Device& d, bool half) const {
+    EngineOptions e;
+    e.device = d;
+    e.fp16 = half;
+    e.maxBatch = spec.maxBatch;
+    e.memoryBudgetBytes = options.memoryBudgetBytes;
+    return e;
+  }
+
+  static SliceFunction Function(std::shared_ptr<torch::jit::Module> m) {
+    return [m](const at::Tensor& batch) {
+      return m->forward({batch}).toTensor();
+    };
+  }
+};
+
+TorchModel::TorchModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TorchModel::~TorchModel() = default;
+
+std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& folder,
+                                                   const InferenceOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->spec = LoadManifest(folder);
+  ModelSpec& spec = impl->spec;
+  const std::string where = folder.string();
+  if (!std::filesystem::is_regular_file(spec.archive)) {
+    throw Error(ErrorKind::kNotFound, where + ": the archive " + spec.archive.filename().string() +
+                                          " named in manifest.json does not exist");
+  }
+  if (spec.uid.empty()) {
+    // The identity of a model is its weights: hash the archive.
+    spec.uid = UidFromName(spec.name + "/" + spec.version + "/" + ReadWholeFile(spec.archive));
+  }
+  impl->options = options;
+  impl->slots = std::make_unique<Slots>(options.maxConcurrentRuns);
+  impl->device = c10::Device(ResolveDevice(options.device));
+  if (impl->device.is_cuda() && !torch::cuda::is_available()) {
+    impl->device = c10::Device(c10::kCPU);  // configured for a GPU this machine lacks
+  }
+  impl->fp16 = spec.allowFp16 && impl->device.is_cuda();
+
+  try {
+    impl->module = std::make_shared<torch::jit::Module>(
+        LoadModule(spec, impl->device, impl->fp16, options.optimizeForCpu));
+  } catch (const c10::Error& e) {
+    throw Error(ErrorKind::kBadInput, where + ": " + spec.archive.filename().string() +
+                                          " is not a loadable TorchScript archive: " +
+                                          e.what_without_backtrace());
+  }
+
+  // Validate the contract on a small input; this also warms up the model.
+  const int64_t side = 32;
+  const int64_t channels = spec.InputChannels();
+  try {
+    c10::InferenceMode guard;
+    at::Tensor dummy = at::rand({1, channels, side, side}).to(impl->device, impl->fp16 ? at::kHalf : at::kFloat);
+    const c10::IValue result = impl->module->forward({dummy});
+    if (!result.isTensor()) {
+      throw Error(ErrorKind::kBadInput, where + ": forward() must return one tensor");
+    }
+    const at::Tensor out = result.toTensor();
+    const std::vector<int64_t> expected{1, 1, side * spec.inPlaneScale, side * spec.inPlaneScale};
+    if (out.sizes().vec() != expected) {
+      throw Error(ErrorKind::kBadInput,
+                  where + ": for an input of shape [1, " + std::to_string(channels) + ", 32, 32] the model returned " +
+                      c10::str(out.sizes()) + "; a " + spec.task + " model with scale " +
+                      std::to_string(spec.inPlaneScale) + " and " + std::to_string(channels) +
+                      " input channel(s) must return " + c10::str(at::IntArrayRef(expected)));
+    }
+  } catch (const c10::Error& e) {
+    throw Error(ErrorKind::kBadInput, where + ": the model fails on a [1, " +
+                                          std::to_string(channels) + ", 32, 32] input (" +
+                                          std::to_string(channels) +
+                                          " channels from the manifest's slice_context): " +
+                                          e.what_without_backtrace());
+  }
+  return std::shared_ptr<const TorchModel>(new TorchModel(std::move(impl)));
+}
+
+const ModelInfo& TorchModel::Info() const { return impl_->spec; }
+
+std::string TorchModel::Device() const { return impl_->device.str(); }
+
+std::string TorchModel::Parameters() const {
+  const ModelSpec& s = impl_->spec;
+  std::string text = "TorchScript on " + impl_->device.str();
+  if (impl_->fp16) text += " fp16";
+  if (s.sliceContext > 0) text += ", " + std::to_string(s.InputChannels()) + " slices as context";
+  if (s.tileSize > 0) text += ", tiles " + std::to_string(s.tileSize) + " px";
+  return text;
+}
+
+Volume TorchModel::Run(const Volume& input, const RunContext& context) const {
+  SlotGuard slot(*impl_->slots);
+  try {
+    return RunSliceEngine(input, impl_->spec, Impl::Function(impl_->module),
+                          impl_->Engine(impl_->device, impl_->fp16), context);
+  } catch (const Error& e) {
+    const bool outOfMemory = std::string(e.what()).rfind("out of memory", 0) == 0;
+    if (!outOfMemory || !impl_->device.is_cuda()) throw;
+  }
+  // The GPU could not hold even one tile: run this series on the CPU.
+  context.Warn("model '" + impl_->spec.name + "' ran out of GPU memory even with one tile per "
+               "batch; this series was processed on the CPU");
+  std::shared_ptr<torch::jit::Module> cpu;
+  {
+    std::lock_guard<std::mutex> lock(impl_->fallbackMutex);
+    if (!impl_->cpuFallback) {
+      impl_->cpuFallback = std::make_shared<torch::jit::Module>(
+          LoadModule(impl_->spec, c10::Device(c10::kCPU), false, impl_->options.optimizeForCpu));
+    }
+    cpu = impl_->cpuFallback;
+  }
+  return RunSliceEngine(input, impl_->spec, Impl::Function(cpu),
+                        impl_->Engine(c10::Device(c10::kCPU), false), context);
+}
+
+}  // namespace enhance

@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "ModelFixtures.h"
+
+#include <json/writer.h>
+#include <torch/script.h>
+
+#include <fstream>
+#include <random>
+
+namespace enhance::testing {
+
+TemporaryFolder::TemporaryFolder() {
+  std::random_device device;
+  path_ = std::filesystem::temp_directory_path() /
+          ("enhance-test-" + std::to_string(device()) + "-" + std::to_string(device()));
+  std::filesystem::create_directories(path_);
+}
+
+TemporaryFolder::~TemporaryFolder() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::string FixtureSource(const std::string& kind) {
+  const std::string middle = "x.narrow(1, x.size(1) // 2, 1)";
+  if (kind == "identity") return "  return " + middle + "\n";
+  if (kind == "mean3x3") return "  return torch.conv2d(" + middle + ", self.weight, None, 1, 1)\n";
+  if (kind == "upsample2") {
+    return "  return " + middle + ".repeat_interleave(2, 2).repeat_interleave(2, 3)\n";
+  }
+  if (kind == "wrong-shape") return "  return " + middle + "[:, :, 1:, :]\n";
+  if (kind == "nan") return "  return " + middle + " * float('nan')\n";
+  if (kind == "interpolate") return "  return (x[:, 0:1] + x[:, 1:2]) * 0.5\n";
+  throw std::invalid_argument("unknown fixture " + kind);
+}
+
+std::filesystem::path WriteFixtureModel(const std::filesystem::path& parent, const std::string& kind,
+                                        const Json::Value& manifest) {
+  const std::filesystem::path folder = parent / manifest["name"].asString();
+  std::filesystem::create_directories(folder);
+  torch::jit::Module module("Fixture");
+  module.register_parameter("weight", torch::full({1, 1, 3, 3}, 1.0f / 9.0f), false);
+  module.define("def forward(self, x):\n" + FixtureSource(kind));
+  module.save((folder / "model.pt").string());
+  Json::StreamWriterBuilder builder;
+  std::ofstream(folder / "manifest.json") << Json::writeString(builder, manifest);
+  return folder;
+}
+
+Json::Value DenoiseManifest(const std::string& name) {
+  Json::Value m;
+  m["name"] = name;
+  m["version"] = "0.1.0";
+  m["task"] = "denoise";
+  m["modalities"].append("CT");
+  m["intended_use"] = "unit test fixture";
+  m["archive"] = "model.pt";
+  m["input_normalization"]["method"] = "window";
+  m["input_normalization"]["low"] = -1000;
+  m["input_normalization"]["high"] = 1000;
+  return m;
+}
+
+}  // namespace enhance::testing

@@ -1,0 +1,280 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "enhance/TorchModel.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+
+#include <fstream>
+#include <random>
+
+#include "ModelFixtures.h"
+#include "enhance/Error.h"
+#include "enhance/ModelRegistry.h"
+
+namespace enhance {
+namespace {
+
+using testing::DenoiseManifest;
+using testing::TemporaryFolder;
+using testing::WriteFixtureModel;
+
+InferenceOptions Cpu() {
+  InferenceOptions o;
+  o.device = "cpu";
+  return o;
+}
+
+Volume RandomVolume(int64_t slices, int64_t rows, int64_t columns, uint32_t seed = 5) {
+  Volume v;
+  v.Resize(slices, rows, columns);
+  v.units = "HU";
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-900.0f, 900.0f);
+  for (float& x : v.voxels) x = u(rng);
+  for (int64_t s = 0; s < slices; ++s) v.geometry.slicePositions.push_back({0, 0, 2.0 * s});
+  return v;
+}
+
+std::string LoadError(const std::filesystem::path& folder) {
+  try {
+    TorchModel::Load(folder, Cpu());
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(folder.string()), std::string::npos) << e.what();
+    return e.what();
+  }
+  return "no error";
+}
+
+// Reference 3x3 mean filter with zero padding, in physical units.
+at::Tensor Mean3x3(const Volume& v) {
+  const at::Tensor x = at::from_blob(const_cast<float*>(v.voxels.data()), {v.slices, 1, v.rows, v.columns});
+  // The model sees (x + 1000) / 2000 with zero padding; map the padding back to -1000 HU.
+  const at::Tensor padded = at::constant_pad_nd(x, {1, 1, 1, 1}, -1000.0);
+  return at::conv2d(padded, at::full({1, 1, 3, 3}, 1.0f / 9.0f)).squeeze(1);
+}
+
+}  // namespace
+
+TEST(TorchModel, IdentityModelReturnsTheInputThroughNormalisation) {
+  TemporaryFolder dir;
+  const auto folder = WriteFixtureModel(dir.path(), "identity", DenoiseManifest("identity"));
+  const auto model = TorchModel::Load(folder, Cpu());
+  EXPECT_EQ(model->Device(), "cpu");
+  EXPECT_EQ(model->Info().name, "identity");
+  EXPECT_FALSE(model->Info().uid.empty());
+  const Volume input = RandomVolume(3, 20, 24);
+  const Volume output = model->Run(input, {});
+  ASSERT_EQ(output.voxels.size(), input.voxels.size());
+  for (size_t i = 0; i < input.voxels.size(); ++i) ASSERT_NEAR(output.voxels[i], input.voxels[i], 1e-3);
+  EXPECT_EQ(output.units, "HU");
+}
+
+TEST(TorchModel, KnownConvolutionMatchesTheReference) {
+  TemporaryFolder dir;
+  Json::Value manifest = DenoiseManifest("mean");
+  manifest["tile"]["size"] = 0;
+  const auto model = TorchModel::Load(WriteFixtureModel(dir.path(), "mean3x3", manifest), Cpu());
+  const Volume input = RandomVolume(2, 17, 19);
+  const Volume output = model->Run(input, {});
+  const at::Tensor expected = Mean3x3(input).contiguous();
+  const float* e = expected.data_ptr<float>();
+  for (size_t i = 0; i < output.voxels.size(); ++i) ASSERT_NEAR(output.voxels[i], e[i], 1e-2) << i;
+}
+
+TEST(TorchModel, TiledOutputEqualsUntiledOutput) {
+  TemporaryFolder dir;
+  Json::Value whole = DenoiseManifest("whole");
+  whole["tile"]["size"] = 0;
+  Json::Value tiled = DenoiseManifest("tiled");
+  tiled["tile"]["size"] = 16;
+  tiled["tile"]["overlap"] = 6;  // receptive radius 1 <= overlap / 4
+  const auto a = TorchModel::Load(WriteFixtureModel(dir.path(), "mean3x3", whole), Cpu());
+  const auto b = TorchModel::Load(WriteFixtureModel(dir.path(), "mean3x3", tiled), Cpu());
+  const Volume input = RandomVolume(3, 45, 38);
+  const Volume x = a->Run(input, {});
+  const Volume y = b->Run(input, {});
+  for (size_t i = 0; i < x.voxels.size(); ++i) ASSERT_NEAR(x.voxels[i], y.voxels[i], 1e-2) << i;
+}
+
+TEST(TorchModel, BatchSizeDoesNotChangeResultsAndRunsAreDeterministic) {
+  TemporaryFolder dir;
+  Json::Value one = DenoiseManifest("one");
+  one["max_batch"] = 1;
+  Json::Value many = DenoiseManifest("many");
+  many["max_batch"] = 7;
+  many["slice_context"] = 0;
+  const auto a = TorchModel::Load(WriteFixtureModel(dir.path(), "mean3x3", one), Cpu());
+  const auto b = TorchModel::Load(WriteFixtureModel(dir.path(), "mean3x3", many), Cpu());
+  const Volume input = RandomVolume(9, 30, 30);
+  const Volume x = a->Run(input, {});
+  const Volume y = b->Run(input, {});
+  const Volume z = b->Run(input, {});
+  for (size_t i = 0; i < x.voxels.size(); ++i) ASSERT_NEAR(x.voxels[i], y.voxels[i], 1e-3);
+  EXPECT_EQ(y.voxels, z.voxels);
+}
+
+TEST(TorchModel, SliceContextFeedsNeighboursAsChannels) {
+  TemporaryFolder dir;
+  Json::Value manifest = DenoiseManifest("context");
+  manifest["slice_context"] = 2;  // 5 channels; the identity fixture returns the middle one
+  const auto model = TorchModel::Load(WriteFixtureModel(dir.path(), "identity", manifest), Cpu());
+  EXPECT_EQ(model->Info().InputChannels(), 5);
+  const Volume input = RandomVolume(4, 8, 8);
+  const Volume output = model->Run(input, {});
+  for (size_t i = 0; i < input.voxels.size(); ++i) ASSERT_NEAR(output.voxels[i], input.voxels[i], 1e-3);
+}
+
+TEST(TorchModel, InPlaneUpsamplerDoublesTheGridOverTheSameFieldOfView) {
+  TemporaryFolder dir;
+  Json::Value manifest = DenoiseManifest("up2");
+  manifest["task"] = "superres";
+  manifest["scale"]["in_plane"] = 2;
+  manifest["tile"]["size"] = 16;
+  manifest["tile"]["overlap"] = 4;
+  const auto model = TorchModel::Load(WriteFixtureModel(dir.path(), "upsample2", manifest), Cpu());
+  Volume input = RandomVolume(2, 20, 30);
+  input.geometry.rowSpacing = 1.0;
+  input.geometry.columnSpacing = 0.5;
+  const Volume output = model->Run(input, {});
+  ASSERT_EQ(output.rows, 40);
+  ASSERT_EQ(output.columns, 60);
+  EXPECT_DOUBLE_EQ(output.geometry.rowSpacing, 0.5);
+  EXPECT_DOUBLE_EQ(output.geometry.columnSpacing, 0.25);
+  // First voxel centre moves by (new - old spacing) / 2 along each in-plane direction.
+  EXPECT_NEAR(output.geometry.slicePositions[0][0], -0.125, 1e-12);
+  EXPECT_NEAR(output.geometry.slicePositions[0][1], -0.25, 1e-12);
+  for (int64_t r = 0; r < 40; ++r)
+    for (int64_t c = 0; c < 60; ++c)
+      ASSERT_NEAR(output.At(1, r, c), input.At(1, r / 2, c / 2), 1e-3) << r << "," << c;
+}
+
+TEST(TorchModel, ThroughPlaneModelFillsTheGapsAndKeepsTheSourceSlices) {
+  TemporaryFolder dir;
+  Json::Value manifest = DenoiseManifest("z2");
+  manifest["task"] = "superres";
+  manifest["scale"]["through_plane"] = 2;
+  const auto model = TorchModel::Load(WriteFixtureModel(dir.path(), "interpolate", manifest), Cpu());
+  const Volume input = RandomVolume(3, 6, 7);
+  const Volume output = model->Run(input, {});
+  ASSERT_EQ(output.slices, 5);
+  EXPECT_DOUBLE_EQ(output.geometry.slicePositions[1][2], 1.0);
+  EXPECT_DOUBLE_EQ(output.geometry.sliceSpacing, input.geometry.sliceSpacing / 2);
+  for (int64_t i = 0; i < 42; ++i) {
+    EXPECT_EQ(output.Slice(2)[i], input.Slice(1)[i]);
+    EXPECT_NEAR(output.Slice(3)[i], 0.5f * (input.Slice(1)[i] + input.Slice(2)[i]), 1e-3);
+  }
+}
+
+TEST(TorchModel, WrongOutputShapeIsRejectedAtLoad) {
+  TemporaryFolder dir;
+  const auto folder = WriteFixtureModel(dir.path(), "wrong-shape", DenoiseManifest("bad"));
+  const std::string error = LoadError(folder);
+  EXPECT_NE(error.find("returned [1, 1, 31, 32]"), std::string::npos) << error;
+  EXPECT_NE(error.find("must return [1, 1, 32, 32]"), std::string::npos) << error;
+}
+
+TEST(TorchModel, CorruptArchiveIsRejected) {
+  TemporaryFolder dir;
+  const auto folder = WriteFixtureModel(dir.path(), "identity", DenoiseManifest("corrupt"));
+  std::ofstream(folder / "model.pt", std::ios::trunc) << "this is not a zip archive";
+  EXPECT_NE(LoadError(folder).find("model.pt is not a loadable TorchScript archive"), std::string::npos);
+}
+
+TEST(TorchModel, MissingArchiveIsRejected) {
+  TemporaryFolder dir;
+  const auto folder = WriteFixtureModel(dir.path(), "identity", DenoiseManifest("missing"));
+  std::filesystem::remove(folder / "model.pt");
+  EXPECT_NE(LoadError(folder).find("the archive model.pt named in manifest.json does not exist"),
+            std::string::npos);
+}
+
+TEST(TorchModel, NonFiniteOutputFailsTheRun) {
+  TemporaryFolder dir;
+  const auto model = TorchModel::Load(WriteFixtureModel(dir.path(), "nan", DenoiseManifest("nan")), Cpu());
+  try {
+    model->Run(RandomVolume(1, 8, 8), {});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not finite"), std::string::npos) << e.what();
+  }
+}
+
+TEST(TorchModel, CancellationStopsBetweenBatches) {
+  TemporaryFolder dir;
+  Json::Value manifest = DenoiseManifest("cancel");
+  manifest["max_batch"] = 1;
+  const auto model = TorchModel::Load(WriteFixtureModel(dir.path(), "identity", manifest), Cpu());
+  int batches = 0;
+  RunContext context;
+  context.progress = [&](double) { ++batches; };
+  context.cancelled = [&] { return batches >= 2; };
+  EXPECT_THROW(model->Run(RandomVolume(5, 8, 8), context), Error);
+  EXPECT_EQ(batches, 2);
+}
+
+TEST(TorchModel, DeviceNames) {
+  EXPECT_EQ(ResolveDevice("cpu"), "cpu");
+  EXPECT_EQ(ResolveDevice("cuda"), "cuda:0");
+  EXPECT_EQ(ResolveDevice("cuda:1"), "cuda:1");
+  EXPECT_THROW(ResolveDevice("gpu"), Error);
+  EXPECT_EQ(ResolveDevice("auto"), torch::cuda::is_available() ? "cuda:0" : "cpu");
+}
+
+TEST(TorchModel, RunsOnCudaWhenAvailable) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: the CUDA path is not tested here";
+  TemporaryFolder dir;
+  Json::Value manifest = DenoiseManifest("gpu");
+  manifest["fp16"] = true;
+  InferenceOptions options;
+  options.device = "cuda";
+  const auto model = TorchModel::Load(WriteFixtureModel(dir.path(), "mean3x3", manifest), options);
+  EXPECT_EQ(model->Device(), "cuda:0");
+  const Volume input = RandomVolume(4, 64, 64);
+  const Volume gpu = model->Run(input, {});
+  const auto cpu = TorchModel::Load(dir.path() / "gpu", Cpu());
+  const Volume reference = cpu->Run(input, {});
+  for (size_t i = 0; i < gpu.voxels.size(); ++i) ASSERT_NEAR(gpu.voxels[i], reference.voxels[i], 2.0);
+}
+
+TEST(ModelRegistry, LoadsGoodModelsAndReportsBadOnes) {
+  TemporaryFolder dir;
+  WriteFixtureModel(dir.path(), "identity", DenoiseManifest("good"));
+  WriteFixtureModel(dir.path(), "wrong-shape", DenoiseManifest("broken"));
+  Json::Value clash = DenoiseManifest("classical-gaussian");
+  WriteFixtureModel(dir.path(), "identity", clash);
+  ModelRegistry registry;
+  const ModelLoadReport report = registry.LoadDirectories({dir.path(), dir.path() / "nowhere"}, Cpu());
+  EXPECT_EQ(report.loaded, std::vector<std::string>{"good"});
+  ASSERT_EQ(report.problems.size(), 3u);
+  EXPECT_NE(report.problems[0].folder.find("broken"), std::string::npos);
+  EXPECT_NE(report.problems[1].message.find("already used"), std::string::npos);
+  EXPECT_NE(report.problems[2].message.find("not a readable folder"), std::string::npos);
+  EXPECT_TRUE(registry.Find("good"));
+  EXPECT_TRUE(registry.Find("classical-bilateral"));
+  EXPECT_EQ(registry.Problems().size(), 3u);
+}
+
+TEST(ModelRegistry, ReloadReplacesModelsWithoutDisturbingThoseInUse) {
+  TemporaryFolder dir;
+  WriteFixtureModel(dir.path(), "identity", DenoiseManifest("first"));
+  ModelRegistry registry;
+  registry.LoadDirectories({dir.path()}, Cpu());
+  const auto inUse = registry.Get("first");
+  std::filesystem::remove_all(dir.path() / "first");
+  WriteFixtureModel(dir.path(), "identity", DenoiseManifest("second"));
+  registry.LoadDirectories({dir.path()}, Cpu());
+  EXPECT_FALSE(registry.Find("first"));
+  EXPECT_TRUE(registry.Find("second"));
+  // The job holding the old model can still finish with it.
+  EXPECT_EQ(inUse->Run(RandomVolume(1, 8, 8), {}).voxels.size(), 64u);
+  try {
+    registry.Get("first");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kNotFound);
+    EXPECT_NE(std::string(e.what()).find("second"), std::string::npos);
+  }
+}
+
+}  // namespace enhance
