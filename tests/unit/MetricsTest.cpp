@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "enhance/Metrics.h"
+
+#include <gtest/gtest.h>
+#include <json/reader.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+
+#include "TestData.h"
+#include "enhance/Error.h"
+
+namespace enhance {
+namespace {
+
+const std::string kFixtures = ENHANCE_FIXTURES "/metrics";
+
+Volume LoadVolume(const std::string& name, int64_t s, int64_t r, int64_t c) {
+  const std::string bytes = testing::ReadFile(kFixtures + "/" + name);
+  Volume v;
+  v.Resize(s, r, c);
+  v.units = "HU";
+  EXPECT_EQ(bytes.size(), v.voxels.size() * sizeof(float));
+  std::memcpy(v.voxels.data(), bytes.data(), bytes.size());
+  for (int64_t k = 0; k < s; ++k) v.geometry.slicePositions.push_back({0, 0, 1.0 * k});
+  return v;
+}
+
+Json::Value Expected() {
+  std::ifstream stream(kFixtures + "/expected.json");
+  Json::Value value;
+  Json::CharReaderBuilder builder;
+  std::string errors;
+  EXPECT_TRUE(Json::parseFromStream(builder, stream, &value, &errors)) << errors;
+  return value;
+}
+
+void ExpectMatches(const QualityReport& report, const Json::Value& expected) {
+  EXPECT_NEAR(report.dataRange, expected["DataRange"].asDouble(), 1e-9);
+  EXPECT_NEAR(report.overall.psnr, expected["Overall"]["PSNR"].asDouble(), 1e-6);
+  EXPECT_NEAR(report.overall.mae, expected["Overall"]["MAE"].asDouble(), 1e-6);
+  EXPECT_NEAR(report.overall.rmse, expected["Overall"]["RMSE"].asDouble(), 1e-6);
+  ASSERT_EQ(report.slices.size(), expected["Slices"].size());
+  for (Json::ArrayIndex k = 0; k < expected["Slices"].size(); ++k) {
+    const Json::Value& e = expected["Slices"][k];
+    EXPECT_NEAR(report.slices[k].psnr, e["PSNR"].asDouble(), 1e-6) << "slice " << k;
+    EXPECT_NEAR(report.slices[k].ssim, e["SSIM"].asDouble(), 1e-6) << "slice " << k;
+    EXPECT_NEAR(report.slices[k].mae, e["MAE"].asDouble(), 1e-6) << "slice " << k;
+    EXPECT_NEAR(report.slices[k].rmse, e["RMSE"].asDouble(), 1e-6) << "slice " << k;
+  }
+}
+
+}  // namespace
+
+// Reference values from scikit-image (tests/fixtures/make_metric_fixtures.py).
+TEST(Metrics, FullRangeMatchesScikitImage) {
+  const Json::Value expected = Expected();
+  const Volume ref = LoadVolume("reference.f32", 3, 40, 48);
+  const Volume test = LoadVolume("test.f32", 3, 40, 48);
+  MetricOptions options;
+  options.dataRange = expected["FullRange"]["DataRange"].asDouble();
+  ExpectMatches(CompareVolumes(ref, test, options), expected["FullRange"]);
+  // Without an explicit range the reference's range is used, which is the same here.
+  ExpectMatches(CompareVolumes(ref, test, {}), expected["FullRange"]);
+}
+
+TEST(Metrics, HuWindowMatchesScikitImage) {
+  const Json::Value expected = Expected();
+  MetricOptions options;
+  options.windowLow = -160;
+  options.windowHigh = 240;
+  ExpectMatches(CompareVolumes(LoadVolume("reference.f32", 3, 40, 48),
+                               LoadVolume("test.f32", 3, 40, 48), options),
+                expected["Window"]);
+}
+
+TEST(Metrics, IdenticalVolumesArePerfect) {
+  const Volume v = LoadVolume("reference.f32", 3, 40, 48);
+  const QualityReport r = CompareVolumes(v, v, {});
+  EXPECT_TRUE(std::isinf(r.overall.psnr));
+  EXPECT_NEAR(r.overall.ssim, 1.0, 1e-12);
+  EXPECT_EQ(r.overall.mae, 0.0);
+}
+
+TEST(Metrics, BodyMaskKeepsTheLargestComponentOnly) {
+  Volume v;
+  v.Resize(1, 10, 10);
+  for (float& x : v.voxels) x = -1000;
+  for (int r = 2; r < 6; ++r)
+    for (int c = 2; c < 6; ++c) v.At(0, r, c) = 40;  // body: 16 voxels
+  v.At(0, 8, 8) = 40;                                // table or noise: 1 voxel
+  const auto mask = BodyMask(v, -500);
+  int count = 0;
+  for (auto m : mask) count += m;
+  EXPECT_EQ(count, 16);
+  EXPECT_EQ(mask[8 * 10 + 8], 0);
+  v.units = "HU";
+  Volume t = v;
+  t.At(0, 8, 8) = 1000;  // outside the body: does not count
+  t.At(0, 3, 3) = 56;    // inside: 16 HU error on one voxel
+  MetricOptions options;
+  options.bodyMask = true;
+  const QualityReport r = CompareVolumes(v, t, options);
+  EXPECT_EQ(r.overall.voxels, 16);
+  EXPECT_NEAR(r.overall.mae, 1.0, 1e-12);
+}
+
+TEST(Metrics, DifferentGeometriesAreRefused) {
+  Volume a = LoadVolume("reference.f32", 3, 40, 48);
+  Volume b = a;
+  b.geometry.slicePositions[1] = {0, 0, 5};
+  try {
+    CompareVolumes(a, b, {});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("slice 2 is not at the same position"), std::string::npos);
+  }
+  Volume c;
+  c.Resize(1, 2, 2);
+  EXPECT_THROW(CompareVolumes(a, c, {}), Error);
+}
+
+}  // namespace enhance
