@@ -10,20 +10,12 @@
 #include "RestApi.h"
 #include "enhance/Error.h"
 #include "enhance/Runtime.h"
+#include "enhance/TorchModel.h"
 
 namespace enhance::plugin {
 
 const char* const kPluginName = "enhance";
 const char* const kPluginVersion = ENHANCE_VERSION;
-
-PluginContext::PluginContext(OrthancPluginContext* context, PluginConfiguration configuration)
-    : api(context),
-      config(std::move(configuration)),
-      processor(api, config, models, kPluginVersion),
-      queue(static_cast<size_t>(config.concurrentSeries),
-            [this](const std::string& id, const std::atomic<bool>& stopping) {
-              processor.Process(id, stopping);
-            }) {}
 
 namespace {
 
@@ -55,22 +47,21 @@ OrthancPluginErrorCode OnChange(OrthancPluginChangeType change, OrthancPluginRes
   }
 }
 
-// Checks that every rule names a known model for its task.
-void ValidateRules(const PluginContext& plugin) {
+// A rule naming a model that no folder declares is a typo: refuse to start. A model that
+// exists but failed to load only disables its rules, so Orthanc still starts.
+void CheckRuleModelsExist(const PluginContext& plugin) {
   for (const auto& rule : plugin.config.rules) {
-    const auto model = plugin.models.Find(rule.model);
-    if (!model) {
+    if (plugin.models.Find(rule.model)) continue;
+    bool declared = false;
+    for (const auto& problem : plugin.models.Problems())
+      declared = declared || problem.name == rule.model;
+    if (!declared) {
       std::string available;
       for (const auto& m : plugin.models.List())
         available += (available.empty() ? "" : ", ") + m->Info().name;
       throw Error(ErrorKind::kBadInput, "configuration Enhance.Rules '" + rule.name +
                                             "': unknown model '" + rule.model +
                                             "'; available models: " + available);
-    }
-    if (model->Info().task != rule.task) {
-      throw Error(ErrorKind::kBadInput, "configuration Enhance.Rules '" + rule.name + "': model '" +
-                                            rule.model + "' performs " + model->Info().task +
-                                            ", not " + rule.task);
     }
   }
 }
@@ -98,14 +89,15 @@ ORTHANC_PLUGINS_API int32_t OrthancPluginInitialize(OrthancPluginContext* contex
     enhance::RegisterDicomCodecs();
 
     g_plugin = std::make_unique<PluginContext>(context, std::move(configuration));
-    ValidateRules(*g_plugin);
+    g_plugin->ReloadModels();
+    CheckRuleModelsExist(*g_plugin);
     RegisterRestRoutes(*g_plugin);
     if (g_plugin->config.enabled) {
       OrthancPluginRegisterOnChangeCallback(context, OnChange);
     }
     api.LogWarning(
         std::string("version ") + kPluginVersion + ", LibTorch " + enhance::TorchVersion() +
-        ", device " + enhance::DeviceDescription() + ", " +
+        ", device " + enhance::EffectiveDevice(g_plugin->config.device) + ", " +
         std::to_string(enhance::TorchThreads()) + " threads, " +
         std::to_string(g_plugin->config.rules.size()) + " routing rule(s)" +
         (g_plugin->config.enabled ? "" : "; automatic processing disabled (Enhance.Enable)"));

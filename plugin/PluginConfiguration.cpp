@@ -5,6 +5,7 @@
 #include <set>
 
 #include "enhance/Error.h"
+#include "enhance/TorchModel.h"
 #include "enhance/Uid.h"
 
 namespace enhance::plugin {
@@ -102,7 +103,8 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
   if (!section.isObject()) Fail(key, "must be an object");
   CheckKeys(section, key,
             {"Enable", "Threads", "ConcurrentSeries", "ProcessDerivedSeries", "UidRoot",
-             "SeriesNumberOffset", "SeriesDescriptionSuffix", "Rules"});
+             "SeriesNumberOffset", "SeriesDescriptionSuffix", "Rules", "ModelsDirectories",
+             "Device", "MemoryBudgetMB", "ConcurrentInferences", "OptimizeForCpu"});
 
   config.enabled = GetBool(section, key, "Enable", config.enabled);
   config.threads = GetInt(section, key, "Threads", config.threads, 0, 1024);
@@ -131,6 +133,28 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
       config.seriesDescriptionSuffix[task] = GetString(suffixes, suffixKey, task.c_str(), "");
     }
   }
+
+  if (section.isMember("ModelsDirectories")) {
+    const Json::Value& dirs = section["ModelsDirectories"];
+    if (!dirs.isArray()) Fail(key + ".ModelsDirectories", "must be a list of folders");
+    for (Json::ArrayIndex i = 0; i < dirs.size(); ++i) {
+      if (!dirs[i].isString() || dirs[i].asString().empty()) {
+        Fail(key + ".ModelsDirectories[" + std::to_string(i) + "]", "must be a folder path");
+      }
+      config.modelsDirectories.push_back(dirs[i].asString());
+    }
+  }
+  config.device = GetString(section, key, "Device", config.device);
+  try {
+    ResolveDevice(config.device);
+  } catch (const Error& e) {
+    Fail(key + ".Device", e.what());
+  }
+  config.memoryBudgetMb =
+      GetInt(section, key, "MemoryBudgetMB", config.memoryBudgetMb, 16, 1 << 20);
+  config.concurrentInferences =
+      GetInt(section, key, "ConcurrentInferences", config.concurrentInferences, 1, 64);
+  config.optimizeForCpu = GetBool(section, key, "OptimizeForCpu", config.optimizeForCpu);
 
   if (section.isMember("Rules")) {
     const Json::Value& rules = section["Rules"];

@@ -39,6 +39,13 @@ struct PluginConfiguration {
   };
   std::vector<RoutingRule> rules;
 
+  // Models.
+  std::vector<std::string> modelsDirectories;  // each sub-folder with a manifest.json is a model
+  std::string device = "auto";                 // "auto", "cpu", "cuda", "cuda:N"
+  int memoryBudgetMb = 1024;                   // activations in flight per inference
+  int concurrentInferences = 1;                // per model
+  bool optimizeForCpu = true;
+
   const std::string& SuffixFor(const std::string& task) const;
 };
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "OrthancApi.h"
@@ -20,11 +21,22 @@ namespace enhance::plugin {
 struct PluginContext {
   PluginContext(OrthancPluginContext* context, PluginConfiguration configuration);
 
+  // (Re)loads the models of Enhance.ModelsDirectories and logs what happened.
+  // Serialised: two reloads never run at once; jobs keep the models they hold.
+  ModelLoadReport ReloadModels();
+
+  // Problems of the rules with the models now loaded, one message per rule at fault.
+  std::vector<std::string> RuleProblems() const;
+
   OrthancApi api;
   const PluginConfiguration config;
+  const InferenceOptions inference;
   ModelRegistry models;
   SeriesProcessor processor;
   WorkQueue queue;
+
+ private:
+  std::mutex reloadMutex_;
 };
 
 extern const char* const kPluginName;

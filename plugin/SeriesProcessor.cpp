@@ -3,46 +3,15 @@
 
 #include <chrono>
 #include <cstdio>
+#include <memory>
 
+#include "OrthancInstanceSource.h"
 #include "SeriesRouting.h"
 #include "enhance/Error.h"
 #include "enhance/SeriesEnhancer.h"
 
 namespace enhance::plugin {
 namespace {
-
-// The instances of one Orthanc series, read through the REST API.
-class OrthancInstanceSource : public InstanceSource {
- public:
-  OrthancInstanceSource(const OrthancApi& api, std::string seriesId, std::string modality,
-                        std::vector<std::string> instances)
-      : api_(api),
-        seriesId_(std::move(seriesId)),
-        modality_(std::move(modality)),
-        instances_(std::move(instances)) {}
-
-  std::string Describe() const override {
-    return "series " + seriesId_ + " (" + (modality_.empty() ? "no modality" : modality_) + ")";
-  }
-
-  std::vector<std::string> ListInstances() override { return instances_; }
-
-  std::string FetchInstance(const std::string& instanceId) override {
-    try {
-      return api_.Get("/instances/" + instanceId + "/file");
-    } catch (const OrthancApiError& e) {
-      throw Error(ErrorKind::kNotFound, Describe() + ", instance " + instanceId +
-                                            ": cannot be read from Orthanc (" + e.what() +
-                                            "); it may have been deleted during processing");
-    }
-  }
-
- private:
-  const OrthancApi& api_;
-  std::string seriesId_;
-  std::string modality_;
-  std::vector<std::string> instances_;
-};
 
 std::string Seconds(double s) {
   char buffer[32];
@@ -81,25 +50,22 @@ void SeriesProcessor::Process(const std::string& seriesId, const std::atomic<boo
 
 void SeriesProcessor::ProcessOrThrow(const std::string& seriesId,
                                      const std::atomic<bool>& stopping) {
-  Json::Value series;
+  std::unique_ptr<OrthancInstanceSource> source;
   try {
-    series = api_.GetJson("/series/" + seriesId);
-  } catch (const OrthancApiError& e) {
-    if (e.code() == OrthancPluginErrorCode_UnknownResource) {
-      api_.LogInfo("series " + seriesId + " was deleted before it could be processed");
-      counters_.skipped++;
-      return;
-    }
-    throw;
+    source = std::make_unique<OrthancInstanceSource>(api_, seriesId);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::kNotFound) throw;
+    api_.LogInfo("series " + seriesId + " was deleted before it could be processed");
+    counters_.skipped++;
+    return;
   }
-  std::vector<std::string> instances;
-  for (const auto& id : series["Instances"]) instances.push_back(id.asString());
+  const std::vector<std::string> instances = source->ListInstances();
   if (instances.empty()) {
     counters_.skipped++;
     return;
   }
   const Json::Value tags = api_.GetJson("/instances/" + instances.front() + "/simplified-tags");
-  const SeriesFacts facts = ExtractSeriesFacts(series, tags);
+  const SeriesFacts facts = ExtractSeriesFacts(source->series(), tags);
   const RoutingDecision decision = Route(config_, facts);
   if (decision.rule == nullptr) {
     api_.LogInfo("series " + seriesId + " not processed: " + decision.reason);
@@ -108,10 +74,14 @@ void SeriesProcessor::ProcessOrThrow(const std::string& seriesId,
   }
   const RoutingRule& rule = *decision.rule;
   const auto model = registry_.Get(rule.model);
+  if (model->Info().task != rule.task) {
+    throw Error(ErrorKind::kBadInput, "rule '" + rule.name + "' asks for " + rule.task +
+                                          " but model '" + rule.model + "' performs " +
+                                          model->Info().task);
+  }
   api_.LogInfo("series " + seriesId + ": " + decision.reason + ", running " + rule.task + " with " +
                model->Info().name + " on " + std::to_string(instances.size()) + " instances");
 
-  OrthancInstanceSource source(api_, seriesId, facts.modality, instances);
   OutputOptions output;
   output.seriesDescriptionSuffix = config_.SuffixFor(rule.task);
   output.seriesNumberOffset = config_.seriesNumberOffset;
@@ -119,7 +89,10 @@ void SeriesProcessor::ProcessOrThrow(const std::string& seriesId,
   output.softwareVersion = softwareVersion_;
   RunContext context;
   context.cancelled = [&stopping] { return stopping.load(); };
-  const EnhancedSeries result = EnhanceSeries(source, *model, output, context);
+  context.warning = [&](const std::string& message) {
+    api_.LogWarning("series " + seriesId + ": " + message);
+  };
+  const EnhancedSeries result = EnhanceSeries(*source, *model, output, context);
 
   // Publish all or nothing.
   const auto storeStart = std::chrono::steady_clock::now();

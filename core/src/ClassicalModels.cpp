@@ -32,14 +32,16 @@ std::shared_ptr<const Model> Make(ModelSpec spec, const std::string& parameters,
 }  // namespace
 
 std::shared_ptr<const Model> MakeGaussianDenoiser(double sigma) {
-  ModelSpec spec = BaseSpec("classical-gaussian", "denoise",
-                            "Gaussian smoothing; a classical baseline that needs no trained weights.");
+  ModelSpec spec =
+      BaseSpec("classical-gaussian", "denoise",
+               "Gaussian smoothing; a classical baseline that needs no trained weights.");
   spec.derivationCode = {"113088", "DCM", "Gaussian blur"};
   const int64_t radius = static_cast<int64_t>(std::ceil(3 * sigma));
   std::vector<float> taps;
   double sum = 0;
   for (int64_t i = -radius; i <= radius; ++i) {
-    taps.push_back(static_cast<float>(std::exp(-0.5 * static_cast<double>(i * i) / (sigma * sigma))));
+    taps.push_back(
+        static_cast<float>(std::exp(-0.5 * static_cast<double>(i * i) / (sigma * sigma))));
     sum += taps.back();
   }
   for (float& t : taps) t = static_cast<float>(t / sum);
@@ -74,9 +76,8 @@ std::shared_ptr<const Model> MakeLinearThroughPlane() {
                             "super-resolution.");
   spec.throughPlaneScale = 2;
   spec.derivationCode = {"113085", "DCM", "Spatial resampling"};
-  return Make(std::move(spec), "linear, through-plane x2", [](const at::Tensor& x) {
-    return x.slice(1, 0, 1).add(x.slice(1, 1, 2)).mul_(0.5);
-  });
+  return Make(std::move(spec), "linear, through-plane x2",
+              [](const at::Tensor& x) { return x.slice(1, 0, 1).add(x.slice(1, 1, 2)).mul_(0.5); });
 }
 
 std::vector<std::shared_ptr<const Model>> BuiltinModels() {

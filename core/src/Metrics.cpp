@@ -81,7 +81,8 @@ std::vector<uint8_t> BodyMask(const Volume& v, double threshold) {
   std::deque<int64_t> queue;
   const int64_t plane = v.rows * v.columns;
   for (int64_t start = 0; start < n; ++start) {
-    if (label[static_cast<size_t>(start)] != 0 || v.voxels[static_cast<size_t>(start)] <= threshold) continue;
+    if (label[static_cast<size_t>(start)] != 0 || v.voxels[static_cast<size_t>(start)] <= threshold)
+      continue;
     ++next;
     int64_t size = 0;
     label[static_cast<size_t>(start)] = next;
@@ -113,11 +114,13 @@ std::vector<uint8_t> BodyMask(const Volume& v, double threshold) {
     }
   }
   std::vector<uint8_t> mask(static_cast<size_t>(n), 0);
-  for (int64_t i = 0; i < n; ++i) mask[static_cast<size_t>(i)] = label[static_cast<size_t>(i)] == best && best != 0;
+  for (int64_t i = 0; i < n; ++i)
+    mask[static_cast<size_t>(i)] = label[static_cast<size_t>(i)] == best && best != 0;
   return mask;
 }
 
-QualityReport CompareVolumes(const Volume& reference, const Volume& test, const MetricOptions& options) {
+QualityReport CompareVolumes(const Volume& reference, const Volume& test,
+                             const MetricOptions& options) {
   CheckSameGeometry(reference, test);
   if (reference.voxels.empty()) throw Error(ErrorKind::kBadInput, "the series are empty");
   const bool windowed = options.windowLow.has_value() && options.windowHigh.has_value();
@@ -127,8 +130,10 @@ QualityReport CompareVolumes(const Volume& reference, const Volume& test, const 
 
   c10::InferenceMode guard;
   const int64_t S = reference.slices, H = reference.rows, W = reference.columns;
-  at::Tensor x = at::from_blob(const_cast<float*>(reference.voxels.data()), {S, 1, H, W}).to(at::kDouble);
-  at::Tensor y = at::from_blob(const_cast<float*>(test.voxels.data()), {S, 1, H, W}).to(at::kDouble);
+  at::Tensor x =
+      at::from_blob(const_cast<float*>(reference.voxels.data()), {S, 1, H, W}).to(at::kDouble);
+  at::Tensor y =
+      at::from_blob(const_cast<float*>(test.voxels.data()), {S, 1, H, W}).to(at::kDouble);
   if (windowed) {
     x.clamp_(*options.windowLow, *options.windowHigh);
     y.clamp_(*options.windowLow, *options.windowHigh);
@@ -163,8 +168,8 @@ QualityReport CompareVolumes(const Volume& reference, const Volume& test, const 
     const at::Tensor vxy = filter(x * y) - ux * uy;
     const double c1 = std::pow(kK1 * report.dataRange, 2);
     const double c2 = std::pow(kK2 * report.dataRange, 2);
-    const at::Tensor map = ((2 * ux * uy + c1) * (2 * vxy + c2)) /
-                           ((ux * ux + uy * uy + c1) * (vx + vy + c2));
+    const at::Tensor map =
+        ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2));
     const int64_t pad = kWindow / 2;
     const at::Tensor validMask = mask.slice(2, pad, H - pad).slice(3, pad, W - pad);
     ssimSum = (map * validMask).sum({1, 2, 3});
@@ -200,7 +205,8 @@ QualityReport CompareVolumes(const Volume& reference, const Volume& test, const 
     o.rmse = std::sqrt(totalSquares / totalCount);
     o.psnr = Psnr(totalSquares / totalCount, report.dataRange);
   }
-  o.ssim = totalSsimCount > 0 ? totalSsim / totalSsimCount : std::numeric_limits<double>::quiet_NaN();
+  o.ssim =
+      totalSsimCount > 0 ? totalSsim / totalSsimCount : std::numeric_limits<double>::quiet_NaN();
   return report;
 }
 

@@ -11,8 +11,8 @@ namespace enhance {
 
 ModelRegistry::ModelRegistry() : builtin_(BuiltinModels()) {}
 
-ModelLoadReport ModelRegistry::LoadDirectories(const std::vector<std::filesystem::path>& directories,
-                                               const InferenceOptions& options) {
+ModelLoadReport ModelRegistry::LoadDirectories(
+    const std::vector<std::filesystem::path>& directories, const InferenceOptions& options) {
   ModelLoadReport report;
   std::vector<std::shared_ptr<const Model>> models;
   std::set<std::string> names;
@@ -21,7 +21,7 @@ ModelLoadReport ModelRegistry::LoadDirectories(const std::vector<std::filesystem
   for (const auto& directory : directories) {
     std::error_code ec;
     if (!std::filesystem::is_directory(directory, ec)) {
-      report.problems.push_back({directory.string(), "is not a readable folder"});
+      report.problems.push_back({directory.string(), "", "is not a readable folder"});
       continue;
     }
     std::vector<std::filesystem::path> folders;
@@ -32,9 +32,10 @@ ModelLoadReport ModelRegistry::LoadDirectories(const std::vector<std::filesystem
     }
     std::sort(folders.begin(), folders.end());  // deterministic: the first of two names wins
     for (const auto& folder : folders) {
+      std::string name = folder.filename().string();
       try {
+        name = LoadManifest(folder).name;
         auto model = TorchModel::Load(folder, options);
-        const std::string& name = model->Info().name;
         if (!names.insert(name).second) {
           throw Error(ErrorKind::kBadInput,
                       folder.string() + ": the name '" + name +
@@ -43,7 +44,7 @@ ModelLoadReport ModelRegistry::LoadDirectories(const std::vector<std::filesystem
         report.loaded.push_back(name);
         models.push_back(std::move(model));
       } catch (const std::exception& e) {
-        report.problems.push_back({folder.string(), e.what()});
+        report.problems.push_back({folder.string(), name, e.what()});
       }
     }
   }

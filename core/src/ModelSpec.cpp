@@ -48,8 +48,8 @@ class ManifestReader {
     const std::string name = prefix.empty() ? key : prefix + "." + key;
     if (!o.isMember(key)) return fallback;
     if (!o[key].isInt() || o[key].asInt() < minimum || o[key].asInt() > maximum) {
-      Fail(name, "must be an integer from " + std::to_string(minimum) + " to " +
-                     std::to_string(maximum));
+      Fail(name,
+           "must be an integer from " + std::to_string(minimum) + " to " + std::to_string(maximum));
     }
     return o[key].asInt();
   }
@@ -63,7 +63,8 @@ class ManifestReader {
     Normalization n;
     if (!o.isObject()) Fail(name, "must be an object with a \"method\"");
     CheckKeys(o, name, {"method", "low", "high"});
-    const std::string method = o.isMember("method") && o["method"].isString() ? o["method"].asString() : "";
+    const std::string method =
+        o.isMember("method") && o["method"].isString() ? o["method"].asString() : "";
     if (method == "none") {
       n.method = Normalization::Method::kNone;
     } else if (method == "window") {
@@ -75,7 +76,8 @@ class ManifestReader {
     } else {
       Fail(name + ".method", "must be one of none, window, percentile, zscore");
     }
-    if (n.method == Normalization::Method::kWindow || n.method == Normalization::Method::kPercentile) {
+    if (n.method == Normalization::Method::kWindow ||
+        n.method == Normalization::Method::kPercentile) {
       n.low = Number(o, name, "low");
       n.high = Number(o, name, "high");
       if (!(n.high > n.low)) Fail(name, "high must be greater than low");
@@ -106,11 +108,11 @@ CodedConcept DefaultDerivationCode(const std::string& task) {
 ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folder) {
   const ManifestReader r((folder / "manifest.json").string());
   if (!m.isObject()) r.Fail("manifest", "must be a JSON object");
-  r.CheckKeys(m, "",
-              {"name", "version", "task", "modalities", "intended_use", "model_uid", "archive",
-               "input_normalization", "output_normalization", "output_range", "output_units",
-               "scale", "slice_context", "tile", "fp16", "max_batch", "derivation_code",
-               "description"});
+  r.CheckKeys(
+      m, "",
+      {"name", "version", "task", "modalities", "intended_use", "model_uid", "archive",
+       "input_normalization", "output_normalization", "output_range", "output_units", "scale",
+       "slice_context", "tile", "fp16", "max_batch", "derivation_code", "description"});
   ModelSpec s;
   s.name = r.String(m, "name", true);
   static const std::regex kName("[a-z0-9][a-z0-9._-]{0,63}");
@@ -126,7 +128,8 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
     r.Fail("modalities", "must be a non-empty list such as [\"CT\"]");
   }
   for (const auto& modality : m["modalities"]) {
-    if (!modality.isString() || modality.asString().empty()) r.Fail("modalities", "must hold strings");
+    if (!modality.isString() || modality.asString().empty())
+      r.Fail("modalities", "must hold strings");
     s.modalities.push_back(modality.asString());
   }
   s.intendedUse = r.String(m, "intended_use", true);
@@ -139,7 +142,8 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
   std::error_code ec;
   const auto base = std::filesystem::weakly_canonical(folder, ec);
   const auto resolved = std::filesystem::weakly_canonical(folder / relative, ec);
-  const auto [baseEnd, _] = std::mismatch(base.begin(), base.end(), resolved.begin(), resolved.end());
+  const auto [baseEnd, _] =
+      std::mismatch(base.begin(), base.end(), resolved.begin(), resolved.end());
   if (ec || baseEnd != base.end()) {
     r.Fail("archive", "'" + archive + "' resolves outside the model's folder");
   }
@@ -174,7 +178,8 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
 
   if (m.isMember("scale")) {
     const Json::Value& scale = m["scale"];
-    if (!scale.isObject()) r.Fail("scale", "must be an object {\"in_plane\": 2, \"through_plane\": 1}");
+    if (!scale.isObject())
+      r.Fail("scale", "must be an object {\"in_plane\": 2, \"through_plane\": 1}");
     r.CheckKeys(scale, "scale", {"in_plane", "through_plane"});
     s.inPlaneScale = r.Int(scale, "scale", "in_plane", 1, 1, 4);
     s.throughPlaneScale = r.Int(scale, "scale", "through_plane", 1, 1, 2);

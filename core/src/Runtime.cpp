@@ -33,11 +33,4 @@ std::string TorchVersion() { return TORCH_VERSION; }
 
 int TorchThreads() { return at::get_num_threads(); }
 
-std::string DeviceDescription() {
-  if (at::hasCUDA() && at::getNumGPUs() > 0) {
-    return "cuda (" + std::to_string(at::getNumGPUs()) + " device(s) visible; models run on cpu)";
-  }
-  return "cpu";
-}
-
 }  // namespace enhance

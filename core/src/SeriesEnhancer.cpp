@@ -30,12 +30,10 @@ class Stopwatch {
 
 }  // namespace
 
-EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
-                             const OutputOptions& output, const RunContext& context) {
-  const std::string description = source.Describe();
-  EnhancedSeries result;
+DecodedSeries FetchSeries(InstanceSource& source, const RunContext& context, double progressShare,
+                          StageTimings* timings) {
   Stopwatch clock;
-
+  const std::string description = source.Describe();
   const std::vector<std::string> ids = source.ListInstances();
   if (ids.empty()) throw Error(ErrorKind::kBadInput, description + ": the series has no instances");
   std::vector<EncodedInstance> encoded;
@@ -43,11 +41,20 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
   for (size_t i = 0; i < ids.size(); ++i) {
     context.ThrowIfCancelled();
     encoded.push_back({ids[i], source.FetchInstance(ids[i])});
-    context.Report(kFetchShare * static_cast<double>(i + 1) / static_cast<double>(ids.size()));
+    context.Report(progressShare * static_cast<double>(i + 1) / static_cast<double>(ids.size()));
   }
-  result.timings.fetchSeconds = clock.Lap();
-
+  if (timings) timings->fetchSeconds = clock.Lap();
   DecodedSeries decoded = ReadSeries(std::move(encoded), description);
+  if (timings) timings->decodeSeconds = clock.Lap();
+  return decoded;
+}
+
+EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
+                             const OutputOptions& output, const RunContext& context) {
+  const std::string description = source.Describe();
+  EnhancedSeries result;
+  DecodedSeries decoded = FetchSeries(source, context, kFetchShare, &result.timings);
+  Stopwatch clock;
   result.sourceModality = decoded.modality;
   result.sourceSlices = decoded.volume.slices;
   const ModelInfo& info = model.Info();
@@ -59,7 +66,6 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
                                           accepted + " series, not modality '" + decoded.modality +
                                           "'; choose a model for " + decoded.modality);
   }
-  result.timings.decodeSeconds = clock.Lap();
   context.Report(kFetchShare + kDecodeShare);
 
   RunContext inferenceContext;

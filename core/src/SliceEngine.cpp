@@ -25,7 +25,8 @@ double Quantile(std::vector<float> values, double percent) {
   std::nth_element(values.begin(), values.begin() + static_cast<long>(index), values.end());
   const double lower = values[index];
   if (index + 1 >= values.size()) return lower;
-  const double upper = *std::min_element(values.begin() + static_cast<long>(index) + 1, values.end());
+  const double upper =
+      *std::min_element(values.begin() + static_cast<long>(index) + 1, values.end());
   return lower + (upper - lower) * (position - static_cast<double>(index));
 }
 
@@ -108,7 +109,7 @@ Geometry ThroughPlaneGeometry(const Geometry& g) {
 }
 
 struct WorkItem {
-  int64_t output;                // output slice index
+  int64_t output;                 // output slice index
   std::vector<int64_t> channels;  // input slice index of each channel
 };
 
@@ -186,8 +187,9 @@ Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFun
 
   Volume output;
   output.units = spec.outputUnits.empty() ? input.units : spec.outputUnits;
-  output.geometry = spec.throughPlaneScale > 1 ? ThroughPlaneGeometry(input.geometry)
-                                               : InPlaneGeometry(input.geometry, static_cast<int>(scale));
+  output.geometry = spec.throughPlaneScale > 1
+                        ? ThroughPlaneGeometry(input.geometry)
+                        : InPlaneGeometry(input.geometry, static_cast<int>(scale));
   const int64_t outSlices = spec.throughPlaneScale > 1 ? 2 * slices - 1 : slices;
   output.Resize(outSlices, rows * scale, columns * scale);
 
@@ -205,7 +207,8 @@ Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFun
 
   // Tiles of the input grid; the overlap only matters where a tile edge is not the border.
   const int64_t tileRows = spec.tileSize > 0 ? std::min<int64_t>(spec.tileSize, rows) : rows;
-  const int64_t tileColumns = spec.tileSize > 0 ? std::min<int64_t>(spec.tileSize, columns) : columns;
+  const int64_t tileColumns =
+      spec.tileSize > 0 ? std::min<int64_t>(spec.tileSize, columns) : columns;
   const std::vector<int64_t> rowStarts = TileStarts(rows, tileRows, spec.tileOverlap);
   const std::vector<int64_t> columnStarts = TileStarts(columns, tileColumns, spec.tileOverlap);
 
@@ -214,7 +217,8 @@ Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFun
       static_cast<int64_t>(options.memoryBudgetBytes / std::max<size_t>(1, perItem)), 1,
       std::min<int64_t>(options.maxBatch, spec.maxBatch));
   const bool cuda = options.device.is_cuda();
-  const int64_t totalWork = static_cast<int64_t>(items.size() * rowStarts.size() * columnStarts.size());
+  const int64_t totalWork =
+      static_cast<int64_t>(items.size() * rowStarts.size() * columnStarts.size());
   int64_t done = 0;
 
   for (size_t ty = 0; ty < rowStarts.size(); ++ty) {
@@ -244,22 +248,26 @@ Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFun
         at::Tensor prediction;
         try {
           if (cuda) batch = batch.pin_memory();
-          batch = batch.to(options.device, options.fp16 ? at::kHalf : at::kFloat, /*non_blocking=*/cuda);
+          batch = batch.to(options.device, options.fp16 ? at::kHalf : at::kFloat,
+                           /*non_blocking=*/cuda);
           prediction = function(batch).to(at::kCPU, at::kFloat);
         } catch (const c10::Error& e) {
           if (IsOutOfMemory(e) && batchSize > 1) {
             batchSize = std::max<int64_t>(1, batchSize / 2);  // retry this batch smaller
             continue;
           }
-          if (IsOutOfMemory(e)) throw Error(ErrorKind::kUnsupported, std::string("out of memory: ") + e.what_without_backtrace());
-          throw Error(ErrorKind::kInternal, std::string("the model failed: ") + e.what_without_backtrace());
+          if (IsOutOfMemory(e))
+            throw Error(ErrorKind::kUnsupported,
+                        std::string("out of memory: ") + e.what_without_backtrace());
+          throw Error(ErrorKind::kInternal,
+                      std::string("the model failed: ") + e.what_without_backtrace());
         }
         const std::vector<int64_t> expected{static_cast<int64_t>(count), 1, tileRows * scale,
                                             tileColumns * scale};
         if (prediction.sizes().vec() != expected) {
-          throw Error(ErrorKind::kInternal,
-                      "the model returned shape " + c10::str(prediction.sizes()) + " instead of " +
-                          c10::str(at::IntArrayRef(expected)));
+          throw Error(ErrorKind::kInternal, "the model returned shape " +
+                                                c10::str(prediction.sizes()) + " instead of " +
+                                                c10::str(at::IntArrayRef(expected)));
         }
         for (size_t i = 0; i < count; ++i) {
           accumulated[items[first + i].output]
@@ -277,8 +285,8 @@ Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFun
   at::Tensor result = accumulated.div_(weights).mul_(out.scale).add_(out.offset);
   if (spec.hasOutputRange) result.clamp_(spec.outputMin, spec.outputMax);
   if (!at::isfinite(result).all().item<bool>()) {
-    throw Error(ErrorKind::kInternal, "model '" + spec.name +
-                                          "' produced values that are not finite (NaN or infinity)");
+    throw Error(ErrorKind::kInternal,
+                "model '" + spec.name + "' produced values that are not finite (NaN or infinity)");
   }
   at::from_blob(output.voxels.data(), {outSlices, rows * scale, columns * scale}, at::kFloat)
       .copy_(result);

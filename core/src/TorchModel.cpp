@@ -86,6 +86,11 @@ std::string ResolveDevice(const std::string& requested) {
   return requested == "cuda" ? "cuda:0" : requested;
 }
 
+std::string EffectiveDevice(const std::string& requested) {
+  const std::string device = ResolveDevice(requested);
+  return device != "cpu" && !torch::cuda::is_available() ? "cpu" : device;
+}
+
 struct TorchModel::Impl {
   ModelSpec spec;
   c10::Device device{c10::kCPU};
@@ -107,9 +112,7 @@ struct TorchModel::Impl {
   }
 
   static SliceFunction Function(std::shared_ptr<torch::jit::Module> m) {
-    return [m](const at::Tensor& batch) {
-      return m->forward({batch}).toTensor();
-    };
+    return [m](const at::Tensor& batch) { return m->forward({batch}).toTensor(); };
   }
 };
 
@@ -132,19 +135,16 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
   }
   impl->options = options;
   impl->slots = std::make_unique<Slots>(options.maxConcurrentRuns);
-  impl->device = c10::Device(ResolveDevice(options.device));
-  if (impl->device.is_cuda() && !torch::cuda::is_available()) {
-    impl->device = c10::Device(c10::kCPU);  // configured for a GPU this machine lacks
-  }
+  impl->device = c10::Device(EffectiveDevice(options.device));
   impl->fp16 = spec.allowFp16 && impl->device.is_cuda();
 
   try {
     impl->module = std::make_shared<torch::jit::Module>(
         LoadModule(spec, impl->device, impl->fp16, options.optimizeForCpu));
   } catch (const c10::Error& e) {
-    throw Error(ErrorKind::kBadInput, where + ": " + spec.archive.filename().string() +
-                                          " is not a loadable TorchScript archive: " +
-                                          e.what_without_backtrace());
+    throw Error(ErrorKind::kBadInput,
+                where + ": " + spec.archive.filename().string() +
+                    " is not a loadable TorchScript archive: " + e.what_without_backtrace());
   }
 
   // Validate the contract on a small input; this also warms up the model.
@@ -152,7 +152,8 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
   const int64_t channels = spec.InputChannels();
   try {
     c10::InferenceMode guard;
-    at::Tensor dummy = at::rand({1, channels, side, side}).to(impl->device, impl->fp16 ? at::kHalf : at::kFloat);
+    at::Tensor dummy =
+        at::rand({1, channels, side, side}).to(impl->device, impl->fp16 ? at::kHalf : at::kFloat);
     const c10::IValue result = impl->module->forward({dummy});
     if (!result.isTensor()) {
       throw Error(ErrorKind::kBadInput, where + ": forward() must return one tensor");
@@ -161,17 +162,17 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
     const std::vector<int64_t> expected{1, 1, side * spec.inPlaneScale, side * spec.inPlaneScale};
     if (out.sizes().vec() != expected) {
       throw Error(ErrorKind::kBadInput,
-                  where + ": for an input of shape [1, " + std::to_string(channels) + ", 32, 32] the model returned " +
-                      c10::str(out.sizes()) + "; a " + spec.task + " model with scale " +
-                      std::to_string(spec.inPlaneScale) + " and " + std::to_string(channels) +
-                      " input channel(s) must return " + c10::str(at::IntArrayRef(expected)));
+                  where + ": for an input of shape [1, " + std::to_string(channels) +
+                      ", 32, 32] the model returned " + c10::str(out.sizes()) + "; a " + spec.task +
+                      " model with scale " + std::to_string(spec.inPlaneScale) + " and " +
+                      std::to_string(channels) + " input channel(s) must return " +
+                      c10::str(at::IntArrayRef(expected)));
     }
   } catch (const c10::Error& e) {
-    throw Error(ErrorKind::kBadInput, where + ": the model fails on a [1, " +
-                                          std::to_string(channels) + ", 32, 32] input (" +
-                                          std::to_string(channels) +
-                                          " channels from the manifest's slice_context): " +
-                                          e.what_without_backtrace());
+    throw Error(ErrorKind::kBadInput,
+                where + ": the model fails on a [1, " + std::to_string(channels) +
+                    ", 32, 32] input (" + std::to_string(channels) +
+                    " channels from the manifest's slice_context): " + e.what_without_backtrace());
   }
   return std::shared_ptr<const TorchModel>(new TorchModel(std::move(impl)));
 }
@@ -199,7 +200,8 @@ Volume TorchModel::Run(const Volume& input, const RunContext& context) const {
     if (!outOfMemory || !impl_->device.is_cuda()) throw;
   }
   // The GPU could not hold even one tile: run this series on the CPU.
-  context.Warn("model '" + impl_->spec.name + "' ran out of GPU memory even with one tile per "
+  context.Warn("model '" + impl_->spec.name +
+               "' ran out of GPU memory even with one tile per "
                "batch; this series was processed on the CPU");
   std::shared_ptr<torch::jit::Module> cpu;
   {

@@ -56,7 +56,8 @@ TEST(ClassicalModels, BicubicKeepsTheFieldOfView) {
   for (int64_t r = 2; r < 10; ++r) {
     for (int64_t c = 2; c < 8; ++c) {
       const double mean = (output.At(1, 2 * r, 2 * c) + output.At(1, 2 * r + 1, 2 * c) +
-                           output.At(1, 2 * r, 2 * c + 1) + output.At(1, 2 * r + 1, 2 * c + 1)) / 4;
+                           output.At(1, 2 * r, 2 * c + 1) + output.At(1, 2 * r + 1, 2 * c + 1)) /
+                          4;
       ASSERT_NEAR(mean, input.At(1, r, c), 1e-3) << r << "," << c;
     }
   }

@@ -91,8 +91,10 @@ TEST(ModelSpec, EachProblemIsNamedWithFileAndKey) {
             file + "archive: '/etc/passwd' must be a file name inside the model's folder");
   EXPECT_EQ(ErrorOf(With(good, "modalities", Json::Value(Json::arrayValue))),
             file + "modalities: must be a non-empty list such as [\"CT\"]");
-  EXPECT_EQ(ErrorOf(With(good, "model_uid", "1.02")), file + "model_uid: '1.02' is not a valid DICOM UID");
-  EXPECT_EQ(ErrorOf(With(good, "slice_context", 20)), file + "slice_context: must be an integer from 0 to 8");
+  EXPECT_EQ(ErrorOf(With(good, "model_uid", "1.02")),
+            file + "model_uid: '1.02' is not a valid DICOM UID");
+  EXPECT_EQ(ErrorOf(With(good, "slice_context", 20)),
+            file + "slice_context: must be an integer from 0 to 8");
   EXPECT_NE(ErrorOf(With(good, "colour", true)).find("colour: unknown key"), std::string::npos);
   Json::Value sr = good;
   sr["scale"]["in_plane"] = 2;

@@ -48,7 +48,8 @@ std::string LoadError(const std::filesystem::path& folder) {
 
 // Reference 3x3 mean filter with zero padding, in physical units.
 at::Tensor Mean3x3(const Volume& v) {
-  const at::Tensor x = at::from_blob(const_cast<float*>(v.voxels.data()), {v.slices, 1, v.rows, v.columns});
+  const at::Tensor x =
+      at::from_blob(const_cast<float*>(v.voxels.data()), {v.slices, 1, v.rows, v.columns});
   // The model sees (x + 1000) / 2000 with zero padding; map the padding back to -1000 HU.
   const at::Tensor padded = at::constant_pad_nd(x, {1, 1, 1, 1}, -1000.0);
   return at::conv2d(padded, at::full({1, 1, 3, 3}, 1.0f / 9.0f)).squeeze(1);
@@ -66,7 +67,8 @@ TEST(TorchModel, IdentityModelReturnsTheInputThroughNormalisation) {
   const Volume input = RandomVolume(3, 20, 24);
   const Volume output = model->Run(input, {});
   ASSERT_EQ(output.voxels.size(), input.voxels.size());
-  for (size_t i = 0; i < input.voxels.size(); ++i) ASSERT_NEAR(output.voxels[i], input.voxels[i], 1e-3);
+  for (size_t i = 0; i < input.voxels.size(); ++i)
+    ASSERT_NEAR(output.voxels[i], input.voxels[i], 1e-3);
   EXPECT_EQ(output.units, "HU");
 }
 
@@ -122,7 +124,8 @@ TEST(TorchModel, SliceContextFeedsNeighboursAsChannels) {
   EXPECT_EQ(model->Info().InputChannels(), 5);
   const Volume input = RandomVolume(4, 8, 8);
   const Volume output = model->Run(input, {});
-  for (size_t i = 0; i < input.voxels.size(); ++i) ASSERT_NEAR(output.voxels[i], input.voxels[i], 1e-3);
+  for (size_t i = 0; i < input.voxels.size(); ++i)
+    ASSERT_NEAR(output.voxels[i], input.voxels[i], 1e-3);
 }
 
 TEST(TorchModel, InPlaneUpsamplerDoublesTheGridOverTheSameFieldOfView) {
@@ -154,7 +157,8 @@ TEST(TorchModel, ThroughPlaneModelFillsTheGapsAndKeepsTheSourceSlices) {
   Json::Value manifest = DenoiseManifest("z2");
   manifest["task"] = "superres";
   manifest["scale"]["through_plane"] = 2;
-  const auto model = TorchModel::Load(WriteFixtureModel(dir.path(), "interpolate", manifest), Cpu());
+  const auto model =
+      TorchModel::Load(WriteFixtureModel(dir.path(), "interpolate", manifest), Cpu());
   const Volume input = RandomVolume(3, 6, 7);
   const Volume output = model->Run(input, {});
   ASSERT_EQ(output.slices, 5);
@@ -178,7 +182,8 @@ TEST(TorchModel, CorruptArchiveIsRejected) {
   TemporaryFolder dir;
   const auto folder = WriteFixtureModel(dir.path(), "identity", DenoiseManifest("corrupt"));
   std::ofstream(folder / "model.pt", std::ios::trunc) << "this is not a zip archive";
-  EXPECT_NE(LoadError(folder).find("model.pt is not a loadable TorchScript archive"), std::string::npos);
+  EXPECT_NE(LoadError(folder).find("model.pt is not a loadable TorchScript archive"),
+            std::string::npos);
 }
 
 TEST(TorchModel, MissingArchiveIsRejected) {
@@ -191,7 +196,8 @@ TEST(TorchModel, MissingArchiveIsRejected) {
 
 TEST(TorchModel, NonFiniteOutputFailsTheRun) {
   TemporaryFolder dir;
-  const auto model = TorchModel::Load(WriteFixtureModel(dir.path(), "nan", DenoiseManifest("nan")), Cpu());
+  const auto model =
+      TorchModel::Load(WriteFixtureModel(dir.path(), "nan", DenoiseManifest("nan")), Cpu());
   try {
     model->Run(RandomVolume(1, 8, 8), {});
     FAIL() << "expected an error";
@@ -222,7 +228,8 @@ TEST(TorchModel, DeviceNames) {
 }
 
 TEST(TorchModel, RunsOnCudaWhenAvailable) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: the CUDA path is not tested here";
+  if (!torch::cuda::is_available())
+    GTEST_SKIP() << "no CUDA device: the CUDA path is not tested here";
   TemporaryFolder dir;
   Json::Value manifest = DenoiseManifest("gpu");
   manifest["fp16"] = true;
@@ -234,7 +241,8 @@ TEST(TorchModel, RunsOnCudaWhenAvailable) {
   const Volume gpu = model->Run(input, {});
   const auto cpu = TorchModel::Load(dir.path() / "gpu", Cpu());
   const Volume reference = cpu->Run(input, {});
-  for (size_t i = 0; i < gpu.voxels.size(); ++i) ASSERT_NEAR(gpu.voxels[i], reference.voxels[i], 2.0);
+  for (size_t i = 0; i < gpu.voxels.size(); ++i)
+    ASSERT_NEAR(gpu.voxels[i], reference.voxels[i], 2.0);
 }
 
 TEST(ModelRegistry, LoadsGoodModelsAndReportsBadOnes) {
@@ -244,7 +252,8 @@ TEST(ModelRegistry, LoadsGoodModelsAndReportsBadOnes) {
   Json::Value clash = DenoiseManifest("classical-gaussian");
   WriteFixtureModel(dir.path(), "identity", clash);
   ModelRegistry registry;
-  const ModelLoadReport report = registry.LoadDirectories({dir.path(), dir.path() / "nowhere"}, Cpu());
+  const ModelLoadReport report =
+      registry.LoadDirectories({dir.path(), dir.path() / "nowhere"}, Cpu());
   EXPECT_EQ(report.loaded, std::vector<std::string>{"good"});
   ASSERT_EQ(report.problems.size(), 3u);
   EXPECT_NE(report.problems[0].folder.find("broken"), std::string::npos);

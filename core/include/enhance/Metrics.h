@@ -19,9 +19,9 @@
 namespace enhance {
 
 struct MetricOptions {
-  std::optional<double> windowLow;   // both set: clip to [low, high], data range = high - low
+  std::optional<double> windowLow;  // both set: clip to [low, high], data range = high - low
   std::optional<double> windowHigh;
-  std::optional<double> dataRange;   // otherwise reference max - min
+  std::optional<double> dataRange;  // otherwise reference max - min
   bool bodyMask = false;
   std::optional<double> bodyThreshold;  // default: -500 for HU, else 10% of the 99th percentile
 };
@@ -29,7 +29,7 @@ struct MetricOptions {
 struct QualityFigures {
   double psnr = 0;  // dB; infinite when the volumes are identical
   double ssim = 0;
-  double mae = 0;   // physical units
+  double mae = 0;  // physical units
   double rmse = 0;
   int64_t voxels = 0;  // voxels that entered MAE, RMSE and PSNR
 };
@@ -42,7 +42,8 @@ struct QualityReport {
 
 // Throws Error(kBadInput) when the volumes differ in size or geometry (positions more
 // than 1% of a pixel apart), naming what differs.
-QualityReport CompareVolumes(const Volume& reference, const Volume& test, const MetricOptions& options);
+QualityReport CompareVolumes(const Volume& reference, const Volume& test,
+                             const MetricOptions& options);
 
 // Reference above the threshold, largest 6-connected component. Exposed for tests.
 std::vector<uint8_t> BodyMask(const Volume& reference, double threshold);

@@ -21,11 +21,12 @@ namespace enhance {
 
 struct ModelLoadProblem {
   std::string folder;   // the model's folder
+  std::string name;     // the model's name when its manifest could be read, else the folder's
   std::string message;  // what is wrong and what to do
 };
 
 struct ModelLoadReport {
-  std::vector<std::string> loaded;       // names of the models loaded from folders
+  std::vector<std::string> loaded;  // names of the models loaded from folders
   std::vector<ModelLoadProblem> problems;
 };
 

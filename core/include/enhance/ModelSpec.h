@@ -31,25 +31,25 @@ struct Normalization {
 struct ModelSpec {
   std::string name;
   std::string version;
-  std::string task;                     // "denoise" | "superres" | "mr2ct"
+  std::string task;  // "denoise" | "superres" | "mr2ct"
   std::vector<std::string> modalities;
   std::string intendedUse;
-  std::string uid;                      // DeviceUID of the output; changes with the weights
-  std::filesystem::path archive;        // absolute path of the TorchScript archive
+  std::string uid;                // DeviceUID of the output; changes with the weights
+  std::filesystem::path archive;  // absolute path of the TorchScript archive
 
   Normalization input;
   // How the network's output maps back to physical units. kNone means "the inverse of
   // the input normalisation" (denoise, superres); mr2ct maps [0, 1] to a HU window.
   Normalization output;
-  bool hasOutputRange = false;          // clamp the output to [outputMin, outputMax]
+  bool hasOutputRange = false;  // clamp the output to [outputMin, outputMax]
   double outputMin = 0.0;
   double outputMax = 0.0;
-  std::string outputUnits;              // "HU", or "" for the input's units
+  std::string outputUnits;  // "HU", or "" for the input's units
 
-  int inPlaneScale = 1;                 // 1, 2 or 4
-  int throughPlaneScale = 1;            // 1 or 2
-  int sliceContext = 0;                 // neighbours on each side given as channels
-  int tileSize = 256;                   // square tiles of the input; 0 = whole slices
+  int inPlaneScale = 1;       // 1, 2 or 4
+  int throughPlaneScale = 1;  // 1 or 2
+  int sliceContext = 0;       // neighbours on each side given as channels
+  int tileSize = 256;         // square tiles of the input; 0 = whole slices
   int tileOverlap = 32;
   bool allowFp16 = false;
   int maxBatch = 8;

@@ -21,6 +21,5 @@ void RegisterDicomCodecs();
 
 std::string TorchVersion();
 int TorchThreads();
-std::string DeviceDescription();  // "cpu" or "cuda:0 (<name>)"
 
 }  // namespace enhance

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "enhance/DerivedSeriesWriter.h"
+#include "enhance/DicomSeriesReader.h"
 #include "enhance/InstanceSource.h"
 #include "enhance/Model.h"
 
@@ -38,6 +39,12 @@ struct OutputOptions {
   std::string uidRoot;
   std::string softwareVersion;
 };
+
+// Fetches every instance of the source and decodes the series (see ReadSeries).
+// Progress goes from 0 to `progressShare`; cancellation is honoured between instances.
+// When `timings` is given, its fetch and decode durations are filled in.
+DecodedSeries FetchSeries(InstanceSource& source, const RunContext& context,
+                          double progressShare = 1.0, StageTimings* timings = nullptr);
 
 // Progress is reported in [0, 1] over the whole path; cancellation is honoured
 // between instances and between batches of slices.

@@ -50,6 +50,11 @@ class TorchModel final : public Model {
 };
 
 // The device "auto" resolves to: "cuda:0" when LibTorch sees a GPU, else "cpu".
+// Throws Error(kBadInput) for a name that is not a device.
 std::string ResolveDevice(const std::string& requested);
+
+// Where models configured for `requested` actually run: ResolveDevice(), except that a
+// CUDA device falls back to "cpu" on a machine where LibTorch sees no GPU.
+std::string EffectiveDevice(const std::string& requested);
 
 }  // namespace enhance

@@ -34,8 +34,8 @@ std::string FixtureSource(const std::string& kind) {
   throw std::invalid_argument("unknown fixture " + kind);
 }
 
-std::filesystem::path WriteFixtureModel(const std::filesystem::path& parent, const std::string& kind,
-                                        const Json::Value& manifest) {
+std::filesystem::path WriteFixtureModel(const std::filesystem::path& parent,
+                                        const std::string& kind, const Json::Value& manifest) {
   const std::filesystem::path folder = parent / manifest["name"].asString();
   std::filesystem::create_directories(folder);
   torch::jit::Module module("Fixture");

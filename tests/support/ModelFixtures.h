@@ -34,8 +34,8 @@ class TemporaryFolder {
 std::string FixtureSource(const std::string& kind);
 
 // Writes folder/<name>/{manifest.json, model.pt}; returns the model folder.
-std::filesystem::path WriteFixtureModel(const std::filesystem::path& parent, const std::string& kind,
-                                        const Json::Value& manifest);
+std::filesystem::path WriteFixtureModel(const std::filesystem::path& parent,
+                                        const std::string& kind, const Json::Value& manifest);
 
 // A valid manifest for a denoise model named `name`.
 Json::Value DenoiseManifest(const std::string& name);

@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "PluginContext.h"
+
+namespace enhance::plugin {
+namespace {
+
+InferenceOptions ToInferenceOptions(const PluginConfiguration& config) {
+  InferenceOptions options;
+  options.device = config.device;
+  options.memoryBudgetBytes = static_cast<size_t>(config.memoryBudgetMb) << 20;
+  options.maxConcurrentRuns = config.concurrentInferences;
+  options.optimizeForCpu = config.optimizeForCpu;
+  return options;
+}
+
+}  // namespace
+
+PluginContext::PluginContext(OrthancPluginContext* context, PluginConfiguration configuration)
+    : api(context),
+      config(std::move(configuration)),
+      inference(ToInferenceOptions(config)),
+      processor(api, config, models, kPluginVersion),
+      queue(static_cast<size_t>(config.concurrentSeries),
+            [this](const std::string& id, const std::atomic<bool>& stopping) {
+              processor.Process(id, stopping);
+            }) {}
+
+ModelLoadReport PluginContext::ReloadModels() {
+  std::lock_guard<std::mutex> lock(reloadMutex_);
+  std::vector<std::filesystem::path> directories(config.modelsDirectories.begin(),
+                                                 config.modelsDirectories.end());
+  ModelLoadReport report = models.LoadDirectories(directories, inference);
+  for (const auto& name : report.loaded) {
+    const auto model = models.Find(name);
+    api.LogWarning("model " + name + " " + model->Info().version + " (" + model->Info().task +
+                   ") loaded: " + model->Parameters());
+  }
+  for (const auto& problem : report.problems) {
+    api.LogError("model not available: " + problem.message);
+  }
+  for (const auto& problem : RuleProblems()) api.LogError(problem);
+  return report;
+}
+
+std::vector<std::string> PluginContext::RuleProblems() const {
+  std::vector<std::string> problems;
+  for (const auto& rule : config.rules) {
+    const auto model = models.Find(rule.model);
+    const std::string prefix = "rule '" + rule.name + "': ";
+    if (!model) {
+      std::string reason = "model '" + rule.model + "' is not available";
+      for (const auto& problem : models.Problems()) {
+        if (problem.name == rule.model) reason += " (" + problem.message + ")";
+      }
+      problems.push_back(prefix + reason + "; series matching this rule fail until it is fixed "
+                                           "and POST /enhance/models/reload is called");
+    } else if (model->Info().task != rule.task) {
+      problems.push_back(prefix + "model '" + rule.model + "' performs " + model->Info().task +
+                         ", not " + rule.task);
+    }
+  }
+  return problems;
+}
+
+}  // namespace enhance::plugin

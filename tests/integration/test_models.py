@@ -1,0 +1,149 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""TorchScript models in a real Orthanc: loading from Enhance.ModelsDirectories, bad models
+reported without stopping Orthanc, reload, the model routes, a rule running a TorchScript
+model, and POST /enhance/evaluate."""
+import io
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+import pydicom
+
+from orthanc_harness import HttpError, OrthancServer, make_phantom, wait_for
+
+FIXTURE = os.environ.get("ENHANCE_FIXTURE_MODEL", "")
+
+
+def write_model(parent, kind, name, **extra):
+    manifest = {
+        "name": name, "version": "0.1.0", "task": "denoise", "modalities": ["CT"],
+        "intended_use": "integration test fixture", "archive": "model.pt",
+        "input_normalization": {"method": "window", "low": -1024, "high": 3071},
+        "tile": {"size": 64, "overlap": 16},
+    }
+    manifest.update(extra)
+    folder = os.path.join(parent, name)
+    shutil.rmtree(folder, ignore_errors=True)
+    subprocess.run([FIXTURE, kind, parent, json.dumps(manifest)], check=True, capture_output=True)
+    return folder
+
+
+class ModelsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="enhance-models-")
+        cls.models = os.path.join(cls.tmp, "models")
+        write_model(cls.models, "mean3x3", "ct-mean")
+        write_model(cls.models, "wrong-shape", "broken")
+        config = {"Enhance": {
+            "ModelsDirectories": [cls.models],
+            "Device": "cpu",
+            "Rules": [
+                {"Name": "ct-mean", "Modalities": ["CT"], "Task": "denoise", "Model": "ct-mean"},
+                {"Name": "mr-broken", "Modalities": ["MR"], "Task": "denoise", "Model": "broken"},
+            ]}}
+        cls.orthanc = OrthancServer(extra_config=config)
+        cls.orthanc.start()  # starts although one model is broken and a rule uses it
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.orthanc.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_1_models_are_listed_and_bad_ones_reported(self):
+        o = self.orthanc
+        names = [m["Name"] for m in o.get("/enhance/models")]
+        self.assertIn("ct-mean", names)
+        self.assertIn("classical-bilateral", names)
+        self.assertNotIn("broken", names)
+        model = o.get("/enhance/models/ct-mean")
+        self.assertEqual(model["Task"], "denoise")
+        self.assertFalse(model["Builtin"])
+        self.assertRegex(model["Uid"], r"^2\.25\.\d+$")
+        system = o.get("/enhance/system")
+        self.assertEqual(system["Device"], "cpu")
+        problems = system["ModelProblems"]
+        self.assertEqual([p["Name"] for p in problems], ["broken"])
+        self.assertIn("returned [1, 1, 31, 32]", problems[0]["Message"])
+        self.assertEqual(len(system["RuleProblems"]), 1)
+        self.assertIn("rule 'mr-broken': model 'broken' is not available", system["RuleProblems"][0])
+
+        with self.assertRaises(HttpError) as missing:
+            o.get("/enhance/models/no-such-model")
+        self.assertEqual(missing.exception.status, 404)
+        body = json.loads(missing.exception.body)
+        self.assertIn("unknown model 'no-such-model'", body["Message"])
+        self.assertIn("ct-mean", body["Message"])
+
+    def test_2_rule_runs_the_torchscript_model_and_evaluate_compares_series(self):
+        o = self.orthanc
+        files = make_phantom(os.path.join(self.tmp, "ct"), rows=96, columns=96, slices=6)
+        o.store_files(files)
+        source_id = o.get("/series")[0]
+        study_id = o.get(f"/series/{source_id}")["ParentStudy"]
+
+        def derived():
+            others = [s for s in o.get(f"/studies/{study_id}")["Series"] if s != source_id]
+            return others if others and len(o.get(f"/series/{others[0]}")["Instances"]) == 6 else None
+
+        derived_id = wait_for(derived, timeout=120, what="the derived series")[0]
+        instance = o.get(f"/series/{derived_id}")["Instances"][0]
+        ds = pydicom.dcmread(io.BytesIO(o.get_bytes(f"/instances/{instance}/file")))
+        equipment = ds.ContributingEquipmentSequence[-1]
+        self.assertEqual(equipment.ManufacturerModelName, "ct-mean")
+        self.assertEqual(equipment.DeviceUID, o.get("/enhance/models/ct-mean")["Uid"])
+        self.assertIn("TorchScript on cpu", ds.DerivationDescription)
+        self.assertEqual(ds.DerivationCodeSequence[0].CodingSchemeDesignator, "99ENHANCE")
+
+        report = o.post("/enhance/evaluate", {"Reference": source_id, "Test": derived_id,
+                                              "Window": [-160, 240], "BodyMask": True})
+        self.assertEqual(report["DataRange"], 400)
+        self.assertEqual(report["Units"], "HU")
+        self.assertEqual(len(report["Slices"]), 6)
+        self.assertGreater(report["Overall"]["PSNR"], 10)
+        self.assertGreater(report["Overall"]["SSIM"], 0.2)
+        self.assertLess(report["Overall"]["SSIM"], 1.0)
+        self.assertGreater(report["Overall"]["MAE"], 0)
+
+        same = o.post("/enhance/evaluate", {"Reference": source_id, "Test": source_id})
+        self.assertIsNone(same["Overall"]["PSNR"])  # identical: infinite PSNR
+        self.assertAlmostEqual(same["Overall"]["SSIM"], 1.0, places=9)
+
+        for body, status, text in [
+            ({"Reference": source_id}, 400, '"Test" must be the Orthanc ID of a series'),
+            ({"Reference": source_id, "Test": "nope"}, 404, "series nope does not exist"),
+            ({"Reference": source_id, "Test": derived_id, "Window": [1]}, 400, "Window"),
+            ({"Reference": source_id, "Test": derived_id, "Colour": 1}, 400, 'unknown key "Colour"'),
+        ]:
+            with self.assertRaises(HttpError) as error:
+                o.post("/enhance/evaluate", body)
+            self.assertEqual(error.exception.status, status, body)
+            self.assertIn(text, json.loads(error.exception.body)["Message"])
+
+    def test_3_reload_picks_up_a_repaired_model(self):
+        o = self.orthanc
+        write_model(self.models, "identity", "broken")
+        report = o.post("/enhance/models/reload")
+        self.assertEqual(sorted(report["Loaded"]), ["broken", "ct-mean"])
+        self.assertEqual(report["Problems"], [])
+        self.assertEqual(report["RuleProblems"], [])
+        self.assertIn("broken", [m["Name"] for m in o.get("/enhance/models")])
+
+
+class ConfigurationTest(unittest.TestCase):
+    def test_a_rule_naming_an_unknown_model_stops_orthanc_with_a_clear_message(self):
+        config = {"Enhance": {"Rules": [{"Name": "typo", "Task": "denoise", "Model": "clasical-bilateral"}]}}
+        server = OrthancServer(extra_config=config)
+        try:
+            with self.assertRaises(RuntimeError):
+                server.start(timeout=30)
+            self.assertIn("unknown model 'clasical-bilateral'", server.log())
+        finally:
+            server.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
