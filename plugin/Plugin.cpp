@@ -6,6 +6,7 @@
 
 #include <memory>
 
+#include "Jobs.h"
 #include "PluginContext.h"
 #include "RestApi.h"
 #include "enhance/Error.h"
@@ -28,14 +29,14 @@ OrthancPluginErrorCode OnChange(OrthancPluginChangeType change, OrthancPluginRes
     if (!g_plugin) return OrthancPluginErrorCode_Success;
     switch (change) {
       case OrthancPluginChangeType_OrthancStarted:
-        g_plugin->queue.Start();
+        g_plugin->stableSeries.Start();
         break;
       case OrthancPluginChangeType_OrthancStopped:
-        g_plugin->queue.Stop();
+        g_plugin->stableSeries.Stop();
         break;
       case OrthancPluginChangeType_StableSeries:
         if (type == OrthancPluginResourceType_Series && resourceId != nullptr) {
-          g_plugin->queue.Push(resourceId);
+          g_plugin->stableSeries.Push(resourceId);
         }
         break;
       default:
@@ -84,13 +85,19 @@ ORTHANC_PLUGINS_API int32_t OrthancPluginInitialize(OrthancPluginContext* contex
         "Orthanc Enhance: AI enhancement of CT and MR series (denoising, super-resolution, "
         "synthetic CT) as new derived series in the same study.");
     const OrthancApi api(context);
-    PluginConfiguration configuration = ParseConfiguration(api.Configuration());
+    const Json::Value orthancConfiguration = api.Configuration();
+    PluginConfiguration configuration = ParseConfiguration(orthancConfiguration);
+    const std::string aet =
+        orthancConfiguration.isMember("DicomAet") && orthancConfiguration["DicomAet"].isString()
+            ? orthancConfiguration["DicomAet"].asString()
+            : "ORTHANC";
     enhance::ConfigureRuntime({configuration.threads});
     enhance::RegisterDicomCodecs();
 
-    g_plugin = std::make_unique<PluginContext>(context, std::move(configuration));
+    g_plugin = std::make_unique<PluginContext>(context, std::move(configuration), aet);
     g_plugin->ReloadModels();
     CheckRuleModelsExist(*g_plugin);
+    RegisterJobsUnserializer(*g_plugin);
     RegisterRestRoutes(*g_plugin);
     if (g_plugin->config.enabled) {
       OrthancPluginRegisterOnChangeCallback(context, OnChange);
@@ -113,7 +120,7 @@ ORTHANC_PLUGINS_API int32_t OrthancPluginInitialize(OrthancPluginContext* contex
 
 ORTHANC_PLUGINS_API void OrthancPluginFinalize() {
   try {
-    if (enhance::plugin::g_plugin) enhance::plugin::g_plugin->queue.Stop();
+    if (enhance::plugin::g_plugin) enhance::plugin::g_plugin->stableSeries.Stop();
     enhance::plugin::g_plugin.reset();
   } catch (...) {
   }

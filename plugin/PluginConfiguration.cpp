@@ -58,9 +58,47 @@ std::string GetString(const Json::Value& object, const std::string& parent, cons
   return object[name].asString();
 }
 
-RoutingRule ParseRule(const Json::Value& value, const std::string& key) {
+std::vector<std::string> GetStrings(const Json::Value& object, const std::string& parent,
+                                    const char* name) {
+  std::vector<std::string> values;
+  if (!object.isMember(name)) return values;
+  const Json::Value& list = object[name];
+  const std::string key = parent + "." + name;
+  if (!list.isArray()) Fail(key, "must be a list of strings");
+  for (Json::ArrayIndex i = 0; i < list.size(); ++i) {
+    if (!list[i].isString() || list[i].asString().empty()) {
+      Fail(key + "[" + std::to_string(i) + "]", "must be a non-empty string");
+    }
+    values.push_back(list[i].asString());
+  }
+  return values;
+}
+
+std::optional<Pattern> GetPattern(const Json::Value& object, const std::string& parent,
+                                  const char* name) {
+  if (!object.isMember(name)) return std::nullopt;
+  const std::string text = GetString(object, parent, name, "");
+  try {
+    return Pattern{
+        text, std::make_shared<const std::regex>(text, std::regex::ECMAScript | std::regex::icase)};
+  } catch (const std::regex_error& e) {
+    Fail(parent + "." + name, "'" + text + "' is not a valid regular expression: " + e.what());
+  }
+}
+
+struct KnownDestinations {
+  bool check = false;
+  std::set<std::string> modalities;
+  std::set<std::string> peers;
+};
+
+RoutingRule ParseRule(const Json::Value& value, const std::string& key,
+                      const KnownDestinations& known) {
   if (!value.isObject()) Fail(key, "must be an object with Task and Model");
-  CheckKeys(value, key, {"Name", "Modalities", "Task", "Model"});
+  CheckKeys(value, key,
+            {"Name", "Modalities", "SeriesDescription", "ProtocolName", "BodyPartExamined",
+             "ImageType", "MinSlices", "MaxSlices", "CallingAETs", "CalledAETs", "Task", "Model",
+             "Options", "Destinations", "Priority"});
   RoutingRule rule;
   rule.name = GetString(value, key, "Name", key);
   rule.task = GetString(value, key, "Task", "", true);
@@ -69,17 +107,54 @@ RoutingRule ParseRule(const Json::Value& value, const std::string& key) {
     Fail(key + ".Task", "'" + rule.task + "' is not a task; use one of " + Join(tasks));
   }
   rule.model = GetString(value, key, "Model", "", true);
-  if (value.isMember("Modalities")) {
-    const Json::Value& modalities = value["Modalities"];
-    if (!modalities.isArray()) Fail(key + ".Modalities", "must be a list such as [\"CT\"]");
-    for (Json::ArrayIndex i = 0; i < modalities.size(); ++i) {
-      if (!modalities[i].isString() || modalities[i].asString().empty()) {
-        Fail(key + ".Modalities[" + std::to_string(i) + "]", "must be a modality such as \"CT\"");
-      }
-      rule.modalities.push_back(modalities[i].asString());
+  rule.modalities = GetStrings(value, key, "Modalities");
+  rule.seriesDescription = GetPattern(value, key, "SeriesDescription");
+  rule.protocolName = GetPattern(value, key, "ProtocolName");
+  rule.bodyPartExamined = GetPattern(value, key, "BodyPartExamined");
+  rule.imageType = GetStrings(value, key, "ImageType");
+  rule.minSlices = GetInt(value, key, "MinSlices", 0, 0, 100000);
+  rule.maxSlices = GetInt(value, key, "MaxSlices", 0, 0, 100000);
+  if (rule.maxSlices > 0 && rule.maxSlices < rule.minSlices) {
+    Fail(key + ".MaxSlices", "must not be smaller than MinSlices");
+  }
+  rule.callingAets = GetStrings(value, key, "CallingAETs");
+  rule.calledAets = GetStrings(value, key, "CalledAETs");
+  if (value.isMember("Options")) {
+    if (!value["Options"].isObject()) Fail(key + ".Options", "must be an object");
+    rule.options = value["Options"];
+  }
+  rule.destinations = GetStrings(value, key, "Destinations");
+  for (size_t i = 0; i < rule.destinations.size(); ++i) {
+    const std::string& d = rule.destinations[i];
+    const std::string dkey = key + ".Destinations[" + std::to_string(i) + "]";
+    if (d == "$sender" || !known.check) continue;
+    const bool modality = known.modalities.count(d) > 0;
+    const bool peer = known.peers.count(d) > 0;
+    if (modality && peer)
+      Fail(dkey, "'" + d + "' names both a DICOM modality and an Orthanc peer; rename one");
+    if (!modality && !peer) {
+      Fail(dkey, "'" + d +
+                     "' is neither in DicomModalities nor in OrthancPeers; add it there or use "
+                     "\"$sender\"");
     }
   }
+  rule.priority = GetInt(value, key, "Priority", 0, -1000, 1000);
   return rule;
+}
+
+KnownDestinations Destinations(const Json::Value& orthanc) {
+  KnownDestinations known;
+  known.check = !(orthanc.isMember("DicomModalitiesInDatabase") &&
+                  orthanc["DicomModalitiesInDatabase"].isBool() &&
+                  orthanc["DicomModalitiesInDatabase"].asBool());
+  for (const char* section : {"DicomModalities", "OrthancPeers"}) {
+    if (orthanc.isMember(section) && orthanc[section].isObject()) {
+      for (const auto& name : orthanc[section].getMemberNames()) {
+        (std::string(section) == "DicomModalities" ? known.modalities : known.peers).insert(name);
+      }
+    }
+  }
+  return known;
 }
 
 }  // namespace
@@ -103,8 +178,9 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
   if (!section.isObject()) Fail(key, "must be an object");
   CheckKeys(section, key,
             {"Enable", "Threads", "ConcurrentSeries", "ProcessDerivedSeries", "UidRoot",
-             "SeriesNumberOffset", "SeriesDescriptionSuffix", "Rules", "ModelsDirectories",
-             "Device", "MemoryBudgetMB", "ConcurrentInferences", "OptimizeForCpu"});
+             "SeriesNumberOffset", "SeriesDescriptionSuffix", "Rules", "RuleEvaluation",
+             "ForwardAttempts", "ForwardRetryDelaySeconds", "ModelsDirectories", "Device",
+             "MemoryBudgetMB", "ConcurrentInferences", "OptimizeForCpu"});
 
   config.enabled = GetBool(section, key, "Enable", config.enabled);
   config.threads = GetInt(section, key, "Threads", config.threads, 0, 1024);
@@ -156,13 +232,31 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
       GetInt(section, key, "ConcurrentInferences", config.concurrentInferences, 1, 64);
   config.optimizeForCpu = GetBool(section, key, "OptimizeForCpu", config.optimizeForCpu);
 
+  const std::string evaluation = GetString(section, key, "RuleEvaluation", "FirstMatch");
+  if (evaluation == "FirstMatch") {
+    config.ruleEvaluation = RuleEvaluation::kFirstMatch;
+  } else if (evaluation == "AllMatches") {
+    config.ruleEvaluation = RuleEvaluation::kAllMatches;
+  } else {
+    Fail(key + ".RuleEvaluation", "'" + evaluation + "' must be FirstMatch or AllMatches");
+  }
+  config.forwarding.attempts =
+      GetInt(section, key, "ForwardAttempts", config.forwarding.attempts, 1, 100);
+  if (section.isMember("ForwardRetryDelaySeconds")) {
+    const Json::Value& delay = section["ForwardRetryDelaySeconds"];
+    if (!delay.isNumeric() || delay.asDouble() < 0 || delay.asDouble() > 3600) {
+      Fail(key + ".ForwardRetryDelaySeconds", "must be a number of seconds from 0 to 3600");
+    }
+    config.forwarding.firstDelaySeconds = delay.asDouble();
+  }
+  const KnownDestinations known = Destinations(orthancConfiguration);
   if (section.isMember("Rules")) {
     const Json::Value& rules = section["Rules"];
     if (!rules.isArray()) Fail(key + ".Rules", "must be a list of rules");
     std::set<std::string> names;
     for (Json::ArrayIndex i = 0; i < rules.size(); ++i) {
       const std::string ruleKey = key + ".Rules[" + std::to_string(i) + "]";
-      RoutingRule rule = ParseRule(rules[i], ruleKey);
+      RoutingRule rule = ParseRule(rules[i], ruleKey, known);
       if (!names.insert(rule.name).second)
         Fail(ruleKey + ".Name", "'" + rule.name + "' is used twice");
       config.rules.push_back(std::move(rule));

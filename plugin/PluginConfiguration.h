@@ -11,18 +11,48 @@
 #include <json/value.h>
 
 #include <map>
+#include <memory>
+#include <optional>
+#include <regex>
 #include <string>
 #include <vector>
 
 namespace enhance::plugin {
 
-// Which series a rule applies to and what to do with them. Rules are evaluated in
-// order and the first matching rule wins.
+// A regular expression with the text it was written as (for messages and the API).
+// Matching searches anywhere in the value, ignoring case; anchor with ^ and $.
+struct Pattern {
+  std::string text;
+  std::shared_ptr<const std::regex> regex;
+};
+
+// Which series a rule applies to and what to do with them. Every condition that is
+// set must hold; unset conditions match anything.
 struct RoutingRule {
   std::string name;
-  std::vector<std::string> modalities;  // empty: any modality
+  // Conditions.
+  std::vector<std::string> modalities;
+  std::optional<Pattern> seriesDescription;
+  std::optional<Pattern> protocolName;
+  std::optional<Pattern> bodyPartExamined;
+  std::vector<std::string> imageType;  // each value must be present in ImageType
+  int minSlices = 0;
+  int maxSlices = 0;                     // 0: no maximum
+  std::vector<std::string> callingAets;  // the sender (Orthanc's RemoteAET metadata)
+  std::vector<std::string> calledAets;   // the AET the sender called (CalledAET metadata)
+  // Action.
   std::string task;
   std::string model;
+  Json::Value options = Json::objectValue;  // task options, passed through to the job
+  std::vector<std::string> destinations;    // modality or peer names, or "$sender"
+  int priority = 0;                         // Orthanc job priority
+};
+
+enum class RuleEvaluation { kFirstMatch, kAllMatches };
+
+struct ForwardingPolicy {
+  int attempts = 3;              // tries per destination
+  double firstDelaySeconds = 2;  // doubled after each failed try
 };
 
 struct PluginConfiguration {
@@ -38,6 +68,8 @@ struct PluginConfiguration {
       {"mr2ct", " [AI synthetic CT]"},
   };
   std::vector<RoutingRule> rules;
+  RuleEvaluation ruleEvaluation = RuleEvaluation::kFirstMatch;
+  ForwardingPolicy forwarding;
 
   // Models.
   std::vector<std::string> modelsDirectories;  // each sub-folder with a manifest.json is a model
@@ -53,7 +85,8 @@ struct PluginConfiguration {
 const std::vector<std::string>& KnownTasks();
 
 // Parses the "Enhance" member of the whole Orthanc configuration; defaults apply when
-// it is absent.
+// it is absent. Rule destinations are checked against the DicomModalities and
+// OrthancPeers of the same configuration (unless DicomModalitiesInDatabase is true).
 PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration);
 
 }  // namespace enhance::plugin

@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "PluginContext.h"
 
+#include <chrono>
+
+#include "Router.h"
+#include "enhance/Error.h"
+
 namespace enhance::plugin {
 namespace {
 
@@ -15,15 +20,48 @@ InferenceOptions ToInferenceOptions(const PluginConfiguration& config) {
 
 }  // namespace
 
-PluginContext::PluginContext(OrthancPluginContext* context, PluginConfiguration configuration)
+void ProcessingSlots::Acquire(const std::atomic<bool>& cancel) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (free_ <= 0) {
+    if (cancel) throw Error(ErrorKind::kCancelled, "cancelled while waiting for a processing slot");
+    available_.wait_for(lock, std::chrono::milliseconds(100));
+  }
+  --free_;
+}
+
+void ProcessingSlots::Release() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++free_;
+  }
+  available_.notify_one();
+}
+
+PluginContext::PluginContext(OrthancPluginContext* context, PluginConfiguration configuration,
+                             std::string aet)
     : api(context),
       config(std::move(configuration)),
+      ownAet(std::move(aet)),
       inference(ToInferenceOptions(config)),
-      processor(api, config, models, kPluginVersion),
-      queue(static_cast<size_t>(config.concurrentSeries),
-            [this](const std::string& id, const std::atomic<bool>& stopping) {
-              processor.Process(id, stopping);
-            }) {}
+      processingSlots(config.concurrentSeries),
+      stableSeries(1, [this](const std::string& id, const std::atomic<bool>&) {
+        RouteStableSeries(*this, id);
+      }) {}
+
+void PluginContext::PublishMetrics() const {
+  auto set = [this](const char* name, double value) {
+    OrthancPluginSetMetricsValue(api.context(), name, static_cast<float>(value),
+                                 OrthancPluginMetricsType_Default);
+  };
+  set("orthanc_enhance_jobs_submitted", static_cast<double>(metrics.jobsSubmitted));
+  set("orthanc_enhance_jobs_running", static_cast<double>(metrics.jobsRunning));
+  set("orthanc_enhance_jobs_succeeded", static_cast<double>(metrics.jobsSucceeded));
+  set("orthanc_enhance_jobs_failed", static_cast<double>(metrics.jobsFailed));
+  set("orthanc_enhance_series_skipped", static_cast<double>(metrics.seriesSkipped));
+  set("orthanc_enhance_slices_processed", static_cast<double>(metrics.slicesProcessed));
+  set("orthanc_enhance_inference_seconds",
+      static_cast<double>(metrics.inferenceMilliseconds) / 1000.0);
+}
 
 ModelLoadReport PluginContext::ReloadModels() {
   std::lock_guard<std::mutex> lock(reloadMutex_);
@@ -52,8 +90,9 @@ std::vector<std::string> PluginContext::RuleProblems() const {
       for (const auto& problem : models.Problems()) {
         if (problem.name == rule.model) reason += " (" + problem.message + ")";
       }
-      problems.push_back(prefix + reason + "; series matching this rule fail until it is fixed "
-                                           "and POST /enhance/models/reload is called");
+      problems.push_back(prefix + reason +
+                         "; series matching this rule fail until it is fixed "
+                         "and POST /enhance/models/reload is called");
     } else if (model->Info().task != rule.task) {
       problems.push_back(prefix + "model '" + rule.model + "' performs " + model->Info().task +
                          ", not " + rule.task);

@@ -6,20 +6,60 @@
 // its members state their own thread-safety.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
 
 #include "OrthancApi.h"
 #include "PluginConfiguration.h"
-#include "SeriesProcessor.h"
 #include "WorkQueue.h"
 #include "enhance/ModelRegistry.h"
 
 namespace enhance::plugin {
 
+// Counting semaphore whose waiters give up when their job is cancelled. Thread-safe.
+class ProcessingSlots {
+ public:
+  explicit ProcessingSlots(int count) : free_(count) {}
+  // Throws Error(kCancelled) when `cancel` becomes true while waiting.
+  void Acquire(const std::atomic<bool>& cancel);
+  void Release();
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable available_;
+  int free_;
+};
+
+class SlotGuard {
+ public:
+  SlotGuard(ProcessingSlots& slots, const std::atomic<bool>& cancel) : slots_(slots) {
+    slots_.Acquire(cancel);
+  }
+  ~SlotGuard() { slots_.Release(); }
+  SlotGuard(const SlotGuard&) = delete;
+  SlotGuard& operator=(const SlotGuard&) = delete;
+
+ private:
+  ProcessingSlots& slots_;
+};
+
+// Counters since start-up, published as Prometheus metrics by Orthanc
+// (/tools/metrics-prometheus). Atomic.
+struct PluginMetrics {
+  std::atomic<uint64_t> jobsSubmitted{0};
+  std::atomic<uint64_t> jobsRunning{0};
+  std::atomic<uint64_t> jobsSucceeded{0};
+  std::atomic<uint64_t> jobsFailed{0};
+  std::atomic<uint64_t> seriesSkipped{0};
+  std::atomic<uint64_t> slicesProcessed{0};
+  std::atomic<uint64_t> inferenceMilliseconds{0};
+};
+
 struct PluginContext {
-  PluginContext(OrthancPluginContext* context, PluginConfiguration configuration);
+  PluginContext(OrthancPluginContext* context, PluginConfiguration configuration, std::string aet);
 
   // (Re)loads the models of Enhance.ModelsDirectories and logs what happened.
   // Serialised: two reloads never run at once; jobs keep the models they hold.
@@ -28,12 +68,17 @@ struct PluginContext {
   // Problems of the rules with the models now loaded, one message per rule at fault.
   std::vector<std::string> RuleProblems() const;
 
+  // Pushes the counters to Orthanc's metrics.
+  void PublishMetrics() const;
+
   OrthancApi api;
   const PluginConfiguration config;
+  const std::string ownAet;  // Orthanc's DicomAet, the target of C-MOVEs we start
   const InferenceOptions inference;
   ModelRegistry models;
-  SeriesProcessor processor;
-  WorkQueue queue;
+  ProcessingSlots processingSlots;
+  PluginMetrics metrics;
+  WorkQueue stableSeries;  // routing of stable series, off Orthanc's change thread
 
  private:
   std::mutex reloadMutex_;

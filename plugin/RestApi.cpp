@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "RestApi.h"
 
+#include "RestSupport.h"
+
 #include <cmath>
 
 #include "OrthancInstanceSource.h"
@@ -13,89 +15,7 @@
 namespace enhance::plugin {
 namespace {
 
-PluginContext* g_plugin = nullptr;  // set once before the routes are registered
-
-int HttpStatusFor(ErrorKind kind) {
-  switch (kind) {
-    case ErrorKind::kBadInput:
-    case ErrorKind::kUnsupported:
-      return 400;
-    case ErrorKind::kNotFound:
-      return 404;
-    case ErrorKind::kCancelled:
-      return 409;
-    case ErrorKind::kInternal:
-      return 500;
-  }
-  return 500;
-}
-
-void SendJson(OrthancPluginRestOutput* output, const Json::Value& body) {
-  const std::string text = WriteJson(body);
-  OrthancPluginAnswerBuffer(g_plugin->api.context(), output, text.data(),
-                            static_cast<uint32_t>(text.size()), "application/json");
-}
-
-void SendError(OrthancPluginRestOutput* output, const char* url, int status,
-               const std::string& kind, const std::string& message) {
-  Json::Value body;
-  body["HttpStatus"] = status;
-  body["Kind"] = kind;
-  body["Message"] = message;
-  body["Uri"] = url;
-  const std::string text = WriteJson(body);
-  OrthancPluginSendHttpStatus(g_plugin->api.context(), output, static_cast<uint16_t>(status),
-                              text.data(), static_cast<uint32_t>(text.size()));
-}
-
-using Handler = void (*)(OrthancPluginRestOutput*, const char*, const OrthancPluginHttpRequest*);
-
-// The single place where exceptions from a route become HTTP answers.
-template <Handler handler>
-OrthancPluginErrorCode Protected(OrthancPluginRestOutput* output, const char* url,
-                                 const OrthancPluginHttpRequest* request) {
-  try {
-    handler(output, url, request);
-    return OrthancPluginErrorCode_Success;
-  } catch (const Error& e) {
-    try {
-      SendError(output, url, HttpStatusFor(e.kind()), ToString(e.kind()), e.what());
-      return OrthancPluginErrorCode_Success;
-    } catch (...) {
-    }
-  } catch (const std::exception& e) {
-    try {
-      g_plugin->api.LogError(std::string(url) + ": " + e.what());
-      SendError(output, url, 500, ToString(ErrorKind::kInternal), e.what());
-      return OrthancPluginErrorCode_Success;
-    } catch (...) {
-    }
-  } catch (...) {
-  }
-  return OrthancPluginErrorCode_Plugin;
-}
-
-bool AllowOnly(OrthancPluginRestOutput* output, const OrthancPluginHttpRequest* request,
-               OrthancPluginHttpMethod method, const char* allowed) {
-  if (request->method == method) return true;
-  OrthancPluginSendMethodNotAllowed(g_plugin->api.context(), output, allowed);
-  return false;
-}
-
-Json::Value RequestBody(const OrthancPluginHttpRequest* request) {
-  const std::string text(static_cast<const char*>(request->body), request->bodySize);
-  try {
-    return ParseJson(text.empty() ? "{}" : text, "the request body");
-  } catch (const std::exception& e) {
-    throw Error(ErrorKind::kBadInput, e.what());
-  }
-}
-
-Json::Value Strings(const std::vector<std::string>& items) {
-  Json::Value list(Json::arrayValue);
-  for (const auto& item : items) list.append(item);
-  return list;
-}
+using namespace rest;
 
 Json::Value ModelJson(const Model& model) {
   const ModelSpec& m = model.Info();
@@ -144,14 +64,14 @@ Json::Value FiguresJson(const QualityFigures& f) {
 void GetSystem(OrthancPluginRestOutput* output, const char*,
                const OrthancPluginHttpRequest* request) {
   if (!AllowOnly(output, request, OrthancPluginHttpMethod_Get, "GET")) return;
-  SendJson(output, SystemInformation(*g_plugin));
+  SendJson(output, SystemInformation(Plugin()));
 }
 
 void GetModels(OrthancPluginRestOutput* output, const char*,
                const OrthancPluginHttpRequest* request) {
   if (!AllowOnly(output, request, OrthancPluginHttpMethod_Get, "GET")) return;
   Json::Value list(Json::arrayValue);
-  for (const auto& model : g_plugin->models.List()) list.append(ModelJson(*model));
+  for (const auto& model : Plugin().models.List()) list.append(ModelJson(*model));
   SendJson(output, list);
 }
 
@@ -159,16 +79,16 @@ void ModelOrReload(OrthancPluginRestOutput* output, const char*,
                    const OrthancPluginHttpRequest* request) {
   const std::string name = request->groupsCount > 0 ? request->groups[0] : "";
   if (request->method == OrthancPluginHttpMethod_Post && name == "reload") {
-    const ModelLoadReport report = g_plugin->ReloadModels();
+    const ModelLoadReport report = Plugin().ReloadModels();
     Json::Value body;
     body["Loaded"] = Strings(report.loaded);
     body["Problems"] = ProblemsJson(report.problems);
-    body["RuleProblems"] = Strings(g_plugin->RuleProblems());
+    body["RuleProblems"] = Strings(Plugin().RuleProblems());
     SendJson(output, body);
     return;
   }
   if (!AllowOnly(output, request, OrthancPluginHttpMethod_Get, "GET")) return;
-  SendJson(output, ModelJson(*g_plugin->models.Get(name)));
+  SendJson(output, ModelJson(*Plugin().models.Get(name)));
 }
 
 std::string SeriesId(const Json::Value& body, const char* key) {
@@ -185,15 +105,7 @@ void Evaluate(OrthancPluginRestOutput* output, const char*,
               const OrthancPluginHttpRequest* request) {
   if (!AllowOnly(output, request, OrthancPluginHttpMethod_Post, "POST")) return;
   const Json::Value body = RequestBody(request);
-  if (!body.isObject()) throw Error(ErrorKind::kBadInput, "the request body must be a JSON object");
-  for (const auto& key : body.getMemberNames()) {
-    if (key != "Reference" && key != "Test" && key != "Window" && key != "DataRange" &&
-        key != "BodyMask") {
-      throw Error(ErrorKind::kBadInput,
-                  "unknown key \"" + key +
-                      "\"; known keys are Reference, Test, Window, DataRange, BodyMask");
-    }
-  }
+  CheckKeys(body, {"Reference", "Test", "Window", "DataRange", "BodyMask"});
   MetricOptions options;
   if (body.isMember("Window")) {
     const Json::Value& w = body["Window"];
@@ -216,8 +128,8 @@ void Evaluate(OrthancPluginRestOutput* output, const char*,
   }
   const std::string referenceId = SeriesId(body, "Reference");
   const std::string testId = SeriesId(body, "Test");
-  OrthancInstanceSource referenceSource(g_plugin->api, referenceId);
-  OrthancInstanceSource testSource(g_plugin->api, testId);
+  OrthancInstanceSource referenceSource(Plugin().api, referenceId);
+  OrthancInstanceSource testSource(Plugin().api, testId);
   const DecodedSeries reference = FetchSeries(referenceSource, {});
   const DecodedSeries test = FetchSeries(testSource, {});
   const QualityReport report = CompareVolumes(reference.volume, test.volume, options);
@@ -257,18 +169,24 @@ Json::Value SystemInformation(const PluginContext& plugin) {
   for (const auto& rule : plugin.config.rules) rules.append(rule.name);
   info["Rules"] = rules;
   info["RuleProblems"] = Strings(plugin.RuleProblems());
-  Json::Value queue;
-  queue["Pending"] = static_cast<Json::UInt64>(plugin.queue.Pending());
-  queue["Running"] = static_cast<Json::UInt64>(plugin.queue.Running());
-  queue["Succeeded"] = static_cast<Json::UInt64>(plugin.processor.counters().succeeded.load());
-  queue["Failed"] = static_cast<Json::UInt64>(plugin.processor.counters().failed.load());
-  queue["Skipped"] = static_cast<Json::UInt64>(plugin.processor.counters().skipped.load());
-  info["Series"] = queue;
+  Json::Value jobs;
+  jobs["Submitted"] = static_cast<Json::UInt64>(plugin.metrics.jobsSubmitted.load());
+  jobs["Running"] = static_cast<Json::UInt64>(plugin.metrics.jobsRunning.load());
+  jobs["Succeeded"] = static_cast<Json::UInt64>(plugin.metrics.jobsSucceeded.load());
+  jobs["Failed"] = static_cast<Json::UInt64>(plugin.metrics.jobsFailed.load());
+  info["Jobs"] = jobs;
+  Json::Value series;
+  series["AwaitingRouting"] =
+      static_cast<Json::UInt64>(plugin.stableSeries.Pending() + plugin.stableSeries.Running());
+  series["Skipped"] = static_cast<Json::UInt64>(plugin.metrics.seriesSkipped.load());
+  series["SlicesProcessed"] = static_cast<Json::UInt64>(plugin.metrics.slicesProcessed.load());
+  info["Series"] = series;
   return info;
 }
 
 void RegisterRestRoutes(PluginContext& plugin) {
-  g_plugin = &plugin;
+  SetPlugin(plugin);
+  RegisterProcessingRoutes(plugin);
   OrthancPluginContext* context = plugin.api.context();
   OrthancPluginRegisterRestCallbackNoLock(context, "/enhance/system", Protected<GetSystem>);
   OrthancPluginRegisterRestCallbackNoLock(context, "/enhance/models", Protected<GetModels>);

@@ -11,6 +11,10 @@ namespace enhance::plugin {
 
 void RegisterRestRoutes(PluginContext& plugin);
 
+// The processing routes (RestProcessing.cpp): /enhance/series, /enhance/studies,
+// /enhance/retrieve, /enhance/rules.
+void RegisterProcessingRoutes(PluginContext& plugin);
+
 // The JSON served by GET /enhance/system.
 Json::Value SystemInformation(const PluginContext& plugin);
 

@@ -17,31 +17,97 @@ std::vector<std::string> SplitBackslash(const std::string& value) {
   return parts;
 }
 
+std::string Text(const Json::Value& object, const char* key) {
+  return object.isObject() && object[key].isString() ? object[key].asString() : "";
+}
+
+bool Contains(const std::vector<std::string>& list, const std::string& value) {
+  return std::find(list.begin(), list.end(), value) != list.end();
+}
+
+// Image storage SOP classes whose pixels a model can process: CT, MR and their
+// enhanced variants; anything else (SR, SEG, RT, PDF, presentation states) is skipped.
+bool IsImageStorage(const std::string& sopClassUid) {
+  static const std::vector<std::string> kImages{
+      "1.2.840.10008.5.1.4.1.1.2",    // CT Image Storage
+      "1.2.840.10008.5.1.4.1.1.2.1",  // Enhanced CT Image Storage
+      "1.2.840.10008.5.1.4.1.1.4",    // MR Image Storage
+      "1.2.840.10008.5.1.4.1.1.4.1",  // Enhanced MR Image Storage
+      "1.2.840.10008.5.1.4.1.1.7",    // Secondary Capture Image Storage
+      "1.2.840.10008.5.1.4.1.1.128",  // PET Image Storage
+      "1.2.840.10008.5.1.4.1.1.20",   // Nuclear Medicine Image Storage
+      "1.2.840.10008.5.1.4.1.1.1",    // Computed Radiography Image Storage
+      "1.2.840.10008.5.1.4.1.1.1.1",  // Digital X-Ray Image Storage - For Presentation
+      "1.2.840.10008.5.1.4.1.1.6.1",  // Ultrasound Image Storage
+  };
+  return sopClassUid.empty() || Contains(kImages, sopClassUid);
+}
+
+bool Search(const std::optional<Pattern>& pattern, const std::string& value) {
+  return !pattern || std::regex_search(value, *pattern->regex);
+}
+
 }  // namespace
 
-SeriesFacts ExtractSeriesFacts(const Json::Value& series, const Json::Value& instanceTags) {
+SeriesFacts ExtractSeriesFacts(const Json::Value& series, const Json::Value& instanceTags,
+                               const Json::Value& instanceMetadata) {
   SeriesFacts facts;
   const Json::Value& main = series["MainDicomTags"];
-  if (main.isObject() && main["Modality"].isString()) facts.modality = main["Modality"].asString();
+  facts.modality = Text(main, "Modality");
+  facts.seriesDescription = Text(main, "SeriesDescription");
+  facts.protocolName = Text(main, "ProtocolName");
+  facts.bodyPartExamined = Text(main, "BodyPartExamined");
   if (series["Instances"].isArray()) facts.instanceCount = series["Instances"].size();
   if (instanceTags.isObject()) {
-    if (facts.modality.empty() && instanceTags["Modality"].isString()) {
-      facts.modality = instanceTags["Modality"].asString();
-    }
-    if (instanceTags["ImageType"].isString()) {
-      facts.imageType = SplitBackslash(instanceTags["ImageType"].asString());
-    }
+    if (facts.modality.empty()) facts.modality = Text(instanceTags, "Modality");
+    if (facts.seriesDescription.empty())
+      facts.seriesDescription = Text(instanceTags, "SeriesDescription");
+    if (facts.protocolName.empty()) facts.protocolName = Text(instanceTags, "ProtocolName");
+    if (facts.bodyPartExamined.empty())
+      facts.bodyPartExamined = Text(instanceTags, "BodyPartExamined");
+    facts.imageType = SplitBackslash(Text(instanceTags, "ImageType"));
+    facts.sopClassUid = Text(instanceTags, "SOPClassUID");
     const Json::Value& equipment = instanceTags["ContributingEquipmentSequence"];
     if (equipment.isArray()) {
       for (const auto& item : equipment) {
-        if (item.isObject() && item["Manufacturer"].isString() &&
-            item["Manufacturer"].asString() == kEquipmentManufacturer) {
-          facts.producedByThisPlugin = true;
-        }
+        if (Text(item, "Manufacturer") == kEquipmentManufacturer) facts.producedByThisPlugin = true;
       }
     }
   }
+  facts.callingAet = Text(instanceMetadata, "RemoteAET");
+  facts.calledAet = Text(instanceMetadata, "CalledAET");
   return facts;
+}
+
+bool RuleMatches(const RoutingRule& rule, const SeriesFacts& facts, std::string* why) {
+  auto fail = [&](const std::string& reason) {
+    if (why) *why = reason;
+    return false;
+  };
+  if (!rule.modalities.empty() && !Contains(rule.modalities, facts.modality)) {
+    return fail("modality '" + facts.modality + "' is not listed");
+  }
+  if (!Search(rule.seriesDescription, facts.seriesDescription))
+    return fail("SeriesDescription differs");
+  if (!Search(rule.protocolName, facts.protocolName)) return fail("ProtocolName differs");
+  if (!Search(rule.bodyPartExamined, facts.bodyPartExamined))
+    return fail("BodyPartExamined differs");
+  for (const auto& value : rule.imageType) {
+    if (!Contains(facts.imageType, value)) return fail("ImageType lacks " + value);
+  }
+  const auto slices = static_cast<int>(facts.instanceCount);
+  if (slices < rule.minSlices)
+    return fail("fewer than " + std::to_string(rule.minSlices) + " slices");
+  if (rule.maxSlices > 0 && slices > rule.maxSlices) {
+    return fail("more than " + std::to_string(rule.maxSlices) + " slices");
+  }
+  if (!rule.callingAets.empty() && !Contains(rule.callingAets, facts.callingAet)) {
+    return fail("sent by '" + facts.callingAet + "'");
+  }
+  if (!rule.calledAets.empty() && !Contains(rule.calledAets, facts.calledAet)) {
+    return fail("sent to '" + facts.calledAet + "'");
+  }
+  return true;
 }
 
 RoutingDecision Route(const PluginConfiguration& config, const SeriesFacts& facts) {
@@ -50,23 +116,32 @@ RoutingDecision Route(const PluginConfiguration& config, const SeriesFacts& fact
     decision.reason = "the series was produced by Orthanc Enhance";
     return decision;
   }
+  if (!IsImageStorage(facts.sopClassUid)) {
+    decision.reason = "SOP class " + facts.sopClassUid + " holds no image to enhance";
+    return decision;
+  }
+  if (facts.imageType.size() >= 3 && facts.imageType[2] == "LOCALIZER") {
+    decision.reason = "the series is a localizer";
+    return decision;
+  }
   if (!facts.imageType.empty() && facts.imageType[0] == "DERIVED" && !config.processDerivedSeries) {
     decision.reason = "the series is DERIVED and Enhance.ProcessDerivedSeries is false";
     return decision;
   }
+  std::string names;
   for (const auto& rule : config.rules) {
-    const bool modalityMatches =
-        rule.modalities.empty() || std::find(rule.modalities.begin(), rule.modalities.end(),
-                                             facts.modality) != rule.modalities.end();
-    if (modalityMatches) {
-      decision.rule = &rule;
-      decision.reason = "rule '" + rule.name + "' matches";
-      return decision;
-    }
+    if (!RuleMatches(rule, facts)) continue;
+    decision.rules.push_back(&rule);
+    names += (names.empty() ? "'" : ", '") + rule.name + "'";
+    if (config.ruleEvaluation == RuleEvaluation::kFirstMatch) break;
   }
-  decision.reason = config.rules.empty()
-                        ? "no routing rule is configured"
-                        : "no routing rule matches modality '" + facts.modality + "'";
+  if (!decision.rules.empty()) {
+    decision.reason = (decision.rules.size() == 1 ? "rule " : "rules ") + names + " match";
+  } else {
+    decision.reason = config.rules.empty()
+                          ? "no routing rule is configured"
+                          : "no routing rule matches (modality '" + facts.modality + "')";
+  }
   return decision;
 }
 

@@ -139,7 +139,8 @@ std::vector<std::string> WriteDerivedSeries(const DecodedSeries& source, const V
     encoding.isSigned = minValue < -0.5f;
   }
 
-  const std::string seriesUid = GenerateUid(info.uidRoot);
+  const std::string seriesUid =
+      info.seriesInstanceUid.empty() ? GenerateUid(info.uidRoot) : info.seriesInstanceUid;
   const Now now = CurrentDateTime();
   std::string description = info.task + " by " + info.modelName + " " + info.modelVersion;
   if (!info.parameters.empty()) description += " (" + info.parameters + ")";
@@ -157,7 +158,10 @@ std::vector<std::string> WriteDerivedSeries(const DecodedSeries& source, const V
     RemoveSourceOnlyAttributes(ds);
 
     // Identity of the new instance and series, in the same study.
-    PutString(ds, DCM_SOPInstanceUID, GenerateUid(info.uidRoot));
+    PutString(ds, DCM_SOPInstanceUID,
+              info.seriesInstanceUid.empty()
+                  ? GenerateUid(info.uidRoot)
+                  : UidFromName(seriesUid + "/" + std::to_string(k + 1), info.uidRoot));
     PutString(ds, DCM_SeriesInstanceUID, seriesUid);
     PutString(ds, DCM_InstanceCreationDate, now.date);
     PutString(ds, DCM_InstanceCreationTime, now.time);

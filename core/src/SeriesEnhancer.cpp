@@ -88,6 +88,7 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
   derivation.seriesDescriptionSuffix = output.seriesDescriptionSuffix;
   derivation.seriesNumberOffset = output.seriesNumberOffset;
   derivation.uidRoot = output.uidRoot;
+  derivation.seriesInstanceUid = output.seriesInstanceUid;
   result.files = WriteDerivedSeries(decoded, enhanced, derivation);
   result.timings.encodeSeconds = clock.Lap();
   context.Report(1.0);

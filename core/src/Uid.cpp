@@ -54,6 +54,19 @@ std::string UidFromName(const std::string& name) {
   return "2.25." + ToDecimal(limbs);
 }
 
+std::string UidFromName(const std::string& name, const std::string& root) {
+  const std::string full = UidFromName(name);
+  if (root.empty()) return full;
+  if (!IsValidUid(root) || root.size() + 1 + kMinRandomDigits > kMaxUidLength) {
+    GenerateUid(root);  // throws the explanatory error
+  }
+  std::string digits = full.substr(5);  // the decimal hash after "2.25."
+  const size_t room = kMaxUidLength - root.size() - 1;
+  if (digits.size() > room) digits.resize(room);
+  while (digits.size() > 1 && digits[0] == '0') digits.erase(0, 1);
+  return root + "." + digits;
+}
+
 bool IsValidUid(const std::string& uid) {
   if (uid.empty() || uid.size() > kMaxUidLength) return false;
   size_t start = 0;

@@ -133,9 +133,22 @@ class EndToEndTest(unittest.TestCase):
         # The derived series is never processed again: it stays one extra series.
         system = wait_for(lambda: (lambda s: s if s["Series"]["Skipped"] >= 1 else None)(
             o.get("/enhance/system")), timeout=30, what="the derived series to be skipped")
-        self.assertEqual(system["Series"]["Succeeded"], 1)
-        self.assertEqual(system["Series"]["Failed"], 0)
+        self.assertEqual(system["Jobs"]["Succeeded"], 1)
+        self.assertEqual(system["Jobs"]["Failed"], 0)
         self.assertEqual(len(o.get(f"/studies/{study_id}")["Series"]), 2)
+
+        # The work ran as an Orthanc job with its content.
+        jobs = [o.get(f"/jobs/{j}") for j in o.get("/jobs")]
+        ours = [j for j in jobs if j["Type"] == "EnhanceSeries"]
+        self.assertEqual(len(ours), 1)
+        self.assertEqual(ours[0]["State"], "Success")
+        self.assertEqual(ours[0]["Progress"], 100)
+        content = ours[0]["Content"]
+        self.assertEqual(content["SourceSeries"], source_id)
+        self.assertEqual(content["DerivedSeries"], derived_ids[0])
+        self.assertEqual(content["Origin"], "rule 'ct-denoise'")
+        self.assertEqual(content["DerivedInstances"], self.SLICES)
+        self.assertIn("Inference", content["Timings"])
 
     def test_system_route_reports_the_runtime(self):
         system = self.orthanc.get("/enhance/system")

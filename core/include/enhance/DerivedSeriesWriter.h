@@ -26,6 +26,9 @@ struct DerivationInfo {
   std::string seriesDescriptionSuffix = " [AI enhanced]";
   int seriesNumberOffset = 1000;
   std::string uidRoot;  // empty: 2.25 UUID-derived UIDs
+  // When set, the series gets this UID and instance k a UID derived from it and k, so that
+  // writing the same series twice gives the same UIDs. Empty: random UIDs.
+  std::string seriesInstanceUid;
 };
 
 // The name written as Manufacturer of the contributing equipment. The plugin uses it

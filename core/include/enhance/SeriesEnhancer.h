@@ -37,6 +37,7 @@ struct OutputOptions {
   std::string seriesDescriptionSuffix = " [AI enhanced]";
   int seriesNumberOffset = 1000;
   std::string uidRoot;
+  std::string seriesInstanceUid;  // see DerivationInfo::seriesInstanceUid
   std::string softwareVersion;
 };
 

@@ -18,6 +18,11 @@ std::string GenerateUid(const std::string& root = "");
 // models, whose identity is their name, version and parameters.
 std::string UidFromName(const std::string& name);
 
+// Like UidFromName(), but under `root` when it is not empty: the root followed by decimal
+// digits of the name's SHA-1 hash, 64 characters at most. The same name and root always
+// give the same UID, which makes re-running a job idempotent.
+std::string UidFromName(const std::string& name, const std::string& root);
+
 // True when the text is a syntactically valid DICOM UID (PS3.5 9.1).
 bool IsValidUid(const std::string& uid);
 

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "JobRequest.h"
+
+#include <json/writer.h>
+
+#include "enhance/Error.h"
+#include "enhance/Uid.h"
+
+namespace enhance::plugin {
+namespace {
+
+std::string Required(const Json::Value& v, const char* key) {
+  if (!v.isMember(key) || !v[key].isString() || v[key].asString().empty()) {
+    throw Error(ErrorKind::kBadInput, std::string("job request: \"") + key + "\" is missing");
+  }
+  return v[key].asString();
+}
+
+std::string Optional(const Json::Value& v, const char* key) {
+  return v.isMember(key) && v[key].isString() ? v[key].asString() : "";
+}
+
+}  // namespace
+
+Json::Value JobRequest::ToJson() const {
+  Json::Value v;
+  v["Series"] = seriesId;
+  v["Task"] = task;
+  v["Model"] = model;
+  v["Options"] = options;
+  v["Destinations"] = Json::arrayValue;
+  for (const auto& d : destinations) v["Destinations"].append(d);
+  v["SenderAet"] = senderAet;
+  v["Priority"] = priority;
+  v["Force"] = force;
+  v["Nonce"] = nonce;
+  v["Origin"] = origin;
+  return v;
+}
+
+JobRequest JobRequest::FromJson(const Json::Value& v) {
+  if (!v.isObject()) throw Error(ErrorKind::kBadInput, "job request: not a JSON object");
+  JobRequest r;
+  r.seriesId = Required(v, "Series");
+  r.task = Required(v, "Task");
+  r.model = Required(v, "Model");
+  if (v.isMember("Options")) {
+    if (!v["Options"].isObject()) throw Error(ErrorKind::kBadInput, "job request: \"Options\" must be an object");
+    r.options = v["Options"];
+  }
+  if (v.isMember("Destinations")) {
+    if (!v["Destinations"].isArray()) {
+      throw Error(ErrorKind::kBadInput, "job request: \"Destinations\" must be a list");
+    }
+    for (const auto& d : v["Destinations"]) {
+      if (!d.isString() || d.asString().empty()) {
+        throw Error(ErrorKind::kBadInput, "job request: \"Destinations\" must hold names");
+      }
+      r.destinations.push_back(d.asString());
+    }
+  }
+  r.senderAet = Optional(v, "SenderAet");
+  r.priority = v.isMember("Priority") && v["Priority"].isInt() ? v["Priority"].asInt() : 0;
+  r.force = v.isMember("Force") && v["Force"].isBool() && v["Force"].asBool();
+  r.nonce = Optional(v, "Nonce");
+  r.origin = Optional(v, "Origin");
+  return r;
+}
+
+std::string DerivedSeriesUid(const JobRequest& request, const std::string& sourceSeriesUid,
+                             const std::string& modelUid, const std::string& uidRoot) {
+  Json::StreamWriterBuilder builder;
+  builder["indentation"] = "";
+  const std::string options = Json::writeString(builder, request.options);
+  return UidFromName("derived-series|" + sourceSeriesUid + "|" + request.task + "|" + modelUid +
+                         "|" + options + "|" + request.nonce,
+                     uidRoot);
+}
+
+}  // namespace enhance::plugin

@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// What one processing job does inside Orthanc, start to end: check the request, skip
+// what was already done, fetch and enhance the series in core/, publish the derived
+// series all or nothing into the same study, then forward it.
+//
+// Idempotent: the derived series' UIDs are a function of the request (JobRequest.h), so
+// a job run again after a restart finds the series of its first run. A complete one is
+// not made again (only forwarded); a partial one, left by a crash, is deleted and made
+// again. Source instances are only ever read.
+//
+// Thread-safety: Run() may execute for several jobs at once.
+#pragma once
+
+#include <atomic>
+
+#include "JobRequest.h"
+#include "JobState.h"
+
+namespace enhance::plugin {
+
+struct PluginContext;
+
+// Throws enhance::Error with the reason when the job fails (the derived series, once
+// stored, stays even when forwarding fails).
+void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobState& state,
+                       const std::atomic<bool>& cancel);
+
+}  // namespace enhance::plugin
