@@ -4,16 +4,11 @@
 #include <chrono>
 #include <thread>
 
+#include "enhance/DicomNetwork.h"
+#include "enhance/Error.h"
+
 namespace enhance::plugin {
 namespace {
-
-bool Contains(const Json::Value& list, const std::string& name) {
-  if (!list.isArray()) return false;
-  for (const auto& item : list) {
-    if (item.isString() && item.asString() == name) return true;
-  }
-  return false;
-}
 
 // Sleeps in small steps so that a cancelled job does not wait out its backoff.
 void Wait(double seconds, const std::atomic<bool>& cancel) {
@@ -23,7 +18,75 @@ void Wait(double seconds, const std::atomic<bool>& cancel) {
   }
 }
 
+// One attempt at a modality: "" on success, else what went wrong.
+std::string StoreToModality(const ForwardingContext& context, const ModalityAddress& address,
+                            const std::vector<std::string>& files,
+                            const std::atomic<bool>& cancel) {
+  DicomPeer peer{context.localAet, address.aet, address.host, address.port, context.timeoutSeconds};
+  const StoreResult result = StoreFiles(peer, files, [&cancel] { return cancel.load(); });
+  if (result.refusals.empty()) return "";
+  std::string message = std::to_string(result.refusals.size()) + " of " +
+                        std::to_string(files.size()) + " instance(s) not stored by " +
+                        peer.Describe() + ": " + result.refusals.front();
+  return message;
+}
+
+std::string StoreToPeer(const OrthancApi& api, const PeerAddress& peer,
+                        const std::vector<std::string>& files, const std::atomic<bool>& cancel) {
+  for (const auto& file : files) {
+    if (cancel) return "cancelled";
+    OrthancPluginMemoryBuffer answer{nullptr, 0};
+    const OrthancPluginErrorCode code = OrthancPluginHttpPost(
+        api.context(), &answer, (peer.url + "/instances").c_str(), file.data(),
+        static_cast<uint32_t>(file.size()), peer.username.empty() ? nullptr : peer.username.c_str(),
+        peer.password.empty() ? nullptr : peer.password.c_str());
+    if (answer.data != nullptr) OrthancPluginFreeMemoryBuffer(api.context(), &answer);
+    if (code != OrthancPluginErrorCode_Success) {
+      return std::string("HTTP POST to ") + peer.url +
+             "/instances failed: " + OrthancPluginGetErrorDescription(api.context(), code);
+    }
+  }
+  return "";
+}
+
 }  // namespace
+
+ForwardingContext ReadForwardingContext(const Json::Value& config) {
+  ForwardingContext context;
+  context.localAet = config["DicomAet"].isString() ? config["DicomAet"].asString() : "ORTHANC";
+  context.timeoutSeconds =
+      config["DicomScuTimeout"].isInt() ? config["DicomScuTimeout"].asInt() : 10;
+  const Json::Value& peers = config["OrthancPeers"];
+  if (peers.isObject()) {
+    for (const auto& name : peers.getMemberNames()) {
+      const Json::Value& p = peers[name];
+      PeerAddress address;
+      if (p.isArray() && p.size() >= 1) {
+        address.url = p[0].asString();
+        if (p.size() >= 3) {
+          address.username = p[1].asString();
+          address.password = p[2].asString();
+        }
+      } else if (p.isObject()) {
+        address.url = p["Url"].asString();
+        address.username = p["Username"].asString();
+        address.password = p["Password"].asString();
+      }
+      while (!address.url.empty() && address.url.back() == '/') address.url.pop_back();
+      context.peers[name] = address;
+    }
+  }
+  return context;
+}
+
+ModalityAddress LookupModality(const OrthancApi& api, const std::string& name) {
+  const Json::Value modalities = api.GetJson("/modalities?expand");
+  if (!modalities.isMember(name)) {
+    throw Error(ErrorKind::kBadInput, "'" + name + "' is not a DICOM modality of this node");
+  }
+  const Json::Value& m = modalities[name];
+  return {m["AET"].asString(), m["Host"].asString(), m["Port"].asInt()};
+}
 
 Json::Value ForwardResult::ToJson() const {
   Json::Value v;
@@ -35,63 +98,56 @@ Json::Value ForwardResult::ToJson() const {
   return v;
 }
 
-ForwardResult ForwardSeries(const OrthancApi& api, const std::string& destination,
-                            const std::string& senderAet, const std::string& seriesId,
-                            const ForwardingPolicy& policy, const std::atomic<bool>& cancel) {
+ForwardResult ForwardSeries(const OrthancApi& api, const ForwardingContext& context,
+                            const std::string& destination, const std::string& senderAet,
+                            const std::vector<std::string>& files, const ForwardingPolicy& policy,
+                            const std::atomic<bool>& cancel) {
   ForwardResult result;
   result.destination = destination;
-  std::string uri;
+  ModalityAddress modality;
+  const PeerAddress* peer = nullptr;
   try {
+    const Json::Value modalities = api.GetJson("/modalities?expand");
     if (destination == "$sender") {
-      const Json::Value modalities = api.GetJson("/modalities?expand");
       for (const auto& name : modalities.getMemberNames()) {
-        if (modalities[name]["AET"].isString() && modalities[name]["AET"].asString() == senderAet) {
-          result.target = name;
-        }
+        if (modalities[name]["AET"].asString() == senderAet) result.target = name;
       }
       if (result.target.empty()) {
         result.message = "the sender AET '" + senderAet +
                          "' is not a known DICOM modality; add it to DicomModalities";
         return result;
       }
-      uri = "/modalities/" + result.target + "/store";
-    } else if (Contains(api.GetJson("/modalities"), destination)) {
+    } else if (modalities.isMember(destination)) {
       result.target = destination;
-      uri = "/modalities/" + destination + "/store";
-    } else if (Contains(api.GetJson("/peers"), destination)) {
+    } else if (context.peers.count(destination) > 0) {
       result.target = destination;
-      uri = "/peers/" + destination + "/store";
+      peer = &context.peers.at(destination);
     } else {
       result.message = "'" + destination + "' is neither a DICOM modality nor an Orthanc peer";
       return result;
     }
+    if (peer == nullptr) modality = LookupModality(api, result.target);
   } catch (const std::exception& e) {
     result.message = std::string("cannot resolve the destination: ") + e.what();
     return result;
   }
 
-  Json::Value body;
-  body["Resources"].append(seriesId);
-  body["Synchronous"] = true;
   double delay = policy.firstDelaySeconds;
-  for (int attempt = 1; attempt <= std::max(1, policy.attempts) && !cancel; ++attempt) {
+  const int attempts = std::max(1, policy.attempts);
+  for (int attempt = 1; attempt <= attempts && !cancel; ++attempt) {
     result.attempts = attempt;
     try {
-      const Json::Value answer = api.PostJson(uri, WriteJson(body));
-      // Orthanc reports instances the remote refused; any such refusal is a failure.
-      if (answer.isObject() && answer["FailedInstancesCount"].isNumeric() &&
-          answer["FailedInstancesCount"].asInt() > 0) {
-        result.message = std::to_string(answer["FailedInstancesCount"].asInt()) +
-                         " instance(s) refused by " + result.target;
-      } else {
-        result.success = true;
-        result.message = "sent";
-        return result;
-      }
+      result.message = peer ? StoreToPeer(api, *peer, files, cancel)
+                            : StoreToModality(context, modality, files, cancel);
     } catch (const std::exception& e) {
       result.message = e.what();
     }
-    if (attempt < policy.attempts) Wait(delay, cancel);
+    if (result.message.empty()) {
+      result.success = true;
+      result.message = "sent " + std::to_string(files.size()) + " instance(s)";
+      return result;
+    }
+    if (attempt < attempts) Wait(delay, cancel);
     delay *= 2;
   }
   if (cancel) result.message = "cancelled; last error: " + result.message;

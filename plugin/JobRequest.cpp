@@ -45,7 +45,8 @@ JobRequest JobRequest::FromJson(const Json::Value& v) {
   r.task = Required(v, "Task");
   r.model = Required(v, "Model");
   if (v.isMember("Options")) {
-    if (!v["Options"].isObject()) throw Error(ErrorKind::kBadInput, "job request: \"Options\" must be an object");
+    if (!v["Options"].isObject())
+      throw Error(ErrorKind::kBadInput, "job request: \"Options\" must be an object");
     r.options = v["Options"];
   }
   if (v.isMember("Destinations")) {

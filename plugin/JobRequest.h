@@ -20,9 +20,9 @@ struct JobRequest {
   std::vector<std::string> destinations;  // modality or peer names, or "$sender"
   std::string senderAet;                  // who sent the series, for "$sender"
   int priority = 0;
-  bool force = false;   // process even if the same series, task and model were processed
-  std::string nonce;    // set when forced: gives the derived series new UIDs
-  std::string origin;   // "rule 'ct-denoise'", "REST", "retrieve"
+  bool force = false;  // process even if the same series, task and model were processed
+  std::string nonce;   // set when forced: gives the derived series new UIDs
+  std::string origin;  // "rule 'ct-denoise'", "REST", "retrieve"
 
   Json::Value ToJson() const;
   // Throws enhance::Error(kBadInput) naming the key that is missing or wrong.

@@ -10,6 +10,7 @@
 #include "JobState.h"
 #include "PluginContext.h"
 #include "SeriesPipeline.h"
+#include "enhance/DicomNetwork.h"
 #include "enhance/Error.h"
 #include "enhance/Uid.h"
 
@@ -40,7 +41,8 @@ class ThreadedJob {
       plugin_.PublishMetrics();
       worker_ = std::thread([this] { WorkerBody(); });
     }
-    finished_.wait_for(lock, std::chrono::milliseconds(250), [this] { return status_ != Status::kRunning; });
+    finished_.wait_for(lock, std::chrono::milliseconds(250),
+                       [this] { return status_ != Status::kRunning; });
     switch (status_) {
       case Status::kSucceeded:
         return OrthancPluginJobStepStatus_Success;
@@ -52,7 +54,8 @@ class ThreadedJob {
   }
 
   void Stop(OrthancPluginJobStopReason reason) {
-    if (reason != OrthancPluginJobStopReason_Success && reason != OrthancPluginJobStopReason_Failure) {
+    if (reason != OrthancPluginJobStopReason_Success &&
+        reason != OrthancPluginJobStopReason_Failure) {
       Halt();  // paused or cancelled: the work stops at its next slice and stores nothing
       std::lock_guard<std::mutex> lock(mutex_);
       status_ = Status::kIdle;  // a resumed or resubmitted job starts over
@@ -106,8 +109,8 @@ class ThreadedJob {
       state_.Set("ErrorMessage", "unknown error");
     }
     if (!ok && !cancel_) {
-      plugin_.api.LogError("job " + state_.Get("Description").asString() + " failed: " +
-                           state_.Get("ErrorMessage").asString());
+      plugin_.api.LogError("job " + state_.Get("Description").asString() +
+                           " failed: " + state_.Get("ErrorMessage").asString());
     }
     plugin_.metrics.jobsRunning--;
     (ok ? plugin_.metrics.jobsSucceeded : plugin_.metrics.jobsFailed)++;
@@ -146,12 +149,14 @@ class ThreadedJob {
 
 class SeriesJob : public ThreadedJob {
  public:
-  SeriesJob(PluginContext& plugin, JobRequest request) : ThreadedJob(plugin), request_(std::move(request)) {}
+  SeriesJob(PluginContext& plugin, JobRequest request)
+      : ThreadedJob(plugin), request_(std::move(request)) {}
 
  protected:
   Json::Value InitialContent() const override {
     Json::Value c;
-    c["Description"] = request_.task + " of series " + request_.seriesId + " with " + request_.model;
+    c["Description"] =
+        request_.task + " of series " + request_.seriesId + " with " + request_.model;
     c["SourceSeries"] = request_.seriesId;
     c["Task"] = request_.task;
     c["Model"] = request_.model;
@@ -191,37 +196,34 @@ class RetrieveJob : public ThreadedJob {
 
   void Work(JobState& state, const std::atomic<bool>& cancel) override {
     state.Set("Stage", "retrieving");
-    Json::Value query;
-    query["StudyInstanceUID"] = request_.studyInstanceUid;
-    if (request_.level == "Series") query["SeriesInstanceUID"] = request_.seriesInstanceUid;
-    Json::Value move;
-    move["Level"] = request_.level;
-    move["Resources"].append(query);
-    move["TargetAet"] = plugin_.ownAet;
-    move["Synchronous"] = true;
-    try {
-      plugin_.api.Post("/modalities/" + request_.modality + "/move", WriteJson(move));
-    } catch (const std::exception& e) {
-      throw Error(ErrorKind::kBadInput, "C-MOVE from " + request_.modality + " failed: " + e.what());
-    }
+    const ModalityAddress address = LookupModality(plugin_.api, request_.modality);
+    const DicomPeer peer{plugin_.forwarding.localAet, address.aet, address.host, address.port,
+                         plugin_.forwarding.timeoutSeconds};
+    const MoveResult moved = MoveFromPeer(
+        peer, request_.studyInstanceUid,
+        request_.level == "Series" ? request_.seriesInstanceUid : "", plugin_.forwarding.localAet);
+    state.Set("InstancesRetrieved", moved.completed);
     state.SetProgress(0.5);
     if (cancel) throw Error(ErrorKind::kCancelled, "cancelled");
 
     // Every series now here that the move brought: submit one processing job each.
     std::vector<std::string> series;
-    const std::string uid = request_.level == "Series" ? request_.seriesInstanceUid : request_.studyInstanceUid;
+    const std::string uid =
+        request_.level == "Series" ? request_.seriesInstanceUid : request_.studyInstanceUid;
     for (const auto& item : plugin_.api.PostJson("/tools/lookup", uid)) {
       const std::string type = item["Type"].asString();
       const std::string id = item["ID"].asString();
       if (type == "Series") series.push_back(id);
       if (type == "Study") {
-        for (const auto& s : plugin_.api.GetJson("/studies/" + id)["Series"]) series.push_back(s.asString());
+        for (const auto& s : plugin_.api.GetJson("/studies/" + id)["Series"])
+          series.push_back(s.asString());
       }
     }
     if (series.empty()) {
       throw Error(ErrorKind::kNotFound, "the C-MOVE from " + request_.modality +
                                             " brought no series; check the UID and that the remote "
-                                            "modality knows this node's AET (" + plugin_.ownAet + ")");
+                                            "modality knows this node's AET (" +
+                                            plugin_.forwarding.localAet + ")");
     }
     for (const auto& id : series) {
       JobRequest r = request_.processing;
@@ -292,9 +294,9 @@ OrthancPluginErrorCode ResetJob(void* job) {
 }
 
 OrthancPluginJob* Wrap(PluginContext& plugin, std::unique_ptr<ThreadedJob> job, const char* type) {
-  OrthancPluginJob* wrapped = OrthancPluginCreateJob(plugin.api.context(), job.get(), Finalize, type,
-                                                     GetProgress, GetContent, GetSerialized, Step,
-                                                     Stop, ResetJob);
+  OrthancPluginJob* wrapped =
+      OrthancPluginCreateJob(plugin.api.context(), job.get(), Finalize, type, GetProgress,
+                             GetContent, GetSerialized, Step, Stop, ResetJob);
   if (wrapped == nullptr) throw Error(ErrorKind::kInternal, "Orthanc could not create the job");
   job.release();  // owned by Orthanc from now on; Finalize deletes it
   return wrapped;
@@ -318,10 +320,12 @@ OrthancPluginJob* Unserialize(const char* type, const char* serialized) {
   try {
     const Json::Value value = ParseJson(serialized, "a saved job");
     if (std::string(type) == kSeriesJobType) {
-      return Wrap(*g_plugin, std::make_unique<SeriesJob>(*g_plugin, JobRequest::FromJson(value)), kSeriesJobType);
+      return Wrap(*g_plugin, std::make_unique<SeriesJob>(*g_plugin, JobRequest::FromJson(value)),
+                  kSeriesJobType);
     }
     if (std::string(type) == kRetrieveJobType) {
-      return Wrap(*g_plugin, std::make_unique<RetrieveJob>(*g_plugin, RetrieveRequest::FromJson(value)),
+      return Wrap(*g_plugin,
+                  std::make_unique<RetrieveJob>(*g_plugin, RetrieveRequest::FromJson(value)),
                   kRetrieveJobType);
     }
   } catch (const std::exception& e) {
@@ -356,11 +360,13 @@ RetrieveRequest RetrieveRequest::FromJson(const Json::Value& v) {
 std::string SubmitSeriesJob(PluginContext& plugin, const JobRequest& request) {
   JobRequest r = request;
   if (r.force && r.nonce.empty()) r.nonce = GenerateUid();
-  return Submit(plugin, Wrap(plugin, std::make_unique<SeriesJob>(plugin, r), kSeriesJobType), r.priority);
+  return Submit(plugin, Wrap(plugin, std::make_unique<SeriesJob>(plugin, r), kSeriesJobType),
+                r.priority);
 }
 
 std::string SubmitRetrieveJob(PluginContext& plugin, const RetrieveRequest& request) {
-  return Submit(plugin, Wrap(plugin, std::make_unique<RetrieveJob>(plugin, request), kRetrieveJobType),
+  return Submit(plugin,
+                Wrap(plugin, std::make_unique<RetrieveJob>(plugin, request), kRetrieveJobType),
                 request.processing.priority);
 }
 

@@ -23,11 +23,11 @@ struct PluginContext;
 
 // What POST /enhance/retrieve asks for.
 struct RetrieveRequest {
-  std::string modality;       // Orthanc's name of the remote modality
-  std::string level;          // "Study" or "Series"
+  std::string modality;  // Orthanc's name of the remote modality
+  std::string level;     // "Study" or "Series"
   std::string studyInstanceUid;
   std::string seriesInstanceUid;
-  JobRequest processing;      // task, model, options, destinations for each series
+  JobRequest processing;  // task, model, options, destinations for each series
   Json::Value ToJson() const;
   static RetrieveRequest FromJson(const Json::Value& value);
 };

@@ -87,14 +87,11 @@ ORTHANC_PLUGINS_API int32_t OrthancPluginInitialize(OrthancPluginContext* contex
     const OrthancApi api(context);
     const Json::Value orthancConfiguration = api.Configuration();
     PluginConfiguration configuration = ParseConfiguration(orthancConfiguration);
-    const std::string aet =
-        orthancConfiguration.isMember("DicomAet") && orthancConfiguration["DicomAet"].isString()
-            ? orthancConfiguration["DicomAet"].asString()
-            : "ORTHANC";
     enhance::ConfigureRuntime({configuration.threads});
     enhance::RegisterDicomCodecs();
 
-    g_plugin = std::make_unique<PluginContext>(context, std::move(configuration), aet);
+    g_plugin = std::make_unique<PluginContext>(context, std::move(configuration),
+                                               ReadForwardingContext(orthancConfiguration));
     g_plugin->ReloadModels();
     CheckRuleModelsExist(*g_plugin);
     RegisterJobsUnserializer(*g_plugin);

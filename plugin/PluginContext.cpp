@@ -38,10 +38,10 @@ void ProcessingSlots::Release() {
 }
 
 PluginContext::PluginContext(OrthancPluginContext* context, PluginConfiguration configuration,
-                             std::string aet)
+                             ForwardingContext forwardingContext)
     : api(context),
       config(std::move(configuration)),
-      ownAet(std::move(aet)),
+      forwarding(std::move(forwardingContext)),
       inference(ToInferenceOptions(config)),
       processingSlots(config.concurrentSeries),
       stableSeries(1, [this](const std::string& id, const std::atomic<bool>&) {

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 
+#include "Forwarder.h"
 #include "OrthancApi.h"
 #include "PluginConfiguration.h"
 #include "WorkQueue.h"
@@ -59,7 +60,8 @@ struct PluginMetrics {
 };
 
 struct PluginContext {
-  PluginContext(OrthancPluginContext* context, PluginConfiguration configuration, std::string aet);
+  PluginContext(OrthancPluginContext* context, PluginConfiguration configuration,
+                ForwardingContext forwardingContext);
 
   // (Re)loads the models of Enhance.ModelsDirectories and logs what happened.
   // Serialised: two reloads never run at once; jobs keep the models they hold.
@@ -73,7 +75,7 @@ struct PluginContext {
 
   OrthancApi api;
   const PluginConfiguration config;
-  const std::string ownAet;  // Orthanc's DicomAet, the target of C-MOVEs we start
+  const ForwardingContext forwarding;  // our AET, DICOM timeout, Orthanc peers
   const InferenceOptions inference;
   ModelRegistry models;
   ProcessingSlots processingSlots;

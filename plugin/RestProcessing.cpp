@@ -15,8 +15,8 @@ namespace {
 
 using namespace rest;
 
-const std::vector<std::string> kProcessingKeys{"Task", "Model", "Options", "Destinations", "Priority",
-                                               "Force"};
+const std::vector<std::string> kProcessingKeys{"Task",         "Model",    "Options",
+                                               "Destinations", "Priority", "Force"};
 
 std::string PatternText(const std::optional<Pattern>& p) { return p ? p->text : ""; }
 
@@ -30,32 +30,38 @@ JobRequest ParseProcessing(const Json::Value& body, const std::string& modality)
   r.task = body["Task"].asString();
   const auto& tasks = KnownTasks();
   if (std::find(tasks.begin(), tasks.end(), r.task) == tasks.end()) {
-    throw Error(ErrorKind::kBadInput, "unknown task '" + r.task + "'; use denoise, superres or mr2ct");
+    throw Error(ErrorKind::kBadInput,
+                "unknown task '" + r.task + "'; use denoise, superres or mr2ct");
   }
   if (body.isMember("Model")) {
-    if (!body["Model"].isString()) throw Error(ErrorKind::kBadInput, "\"Model\" must be a model name");
+    if (!body["Model"].isString())
+      throw Error(ErrorKind::kBadInput, "\"Model\" must be a model name");
     r.model = body["Model"].asString();
     const auto model = Plugin().models.Get(r.model);  // 404 listing the models when unknown
     if (model->Info().task != r.task) {
-      throw Error(ErrorKind::kBadInput, "model '" + r.model + "' performs " + model->Info().task +
-                                            ", not " + r.task);
+      throw Error(ErrorKind::kBadInput,
+                  "model '" + r.model + "' performs " + model->Info().task + ", not " + r.task);
     }
   } else {
     for (const auto& model : Plugin().models.List()) {
       const auto& m = model->Info();
-      if (m.task == r.task && (modality.empty() || std::count(m.modalities.begin(), m.modalities.end(), modality))) {
+      if (m.task == r.task &&
+          (modality.empty() || std::count(m.modalities.begin(), m.modalities.end(), modality))) {
         r.model = m.name;
         break;
       }
     }
-    if (r.model.empty()) throw Error(ErrorKind::kBadInput, "no model performs " + r.task + " for " + modality);
+    if (r.model.empty())
+      throw Error(ErrorKind::kBadInput, "no model performs " + r.task + " for " + modality);
   }
   if (body.isMember("Options")) {
-    if (!body["Options"].isObject()) throw Error(ErrorKind::kBadInput, "\"Options\" must be an object");
+    if (!body["Options"].isObject())
+      throw Error(ErrorKind::kBadInput, "\"Options\" must be an object");
     r.options = body["Options"];
   }
   if (body.isMember("Destinations")) {
-    if (!body["Destinations"].isArray()) throw Error(ErrorKind::kBadInput, "\"Destinations\" must be a list");
+    if (!body["Destinations"].isArray())
+      throw Error(ErrorKind::kBadInput, "\"Destinations\" must be a list");
     const Json::Value modalities = Plugin().api.GetJson("/modalities");
     const Json::Value peers = Plugin().api.GetJson("/peers");
     for (const auto& d : body["Destinations"]) {
@@ -67,18 +73,21 @@ JobRequest ParseProcessing(const Json::Value& body, const std::string& modality)
         return false;
       };
       if (name != "$sender" && !listed(modalities) && !listed(peers)) {
-        throw Error(ErrorKind::kBadInput, "destination '" + name +
-                                              "' is neither a DICOM modality nor an Orthanc peer of this node");
+        throw Error(ErrorKind::kBadInput,
+                    "destination '" + name +
+                        "' is neither a DICOM modality nor an Orthanc peer of this node");
       }
       r.destinations.push_back(name);
     }
   }
   if (body.isMember("Priority")) {
-    if (!body["Priority"].isInt()) throw Error(ErrorKind::kBadInput, "\"Priority\" must be an integer");
+    if (!body["Priority"].isInt())
+      throw Error(ErrorKind::kBadInput, "\"Priority\" must be an integer");
     r.priority = body["Priority"].asInt();
   }
   if (body.isMember("Force")) {
-    if (!body["Force"].isBool()) throw Error(ErrorKind::kBadInput, "\"Force\" must be true or false");
+    if (!body["Force"].isBool())
+      throw Error(ErrorKind::kBadInput, "\"Force\" must be true or false");
     r.force = body["Force"].asBool();
   }
   r.origin = "REST";
@@ -88,7 +97,8 @@ JobRequest ParseProcessing(const Json::Value& body, const std::string& modality)
 // Facts of a series for the eligibility checks of manual requests.
 SeriesFacts Facts(const std::string& seriesId, const Json::Value& series) {
   const std::string first = series["Instances"][0].asString();
-  return ExtractSeriesFacts(series, Plugin().api.GetJson("/instances/" + first + "/simplified-tags"),
+  return ExtractSeriesFacts(series,
+                            Plugin().api.GetJson("/instances/" + first + "/simplified-tags"),
                             Plugin().api.GetJson("/instances/" + first + "/metadata?expand"));
   (void)seriesId;
 }
@@ -131,23 +141,27 @@ Json::Value JobAnswer(const std::string& jobId) {
   return v;
 }
 
-void PostSeries(OrthancPluginRestOutput* output, const char*, const OrthancPluginHttpRequest* request) {
+void PostSeries(OrthancPluginRestOutput* output, const char*,
+                const OrthancPluginHttpRequest* request) {
   if (!AllowOnly(output, request, OrthancPluginHttpMethod_Post, "POST")) return;
   const std::string id = request->groups[0];
   const Json::Value body = RequestBody(request);
   CheckKeys(body, kProcessingKeys);
   const Json::Value series = SeriesOrNotFound(id);
-  if (series["Instances"].empty()) throw Error(ErrorKind::kBadInput, "series " + id + " has no instances");
+  if (series["Instances"].empty())
+    throw Error(ErrorKind::kBadInput, "series " + id + " has no instances");
   const SeriesFacts facts = Facts(id, series);
   JobRequest r = ParseProcessing(body, facts.modality);
   r.seriesId = id;
   r.senderAet = facts.callingAet;
   const std::string why = Ineligible(facts, r);
-  if (!why.empty()) throw Error(ErrorKind::kBadInput, "series " + id + " cannot be processed: " + why);
+  if (!why.empty())
+    throw Error(ErrorKind::kBadInput, "series " + id + " cannot be processed: " + why);
   SendJson(output, JobAnswer(SubmitSeriesJob(Plugin(), r)));
 }
 
-void PostStudy(OrthancPluginRestOutput* output, const char*, const OrthancPluginHttpRequest* request) {
+void PostStudy(OrthancPluginRestOutput* output, const char*,
+               const OrthancPluginHttpRequest* request) {
   if (!AllowOnly(output, request, OrthancPluginHttpMethod_Post, "POST")) return;
   const std::string id = request->groups[0];
   const Json::Value body = RequestBody(request);
@@ -177,7 +191,8 @@ void PostStudy(OrthancPluginRestOutput* output, const char*, const OrthancPlugin
       why = Ineligible(facts, r);
     }
     // Unlike a request for one series, a study request skips derived series.
-    if (why.empty() && !facts.imageType.empty() && facts.imageType[0] == "DERIVED") why = "the series is DERIVED";
+    if (why.empty() && !facts.imageType.empty() && facts.imageType[0] == "DERIVED")
+      why = "the series is DERIVED";
     if (!why.empty()) {
       Json::Value skipped;
       skipped["Series"] = seriesId;
@@ -195,7 +210,8 @@ void PostStudy(OrthancPluginRestOutput* output, const char*, const OrthancPlugin
   SendJson(output, answer);
 }
 
-void PostRetrieve(OrthancPluginRestOutput* output, const char*, const OrthancPluginHttpRequest* request) {
+void PostRetrieve(OrthancPluginRestOutput* output, const char*,
+                  const OrthancPluginHttpRequest* request) {
   if (!AllowOnly(output, request, OrthancPluginHttpMethod_Post, "POST")) return;
   const Json::Value body = RequestBody(request);
   std::vector<std::string> keys = kProcessingKeys;
@@ -204,14 +220,19 @@ void PostRetrieve(OrthancPluginRestOutput* output, const char*, const OrthancPlu
   RetrieveRequest r;
   r.modality = body["Modality"].isString() ? body["Modality"].asString() : "";
   bool known = false;
-  for (const auto& m : Plugin().api.GetJson("/modalities")) known = known || m.asString() == r.modality;
+  for (const auto& m : Plugin().api.GetJson("/modalities"))
+    known = known || m.asString() == r.modality;
   if (!known) {
-    throw Error(ErrorKind::kBadInput, "\"Modality\" must name a DICOM modality of this node (GET /modalities)");
+    throw Error(ErrorKind::kBadInput,
+                "\"Modality\" must name a DICOM modality of this node (GET /modalities)");
   }
-  r.studyInstanceUid = body["StudyInstanceUID"].isString() ? body["StudyInstanceUID"].asString() : "";
-  r.seriesInstanceUid = body["SeriesInstanceUID"].isString() ? body["SeriesInstanceUID"].asString() : "";
+  r.studyInstanceUid =
+      body["StudyInstanceUID"].isString() ? body["StudyInstanceUID"].asString() : "";
+  r.seriesInstanceUid =
+      body["SeriesInstanceUID"].isString() ? body["SeriesInstanceUID"].asString() : "";
   if (r.studyInstanceUid.empty()) {
-    throw Error(ErrorKind::kBadInput, "\"StudyInstanceUID\" is required (with \"SeriesInstanceUID\" for one series)");
+    throw Error(ErrorKind::kBadInput,
+                "\"StudyInstanceUID\" is required (with \"SeriesInstanceUID\" for one series)");
   }
   r.level = r.seriesInstanceUid.empty() ? "Study" : "Series";
   r.processing = ParseProcessing(body, "");
@@ -219,11 +240,13 @@ void PostRetrieve(OrthancPluginRestOutput* output, const char*, const OrthancPlu
   SendJson(output, JobAnswer(SubmitRetrieveJob(Plugin(), r)));
 }
 
-void GetRules(OrthancPluginRestOutput* output, const char*, const OrthancPluginHttpRequest* request) {
+void GetRules(OrthancPluginRestOutput* output, const char*,
+              const OrthancPluginHttpRequest* request) {
   if (!AllowOnly(output, request, OrthancPluginHttpMethod_Get, "GET")) return;
   const auto problems = Plugin().RuleProblems();
   Json::Value answer;
-  answer["Evaluation"] = Plugin().config.ruleEvaluation == RuleEvaluation::kFirstMatch ? "FirstMatch" : "AllMatches";
+  answer["Evaluation"] =
+      Plugin().config.ruleEvaluation == RuleEvaluation::kFirstMatch ? "FirstMatch" : "AllMatches";
   answer["Enabled"] = Plugin().config.enabled;
   answer["Rules"] = Json::arrayValue;
   for (const auto& rule : Plugin().config.rules) {

@@ -36,8 +36,8 @@ void SendJson(OrthancPluginRestOutput* output, const Json::Value& body) {
                             static_cast<uint32_t>(text.size()), "application/json");
 }
 
-void SendError(OrthancPluginRestOutput* output, const char* url, int status, const std::string& kind,
-               const std::string& message) {
+void SendError(OrthancPluginRestOutput* output, const char* url, int status,
+               const std::string& kind, const std::string& message) {
   Json::Value body;
   body["HttpStatus"] = status;
   body["Kind"] = kind;

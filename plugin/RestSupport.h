@@ -19,8 +19,8 @@ PluginContext& Plugin();
 void SetPlugin(PluginContext& plugin);
 
 void SendJson(OrthancPluginRestOutput* output, const Json::Value& body);
-void SendError(OrthancPluginRestOutput* output, const char* url, int status, const std::string& kind,
-               const std::string& message);
+void SendError(OrthancPluginRestOutput* output, const char* url, int status,
+               const std::string& kind, const std::string& message);
 
 // False (and a 405 answer sent) when the request's method is not `method`.
 bool AllowOnly(OrthancPluginRestOutput* output, const OrthancPluginHttpRequest* request,

@@ -39,7 +39,8 @@ void RouteStableSeries(PluginContext& plugin, const std::string& seriesId) {
       request.priority = rule->priority;
       request.origin = "rule '" + rule->name + "'";
       const std::string job = SubmitSeriesJob(plugin, request);
-      plugin.api.LogInfo("series " + seriesId + ": " + decision.reason + "; job " + job + " submitted");
+      plugin.api.LogInfo("series " + seriesId + ": " + decision.reason + "; job " + job +
+                         " submitted");
     }
   } catch (const std::exception& e) {
     plugin.api.LogError("series " + seriesId + ": routing failed: " + e.what());

@@ -25,7 +25,8 @@ double Since(std::chrono::steady_clock::time_point start) {
 std::string LookupSeries(const OrthancApi& api, const std::string& seriesUid) {
   const Json::Value found = api.PostJson("/tools/lookup", seriesUid);
   for (const auto& item : found) {
-    if (item["Type"].isString() && item["Type"].asString() == "Series") return item["ID"].asString();
+    if (item["Type"].isString() && item["Type"].asString() == "Series")
+      return item["ID"].asString();
   }
   return "";
 }
@@ -44,19 +45,21 @@ std::string Publish(PluginContext& plugin, const EnhancedSeries& result, JobStat
       }
       stored.push_back(answer["ID"].asString());
       if (answer["ParentSeries"].isString()) derivedSeriesId = answer["ParentSeries"].asString();
-      state.SetProgress(kProcessingShare +
-                        kStoringShare * static_cast<double>(i + 1) / static_cast<double>(result.files.size()));
+      state.SetProgress(kProcessingShare + kStoringShare * static_cast<double>(i + 1) /
+                                               static_cast<double>(result.files.size()));
     }
   } catch (const std::exception& e) {
     for (const auto& id : stored) {
       try {
         plugin.api.Delete("/instances/" + id);
       } catch (const std::exception& cleanup) {
-        plugin.api.LogError("could not remove partial derived instance " + id + ": " + cleanup.what());
+        plugin.api.LogError("could not remove partial derived instance " + id + ": " +
+                            cleanup.what());
       }
     }
     if (const auto* error = dynamic_cast<const Error*>(&e)) throw *error;
-    throw Error(ErrorKind::kInternal, std::string("storing the derived series failed, nothing was kept: ") + e.what());
+    throw Error(ErrorKind::kInternal,
+                std::string("storing the derived series failed, nothing was kept: ") + e.what());
   }
   return derivedSeriesId;
 }
@@ -70,13 +73,14 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
   const auto model = plugin.models.Get(request.model);
   const ModelSpec& spec = model->Info();
   if (spec.task != request.task) {
-    throw Error(ErrorKind::kBadInput, "model '" + spec.name + "' performs " + spec.task + ", not " +
-                                          request.task);
+    throw Error(ErrorKind::kBadInput,
+                "model '" + spec.name + "' performs " + spec.task + ", not " + request.task);
   }
   state.Set("ModelVersion", spec.version);
   state.Set("ModelUid", spec.uid);
   const std::string sourceUid = source.series()["MainDicomTags"]["SeriesInstanceUID"].asString();
-  const std::string derivedUid = DerivedSeriesUid(request, sourceUid, spec.uid, plugin.config.uidRoot);
+  const std::string derivedUid =
+      DerivedSeriesUid(request, sourceUid, spec.uid, plugin.config.uidRoot);
   const size_t sourceCount = source.ListInstances().size();
   const size_t expected = spec.throughPlaneScale > 1 ? 2 * sourceCount - 1 : sourceCount;
   state.Set("SourceInstances", static_cast<Json::UInt64>(sourceCount));
@@ -86,7 +90,8 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
     const size_t have = plugin.api.GetJson("/series/" + derivedId)["Instances"].size();
     if (have == expected) {
       state.Set("AlreadyProcessed", true);
-      plugin.api.LogInfo("series " + request.seriesId + ": already processed as series " + derivedId);
+      plugin.api.LogInfo("series " + request.seriesId + ": already processed as series " +
+                         derivedId);
     } else {
       // Left by an interrupted run: it carries this request's own UID, so it is ours.
       plugin.api.LogWarning("series " + request.seriesId + ": removing incomplete derived series " +
@@ -97,6 +102,7 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
     }
   }
 
+  std::vector<std::string> files;  // the derived series' files, for forwarding
   if (derivedId.empty()) {
     SlotGuard slot(plugin.processingSlots, cancel);
     state.Set("Stage", "processing");
@@ -113,7 +119,7 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
       state.Append("Warnings", message);
       plugin.api.LogWarning("series " + request.seriesId + ": " + message);
     };
-    const EnhancedSeries result = EnhanceSeries(source, *model, output, context);
+    EnhancedSeries result = EnhanceSeries(source, *model, output, context);
 
     state.Set("Stage", "storing");
     const auto storeStart = std::chrono::steady_clock::now();
@@ -129,6 +135,11 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
     state.Set("DerivedInstances", static_cast<Json::UInt64>(result.files.size()));
     plugin.metrics.slicesProcessed += static_cast<uint64_t>(result.sourceSlices);
     plugin.metrics.inferenceMilliseconds += static_cast<uint64_t>(t.inferenceSeconds * 1000);
+    if (!request.destinations.empty()) files = std::move(result.files);
+  } else if (!request.destinations.empty()) {
+    for (const auto& id : plugin.api.GetJson("/series/" + derivedId)["Instances"]) {
+      files.push_back(plugin.api.Get("/instances/" + id.asString() + "/file"));
+    }
   }
   state.Set("DerivedSeries", derivedId);
   state.SetProgress(kProcessingShare + kStoringShare);
@@ -138,12 +149,13 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
   std::string failures;
   for (size_t i = 0; i < request.destinations.size(); ++i) {
     state.Set("Stage", "forwarding to " + request.destinations[i]);
-    const ForwardResult forwarded = ForwardSeries(plugin.api, request.destinations[i], request.senderAet,
-                                                  derivedId, plugin.config.forwarding, cancel);
+    const ForwardResult forwarded =
+        ForwardSeries(plugin.api, plugin.forwarding, request.destinations[i], request.senderAet,
+                      files, plugin.config.forwarding, cancel);
     state.Append("Forwarding", forwarded.ToJson());
     if (!forwarded.success) {
-      failures += (failures.empty() ? "" : "; ") + forwarded.destination + ": " + forwarded.message +
-                  " (" + std::to_string(forwarded.attempts) + " attempt(s))";
+      failures += (failures.empty() ? "" : "; ") + forwarded.destination + ": " +
+                  forwarded.message + " (" + std::to_string(forwarded.attempts) + " attempt(s))";
     }
     state.SetProgress(kProcessingShare + kStoringShare +
                       (1 - kProcessingShare - kStoringShare) * static_cast<double>(i + 1) /
@@ -152,12 +164,12 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
   state.Set("Stage", failures.empty() ? "done" : "forwarding failed");
   state.Set("TotalSeconds", Since(start));
   if (!failures.empty()) {
-    throw Error(ErrorKind::kInternal, "forwarding failed: " + failures + "; derived series " + derivedId +
-                                          " stays in Orthanc");
+    throw Error(ErrorKind::kInternal, "forwarding failed: " + failures + "; derived series " +
+                                          derivedId + " stays in Orthanc");
   }
   state.SetProgress(1.0);
-  plugin.api.LogWarning("series " + request.seriesId + ": " + request.task + " with " + spec.name + " " +
-                        spec.version + " -> series " + derivedId +
+  plugin.api.LogWarning("series " + request.seriesId + ": " + request.task + " with " + spec.name +
+                        " " + spec.version + " -> series " + derivedId +
                         (request.destinations.empty() ? "" : ", forwarded"));
 }
 

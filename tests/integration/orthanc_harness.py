@@ -41,7 +41,7 @@ class OrthancServer:
         self.aet = name
         self.workdir = tempfile.mkdtemp(prefix=f"orthanc-{name.lower()}-")
         self.http_port = free_port()
-        self.dicom_port = free_port()
+        self.dicom_port = (extra_config or {}).get("DicomPort") or free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.log_path = os.path.join(self.workdir, "orthanc.log")
         config = {

@@ -42,8 +42,8 @@ TEST(JobRequest, DerivedSeriesUidIsStableAndChangesWithEveryInput) {
   const std::string a = DerivedSeriesUid(r, "1.2.3", "2.25.7", "");
   EXPECT_TRUE(IsValidUid(a));
   EXPECT_EQ(a, DerivedSeriesUid(r, "1.2.3", "2.25.7", ""));
-  EXPECT_NE(a, DerivedSeriesUid(r, "1.2.4", "2.25.7", ""));   // another source
-  EXPECT_NE(a, DerivedSeriesUid(r, "1.2.3", "2.25.8", ""));   // other weights
+  EXPECT_NE(a, DerivedSeriesUid(r, "1.2.4", "2.25.7", ""));  // another source
+  EXPECT_NE(a, DerivedSeriesUid(r, "1.2.3", "2.25.8", ""));  // other weights
   JobRequest forced = r;
   forced.nonce = "2.25.99";
   EXPECT_NE(a, DerivedSeriesUid(forced, "1.2.3", "2.25.7", ""));
