@@ -47,7 +47,8 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
   }
   result.timings.fetchSeconds = clock.Lap();
 
-  DecodedSeries decoded = ReadSeries(std::move(encoded), description);
+  DecodedSeries decoded = ReadSeries(std::move(encoded), description, source.Decoder());
+  result.warnings = decoded.warnings;
   result.sourceModality = decoded.modality;
   result.sourceSlices = decoded.volume.slices;
   const ModelInfo& info = model.Info();
