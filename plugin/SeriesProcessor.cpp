@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "OrthancFrameDecoder.h"
 #include "SeriesRouting.h"
 #include "enhance/Error.h"
 #include "enhance/SeriesEnhancer.h"
@@ -17,6 +18,7 @@ class OrthancInstanceSource : public InstanceSource {
   OrthancInstanceSource(const OrthancApi& api, std::string seriesId, std::string modality,
                         std::vector<std::string> instances)
       : api_(api),
+        decoder_(api.context()),
         seriesId_(std::move(seriesId)),
         modality_(std::move(modality)),
         instances_(std::move(instances)) {}
@@ -37,8 +39,12 @@ class OrthancInstanceSource : public InstanceSource {
     }
   }
 
+  // Orthanc's decoders, for transfer syntaxes DCMTK cannot decode in core/.
+  const FrameDecoder* Decoder() const override { return &decoder_; }
+
  private:
   const OrthancApi& api_;
+  OrthancFrameDecoder decoder_;
   std::string seriesId_;
   std::string modality_;
   std::vector<std::string> instances_;
@@ -120,6 +126,7 @@ void SeriesProcessor::ProcessOrThrow(const std::string& seriesId,
   RunContext context;
   context.cancelled = [&stopping] { return stopping.load(); };
   const EnhancedSeries result = EnhanceSeries(source, *model, output, context);
+  for (const auto& warning : result.warnings) api_.LogWarning(warning);
 
   // Publish all or nothing.
   const auto storeStart = std::chrono::steady_clock::now();
