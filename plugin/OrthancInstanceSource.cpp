@@ -6,7 +6,7 @@
 namespace enhance::plugin {
 
 OrthancInstanceSource::OrthancInstanceSource(const OrthancApi& api, const std::string& seriesId)
-    : api_(api), seriesId_(seriesId) {
+    : api_(api), decoder_(api.context()), seriesId_(seriesId) {
   try {
     series_ = api_.GetJson("/series/" + seriesId);
   } catch (const OrthancApiError& e) {

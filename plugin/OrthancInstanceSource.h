@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "OrthancApi.h"
+#include "OrthancFrameDecoder.h"
 #include "enhance/InstanceSource.h"
 
 namespace enhance::plugin {
@@ -20,12 +21,15 @@ class OrthancInstanceSource : public InstanceSource {
   std::string Describe() const override;
   std::vector<std::string> ListInstances() override { return instances_; }
   std::string FetchInstance(const std::string& instanceId) override;
+  // Orthanc's decoders, for transfer syntaxes DCMTK cannot decode in core/.
+  const FrameDecoder* Decoder() const override { return &decoder_; }
 
   const Json::Value& series() const { return series_; }
   std::string modality() const;
 
  private:
   const OrthancApi& api_;
+  OrthancFrameDecoder decoder_;
   std::string seriesId_;
   Json::Value series_;
   std::vector<std::string> instances_;

@@ -120,6 +120,7 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
       plugin.api.LogWarning("series " + request.seriesId + ": " + message);
     };
     EnhancedSeries result = EnhanceSeries(source, *model, output, context);
+    for (const auto& warning : result.warnings) context.Warn(warning);
 
     state.Set("Stage", "storing");
     const auto storeStart = std::chrono::steady_clock::now();

@@ -3,14 +3,17 @@
 
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
-#include <dcmtk/dcmdata/dcuid.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <ctime>
+#include <map>
+#include <memory>
 
+#include "DerivedGeometry.h"
 #include "DicomUtil.h"
+#include "SyntheticCt.h"
 #include "enhance/Error.h"
 #include "enhance/PixelEncoding.h"
 #include "enhance/Uid.h"
@@ -19,11 +22,17 @@ namespace enhance {
 
 const char* const kEquipmentManufacturer = "Orthanc Enhance";
 
+OutputKind OutputKindForTask(const std::string& task) {
+  return task == "mr2ct" ? OutputKind::kSyntheticCt : OutputKind::kSameAsSource;
+}
+
 namespace {
 
 const CodedConcept kSourceImagePurpose{"121322", "DCM",
                                        "Source image for image processing operation"};
 const CodedConcept kProcessingEquipment{"109102", "DCM", "Processing Equipment"};
+// PS3.16; named in the description of Synthetic Data (0008,001C), PS3.3 C.12.1.
+const CodedConcept kSynthesizingEquipment{"109100", "DCM", "Synthesizing Equipment"};
 
 struct Now {
   std::string date;  // YYYYMMDD
@@ -42,7 +51,8 @@ Now CurrentDateTime() {
 }
 
 // Attributes of the source that must not survive into a derived image: they describe
-// the source's own identity, its pixel encoding, or content that processing changes.
+// the source's own identity, its pixel encoding, content that processing changes, or its
+// references to other instances (the derived image references its source instead).
 const DcmTagKey kRemovedFromSource[] = {
     DCM_SOPInstanceUID,
     DCM_SeriesInstanceUID,
@@ -63,6 +73,13 @@ const DcmTagKey kRemovedFromSource[] = {
     DCM_OriginalAttributesSequence,
     DCM_InstanceCreatorUID,
     DCM_RelatedSeriesSequence,
+    DCM_ReferencedImageSequence,
+    DCM_ReferencedInstanceSequence,
+    DCM_ReferencedSeriesSequence,
+    DCM_StudiesContainingOtherReferencedInstancesSequence,
+    DCM_ReferencedRawDataSequence,
+    DCM_ReferencedWaveformSequence,
+    DCM_SourceInstanceSequence,
 };
 
 void RemoveSourceOnlyAttributes(DcmDataset& ds) {
@@ -102,124 +119,240 @@ std::string Truncate(std::string text, size_t maximum) {
   return text;
 }
 
-}  // namespace
+DcmDataset& Mutable(const SourceInstance& instance) {
+  // The reader hands out const datasets to stop accidental changes; DCMTK's getters are
+  // not const-correct, and this file only reads through them.
+  return const_cast<DcmDataset&>(*instance.dataset);
+}
 
-std::vector<std::string> WriteDerivedSeries(const DecodedSeries& source, const Volume& output,
-                                            const DerivationInfo& info) {
-  const Volume& input = source.volume;
-  if (output.slices != input.slices || output.rows != input.rows ||
-      output.columns != input.columns ||
-      source.instances.size() != static_cast<size_t>(input.slices)) {
-    throw Error(ErrorKind::kUnsupported,
-                source.description + ": output size " + std::to_string(output.slices) + "x" +
-                    std::to_string(output.rows) + "x" + std::to_string(output.columns) +
-                    " differs from the source; resampled output is not supported in this version");
-  }
-  if (output.voxels.size() != static_cast<size_t>(output.slices * output.VoxelsPerSlice())) {
-    throw Error(ErrorKind::kInternal, source.description + ": output volume buffer has wrong size");
-  }
-
-  // One encoding for the whole series keeps the stored values comparable across slices.
-  float minValue = 0.0f;
-  float maxValue = 0.0f;
-  if (!output.voxels.empty()) {
-    const auto [lo, hi] = std::minmax_element(output.voxels.begin(), output.voxels.end());
-    minValue = *lo;
-    maxValue = *hi;
-  }
-  DcmDataset& firstSource = const_cast<DcmDataset&>(*source.instances.front().dataset);
-  const bool hasRescale = firstSource.tagExists(DCM_RescaleSlope) ||
-                          firstSource.tagExists(DCM_RescaleIntercept) || source.modality == "CT";
-  PixelEncoding encoding;
-  if (hasRescale) {
-    encoding = ChooseEncoding(minValue, maxValue, GetDouble(firstSource, DCM_RescaleSlope, 1.0),
-                              GetDouble(firstSource, DCM_RescaleIntercept, 0.0));
-  } else {
-    // Without a Modality LUT in the IOD (e.g. MR), stored values are the physical values.
-    encoding.isSigned = minValue < -0.5f;
-  }
-
-  const std::string seriesUid =
-      info.seriesInstanceUid.empty() ? GenerateUid(info.uidRoot) : info.seriesInstanceUid;
-  const Now now = CurrentDateTime();
+std::string DerivationDescription(const DerivationInfo& info) {
   std::string description = info.task + " by " + info.modelName + " " + info.modelVersion;
   if (!info.parameters.empty()) description += " (" + info.parameters + ")";
   description += "; produced by " + std::string(kEquipmentManufacturer) + " " +
                  info.softwareVersion + "; algorithm output, not an acquired image";
-  description = Truncate(description, 1024);
+  return Truncate(description, 1024);
+}
 
-  std::vector<std::string> files;
-  files.reserve(source.instances.size());
-  for (size_t k = 0; k < source.instances.size(); ++k) {
-    const SourceInstance& src = source.instances[k];
-    const std::string where = source.description + ", derived from instance " + src.id;
-    DcmFileFormat file(const_cast<DcmDataset*>(src.dataset.get()), OFTrue /* deep copy */);
-    DcmDataset& ds = *file.getDataset();
-    RemoveSourceOnlyAttributes(ds);
+// What all slices of one derived series share.
+struct SeriesContext {
+  SeriesContext(const DecodedSeries& s, const Volume& o, const DerivationInfo& i)
+      : source(s),
+        output(o),
+        info(i),
+        plan(PlanOutput(s, o)),
+        syntheticCt(i.outputKind == OutputKind::kSyntheticCt),
+        seriesUid(i.seriesInstanceUid.empty() ? GenerateUid(i.uidRoot) : i.seriesInstanceUid),
+        description(DerivationDescription(i)),
+        now(CurrentDateTime()) {}
 
-    // Identity of the new instance and series, in the same study.
-    PutString(ds, DCM_SOPInstanceUID,
-              info.seriesInstanceUid.empty()
-                  ? GenerateUid(info.uidRoot)
-                  : UidFromName(seriesUid + "/" + std::to_string(k + 1), info.uidRoot));
-    PutString(ds, DCM_SeriesInstanceUID, seriesUid);
-    PutString(ds, DCM_InstanceCreationDate, now.date);
-    PutString(ds, DCM_InstanceCreationTime, now.time);
-    PutString(ds, DCM_SeriesDate, now.date);
-    PutString(ds, DCM_SeriesTime, now.time);
-    PutString(ds, DCM_ContentDate, now.date);
-    PutString(ds, DCM_ContentTime, now.time);
-    const long sourceSeriesNumber = GetLong(ds, DCM_SeriesNumber, 0);
-    PutString(ds, DCM_SeriesNumber,
-              std::to_string(std::clamp<long>(sourceSeriesNumber + info.seriesNumberOffset,
-                                              -2147483647L, 2147483647L)));
-    PutString(ds, DCM_InstanceNumber, std::to_string(k + 1));
-    PutString(ds, DCM_SeriesDescription,
-              Truncate(GetString(ds, DCM_SeriesDescription) + info.seriesDescriptionSuffix, 64));
+  const DecodedSeries& source;
+  const Volume& output;
+  const DerivationInfo& info;
+  const OutputPlan plan;
+  const bool syntheticCt;
+  const std::string seriesUid;
+  const std::string description;
+  const Now now;
+  PixelEncoding encoding;
+  bool writeRescale = false;
+};
 
-    // What was done, by what, from which images.
-    PutString(ds, DCM_ImageType, ImageType(ds, source.modality));
-    PutString(ds, DCM_DerivationDescription, description);
-    if (!info.derivationCode.value.empty()) {
-      AppendCodeItem(ds, DCM_DerivationCodeSequence, info.derivationCode);
+void CheckOutput(const DecodedSeries& source, const Volume& output, const DerivationInfo& info) {
+  if (source.instances.size() != static_cast<size_t>(source.volume.slices) ||
+      source.instances.empty()) {
+    throw Error(ErrorKind::kInternal,
+                source.description + ": the decoded series has no source instance per slice");
+  }
+  if (output.voxels.size() != static_cast<size_t>(output.slices * output.VoxelsPerSlice())) {
+    throw Error(ErrorKind::kInternal, source.description + ": output volume buffer has wrong size");
+  }
+  if (info.outputKind != OutputKind::kSyntheticCt) return;
+  if (output.units != "HU") {
+    throw Error(ErrorKind::kInternal, source.description + ": the model's synthetic CT is in '" +
+                                          output.units +
+                                          "', not 'HU'; this is a fault in the model, report it");
+  }
+  // A synthetic CT is used together with its MR (e.g. for planning): it must sit in the
+  // MR's frame of reference, which needs the MR's full geometry.
+  for (const SourceInstance& instance : source.instances) {
+    DcmDataset& ds = Mutable(instance);
+    for (const DcmTagKey& tag : {DCM_ImagePositionPatient, DCM_ImageOrientationPatient,
+                                 DCM_PixelSpacing, DCM_FrameOfReferenceUID}) {
+      if (GetString(ds, tag).empty()) {
+        throw Error(ErrorKind::kBadInput,
+                    source.description + ", instance " + instance.id + ": " +
+                        DcmTag(tag).getTagName() +
+                        " is missing; a synthetic CT can only be made from images with a "
+                        "complete position, orientation, pixel spacing and frame of reference");
+      }
     }
+  }
+}
+
+void ChooseSeriesEncoding(SeriesContext& c) {
+  if (c.syntheticCt) {
+    c.encoding = ChooseEncoding(kSyntheticCtMinHu, kSyntheticCtMaxHu, 1.0, kSyntheticCtMinHu);
+    c.writeRescale = true;
+    return;
+  }
+  // One encoding for the whole series keeps the stored values comparable across slices.
+  float minValue = 0.0f;
+  float maxValue = 0.0f;
+  if (!c.output.voxels.empty()) {
+    const auto [lo, hi] = std::minmax_element(c.output.voxels.begin(), c.output.voxels.end());
+    minValue = *lo;
+    maxValue = *hi;
+  }
+  DcmDataset& first = Mutable(c.source.instances.front());
+  c.writeRescale = first.tagExists(DCM_RescaleSlope) || first.tagExists(DCM_RescaleIntercept) ||
+                   c.source.modality == "CT";
+  if (c.writeRescale) {
+    c.encoding = ChooseEncoding(minValue, maxValue, GetDouble(first, DCM_RescaleSlope, 1.0),
+                                GetDouble(first, DCM_RescaleIntercept, 0.0));
+  } else {
+    // Without a Modality LUT in the IOD (e.g. MR), stored values are the physical values.
+    c.encoding.isSigned = minValue < -0.5f;
+  }
+}
+
+std::unique_ptr<DcmDataset> SliceTemplate(const SeriesContext& c, const OutputSlice& slice) {
+  DcmDataset& source = Mutable(c.source.instances[slice.templateIndex]);
+  if (c.syntheticCt) return SyntheticCtTemplate(source);
+  auto ds = std::make_unique<DcmDataset>(source);
+  RemoveSourceOnlyAttributes(*ds);
+  return ds;
+}
+
+void WriteIdentity(DcmDataset& ds, const SeriesContext& c, int64_t k) {
+  // With a given series UID the instance UIDs follow from it, so a job run again after a
+  // restart writes the same objects instead of a second copy.
+  PutString(ds, DCM_SOPInstanceUID,
+            c.info.seriesInstanceUid.empty()
+                ? GenerateUid(c.info.uidRoot)
+                : UidFromName(c.seriesUid + "/" + std::to_string(k + 1), c.info.uidRoot));
+  PutString(ds, DCM_SeriesInstanceUID, c.seriesUid);
+  PutString(ds, DCM_InstanceCreationDate, c.now.date);
+  PutString(ds, DCM_InstanceCreationTime, c.now.time);
+  PutString(ds, DCM_SeriesDate, c.now.date);
+  PutString(ds, DCM_SeriesTime, c.now.time);
+  PutString(ds, DCM_ContentDate, c.now.date);
+  PutString(ds, DCM_ContentTime, c.now.time);
+  const long sourceSeriesNumber = GetLong(ds, DCM_SeriesNumber, 0);
+  PutString(ds, DCM_SeriesNumber,
+            std::to_string(std::clamp<long>(sourceSeriesNumber + c.info.seriesNumberOffset,
+                                            -2147483647L, 2147483647L)));
+  PutString(ds, DCM_InstanceNumber, std::to_string(k + 1));
+  PutString(ds, DCM_SeriesDescription,
+            Truncate(GetString(ds, DCM_SeriesDescription) + c.info.seriesDescriptionSuffix, 64));
+}
+
+// What was done, and from which images: General Image derivation attributes, the General
+// Reference Module's Source Image Sequence and the Common Instance Reference Module.
+void WriteDerivation(DcmDataset& ds, const SeriesContext& c, const OutputSlice& slice,
+                     const std::string& where) {
+  if (!c.syntheticCt) PutString(ds, DCM_ImageType, ImageType(ds, c.source.modality));
+  PutString(ds, DCM_DerivationDescription, c.description);
+  if (!c.info.derivationCode.value.empty()) {
+    AppendCodeItem(ds, DCM_DerivationCodeSequence, c.info.derivationCode);
+  }
+  std::map<std::string, std::vector<size_t>> bySeries;
+  for (size_t j : slice.sources) {
+    const SourceInstance& src = c.source.instances[j];
     DcmItem* reference = nullptr;
     ds.findOrCreateSequenceItem(DCM_SourceImageSequence, reference, -2);
     if (reference == nullptr) throw Error(ErrorKind::kInternal, where + ": SourceImageSequence");
     PutString(*reference, DCM_ReferencedSOPClassUID, src.sopClassUid);
     PutString(*reference, DCM_ReferencedSOPInstanceUID, src.sopInstanceUid);
     AppendCodeItem(*reference, DCM_PurposeOfReferenceCodeSequence, kSourceImagePurpose);
+    bySeries[GetString(Mutable(src), DCM_SeriesInstanceUID)].push_back(j);
+  }
+  for (const auto& [seriesUid, members] : bySeries) {
+    DcmItem* series = nullptr;
+    ds.findOrCreateSequenceItem(DCM_ReferencedSeriesSequence, series, -2);
+    if (series == nullptr) throw Error(ErrorKind::kInternal, where + ": ReferencedSeriesSequence");
+    PutString(*series, DCM_SeriesInstanceUID, seriesUid);
+    for (size_t j : members) {
+      DcmItem* instance = nullptr;
+      series->findOrCreateSequenceItem(DCM_ReferencedInstanceSequence, instance, -2);
+      if (instance == nullptr) throw Error(ErrorKind::kInternal, where + ": ReferencedInstance");
+      PutString(*instance, DCM_ReferencedSOPClassUID, c.source.instances[j].sopClassUid);
+      PutString(*instance, DCM_ReferencedSOPInstanceUID, c.source.instances[j].sopInstanceUid);
+    }
+  }
+}
 
-    DcmItem* equipment = nullptr;
-    ds.findOrCreateSequenceItem(DCM_ContributingEquipmentSequence, equipment, -2);
-    if (equipment == nullptr) throw Error(ErrorKind::kInternal, where + ": ContributingEquipment");
-    AppendCodeItem(*equipment, DCM_PurposeOfReferenceCodeSequence, kProcessingEquipment);
-    PutString(*equipment, DCM_Manufacturer, kEquipmentManufacturer);
-    PutString(*equipment, DCM_ManufacturerModelName, Truncate(info.modelName, 64));
-    PutString(*equipment, DCM_SoftwareVersions,
-              Truncate(info.softwareVersion, 64) + "\\" + Truncate(info.modelVersion, 64));
-    if (!info.modelUid.empty()) PutString(*equipment, DCM_DeviceUID, info.modelUid);
-    PutString(*equipment, DCM_ContributionDateTime, now.date + now.time);
-    PutString(*equipment, DCM_ContributionDescription,
-              Truncate(info.task + " with " + info.modelName + " " + info.modelVersion, 64));
+void WriteContributingEquipment(DcmDataset& ds, const SeriesContext& c, const std::string& where) {
+  const DerivationInfo& info = c.info;
+  DcmItem* equipment = nullptr;
+  ds.findOrCreateSequenceItem(DCM_ContributingEquipmentSequence, equipment, -2);
+  if (equipment == nullptr) throw Error(ErrorKind::kInternal, where + ": ContributingEquipment");
+  AppendCodeItem(*equipment, DCM_PurposeOfReferenceCodeSequence,
+                 c.syntheticCt ? kSynthesizingEquipment : kProcessingEquipment);
+  PutString(*equipment, DCM_Manufacturer, kEquipmentManufacturer);
+  PutString(*equipment, DCM_ManufacturerModelName, Truncate(info.modelName, 64));
+  PutString(*equipment, DCM_SoftwareVersions,
+            Truncate(info.softwareVersion, 64) + "\\" + Truncate(info.modelVersion, 64));
+  if (!info.modelUid.empty()) PutString(*equipment, DCM_DeviceUID, info.modelUid);
+  PutString(*equipment, DCM_ContributionDateTime, c.now.date + c.now.time);
+  PutString(*equipment, DCM_ContributionDescription,
+            Truncate(info.task + " with " + info.modelName + " " + info.modelVersion, 64));
+}
+
+void WritePixels(DcmDataset& ds, const SeriesContext& c, int64_t k, const std::string& where) {
+  const Volume& output = c.output;
+  std::vector<float> clipped;
+  const float* values = output.Slice(k);
+  if (c.syntheticCt) {
+    clipped.assign(values, values + output.VoxelsPerSlice());
+    for (float& v : clipped) {
+      v = std::clamp(v, static_cast<float>(kSyntheticCtMinHu),
+                     static_cast<float>(kSyntheticCtMaxHu));
+    }
+    values = clipped.data();
+  }
+  const std::vector<uint16_t> pixels = EncodePixels(values, output.VoxelsPerSlice(), c.encoding);
+  PutUint16(ds, DCM_SamplesPerPixel, 1);
+  if (c.syntheticCt) PutString(ds, DCM_PhotometricInterpretation, "MONOCHROME2");
+  PutUint16(ds, DCM_Rows, static_cast<uint16_t>(output.rows));
+  PutUint16(ds, DCM_Columns, static_cast<uint16_t>(output.columns));
+  PutUint16(ds, DCM_BitsAllocated, 16);
+  PutUint16(ds, DCM_BitsStored, c.syntheticCt ? 12 : 16);
+  PutUint16(ds, DCM_HighBit, c.syntheticCt ? 11 : 15);
+  PutUint16(ds, DCM_PixelRepresentation, c.encoding.isSigned ? 1 : 0);
+  if (c.writeRescale) {
+    PutString(ds, DCM_RescaleSlope, FormatDecimal(c.encoding.slope));
+    PutString(ds, DCM_RescaleIntercept, FormatDecimal(c.encoding.intercept));
+  }
+  const OFCondition status = ds.putAndInsertUint16Array(DCM_PixelData, pixels.data(),
+                                                        static_cast<unsigned long>(pixels.size()));
+  if (status.bad()) {
+    throw Error(ErrorKind::kInternal, where + ": cannot store pixel data: " + status.text());
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> WriteDerivedSeries(const DecodedSeries& source, const Volume& output,
+                                            const DerivationInfo& info) {
+  CheckOutput(source, output, info);
+  SeriesContext c(source, output, info);
+  ChooseSeriesEncoding(c);
+
+  std::vector<std::string> files;
+  files.reserve(c.plan.slices.size());
+  for (size_t k = 0; k < c.plan.slices.size(); ++k) {
+    const OutputSlice& slice = c.plan.slices[k];
+    const std::string where = source.description + ", output slice " + std::to_string(k + 1) +
+                              " from instance " + source.instances[slice.templateIndex].id;
+    DcmFileFormat file(SliceTemplate(c, slice).release(), OFFalse /* takes ownership */);
+    DcmDataset& ds = *file.getDataset();
+    const auto index = static_cast<int64_t>(k);
+    WriteIdentity(ds, c, index);
+    WriteDerivation(ds, c, slice, where);
+    WriteContributingEquipment(ds, c, where);
     if (!ds.tagExists(DCM_BurnedInAnnotation)) PutString(ds, DCM_BurnedInAnnotation, "NO");
-
-    // Pixels.
-    const std::vector<uint16_t> pixels =
-        EncodePixels(output.Slice(static_cast<int64_t>(k)), output.VoxelsPerSlice(), encoding);
-    PutUint16(ds, DCM_BitsAllocated, 16);
-    PutUint16(ds, DCM_BitsStored, 16);
-    PutUint16(ds, DCM_HighBit, 15);
-    PutUint16(ds, DCM_PixelRepresentation, encoding.isSigned ? 1 : 0);
-    if (hasRescale) {
-      PutString(ds, DCM_RescaleSlope, FormatDecimal(encoding.slope));
-      PutString(ds, DCM_RescaleIntercept, FormatDecimal(encoding.intercept));
-    }
-    const OFCondition status = ds.putAndInsertUint16Array(
-        DCM_PixelData, pixels.data(), static_cast<unsigned long>(pixels.size()));
-    if (status.bad()) {
-      throw Error(ErrorKind::kInternal, where + ": cannot store pixel data: " + status.text());
-    }
+    if (c.plan.resampled) WriteImagePlane(ds, c.plan, output, index);
+    WritePixels(ds, c, index, where);
     files.push_back(SerializeFile(file, where));
   }
   return files;

@@ -26,8 +26,8 @@ std::unique_ptr<DcmFileFormat> Parse(const std::string& bytes, size_t index) {
   const OFCondition status = file->read(stream);
   file->transferEnd();
   if (status.bad()) {
-    throw Error(ErrorKind::kInternal,
-                "instance " + std::to_string(index + 1) + " to send is not readable: " + status.text());
+    throw Error(ErrorKind::kInternal, "instance " + std::to_string(index + 1) +
+                                          " to send is not readable: " + status.text());
   }
   return file;
 }
@@ -47,10 +47,10 @@ void Associate(DcmSCU& scu, const DicomPeer& peer) {
   OFCondition status = scu.initNetwork();
   if (status.good()) status = scu.negotiateAssociation();
   if (status.bad()) {
-    throw Error(ErrorKind::kBadInput, "association with " + peer.Describe() +
-                                          " failed: " + status.text() +
-                                          "; check that the destination is running and accepts our AE title " +
-                                          peer.localAet);
+    throw Error(ErrorKind::kBadInput,
+                "association with " + peer.Describe() + " failed: " + status.text() +
+                    "; check that the destination is running and accepts our AE title " +
+                    peer.localAet);
   }
 }
 
@@ -65,7 +65,9 @@ std::string Hex(Uint16 value) {
 
 }  // namespace
 
-std::string DicomPeer::Describe() const { return remoteAet + "@" + host + ":" + std::to_string(port); }
+std::string DicomPeer::Describe() const {
+  return remoteAet + "@" + host + ":" + std::to_string(port);
+}
 
 StoreResult StoreFiles(const DicomPeer& peer, const std::vector<std::string>& files,
                        const std::function<bool()>& cancelled) {
@@ -112,8 +114,8 @@ StoreResult StoreFiles(const DicomPeer& peer, const std::vector<std::string>& fi
   return result;
 }
 
-MoveResult MoveFromPeer(const DicomPeer& peer, const std::string& studyUid, const std::string& seriesUid,
-                        const std::string& destinationAet) {
+MoveResult MoveFromPeer(const DicomPeer& peer, const std::string& studyUid,
+                        const std::string& seriesUid, const std::string& destinationAet) {
   DcmSCU scu;
   Configure(scu, peer);
   OFList<OFString> syntaxes;
@@ -132,7 +134,8 @@ MoveResult MoveFromPeer(const DicomPeer& peer, const std::string& studyUid, cons
   PutString(query, DCM_StudyInstanceUID, studyUid);
   if (!seriesUid.empty()) PutString(query, DCM_SeriesInstanceUID, seriesUid);
   OFList<RetrieveResponse*> responses;
-  const OFCondition status = scu.sendMOVERequest(context, destinationAet.c_str(), &query, &responses);
+  const OFCondition status =
+      scu.sendMOVERequest(context, destinationAet.c_str(), &query, &responses);
   MoveResult result;
   if (!responses.empty()) {
     const RetrieveResponse* last = responses.back();
@@ -144,7 +147,8 @@ MoveResult MoveFromPeer(const DicomPeer& peer, const std::string& studyUid, cons
   for (auto* response : responses) delete response;
   if (scu.isConnected()) scu.releaseAssociation();
   if (status.bad()) {
-    throw Error(ErrorKind::kBadInput, "C-MOVE from " + peer.Describe() + " failed: " + status.text());
+    throw Error(ErrorKind::kBadInput,
+                "C-MOVE from " + peer.Describe() + " failed: " + status.text());
   }
   if (!Accepted(result.status) || result.failed > 0) {
     throw Error(ErrorKind::kBadInput,

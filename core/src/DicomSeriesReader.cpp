@@ -4,8 +4,7 @@
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcistrmb.h>
-#include <dcmtk/dcmdata/dcpixel.h>
-#include <dcmtk/dcmdata/dcxfer.h>
+#include <dcmtk/dcmdata/dcuid.h>
 
 #include <algorithm>
 #include <cmath>
@@ -13,6 +12,7 @@
 #include <sstream>
 
 #include "DicomUtil.h"
+#include "PixelDecoding.h"
 #include "enhance/Error.h"
 #include "enhance/Runtime.h"
 
@@ -22,13 +22,17 @@ namespace {
 // Bounds that keep a hostile or broken header from making us allocate absurd buffers.
 constexpr long kMaxMatrix = 8192;
 constexpr size_t kMaxSlices = 10000;
+constexpr double kMaxVoxels = 2.0e9;  // 8 GB of float voxels
+// A gap this many times the median spacing is reported (a missing slice, usually).
+constexpr double kGapWarningFactor = 1.5;
+constexpr size_t kMaxWarningsPerKind = 5;
 
 struct ParsedSlice {
   std::string id;
   std::shared_ptr<DcmFileFormat> file;
   long rows = 0;
   long columns = 0;
-  std::string photometric;
+  PixelFormat format;
   Vec3 rowDirection{};
   Vec3 columnDirection{};
   bool hasOrientation = false;
@@ -63,134 +67,33 @@ std::shared_ptr<DcmFileFormat> ParseBuffer(const EncodedInstance& in, const std:
   return file;
 }
 
-// Decodes the pixel data of one single-frame greyscale instance into physical values.
-void DecodePixels(DcmDataset& ds, ParsedSlice& slice, const std::string& where) {
-  const long samples = GetLong(ds, DCM_SamplesPerPixel, 1);
-  slice.photometric = GetString(ds, DCM_PhotometricInterpretation);
-  if (samples != 1 || (slice.photometric != "MONOCHROME1" && slice.photometric != "MONOCHROME2")) {
+// Refuses objects that hold no image before their missing image attributes produce a
+// less helpful message.
+void CheckIsImage(DcmDataset& ds, const std::string& where) {
+  const std::string sopClass = GetString(ds, DCM_SOPClassUID);
+  const char* name = dcmFindNameOfUID(sopClass.c_str(), nullptr);
+  if (name != nullptr && !dcmIsImageStorageSOPClassUID(sopClass.c_str())) {
     Fail(ErrorKind::kUnsupported, where,
-         "photometric interpretation '" + slice.photometric + "' with " + std::to_string(samples) +
-             " samples per pixel is not supported; only greyscale (MONOCHROME1/2) images can be "
-             "enhanced");
+         std::string("a ") + name + " object (SOP Class UID " + sopClass + ", modality '" +
+             GetString(ds, DCM_Modality) +
+             "') is not an image; only image series such as CT or MR can be enhanced");
   }
-  const long frames = GetLong(ds, DCM_NumberOfFrames, 1);
-  if (frames != 1) {
+  if (!ds.tagExists(DCM_PixelData) && !ds.tagExists(DCM_Rows)) {
     Fail(ErrorKind::kUnsupported, where,
-         std::to_string(frames) +
-             "-frame images are not supported in this version; send single-frame images");
-  }
-  const long bitsAllocated = GetLong(ds, DCM_BitsAllocated, 0);
-  const long bitsStored = GetLong(ds, DCM_BitsStored, bitsAllocated);
-  const long highBit = GetLong(ds, DCM_HighBit, bitsStored - 1);
-  const long pixelRepresentation = GetLong(ds, DCM_PixelRepresentation, 0);
-  if ((bitsAllocated != 8 && bitsAllocated != 16) || bitsStored < 1 || bitsStored > bitsAllocated ||
-      highBit < bitsStored - 1 || highBit >= bitsAllocated ||
-      (pixelRepresentation != 0 && pixelRepresentation != 1)) {
-    Fail(ErrorKind::kUnsupported, where,
-         "pixel format BitsAllocated=" + std::to_string(bitsAllocated) +
-             " BitsStored=" + std::to_string(bitsStored) + " HighBit=" + std::to_string(highBit) +
-             " PixelRepresentation=" + std::to_string(pixelRepresentation) +
-             " is not supported (8 or 16 bits allocated are)");
-  }
-  if (ds.tagExists(DCM_ModalityLUTSequence)) {
-    Fail(ErrorKind::kUnsupported, where,
-         "a Modality LUT Sequence is not supported; only RescaleSlope/RescaleIntercept are");
-  }
-  const double slope = GetDouble(ds, DCM_RescaleSlope, 1.0);
-  const double intercept = GetDouble(ds, DCM_RescaleIntercept, 0.0);
-  if (slope == 0.0 || !std::isfinite(slope) || !std::isfinite(intercept)) {
-    Fail(ErrorKind::kBadInput, where,
-         "RescaleSlope " + std::to_string(slope) + " / RescaleIntercept " +
-             std::to_string(intercept) + " cannot map stored values to physical values");
-  }
-
-  const E_TransferSyntax original = ds.getOriginalXfer();
-  if (ds.chooseRepresentation(EXS_LittleEndianExplicit, nullptr).bad() ||
-      !ds.canWriteXfer(EXS_LittleEndianExplicit)) {
-    Fail(ErrorKind::kUnsupported, where,
-         std::string("transfer syntax '") + DcmXfer(original).getXferName() + "' (" +
-             DcmXfer(original).getXferID() +
-             ") cannot be decoded here; have the sender use an uncompressed transfer syntax");
-  }
-
-  DcmElement* element = nullptr;
-  if (ds.findAndGetElement(DCM_PixelData, element).bad() || element == nullptr) {
-    Fail(ErrorKind::kBadInput, where, "the instance has no PixelData (7FE0,0010)");
-  }
-  const size_t count = static_cast<size_t>(slice.rows) * static_cast<size_t>(slice.columns);
-  const size_t bytesPerSample = static_cast<size_t>(bitsAllocated / 8);
-  if (element->getLength() < count * bytesPerSample) {
-    Fail(ErrorKind::kBadInput, where,
-         "PixelData holds " + std::to_string(element->getLength()) + " bytes but " +
-             std::to_string(slice.rows) + "x" + std::to_string(slice.columns) + " pixels of " +
-             std::to_string(bitsAllocated) + " bits need " +
-             std::to_string(count * bytesPerSample));
-  }
-
-  // Stored value = the BitsStored bits ending at HighBit, sign-extended when signed.
-  const unsigned shift = static_cast<unsigned>(highBit + 1 - bitsStored);
-  const uint32_t mask = bitsStored >= 32 ? 0xFFFFFFFFu : ((1u << bitsStored) - 1u);
-  const bool isSigned = pixelRepresentation == 1;
-  const int32_t signBit = 1 << (bitsStored - 1);
-  auto toStored = [&](uint32_t raw) -> int32_t {
-    int32_t v = static_cast<int32_t>((raw >> shift) & mask);
-    if (isSigned && (v & signBit)) v -= (signBit << 1);
-    return v;
-  };
-
-  // Padding (PS3.3 C.7.5.1.1.2) marks pixels outside the reconstructed field: they carry
-  // no measurement, so they get the lowest real value of the slice instead of an
-  // artificial edge that a filter would smear.
-  bool hasPadding = false;
-  int32_t padding = 0;
-  {
-    Uint16 value16 = 0;
-    Sint16 signed16 = 0;
-    if (isSigned && ds.findAndGetSint16(DCM_PixelPaddingValue, signed16).good()) {
-      hasPadding = true;
-      padding = signed16;
-    } else if (!isSigned && ds.findAndGetUint16(DCM_PixelPaddingValue, value16).good()) {
-      hasPadding = true;
-      padding = value16;
-    }
-  }
-
-  std::vector<int32_t> stored(count);
-  if (bitsAllocated == 8) {
-    Uint8* data = nullptr;
-    if (element->getUint8Array(data).bad() || data == nullptr) {
-      Fail(ErrorKind::kBadInput, where, "PixelData cannot be read as 8-bit samples");
-    }
-    for (size_t i = 0; i < count; ++i) stored[i] = toStored(data[i]);
-  } else {
-    Uint16* data = nullptr;
-    if (element->getUint16Array(data).bad() || data == nullptr) {
-      Fail(ErrorKind::kBadInput, where, "PixelData cannot be read as 16-bit samples");
-    }
-    for (size_t i = 0; i < count; ++i) stored[i] = toStored(data[i]);
-  }
-
-  slice.values.resize(count);
-  float lowest = std::numeric_limits<float>::max();
-  for (size_t i = 0; i < count; ++i) {
-    const float value = static_cast<float>(stored[i] * slope + intercept);
-    slice.values[i] = value;
-    if (!(hasPadding && stored[i] == padding)) lowest = std::min(lowest, value);
-  }
-  if (hasPadding && lowest != std::numeric_limits<float>::max()) {
-    for (size_t i = 0; i < count; ++i) {
-      if (stored[i] == padding) slice.values[i] = lowest;
-    }
+         "the object (SOP Class UID " + sopClass +
+             ") has no image attributes and no PixelData; only images can be enhanced");
   }
 }
 
-ParsedSlice ParseSlice(EncodedInstance& in, const std::string& seriesDescription) {
+// `sliceCount` bounds the whole volume before any pixel is decoded.
+ParsedSlice ParseSlice(EncodedInstance& in, const std::string& seriesDescription,
+                       const FrameDecoder* decoder, size_t sliceCount) {
   const std::string where = seriesDescription + ", instance " + in.id;
   ParsedSlice slice;
   slice.id = in.id;
   slice.file = ParseBuffer(in, where);
-  std::string().swap(in.bytes);  // the parsed copy is all we need from here on
   DcmDataset& ds = *slice.file->getDataset();
+  CheckIsImage(ds, where);
 
   slice.rows = GetLong(ds, DCM_Rows, 0);
   slice.columns = GetLong(ds, DCM_Columns, 0);
@@ -199,6 +102,14 @@ ParsedSlice ParseSlice(EncodedInstance& in, const std::string& seriesDescription
     Fail(ErrorKind::kBadInput, where,
          "image size " + std::to_string(slice.rows) + "x" + std::to_string(slice.columns) +
              " is missing or outside 1.." + std::to_string(kMaxMatrix));
+  }
+  const double voxels = static_cast<double>(sliceCount) * static_cast<double>(slice.rows) *
+                        static_cast<double>(slice.columns);
+  if (voxels > kMaxVoxels) {
+    Fail(ErrorKind::kUnsupported, where,
+         std::to_string(sliceCount) + " slices of " + std::to_string(slice.rows) + "x" +
+             std::to_string(slice.columns) + " exceed the limit of " + FormatDecimal(kMaxVoxels) +
+             " voxels per series; split the series");
   }
   if (GetString(ds, DCM_SOPInstanceUID).empty()) {
     Fail(ErrorKind::kBadInput, where, "SOPInstanceUID (0008,0018) is missing");
@@ -232,8 +143,11 @@ ParsedSlice ParseSlice(EncodedInstance& in, const std::string& seriesDescription
   slice.instanceNumber = GetLong(ds, DCM_InstanceNumber, 0);
   slice.sliceThickness = GetDouble(ds, DCM_SliceThickness, 0.0);
 
-  DecodePixels(ds, slice, where);
-  // The pixel values now live in slice.values; the dataset is kept only as a template.
+  DecodedPixels pixels = DecodePixels(ds, slice.rows, slice.columns, in.bytes, decoder, where);
+  slice.format = std::move(pixels.format);
+  slice.values = std::move(pixels.values);
+  // From here on the parsed dataset is all that is needed, and only as a template.
+  std::string().swap(in.bytes);
   ds.findAndDeleteElement(DCM_PixelData);
   return slice;
 }
@@ -245,10 +159,33 @@ double Median(std::vector<double> values) {
   return values[middle];
 }
 
+// Appends at most kMaxWarningsPerKind messages of one kind, then a count of the rest.
+class WarningList {
+ public:
+  WarningList(std::vector<std::string>& out, std::string prefix)
+      : out_(out), prefix_(std::move(prefix)) {}
+  void Add(const std::string& message) {
+    if (++count_ <= kMaxWarningsPerKind) out_.push_back(prefix_ + message);
+  }
+  ~WarningList() {
+    if (count_ > kMaxWarningsPerKind) {
+      out_.push_back(prefix_ + std::to_string(count_ - kMaxWarningsPerKind) +
+                     " more of the same kind");
+    }
+  }
+  WarningList(const WarningList&) = delete;
+  WarningList& operator=(const WarningList&) = delete;
+
+ private:
+  std::vector<std::string>& out_;
+  std::string prefix_;
+  size_t count_ = 0;
+};
+
 }  // namespace
 
 DecodedSeries ReadSeries(std::vector<EncodedInstance> instances,
-                         const std::string& seriesDescription) {
+                         const std::string& seriesDescription, const FrameDecoder* decoder) {
   RegisterDicomCodecs();
   if (instances.empty()) {
     throw Error(ErrorKind::kBadInput, seriesDescription + ": the series has no instances");
@@ -261,12 +198,29 @@ DecodedSeries ReadSeries(std::vector<EncodedInstance> instances,
 
   std::vector<ParsedSlice> slices;
   slices.reserve(instances.size());
-  for (auto& instance : instances) slices.push_back(ParseSlice(instance, seriesDescription));
+  for (auto& instance : instances) {
+    slices.push_back(ParseSlice(instance, seriesDescription, decoder, instances.size()));
+  }
 
-  // All slices must share size, orientation and modality.
+  DecodedSeries result;
+  result.description = seriesDescription;
+
+  // All slices must share size, orientation and modality. Pixel formats may differ: every
+  // slice is decoded to physical values, but a mix often means a mixed-up series.
   const ParsedSlice& first = slices.front();
   const std::string modality = GetString(*first.file->getDataset(), DCM_Modality);
   bool positioned = true;
+  {
+    WarningList mixedFormats(result.warnings, seriesDescription + ": ");
+    for (const auto& s : slices) {
+      if (s.format != first.format) {
+        mixedFormats.Add("instance " + s.id + " stores pixels as " + s.format.Describe() +
+                         ", instance " + first.id + " as " + first.format.Describe() +
+                         "; both are decoded to physical values, check that they belong to one "
+                         "series");
+      }
+    }
+  }
   for (const auto& s : slices) {
     const std::string where = seriesDescription + ", instance " + s.id;
     if (s.rows != first.rows || s.columns != first.columns) {
@@ -320,14 +274,27 @@ DecodedSeries ReadSeries(std::vector<EncodedInstance> instances,
   geometry.frameOfReferenceUid = GetString(*first.file->getDataset(), DCM_FrameOfReferenceUID);
   if (positioned && !gaps.empty()) {
     geometry.sliceSpacing = Median(gaps);
+    WarningList irregular(result.warnings, seriesDescription + ": ");
+    for (size_t k = 1; k < slices.size(); ++k) {
+      if (gaps[k - 1] > kGapWarningFactor * geometry.sliceSpacing) {
+        irregular.Add("irregular slice spacing: " + FormatDecimal(gaps[k - 1]) +
+                      " mm between instances " + slices[k - 1].id + " and " + slices[k].id +
+                      ", more than " + FormatDecimal(kGapWarningFactor) +
+                      " times the median spacing of " + FormatDecimal(geometry.sliceSpacing) +
+                      " mm; slices may be missing");
+      }
+    }
   } else {
+    if (slices.size() > 1) {
+      result.warnings.push_back(seriesDescription +
+                                ": ImagePositionPatient or ImageOrientationPatient is missing; "
+                                "slices are ordered by InstanceNumber and assumed equally spaced");
+    }
     const double between = GetDouble(*first.file->getDataset(), DCM_SpacingBetweenSlices, 0.0);
     geometry.sliceSpacing =
         between > 0 ? between : (first.sliceThickness > 0 ? first.sliceThickness : 1.0);
   }
 
-  DecodedSeries result;
-  result.description = seriesDescription;
   result.modality = modality;
   Volume& volume = result.volume;
   volume.Resize(static_cast<int64_t>(slices.size()), first.rows, first.columns);

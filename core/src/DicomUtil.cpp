@@ -99,10 +99,10 @@ DcmItem& AppendCodeItem(DcmItem& item, const DcmTagKey& tag, const CodedConcept&
   return *child;
 }
 
-std::string FormatDecimal(double value) {
+std::string FormatDecimal(double value, int maxPrecision) {
   if (!std::isfinite(value)) value = 0.0;
   char buffer[64];
-  for (int precision = 15; precision > 0; --precision) {
+  for (int precision = maxPrecision; precision > 0; --precision) {
     std::snprintf(buffer, sizeof(buffer), "%.*g", precision, value);
     if (std::string(buffer).size() <= 16) break;
   }

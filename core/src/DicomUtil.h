@@ -33,7 +33,8 @@ void PutCode(DcmItem& item, const CodedConcept& code);
 // `where` names the object in the error thrown on failure.
 std::string SerializeFile(DcmFileFormat& file, const std::string& where);
 
-// Formats a decimal string (VR DS) of at most 16 characters.
-std::string FormatDecimal(double value);
+// Formats a decimal string (VR DS) of at most 16 characters and at most `maxPrecision`
+// significant digits.
+std::string FormatDecimal(double value, int maxPrecision = 15);
 
 }  // namespace enhance

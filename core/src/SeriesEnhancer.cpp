@@ -44,7 +44,7 @@ DecodedSeries FetchSeries(InstanceSource& source, const RunContext& context, dou
     context.Report(progressShare * static_cast<double>(i + 1) / static_cast<double>(ids.size()));
   }
   if (timings) timings->fetchSeconds = clock.Lap();
-  DecodedSeries decoded = ReadSeries(std::move(encoded), description);
+  DecodedSeries decoded = ReadSeries(std::move(encoded), description, source.Decoder());
   if (timings) timings->decodeSeconds = clock.Lap();
   return decoded;
 }
@@ -54,6 +54,7 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
   const std::string description = source.Describe();
   EnhancedSeries result;
   DecodedSeries decoded = FetchSeries(source, context, kFetchShare, &result.timings);
+  result.warnings = decoded.warnings;
   Stopwatch clock;
   result.sourceModality = decoded.modality;
   result.sourceSlices = decoded.volume.slices;
@@ -89,6 +90,7 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
   derivation.seriesNumberOffset = output.seriesNumberOffset;
   derivation.uidRoot = output.uidRoot;
   derivation.seriesInstanceUid = output.seriesInstanceUid;
+  derivation.outputKind = OutputKindForTask(info.task);
   result.files = WriteDerivedSeries(decoded, enhanced, derivation);
   result.timings.encodeSeconds = clock.Lap();
   context.Report(1.0);

@@ -83,31 +83,6 @@ Affine OutputMapping(const ModelSpec& spec, const Affine& input) {
   return {1.0 / input.scale, -input.offset / input.scale};
 }
 
-Geometry InPlaneGeometry(const Geometry& g, int scale) {
-  Geometry out = g;
-  out.rowSpacing = g.rowSpacing / scale;
-  out.columnSpacing = g.columnSpacing / scale;
-  // ImagePositionPatient is the centre of the first voxel: same field of view, finer grid.
-  const Vec3 shift = (0.5 * (out.columnSpacing - g.columnSpacing)) * g.rowDirection +
-                     (0.5 * (out.rowSpacing - g.rowSpacing)) * g.columnDirection;
-  for (auto& p : out.slicePositions) p = p + shift;
-  return out;
-}
-
-Geometry ThroughPlaneGeometry(const Geometry& g) {
-  Geometry out = g;
-  out.slicePositions.clear();
-  for (size_t k = 0; k < g.slicePositions.size(); ++k) {
-    out.slicePositions.push_back(g.slicePositions[k]);
-    if (k + 1 < g.slicePositions.size()) {
-      out.slicePositions.push_back(0.5 * (g.slicePositions[k] + g.slicePositions[k + 1]));
-    }
-  }
-  out.sliceSpacing = g.sliceSpacing / 2;
-  if (g.sliceThickness > 0) out.sliceThickness = g.sliceThickness / 2;
-  return out;
-}
-
 struct WorkItem {
   int64_t output;                 // output slice index
   std::vector<int64_t> channels;  // input slice index of each channel
@@ -188,8 +163,8 @@ Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFun
   Volume output;
   output.units = spec.outputUnits.empty() ? input.units : spec.outputUnits;
   output.geometry = spec.throughPlaneScale > 1
-                        ? ThroughPlaneGeometry(input.geometry)
-                        : InPlaneGeometry(input.geometry, static_cast<int>(scale));
+                        ? UpsampleThroughPlane(input.geometry, spec.throughPlaneScale)
+                        : UpsampleInPlane(input.geometry, static_cast<int>(scale));
   const int64_t outSlices = spec.throughPlaneScale > 1 ? 2 * slices - 1 : slices;
   output.Resize(outSlices, rows * scale, columns * scale);
 

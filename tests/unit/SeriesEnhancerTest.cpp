@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 
 #include "TestData.h"
+#include "TestDicom.h"
 #include "enhance/BilateralDenoiser.h"
 #include "enhance/Error.h"
+#include "enhance/FrameDecoder.h"
 
 namespace enhance {
 
@@ -18,6 +20,8 @@ TEST(SeriesEnhancer, DenoisesAPhantomSeriesEndToEnd) {
   output.softwareVersion = "1.2.3";
   const EnhancedSeries result = EnhanceSeries(source, BilateralDenoiser(), output, context);
   ASSERT_EQ(result.files.size(), 4u);
+  testing::ExpectDciodvfyAccepts(result.files, "enhanced phantom");
+  EXPECT_TRUE(result.warnings.empty());
   EXPECT_EQ(result.sourceModality, "CT");
   EXPECT_EQ(result.sourceSlices, 4);
   ASSERT_FALSE(progress.empty());
@@ -33,6 +37,51 @@ TEST(SeriesEnhancer, DenoisesAPhantomSeriesEndToEnd) {
   const double noiseIn = EstimateNoiseSigma(in.volume.Slice(1), 64, 64);
   const double noiseOut = EstimateNoiseSigma(out.volume.Slice(1), 64, 64);
   EXPECT_LT(noiseOut, noiseIn / 2) << noiseIn << " -> " << noiseOut;
+}
+
+TEST(SeriesEnhancer, ReportsTheReadersWarnings) {
+  testing::SeriesSpec spec;
+  spec.slices = 5;
+  spec.rows = 16;
+  spec.columns = 16;
+  auto files = testing::BuildSeries(spec);
+  files.erase(files.begin() + 2);
+  testing::MemoryInstanceSource source(std::move(files));
+  const EnhancedSeries result = EnhanceSeries(source, BilateralDenoiser(), {}, {});
+  ASSERT_EQ(result.warnings.size(), 1u);
+  EXPECT_NE(result.warnings[0].find("irregular slice spacing"), std::string::npos);
+  testing::ExpectDciodvfyAccepts(result.files, "enhanced gappy series");
+}
+
+namespace {
+
+// Decodes any frame to a constant, standing in for the plugin's decoder.
+class ConstantDecoder : public FrameDecoder {
+ public:
+  DecodedFrame DecodeFirstFrame(const std::string&, const std::string&) const override {
+    ++calls;
+    DecodedFrame frame;
+    frame.rows = 64;
+    frame.columns = 64;
+    frame.bitsPerSample = 16;
+    frame.values.assign(64 * 64, 100);
+    return frame;
+  }
+  mutable int calls = 0;
+};
+
+}  // namespace
+
+TEST(SeriesEnhancer, UsesTheSourcesDecoderForTransferSyntaxesDcmtkCannotDecode) {
+  std::vector<EncodedInstance> files{{"j2k", testing::PydicomFile("MR_small_jp2klossless.dcm")}};
+  testing::MemoryInstanceSource source(std::move(files));
+  EXPECT_THROW(EnhanceSeries(source, BilateralDenoiser(), {}, {}), Error);
+  ConstantDecoder decoder;
+  source.SetDecoder(&decoder);
+  const EnhancedSeries result = EnhanceSeries(source, BilateralDenoiser(), {}, {});
+  EXPECT_EQ(decoder.calls, 1);
+  ASSERT_EQ(result.files.size(), 1u);
+  testing::ExpectDciodvfyAccepts(result.files, "enhanced JPEG 2000 MR");
 }
 
 TEST(SeriesEnhancer, RejectsAModalityTheModelDoesNotAccept) {

@@ -28,9 +28,12 @@ class MemoryInstanceSource : public InstanceSource {
   std::string Describe() const override { return "test series"; }
   std::vector<std::string> ListInstances() override;
   std::string FetchInstance(const std::string& id) override;
+  const FrameDecoder* Decoder() const override { return decoder_; }
+  void SetDecoder(const FrameDecoder* decoder) { decoder_ = decoder; }
 
  private:
   std::map<std::string, std::string> files_;
+  const FrameDecoder* decoder_ = nullptr;
 };
 
 }  // namespace enhance::testing

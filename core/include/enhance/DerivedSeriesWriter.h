@@ -3,7 +3,15 @@
 // Volume to derived series: writes a new DICOM series in the same study as the source,
 // labelled as derived and produced by an algorithm (DERIVED\SECONDARY, derivation
 // description and code, source image references, contributing equipment).
-// Stateless function; thread-safe. The source datasets are only read.
+//  - Output on the source's grid (denoise) inherits each source instance's attributes.
+//  - Output on another grid (super-resolution) gets its size, pixel spacing, positions and
+//    slice thickness from output.geometry, and references the source slice(s) each output
+//    slice lies on or between.
+//  - Synthetic CT (mr2ct) is written as CT Image Storage built from a whitelist of the
+//    source's patient, study, frame of reference, equipment and image plane attributes,
+//    marked Synthetic Data YES, with values clipped to [-1024, 3071] HU.
+// Everything but UIDs and dates is deterministic. Stateless function; thread-safe. The
+// source datasets are only read.
 #pragma once
 
 #include <string>
@@ -14,6 +22,14 @@
 #include "enhance/Volume.h"
 
 namespace enhance {
+
+enum class OutputKind {
+  kSameAsSource,  // the source's SOP class and units (denoise, superres)
+  kSyntheticCt,   // CT Image Storage in HU computed from another modality (mr2ct)
+};
+
+// The output kind a task produces: kSyntheticCt for "mr2ct", kSameAsSource otherwise.
+OutputKind OutputKindForTask(const std::string& task);
 
 struct DerivationInfo {
   std::string task;       // "denoise", "superres", "mr2ct"
@@ -29,14 +45,17 @@ struct DerivationInfo {
   // When set, the series gets this UID and instance k a UID derived from it and k, so that
   // writing the same series twice gives the same UIDs. Empty: random UIDs.
   std::string seriesInstanceUid;
+  OutputKind outputKind = OutputKind::kSameAsSource;
 };
 
 // The name written as Manufacturer of the contributing equipment. The plugin uses it
 // to recognise its own output and never process it again.
 extern const char* const kEquipmentManufacturer;
 
-// One DICOM Part 10 file per output slice. Throws Error(kBadInput) when the output
-// volume does not correspond to the source (slice count or geometry).
+// One DICOM Part 10 file per output slice. Output of another size than the source must
+// carry its geometry (one position per slice, the source's orientation and frame of
+// reference); synthetic CT output must be in "HU". Throws Error(kInternal) when the output
+// volume breaks these rules (a fault in the model that produced it).
 std::vector<std::string> WriteDerivedSeries(const DecodedSeries& source, const Volume& output,
                                             const DerivationInfo& info);
 

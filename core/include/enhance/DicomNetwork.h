@@ -27,8 +27,8 @@ struct DicomPeer {
 };
 
 struct StoreResult {
-  size_t sent = 0;                      // accepted (success or warning status)
-  std::vector<std::string> refusals;    // one message per refused instance
+  size_t sent = 0;                    // accepted (success or warning status)
+  std::vector<std::string> refusals;  // one message per refused instance
 };
 
 // Sends every file in one association. `cancelled` is polled between instances.

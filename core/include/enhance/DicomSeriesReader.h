@@ -6,7 +6,8 @@
 //
 // Errors name the series and the instance and say what is wrong (Error kBadInput or
 // kUnsupported). Nothing is half-decoded: either the whole series is returned or an
-// exception is thrown.
+// exception is thrown. Irregularities that still allow a faithful volume (gaps between
+// slices, slices with different pixel formats) are returned as warnings.
 #pragma once
 
 #include <memory>
@@ -18,6 +19,8 @@
 class DcmDataset;  // DCMTK
 
 namespace enhance {
+
+class FrameDecoder;
 
 struct EncodedInstance {
   std::string id;     // the caller's identifier (Orthanc instance ID, file name, ...)
@@ -38,11 +41,15 @@ struct DecodedSeries {
   std::string modality;                   // (0008,0060)
   Volume volume;                          // slices ordered along geometry.sliceDirection
   std::vector<SourceInstance> instances;  // instances[k] is slice k of the volume
+  std::vector<std::string> warnings;      // each names the series and what is irregular
 };
 
 // Decodes and orders a whole series. The input buffers are consumed (moved from) to
-// keep peak memory low. seriesDescription is used in error messages.
+// keep peak memory low. seriesDescription is used in error messages. `decoder`, when
+// not null, decodes the instances whose transfer syntax DCMTK cannot decode; without it
+// they are refused as unsupported, naming the transfer syntax.
 DecodedSeries ReadSeries(std::vector<EncodedInstance> instances,
-                         const std::string& seriesDescription);
+                         const std::string& seriesDescription,
+                         const FrameDecoder* decoder = nullptr);
 
 }  // namespace enhance

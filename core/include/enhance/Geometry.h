@@ -45,4 +45,18 @@ struct Geometry {
   Vec3 VoxelCentre(int64_t slice, double row, double column) const;
 };
 
+// Resampling helpers for models that change the grid (super-resolution). Pure functions;
+// both throw Error(kBadInput) when factor < 1.
+
+// The grid `factor` times finer along rows and columns over the same field of view: an
+// image of rows x columns becomes (rows x factor) x (columns x factor) pixels of spacing /
+// factor. Each slice position (the centre of the first voxel) moves by (old spacing - new
+// spacing) / 2 along the row and the column directions; slices are unchanged.
+Geometry UpsampleInPlane(const Geometry& g, int factor);
+
+// The grid with factor - 1 slices inserted evenly between each pair of neighbours: N
+// slices become (N - 1) x factor + 1 with the same first and last positions.
+// sliceSpacing and a known sliceThickness are divided by factor.
+Geometry UpsampleThroughPlane(const Geometry& g, int factor);
+
 }  // namespace enhance

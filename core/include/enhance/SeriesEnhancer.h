@@ -29,6 +29,7 @@ struct EnhancedSeries {
   std::vector<std::string> files;  // DICOM Part 10 files of the derived series
   std::string sourceModality;
   int64_t sourceSlices = 0;
+  std::vector<std::string> warnings;  // irregularities of the source series worth logging
   StageTimings timings;
 };
 
