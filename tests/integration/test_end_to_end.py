@@ -161,5 +161,68 @@ class EndToEndTest(unittest.TestCase):
         self.assertEqual(system["Rules"], ["ct-denoise"])
 
 
+def dciodvfy_errors(data, directory, name):
+    path = os.path.join(directory, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    result = subprocess.run(["dciodvfy", path], capture_output=True, text=True)
+    return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+
+
+class SuperResolutionTest(unittest.TestCase):
+    """Super-resolution through the REST API: the derived series covers the same field of
+    view on a finer grid (in-plane) or with slices inserted (through-plane)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="enhance-sr-")
+        cls.files = make_phantom(os.path.join(cls.tmp, "ct"), rows=64, columns=64, slices=5)
+        cls.orthanc = OrthancServer()
+        cls.orthanc.start()
+        cls.orthanc.store_files(cls.files)
+        cls.source = cls.orthanc.get("/series")[0]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.orthanc.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def run_job(self, model):
+        o = self.orthanc
+        job_id = o.post(f"/enhance/series/{self.source}", {"Task": "superres", "Model": model})["ID"]
+        job = wait_for(lambda: (lambda j: j if j["State"] in ("Success", "Failure") else None)(
+            o.get(f"/jobs/{job_id}")), timeout=120, what=f"the {model} job")
+        self.assertEqual(job["State"], "Success", job)
+        series = o.get(f"/series/{job['Content']['DerivedSeries']}")
+        return [pydicom.dcmread(io.BytesIO(o.get_bytes(f"/instances/{i}/file"))) for i in series["Instances"]]
+
+    def test_in_plane_x2_halves_the_spacing_over_the_same_field_of_view(self):
+        derived = sorted(self.run_job("classical-bicubic-x2"), key=lambda d: int(d.InstanceNumber))
+        source = pydicom.dcmread(self.files[0])
+        self.assertEqual(len(derived), 5)
+        d = derived[0]
+        self.assertEqual((d.Rows, d.Columns), (128, 128))
+        self.assertAlmostEqual(float(d.PixelSpacing[0]), float(source.PixelSpacing[0]) / 2, places=5)
+        shift = (float(d.PixelSpacing[0]) - float(source.PixelSpacing[0])) / 2
+        self.assertAlmostEqual(float(d.ImagePositionPatient[0]), float(source.ImagePositionPatient[0]) + shift, places=4)
+        self.assertEqual(d.DerivationCodeSequence[0].CodeValue, "113085")
+        self.assertEqual(dciodvfy_errors(open_bytes(d), self.tmp, "sr.dcm"), [])
+
+    def test_through_plane_x2_inserts_slices(self):
+        derived = sorted(self.run_job("classical-linear-z2"), key=lambda d: int(d.InstanceNumber))
+        self.assertEqual(len(derived), 9)
+        z = [float(d.ImagePositionPatient[2]) for d in derived]
+        steps = [b - a for a, b in zip(z, z[1:])]
+        self.assertTrue(all(abs(s - steps[0]) < 1e-4 for s in steps), z)
+        self.assertEqual(len(derived[1].SourceImageSequence), 2)  # between two source slices
+        self.assertEqual(dciodvfy_errors(open_bytes(derived[1]), self.tmp, "z2.dcm"), [])
+
+
+def open_bytes(dataset):
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, write_like_original=True)
+    return buffer.getvalue()
+
+
 if __name__ == "__main__":
     unittest.main()
