@@ -4,7 +4,9 @@
 // exception escape into Orthanc: each entry point catches everything.
 #include <orthanc/OrthancCPlugin.h>
 
+#include <algorithm>
 #include <memory>
+#include <thread>
 
 #include "Jobs.h"
 #include "PluginContext.h"
@@ -87,7 +89,14 @@ ORTHANC_PLUGINS_API int32_t OrthancPluginInitialize(OrthancPluginContext* contex
     const OrthancApi api(context);
     const Json::Value orthancConfiguration = api.Configuration();
     PluginConfiguration configuration = ParseConfiguration(orthancConfiguration);
-    enhance::ConfigureRuntime({configuration.threads});
+    // Without an explicit thread count, the cores are shared between the series that may
+    // run at once, so that concurrent inferences do not oversubscribe the CPU.
+    int threads = configuration.threads;
+    if (threads == 0) {
+      threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
+                                configuration.concurrentSeries);
+    }
+    enhance::ConfigureRuntime({threads});
     enhance::RegisterDicomCodecs();
 
     g_plugin = std::make_unique<PluginContext>(context, std::move(configuration),

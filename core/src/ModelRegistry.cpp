@@ -25,10 +25,21 @@ ModelLoadReport ModelRegistry::LoadDirectories(
       continue;
     }
     std::vector<std::filesystem::path> folders;
+    const auto root = std::filesystem::weakly_canonical(directory, ec);
     for (const auto& entry : std::filesystem::directory_iterator(directory, ec)) {
-      if (entry.is_directory() && std::filesystem::exists(entry.path() / "manifest.json")) {
-        folders.push_back(entry.path());
+      if (!entry.is_directory() || !std::filesystem::exists(entry.path() / "manifest.json"))
+        continue;
+      // A model folder reached through a symbolic link must still lie inside the directory.
+      const auto resolved = std::filesystem::weakly_canonical(entry.path(), ec);
+      const auto [rootEnd, unused] =
+          std::mismatch(root.begin(), root.end(), resolved.begin(), resolved.end());
+      (void)unused;
+      if (rootEnd != root.end()) {
+        report.problems.push_back({entry.path().string(), entry.path().filename().string(),
+                                   "resolves outside " + directory.string() + " and is ignored"});
+        continue;
       }
+      folders.push_back(entry.path());
     }
     std::sort(folders.begin(), folders.end());  // deterministic: the first of two names wins
     for (const auto& folder : folders) {

@@ -216,7 +216,14 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
     s.derivationCode = {r.String(code, "value", true), r.String(code, "scheme", true),
                         r.String(code, "meaning", true)};
   }
-  if (s.task == "mr2ct" && s.outputUnits.empty()) s.outputUnits = "HU";
+  if (s.task == "mr2ct") {
+    if (s.outputUnits.empty()) s.outputUnits = "HU";
+    if (!s.hasOutputRange) {  // the range a CT scanner stores
+      s.hasOutputRange = true;
+      s.outputMin = -1024;
+      s.outputMax = 3071;
+    }
+  }
   return s;
 }
 

@@ -192,17 +192,29 @@ std::string TorchModel::Parameters() const {
 
 Volume TorchModel::Run(const Volume& input, const RunContext& context) const {
   SlotGuard slot(*impl_->slots);
-  try {
-    return RunSliceEngine(input, impl_->spec, Impl::Function(impl_->module),
-                          impl_->Engine(impl_->device, impl_->fp16), context);
-  } catch (const Error& e) {
-    const bool outOfMemory = std::string(e.what()).rfind("out of memory", 0) == 0;
-    if (!outOfMemory || !impl_->device.is_cuda()) throw;
+  // On the GPU, out-of-memory first halves the batch (in the engine), then the tiles
+  // (here, down to 64 pixels), and at last the series runs on the CPU.
+  ModelSpec spec = impl_->spec;
+  while (true) {
+    try {
+      return RunSliceEngine(input, spec, Impl::Function(impl_->module),
+                            impl_->Engine(impl_->device, impl_->fp16), context);
+    } catch (const Error& e) {
+      const bool outOfMemory = std::string(e.what()).rfind("out of memory", 0) == 0;
+      if (!outOfMemory || !impl_->device.is_cuda()) throw;
+    }
+    const int smallest = 64;
+    const int current =
+        spec.tileSize > 0 ? spec.tileSize : static_cast<int>(std::max(input.rows, input.columns));
+    if (current / 2 < smallest) break;
+    spec.tileSize = current / 2;
+    spec.tileOverlap = std::min(spec.tileOverlap, spec.tileSize / 4);
+    context.Warn("model '" + spec.name + "' ran out of GPU memory; retrying with tiles of " +
+                 std::to_string(spec.tileSize) + " pixels");
   }
-  // The GPU could not hold even one tile: run this series on the CPU.
   context.Warn("model '" + impl_->spec.name +
-               "' ran out of GPU memory even with one tile per "
-               "batch; this series was processed on the CPU");
+               "' ran out of GPU memory even with small tiles; "
+               "this series was processed on the CPU");
   std::shared_ptr<torch::jit::Module> cpu;
   {
     std::lock_guard<std::mutex> lock(impl_->fallbackMutex);

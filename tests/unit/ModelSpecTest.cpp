@@ -68,6 +68,17 @@ TEST(ModelSpec, ReadsScaleTileRangeAndCode) {
   EXPECT_EQ(s.derivationCode.value, "113085");
 }
 
+TEST(ModelSpec, SyntheticCtIsInHuAndClampedToTheScannerRange) {
+  Json::Value m = testing::DenoiseManifest("mr2ct");
+  m["task"] = "mr2ct";
+  m["modalities"][0] = "MR";
+  const ModelSpec s = ParseManifest(m, kFolder);
+  EXPECT_EQ(s.outputUnits, "HU");
+  EXPECT_TRUE(s.hasOutputRange);
+  EXPECT_EQ(s.outputMin, -1024);
+  EXPECT_EQ(s.outputMax, 3071);
+}
+
 TEST(ModelSpec, ThroughPlaneModelsSeeBothSidesOfTheGap) {
   Json::Value m = testing::DenoiseManifest("z");
   m["task"] = "superres";

@@ -264,6 +264,19 @@ TEST(ModelRegistry, LoadsGoodModelsAndReportsBadOnes) {
   EXPECT_EQ(registry.Problems().size(), 3u);
 }
 
+TEST(ModelRegistry, AModelFolderLinkedFromOutsideIsIgnored) {
+  TemporaryFolder inside;
+  TemporaryFolder outside;
+  const auto target = WriteFixtureModel(outside.path(), "identity", DenoiseManifest("elsewhere"));
+  std::filesystem::create_directory_symlink(target, inside.path() / "linked");
+  ModelRegistry registry;
+  const ModelLoadReport report = registry.LoadDirectories({inside.path()}, Cpu());
+  EXPECT_TRUE(report.loaded.empty());
+  ASSERT_EQ(report.problems.size(), 1u);
+  EXPECT_NE(report.problems[0].message.find("resolves outside"), std::string::npos);
+  EXPECT_FALSE(registry.Find("elsewhere"));
+}
+
 TEST(ModelRegistry, ReloadReplacesModelsWithoutDisturbingThoseInUse) {
   TemporaryFolder dir;
   WriteFixtureModel(dir.path(), "identity", DenoiseManifest("first"));
