@@ -11,6 +11,7 @@
 #include "Jobs.h"
 #include "PluginContext.h"
 #include "RestApi.h"
+#include "Router.h"
 #include "enhance/Error.h"
 #include "enhance/Runtime.h"
 #include "enhance/TorchModel.h"
@@ -32,6 +33,7 @@ OrthancPluginErrorCode OnChange(OrthancPluginChangeType change, OrthancPluginRes
     switch (change) {
       case OrthancPluginChangeType_OrthancStarted:
         g_plugin->stableSeries.Start();
+        g_plugin->stableSeries.Push(kRecoverToken);
         break;
       case OrthancPluginChangeType_OrthancStopped:
         g_plugin->stableSeries.Stop();

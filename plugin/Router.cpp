@@ -1,13 +1,97 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "Router.h"
 
+#include "ChangeLog.h"
 #include "Jobs.h"
 #include "PluginContext.h"
 #include "SeriesRouting.h"
 
 namespace enhance::plugin {
 
-void RouteStableSeries(PluginContext& plugin, const std::string& seriesId) {
+const char* const kRecoverToken = "!recover";
+const char* const kCheckpointToken = "!checkpoint";
+
+namespace {
+
+// Global property holding the checkpoint in Orthanc's changes log (plugins use >= 1024).
+constexpr int32_t kCheckpointProperty = 5601;
+
+int64_t LastChange(const OrthancApi& api) { return api.GetJson("/changes?last")["Last"].asInt64(); }
+
+// All changes after `since` (paged), and the log's last sequence number.
+Json::Value ChangesSince(const OrthancApi& api, int64_t since, int64_t& last) {
+  Json::Value all(Json::arrayValue);
+  while (true) {
+    const Json::Value page = api.GetJson("/changes?since=" + std::to_string(since) + "&limit=1000");
+    for (const auto& change : page["Changes"]) all.append(change);
+    last = page["Last"].asInt64();
+    if (page["Done"].asBool() || page["Changes"].empty()) return all;
+    since = last;
+  }
+}
+
+std::string ReadCheckpoint(const OrthancApi& api) {
+  char* value = OrthancPluginGetGlobalProperty(api.context(), kCheckpointProperty, "");
+  std::string text = value ? value : "";
+  if (value) OrthancPluginFreeString(api.context(), value);
+  return text;
+}
+
+void WriteCheckpoint(const OrthancApi& api, int64_t seq) {
+  OrthancPluginSetGlobalProperty(api.context(), kCheckpointProperty, std::to_string(seq).c_str());
+}
+
+void Recover(PluginContext& plugin) {
+  const std::string saved = ReadCheckpoint(plugin.api);
+  if (saved.empty()) {  // first start with this database: history is not ours to process
+    WriteCheckpoint(plugin.api, LastChange(plugin.api));
+    return;
+  }
+  int64_t last = 0;
+  const int64_t checkpoint = std::stoll(saved);
+  const ChangeScan scan = ScanChanges(ChangesSince(plugin.api, checkpoint, last), checkpoint, last);
+  if (!scan.series.empty()) {
+    plugin.api.LogWarning(
+        "routing " + std::to_string(scan.series.size()) +
+        " series that arrived or became stable while the plugin could not route them");
+  }
+  for (const auto& id : scan.series) plugin.stableSeries.Push(id);
+  plugin.stableSeries.Push(kCheckpointToken);
+}
+
+void AdvanceCheckpoint(PluginContext& plugin) {
+  const std::string saved = ReadCheckpoint(plugin.api);
+  const int64_t checkpoint = saved.empty() ? 0 : std::stoll(saved);
+  int64_t last = 0;
+  const ChangeScan scan = ScanChanges(ChangesSince(plugin.api, checkpoint, last), checkpoint, last);
+  if (scan.safeCheckpoint != checkpoint) WriteCheckpoint(plugin.api, scan.safeCheckpoint);
+}
+
+void Route(PluginContext& plugin, const std::string& seriesId);
+
+}  // namespace
+
+void RouteStableSeries(PluginContext& plugin, const std::string& item) {
+  try {
+    if (item == kRecoverToken) {
+      Recover(plugin);
+    } else if (item == kCheckpointToken) {
+      AdvanceCheckpoint(plugin);
+    } else {
+      Route(plugin, item);
+      // Once the queue is drained, what was routed is safe behind the checkpoint.
+      if (plugin.stableSeries.Pending() == 0) plugin.stableSeries.Push(kCheckpointToken);
+    }
+  } catch (const std::exception& e) {
+    plugin.api.LogError("routing: " + item + ": " + e.what());
+  } catch (...) {
+    plugin.api.LogError("routing: " + item + " failed");
+  }
+}
+
+namespace {
+
+void Route(PluginContext& plugin, const std::string& seriesId) {
   try {
     Json::Value series;
     try {
@@ -17,6 +101,8 @@ void RouteStableSeries(PluginContext& plugin, const std::string& seriesId) {
       throw;
     }
     if (!series["Instances"].isArray() || series["Instances"].empty()) return;
+    // Still arriving: its StableSeries event will route it.
+    if (series["IsStable"].isBool() && !series["IsStable"].asBool()) return;
     const std::string first = series["Instances"][0].asString();
     const SeriesFacts facts =
         ExtractSeriesFacts(series, plugin.api.GetJson("/instances/" + first + "/simplified-tags"),
@@ -48,5 +134,7 @@ void RouteStableSeries(PluginContext& plugin, const std::string& seriesId) {
     plugin.api.LogError("series " + seriesId + ": routing failed");
   }
 }
+
+}  // namespace
 
 }  // namespace enhance::plugin

@@ -10,7 +10,11 @@ namespace enhance::plugin {
 
 struct PluginContext;
 
-// Never throws: outcomes are logged and counted.
+// Items of the routing queue that are not series IDs.
+extern const char* const kRecoverToken;     // route what arrived while the plugin was down
+extern const char* const kCheckpointToken;  // advance the checkpoint in the changes log
+
+// Routes a series, or handles a token. Never throws: outcomes are logged and counted.
 void RouteStableSeries(PluginContext& plugin, const std::string& seriesId);
 
 }  // namespace enhance::plugin

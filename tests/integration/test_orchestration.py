@@ -102,7 +102,7 @@ class OrchestrationTest(unittest.TestCase):
         self.assertEqual(list(derived.ImageType)[:2], ["DERIVED", "SECONDARY"])
         self.assertEqual(derived.ContributingEquipmentSequence[-1].Manufacturer, "Orthanc Enhance")
         jobs = [self.node.get(f"/jobs/{j}") for j in self.node.get("/jobs")]
-        forwarded = [j for j in jobs if j["Type"] == "EnhanceSeries"
+        forwarded = [job(self.node, j["ID"]) for j in jobs if j["Type"] == "EnhanceSeries"
                      and j["Content"].get("Origin") == "rule 'from-pacs'"]
         self.assertEqual(forwarded[0]["State"], "Success")
         self.assertEqual(forwarded[0]["Content"]["Forwarding"][0]["Target"], "PACS")
@@ -248,6 +248,32 @@ class RestartTest(unittest.TestCase):
         except BaseException:
             import sys
             sys.stderr.write(node.log()[-8000:])
+            raise
+        finally:
+            node.cleanup()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class UnstableAtShutdownTest(unittest.TestCase):
+    def test_a_series_still_arriving_when_orthanc_stops_is_processed_after_the_restart(self):
+        tmp = tempfile.mkdtemp(prefix="enhance-unstable-")
+        rules = {"Enhance": {"Rules": [{"Name": "ct", "Modalities": ["CT"], "Task": "denoise",
+                                        "Model": "classical-gaussian"}]}}
+        node = OrthancServer(extra_config=rules, stable_age=30)
+        try:
+            node.start()
+            files = make_phantom(os.path.join(tmp, "ct"), rows=64, columns=64, slices=4, seed=7)
+            node.store_files(files)
+            node.stop()  # long before the series is stable
+            node.start()
+
+            def derived():
+                series = node.get("/series")
+                return series if len(series) == 2 else None
+            wait_for(derived, timeout=120, what="the series received before the restart to be processed")
+        except BaseException:
+            import sys
+            sys.stderr.write(node.log()[-6000:])
             raise
         finally:
             node.cleanup()
