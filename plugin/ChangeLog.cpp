@@ -26,7 +26,8 @@ ChangeScan ScanChanges(const Json::Value& changes, int64_t checkpoint, int64_t l
     }
   }
   scan.safeCheckpoint = last;
-  for (const auto& [id, seq] : waiting) scan.safeCheckpoint = std::min(scan.safeCheckpoint, seq - 1);
+  for (const auto& [id, seq] : waiting)
+    scan.safeCheckpoint = std::min(scan.safeCheckpoint, seq - 1);
   scan.safeCheckpoint = std::max(scan.safeCheckpoint, checkpoint);
   return scan;
 }

@@ -4,6 +4,8 @@
 #include <torch/cuda.h>
 #include <torch/script.h>
 
+#include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
@@ -59,14 +61,42 @@ std::string ReadWholeFile(const std::filesystem::path& path) {
   return content.str();
 }
 
+// Median seconds of a few forward passes on a tile-sized input.
+double TimeForward(torch::jit::Module& module, const at::Tensor& input) {
+  c10::InferenceMode guard;
+  module.forward({input});  // warm-up (and, for a frozen graph, its one-time rewrites)
+  std::vector<double> times;
+  for (int i = 0; i < 3; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    module.forward({input});
+    times.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[1];
+}
+
+// Loads the archive onto the device. On the CPU, when asked, the graph is also frozen
+// and optimised for inference (fused operators, oneDNN layouts), and that version is kept
+// only if it is faster on this model: for tiny networks the layout conversions cost
+// more than they save. `optimised` tells which was kept.
 torch::jit::Module LoadModule(const ModelSpec& spec, const c10::Device& device, bool fp16,
-                              bool optimize) {
+                              bool optimize, int64_t batch, bool* optimised = nullptr) {
   torch::jit::Module module = torch::jit::load(spec.archive.string(), device);
   module.eval();
   if (fp16) module.to(torch::kHalf);
+  if (optimised) *optimised = false;
   if (optimize && device.is_cpu()) {
     try {
-      module = torch::jit::optimize_for_inference(module);
+      torch::jit::Module copy = module.clone();
+      torch::jit::Module candidate = torch::jit::optimize_for_inference(copy);
+      const int64_t side = spec.tileSize > 0 ? std::min(spec.tileSize, 256) : 256;
+      const at::Tensor input =
+          at::rand({std::max<int64_t>(1, batch), spec.InputChannels(), side, side});
+      if (TimeForward(candidate, input) < TimeForward(module, input)) {
+        if (optimised) *optimised = true;
+        return candidate;
+      }
     } catch (const c10::Error&) {
       // Models the optimiser cannot freeze (e.g. with mutable attributes) run as they are.
     }
@@ -97,6 +127,8 @@ struct TorchModel::Impl {
   bool fp16 = false;
   InferenceOptions options;
   std::shared_ptr<torch::jit::Module> module;
+  double macsPerPixel = 0;
+  bool optimised = false;  // frozen and optimised for the CPU
   std::unique_ptr<Slots> slots;
   // Loaded on first need, when the GPU runs out of memory even at batch size 1.
   mutable std::mutex fallbackMutex;
@@ -106,7 +138,7 @@ struct TorchModel::Impl {
     EngineOptions e;
     e.device = d;
     e.fp16 = half;
-    e.maxBatch = spec.maxBatch;
+    e.maxBatch = options.maxBatch > 0 ? options.maxBatch : spec.maxBatch;
     e.memoryBudgetBytes = options.memoryBudgetBytes;
     return e;
   }
@@ -140,11 +172,22 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
 
   try {
     impl->module = std::make_shared<torch::jit::Module>(
-        LoadModule(spec, impl->device, impl->fp16, options.optimizeForCpu));
+        LoadModule(spec, impl->device, impl->fp16, options.optimizeForCpu,
+                   options.maxBatch > 0 ? options.maxBatch : spec.maxBatch, &impl->optimised));
   } catch (const c10::Error& e) {
     throw Error(ErrorKind::kBadInput,
                 where + ": " + spec.archive.filename().string() +
                     " is not a loadable TorchScript archive: " + e.what_without_backtrace());
+  }
+
+  try {
+    const torch::jit::Module plain =
+        torch::jit::load(spec.archive.string(), c10::Device(c10::kCPU));
+    for (const auto& parameter : plain.parameters()) {
+      if (parameter.dim() == 4) impl->macsPerPixel += static_cast<double>(parameter.numel());
+    }
+  } catch (const c10::Error&) {
+    // Counting is informative only.
   }
 
   // Validate the contract on a small input; this also warms up the model.
@@ -181,10 +224,13 @@ const ModelInfo& TorchModel::Info() const { return impl_->spec; }
 
 std::string TorchModel::Device() const { return impl_->device.str(); }
 
+double TorchModel::MacsPerPixel() const { return impl_->macsPerPixel; }
+
 std::string TorchModel::Parameters() const {
   const ModelSpec& s = impl_->spec;
   std::string text = "TorchScript on " + impl_->device.str();
   if (impl_->fp16) text += " fp16";
+  if (impl_->optimised) text += " (optimised graph)";
   if (s.sliceContext > 0) text += ", " + std::to_string(s.InputChannels()) + " slices as context";
   if (s.tileSize > 0) text += ", tiles " + std::to_string(s.tileSize) + " px";
   return text;
@@ -220,7 +266,8 @@ Volume TorchModel::Run(const Volume& input, const RunContext& context) const {
     std::lock_guard<std::mutex> lock(impl_->fallbackMutex);
     if (!impl_->cpuFallback) {
       impl_->cpuFallback = std::make_shared<torch::jit::Module>(
-          LoadModule(impl_->spec, c10::Device(c10::kCPU), false, impl_->options.optimizeForCpu));
+          LoadModule(impl_->spec, c10::Device(c10::kCPU), false, impl_->options.optimizeForCpu,
+                     impl_->options.maxBatch > 0 ? impl_->options.maxBatch : impl_->spec.maxBatch));
     }
     cpu = impl_->cpuFallback;
   }

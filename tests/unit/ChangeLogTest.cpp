@@ -6,7 +6,8 @@
 namespace enhance::plugin {
 namespace {
 
-Json::Value Change(int64_t seq, const std::string& type, const std::string& resource, const std::string& id) {
+Json::Value Change(int64_t seq, const std::string& type, const std::string& resource,
+                   const std::string& id) {
   Json::Value c;
   c["Seq"] = static_cast<Json::Int64>(seq);
   c["ChangeType"] = type;
@@ -22,7 +23,7 @@ TEST(ChangeLog, RoutesAnnouncedSeriesAndStopsBeforeOnesStillArriving) {
   changes.append(Change(11, "NewSeries", "Series", "a"));
   changes.append(Change(12, "NewInstance", "Instance", "i1"));
   changes.append(Change(13, "StableSeries", "Series", "a"));
-  changes.append(Change(14, "NewSeries", "Series", "b"));  // never became stable
+  changes.append(Change(14, "NewSeries", "Series", "b"));     // never became stable
   changes.append(Change(15, "StableSeries", "Series", "c"));  // announced before the checkpoint
   const ChangeScan scan = ScanChanges(changes, 10, 16);
   EXPECT_EQ(scan.series, (std::vector<std::string>{"a", "b", "c"}));

@@ -27,6 +27,7 @@ struct InferenceOptions {
   int maxConcurrentRuns = 1;
   // CPU: freeze the graph and fuse operators (torch::jit::optimize_for_inference).
   bool optimizeForCpu = true;
+  int maxBatch = 0;  // > 0: overrides the manifest's max_batch (benchmarks)
 };
 
 class TorchModel final : public Model {
@@ -42,6 +43,11 @@ class TorchModel final : public Model {
 
   // "cpu" or "cuda:N", where the model runs.
   std::string Device() const;
+
+  // Multiply-accumulates per output pixel, counted from the 4-D (convolution) weights:
+  // exact for fully convolutional networks that keep the resolution, an estimate for
+  // others. 0 when the model has no such weights.
+  double MacsPerPixel() const;
 
  private:
   struct Impl;

@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// enhance-benchmark: inference speed of every model on 512x512 CT slices, against the
+// machine's matrix-multiply rate measured in the same run. Prints a Markdown table of
+// medians (min-max) over repeated runs.
+//
+//   enhance-benchmark [--models DIR]... [--slices N] [--size N] [--repeats N]
+//                     [--threads N] [--device cpu|cuda] [--batches 1,4,8] [--no-optimize]
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "enhance/ModelRegistry.h"
+#include "enhance/Phantom.h"
+#include "enhance/Runtime.h"
+#include "enhance/TorchModel.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Stats {
+  double median = 0, min = 0, max = 0;
+};
+
+Stats Summarise(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return {values[values.size() / 2], values.front(), values.back()};
+}
+
+double Seconds(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Single-precision matrix-multiply rate in GFLOP/s (median of several products).
+Stats MatmulPeak(int repeats, const c10::Device& device) {
+  c10::InferenceMode guard;
+  const int64_t n = 1024;
+  const at::Tensor a = at::rand({n, n}).to(device);
+  const at::Tensor b = at::rand({n, n}).to(device);
+  at::mm(a, b);
+  std::vector<double> rates;
+  for (int r = 0; r < std::max(3, repeats); ++r) {
+    const auto start = Clock::now();
+    at::Tensor c;
+    for (int i = 0; i < 4; ++i) c = at::mm(a, b);
+    c.sum().item<float>();  // waits for the GPU
+    rates.push_back(4 * 2.0 * n * n * n / Seconds(start) / 1e9);
+  }
+  return Summarise(rates);
+}
+
+std::vector<int> ParseList(const std::string& text) {
+  std::vector<int> values;
+  std::stringstream stream(text);
+  std::string item;
+  while (std::getline(stream, item, ',')) values.push_back(std::stoi(item));
+  return values;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::filesystem::path> directories;
+  int slices = 16, size = 512, repeats = 3, threads = 0;
+  std::string device = "cpu";
+  std::vector<int> batches{1, 4, 8};
+  bool optimize = true;
+  try {
+    for (int i = 1; i < argc; ++i) {
+      const std::string arg = argv[i];
+      if (arg == "--no-optimize") {
+        optimize = false;
+        continue;
+      }
+      if (i + 1 >= argc) throw std::invalid_argument("missing value after " + arg);
+      const std::string value = argv[++i];
+      if (arg == "--models") directories.push_back(value);
+      else if (arg == "--slices") slices = std::stoi(value);
+      else if (arg == "--size") size = std::stoi(value);
+      else if (arg == "--repeats") repeats = std::stoi(value);
+      else if (arg == "--threads") threads = std::stoi(value);
+      else if (arg == "--device") device = value;
+      else if (arg == "--batches") batches = ParseList(value);
+      else throw std::invalid_argument("unknown option " + arg);
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "enhance-benchmark: " << e.what()
+              << "\nusage: enhance-benchmark [--models DIR]... [--slices N] [--size N] [--repeats N]"
+                 " [--threads N] [--device cpu|cuda] [--batches 1,4,8] [--no-optimize]\n";
+    return 2;
+  }
+
+  try {
+    enhance::ConfigureRuntime({threads});
+    const std::string effective = enhance::EffectiveDevice(device);
+    const c10::Device torchDevice(effective);
+    enhance::PhantomOptions phantom;
+    phantom.rows = phantom.columns = size;
+    phantom.slices = slices;
+    phantom.noiseSigmaHu = 30;
+    const enhance::Volume volume = enhance::MakeCtPhantom(phantom);
+
+    const Stats peak = MatmulPeak(repeats, torchDevice);
+    std::printf("LibTorch %s, device %s, %d threads; %d slices of %dx%d, %d runs each\n\n",
+                enhance::TorchVersion().c_str(), effective.c_str(), enhance::TorchThreads(), slices, size,
+                size, repeats);
+    std::printf("Matrix multiply (1024^3, fp32): %.1f GFLOP/s median (%.1f-%.1f)\n\n", peak.median,
+                peak.min, peak.max);
+    std::printf("| model | batch | ms/slice | slices/s | GMAC/slice | GFLOP/s | of matmul rate |\n");
+    std::printf("| --- | --- | --- | --- | --- | --- | --- |\n");
+
+    std::vector<std::pair<std::shared_ptr<const enhance::Model>, int>> runs;
+    enhance::ModelRegistry builtins;
+    for (const auto& model : builtins.List()) runs.push_back({model, 0});
+    for (const auto& dir : directories) {
+      for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+        if (!std::filesystem::exists(entry.path() / "manifest.json")) continue;
+        for (int batch : batches) {
+          enhance::InferenceOptions options;
+          options.device = device;
+          options.maxBatch = batch;
+          options.optimizeForCpu = optimize;
+          runs.push_back({enhance::TorchModel::Load(entry.path(), options), batch});
+        }
+      }
+    }
+    for (const auto& [model, batch] : runs) {
+      const auto* torchModel = dynamic_cast<const enhance::TorchModel*>(model.get());
+      model->Run(volume, {});  // warm-up
+      std::vector<double> times;
+      for (int r = 0; r < repeats; ++r) {
+        const auto start = Clock::now();
+        model->Run(volume, {});
+        times.push_back(Seconds(start));
+      }
+      const Stats t = Summarise(times);
+      const double msPerSlice = 1000 * t.median / slices;
+      const double gmac = torchModel ? torchModel->MacsPerPixel() * size * size / 1e9 : 0;
+      const double gflops = gmac > 0 ? 2 * gmac * slices / t.median : 0;
+      std::printf("| %s | %s | %.1f (%.1f-%.1f) | %.2f | %s | %s | %s |\n", model->Info().name.c_str(),
+                  batch > 0 ? std::to_string(batch).c_str() : "-", msPerSlice, 1000 * t.min / slices,
+                  1000 * t.max / slices, slices / t.median, gmac > 0 ? std::to_string(gmac).substr(0, 5).c_str() : "-",
+                  gflops > 0 ? std::to_string(gflops).substr(0, 5).c_str() : "-",
+                  gflops > 0 ? (std::to_string(static_cast<int>(100 * gflops / peak.median)) + "%").c_str() : "-");
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "enhance-benchmark: " << e.what() << "\n";
+    return 1;
+  }
+}
