@@ -95,12 +95,11 @@ JobRequest ParseProcessing(const Json::Value& body, const std::string& modality)
 }
 
 // Facts of a series for the eligibility checks of manual requests.
-SeriesFacts Facts(const std::string& seriesId, const Json::Value& series) {
+SeriesFacts Facts(const Json::Value& series) {
   const std::string first = series["Instances"][0].asString();
   return ExtractSeriesFacts(series,
                             Plugin().api.GetJson("/instances/" + first + "/simplified-tags"),
                             Plugin().api.GetJson("/instances/" + first + "/metadata?expand"));
-  (void)seriesId;
 }
 
 // Why a series cannot be processed with this request, or "".
@@ -150,7 +149,7 @@ void PostSeries(OrthancPluginRestOutput* output, const char*,
   const Json::Value series = SeriesOrNotFound(id);
   if (series["Instances"].empty())
     throw Error(ErrorKind::kBadInput, "series " + id + " has no instances");
-  const SeriesFacts facts = Facts(id, series);
+  const SeriesFacts facts = Facts(series);
   JobRequest r = ParseProcessing(body, facts.modality);
   r.seriesId = id;
   r.senderAet = facts.callingAet;
@@ -186,7 +185,7 @@ void PostStudy(OrthancPluginRestOutput* output, const char*,
     SeriesFacts facts;
     JobRequest r = base;
     if (why.empty()) {
-      facts = Facts(seriesId, series);
+      facts = Facts(series);
       if (!body.isMember("Model")) r = ParseProcessing(body, facts.modality);
       why = Ineligible(facts, r);
     }

@@ -82,19 +82,28 @@ int main(int argc, char** argv) {
       }
       if (i + 1 >= argc) throw std::invalid_argument("missing value after " + arg);
       const std::string value = argv[++i];
-      if (arg == "--models") directories.push_back(value);
-      else if (arg == "--slices") slices = std::stoi(value);
-      else if (arg == "--size") size = std::stoi(value);
-      else if (arg == "--repeats") repeats = std::stoi(value);
-      else if (arg == "--threads") threads = std::stoi(value);
-      else if (arg == "--device") device = value;
-      else if (arg == "--batches") batches = ParseList(value);
-      else throw std::invalid_argument("unknown option " + arg);
+      if (arg == "--models")
+        directories.push_back(value);
+      else if (arg == "--slices")
+        slices = std::stoi(value);
+      else if (arg == "--size")
+        size = std::stoi(value);
+      else if (arg == "--repeats")
+        repeats = std::stoi(value);
+      else if (arg == "--threads")
+        threads = std::stoi(value);
+      else if (arg == "--device")
+        device = value;
+      else if (arg == "--batches")
+        batches = ParseList(value);
+      else
+        throw std::invalid_argument("unknown option " + arg);
     }
   } catch (const std::exception& e) {
-    std::cerr << "enhance-benchmark: " << e.what()
-              << "\nusage: enhance-benchmark [--models DIR]... [--slices N] [--size N] [--repeats N]"
-                 " [--threads N] [--device cpu|cuda] [--batches 1,4,8] [--no-optimize]\n";
+    std::cerr
+        << "enhance-benchmark: " << e.what()
+        << "\nusage: enhance-benchmark [--models DIR]... [--slices N] [--size N] [--repeats N]"
+           " [--threads N] [--device cpu|cuda] [--batches 1,4,8] [--no-optimize]\n";
     return 2;
   }
 
@@ -110,11 +119,12 @@ int main(int argc, char** argv) {
 
     const Stats peak = MatmulPeak(repeats, torchDevice);
     std::printf("LibTorch %s, device %s, %d threads; %d slices of %dx%d, %d runs each\n\n",
-                enhance::TorchVersion().c_str(), effective.c_str(), enhance::TorchThreads(), slices, size,
-                size, repeats);
+                enhance::TorchVersion().c_str(), effective.c_str(), enhance::TorchThreads(), slices,
+                size, size, repeats);
     std::printf("Matrix multiply (1024^3, fp32): %.1f GFLOP/s median (%.1f-%.1f)\n\n", peak.median,
                 peak.min, peak.max);
-    std::printf("| model | batch | ms/slice | slices/s | GMAC/slice | GFLOP/s | of matmul rate |\n");
+    std::printf(
+        "| model | batch | ms/slice | slices/s | GMAC/slice | GFLOP/s | of matmul rate |\n");
     std::printf("| --- | --- | --- | --- | --- | --- | --- |\n");
 
     std::vector<std::pair<std::shared_ptr<const enhance::Model>, int>> runs;
@@ -145,11 +155,14 @@ int main(int argc, char** argv) {
       const double msPerSlice = 1000 * t.median / slices;
       const double gmac = torchModel ? torchModel->MacsPerPixel() * size * size / 1e9 : 0;
       const double gflops = gmac > 0 ? 2 * gmac * slices / t.median : 0;
-      std::printf("| %s | %s | %.1f (%.1f-%.1f) | %.2f | %s | %s | %s |\n", model->Info().name.c_str(),
-                  batch > 0 ? std::to_string(batch).c_str() : "-", msPerSlice, 1000 * t.min / slices,
-                  1000 * t.max / slices, slices / t.median, gmac > 0 ? std::to_string(gmac).substr(0, 5).c_str() : "-",
+      std::printf("| %s | %s | %.1f (%.1f-%.1f) | %.2f | %s | %s | %s |\n",
+                  model->Info().name.c_str(), batch > 0 ? std::to_string(batch).c_str() : "-",
+                  msPerSlice, 1000 * t.min / slices, 1000 * t.max / slices, slices / t.median,
+                  gmac > 0 ? std::to_string(gmac).substr(0, 5).c_str() : "-",
                   gflops > 0 ? std::to_string(gflops).substr(0, 5).c_str() : "-",
-                  gflops > 0 ? (std::to_string(static_cast<int>(100 * gflops / peak.median)) + "%").c_str() : "-");
+                  gflops > 0
+                      ? (std::to_string(static_cast<int>(100 * gflops / peak.median)) + "%").c_str()
+                      : "-");
     }
     return 0;
   } catch (const std::exception& e) {
