@@ -188,12 +188,15 @@ test('every series of a study is enhanced with one action', { timeout: 240000 },
   await page.locator('#enhance-study-task').selectOption('denoise', { force: true });
   await page.locator('#enhance-study-start').click();
   const summary = page.locator('#enhance-study-summary .enhance-summary');
-  await summary.waitFor();
+  const refused = page.locator('#enhance-study-summary .enhance-error');
+  await summary.or(refused).waitFor();
+  assert.equal(await refused.count(), 0, await refused.allInnerTexts().then((t) => t.join()));
   // The source (already denoised) and the late phase are submitted; the two AI-derived
-  // series are skipped, with the reason.
-  assert.equal(await summary.innerText(), 'Denoising: 2 jobs submitted, 2 series skipped');
+  // series and the report are skipped, with the reason.
+  assert.equal(await summary.innerText(), 'Denoising: 2 jobs submitted, 3 series skipped');
   const skipped = await page.locator('#enhance-study-summary .enhance-skipped').innerText();
   assert.equal((skipped.match(/produced by Orthanc Enhance/g) || []).length, 2, skipped);
+  assert.match(skipped, /Radiology report \(series 90\)\s+no model performs denoise for SR/);
   const cards = page.locator('#enhance-study-summary .enhance-job');
   assert.equal(await cards.count(), 2);
   await page.waitForFunction(

@@ -103,6 +103,9 @@ class ExplorerTest(unittest.TestCase):
         cls.source = o.get("/series")[0]
         cls.study = o.get(f"/series/{cls.source}")["ParentStudy"]
         o.store_files(second)
+        # A report beside the images: no model takes it, the study action skips it.
+        o.post("/tools/create-dicom", {"Parent": cls.study, "Tags": {
+            "Modality": "SR", "SeriesDescription": "Radiology report", "SeriesNumber": "90"}})
         o.store_files(cls.doomed_files)
         cls.doomed = next(s for s in o.get("/series")
                           if o.get(f"/series/{s}")["ParentStudy"] != cls.study)
@@ -172,8 +175,8 @@ class ExplorerTest(unittest.TestCase):
         self.assertEqual(sorted(j["Content"]["Task"] for j in ours),
                          ["denoise", "denoise", "denoise", "superres"])
         self.assertTrue(all(j["State"] == "Success" for j in ours), ours)
-        # The source, the late phase, and the three AI-derived series.
-        self.assertEqual(len(o.get(f"/studies/{self.study}")["Series"]), 5)
+        # The source, the late phase, the report and the three AI-derived series.
+        self.assertEqual(len(o.get(f"/studies/{self.study}")["Series"]), 6)
 
 
 if __name__ == "__main__":
