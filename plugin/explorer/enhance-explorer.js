@@ -23,8 +23,8 @@
   // Explorer reuses one DOM page for every series (and every study); a callback of an
   // earlier visit must not draw into the page of a later one. Each rendering takes a
   // ticket, and stale callbacks find theirs outdated.
-  var tickets = {series: 0, study: 0, status: 0};
-  var shown = {series: null, study: null};
+  var tickets = {series: 0, instance: 0, study: 0, status: 0};
+  var shown = {series: null, instance: null, study: null};
 
   function takeTicket(view) {
     tickets[view] += 1;
@@ -117,7 +117,7 @@
       '.enhance-banner p{margin:4px 0}',
       '.enhance-banner a{color:#0b4f9c}',
       '.enhance-badge{display:inline-block;background:#b35c00;color:#fff;border-radius:4px;',
-      'padding:1px 8px;margin-left:8px;font-size:.8em;text-shadow:none;vertical-align:middle}',
+      'padding:1px 8px;margin-right:10px;font-size:.8em;text-shadow:none;vertical-align:middle}',
       '.enhance-card{background:#fff;border:1px solid #bbb;border-radius:6px;padding:8px 10px;',
       'margin:8px 0;text-shadow:none}',
       '.enhance-card h4{margin:0 0 4px 0}',
@@ -357,11 +357,11 @@
     return table;
   }
 
-  function drawBanner(banner, ticket, seriesId, p) {
+  // The part of the banner that series and instance pages share.
+  function drawProvenance(banner, p, what) {
     banner.empty().addClass('enhance-banner').attr('role', 'note');
-    banner.append($('<h2>').text(p.synthetic
-      ? 'AI-generated synthetic series: not an acquired image'
-      : 'AI-derived series: not an acquired image'));
+    banner.append($('<h2>').text((p.synthetic ? 'AI-generated synthetic ' : 'AI-derived ') + what +
+                                 ': not an acquired image'));
     banner.append($('<p>').text('Computed by Orthanc Enhance' +
                                 (p.productVersion ? ' ' + p.productVersion : '') + ' from another series. ' +
                                 'Do not read it as the original acquisition.'));
@@ -369,6 +369,15 @@
     banner.append(line('Model', p.model + (p.modelVersion ? ', version ' + p.modelVersion : '')));
     if (p.when) banner.append(line('Computed on', formatDateTime(p.when)));
     if (p.derivation) banner.append(line('Derivation', p.derivation));
+  }
+
+  // First in the title, which jQuery Mobile cuts short with an ellipsis on narrow screens.
+  function markHeader(pageId) {
+    $(pageId + ' [data-role="header"] h1').prepend($('<span>').addClass('enhance-badge').text('AI-derived'));
+  }
+
+  function drawBanner(banner, ticket, seriesId, p) {
+    drawProvenance(banner, p, 'series');
     var source = $('<p>').addClass('enhance-source').text('Source series: ');
     banner.append(source);
     var actions = $('<div>').addClass('enhance-actions');
@@ -436,8 +445,7 @@
         if (!isCurrent('series', ticket)) return;
         var p = provenance(tagsAnswer[0]);
         if (p) {
-          $('#series [data-role="header"] h1').append(
-            $('<span>').addClass('enhance-badge').text('AI-derived'));
+          markHeader('#series');
           banner.show();
           drawBanner(banner, ticket, seriesId, p);
         } else {
@@ -446,6 +454,28 @@
       }).fail(function (xhr) {
         if (isCurrent('series', ticket)) panel.append(errorBox('Orthanc Enhance:', errorText(xhr)));
       });
+    });
+  }
+
+  // --- Instance page: the same warning on each image ------------------------------------
+
+  function renderInstance(instanceId) {
+    var ticket = takeTicket('instance');
+    shown.instance = instanceId;
+    var banner = $('#enhance-instance-banner').empty().removeClass('enhance-banner').hide();
+    $('#instance .enhance-badge').remove();
+    if (!instanceId) return;
+    $.when(call('GET', '/instances/' + instanceId),
+           call('GET', '/instances/' + instanceId + '/simplified-tags')).done(function (instance, tags) {
+      if (!isCurrent('instance', ticket)) return;
+      var p = provenance(tags[0]);
+      if (!p) return;
+      markHeader('#instance');
+      drawProvenance(banner, p, 'image');
+      banner.append($('<p>').append(
+        pageLink('series?uuid=' + instance[0].ParentSeries).attr('id', 'enhance-instance-series')
+          .text('Open its series: source series and comparison')));
+      banner.show();
     });
   }
 
@@ -677,11 +707,16 @@
     $(this).find('.ui-block-b > div').first().prepend($('<div>').attr('id', 'enhance-series-panel'));
   });
 
+  $('#instance').live('pagebeforecreate', function () {
+    $(this).children('[data-role="content"]').prepend($('<div>').attr('id', 'enhance-instance-banner').hide());
+  });
+
   $('#study').live('pagebeforecreate', function () {
     $(this).find('.ui-block-b > div').first().prepend($('<div>').attr('id', 'enhance-study-panel'));
   });
 
   $('#series').live('pagebeforeshow', function () { renderSeries(currentUuid()); });
+  $('#instance').live('pagebeforeshow', function () { renderInstance(currentUuid()); });
   $('#study').live('pagebeforeshow', function () { renderStudy(currentUuid()); });
   $('#' + STATUS_PAGE).live('pagebeforeshow', function () { refreshStatus(takeTicket('status')); });
   // Leaving a page stops its polling.
@@ -689,6 +724,10 @@
   $('#series').live('pagehide', function () {
     takeTicket('series');
     shown.series = null;
+  });
+  $('#instance').live('pagehide', function () {
+    takeTicket('instance');
+    shown.instance = null;
   });
   $('#study').live('pagehide', function () {
     takeTicket('study');
@@ -701,6 +740,7 @@
     var page = $.mobile.activePage ? $.mobile.activePage.attr('id') : '';
     var uuid = currentUuid();
     if (page === 'series' && uuid !== shown.series) renderSeries(uuid);
+    if (page === 'instance' && uuid !== shown.instance) renderInstance(uuid);
     if (page === 'study' && uuid !== shown.study) renderStudy(uuid);
   });
 })(jQuery);

@@ -23,12 +23,20 @@ let context;
 let page;
 const pageErrors = [];
 
+// jQuery Mobile fades pages in: a picture taken too early shows a washed-out page.
+async function settled() {
+  await page.waitForFunction(
+    () => !document.querySelector('.ui-mobile-viewport-transitioning, .ui-page.in, .ui-page.out'));
+}
+
 async function shot(name) {
+  await settled();
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
 }
 
 // The top of the page down to the end of `locator`: the part worth showing in the docs.
 async function shotDown(name, locator) {
+  await settled();
   const box = await locator.boundingBox();
   const width = page.viewportSize().width;
   const height = Math.min(page.viewportSize().height, Math.ceil(box.y + box.height + 12));
@@ -144,6 +152,16 @@ test('a series is denoised from its page and the derived series is marked', { ti
   for (const name of ['PSNR', 'SSIM', 'MAE', 'RMSE']) assert.match(figures, new RegExp(name));
   assert.match(figures, /\d+\.\d+ dB/);
   await shotDown('derived', banner);
+
+  // Each image of the series says the same on its own page.
+  await page.locator('#list-instances a').first().click();
+  const imageBanner = page.locator('#enhance-instance-banner');
+  await imageBanner.locator('h2').waitFor();
+  assert.match(await imageBanner.innerText(), /AI-derived image: not an acquired image[\s\S]*Task: Denoising/);
+  assert.match(await page.locator('#instance .enhance-badge').innerText(), /AI-derived/);
+  await shotDown('derived-instance', imageBanner);
+  await page.locator('#enhance-instance-series').click();
+  await banner.locator('h2').waitFor();
 
   // Back to the source on the same Explorer page: the banner goes, the menu returns.
   await sourceLink.click();
