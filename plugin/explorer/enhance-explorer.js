@@ -251,7 +251,7 @@
           if (m.Task !== task) return;
           var link = $('<a>').attr('href', '#').addClass('enhance-start')
             .attr({'data-task': m.Task, 'data-model': m.Name})
-            .append($('<h3>').text(m.Name + ' ' + m.Version))
+            .append($('<h3>').text(m.Name + ', version ' + m.Version))
             .append($('<p>').addClass('enhance-use').text(m.IntendedUse || 'No intended use declared.'));
           list.append($('<li>').addClass('enhance-model').append(link));
         });
