@@ -2,10 +2,11 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 FROM debian:12
 
-# The same package list as scripts/install-deps.sh: one list, not two copies.
+# The same package list as scripts/install-deps.sh (one list, not two copies), less the
+# packages marked test-only.
 COPY scripts/packages.txt /tmp/packages.txt
 RUN apt-get update \
- && sed -e 's/#.*//' -e '/^[[:space:]]*$/d' /tmp/packages.txt \
+ && sed -e '/#[[:space:]]*test-only/d' -e 's/#.*//' -e '/^[[:space:]]*$/d' /tmp/packages.txt \
     | xargs apt-get install -y --no-install-recommends \
  && rm -rf /var/lib/apt/lists/*
 

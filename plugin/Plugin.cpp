@@ -8,6 +8,7 @@
 #include <memory>
 #include <thread>
 
+#include "ExplorerExtension.h"
 #include "Jobs.h"
 #include "PluginContext.h"
 #include "RestApi.h"
@@ -107,6 +108,7 @@ ORTHANC_PLUGINS_API int32_t OrthancPluginInitialize(OrthancPluginContext* contex
     CheckRuleModelsExist(*g_plugin);
     RegisterJobsUnserializer(*g_plugin);
     RegisterRestRoutes(*g_plugin);
+    OrthancPluginExtendOrthancExplorer(context, reinterpret_cast<const char*>(kExplorerExtension));
     if (g_plugin->config.enabled) {
       OrthancPluginRegisterOnChangeCallback(context, OnChange);
     }

@@ -186,8 +186,17 @@ void PostStudy(OrthancPluginRestOutput* output, const char*,
     JobRequest r = base;
     if (why.empty()) {
       facts = Facts(series);
-      if (!body.isMember("Model")) r = ParseProcessing(body, facts.modality);
-      why = Ineligible(facts, r);
+      // A series no model of the task accepts (a report next to the images, say) is
+      // skipped with the reason, not a failure of the whole study.
+      if (!body.isMember("Model")) {
+        try {
+          r = ParseProcessing(body, facts.modality);
+        } catch (const Error& e) {
+          if (e.kind() != ErrorKind::kBadInput) throw;
+          why = e.what();
+        }
+      }
+      if (why.empty()) why = Ineligible(facts, r);
     }
     // Unlike a request for one series, a study request skips derived series.
     if (why.empty() && !facts.imageType.empty() && facts.imageType[0] == "DERIVED")

@@ -4,7 +4,10 @@
 An OrthancServer owns a temporary directory (storage, index, configuration, log), picks
 free loopback ports, starts Debian's Orthanc with the given configuration and always
 stops it: use it as a context manager. On failure its log is printed to help diagnosis.
+With `credentials` (user, password) the server requires HTTP basic authentication and
+the harness's own requests send them.
 """
+import base64
 import contextlib
 import json
 import os
@@ -37,8 +40,10 @@ class HttpError(Exception):
 
 
 class OrthancServer:
-    def __init__(self, name="ENHANCE", plugin=True, extra_config=None, stable_age=2):
+    def __init__(self, name="ENHANCE", plugin=True, extra_config=None, stable_age=2,
+                 credentials=None):
         self.aet = name
+        self.credentials = credentials
         self.workdir = tempfile.mkdtemp(prefix=f"orthanc-{name.lower()}-")
         self.http_port = free_port()
         self.dicom_port = (extra_config or {}).get("DicomPort") or free_port()
@@ -57,6 +62,9 @@ class OrthancServer:
             "DicomCheckCalledAet": False,
             "Plugins": [PLUGIN] if plugin else [],
         }
+        if credentials:
+            config["AuthenticationEnabled"] = True
+            config["RegisteredUsers"] = {credentials[0]: credentials[1]}
         if extra_config:
             config.update(extra_config)
         self.config_path = os.path.join(self.workdir, "orthanc.json")
@@ -126,6 +134,9 @@ class OrthancServer:
     def request(self, method, path, body=None, content_type="application/json"):
         data = None
         headers = {}
+        if self.credentials:
+            token = base64.b64encode(":".join(self.credentials).encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
         if body is not None:
             data = body if isinstance(body, (bytes, bytearray)) else json.dumps(body).encode()
             headers["Content-Type"] = content_type

@@ -1,0 +1,240 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// Orthanc Explorer with the Orthanc Enhance extension, driven in Debian's Chromium as a
+// radiologist would use it. test_explorer.py starts Orthanc (authentication on), loads a
+// phantom study and passes its IDs in the environment; run through that script.
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+
+import { chromium } from 'playwright-core';
+
+const env = process.env;
+const SOURCE = env.ENHANCE_SOURCE_SERIES;
+const SUPERRES = env.ENHANCE_SUPERRES_SERIES;
+const STUDY = env.ENHANCE_STUDY;
+const DOOMED = env.ENHANCE_DOOMED_SERIES;
+const SHOTS = env.ENHANCE_SCREENSHOTS;
+const JOB_TIMEOUT_MS = 120000;
+
+let browser;
+let context;
+let page;
+const pageErrors = [];
+
+// jQuery Mobile fades pages in: a picture taken too early shows a washed-out page.
+async function settled() {
+  await page.waitForFunction(
+    () => !document.querySelector('.ui-mobile-viewport-transitioning, .ui-page.in, .ui-page.out'));
+}
+
+async function shot(name) {
+  await settled();
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+}
+
+// The top of the page down to the end of `locator`: the part worth showing in the docs.
+async function shotDown(name, locator) {
+  await settled();
+  const box = await locator.boundingBox();
+  const width = page.viewportSize().width;
+  const height = Math.min(page.viewportSize().height, Math.ceil(box.y + box.height + 12));
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), clip: { x: 0, y: 0, width, height } });
+}
+
+async function api(method, uri, data) {
+  const response = await context.request.fetch(uri, { method, data });
+  return { status: response.status(), body: await response.json() };
+}
+
+async function openExplorer(hash) {
+  // A fresh document each time, as a bookmark or a typed address would give.
+  await page.goto('about:blank');
+  await page.goto(`/app/explorer.html${hash}`);
+}
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: env.ENHANCE_CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+           '--disable-component-update', '--no-first-run'],
+  });
+  // The credentials belong to the browser session, as after a login prompt.
+  context = await browser.newContext({
+    baseURL: env.ENHANCE_URL,
+    httpCredentials: { username: env.ENHANCE_USER, password: env.ENHANCE_PASSWORD },
+    viewport: { width: 1280, height: 860 },
+  });
+  page = await context.newPage();
+  page.setDefaultTimeout(30000);
+  page.on('pageerror', (error) => pageErrors.push(error.message));
+});
+
+after(async () => {
+  if (browser) await browser.close();
+});
+
+test('the home page leads to the status view', async () => {
+  await openExplorer('');
+  const link = page.locator('#enhance-status-link');
+  await link.waitFor();
+  assert.match(await link.innerText(), /status and models/);
+  await shotDown('home', link);
+  await link.click();
+  await page.locator('#enhance-status-system').waitFor();
+  const system = (await api('GET', '/enhance/system')).body;
+  const content = page.locator('#enhance-status-content');
+  assert.match(await content.innerText(), new RegExp(`Orthanc Enhance ${system.Version}`));
+  assert.match(await page.locator('#enhance-status-system').innerText(), new RegExp(system.Device));
+  const models = await page.locator('#enhance-status-models').innerText();
+  for (const model of system.Models) assert.ok(models.includes(model.Name), model.Name);
+  await shot('status');
+});
+
+test('a series is denoised from its page and the derived series is marked', { timeout: 240000 },
+     async () => {
+  await openExplorer(`#series?uuid=${SOURCE}`);
+  const menu = page.locator('#enhance-menu');
+  await menu.waitFor();
+  await menu.locator('.ui-collapsible-heading').click();
+
+  // Only the models for CT are offered, each with its version and intended use.
+  const models = (await api('GET', '/enhance/models')).body;
+  const forCt = models.filter((m) => m.Modalities.includes('CT'));
+  const offered = await menu.locator('a.enhance-start').evaluateAll(
+    (links) => links.map((a) => a.getAttribute('data-model')));
+  assert.deepEqual(offered.sort(), forCt.map((m) => m.Name).sort());
+  const bilateral = forCt.find((m) => m.Name === 'classical-bilateral');
+  const item = menu.locator('a.enhance-start[data-model="classical-bilateral"]');
+  assert.match(await item.innerText(), new RegExp(`${bilateral.Version}[\\s\\S]*${bilateral.IntendedUse.slice(0, 30)}`));
+  await shotDown('series-menu', menu);
+
+  // The card of the new job is the one whose job did not exist before the click.
+  const known = (await api('GET', '/jobs')).body;
+  await item.click();
+  const jobId = await (await page.waitForFunction((ids) => {
+    const cards = document.querySelectorAll('#enhance-series-jobs .enhance-job');
+    const fresh = [...cards].find((c) => !ids.includes(c.getAttribute('data-job')));
+    return fresh ? fresh.getAttribute('data-job') : null;
+  }, known)).jsonValue();
+  const card = page.locator(`#enhance-series-jobs .enhance-job[data-job="${jobId}"]`);
+  await page.locator(`#enhance-series-jobs .enhance-job[data-job="${jobId}"][data-state]`).waitFor();
+  assert.match(await card.locator('h4').innerText(), /^Denoising with classical-bilateral/);
+  await shotDown('series-progress', card);
+  await page.locator(`#enhance-series-jobs .enhance-job[data-job="${jobId}"][data-state="Success"]`)
+    .waitFor({ timeout: JOB_TIMEOUT_MS });
+  const job = (await api('GET', `/jobs/${jobId}`)).body;
+  assert.equal(job.Content.SourceSeries, SOURCE, JSON.stringify(job));
+  assert.equal(job.Content.Model, 'classical-bilateral');
+  await shotDown('series-done', card);
+
+  // The link leads to the derived series, whose page says what made it.
+  await card.locator('a.enhance-derived-link').click();
+  const banner = page.locator('#enhance-derived-banner');
+  await banner.locator('h2').waitFor();
+  assert.ok(page.url().endsWith(`#series?uuid=${job.Content.DerivedSeries}`), page.url());
+  const text = await banner.innerText();
+  assert.match(text, /AI-derived series: not an acquired image/);
+  assert.match(text, /Task: Denoising \(denoise\)/);
+  assert.match(text, new RegExp(`Model: classical-bilateral, version ${bilateral.Version}`));
+  assert.match(await page.locator('#series .enhance-badge').innerText(), /AI-derived/);
+  assert.equal(await page.locator('#enhance-menu').count(), 0, 'derived series offer no enhancement');
+  const sourceLink = page.locator('#enhance-source-link');
+  assert.equal(await sourceLink.getAttribute('href'), `#series?uuid=${SOURCE}`);
+
+  await page.locator('#enhance-evaluate').click();
+  const metrics = page.locator('.enhance-metrics-table');
+  await metrics.waitFor();
+  const figures = await metrics.innerText();
+  for (const name of ['PSNR', 'SSIM', 'MAE', 'RMSE']) assert.match(figures, new RegExp(name));
+  assert.match(figures, /\d+\.\d+ dB/);
+  await shotDown('derived', banner);
+
+  // Each image of the series says the same on its own page.
+  await page.locator('#list-instances a').first().click();
+  const imageBanner = page.locator('#enhance-instance-banner');
+  await imageBanner.locator('h2').waitFor();
+  assert.match(await imageBanner.innerText(), /AI-derived image: not an acquired image[\s\S]*Task: Denoising/);
+  assert.match(await page.locator('#instance .enhance-badge').innerText(), /AI-derived/);
+  await shotDown('derived-instance', imageBanner);
+  await page.locator('#enhance-instance-series').click();
+  await banner.locator('h2').waitFor();
+
+  // Back to the source on the same Explorer page: the banner goes, the menu returns.
+  await sourceLink.click();
+  await page.locator('#enhance-menu').waitFor();
+  assert.ok(page.url().endsWith(`#series?uuid=${SOURCE}`), page.url());
+  assert.equal(await banner.isVisible(), false);
+  await page.locator('#enhance-series-jobs .enhance-job[data-state="Success"]').first().waitFor();
+});
+
+test('metrics of a series on another grid show the reason they are refused', async () => {
+  await openExplorer(`#series?uuid=${SUPERRES}`);
+  const banner = page.locator('#enhance-derived-banner');
+  await banner.locator('h2').waitFor();
+  assert.match(await banner.innerText(), /Task: Super-resolution \(superres\)/);
+  await page.locator('#enhance-evaluate').click();
+  const message = page.locator('#enhance-metrics .enhance-error-message');
+  await message.waitFor();
+  const expected = await api('POST', '/enhance/evaluate', { Reference: SOURCE, Test: SUPERRES });
+  assert.equal(expected.status, 400);
+  assert.equal(await message.innerText(), expected.body.Message);
+  await shotDown('superres-metrics-refused', banner);
+});
+
+test('an error of the API is shown with its message', async () => {
+  await openExplorer(`#series?uuid=${DOOMED}`);
+  const menu = page.locator('#enhance-menu');
+  await menu.waitFor();
+  await menu.locator('.ui-collapsible-heading').click();
+  // The series goes away while its page is open (another user deleted it).
+  const deleted = await context.request.delete(`/series/${DOOMED}`);
+  assert.equal(deleted.status(), 200);
+  await menu.locator('a.enhance-start[data-model="classical-bilateral"]').click();
+  const message = page.locator('#enhance-series-messages .enhance-error-message');
+  await message.waitFor();
+  assert.equal(await message.innerText(), `series ${DOOMED} does not exist`);
+});
+
+test('every series of a study is enhanced with one action', { timeout: 240000 }, async () => {
+  await openExplorer(`#study?uuid=${STUDY}`);
+  const box = page.locator('#enhance-study');
+  await box.waitFor();
+  await page.locator('#enhance-study-task').selectOption('denoise', { force: true });
+  await page.locator('#enhance-study-start').click();
+  const summary = page.locator('#enhance-study-summary .enhance-summary');
+  const refused = page.locator('#enhance-study-summary .enhance-error');
+  await summary.or(refused).waitFor();
+  assert.equal(await refused.count(), 0, await refused.allInnerTexts().then((t) => t.join()));
+  // The source (already denoised) and the late phase are submitted; the two AI-derived
+  // series and the report are skipped, with the reason.
+  assert.equal(await summary.innerText(), 'Denoising: 2 jobs submitted, 3 series skipped');
+  const skipped = await page.locator('#enhance-study-summary .enhance-skipped').innerText();
+  assert.equal((skipped.match(/produced by Orthanc Enhance/g) || []).length, 2, skipped);
+  assert.match(skipped, /Radiology report \(series 90\)\s+no model performs denoise for SR/);
+  const cards = page.locator('#enhance-study-summary .enhance-job');
+  assert.equal(await cards.count(), 2);
+  await page.waitForFunction(
+    () => document.querySelectorAll('#enhance-study-summary .enhance-job[data-state="Success"]')
+      .length === 2, null, { timeout: JOB_TIMEOUT_MS });
+  assert.match(await cards.allInnerTexts().then((t) => t.join('\n')), /Phantom CT, late phase/);
+  await shotDown('study', box);
+});
+
+test('the status view can be bookmarked and shows the work done', async () => {
+  await openExplorer('#enhance-status');
+  const counters = page.locator('#enhance-status-counters');
+  await counters.waitFor();
+  const system = (await api('GET', '/enhance/system')).body;
+  assert.ok(system.Jobs.Succeeded >= 4, JSON.stringify(system.Jobs));
+  assert.match(await counters.innerText(), new RegExp(`Jobs succeeded\\s+${system.Jobs.Succeeded}`));
+  await page.locator('#enhance-status-idle').waitFor();
+  await shot('status-after');
+});
+
+test('no script error in any page', () => {
+  assert.deepEqual(pageErrors, []);
+});
