@@ -170,6 +170,11 @@ const std::string& PluginConfiguration::SuffixFor(const std::string& task) const
   return it == seriesDescriptionSuffix.end() ? fallback : it->second;
 }
 
+int PluginConfiguration::SeriesNumberOffsetFor(const std::string& task) const {
+  auto it = seriesNumberOffset.find(task);
+  return it == seriesNumberOffset.end() ? 1000 : it->second;
+}
+
 PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) {
   PluginConfiguration config;
   if (!orthancConfiguration.isObject() || !orthancConfiguration.isMember("Enhance")) return config;
@@ -196,8 +201,20 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
       Fail(key + ".UidRoot", e.what());
     }
   }
-  config.seriesNumberOffset =
-      GetInt(section, key, "SeriesNumberOffset", config.seriesNumberOffset, 0, 1000000);
+  if (section.isMember("SeriesNumberOffset")) {
+    // One number for every task, or one per task.
+    const Json::Value& offset = section["SeriesNumberOffset"];
+    const std::string offsetKey = key + ".SeriesNumberOffset";
+    if (offset.isObject()) {
+      CheckKeys(offset, offsetKey, KnownTasks());
+      for (const auto& task : offset.getMemberNames()) {
+        config.seriesNumberOffset[task] = GetInt(offset, offsetKey, task.c_str(), 0, 0, 1000000);
+      }
+    } else {
+      const int value = GetInt(section, key, "SeriesNumberOffset", 0, 0, 1000000);
+      for (auto& entry : config.seriesNumberOffset) entry.second = value;
+    }
+  }
 
   if (section.isMember("SeriesDescriptionSuffix")) {
     const Json::Value& suffixes = section["SeriesDescriptionSuffix"];

@@ -61,7 +61,9 @@ struct PluginConfiguration {
   int concurrentSeries = 1;  // series processed at the same time
   bool processDerivedSeries = false;
   std::string uidRoot;  // empty: 2.25 UUID-derived UIDs
-  int seriesNumberOffset = 1000;
+  // Per task, so that derived series of different tasks get different numbers.
+  std::map<std::string, int> seriesNumberOffset{
+      {"denoise", 1000}, {"superres", 2000}, {"mr2ct", 3000}};
   std::map<std::string, std::string> seriesDescriptionSuffix{
       {"denoise", " [AI denoised]"},
       {"superres", " [AI super-resolution]"},
@@ -79,6 +81,7 @@ struct PluginConfiguration {
   bool optimizeForCpu = true;
 
   const std::string& SuffixFor(const std::string& task) const;
+  int SeriesNumberOffsetFor(const std::string& task) const;
 };
 
 // The tasks this version knows.

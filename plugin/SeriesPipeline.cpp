@@ -108,7 +108,7 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
     state.Set("Stage", "processing");
     OutputOptions output;
     output.seriesDescriptionSuffix = plugin.config.SuffixFor(request.task);
-    output.seriesNumberOffset = plugin.config.seriesNumberOffset;
+    output.seriesNumberOffset = plugin.config.SeriesNumberOffsetFor(request.task);
     output.uidRoot = plugin.config.uidRoot;
     output.seriesInstanceUid = derivedUid;
     output.softwareVersion = kPluginVersion;

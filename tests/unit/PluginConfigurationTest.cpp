@@ -36,7 +36,9 @@ TEST(PluginConfiguration, DefaultsWhenTheSectionIsAbsent) {
   EXPECT_EQ(c.concurrentSeries, 1);
   EXPECT_FALSE(c.processDerivedSeries);
   EXPECT_TRUE(c.rules.empty());
-  EXPECT_EQ(c.seriesNumberOffset, 1000);
+  EXPECT_EQ(c.SeriesNumberOffsetFor("denoise"), 1000);
+  EXPECT_EQ(c.SeriesNumberOffsetFor("superres"), 2000);
+  EXPECT_EQ(c.SeriesNumberOffsetFor("mr2ct"), 3000);
   EXPECT_EQ(c.SuffixFor("denoise"), " [AI denoised]");
 }
 
@@ -52,7 +54,12 @@ TEST(PluginConfiguration, ReadsEveryKey) {
   EXPECT_EQ(c.concurrentSeries, 2);
   EXPECT_TRUE(c.processDerivedSeries);
   EXPECT_EQ(c.uidRoot, "1.2.826.0.1.3680043.10.99");
-  EXPECT_EQ(c.seriesNumberOffset, 500);
+  EXPECT_EQ(c.SeriesNumberOffsetFor("denoise"), 500);
+  EXPECT_EQ(c.SeriesNumberOffsetFor("mr2ct"), 500);
+  const PluginConfiguration perTask =
+      ParseConfiguration(Parse(R"json({"Enhance": {"SeriesNumberOffset": {"superres": 70}}})json"));
+  EXPECT_EQ(perTask.SeriesNumberOffsetFor("superres"), 70);
+  EXPECT_EQ(perTask.SeriesNumberOffsetFor("denoise"), 1000);
   EXPECT_EQ(c.SuffixFor("denoise"), " (AI)");
   EXPECT_EQ(c.SuffixFor("mr2ct"), " [AI synthetic CT]");
   ASSERT_EQ(c.rules.size(), 2u);
