@@ -52,8 +52,9 @@ std::vector<std::string> PluginContext::RuleProblems() const {
       for (const auto& problem : models.Problems()) {
         if (problem.name == rule.model) reason += " (" + problem.message + ")";
       }
-      problems.push_back(prefix + reason + "; series matching this rule fail until it is fixed "
-                                           "and POST /enhance/models/reload is called");
+      problems.push_back(prefix + reason +
+                         "; series matching this rule fail until it is fixed "
+                         "and POST /enhance/models/reload is called");
     } else if (model->Info().task != rule.task) {
       problems.push_back(prefix + "model '" + rule.model + "' performs " + model->Info().task +
                          ", not " + rule.task);
