@@ -44,7 +44,8 @@ Json::Value BaseManifest(const std::string& name, const std::string& task,
   m["intended_use"] = use;
   m["archive"] = "model.pt";
   m["slice_context"] = Json::Int64(net.inChannels / 2);
-  m["tile"]["size"] = 256;
+  // Whole 512x512 slices in one piece: tiling would compute the overlaps twice.
+  m["tile"]["size"] = 512;
   m["tile"]["overlap"] = Json::Int64(OverlapFor(net));
   m["fp16"] = false;
   m["max_batch"] = 8;
