@@ -9,7 +9,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-$root/build}"
 shift || true
 models=("$@")
-if [[ ${#models[@]} -eq 0 ]]; then models=(ct-denoise); fi
+if [[ ${#models[@]} -eq 0 ]]; then models=(ct-denoise mr-denoise); fi
 for model in "${models[@]}"; do
   echo "== $model"
   time nice -n 15 "$build/models/enhance-train" "$model" --out "$root/models/$model"

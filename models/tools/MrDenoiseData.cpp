@@ -106,14 +106,15 @@ std::vector<MrPair> MrDenoiseTrainingSet(const std::filesystem::path& templates)
 std::vector<MrPair> MrDenoiseTestSet(const std::filesystem::path& templates) {
   const Volume heldOut =
       SliceRange(LoadMrReference(templates / "ch2better.nii.gz"), kHeldOutFirst, kHeldOutCount);
-  const Volume other = LoadMrReference(templates / "jhu189.nii.gz");
+  // A different brain: the INIA19 rhesus macaque T1 template (skull-stripped, 0.5 mm).
+  const Volume other = LoadMrReference(templates / "inia19-t1-brain.nii.gz");
   const Volume otherSlab = SliceRange(other, other.slices / 2 - 12, 24);
   std::vector<MrPair> pairs;
   uint64_t seed = 900000;
   for (double sigma : {0.03, 0.07, 0.12}) {
     for (const auto& [label, clean] :
          {std::pair<std::string, const Volume*>{"ch2better held-out slices", &heldOut},
-          std::pair<std::string, const Volume*>{"jhu189 (unseen volume)", &otherSlab}}) {
+          std::pair<std::string, const Volume*>{"inia19 macaque T1 (unseen volume)", &otherSlab}}) {
       MrPair p;
       p.sigma = sigma;
       p.label = label;
@@ -123,6 +124,72 @@ std::vector<MrPair> MrDenoiseTestSet(const std::filesystem::path& templates) {
     }
   }
   return pairs;
+}
+
+Volume Downsample2(const Volume& high) {
+  Volume low;
+  low.rows = high.rows / 2;
+  low.columns = high.columns / 2;
+  low.slices = high.slices;
+  low.units = high.units;
+  low.voxels.resize(static_cast<size_t>(low.slices * low.rows * low.columns));
+  for (int64_t s = 0; s < low.slices; ++s) {
+    for (int64_t r = 0; r < low.rows; ++r) {
+      for (int64_t c = 0; c < low.columns; ++c) {
+        low.At(s, r, c) = 0.25f * (high.At(s, 2 * r, 2 * c) + high.At(s, 2 * r, 2 * c + 1) +
+                                   high.At(s, 2 * r + 1, 2 * c) + high.At(s, 2 * r + 1, 2 * c + 1));
+      }
+    }
+  }
+  Geometry& g = low.geometry;
+  g = high.geometry;
+  g.rowSpacing = 2 * high.geometry.rowSpacing;
+  g.columnSpacing = 2 * high.geometry.columnSpacing;
+  // The centre of a large pixel is the mean of the centres of its four small ones.
+  const Vec3 shift = (0.5 * high.geometry.columnSpacing) * g.rowDirection +
+                     (0.5 * high.geometry.rowSpacing) * g.columnDirection;
+  for (Vec3& p : g.slicePositions) p = p + shift;
+  return low;
+}
+
+namespace {
+
+Volume CropEven(const Volume& v) {
+  Volume out = v;
+  out.rows = v.rows / 2 * 2;
+  out.columns = v.columns / 2 * 2;
+  out.voxels.clear();
+  for (int64_t s = 0; s < v.slices; ++s) {
+    for (int64_t r = 0; r < out.rows; ++r) {
+      const float* row = v.Slice(s) + r * v.columns;
+      out.voxels.insert(out.voxels.end(), row, row + out.columns);
+    }
+  }
+  return out;
+}
+
+std::vector<MrPair> ToResolutionPairs(const std::vector<MrPair>& pairs) {
+  std::vector<MrPair> out;
+  for (const MrPair& p : pairs) {
+    MrPair q;
+    q.label = p.label;
+    q.clean = CropEven(p.clean);
+    q.noisy = Downsample2(q.clean);
+    out.push_back(std::move(q));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<MrPair> MrSuperResTrainingSet(const std::filesystem::path& templates) {
+  return ToResolutionPairs(MrDenoiseTrainingSet(templates));
+}
+
+std::vector<MrPair> MrSuperResTestSet(const std::filesystem::path& templates) {
+  // The denoising test set repeats each volume at three noise levels; one of each is enough.
+  const std::vector<MrPair> denoise = MrDenoiseTestSet(templates);
+  return ToResolutionPairs({denoise[0], denoise[1]});
 }
 
 }  // namespace enhance::models

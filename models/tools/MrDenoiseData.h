@@ -6,7 +6,8 @@
 // a fraction of the maximum), as in magnitude MR images.
 //
 // Training uses axial slabs of ch2better.nii.gz outside a held-out block; testing uses
-// that block and a second volume never used in training (jhu189.nii.gz).
+// that block and a second volume never used in training (inia19-t1-brain.nii.gz). The same
+// split serves the in-plane super-resolution pairs.
 // Deterministic for a seed; thread-safe.
 #pragma once
 
@@ -43,5 +44,12 @@ std::pair<double, double> PercentileWindow(const Volume& volume, double highPerc
 
 std::vector<MrPair> MrDenoiseTrainingSet(const std::filesystem::path& templates);
 std::vector<MrPair> MrDenoiseTestSet(const std::filesystem::path& templates);
+
+// In-plane super-resolution pairs: `clean` is the high-resolution slab (cropped to even
+// sizes), `noisy` its 2x2 means (an acquisition with pixels twice as large, same field
+// of view and geometry conventions as the engine's upsampling); sigma is 0.
+Volume Downsample2(const Volume& high);
+std::vector<MrPair> MrSuperResTrainingSet(const std::filesystem::path& templates);
+std::vector<MrPair> MrSuperResTestSet(const std::filesystem::path& templates);
 
 }  // namespace enhance::models

@@ -23,7 +23,7 @@ using namespace enhance::models;
 
 constexpr const char* kUsage =
     "usage: enhance-train MODEL --out DIR [--steps N] [--threads N]\n"
-    "MODEL: ct-denoise | mr-denoise\n"
+    "MODEL: ct-denoise | mr-denoise | mr-superres-x2\n"
     "Writes DIR/model.pt and DIR/manifest.json; MODEL_CARD.md is written by hand.\n";
 
 double Seconds(std::chrono::steady_clock::time_point since) {
@@ -126,7 +126,7 @@ int TrainMrDenoise(const std::string& out, int64_t steps) {
   torch::jit::Module module = BuildResidualCnn(net, 2);
   Describe(net, module);
   TrainOptions options;
-  options.steps = steps > 0 ? steps : 2000;
+  options.steps = steps > 0 ? steps : 1200;
   options.batch = 16;
   options.patch = 64;
   options.learningRate = 1e-3;
@@ -139,6 +139,56 @@ int TrainMrDenoise(const std::string& out, int64_t steps) {
       "Noise reduction of magnitude MR images (trained on T1-weighted head images with "
       "simulated Rician noise). Demonstration model, not for diagnosis.",
       net);
+  manifest["input_normalization"]["method"] = "percentile";
+  manifest["input_normalization"]["low"] = 0;
+  manifest["input_normalization"]["high"] = 99.5;
+  SaveModelFolder(module, manifest, out);
+  Finish(result, simulation);
+  std::cout << "wrote " << out << "\n";
+  return 0;
+}
+
+int TrainMrSuperRes(const std::string& out, int64_t steps) {
+  auto start = std::chrono::steady_clock::now();
+  std::cout << "reading " << kMricronTemplates << "/ch2better.nii.gz, averaging 2x2 pixels\n";
+  const std::vector<MrPair> pairs = MrSuperResTrainingSet(kMricronTemplates);
+  std::vector<at::Tensor> inputs, targets;
+  std::mt19937_64 rng(13);
+  std::uniform_real_distribution<double> jitter(0.9, 1.1);
+  for (const MrPair& p : pairs) {
+    auto [low, high] = PercentileWindow(p.noisy, 99.5);
+    high = low + (high - low) * jitter(rng);
+    inputs.push_back(ToNetwork(p.noisy, {low, high}));
+    targets.push_back(ToNetwork(p.clean, {low, high}));
+  }
+  std::cout << "  " << pairs.size() << " slabs of " << pairs.front().noisy.slices << " slices, "
+            << pairs.front().noisy.rows << "x" << pairs.front().noisy.columns << " -> "
+            << pairs.front().clean.rows << "x" << pairs.front().clean.columns << "\n";
+  const double simulation = Seconds(start);
+
+  ResidualCnn net;
+  net.features = 20;
+  net.layers = 7;
+  net.scale = 2;
+  net.gain = 5.0;
+  torch::jit::Module module = BuildResidualCnn(net, 3);
+  Describe(net, module);
+  TrainOptions options;
+  options.steps = steps > 0 ? steps : 1200;
+  options.batch = 16;
+  options.patch = 48;
+  options.scale = 2;
+  options.learningRate = 1e-3;
+  options.backgroundLevel = 0.05;
+  options.seed = 3;
+  const TrainResult result = Train(module, at::cat(inputs), at::cat(targets), options, std::cout);
+
+  Json::Value manifest =
+      BaseManifest("mr-superres-x2", "superres", "MR",
+                   "In-plane x2 super-resolution of MR images (trained on T1-weighted head images "
+                   "averaged 2x2). Demonstration model, not for diagnosis.",
+                   net);
+  manifest["scale"]["in_plane"] = 2;
   manifest["input_normalization"]["method"] = "percentile";
   manifest["input_normalization"]["low"] = 0;
   manifest["input_normalization"]["high"] = 99.5;
@@ -180,6 +230,7 @@ int main(int argc, char** argv) {
     std::cout << "LibTorch threads: " << at::get_num_threads() << "\n";
     if (model == "ct-denoise") return TrainCtDenoise(out, steps);
     if (model == "mr-denoise") return TrainMrDenoise(out, steps);
+    if (model == "mr-superres-x2") return TrainMrSuperRes(out, steps);
     throw std::invalid_argument("unknown model '" + model + "'");
   } catch (const std::exception& e) {
     std::cerr << "enhance-train: " << e.what() << "\n" << kUsage;
