@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Evaluates the shipped models on their held-out test sets and prints the markdown
+# tables quoted in the model cards and docs/models.md.
+# Usage: models/evaluate.sh [BUILD_DIR] [MODEL...]   (default: build, every model folder)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${1:-$root/build}"
+shift || true
+models=("$@")
+if [[ ${#models[@]} -eq 0 ]]; then
+  for manifest in "$root"/models/*/manifest.json; do models+=("$(basename "$(dirname "$manifest")")"); done
+fi
+for model in "${models[@]}"; do
+  echo "== $model"
+  nice -n 15 "$build/models/enhance-evaluate" "$model" --models "$root/models"
+done

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "ResidualCnn.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <json/writer.h>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace enhance::models {
+
+torch::jit::Module BuildResidualCnn(const ResidualCnn& net, uint64_t seed) {
+  if (net.layers < 2 || net.features < 1 || net.inChannels < 1 ||
+      (net.scale != 1 && net.scale != 2)) {
+    throw std::invalid_argument("ResidualCnn: needs 2+ layers, 1+ features, scale 1 or 2");
+  }
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+  torch::jit::Module module("ResidualCnn");
+  std::ostringstream source;
+  source << "def forward(self, x):\n"
+         << "    middle = x.narrow(1, " << net.inChannels / 2 << ", 1)\n"
+         << "    h = x * " << net.gain << "\n";
+  for (int64_t i = 0; i < net.layers; ++i) {
+    const int64_t in = i == 0 ? net.inChannels : net.features;
+    const bool last = i + 1 == net.layers;
+    const int64_t out = last ? net.scale * net.scale : net.features;
+    // He initialisation for the ReLU layers; the last layer starts small so that the
+    // untrained network is close to the identity (or to bicubic interpolation).
+    const double std = std::sqrt(2.0 / static_cast<double>(in * 9)) * (last ? 0.1 : 1.0);
+    const std::string w = "w" + std::to_string(i);
+    const std::string b = "b" + std::to_string(i);
+    module.register_parameter(w, at::randn({out, in, 3, 3}, generator).mul_(std), false);
+    module.register_parameter(b, at::zeros({out}), false);
+    source << "    h = torch.conv2d(h, self." << w << ", self." << b << ", [1, 1], [1, 1])\n";
+    if (!last) source << "    h = torch.relu(h)\n";
+  }
+  if (net.scale == 1) {
+    source << "    return middle + h / " << net.gain << "\n";
+  } else {
+    source << "    up = torch.upsample_bicubic2d(middle, [x.size(2) * " << net.scale
+           << ", x.size(3) * " << net.scale << "], False)\n"
+           << "    return up + torch.pixel_shuffle(h, " << net.scale << ") / " << net.gain << "\n";
+  }
+  module.define(source.str());
+  return module;
+}
+
+int64_t ReceptiveRadius(const ResidualCnn& net) { return net.layers; }
+
+double GmacPer512Slice(const ResidualCnn& net) {
+  double perPixel = static_cast<double>(net.inChannels * net.features * 9);
+  perPixel += static_cast<double>((net.layers - 2) * net.features * net.features * 9);
+  perPixel += static_cast<double>(net.features * net.scale * net.scale * 9);
+  return perPixel * 512.0 * 512.0 / 1e9;
+}
+
+int64_t ParameterCount(const torch::jit::Module& module) {
+  int64_t count = 0;
+  for (const at::Tensor& p : module.parameters()) count += p.numel();
+  return count;
+}
+
+void SaveModelFolder(torch::jit::Module& module, const Json::Value& manifest,
+                     const std::filesystem::path& folder) {
+  std::filesystem::create_directories(folder);
+  module.save((folder / manifest["archive"].asString()).string());
+  Json::StreamWriterBuilder builder;
+  builder["indentation"] = "  ";
+  std::ofstream stream(folder / "manifest.json");
+  stream << Json::writeString(builder, manifest) << "\n";
+  if (!stream) throw std::runtime_error("cannot write " + (folder / "manifest.json").string());
+}
+
+}  // namespace enhance::models

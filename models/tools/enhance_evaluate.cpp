@@ -1,0 +1,279 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// enhance-evaluate: measures a shipped model against the noisy input and the classical
+// baselines on its held-out test set, which is simulated again from fixed seeds that
+// training never uses. The baselines' parameters are first tuned on training data.
+// The model is loaded from its folder with TorchModel::Load, so the shipped archive and
+// manifest are what is measured. Prints a markdown table. See models/evaluate.sh.
+#include <ATen/Parallel.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "CtDenoiseData.h"
+#include "MrDenoiseData.h"
+#include "enhance/BilateralDenoiser.h"
+#include "enhance/ClassicalModels.h"
+#include "enhance/Metrics.h"
+#include "enhance/TorchModel.h"
+
+namespace {
+
+using namespace enhance;
+using namespace enhance::models;
+
+constexpr const char* kUsage =
+    "usage: enhance-evaluate MODEL --models DIR\n"
+    "MODEL: ct-denoise | mr-denoise | mr-superres-x2\n"
+    "Loads DIR/MODEL and prints a markdown table of image-quality figures.\n";
+
+struct Metric {
+  std::string label;
+  MetricOptions options;
+};
+
+struct Candidate {
+  std::string label;
+  std::shared_ptr<const Model> model;  // empty: the input itself
+};
+
+struct Measured {
+  Volume output;
+  double msPerSlice = 0;
+};
+
+Measured RunTimed(const Model& model, const Volume& input) {
+  const auto start = std::chrono::steady_clock::now();
+  Measured m{model.Run(input, {}), 0};
+  const std::chrono::duration<double, std::milli> elapsed =
+      std::chrono::steady_clock::now() - start;
+  // Per 512x512 pixels, so that figures for other slice sizes compare.
+  const double slices512 =
+      static_cast<double>(input.slices * input.rows * input.columns) / (512.0 * 512.0);
+  m.msPerSlice = elapsed.count() / slices512;
+  return m;
+}
+
+std::string Fixed(double value, int decimals) {
+  if (!std::isfinite(value)) return "inf";
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.*f", decimals, value);
+  return text;
+}
+
+// Runs every candidate once on the input, timing it.
+std::vector<Measured> RunAll(const std::vector<Candidate>& candidates, const Volume& input) {
+  std::vector<Measured> results;
+  for (const Candidate& c : candidates) {
+    if (c.model) {
+      results.push_back(RunTimed(*c.model, input));
+    } else {
+      results.push_back({input, 0});
+    }
+  }
+  return results;
+}
+
+void PrintTable(const Volume& reference, const std::vector<Candidate>& candidates,
+                const std::vector<Measured>& outputs, const std::vector<Metric>& metrics) {
+  std::cout << "\n| method |";
+  for (const Metric& m : metrics) std::cout << " PSNR " << m.label << " | SSIM " << m.label << " |";
+  std::cout << " ms per 512x512 slice |\n|---|";
+  for (size_t i = 0; i < metrics.size(); ++i) std::cout << "---|---|";
+  std::cout << "---|\n";
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    std::cout << "| " << candidates[i].label << " |";
+    for (const Metric& m : metrics) {
+      const QualityReport r = CompareVolumes(reference, outputs[i].output, m.options);
+      std::cout << " " << Fixed(r.overall.psnr, 2) << " | " << Fixed(r.overall.ssim, 4) << " |";
+    }
+    std::cout << " " << (candidates[i].model ? Fixed(outputs[i].msPerSlice, 0) : "-") << " |\n";
+  }
+  std::cout << "\n" << std::flush;
+}
+
+// The best of `grid` by PSNR under `metric` on the tuning pair.
+template <typename Parameter>
+Parameter Tune(const std::string& what, const std::vector<Parameter>& grid,
+               const std::function<std::shared_ptr<const Model>(const Parameter&)>& make,
+               const std::function<std::string(const Parameter&)>& describe,
+               const Volume& reference, const Volume& input, const Metric& metric) {
+  double best = -1e300;
+  Parameter chosen = grid.front();
+  for (const Parameter& p : grid) {
+    const auto model = make(p);
+    const double psnr =
+        CompareVolumes(reference, model->Run(input, {}), metric.options).overall.psnr;
+    std::cout << "  " << what << " " << describe(p) << ": PSNR " << metric.label << " "
+              << Fixed(psnr, 2) << " dB\n";
+    if (psnr > best) {
+      best = psnr;
+      chosen = p;
+    }
+  }
+  std::cout << "  chosen: " << describe(chosen) << "\n" << std::flush;
+  return chosen;
+}
+
+std::vector<Candidate> TunedBaselines(const Volume& reference, const Volume& input,
+                                      const Metric& metric) {
+  const double sigma = Tune<double>(
+      "gaussian", {0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5},
+      [](const double& s) { return MakeGaussianDenoiser(s); },
+      [](const double& s) { return "sigma " + Fixed(s, 2) + " px"; }, reference, input, metric);
+  std::vector<BilateralParameters> grid;
+  for (double spatial : {1.0, 1.5, 2.0}) {
+    for (double range : {1.5, 2.5, 4.0, 6.0}) {
+      BilateralParameters p;
+      p.sigmaSpatial = spatial;
+      p.radius = static_cast<int>(std::ceil(2 * spatial));
+      p.rangeFactor = range;
+      grid.push_back(p);
+    }
+  }
+  const auto describeBilateral = [](const BilateralParameters& p) {
+    return "spatial sigma " + Fixed(p.sigmaSpatial, 1) + " px, radius " + std::to_string(p.radius) +
+           " px, range " + Fixed(p.rangeFactor, 1) + " x noise";
+  };
+  const BilateralParameters bilateral = Tune<BilateralParameters>(
+      "bilateral", grid,
+      [](const BilateralParameters& p) { return std::make_shared<BilateralDenoiser>(p); },
+      describeBilateral, reference, input, metric);
+  return {{"Gaussian (" + Fixed(sigma, 2) + " px, tuned)", MakeGaussianDenoiser(sigma)},
+          {"bilateral (" + describeBilateral(bilateral) + ", tuned)",
+           std::make_shared<BilateralDenoiser>(bilateral)}};
+}
+
+std::shared_ptr<const Model> LoadShipped(const std::filesystem::path& folder) {
+  InferenceOptions options;
+  options.device = "cpu";
+  return TorchModel::Load(folder, options);
+}
+
+int EvaluateCtDenoise(const std::filesystem::path& models) {
+  const auto model = LoadShipped(models / "ct-denoise");
+  MetricOptions window;
+  window.windowLow = -160;
+  window.windowHigh = 240;
+  window.bodyMask = true;
+  MetricOptions full;
+  full.windowLow = -1024;
+  full.windowHigh = 3071;
+  full.bodyMask = true;
+  const std::vector<Metric> metrics{{"[-160,240] HU", window}, {"[-1024,3071] HU", full}};
+
+  std::cout << "tuning the baselines on training phantoms (seeds 1000-1001)\n";
+  const CtPairs tuning = CtDenoiseTuningSet(std::cout);
+  std::vector<Candidate> candidates{{"low-dose input", nullptr}};
+  for (Candidate& c : TunedBaselines(tuning.fullDose, tuning.lowDose, metrics.front())) {
+    candidates.push_back(std::move(c));
+  }
+  candidates.push_back({"ct-denoise " + model->Info().version + " (learned)", model});
+
+  std::cout << "simulating the held-out test set (seeds 900000-900002)\n";
+  const CtPairs test = CtDenoiseTestSet(std::cout);
+  std::cout << "\nct-denoise: " << test.lowDose.slices << " held-out slices of "
+            << test.lowDose.rows << "x" << test.lowDose.columns
+            << ", quarter dose vs full dose, inside the body; LibTorch CPU threads: "
+            << at::get_num_threads() << "\n";
+  const std::vector<Measured> outputs = RunAll(candidates, test.lowDose);
+  PrintTable(test.fullDose, candidates, outputs, metrics);
+  std::cout << "the same outputs against the noise-free reconstruction (infinite dose):\n";
+  PrintTable(test.noiseFree, candidates, outputs, metrics);
+  return 0;
+}
+
+std::vector<Metric> MrMetrics() {
+  MetricOptions head;
+  head.windowLow = 0;
+  head.windowHigh = 1;
+  head.bodyMask = true;
+  MetricOptions slice;
+  slice.windowLow = 0;
+  slice.windowHigh = 1;
+  return {{"[0,1] head", head}, {"[0,1] whole slice", slice}};
+}
+
+int EvaluateMrDenoise(const std::filesystem::path& models) {
+  const auto model = LoadShipped(models / "mr-denoise");
+  const std::vector<Metric> metrics = MrMetrics();
+  const std::vector<MrPair> training = MrDenoiseTrainingSet(kMricronTemplates);
+  const std::vector<MrPair> test = MrDenoiseTestSet(kMricronTemplates);
+  std::vector<Candidate> candidates;
+  double tunedFor = -1;
+  for (size_t i = 0; i < test.size(); ++i) {
+    const MrPair& p = test[i];
+    if (p.sigma != tunedFor) {
+      // Tune the baselines for this noise level on part of a training slab, fresh noise.
+      const Volume slab = SliceRange(training[training.size() / 2].clean, 0, 6);
+      std::cout << "tuning the baselines on " << training[training.size() / 2].label
+                << " (first 6 slices) at sigma " << p.sigma << "\n";
+      const Volume tuningNoisy = AddRicianNoise(slab, p.sigma, 5000 + i);
+      candidates = {{"noisy input", nullptr}};
+      for (Candidate& c : TunedBaselines(slab, tuningNoisy, metrics.front())) {
+        candidates.push_back(std::move(c));
+      }
+      candidates.push_back({"mr-denoise " + model->Info().version + " (learned)", model});
+      tunedFor = p.sigma;
+    }
+    std::cout << "\nmr-denoise: " << p.label << ", " << p.clean.slices << " slices of "
+              << p.clean.rows << "x" << p.clean.columns << ", Rician noise sigma "
+              << Fixed(100 * p.sigma, 0) << "% of the maximum\n";
+    PrintTable(p.clean, candidates, RunAll(candidates, p.noisy), metrics);
+  }
+  return 0;
+}
+
+int EvaluateMrSuperRes(const std::filesystem::path& models) {
+  const auto model = LoadShipped(models / "mr-superres-x2");
+  const std::vector<Metric> metrics = MrMetrics();
+  for (const MrPair& p : MrSuperResTestSet(kMricronTemplates)) {
+    const std::vector<Candidate> candidates{
+        {"bicubic", MakeBicubicUpsampler(2)},
+        {"mr-superres-x2 " + model->Info().version + " (learned)", model}};
+    std::cout << "\nmr-superres-x2: " << p.label << ", " << p.noisy.slices << " slices of "
+              << p.noisy.rows << "x" << p.noisy.columns << " (2x2 means) -> " << p.clean.rows << "x"
+              << p.clean.columns << "\n";
+    PrintTable(p.clean, candidates, RunAll(candidates, p.noisy), metrics);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help") {
+    std::cout << kUsage;
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string model = argv[1];
+  std::filesystem::path models;
+  try {
+    for (int i = 2; i < argc; ++i) {
+      const std::string arg = argv[i];
+      if (i + 1 >= argc) throw std::invalid_argument("missing value after " + arg);
+      const std::string value = argv[++i];
+      if (arg == "--models")
+        models = value;
+      else
+        throw std::invalid_argument("unknown option " + arg);
+    }
+    if (models.empty()) throw std::invalid_argument("--models is required");
+    at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    if (model == "ct-denoise") return EvaluateCtDenoise(models);
+    if (model == "mr-denoise") return EvaluateMrDenoise(models);
+    if (model == "mr-superres-x2") return EvaluateMrSuperRes(models);
+    throw std::invalid_argument("unknown model '" + model + "'");
+  } catch (const std::exception& e) {
+    std::cerr << "enhance-evaluate: " << e.what() << "\n" << kUsage;
+    return 1;
+  }
+}

@@ -1,0 +1,239 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// enhance-train: simulates the training data of a shipped model, trains the network on
+// the CPU and writes the model folder (model.pt + manifest.json). Deterministic for a
+// thread count (default 1). See models/train_all.sh.
+#include <ATen/Parallel.h>
+
+#include <chrono>
+#include <cmath>
+#include <iostream>
+#include <random>
+#include <string>
+
+#include "CtDenoiseData.h"
+#include "MrDenoiseData.h"
+#include "Normalise.h"
+#include "ResidualCnn.h"
+#include "Training.h"
+
+namespace {
+
+using namespace enhance::models;
+
+constexpr const char* kUsage =
+    "usage: enhance-train MODEL --out DIR [--steps N] [--threads N]\n"
+    "MODEL: ct-denoise | mr-denoise | mr-superres-x2\n"
+    "Writes DIR/model.pt and DIR/manifest.json; MODEL_CARD.md is written by hand.\n";
+
+double Seconds(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+// Tile overlap whose quarter covers the receptive field (docs/models.md), in steps of 8.
+int64_t OverlapFor(const ResidualCnn& net) { return (4 * ReceptiveRadius(net) + 7) / 8 * 8; }
+
+Json::Value BaseManifest(const std::string& name, const std::string& task,
+                         const std::string& modality, const std::string& use,
+                         const ResidualCnn& net) {
+  Json::Value m;
+  m["name"] = name;
+  m["version"] = "1.0.0";
+  m["task"] = task;
+  m["modalities"].append(modality);
+  m["intended_use"] = use;
+  m["archive"] = "model.pt";
+  m["slice_context"] = Json::Int64(net.inChannels / 2);
+  // Whole 512x512 slices in one piece: tiling would compute the overlaps twice.
+  m["tile"]["size"] = 512;
+  m["tile"]["overlap"] = Json::Int64(OverlapFor(net));
+  m["fp16"] = false;
+  m["max_batch"] = 8;
+  return m;
+}
+
+void Describe(const ResidualCnn& net, const torch::jit::Module& module) {
+  std::cout << "network: " << net.layers << " 3x3 convolutions, " << net.features << " features, "
+            << net.inChannels << " input channel(s), scale " << net.scale << "; "
+            << ParameterCount(module) << " parameters; " << GmacPer512Slice(net)
+            << " GMAC per 512x512 input slice; receptive radius " << ReceptiveRadius(net)
+            << " px\n";
+}
+
+void Finish(const TrainResult& result, double simulationSeconds) {
+  std::cout << "data simulation: " << simulationSeconds << " s\n"
+            << "training: " << result.steps << " steps in " << result.seconds
+            << " s; loss (MSE, normalised units) " << result.firstLoss << " -> " << result.lastLoss
+            << "\n";
+}
+
+int TrainCtDenoise(const std::string& out, int64_t steps) {
+  auto start = std::chrono::steady_clock::now();
+  std::cout << "simulating the training set (low dose = 25% of 1e6 photons per ray)\n";
+  const CtPairs pairs = CtDenoiseTrainingSet(std::cout);
+  const double simulation = Seconds(start);
+  const at::Tensor inputs = ToNetwork(pairs.lowDose, kCtWindow);
+  const at::Tensor targets = ToNetwork(pairs.fullDose, kCtWindow);
+
+  ResidualCnn net;
+  net.features = 20;
+  net.layers = 7;
+  torch::jit::Module module = BuildResidualCnn(net, 1);
+  Describe(net, module);
+  TrainOptions options;
+  options.steps = steps > 0 ? steps : 3000;
+  options.batch = 16;
+  options.patch = 64;
+  options.learningRate = 1e-3;
+  const TrainResult result = Train(module, inputs, targets, options, std::cout);
+
+  Json::Value manifest =
+      BaseManifest("ct-denoise", "denoise", "CT",
+                   "Noise reduction of low-dose CT (trained on simulated quarter-dose scans). "
+                   "Demonstration model, not for diagnosis.",
+                   net);
+  manifest["input_normalization"]["method"] = "window";
+  manifest["input_normalization"]["low"] = kCtWindow.low;
+  manifest["input_normalization"]["high"] = kCtWindow.high;
+  SaveModelFolder(module, manifest, out);
+  Finish(result, simulation);
+  std::cout << "wrote " << out << "\n";
+  return 0;
+}
+
+int TrainMrDenoise(const std::string& out, int64_t steps) {
+  auto start = std::chrono::steady_clock::now();
+  std::cout << "reading " << kMricronTemplates << "/ch2better.nii.gz, adding Rician noise\n";
+  const std::vector<MrPair> pairs = MrDenoiseTrainingSet(kMricronTemplates);
+  std::vector<at::Tensor> inputs, targets;
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<double> jitter(0.9, 1.1);
+  for (const MrPair& p : pairs) {
+    // As the engine will: the window comes from the noisy series. A small random
+    // error on its width makes the network tolerant of other percentile estimates.
+    auto [low, high] = PercentileWindow(p.noisy, 99.5);
+    high = low + (high - low) * jitter(rng);
+    inputs.push_back(ToNetwork(p.noisy, {low, high}));
+    targets.push_back(ToNetwork(p.clean, {low, high}));
+    std::cout << "  " << p.label << ": sigma " << p.sigma << " of the maximum\n";
+  }
+  const double simulation = Seconds(start);
+
+  ResidualCnn net;
+  net.features = 20;
+  net.layers = 7;
+  net.gain = 5.0;
+  torch::jit::Module module = BuildResidualCnn(net, 2);
+  Describe(net, module);
+  TrainOptions options;
+  options.steps = steps > 0 ? steps : 1200;
+  options.batch = 16;
+  options.patch = 64;
+  options.learningRate = 1e-3;
+  options.backgroundLevel = 0.05;
+  options.seed = 2;
+  const TrainResult result = Train(module, at::cat(inputs), at::cat(targets), options, std::cout);
+
+  Json::Value manifest = BaseManifest(
+      "mr-denoise", "denoise", "MR",
+      "Noise reduction of magnitude MR images (trained on T1-weighted head images with "
+      "simulated Rician noise). Demonstration model, not for diagnosis.",
+      net);
+  manifest["input_normalization"]["method"] = "percentile";
+  manifest["input_normalization"]["low"] = 0;
+  manifest["input_normalization"]["high"] = 99.5;
+  SaveModelFolder(module, manifest, out);
+  Finish(result, simulation);
+  std::cout << "wrote " << out << "\n";
+  return 0;
+}
+
+int TrainMrSuperRes(const std::string& out, int64_t steps) {
+  auto start = std::chrono::steady_clock::now();
+  std::cout << "reading " << kMricronTemplates << "/ch2better.nii.gz, averaging 2x2 pixels\n";
+  const std::vector<MrPair> pairs = MrSuperResTrainingSet(kMricronTemplates);
+  std::vector<at::Tensor> inputs, targets;
+  std::mt19937_64 rng(13);
+  std::uniform_real_distribution<double> jitter(0.9, 1.1);
+  for (const MrPair& p : pairs) {
+    auto [low, high] = PercentileWindow(p.noisy, 99.5);
+    high = low + (high - low) * jitter(rng);
+    inputs.push_back(ToNetwork(p.noisy, {low, high}));
+    targets.push_back(ToNetwork(p.clean, {low, high}));
+  }
+  std::cout << "  " << pairs.size() << " slabs of " << pairs.front().noisy.slices << " slices, "
+            << pairs.front().noisy.rows << "x" << pairs.front().noisy.columns << " -> "
+            << pairs.front().clean.rows << "x" << pairs.front().clean.columns << "\n";
+  const double simulation = Seconds(start);
+
+  ResidualCnn net;
+  net.features = 20;
+  net.layers = 7;
+  net.scale = 2;
+  net.gain = 5.0;
+  torch::jit::Module module = BuildResidualCnn(net, 3);
+  Describe(net, module);
+  TrainOptions options;
+  options.steps = steps > 0 ? steps : 1200;
+  options.batch = 16;
+  options.patch = 48;
+  options.scale = 2;
+  options.learningRate = 1e-3;
+  options.backgroundLevel = 0.05;
+  options.seed = 3;
+  const TrainResult result = Train(module, at::cat(inputs), at::cat(targets), options, std::cout);
+
+  Json::Value manifest =
+      BaseManifest("mr-superres-x2", "superres", "MR",
+                   "In-plane x2 super-resolution of MR images (trained on T1-weighted head images "
+                   "averaged 2x2). Demonstration model, not for diagnosis.",
+                   net);
+  manifest["scale"]["in_plane"] = 2;
+  manifest["input_normalization"]["method"] = "percentile";
+  manifest["input_normalization"]["low"] = 0;
+  manifest["input_normalization"]["high"] = 99.5;
+  SaveModelFolder(module, manifest, out);
+  Finish(result, simulation);
+  std::cout << "wrote " << out << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help") {
+    std::cout << kUsage;
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string model = argv[1];
+  std::string out;
+  int64_t steps = 0;
+  int threads = 1;
+  try {
+    for (int i = 2; i < argc; ++i) {
+      const std::string arg = argv[i];
+      if (i + 1 >= argc) throw std::invalid_argument("missing value after " + arg);
+      const std::string value = argv[++i];
+      if (arg == "--out")
+        out = value;
+      else if (arg == "--steps")
+        steps = std::stoll(value);
+      else if (arg == "--threads")
+        threads = std::stoi(value);
+      else
+        throw std::invalid_argument("unknown option " + arg);
+    }
+    if (out.empty()) throw std::invalid_argument("--out is required");
+    // Results depend (slightly) on the thread count through the order of floating-point
+    // sums: the shipped models were trained with one thread, the default.
+    at::set_num_threads(threads);
+    std::cout << "LibTorch threads: " << at::get_num_threads() << "\n";
+    if (model == "ct-denoise") return TrainCtDenoise(out, steps);
+    if (model == "mr-denoise") return TrainMrDenoise(out, steps);
+    if (model == "mr-superres-x2") return TrainMrSuperRes(out, steps);
+    throw std::invalid_argument("unknown model '" + model + "'");
+  } catch (const std::exception& e) {
+    std::cerr << "enhance-train: " << e.what() << "\n" << kUsage;
+    return 1;
+  }
+}
