@@ -29,6 +29,7 @@ done
 mkdir -p "$workdir/storage"
 sed -e "s|@HTTP_PORT@|$http_port|" -e "s|@DICOM_PORT@|$dicom_port|" \
     -e "s|@STORAGE@|$workdir/storage|" -e "s|@PLUGIN@|$build/plugin/libOrthancEnhance.so|" \
+    -e "s|@MODELS@|$root/models|" \
     "$root/orthanc-config/orthanc.json" > "$workdir/orthanc.json"
 
 echo "demo: starting Orthanc (log: $workdir/orthanc.log)"
