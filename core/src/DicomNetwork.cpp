@@ -18,14 +18,9 @@ namespace enhance {
 namespace {
 
 std::unique_ptr<DcmFileFormat> Parse(const std::string& bytes, size_t index) {
-  DcmInputBufferStream stream;
-  stream.setBuffer(bytes.data(), static_cast<offile_off_t>(bytes.size()));
-  stream.setEos();
-  auto file = std::make_unique<DcmFileFormat>();
-  file->transferInit();
-  const OFCondition status = file->read(stream);
-  file->transferEnd();
-  if (status.bad()) {
+  OFCondition status;
+  auto file = ReadDicomBuffer(bytes, status);
+  if (!file) {
     throw Error(ErrorKind::kInternal, "instance " + std::to_string(index + 1) +
                                           " to send is not readable: " + status.text());
   }

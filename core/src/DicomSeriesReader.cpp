@@ -52,14 +52,9 @@ struct ParsedSlice {
 
 std::shared_ptr<DcmFileFormat> ParseBuffer(const EncodedInstance& in, const std::string& where) {
   if (in.bytes.empty()) Fail(ErrorKind::kBadInput, where, "the file is empty");
-  DcmInputBufferStream stream;
-  stream.setBuffer(in.bytes.data(), static_cast<offile_off_t>(in.bytes.size()));
-  stream.setEos();
-  auto file = std::make_shared<DcmFileFormat>();
-  file->transferInit();
-  const OFCondition status = file->read(stream, EXS_Unknown, EGL_noChange, DCM_MaxReadLength);
-  file->transferEnd();
-  if (status.bad()) {
+  OFCondition status;
+  std::shared_ptr<DcmFileFormat> file = ReadDicomBuffer(in.bytes, status);
+  if (!file) {
     Fail(ErrorKind::kBadInput, where,
          std::string("not a readable DICOM file (") + status.text() +
              "); the file may be truncated or corrupt: send it again from the modality");

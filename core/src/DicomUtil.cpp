@@ -2,6 +2,7 @@
 #include "DicomUtil.h"
 
 #include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcistrmb.h>
 #include <dcmtk/dcmdata/dcostrmb.h>
 #include <dcmtk/dcmdata/dcsequen.h>
 
@@ -107,6 +108,18 @@ std::string FormatDecimal(double value, int maxPrecision) {
     if (std::string(buffer).size() <= 16) break;
   }
   return buffer;
+}
+
+std::unique_ptr<DcmFileFormat> ReadDicomBuffer(const std::string& bytes, OFCondition& status) {
+  DcmInputBufferStream stream;
+  stream.setBuffer(bytes.data(), static_cast<offile_off_t>(bytes.size()));
+  stream.setEos();
+  auto file = std::make_unique<DcmFileFormat>();
+  file->transferInit();
+  status = file->read(stream, EXS_Unknown, EGL_noChange, DCM_MaxReadLength);
+  file->transferEnd();
+  if (status.bad()) return nullptr;
+  return file;
 }
 
 std::string SerializeFile(DcmFileFormat& file, const std::string& where) {

@@ -7,6 +7,7 @@
 #include <dcmtk/dcmdata/dcdatset.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,10 @@ void PutUint16(DcmItem& item, const DcmTagKey& tag, uint16_t value);
 DcmItem& AppendCodeItem(DcmItem& item, const DcmTagKey& tag, const CodedConcept& code);
 // Fills the Code Sequence Macro attributes (value, scheme, meaning) in an existing item.
 void PutCode(DcmItem& item, const CodedConcept& code);
+
+// Parses a Part 10 file (or a bare dataset) held in memory. Returns nullptr and sets
+// `status` when the bytes are not readable DICOM.
+std::unique_ptr<DcmFileFormat> ReadDicomBuffer(const std::string& bytes, OFCondition& status);
 
 // Encodes a file as Part 10 in explicit VR little endian, meta header regenerated.
 // `where` names the object in the error thrown on failure.

@@ -101,22 +101,30 @@ int TrainCtDenoise(const std::string& out, int64_t steps) {
   return 0;
 }
 
-int TrainMrDenoise(const std::string& out, int64_t steps) {
-  auto start = std::chrono::steady_clock::now();
-  std::cout << "reading " << kMricronTemplates << "/ch2better.nii.gz, adding Rician noise\n";
-  const std::vector<MrPair> pairs = MrDenoiseTrainingSet(kMricronTemplates);
+// Both images of each MR pair in network units. As the engine will, the window comes from
+// the input series (99.5th percentile); a small random error on its width makes the
+// network tolerant of other percentile estimates.
+std::pair<std::vector<at::Tensor>, std::vector<at::Tensor>> NormalisedPairs(
+    const std::vector<MrPair>& pairs, uint64_t seed) {
   std::vector<at::Tensor> inputs, targets;
-  std::mt19937_64 rng(11);
+  std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> jitter(0.9, 1.1);
   for (const MrPair& p : pairs) {
-    // As the engine will: the window comes from the noisy series. A small random
-    // error on its width makes the network tolerant of other percentile estimates.
     auto [low, high] = PercentileWindow(p.noisy, 99.5);
     high = low + (high - low) * jitter(rng);
     inputs.push_back(ToNetwork(p.noisy, {low, high}));
     targets.push_back(ToNetwork(p.clean, {low, high}));
-    std::cout << "  " << p.label << ": sigma " << p.sigma << " of the maximum\n";
   }
+  return {std::move(inputs), std::move(targets)};
+}
+
+int TrainMrDenoise(const std::string& out, int64_t steps) {
+  auto start = std::chrono::steady_clock::now();
+  std::cout << "reading " << kMricronTemplates << "/ch2better.nii.gz, adding Rician noise\n";
+  const std::vector<MrPair> pairs = MrDenoiseTrainingSet(kMricronTemplates);
+  auto [inputs, targets] = NormalisedPairs(pairs, 11);
+  for (const MrPair& p : pairs)
+    std::cout << "  " << p.label << ": sigma " << p.sigma << " of the maximum\n";
   const double simulation = Seconds(start);
 
   ResidualCnn net;
@@ -152,15 +160,7 @@ int TrainMrSuperRes(const std::string& out, int64_t steps) {
   auto start = std::chrono::steady_clock::now();
   std::cout << "reading " << kMricronTemplates << "/ch2better.nii.gz, averaging 2x2 pixels\n";
   const std::vector<MrPair> pairs = MrSuperResTrainingSet(kMricronTemplates);
-  std::vector<at::Tensor> inputs, targets;
-  std::mt19937_64 rng(13);
-  std::uniform_real_distribution<double> jitter(0.9, 1.1);
-  for (const MrPair& p : pairs) {
-    auto [low, high] = PercentileWindow(p.noisy, 99.5);
-    high = low + (high - low) * jitter(rng);
-    inputs.push_back(ToNetwork(p.noisy, {low, high}));
-    targets.push_back(ToNetwork(p.clean, {low, high}));
-  }
+  auto [inputs, targets] = NormalisedPairs(pairs, 13);
   std::cout << "  " << pairs.size() << " slabs of " << pairs.front().noisy.slices << " slices, "
             << pairs.front().noisy.rows << "x" << pairs.front().noisy.columns << " -> "
             << pairs.front().clean.rows << "x" << pairs.front().clean.columns << "\n";

@@ -164,14 +164,9 @@ std::vector<EncodedInstance> BuildSeries(const SeriesSpec& spec) {
 }
 
 std::unique_ptr<DcmFileFormat> ParseDicom(const std::string& bytes) {
-  DcmInputBufferStream stream;
-  stream.setBuffer(bytes.data(), static_cast<offile_off_t>(bytes.size()));
-  stream.setEos();
-  auto file = std::make_unique<DcmFileFormat>();
-  file->transferInit();
-  const OFCondition status = file->read(stream);
-  file->transferEnd();
-  if (status.bad()) throw std::runtime_error(std::string("cannot parse: ") + status.text());
+  OFCondition status;
+  auto file = ReadDicomBuffer(bytes, status);
+  if (!file) throw std::runtime_error(std::string("cannot parse: ") + status.text());
   return file;
 }
 
