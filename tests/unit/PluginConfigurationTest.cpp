@@ -4,6 +4,10 @@
 #include <gtest/gtest.h>
 #include <json/reader.h>
 
+#include <fstream>
+#include <regex>
+#include <sstream>
+
 #include "enhance/Error.h"
 
 namespace enhance::plugin {
@@ -66,6 +70,20 @@ TEST(PluginConfiguration, ReadsEveryKey) {
   EXPECT_EQ(c.rules[0].modalities, (std::vector<std::string>{"CT", "MR"}));
   EXPECT_EQ(c.rules[1].name, "Enhance.Rules[1]");
   EXPECT_TRUE(c.rules[1].modalities.empty());
+}
+
+// The configuration files shipped in orthanc-config/ are valid for the plugin.
+TEST(PluginConfiguration, ShippedConfigurationFilesParse) {
+  for (const char* name : {"production.json", "docker.json", "orthanc.json"}) {
+    std::ifstream stream(std::string(ENHANCE_CONFIG_DIR) + "/" + name);
+    ASSERT_TRUE(stream) << name;
+    std::stringstream text;
+    text << stream.rdbuf();
+    // The demo's placeholders, as scripts/demo.sh fills them.
+    const std::string filled = std::regex_replace(text.str(), std::regex("@[A-Z_]+@"), "1");
+    const PluginConfiguration c = ParseConfiguration(Parse(filled));
+    EXPECT_FALSE(c.rules.empty()) << name;
+  }
 }
 
 TEST(PluginConfiguration, ErrorsNameTheFullKey) {
