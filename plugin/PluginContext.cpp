@@ -1,10 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "PluginContext.h"
 
-#include <chrono>
-
 #include "Router.h"
-#include "enhance/Error.h"
 
 namespace enhance::plugin {
 namespace {
@@ -19,23 +16,6 @@ InferenceOptions ToInferenceOptions(const PluginConfiguration& config) {
 }
 
 }  // namespace
-
-void ProcessingSlots::Acquire(const std::atomic<bool>& cancel) {
-  std::unique_lock<std::mutex> lock(mutex_);
-  while (free_ <= 0) {
-    if (cancel) throw Error(ErrorKind::kCancelled, "cancelled while waiting for a processing slot");
-    available_.wait_for(lock, std::chrono::milliseconds(100));
-  }
-  --free_;
-}
-
-void ProcessingSlots::Release() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    ++free_;
-  }
-  available_.notify_one();
-}
 
 PluginContext::PluginContext(OrthancPluginContext* context, PluginConfiguration configuration,
                              ForwardingContext forwardingContext)

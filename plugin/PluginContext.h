@@ -7,7 +7,6 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -17,35 +16,9 @@
 #include "PluginConfiguration.h"
 #include "WorkQueue.h"
 #include "enhance/ModelRegistry.h"
+#include "enhance/Slots.h"
 
 namespace enhance::plugin {
-
-// Counting semaphore whose waiters give up when their job is cancelled. Thread-safe.
-class ProcessingSlots {
- public:
-  explicit ProcessingSlots(int count) : free_(count) {}
-  // Throws Error(kCancelled) when `cancel` becomes true while waiting.
-  void Acquire(const std::atomic<bool>& cancel);
-  void Release();
-
- private:
-  std::mutex mutex_;
-  std::condition_variable available_;
-  int free_;
-};
-
-class SlotGuard {
- public:
-  SlotGuard(ProcessingSlots& slots, const std::atomic<bool>& cancel) : slots_(slots) {
-    slots_.Acquire(cancel);
-  }
-  ~SlotGuard() { slots_.Release(); }
-  SlotGuard(const SlotGuard&) = delete;
-  SlotGuard& operator=(const SlotGuard&) = delete;
-
- private:
-  ProcessingSlots& slots_;
-};
 
 // Counters since start-up, published as Prometheus metrics by Orthanc
 // (/tools/metrics-prometheus). Atomic.
@@ -78,7 +51,7 @@ struct PluginContext {
   const ForwardingContext forwarding;  // our AET, DICOM timeout, Orthanc peers
   const InferenceOptions inference;
   ModelRegistry models;
-  ProcessingSlots processingSlots;
+  Slots processingSlots;  // Enhance.ConcurrentSeries
   PluginMetrics metrics;
   WorkQueue stableSeries;  // routing of stable series, off Orthanc's change thread
 

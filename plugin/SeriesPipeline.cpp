@@ -104,7 +104,7 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
 
   std::vector<std::string> files;  // the derived series' files, for forwarding
   if (derivedId.empty()) {
-    SlotGuard slot(plugin.processingSlots, cancel);
+    SlotGuard slot(plugin.processingSlots, &cancel, "a processing slot");
     state.Set("Stage", "processing");
     OutputOptions output;
     output.seriesDescriptionSuffix = plugin.config.SuffixFor(request.task);

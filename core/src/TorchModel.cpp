@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <fstream>
 #include <mutex>
 #include <regex>
@@ -15,44 +14,11 @@
 #include "SliceEngine.h"
 #include "enhance/Error.h"
 #include "enhance/ModelSpec.h"
+#include "enhance/Slots.h"
 #include "enhance/Uid.h"
 
 namespace enhance {
 namespace {
-
-// Counting semaphore (C++17 has none).
-class Slots {
- public:
-  explicit Slots(int count) : free_(std::max(1, count)) {}
-  void Acquire() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    available_.wait(lock, [this] { return free_ > 0; });
-    --free_;
-  }
-  void Release() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      ++free_;
-    }
-    available_.notify_one();
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable available_;
-  int free_;
-};
-
-class SlotGuard {
- public:
-  explicit SlotGuard(Slots& slots) : slots_(slots) { slots_.Acquire(); }
-  ~SlotGuard() { slots_.Release(); }
-  SlotGuard(const SlotGuard&) = delete;
-  SlotGuard& operator=(const SlotGuard&) = delete;
-
- private:
-  Slots& slots_;
-};
 
 std::string ReadWholeFile(const std::filesystem::path& path) {
   std::ifstream stream(path, std::ios::binary);
