@@ -60,11 +60,16 @@ void Describe(const ResidualCnn& net, const torch::jit::Module& module) {
             << " px\n";
 }
 
-void Finish(const TrainResult& result, double simulationSeconds) {
+// Writes the model folder and reports what the run cost; the exit code of a trainer.
+int Finish(torch::jit::Module& module, const Json::Value& manifest, const std::string& out,
+           const TrainResult& result, double simulationSeconds) {
+  SaveModelFolder(module, manifest, out);
   std::cout << "data simulation: " << simulationSeconds << " s\n"
             << "training: " << result.steps << " steps in " << result.seconds
             << " s; loss (MSE, normalised units) " << result.firstLoss << " -> " << result.lastLoss
             << "\n";
+  std::cout << "wrote " << out << "\n";
+  return 0;
 }
 
 int TrainCtDenoise(const std::string& out, int64_t steps) {
@@ -95,10 +100,7 @@ int TrainCtDenoise(const std::string& out, int64_t steps) {
   manifest["input_normalization"]["method"] = "window";
   manifest["input_normalization"]["low"] = kCtWindow.low;
   manifest["input_normalization"]["high"] = kCtWindow.high;
-  SaveModelFolder(module, manifest, out);
-  Finish(result, simulation);
-  std::cout << "wrote " << out << "\n";
-  return 0;
+  return Finish(module, manifest, out, result, simulation);
 }
 
 // Both images of each MR pair in network units. As the engine will, the window comes from
@@ -150,10 +152,7 @@ int TrainMrDenoise(const std::string& out, int64_t steps) {
   manifest["input_normalization"]["method"] = "percentile";
   manifest["input_normalization"]["low"] = 0;
   manifest["input_normalization"]["high"] = 99.5;
-  SaveModelFolder(module, manifest, out);
-  Finish(result, simulation);
-  std::cout << "wrote " << out << "\n";
-  return 0;
+  return Finish(module, manifest, out, result, simulation);
 }
 
 int TrainMrSuperRes(const std::string& out, int64_t steps) {
@@ -192,10 +191,7 @@ int TrainMrSuperRes(const std::string& out, int64_t steps) {
   manifest["input_normalization"]["method"] = "percentile";
   manifest["input_normalization"]["low"] = 0;
   manifest["input_normalization"]["high"] = 99.5;
-  SaveModelFolder(module, manifest, out);
-  Finish(result, simulation);
-  std::cout << "wrote " << out << "\n";
-  return 0;
+  return Finish(module, manifest, out, result, simulation);
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
+#include "JsonText.h"
 #include "SeriesRouting.h"
 
 #include <gtest/gtest.h>
@@ -35,14 +36,7 @@ SeriesFacts Ct() {
   return f;
 }
 
-Json::Value Parse(const std::string& text) {
-  Json::Value value;
-  Json::CharReaderBuilder builder;
-  std::string errors;
-  std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
-  EXPECT_TRUE(reader->parse(text.data(), text.data() + text.size(), &value, &errors)) << errors;
-  return value;
-}
+Json::Value Parse(const std::string& text) { return testing::ParseJsonText(text); }
 
 }  // namespace
 
