@@ -6,6 +6,7 @@
 //
 //   enhance-benchmark [--models DIR]... [--slices N] [--size N] [--repeats N]
 //                     [--threads N] [--device cpu|cuda] [--batches 1,4,8] [--no-optimize]
+//                     [--layouts auto,plain,channels-last,optimised]
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
@@ -39,22 +40,23 @@ double Seconds(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// Single-precision matrix-multiply rate in GFLOP/s (median of several products).
-Stats MatmulPeak(int repeats, const c10::Device& device) {
+// One timing of the single-precision matrix-multiply rate, in GFLOP/s.
+double MatmulRate(const at::Tensor& a, const at::Tensor& b) {
   c10::InferenceMode guard;
-  const int64_t n = 1024;
-  const at::Tensor a = at::rand({n, n}).to(device);
-  const at::Tensor b = at::rand({n, n}).to(device);
-  at::mm(a, b);
-  std::vector<double> rates;
-  for (int r = 0; r < std::max(3, repeats); ++r) {
-    const auto start = Clock::now();
-    at::Tensor c;
-    for (int i = 0; i < 4; ++i) c = at::mm(a, b);
-    c.sum().item<float>();  // waits for the GPU
-    rates.push_back(4 * 2.0 * n * n * n / Seconds(start) / 1e9);
-  }
-  return Summarise(rates);
+  const auto start = Clock::now();
+  at::Tensor c;
+  for (int i = 0; i < 4; ++i) c = at::mm(a, b);
+  c.sum().item<float>();  // waits for the GPU
+  const double n = static_cast<double>(a.size(0));
+  return 4 * 2.0 * n * n * n / Seconds(start) / 1e9;
+}
+
+std::vector<std::string> ParseWords(const std::string& text) {
+  std::vector<std::string> words;
+  std::stringstream stream(text);
+  std::string item;
+  while (std::getline(stream, item, ',')) words.push_back(item);
+  return words;
 }
 
 std::vector<int> ParseList(const std::string& text) {
@@ -73,6 +75,7 @@ int main(int argc, char** argv) {
   std::string device = "cpu";
   std::vector<int> batches{1, 4, 8};
   bool optimize = true;
+  std::vector<std::string> layouts{"auto"};
   try {
     for (int i = 1; i < argc; ++i) {
       const std::string arg = argv[i];
@@ -96,6 +99,8 @@ int main(int argc, char** argv) {
         device = value;
       else if (arg == "--batches")
         batches = ParseList(value);
+      else if (arg == "--layouts")
+        layouts = ParseWords(value);
       else
         throw std::invalid_argument("unknown option " + arg);
     }
@@ -103,7 +108,8 @@ int main(int argc, char** argv) {
     std::cerr
         << "enhance-benchmark: " << e.what()
         << "\nusage: enhance-benchmark [--models DIR]... [--slices N] [--size N] [--repeats N]"
-           " [--threads N] [--device cpu|cuda] [--batches 1,4,8] [--no-optimize]\n";
+           " [--threads N] [--device cpu|cuda] [--batches 1,4,8] [--no-optimize]"
+           " [--layouts auto,plain,channels-last,optimised]\n";
     return 2;
   }
 
@@ -117,15 +123,24 @@ int main(int argc, char** argv) {
     phantom.noiseSigmaHu = 30;
     const enhance::Volume volume = enhance::MakeCtPhantom(phantom);
 
-    const Stats peak = MatmulPeak(repeats, torchDevice);
+    // The matrix-multiply rate is measured next to each model's runs (alternating), so
+    // that the ratio holds even when other work shares the machine.
+    const int64_t n = 1024;
+    const at::Tensor a = at::rand({n, n}).to(torchDevice);
+    const at::Tensor b = at::rand({n, n}).to(torchDevice);
+    MatmulRate(a, b);  // warm-up
+    std::vector<double> allRates;
+    for (int r = 0; r < std::max(3, repeats); ++r) allRates.push_back(MatmulRate(a, b));
+    const Stats peak = Summarise(allRates);
     std::printf("LibTorch %s, device %s, %d threads; %d slices of %dx%d, %d runs each\n\n",
                 enhance::TorchVersion().c_str(), effective.c_str(), enhance::TorchThreads(), slices,
                 size, size, repeats);
     std::printf("Matrix multiply (1024^3, fp32): %.1f GFLOP/s median (%.1f-%.1f)\n\n", peak.median,
                 peak.min, peak.max);
     std::printf(
-        "| model | batch | ms/slice | slices/s | GMAC/slice | GFLOP/s | of matmul rate |\n");
-    std::printf("| --- | --- | --- | --- | --- | --- | --- |\n");
+        "| model | runs as | batch | ms/slice | slices/s | GMAC/slice | GFLOP/s | matmul GFLOP/s |"
+        " of matmul rate |\n");
+    std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
 
     std::vector<std::pair<std::shared_ptr<const enhance::Model>, int>> runs;
     enhance::ModelRegistry builtins;
@@ -133,35 +148,49 @@ int main(int argc, char** argv) {
     for (const auto& dir : directories) {
       for (const auto& entry : std::filesystem::directory_iterator(dir)) {
         if (!std::filesystem::exists(entry.path() / "manifest.json")) continue;
-        for (int batch : batches) {
-          enhance::InferenceOptions options;
-          options.device = device;
-          options.maxBatch = batch;
-          options.optimizeForCpu = optimize;
-          runs.push_back({enhance::TorchModel::Load(entry.path(), options), batch});
+        for (const std::string& layout : layouts) {
+          for (int batch : batches) {
+            enhance::InferenceOptions options;
+            options.device = device;
+            options.maxBatch = batch;
+            options.optimizeForCpu = optimize;
+            options.cpuLayout = layout;
+            runs.push_back({enhance::TorchModel::Load(entry.path(), options), batch});
+          }
         }
       }
     }
     for (const auto& [model, batch] : runs) {
       const auto* torchModel = dynamic_cast<const enhance::TorchModel*>(model.get());
       model->Run(volume, {});  // warm-up
-      std::vector<double> times;
+      std::vector<double> times, rates;
       for (int r = 0; r < repeats; ++r) {
+        rates.push_back(MatmulRate(a, b));
         const auto start = Clock::now();
         model->Run(volume, {});
         times.push_back(Seconds(start));
       }
       const Stats t = Summarise(times);
+      const double matmul = Summarise(rates).median;
       const double msPerSlice = 1000 * t.median / slices;
       const double gmac = torchModel ? torchModel->MacsPerPixel() * size * size / 1e9 : 0;
       const double gflops = gmac > 0 ? 2 * gmac * slices / t.median : 0;
-      std::printf("| %s | %s | %.1f (%.1f-%.1f) | %.2f | %s | %s | %s |\n",
-                  model->Info().name.c_str(), batch > 0 ? std::to_string(batch).c_str() : "-",
+      std::string runsAs = "-";
+      if (torchModel) {
+        const std::string parameters = torchModel->Parameters();
+        const auto open = parameters.find('('), close = parameters.find(')', open);
+        if (open != std::string::npos && close != std::string::npos) {
+          runsAs = parameters.substr(open + 1, close - open - 1);
+        }
+      }
+      std::printf("| %s | %s | %s | %.1f (%.1f-%.1f) | %.2f | %s | %s | %.1f | %s |\n",
+                  model->Info().name.c_str(), runsAs.c_str(),
+                  batch > 0 ? std::to_string(batch).c_str() : "-",
                   msPerSlice, 1000 * t.min / slices, 1000 * t.max / slices, slices / t.median,
                   gmac > 0 ? std::to_string(gmac).substr(0, 5).c_str() : "-",
-                  gflops > 0 ? std::to_string(gflops).substr(0, 5).c_str() : "-",
+                  gflops > 0 ? std::to_string(gflops).substr(0, 5).c_str() : "-", matmul,
                   gflops > 0
-                      ? (std::to_string(static_cast<int>(100 * gflops / peak.median)) + "%").c_str()
+                      ? (std::to_string(static_cast<int>(100 * gflops / matmul)) + "%").c_str()
                       : "-");
     }
     return 0;

@@ -42,32 +42,89 @@ double TimeForward(torch::jit::Module& module, const at::Tensor& input) {
   return times[1];
 }
 
-// Loads the archive onto the device. On the CPU, when asked, the graph is also frozen
-// and optimised for inference (fused operators, oneDNN layouts), and that version is kept
-// only if it is faster on this model: for tiny networks the layout conversions cost
-// more than they save. `optimised` tells which was kept.
-torch::jit::Module LoadModule(const ModelSpec& spec, const c10::Device& device, bool fp16,
-                              bool optimize, int64_t batch, bool* optimised = nullptr) {
+// How a model runs on the CPU; chosen at load time by timing.
+enum class CpuLayout {
+  kPlain,         // the graph as saved, NCHW tensors
+  kChannelsLast,  // same graph, 4-D weights and inputs in channels-last (NHWC) memory order
+  kOptimised,     // frozen and optimised for inference (fused operators, oneDNN layouts)
+};
+
+const char* Describe(CpuLayout layout) {
+  switch (layout) {
+    case CpuLayout::kChannelsLast: return "channels-last";
+    case CpuLayout::kOptimised: return "optimised graph";
+    default: return "plain graph";
+  }
+}
+
+struct LoadedModule {
+  std::shared_ptr<torch::jit::Module> module;
+  CpuLayout layout = CpuLayout::kPlain;
+};
+
+at::Tensor Prepare(const at::Tensor& batch, CpuLayout layout) {
+  return layout == CpuLayout::kChannelsLast ? batch.contiguous(at::MemoryFormat::ChannelsLast)
+                                            : batch;
+}
+
+// Loads the archive onto the device. On the CPU, when asked, two other versions are
+// timed against the graph as saved: the same graph with weights and inputs in
+// channels-last memory order (oneDNN's direct convolutions are several times faster in
+// that order for the narrow layers of small denoisers), and the graph frozen and
+// optimised for inference. The fastest on a tile-sized batch is kept; for tiny networks
+// layout conversions can cost more than they save, so none is assumed to win.
+LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool fp16,
+                        const InferenceOptions& options, int64_t batch) {
   torch::jit::Module module = torch::jit::load(spec.archive.string(), device);
   module.eval();
   if (fp16) module.to(torch::kHalf);
-  if (optimised) *optimised = false;
-  if (optimize && device.is_cpu()) {
+  LoadedModule best{std::make_shared<torch::jit::Module>(module), CpuLayout::kPlain};
+  const std::string& wanted = options.cpuLayout;
+  if (!options.optimizeForCpu || !device.is_cpu() || wanted == "plain") return best;
+  const bool timed = wanted == "auto";
+  if (!timed && wanted != "channels-last" && wanted != "optimised") {
+    throw Error(ErrorKind::kBadInput, "CPU layout '" + wanted +
+                                          "' must be auto, plain, channels-last or optimised");
+  }
+
+  const int64_t side = spec.tileSize > 0 ? std::min(spec.tileSize, 256) : 256;
+  const at::Tensor input =
+      at::rand({std::max<int64_t>(1, batch), spec.InputChannels(), side, side});
+  double bestTime = timed ? TimeForward(module, input) : 0;
+
+  if (timed || wanted == "channels-last") {
+    try {
+      torch::jit::Module channelsLast = module.clone();
+      torch::NoGradGuard noGrad;
+      for (at::Tensor parameter : channelsLast.parameters()) {
+        if (parameter.dim() == 4) {
+          parameter.set_data(parameter.contiguous(at::MemoryFormat::ChannelsLast));
+        }
+      }
+      const double time =
+          timed ? TimeForward(channelsLast, Prepare(input, CpuLayout::kChannelsLast)) : 0;
+      if (!timed || time < bestTime) {
+        bestTime = time;
+        best = {std::make_shared<torch::jit::Module>(channelsLast), CpuLayout::kChannelsLast};
+      }
+    } catch (const c10::Error&) {
+      // A graph that insists on contiguous tensors runs as it is.
+    }
+  }
+
+  if (timed || wanted == "optimised") {
     try {
       torch::jit::Module copy = module.clone();
-      torch::jit::Module candidate = torch::jit::optimize_for_inference(copy);
-      const int64_t side = spec.tileSize > 0 ? std::min(spec.tileSize, 256) : 256;
-      const at::Tensor input =
-          at::rand({std::max<int64_t>(1, batch), spec.InputChannels(), side, side});
-      if (TimeForward(candidate, input) < TimeForward(module, input)) {
-        if (optimised) *optimised = true;
-        return candidate;
+      torch::jit::Module optimised = torch::jit::optimize_for_inference(copy);
+      const double time = timed ? TimeForward(optimised, input) : 0;
+      if (!timed || time < bestTime) {
+        best = {std::make_shared<torch::jit::Module>(optimised), CpuLayout::kOptimised};
       }
     } catch (const c10::Error&) {
       // Models the optimiser cannot freeze (e.g. with mutable attributes) run as they are.
     }
   }
-  return module;
+  return best;
 }
 
 }  // namespace
@@ -92,13 +149,12 @@ struct TorchModel::Impl {
   c10::Device device{c10::kCPU};
   bool fp16 = false;
   InferenceOptions options;
-  std::shared_ptr<torch::jit::Module> module;
+  LoadedModule loaded;
   double macsPerPixel = 0;
-  bool optimised = false;  // frozen and optimised for the CPU
   std::unique_ptr<Slots> slots;
   // Loaded on first need, when the GPU runs out of memory even at batch size 1.
   mutable std::mutex fallbackMutex;
-  mutable std::shared_ptr<torch::jit::Module> cpuFallback;
+  mutable LoadedModule cpuFallback;
 
   EngineOptions Engine(const c10::Device& d, bool half) const {
     EngineOptions e;
@@ -109,8 +165,10 @@ struct TorchModel::Impl {
     return e;
   }
 
-  static SliceFunction Function(std::shared_ptr<torch::jit::Module> m) {
-    return [m](const at::Tensor& batch) { return m->forward({batch}).toTensor(); };
+  static SliceFunction Function(const LoadedModule& loaded) {
+    return [m = loaded.module, layout = loaded.layout](const at::Tensor& batch) {
+      return m->forward({Prepare(batch, layout)}).toTensor().contiguous();
+    };
   }
 };
 
@@ -137,9 +195,8 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
   impl->fp16 = spec.allowFp16 && impl->device.is_cuda();
 
   try {
-    impl->module = std::make_shared<torch::jit::Module>(
-        LoadModule(spec, impl->device, impl->fp16, options.optimizeForCpu,
-                   options.maxBatch > 0 ? options.maxBatch : spec.maxBatch, &impl->optimised));
+    impl->loaded = LoadModule(spec, impl->device, impl->fp16, options,
+                              options.maxBatch > 0 ? options.maxBatch : spec.maxBatch);
   } catch (const c10::Error& e) {
     throw Error(ErrorKind::kBadInput,
                 where + ": " + spec.archive.filename().string() +
@@ -163,7 +220,8 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
     c10::InferenceMode guard;
     at::Tensor dummy =
         at::rand({1, channels, side, side}).to(impl->device, impl->fp16 ? at::kHalf : at::kFloat);
-    const c10::IValue result = impl->module->forward({dummy});
+    const c10::IValue result =
+        impl->loaded.module->forward({Prepare(dummy, impl->loaded.layout)});
     if (!result.isTensor()) {
       throw Error(ErrorKind::kBadInput, where + ": forward() must return one tensor");
     }
@@ -196,7 +254,7 @@ std::string TorchModel::Parameters() const {
   const ModelSpec& s = impl_->spec;
   std::string text = "TorchScript on " + impl_->device.str();
   if (impl_->fp16) text += " fp16";
-  if (impl_->optimised) text += " (optimised graph)";
+  if (impl_->device.is_cpu()) text += std::string(" (") + Describe(impl_->loaded.layout) + ")";
   if (s.sliceContext > 0) text += ", " + std::to_string(s.InputChannels()) + " slices as context";
   if (s.tileSize > 0) text += ", tiles " + std::to_string(s.tileSize) + " px";
   return text;
@@ -209,7 +267,7 @@ Volume TorchModel::Run(const Volume& input, const RunContext& context) const {
   ModelSpec spec = impl_->spec;
   while (true) {
     try {
-      return RunSliceEngine(input, spec, Impl::Function(impl_->module),
+      return RunSliceEngine(input, spec, Impl::Function(impl_->loaded),
                             impl_->Engine(impl_->device, impl_->fp16), context);
     } catch (const Error& e) {
       const bool outOfMemory = std::string(e.what()).rfind("out of memory", 0) == 0;
@@ -227,13 +285,13 @@ Volume TorchModel::Run(const Volume& input, const RunContext& context) const {
   context.Warn("model '" + impl_->spec.name +
                "' ran out of GPU memory even with small tiles; "
                "this series was processed on the CPU");
-  std::shared_ptr<torch::jit::Module> cpu;
+  LoadedModule cpu;
   {
     std::lock_guard<std::mutex> lock(impl_->fallbackMutex);
-    if (!impl_->cpuFallback) {
-      impl_->cpuFallback = std::make_shared<torch::jit::Module>(
-          LoadModule(impl_->spec, c10::Device(c10::kCPU), false, impl_->options.optimizeForCpu,
-                     impl_->options.maxBatch > 0 ? impl_->options.maxBatch : impl_->spec.maxBatch));
+    if (!impl_->cpuFallback.module) {
+      impl_->cpuFallback =
+          LoadModule(impl_->spec, c10::Device(c10::kCPU), false, impl_->options,
+                     impl_->options.maxBatch > 0 ? impl_->options.maxBatch : impl_->spec.maxBatch);
     }
     cpu = impl_->cpuFallback;
   }

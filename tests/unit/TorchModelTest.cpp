@@ -116,6 +116,33 @@ TEST(TorchModel, BatchSizeDoesNotChangeResultsAndRunsAreDeterministic) {
   EXPECT_EQ(y.voxels, z.voxels);
 }
 
+TEST(TorchModel, EveryCpuLayoutGivesTheSameResult) {
+  TemporaryFolder dir;
+  Json::Value manifest = DenoiseManifest("mean");
+  manifest["tile"]["size"] = 0;
+  const auto folder = WriteFixtureModel(dir.path(), "mean3x3", manifest);
+  const Volume input = RandomVolume(3, 33, 29);
+  InferenceOptions plain = Cpu();
+  plain.cpuLayout = "plain";
+  const Volume reference = TorchModel::Load(folder, plain)->Run(input, {});
+  for (const std::string layout : {"channels-last", "optimised", "auto"}) {
+    SCOPED_TRACE(layout);
+    InferenceOptions options = Cpu();
+    options.cpuLayout = layout;
+    const auto model = TorchModel::Load(folder, options);
+    if (layout != "auto") {
+      EXPECT_NE(model->Parameters().find(layout), std::string::npos);
+    }
+    const Volume output = model->Run(input, {});
+    ASSERT_EQ(output.voxels.size(), reference.voxels.size());
+    for (size_t i = 0; i < output.voxels.size(); ++i)
+      ASSERT_NEAR(output.voxels[i], reference.voxels[i], 1e-2) << i;
+  }
+  InferenceOptions wrong = Cpu();
+  wrong.cpuLayout = "nhwc";
+  EXPECT_THROW(TorchModel::Load(folder, wrong), Error);
+}
+
 TEST(TorchModel, SliceContextFeedsNeighboursAsChannels) {
   TemporaryFolder dir;
   Json::Value manifest = DenoiseManifest("context");

@@ -25,8 +25,13 @@ struct InferenceOptions {
   std::string device = "auto";  // "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
   size_t memoryBudgetBytes = size_t{1} << 30;
   int maxConcurrentRuns = 1;
-  // CPU: freeze the graph and fuse operators (torch::jit::optimize_for_inference).
+  // CPU: besides the graph as saved, time the same graph in channels-last memory order
+  // and the graph frozen with fused operators (torch::jit::optimize_for_inference) at
+  // load, and keep the fastest. false: the graph runs as saved.
   bool optimizeForCpu = true;
+  // CPU, for benchmarks and tests: "auto" (timed, as above), or one of "plain",
+  // "channels-last", "optimised" to use that version without timing.
+  std::string cpuLayout = "auto";
   int maxBatch = 0;  // > 0: overrides the manifest's max_batch (benchmarks)
 };
 
