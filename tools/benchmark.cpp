@@ -185,8 +185,8 @@ int main(int argc, char** argv) {
       }
       std::printf("| %s | %s | %s | %.1f (%.1f-%.1f) | %.2f | %s | %s | %.1f | %s |\n",
                   model->Info().name.c_str(), runsAs.c_str(),
-                  batch > 0 ? std::to_string(batch).c_str() : "-",
-                  msPerSlice, 1000 * t.min / slices, 1000 * t.max / slices, slices / t.median,
+                  batch > 0 ? std::to_string(batch).c_str() : "-", msPerSlice,
+                  1000 * t.min / slices, 1000 * t.max / slices, slices / t.median,
                   gmac > 0 ? std::to_string(gmac).substr(0, 5).c_str() : "-",
                   gflops > 0 ? std::to_string(gflops).substr(0, 5).c_str() : "-", matmul,
                   gflops > 0

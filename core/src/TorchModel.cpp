@@ -51,9 +51,12 @@ enum class CpuLayout {
 
 const char* Describe(CpuLayout layout) {
   switch (layout) {
-    case CpuLayout::kChannelsLast: return "channels-last";
-    case CpuLayout::kOptimised: return "optimised graph";
-    default: return "plain graph";
+    case CpuLayout::kChannelsLast:
+      return "channels-last";
+    case CpuLayout::kOptimised:
+      return "optimised graph";
+    default:
+      return "plain graph";
   }
 }
 
@@ -83,8 +86,8 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
   if (!options.optimizeForCpu || !device.is_cpu() || wanted == "plain") return best;
   const bool timed = wanted == "auto";
   if (!timed && wanted != "channels-last" && wanted != "optimised") {
-    throw Error(ErrorKind::kBadInput, "CPU layout '" + wanted +
-                                          "' must be auto, plain, channels-last or optimised");
+    throw Error(ErrorKind::kBadInput,
+                "CPU layout '" + wanted + "' must be auto, plain, channels-last or optimised");
   }
 
   const int64_t side = spec.tileSize > 0 ? std::min(spec.tileSize, 256) : 256;
@@ -220,8 +223,7 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
     c10::InferenceMode guard;
     at::Tensor dummy =
         at::rand({1, channels, side, side}).to(impl->device, impl->fp16 ? at::kHalf : at::kFloat);
-    const c10::IValue result =
-        impl->loaded.module->forward({Prepare(dummy, impl->loaded.layout)});
+    const c10::IValue result = impl->loaded.module->forward({Prepare(dummy, impl->loaded.layout)});
     if (!result.isTensor()) {
       throw Error(ErrorKind::kBadInput, where + ": forward() must return one tensor");
     }
