@@ -108,11 +108,11 @@ CodedConcept DefaultDerivationCode(const std::string& task) {
 ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folder) {
   const ManifestReader r((folder / "manifest.json").string());
   if (!m.isObject()) r.Fail("manifest", "must be a JSON object");
-  r.CheckKeys(
-      m, "",
-      {"name", "version", "task", "modalities", "intended_use", "model_uid", "archive",
-       "input_normalization", "output_normalization", "output_range", "output_units", "scale",
-       "slice_context", "tile", "fp16", "max_batch", "derivation_code", "description"});
+  r.CheckKeys(m, "",
+              {"name", "version", "task", "modalities", "intended_use", "model_uid", "archive",
+               "input_normalization", "output_normalization", "output_range", "output_units",
+               "scale", "slice_context", "tile", "size_multiple", "fp16", "max_batch",
+               "derivation_code", "description"});
   ModelSpec s;
   s.name = r.String(m, "name", true);
   static const std::regex kName("[a-z0-9][a-z0-9._-]{0,63}");
@@ -207,6 +207,11 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
     s.allowFp16 = m["fp16"].asBool();
   }
   s.maxBatch = r.Int(m, "", "max_batch", s.maxBatch, 1, 1024);
+  s.sizeMultiple = r.Int(m, "", "size_multiple", s.sizeMultiple, 1, 64);
+  if (s.tileSize > 0 && s.tileSize % s.sizeMultiple != 0) {
+    r.Fail("tile",
+           "size must be a multiple of size_multiple (" + std::to_string(s.sizeMultiple) + ")");
+  }
 
   s.derivationCode = DefaultDerivationCode(s.task);
   if (m.isMember("derivation_code")) {

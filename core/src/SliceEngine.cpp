@@ -147,12 +147,25 @@ std::vector<float> BlendRamp(int64_t length, int64_t rampAtStart, int64_t rampAt
   return w;
 }
 
-Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFunction& function,
+Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFunction& model,
                       const EngineOptions& options, const RunContext& context) {
   const int64_t slices = input.slices;
   const int64_t rows = input.rows;
   const int64_t columns = input.columns;
   const int64_t scale = spec.inPlaneScale;
+  // Tiles whose sides are not a multiple of what the network accepts are padded at the
+  // bottom and right with 0 in normalised units (as the network's own zero padding) and
+  // the prediction is cropped back.
+  const int64_t multiple = spec.sizeMultiple;
+  const SliceFunction function = [&model, multiple, scale](const at::Tensor& batch) {
+    const int64_t h = batch.size(2), w = batch.size(3);
+    const int64_t padRows = (multiple - h % multiple) % multiple;
+    const int64_t padColumns = (multiple - w % multiple) % multiple;
+    if (padRows == 0 && padColumns == 0) return model(batch);
+    return model(at::constant_pad_nd(batch, {0, padColumns, 0, padRows}, 0.0))
+        .narrow(2, 0, h * scale)
+        .narrow(3, 0, w * scale);
+  };
   if (slices == 0 || rows == 0 || columns == 0) {
     throw Error(ErrorKind::kBadInput, "the volume is empty");
   }
@@ -236,6 +249,9 @@ Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFun
                         std::string("out of memory: ") + e.what_without_backtrace());
           throw Error(ErrorKind::kInternal,
                       std::string("the model failed: ") + e.what_without_backtrace());
+        } catch (const std::exception& e) {
+          // Errors raised inside the TorchScript interpreter (torch::jit::JITException).
+          throw Error(ErrorKind::kInternal, std::string("the model failed: ") + e.what());
         }
         const std::vector<int64_t> expected{static_cast<int64_t>(count), 1, tileRows * scale,
                                             tileColumns * scale};

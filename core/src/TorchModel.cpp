@@ -90,7 +90,8 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
                 "CPU layout '" + wanted + "' must be auto, plain, channels-last or optimised");
   }
 
-  const int64_t side = spec.tileSize > 0 ? std::min(spec.tileSize, 256) : 256;
+  const int64_t side = (spec.tileSize > 0 ? std::min(spec.tileSize, 256) : 256) /
+                       spec.sizeMultiple * spec.sizeMultiple;
   const at::Tensor input =
       at::rand({std::max<int64_t>(1, batch), spec.InputChannels(), side, side});
   double bestTime = timed ? TimeForward(module, input) : 0;
@@ -217,7 +218,7 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
   }
 
   // Validate the contract on a small input; this also warms up the model.
-  const int64_t side = 32;
+  const int64_t side = (32 + spec.sizeMultiple - 1) / spec.sizeMultiple * spec.sizeMultiple;
   const int64_t channels = spec.InputChannels();
   try {
     c10::InferenceMode guard;
@@ -231,16 +232,17 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
     const std::vector<int64_t> expected{1, 1, side * spec.inPlaneScale, side * spec.inPlaneScale};
     if (out.sizes().vec() != expected) {
       throw Error(ErrorKind::kBadInput,
-                  where + ": for an input of shape [1, " + std::to_string(channels) +
-                      ", 32, 32] the model returned " + c10::str(out.sizes()) + "; a " + spec.task +
-                      " model with scale " + std::to_string(spec.inPlaneScale) + " and " +
-                      std::to_string(channels) + " input channel(s) must return " +
-                      c10::str(at::IntArrayRef(expected)));
+                  where + ": for an input of shape [1, " + std::to_string(channels) + ", " +
+                      std::to_string(side) + ", " + std::to_string(side) + "] the model returned " +
+                      c10::str(out.sizes()) + "; a " + spec.task + " model with scale " +
+                      std::to_string(spec.inPlaneScale) + " and " + std::to_string(channels) +
+                      " input channel(s) must return " + c10::str(at::IntArrayRef(expected)));
     }
   } catch (const c10::Error& e) {
     throw Error(ErrorKind::kBadInput,
-                where + ": the model fails on a [1, " + std::to_string(channels) +
-                    ", 32, 32] input (" + std::to_string(channels) +
+                where + ": the model fails on a [1, " + std::to_string(channels) + ", " +
+                    std::to_string(side) + ", " + std::to_string(side) + "] input (" +
+                    std::to_string(channels) +
                     " channels from the manifest's slice_context): " + e.what_without_backtrace());
   }
   return std::shared_ptr<const TorchModel>(new TorchModel(std::move(impl)));

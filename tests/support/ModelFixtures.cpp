@@ -30,6 +30,10 @@ std::string FixtureSource(const std::string& kind) {
   }
   if (kind == "wrong-shape") return "  return " + middle + "[:, :, 1:, :]\n";
   if (kind == "nan") return "  return " + middle + " * float('nan')\n";
+  if (kind == "unshuffle2") {
+    // Identity that only accepts even sizes, as networks starting with a pixel unshuffle.
+    return "  return torch.pixel_shuffle(torch.pixel_unshuffle(" + middle + ", 2), 2)\n";
+  }
   if (kind == "interpolate") return "  return (x[:, 0:1] + x[:, 1:2]) * 0.5\n";
   throw std::invalid_argument("unknown fixture " + kind);
 }

@@ -117,6 +117,12 @@ TEST(ModelSpec, EachProblemIsNamedWithFileAndKey) {
   tile["tile"]["size"] = 64;
   tile["tile"]["overlap"] = 40;
   EXPECT_NE(ErrorOf(tile).find("tile: size must be 0"), std::string::npos);
+  EXPECT_EQ(ErrorOf(With(good, "size_multiple", 0)),
+            file + "size_multiple: must be an integer from 1 to 64");
+  Json::Value multiple = good;
+  multiple["tile"]["size"] = 100;
+  multiple["size_multiple"] = 8;
+  EXPECT_EQ(ErrorOf(multiple), file + "tile: size must be a multiple of size_multiple (8)");
 }
 
 TEST(ModelSpec, MissingManifestFileIsNotFound) {

@@ -143,6 +143,29 @@ TEST(TorchModel, EveryCpuLayoutGivesTheSameResult) {
   EXPECT_THROW(TorchModel::Load(folder, wrong), Error);
 }
 
+TEST(TorchModel, TilesArePaddedToTheSizeMultipleAndCropped) {
+  TemporaryFolder dir;
+  const Volume input = RandomVolume(2, 17, 23);
+  Json::Value plain = DenoiseManifest("odd");
+  plain["tile"]["size"] = 0;
+  const auto refuses = TorchModel::Load(WriteFixtureModel(dir.path(), "unshuffle2", plain), Cpu());
+  EXPECT_THROW(refuses->Run(input, {}), Error);  // odd sizes reach the network
+
+  for (const int tile : {0, 16}) {
+    SCOPED_TRACE(tile);
+    Json::Value manifest = DenoiseManifest("even" + std::to_string(tile));
+    manifest["size_multiple"] = 2;
+    manifest["tile"]["size"] = tile;
+    manifest["tile"]["overlap"] = 4;
+    const auto model =
+        TorchModel::Load(WriteFixtureModel(dir.path(), "unshuffle2", manifest), Cpu());
+    const Volume output = model->Run(input, {});
+    ASSERT_EQ(output.voxels.size(), input.voxels.size());
+    for (size_t i = 0; i < input.voxels.size(); ++i)
+      ASSERT_NEAR(output.voxels[i], input.voxels[i], 1e-3) << i;
+  }
+}
+
 TEST(TorchModel, SliceContextFeedsNeighboursAsChannels) {
   TemporaryFolder dir;
   Json::Value manifest = DenoiseManifest("context");

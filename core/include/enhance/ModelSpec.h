@@ -51,6 +51,10 @@ struct ModelSpec {
   int sliceContext = 0;       // neighbours on each side given as channels
   int tileSize = 256;         // square tiles of the input; 0 = whole slices
   int tileOverlap = 32;
+  // Rows and columns the network accepts are multiples of this (e.g. 2 for a network
+  // that starts with a pixel unshuffle); the engine pads each tile at the bottom and
+  // right with 0 in normalised units (as the network's own zero padding) and crops.
+  int sizeMultiple = 1;
   bool allowFp16 = false;
   int maxBatch = 8;
 
