@@ -102,7 +102,8 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
     }
   }
 
-  std::vector<std::string> files;  // the derived series' files, for forwarding
+  std::vector<std::string> files;          // the derived series' files, for forwarding
+  Json::Value timings(Json::objectValue);  // seconds per stage, in the job's content
   if (derivedId.empty()) {
     SlotGuard slot(plugin.processingSlots, &cancel, "a processing slot");
     state.Set("Stage", "processing");
@@ -126,7 +127,6 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
     const auto storeStart = std::chrono::steady_clock::now();
     derivedId = Publish(plugin, result, state, cancel);
     const StageTimings& t = result.timings;
-    Json::Value timings;
     timings["Fetch"] = t.fetchSeconds;
     timings["Decode"] = t.decodeSeconds;
     timings["Inference"] = t.inferenceSeconds;
@@ -148,6 +148,7 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
   // Forwarding: every destination is tried; any failure fails the job, with the derived
   // series kept in Orthanc.
   std::string failures;
+  const auto forwardStart = std::chrono::steady_clock::now();
   for (size_t i = 0; i < request.destinations.size(); ++i) {
     state.Set("Stage", "forwarding to " + request.destinations[i]);
     const ForwardResult forwarded =
@@ -161,6 +162,10 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
     state.SetProgress(kProcessingShare + kStoringShare +
                       (1 - kProcessingShare - kStoringShare) * static_cast<double>(i + 1) /
                           static_cast<double>(request.destinations.size()));
+  }
+  if (!request.destinations.empty()) {
+    timings["Forward"] = Since(forwardStart);
+    state.Set("Timings", timings);
   }
   state.Set("Stage", failures.empty() ? "done" : "forwarding failed");
   state.Set("TotalSeconds", Since(start));

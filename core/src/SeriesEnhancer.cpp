@@ -77,6 +77,8 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
   const Volume enhanced = model.Run(decoded.volume, inferenceContext);
   result.timings.inferenceSeconds = clock.Lap();
   context.ThrowIfCancelled();
+  // Writing needs the source's sizes, geometry and headers, not its pixels.
+  std::vector<float>().swap(decoded.volume.voxels);
 
   DerivationInfo derivation;
   derivation.task = info.task;

@@ -185,12 +185,13 @@ Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFun
   const Affine out = OutputMapping(spec, in);
   const std::vector<WorkItem> items = PlanItems(slices, spec);
 
+  // The input is read in place and normalised batch by batch; predictions accumulate
+  // straight into the output volume: besides the two volumes, memory holds one batch.
   c10::InferenceMode inferenceMode;
-  const at::Tensor normalized =
-      at::from_blob(const_cast<float*>(input.voxels.data()), {slices, rows, columns}, at::kFloat)
-          .mul(in.scale)
-          .add_(in.offset);
-  at::Tensor accumulated = at::zeros({outSlices, rows * scale, columns * scale}, at::kFloat);
+  const at::Tensor source =
+      at::from_blob(const_cast<float*>(input.voxels.data()), {slices, rows, columns}, at::kFloat);
+  at::Tensor accumulated =
+      at::from_blob(output.voxels.data(), {outSlices, rows * scale, columns * scale}, at::kFloat);
   at::Tensor weights = at::zeros({rows * scale, columns * scale}, at::kFloat);
 
   // Tiles of the input grid; the overlap only matters where a tile edge is not the border.
@@ -201,10 +202,17 @@ Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFun
   const std::vector<int64_t> columnStarts = TileStarts(columns, tileColumns, spec.tileOverlap);
 
   const size_t perItem = static_cast<size_t>(tileRows * tileColumns) * options.bytesPerInputPixel;
+  const bool cuda = options.device.is_cuda();
+  int64_t batchLimit = std::min<int64_t>(options.maxBatch, spec.maxBatch);
+  if (!cuda) {
+    // CPU kernels are as fast on one 512x512 slice as on several (their threads already
+    // share each image), so larger batches would only cost memory.
+    batchLimit =
+        std::min<int64_t>(batchLimit, std::max<int64_t>(1, 512 * 512 / (tileRows * tileColumns)));
+  }
   int64_t batchSize = std::clamp<int64_t>(
       static_cast<int64_t>(options.memoryBudgetBytes / std::max<size_t>(1, perItem)), 1,
-      std::min<int64_t>(options.maxBatch, spec.maxBatch));
-  const bool cuda = options.device.is_cuda();
+      batchLimit);
   const int64_t totalWork =
       static_cast<int64_t>(items.size() * rowStarts.size() * columnStarts.size());
   int64_t done = 0;
@@ -223,7 +231,7 @@ Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFun
       weights.slice(0, r0 * scale, (r0 + tileRows) * scale)
           .slice(1, c0 * scale, (c0 + tileColumns) * scale)
           .add_(tileWeight);
-      const at::Tensor tile = normalized.slice(1, r0, r0 + tileRows).slice(2, c0, c0 + tileColumns);
+      const at::Tensor tile = source.slice(1, r0, r0 + tileRows).slice(2, c0, c0 + tileColumns);
 
       for (size_t first = 0; first < items.size();) {
         context.ThrowIfCancelled();
@@ -232,7 +240,7 @@ Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFun
         for (size_t i = first; i < first + count; ++i) {
           stack.push_back(tile.index_select(0, at::tensor(items[i].channels, at::kLong)));
         }
-        at::Tensor batch = at::stack(stack);
+        at::Tensor batch = at::stack(stack).mul_(in.scale).add_(in.offset);
         at::Tensor prediction;
         try {
           if (cuda) batch = batch.pin_memory();
@@ -273,14 +281,12 @@ Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFun
     }
   }
 
-  at::Tensor result = accumulated.div_(weights).mul_(out.scale).add_(out.offset);
-  if (spec.hasOutputRange) result.clamp_(spec.outputMin, spec.outputMax);
-  if (!at::isfinite(result).all().item<bool>()) {
+  accumulated.div_(weights).mul_(out.scale).add_(out.offset);
+  if (spec.hasOutputRange) accumulated.clamp_(spec.outputMin, spec.outputMax);
+  if (!at::isfinite(accumulated).all().item<bool>()) {
     throw Error(ErrorKind::kInternal,
                 "model '" + spec.name + "' produced values that are not finite (NaN or infinity)");
   }
-  at::from_blob(output.voxels.data(), {outSlices, rows * scale, columns * scale}, at::kFloat)
-      .copy_(result);
   if (spec.throughPlaneScale > 1) {
     // Source slices are kept exactly; the model only fills the gaps.
     for (int64_t k = 0; k < slices; ++k) {

@@ -77,7 +77,7 @@ at::Tensor Prepare(const at::Tensor& batch, CpuLayout layout) {
 // optimised for inference. The fastest on a tile-sized batch is kept; for tiny networks
 // layout conversions can cost more than they save, so none is assumed to win.
 LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool fp16,
-                        const InferenceOptions& options, int64_t batch) {
+                        const InferenceOptions& options) {
   torch::jit::Module module = torch::jit::load(spec.archive.string(), device);
   module.eval();
   if (fp16) module.to(torch::kHalf);
@@ -92,8 +92,8 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
 
   const int64_t side = (spec.tileSize > 0 ? std::min(spec.tileSize, 256) : 256) /
                        spec.sizeMultiple * spec.sizeMultiple;
-  const at::Tensor input =
-      at::rand({std::max<int64_t>(1, batch), spec.InputChannels(), side, side});
+  // One tile-sized item: enough to rank the versions, cheap enough for start-up.
+  const at::Tensor input = at::rand({1, spec.InputChannels(), side, side});
   double bestTime = timed ? TimeForward(module, input) : 0;
 
   if (timed || wanted == "channels-last") {
@@ -199,8 +199,7 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
   impl->fp16 = spec.allowFp16 && impl->device.is_cuda();
 
   try {
-    impl->loaded = LoadModule(spec, impl->device, impl->fp16, options,
-                              options.maxBatch > 0 ? options.maxBatch : spec.maxBatch);
+    impl->loaded = LoadModule(spec, impl->device, impl->fp16, options);
   } catch (const c10::Error& e) {
     throw Error(ErrorKind::kBadInput,
                 where + ": " + spec.archive.filename().string() +
@@ -293,9 +292,7 @@ Volume TorchModel::Run(const Volume& input, const RunContext& context) const {
   {
     std::lock_guard<std::mutex> lock(impl_->fallbackMutex);
     if (!impl_->cpuFallback.module) {
-      impl_->cpuFallback =
-          LoadModule(impl_->spec, c10::Device(c10::kCPU), false, impl_->options,
-                     impl_->options.maxBatch > 0 ? impl_->options.maxBatch : impl_->spec.maxBatch);
+      impl_->cpuFallback = LoadModule(impl_->spec, c10::Device(c10::kCPU), false, impl_->options);
     }
     cpu = impl_->cpuFallback;
   }

@@ -16,16 +16,21 @@ torch::jit::Module BuildResidualCnn(const ResidualCnn& net, uint64_t seed) {
       (net.scale != 1 && net.scale != 2)) {
     throw std::invalid_argument("ResidualCnn: needs 2+ layers, 1+ features, scale 1 or 2");
   }
+  if (net.unshuffle < 1 || (net.unshuffle > 1 && net.scale != 1)) {
+    throw std::invalid_argument("ResidualCnn: unshuffle must be 1, or above 1 with scale 1");
+  }
+  const int64_t u = net.unshuffle;
   at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(seed);
   torch::jit::Module module("ResidualCnn");
   std::ostringstream source;
   source << "def forward(self, x):\n"
          << "    middle = x.narrow(1, " << net.inChannels / 2 << ", 1)\n"
          << "    h = x * " << net.gain << "\n";
+  if (u > 1) source << "    h = torch.pixel_unshuffle(h, " << u << ")\n";
   for (int64_t i = 0; i < net.layers; ++i) {
-    const int64_t in = i == 0 ? net.inChannels : net.features;
+    const int64_t in = i == 0 ? net.inChannels * u * u : net.features;
     const bool last = i + 1 == net.layers;
-    const int64_t out = last ? net.scale * net.scale : net.features;
+    const int64_t out = last ? net.scale * net.scale * u * u : net.features;
     // He initialisation for the ReLU layers; the last layer starts small so that the
     // untrained network is close to the identity (or to bicubic interpolation).
     const double std = std::sqrt(2.0 / static_cast<double>(in * 9)) * (last ? 0.1 : 1.0);
@@ -36,7 +41,9 @@ torch::jit::Module BuildResidualCnn(const ResidualCnn& net, uint64_t seed) {
     source << "    h = torch.conv2d(h, self." << w << ", self." << b << ", [1, 1], [1, 1])\n";
     if (!last) source << "    h = torch.relu(h)\n";
   }
-  if (net.scale == 1) {
+  if (u > 1) {
+    source << "    return middle + torch.pixel_shuffle(h, " << u << ") / " << net.gain << "\n";
+  } else if (net.scale == 1) {
     source << "    return middle + h / " << net.gain << "\n";
   } else {
     source << "    up = torch.upsample_bicubic2d(middle, [x.size(2) * " << net.scale
@@ -47,13 +54,18 @@ torch::jit::Module BuildResidualCnn(const ResidualCnn& net, uint64_t seed) {
   return module;
 }
 
-int64_t ReceptiveRadius(const ResidualCnn& net) { return net.layers; }
+int64_t ReceptiveRadius(const ResidualCnn& net) {
+  // Each 3x3 layer reaches one low-resolution pixel further, i.e. u pixels, and the
+  // unshuffle block itself spans u - 1.
+  return net.layers * net.unshuffle + net.unshuffle - 1;
+}
 
 double GmacPer512Slice(const ResidualCnn& net) {
-  double perPixel = static_cast<double>(net.inChannels * net.features * 9);
-  perPixel += static_cast<double>((net.layers - 2) * net.features * net.features * 9);
-  perPixel += static_cast<double>(net.features * net.scale * net.scale * 9);
-  return perPixel * 512.0 * 512.0 / 1e9;
+  const int64_t u2 = net.unshuffle * net.unshuffle;
+  double perLowPixel = static_cast<double>(net.inChannels * u2 * net.features * 9);
+  perLowPixel += static_cast<double>((net.layers - 2) * net.features * net.features * 9);
+  perLowPixel += static_cast<double>(net.features * net.scale * net.scale * u2 * 9);
+  return perLowPixel / static_cast<double>(u2) * 512.0 * 512.0 / 1e9;
 }
 
 int64_t ParameterCount(const torch::jit::Module& module) {

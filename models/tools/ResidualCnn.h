@@ -12,6 +12,12 @@
 // then stands for the bottom of the window (air for CT, background for MR).
 // Returns [B, 1, h * scale, w * scale]. Fully convolutional.
 //
+// With `unshuffle` u > 1 the convolutions run at 1/u of the resolution on u*u times the
+// channels (a pixel unshuffle first, a pixel shuffle of the residual last): the same
+// work per pixel is spread over fewer, wider layers, which CPU convolution kernels run
+// near their matrix-multiply rate, and the receptive field grows u times. Such networks
+// need h and w to be multiples of u (the manifest's size_multiple).
+//
 // Building is deterministic for a seed. The module is not synchronised: train it from
 // one thread.
 #pragma once
@@ -30,6 +36,7 @@ struct ResidualCnn {
   int64_t layers = 7;  // 3x3 convolutions, the last one producing the residual
   int64_t scale = 1;   // in-plane upsampling: 1 or 2
   double gain = 20.0;
+  int64_t unshuffle = 1;  // 1, or the pixel-unshuffle factor (denoisers only, scale 1)
 };
 
 torch::jit::Module BuildResidualCnn(const ResidualCnn& net, uint64_t seed);

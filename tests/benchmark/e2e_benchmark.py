@@ -1,12 +1,22 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""End-to-end benchmark in a real Orthanc on loopback: series of 512x512 CT phantom slices
-are C-STOREd with storescu; for each, the time from the last instance stored to the derived
-series stored, the job's stage timings, the ratio of end-to-end to inference time, and
-Orthanc's peak resident memory. Prints a Markdown table (medians, min-max).
+"""End-to-end benchmark in a real Orthanc on loopback.
 
-    tests/benchmark/e2e_benchmark.py --build build [--model ct-denoise] [--slices 64,256]
-                                     [--repeats 3] [--stable-age 1]
+Single series: series of 512x512 CT phantom slices are C-STOREd with storescu; for each,
+the time from the last instance stored to the derived series stored (and to forwarded,
+with --forward, to a second Orthanc acting as the PACS), the job's stage timings, the
+ratio of end-to-end to inference time, and Orthanc's resident memory: idle with the
+models loaded, and peak (VmHWM).
+
+Concurrency: N series are sent at once by N storescu processes; total throughput,
+per-series latency (last instance of the series stored -> its derived series stored)
+and peak memory.
+
+Prints Markdown tables (medians, min-max).
+
+    tests/benchmark/e2e_benchmark.py [--build build] [--model ct-denoise]
+        [--slices 64,256,512] [--repeats 3] [--concurrency 1,4,16]
+        [--concurrent-slices 32] [--forward] [--stable-age 1]
 """
 import argparse
 import os
@@ -22,16 +32,123 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
 
-def peak_rss_mib(pid):
+def rss_mib(pid, key):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
 
 
-def summary(values):
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+def summary(values, digits=2):
+    return (f"{statistics.median(values):.{digits}f} "
+            f"({min(values):.{digits}f}-{max(values):.{digits}f})")
+
+
+def series_jobs(orthanc):
+    """Every EnhanceSeries job, expanded."""
+    return [j for j in orthanc.get("/jobs?expand") if j.get("Type") == "EnhanceSeries"]
+
+
+def run_single(args, tmp, slices, repeat, config, pacs_factory):
+    from orthanc_harness import OrthancServer, make_phantom, wait_for
+    folder = os.path.join(tmp, f"{slices}-{repeat}")
+    files = make_phantom(folder, rows=512, columns=512, slices=slices, seed=500 + repeat)
+    pacs = pacs_factory() if args.forward else None
+    try:
+        if pacs:
+            pacs.start()
+            config = dict(config)
+            config["DicomModalities"] = {"PACS": ["PACS", "127.0.0.1", pacs.dicom_port]}
+        with OrthancServer(extra_config=config, stable_age=args.stable_age) as o:
+            idle = rss_mib(o.process.pid, "VmRSS")
+            o.store_files(files)
+            stored = time.monotonic()
+            marks = {}
+
+            def finished():
+                for job in series_jobs(o):
+                    content = job.get("Content", {})
+                    if content.get("DerivedSeries") and "derived" not in marks:
+                        marks["derived"] = time.monotonic()
+                    if job["State"] in ("Success", "Failure"):
+                        return job
+                return None
+            job = wait_for(finished, timeout=3600, interval=0.05, what="the job")
+            done = time.monotonic()
+            if job["State"] != "Success":
+                raise RuntimeError(job["Content"].get("ErrorMessage"))
+            marks.setdefault("derived", done)
+            if pacs:
+                count = len(pacs.get("/instances"))
+                if count != slices:
+                    raise RuntimeError(f"the PACS received {count} of {slices} instances")
+            return {
+                "derived": marks["derived"] - stored,
+                "forwarded": done - stored if pacs else None,
+                "timings": job["Content"]["Timings"],
+                "idle": idle,
+                "peak": rss_mib(o.process.pid, "VmHWM"),
+            }
+    finally:
+        if pacs:
+            pacs.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_concurrent(args, tmp, count, config):
+    from orthanc_harness import OrthancServer, make_phantom, wait_for
+    folders = []
+    series = []
+    for i in range(count):
+        folder = os.path.join(tmp, f"c{count}-{i}")
+        folders.append(folder)
+        series.append(make_phantom(folder, rows=512, columns=512, slices=args.concurrent_slices,
+                                   seed=900 + i))
+    try:
+        with OrthancServer(extra_config=config, stable_age=args.stable_age) as o:
+            idle = rss_mib(o.process.pid, "VmRSS")
+            start = time.monotonic()
+            processes = [subprocess.Popen(
+                ["storescu", "-aet", "MODALITY", "-aec", o.aet, "127.0.0.1", str(o.dicom_port),
+                 *files], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for files in series]
+            last_stored = {}
+            derived_at = {}
+            while len(derived_at) < count:
+                now = time.monotonic()
+                for i, p in enumerate(processes):
+                    if i not in last_stored and p.poll() is not None:
+                        if p.returncode != 0:
+                            raise RuntimeError(f"storescu failed: {p.stderr.read().decode()}")
+                        last_stored[i] = now
+                jobs = series_jobs(o)
+                for job in jobs:
+                    if job["State"] == "Failure":
+                        raise RuntimeError(job["Content"].get("ErrorMessage"))
+                    if job["State"] == "Success":
+                        derived_at.setdefault(job["Content"]["SourceSeries"], now)
+                if now - start > 7200:
+                    raise RuntimeError("the series were not processed within 2 hours")
+                time.sleep(0.1)
+            end = max(derived_at.values())
+            # Each job's source series is matched to the storescu process that sent it.
+            import pydicom
+            sender = {pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID: i
+                      for i, files in enumerate(series)}
+            per_series = []
+            for series_id, at in derived_at.items():
+                uid = o.get(f"/series/{series_id}")["MainDicomTags"]["SeriesInstanceUID"]
+                per_series.append(at - last_stored[sender[uid]])
+            return {
+                "total": end - start,
+                "slices_per_s": count * args.concurrent_slices / (end - start),
+                "latency": per_series,
+                "idle": idle,
+                "peak": rss_mib(o.process.pid, "VmHWM"),
+            }
+    finally:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def main():
@@ -40,48 +157,63 @@ def main():
     parser.add_argument("--model", default="ct-denoise")
     parser.add_argument("--slices", default="64")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--concurrency", default="",
+                        help="numbers of series queued at once, e.g. 1,4,16")
+    parser.add_argument("--concurrent-slices", type=int, default=32)
+    parser.add_argument("--forward", action="store_true",
+                        help="forward each derived series to a second Orthanc by C-STORE")
     parser.add_argument("--stable-age", type=int, default=1)
     args = parser.parse_args()
     os.environ.setdefault("ENHANCE_PLUGIN", os.path.join(args.build, "plugin", "libOrthancEnhance.so"))
     os.environ.setdefault("ENHANCE_PHANTOM", os.path.join(args.build, "tools", "enhance-make-phantom"))
-    from orthanc_harness import OrthancServer, make_phantom, wait_for
+    from orthanc_harness import OrthancServer
 
-    config = {"Enhance": {"ModelsDirectories": [os.path.join(ROOT, "models")],
-                          "Rules": [{"Name": "bench", "Modalities": ["CT"], "Task": "denoise",
-                                     "Model": args.model}]}}
-    print(f"model {args.model}, StableAge {args.stable_age} s, {args.repeats} series per size, "
-          f"{os.cpu_count()} cores, load {open('/proc/loadavg').read().split()[0]}\n")
-    print("| slices | last stored -> derived stored (s) | minus StableAge (s) | inference (s) | "
-          "end-to-end / inference | slices/s | Orthanc peak RSS (MiB) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    def configuration(destinations):
+        rule = {"Name": "bench", "Modalities": ["CT"], "Task": "denoise", "Model": args.model,
+                "Destinations": destinations}
+        return {"Enhance": {"ModelsDirectories": [os.path.join(ROOT, "models")], "Rules": [rule]}}
+    config = configuration(["PACS"] if args.forward else [])
+    print(f"model {args.model}, StableAge {args.stable_age} s, {os.cpu_count()} cores, "
+          f"load {open('/proc/loadavg').read().split()[0]} at the start\n")
     tmp = tempfile.mkdtemp(prefix="enhance-bench-")
     try:
-        for slices in [int(s) for s in args.slices.split(",")]:
-            latency, inference, rss = [], [], []
-            for repeat in range(args.repeats):
-                files = make_phantom(os.path.join(tmp, f"{slices}-{repeat}"), rows=512, columns=512,
-                                     slices=slices, seed=500 + repeat)
-                with OrthancServer(extra_config=config, stable_age=args.stable_age) as o:
-                    o.store_files(files)
-                    stored = time.monotonic()
+        sizes = [int(s) for s in args.slices.split(",") if s]
+        if sizes:
+            print(f"Single series, {args.repeats} runs per size:\n")
+            print("| slices | last stored -> derived stored (s) | inference (s) | "
+                  "end-to-end / inference | slices/s | fetch + decode (s) | encode (s) | "
+                  "store (s) | " + ("forwarded (s) | " if args.forward else "") +
+                  "decoded series (MiB) | Orthanc idle RSS (MiB) | Orthanc peak RSS (MiB) |")
+            print("| --- " * (11 + (1 if args.forward else 0)) + "|")
+        for slices in sizes:
+            runs = [run_single(args, tmp, slices, r, config,
+                               lambda: OrthancServer(name="PACS", plugin=False))
+                    for r in range(args.repeats)]
+            derived = [r["derived"] for r in runs]
+            inference = [r["timings"]["Inference"] for r in runs]
+            ratios = [d / i for d, i in zip(derived, inference)]
+            fetch = [r["timings"]["Fetch"] + r["timings"]["Decode"] for r in runs]
+            encode = [r["timings"]["Encode"] for r in runs]
+            store = [r["timings"]["Store"] for r in runs]
+            row = (f"| {slices} | {summary(derived)} | {summary(inference)} | {summary(ratios)} | "
+                   f"{slices / statistics.median(derived):.2f} | {summary(fetch)} | "
+                   f"{summary(encode)} | {summary(store)} | ")
+            if args.forward:
+                row += f"{summary([r['forwarded'] for r in runs])} | "
+            row += (f"{slices * 512 * 512 * 4 / 2**20:.0f} | {summary([r['idle'] for r in runs], 0)} | "
+                    f"{summary([r['peak'] for r in runs], 0)} |")
+            print(row, flush=True)
 
-                    def done():
-                        for j in o.get("/jobs"):
-                            info = o.get(f"/jobs/{j}")
-                            if info["Type"] == "EnhanceSeries" and info["State"] in ("Success", "Failure"):
-                                return info
-                        return None
-                    job = wait_for(done, timeout=3600, interval=0.05, what="the job")
-                    latency.append(time.monotonic() - stored)
-                    if job["State"] != "Success":
-                        raise RuntimeError(job["Content"].get("ErrorMessage"))
-                    inference.append(job["Content"]["Timings"]["Inference"])
-                    rss.append(peak_rss_mib(o.process.pid))
-                shutil.rmtree(os.path.join(tmp, f"{slices}-{repeat}"), ignore_errors=True)
-            ratios = [l / i for l, i in zip(latency, inference)]
-            net = [l - args.stable_age for l in latency]
-            print(f"| {slices} | {summary(latency)} | {summary(net)} | {summary(inference)} | "
-                  f"{summary(ratios)} | {slices / statistics.median(latency):.2f} | {summary(rss)} |")
+        counts = [int(c) for c in args.concurrency.split(",") if c]
+        if counts:
+            print(f"\nSeries queued at once, {args.concurrent_slices} slices each:\n")
+            print("| series | total (s) | slices/s | per-series latency (s) | "
+                  "Orthanc idle RSS (MiB) | Orthanc peak RSS (MiB) |")
+            print("| --- | --- | --- | --- | --- | --- |")
+        for count in counts:
+            r = run_concurrent(args, tmp, count, configuration([]))
+            print(f"| {count} | {r['total']:.1f} | {r['slices_per_s']:.2f} | "
+                  f"{summary(r['latency'], 1)} | {r['idle']:.0f} | {r['peak']:.0f} |", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
