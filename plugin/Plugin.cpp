@@ -35,8 +35,10 @@ OrthancPluginErrorCode OnChange(OrthancPluginChangeType change, OrthancPluginRes
       case OrthancPluginChangeType_OrthancStarted:
         g_plugin->stableSeries.Start();
         g_plugin->stableSeries.Push(kRecoverToken);
+        if (g_plugin->earlySlices) g_plugin->storedInstances.Start();
         break;
       case OrthancPluginChangeType_OrthancStopped:
+        g_plugin->storedInstances.Stop();
         g_plugin->stableSeries.Stop();
         break;
       case OrthancPluginChangeType_StableSeries:
@@ -50,6 +52,20 @@ OrthancPluginErrorCode OnChange(OrthancPluginChangeType change, OrthancPluginRes
     return OrthancPluginErrorCode_Success;
   } catch (...) {
     return OrthancPluginErrorCode_InternalError;
+  }
+}
+
+// Enqueue only, for the early start; a long backlog is not worth computing ahead.
+OrthancPluginErrorCode OnStoredInstance(const OrthancPluginDicomInstance* /*instance*/,
+                                        const char* instanceId) {
+  try {
+    if (g_plugin && g_plugin->earlySlices && instanceId != nullptr &&
+        g_plugin->storedInstances.Pending() < 100000) {
+      g_plugin->storedInstances.Push(instanceId);
+    }
+    return OrthancPluginErrorCode_Success;
+  } catch (...) {
+    return OrthancPluginErrorCode_Success;  // the early start is an optimisation only
   }
 }
 
@@ -111,6 +127,7 @@ ORTHANC_PLUGINS_API int32_t OrthancPluginInitialize(OrthancPluginContext* contex
     OrthancPluginExtendOrthancExplorer(context, reinterpret_cast<const char*>(kExplorerExtension));
     if (g_plugin->config.enabled) {
       OrthancPluginRegisterOnChangeCallback(context, OnChange);
+      OrthancPluginRegisterOnStoredInstanceCallback(context, OnStoredInstance);
     }
     api.LogWarning(
         std::string("version ") + kPluginVersion + ", LibTorch " + enhance::TorchVersion() +

@@ -185,7 +185,7 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
             {"Enable", "Threads", "ConcurrentSeries", "ProcessDerivedSeries", "UidRoot",
              "SeriesNumberOffset", "SeriesDescriptionSuffix", "Rules", "RuleEvaluation",
              "ForwardAttempts", "ForwardRetryDelaySeconds", "ModelsDirectories", "Device",
-             "MemoryBudgetMB", "ConcurrentInferences", "OptimizeForCpu"});
+             "MemoryBudgetMB", "ConcurrentInferences", "OptimizeForCpu", "EarlyStartMB"});
 
   config.enabled = GetBool(section, key, "Enable", config.enabled);
   config.threads = GetInt(section, key, "Threads", config.threads, 0, 1024);
@@ -248,6 +248,7 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
   config.concurrentInferences =
       GetInt(section, key, "ConcurrentInferences", config.concurrentInferences, 1, 64);
   config.optimizeForCpu = GetBool(section, key, "OptimizeForCpu", config.optimizeForCpu);
+  config.earlyStartMb = GetInt(section, key, "EarlyStartMB", config.earlyStartMb, 0, 1 << 20);
 
   const std::string evaluation = GetString(section, key, "RuleEvaluation", "FirstMatch");
   if (evaluation == "FirstMatch") {

@@ -77,7 +77,10 @@ struct PluginConfiguration {
   std::vector<std::string> modelsDirectories;  // each sub-folder with a manifest.json is a model
   std::string device = "auto";                 // "auto", "cpu", "cuda", "cuda:N"
   int memoryBudgetMb = 1024;                   // activations in flight per inference
-  int concurrentInferences = 1;                // per model
+  // Slices of series still arriving are computed ahead, up to this many MiB of results
+  // (models whose slices are independent only); 0 disables the early start.
+  int earlyStartMb = 512;
+  int concurrentInferences = 1;  // per model
   bool optimizeForCpu = true;
 
   const std::string& SuffixFor(const std::string& task) const;

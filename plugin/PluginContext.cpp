@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "PluginContext.h"
 
+#include "EarlyStart.h"
 #include "Router.h"
 
 namespace enhance::plugin {
@@ -24,8 +25,13 @@ PluginContext::PluginContext(OrthancPluginContext* context, PluginConfiguration 
       forwarding(std::move(forwardingContext)),
       inference(ToInferenceOptions(config)),
       processingSlots(config.concurrentSeries),
-      stableSeries(1, [this](const std::string& id, const std::atomic<bool>&) {
-        RouteStableSeries(*this, id);
+      stableSeries(1, [this](const std::string& id,
+                             const std::atomic<bool>&) { RouteStableSeries(*this, id); }),
+      earlySlices(config.earlyStartMb > 0
+                      ? std::make_unique<SliceCache>(static_cast<size_t>(config.earlyStartMb) << 20)
+                      : nullptr),
+      storedInstances(1, [this](const std::string& id, const std::atomic<bool>& stopping) {
+        PrecomputeStoredInstance(*this, id, stopping);
       }) {}
 
 void PluginContext::PublishMetrics() const {

@@ -16,6 +16,7 @@
 #include "PluginConfiguration.h"
 #include "WorkQueue.h"
 #include "enhance/ModelRegistry.h"
+#include "enhance/SliceCache.h"
 #include "enhance/Slots.h"
 
 namespace enhance::plugin {
@@ -54,6 +55,10 @@ struct PluginContext {
   Slots processingSlots;  // Enhance.ConcurrentSeries
   PluginMetrics metrics;
   WorkQueue stableSeries;  // routing of stable series, off Orthanc's change thread
+  // Early start (Enhance.EarlyStartMB; null when 0): slices computed while their series
+  // arrives, and the queue of stored instances feeding it.
+  std::unique_ptr<SliceCache> earlySlices;
+  WorkQueue storedInstances;
 
  private:
   std::mutex reloadMutex_;

@@ -120,7 +120,10 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
       state.Append("Warnings", message);
       plugin.api.LogWarning("series " + request.seriesId + ": " + message);
     };
-    EnhancedSeries result = EnhanceSeries(source, *model, output, context);
+    // Slices computed while the series arrived are taken; no more are computed ahead.
+    if (plugin.earlySlices) plugin.earlySlices->MarkStarted(sourceUid);
+    EnhancedSeries result =
+        EnhanceSeries(source, *model, output, context, plugin.earlySlices.get());
     for (const auto& warning : result.warnings) context.Warn(warning);
 
     state.Set("Stage", "storing");
@@ -133,6 +136,7 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
     timings["Encode"] = t.encodeSeconds;
     timings["Store"] = Since(storeStart);
     state.Set("Timings", timings);
+    state.Set("PrecomputedSlices", static_cast<Json::Int64>(t.precomputedSlices));
     state.Set("DerivedInstances", static_cast<Json::UInt64>(result.files.size()));
     plugin.metrics.slicesProcessed += static_cast<uint64_t>(result.sourceSlices);
     plugin.metrics.inferenceMilliseconds += static_cast<uint64_t>(t.inferenceSeconds * 1000);

@@ -105,6 +105,14 @@ CodedConcept DefaultDerivationCode(const std::string& task) {
   return {"ENH-DENOISE", "99ENHANCE", "Noise reduction by a learned model"};
 }
 
+bool SlicesAreIndependent(const ModelSpec& spec) {
+  const auto fixed = [](const Normalization& n) {
+    return n.method == Normalization::Method::kNone || n.method == Normalization::Method::kWindow;
+  };
+  return spec.sliceContext == 0 && spec.throughPlaneScale == 1 && fixed(spec.input) &&
+         fixed(spec.output);
+}
+
 ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folder) {
   const ManifestReader r((folder / "manifest.json").string());
   if (!m.isObject()) r.Fail("manifest", "must be a JSON object");

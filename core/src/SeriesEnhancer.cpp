@@ -50,7 +50,8 @@ DecodedSeries FetchSeries(InstanceSource& source, const RunContext& context, dou
 }
 
 EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
-                             const OutputOptions& output, const RunContext& context) {
+                             const OutputOptions& output, const RunContext& context,
+                             SliceCache* early) {
   const std::string description = source.Describe();
   EnhancedSeries result;
   DecodedSeries decoded = FetchSeries(source, context, kFetchShare, &result.timings);
@@ -74,6 +75,15 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
   inferenceContext.progress = [&](double fraction) {
     context.Report(kFetchShare + kDecodeShare + kInferenceShare * fraction);
   };
+  if (early) {
+    inferenceContext.precomputed = [&](int64_t slice) {
+      std::vector<float> values = early->Take(
+          SliceCache::Key(info.uid, decoded.instances.at(static_cast<size_t>(slice)).sopInstanceUid,
+                          decoded.volume, slice));
+      if (!values.empty()) ++result.timings.precomputedSlices;
+      return values;
+    };
+  }
   const Volume enhanced = model.Run(decoded.volume, inferenceContext);
   result.timings.inferenceSeconds = clock.Lap();
   context.ThrowIfCancelled();
@@ -97,6 +107,26 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
   result.timings.encodeSeconds = clock.Lap();
   context.Report(1.0);
   return result;
+}
+
+bool PrecomputeInstance(EncodedInstance instance, const std::string& description,
+                        const FrameDecoder* decoder, const Model& model, SliceCache& cache,
+                        const RunContext& context) {
+  const ModelInfo& info = model.Info();
+  if (!SlicesAreIndependent(info)) return false;
+  std::vector<EncodedInstance> one;
+  one.push_back(std::move(instance));
+  const DecodedSeries decoded = ReadSeries(std::move(one), description, decoder);
+  if (std::find(info.modalities.begin(), info.modalities.end(), decoded.modality) ==
+      info.modalities.end()) {
+    return false;
+  }
+  const std::string key =
+      SliceCache::Key(info.uid, decoded.instances.front().sopInstanceUid, decoded.volume, 0);
+  if (cache.Contains(key)) return false;
+  Volume output = model.Run(decoded.volume, context);
+  cache.Put(key, std::move(output.voxels));
+  return true;
 }
 
 }  // namespace enhance

@@ -16,7 +16,7 @@ Prints Markdown tables (medians, min-max).
 
     tests/benchmark/e2e_benchmark.py [--build build] [--model ct-denoise]
         [--slices 64,256,512] [--repeats 3] [--concurrency 1,4,16]
-        [--concurrent-slices 32] [--forward] [--stable-age 1]
+        [--concurrent-slices 32] [--forward] [--stable-age 1] [--early-start-mb 0,512]
 """
 import argparse
 import os
@@ -87,6 +87,7 @@ def run_single(args, tmp, slices, repeat, config, pacs_factory):
                 "derived": marks["derived"] - stored,
                 "forwarded": done - stored if pacs else None,
                 "timings": job["Content"]["Timings"],
+                "early": job["Content"].get("PrecomputedSlices", 0),
                 "idle": idle,
                 "peak": rss_mib(o.process.pid, "VmHWM"),
             }
@@ -163,16 +164,21 @@ def main():
     parser.add_argument("--forward", action="store_true",
                         help="forward each derived series to a second Orthanc by C-STORE")
     parser.add_argument("--stable-age", type=int, default=1)
+    parser.add_argument("--early-start-mb", default="0,512",
+                        help="values of Enhance.EarlyStartMB to compare (0: no slice is "
+                             "computed before the series is stable)")
     args = parser.parse_args()
     os.environ.setdefault("ENHANCE_PLUGIN", os.path.join(args.build, "plugin", "libOrthancEnhance.so"))
     os.environ.setdefault("ENHANCE_PHANTOM", os.path.join(args.build, "tools", "enhance-make-phantom"))
     from orthanc_harness import OrthancServer
 
-    def configuration(destinations):
+    modes = [int(m) for m in args.early_start_mb.split(",")]
+
+    def configuration(destinations, early):
         rule = {"Name": "bench", "Modalities": ["CT"], "Task": "denoise", "Model": args.model,
                 "Destinations": destinations}
-        return {"Enhance": {"ModelsDirectories": [os.path.join(ROOT, "models")], "Rules": [rule]}}
-    config = configuration(["PACS"] if args.forward else [])
+        return {"Enhance": {"ModelsDirectories": [os.path.join(ROOT, "models")], "Rules": [rule],
+                            "EarlyStartMB": early}}
     print(f"model {args.model}, StableAge {args.stable_age} s, {os.cpu_count()} cores, "
           f"load {open('/proc/loadavg').read().split()[0]} at the start\n")
     tmp = tempfile.mkdtemp(prefix="enhance-bench-")
@@ -180,38 +186,50 @@ def main():
         sizes = [int(s) for s in args.slices.split(",") if s]
         if sizes:
             print(f"Single series, {args.repeats} runs per size:\n")
-            print("| slices | last stored -> derived stored (s) | inference (s) | "
-                  "end-to-end / inference | slices/s | fetch + decode (s) | encode (s) | "
+            print("Inference-only time: the job's inference stage with EarlyStartMB 0 (every "
+                  "slice computed after the series is stable).\n")
+            print("| slices | EarlyStartMB | last stored -> derived stored (s) | "
+                  "inference in the job (s) | slices computed early | "
+                  "end-to-end / inference-only | slices/s | fetch + decode (s) | encode (s) | "
                   "store (s) | " + ("forwarded (s) | " if args.forward else "") +
                   "decoded series (MiB) | Orthanc idle RSS (MiB) | Orthanc peak RSS (MiB) |")
-            print("| --- " * (11 + (1 if args.forward else 0)) + "|")
+            print("| --- " * (13 + (1 if args.forward else 0)) + "|")
         for slices in sizes:
-            runs = [run_single(args, tmp, slices, r, config,
-                               lambda: OrthancServer(name="PACS", plugin=False))
-                    for r in range(args.repeats)]
-            derived = [r["derived"] for r in runs]
-            inference = [r["timings"]["Inference"] for r in runs]
-            ratios = [d / i for d, i in zip(derived, inference)]
-            fetch = [r["timings"]["Fetch"] + r["timings"]["Decode"] for r in runs]
-            encode = [r["timings"]["Encode"] for r in runs]
-            store = [r["timings"]["Store"] for r in runs]
-            row = (f"| {slices} | {summary(derived)} | {summary(inference)} | {summary(ratios)} | "
-                   f"{slices / statistics.median(derived):.2f} | {summary(fetch)} | "
-                   f"{summary(encode)} | {summary(store)} | ")
-            if args.forward:
-                row += f"{summary([r['forwarded'] for r in runs])} | "
-            row += (f"{slices * 512 * 512 * 4 / 2**20:.0f} | {summary([r['idle'] for r in runs], 0)} | "
-                    f"{summary([r['peak'] for r in runs], 0)} |")
-            print(row, flush=True)
+            reference = None
+            for early_mb in modes:
+                config = configuration(["PACS"] if args.forward else [], early_mb)
+                runs = [run_single(args, tmp, slices, r, config,
+                                   lambda: OrthancServer(name="PACS", plugin=False))
+                        for r in range(args.repeats)]
+                derived = [r["derived"] for r in runs]
+                inference = [r["timings"]["Inference"] for r in runs]
+                if reference is None or early_mb == 0:
+                    reference = statistics.median(inference)
+                ratios = [d / reference for d in derived]
+                fetch = [r["timings"]["Fetch"] + r["timings"]["Decode"] for r in runs]
+                encode = [r["timings"]["Encode"] for r in runs]
+                store = [r["timings"]["Store"] for r in runs]
+                early = [r["early"] for r in runs]
+                row = (f"| {slices} | {early_mb} | {summary(derived)} | {summary(inference)} | "
+                       f"{statistics.median(early):.0f} | {summary(ratios)} | "
+                       f"{slices / statistics.median(derived):.2f} | {summary(fetch)} | "
+                       f"{summary(encode)} | {summary(store)} | ")
+                if args.forward:
+                    row += f"{summary([r['forwarded'] for r in runs])} | "
+                row += (f"{slices * 512 * 512 * 4 / 2**20:.0f} | "
+                        f"{summary([r['idle'] for r in runs], 0)} | "
+                        f"{summary([r['peak'] for r in runs], 0)} |")
+                print(row, flush=True)
 
         counts = [int(c) for c in args.concurrency.split(",") if c]
         if counts:
-            print(f"\nSeries queued at once, {args.concurrent_slices} slices each:\n")
+            print(f"\nSeries queued at once, {args.concurrent_slices} slices each, "
+                  f"EarlyStartMB {modes[-1]}:\n")
             print("| series | total (s) | slices/s | per-series latency (s) | "
                   "Orthanc idle RSS (MiB) | Orthanc peak RSS (MiB) |")
             print("| --- | --- | --- | --- | --- | --- |")
         for count in counts:
-            r = run_concurrent(args, tmp, count, configuration([]))
+            r = run_concurrent(args, tmp, count, configuration([], modes[-1]))
             print(f"| {count} | {r['total']:.1f} | {r['slices_per_s']:.2f} | "
                   f"{summary(r['latency'], 1)} | {r['idle']:.0f} | {r['peak']:.0f} |", flush=True)
     finally:

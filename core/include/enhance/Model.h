@@ -30,6 +30,12 @@ struct RunContext {
   // Called with a message the user should see (e.g. a fallback that was taken). May be empty.
   std::function<void(const std::string&)> warning;
 
+  // Output slices already computed (e.g. while the series arrived): called once per
+  // output slice before inference; returns that slice's values in output units
+  // (rows x columns of the output) or an empty vector. Only consulted by models whose
+  // slices are independent (SlicesAreIndependent). May be empty.
+  std::function<std::vector<float>(int64_t slice)> precomputed;
+
   void Warn(const std::string& message) const {
     if (warning) warning(message);
   }

@@ -65,6 +65,11 @@ struct ModelSpec {
   int InputChannels() const;
 };
 
+// Whether each output slice depends on its own input slice alone (no slice context, no
+// through-plane resampling, a normalisation that does not look at the whole volume), so
+// that slices can be computed one by one as they arrive.
+bool SlicesAreIndependent(const ModelSpec& spec);
+
 // Parses a manifest. `folder` is the model's folder: the archive must lie inside it.
 // Throws Error(kBadInput) naming `folder/manifest.json` and the key.
 ModelSpec ParseManifest(const Json::Value& manifest, const std::filesystem::path& folder);

@@ -15,6 +15,7 @@
 #include "enhance/DicomSeriesReader.h"
 #include "enhance/InstanceSource.h"
 #include "enhance/Model.h"
+#include "enhance/SliceCache.h"
 
 namespace enhance {
 
@@ -23,6 +24,7 @@ struct StageTimings {
   double decodeSeconds = 0;
   double inferenceSeconds = 0;
   double encodeSeconds = 0;
+  int64_t precomputedSlices = 0;  // taken from a SliceCache instead of computed
 };
 
 struct EnhancedSeries {
@@ -49,8 +51,19 @@ DecodedSeries FetchSeries(InstanceSource& source, const RunContext& context,
                           double progressShare = 1.0, StageTimings* timings = nullptr);
 
 // Progress is reported in [0, 1] over the whole path; cancellation is honoured
-// between instances and between batches of slices.
+// between instances and between batches of slices. With `early`, output slices computed
+// ahead (PrecomputeInstance) are taken from it instead of being computed again.
 EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
-                             const OutputOptions& output, const RunContext& context);
+                             const OutputOptions& output, const RunContext& context,
+                             SliceCache* early = nullptr);
+
+// Computes the model's output for one instance of a series that is still arriving and
+// keeps it in `cache` for the series' job. Returns false, computing nothing, when the
+// model cannot be served slice by slice (SlicesAreIndependent), the instance is not of
+// one of the model's modalities, or its result is already there. Throws Error for an
+// instance that cannot be decoded (its job will report it as well).
+bool PrecomputeInstance(EncodedInstance instance, const std::string& description,
+                        const FrameDecoder* decoder, const Model& model, SliceCache& cache,
+                        const RunContext& context);
 
 }  // namespace enhance

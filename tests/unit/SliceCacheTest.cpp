@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "enhance/SliceCache.h"
+
+#include <gtest/gtest.h>
+
+#include "ModelFixtures.h"
+#include "enhance/Error.h"
+#include "enhance/TorchModel.h"
+
+namespace enhance {
+namespace {
+
+Volume Ramp(int64_t slices, int64_t rows, int64_t columns, float start = 0) {
+  Volume v;
+  v.Resize(slices, rows, columns);
+  v.units = "HU";
+  for (size_t i = 0; i < v.voxels.size(); ++i) v.voxels[i] = start + static_cast<float>(i % 997);
+  for (int64_t s = 0; s < slices; ++s) v.geometry.slicePositions.push_back({0, 0, 1.0 * s});
+  return v;
+}
+
+}  // namespace
+
+TEST(SliceCache, KeysTellApartModelsInstancesAndPixels) {
+  const Volume a = Ramp(2, 4, 4);
+  Volume b = a;
+  b.At(1, 3, 3) += 1;
+  EXPECT_EQ(SliceCache::Key("m", "1.2", a, 0), SliceCache::Key("m", "1.2", b, 0));
+  EXPECT_NE(SliceCache::Key("m", "1.2", a, 1), SliceCache::Key("m", "1.2", b, 1));
+  EXPECT_NE(SliceCache::Key("m", "1.2", a, 0), SliceCache::Key("n", "1.2", a, 0));
+  EXPECT_NE(SliceCache::Key("m", "1.2", a, 0), SliceCache::Key("m", "1.3", a, 0));
+  EXPECT_THROW(SliceCache::Key("m", "1.2", a, 2), Error);
+}
+
+TEST(SliceCache, TakeRemovesAndTheOldestGoFirstBeyondTheCapacity) {
+  SliceCache cache(3 * 100 * sizeof(float));
+  for (int i = 0; i < 4; ++i) cache.Put("k" + std::to_string(i), std::vector<float>(100, i));
+  EXPECT_EQ(cache.Count(), 3u);
+  EXPECT_EQ(cache.Bytes(), 3 * 100 * sizeof(float));
+  EXPECT_FALSE(cache.Contains("k0"));
+  EXPECT_EQ(cache.Take("k2"), std::vector<float>(100, 2));
+  EXPECT_TRUE(cache.Take("k2").empty());
+  EXPECT_EQ(cache.Count(), 2u);
+  cache.Put("huge", std::vector<float>(1000, 1));  // larger than the whole cache
+  EXPECT_FALSE(cache.Contains("huge"));
+  EXPECT_EQ(cache.Count(), 2u);
+
+  EXPECT_FALSE(cache.Started("1.2.3"));
+  cache.MarkStarted("1.2.3");
+  EXPECT_TRUE(cache.Started("1.2.3"));
+}
+
+TEST(SliceCache, TheEngineTakesKnownSlicesAndComputesOnlyTheRest) {
+  testing::TemporaryFolder dir;
+  Json::Value manifest = testing::DenoiseManifest("mean");
+  manifest["tile"]["size"] = 0;
+  InferenceOptions cpu;
+  cpu.device = "cpu";
+  const auto model =
+      TorchModel::Load(testing::WriteFixtureModel(dir.path(), "mean3x3", manifest), cpu);
+  const Volume input = Ramp(4, 9, 7, -500);
+  const Volume reference = model->Run(input, {});
+
+  std::vector<int64_t> asked;
+  RunContext context;
+  const std::vector<float> marker(static_cast<size_t>(input.VoxelsPerSlice()), 42.0f);
+  context.precomputed = [&](int64_t slice) {
+    asked.push_back(slice);
+    return slice == 2 ? marker : std::vector<float>();
+  };
+  const Volume output = model->Run(input, context);
+  EXPECT_EQ(asked, (std::vector<int64_t>{0, 1, 2, 3}));
+  for (int64_t s = 0; s < 4; ++s) {
+    for (int64_t i = 0; i < input.VoxelsPerSlice(); ++i) {
+      const float expected = s == 2 ? 42.0f : reference.Slice(s)[i];
+      ASSERT_NEAR(output.Slice(s)[i], expected, 1e-3) << s << " " << i;
+    }
+  }
+
+  // With neighbouring slices as context, a slice is never computed on its own.
+  Json::Value context1 = testing::DenoiseManifest("context");
+  context1["tile"]["size"] = 0;
+  context1["slice_context"] = 1;
+  const auto contextual =
+      TorchModel::Load(testing::WriteFixtureModel(dir.path(), "mean3x3", context1), cpu);
+  asked.clear();
+  contextual->Run(input, context);
+  EXPECT_TRUE(asked.empty());
+}
+
+}  // namespace enhance
