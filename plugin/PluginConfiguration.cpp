@@ -181,11 +181,12 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
   const Json::Value& section = orthancConfiguration["Enhance"];
   const std::string key = "Enhance";
   if (!section.isObject()) Fail(key, "must be an object");
-  CheckKeys(section, key,
-            {"Enable", "Threads", "ConcurrentSeries", "ProcessDerivedSeries", "UidRoot",
-             "SeriesNumberOffset", "SeriesDescriptionSuffix", "Rules", "RuleEvaluation",
-             "ForwardAttempts", "ForwardRetryDelaySeconds", "ModelsDirectories", "Device",
-             "MemoryBudgetMB", "ConcurrentInferences", "OptimizeForCpu"});
+  CheckKeys(
+      section, key,
+      {"Enable", "Threads", "ConcurrentSeries", "ProcessDerivedSeries", "UidRoot",
+       "SeriesNumberOffset", "SeriesDescriptionSuffix", "Rules", "RuleEvaluation",
+       "ForwardAttempts", "ForwardRetryDelaySeconds", "ModelsDirectories", "Device",
+       "MemoryBudgetMB", "ConcurrentInferences", "OptimizeForCpu", "SimulatedDeviceMemoryMB"});
 
   config.enabled = GetBool(section, key, "Enable", config.enabled);
   config.threads = GetInt(section, key, "Threads", config.threads, 0, 1024);
@@ -248,6 +249,8 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
   config.concurrentInferences =
       GetInt(section, key, "ConcurrentInferences", config.concurrentInferences, 1, 64);
   config.optimizeForCpu = GetBool(section, key, "OptimizeForCpu", config.optimizeForCpu);
+  config.simulatedDeviceMemoryMb =
+      GetInt(section, key, "SimulatedDeviceMemoryMB", config.simulatedDeviceMemoryMb, 0, 1 << 20);
 
   const std::string evaluation = GetString(section, key, "RuleEvaluation", "FirstMatch");
   if (evaluation == "FirstMatch") {

@@ -79,6 +79,7 @@ struct PluginConfiguration {
   int memoryBudgetMb = 1024;                   // activations in flight per inference
   int concurrentInferences = 1;                // per model
   bool optimizeForCpu = true;
+  int simulatedDeviceMemoryMb = 0;  // > 0: rehearse out-of-memory fallbacks (testing only)
 
   const std::string& SuffixFor(const std::string& task) const;
   int SeriesNumberOffsetFor(const std::string& task) const;
