@@ -351,4 +351,25 @@ TEST(ModelRegistry, ReloadReplacesModelsWithoutDisturbingThoseInUse) {
   }
 }
 
+TEST(ModelRegistry, AModelThatFailedToLoadIsNamedWithItsFileWhenAskedFor) {
+  TemporaryFolder dir;
+  const auto folder = WriteFixtureModel(dir.path(), "identity", DenoiseManifest("fragile"));
+  ModelRegistry registry;
+  registry.LoadDirectories({dir.path()}, Cpu());
+  std::ofstream(folder / "model.pt", std::ios::binary | std::ios::trunc) << "not a zip archive";
+  registry.LoadDirectories({dir.path()}, Cpu());
+  try {
+    registry.Get("fragile");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kNotFound);
+    const std::string what = e.what();
+    EXPECT_NE(what.find("model 'fragile' is not available"), std::string::npos) << what;
+    EXPECT_NE(what.find((folder).string() + ": model.pt is not a loadable TorchScript archive"),
+              std::string::npos)
+        << what;
+    EXPECT_NE(what.find("POST /enhance/models/reload"), std::string::npos) << what;
+  }
+}
+
 }  // namespace enhance
