@@ -111,6 +111,12 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
   const std::string sourceUid = source.series()["MainDicomTags"]["SeriesInstanceUID"].asString();
   const std::string derivedUid =
       DerivedSeriesUid(request, sourceUid, spec.uid, plugin.config.uidRoot);
+  // Another job making the same series (same request) finishes first; this one then
+  // finds its series complete.
+  if (plugin.derivedSeries.IsHeld(derivedUid)) {
+    state.Set("Stage", "waiting for another job making the same derived series");
+  }
+  const KeyedLockGuard sameSeries(plugin.derivedSeries, derivedUid, &cancel);
   const size_t sourceCount = source.ListInstances().size();
   const size_t expected = spec.throughPlaneScale > 1 ? 2 * sourceCount - 1 : sourceCount;
   state.Set("SourceInstances", static_cast<Json::UInt64>(sourceCount));
