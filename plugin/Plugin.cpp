@@ -134,7 +134,11 @@ ORTHANC_PLUGINS_API int32_t OrthancPluginInitialize(OrthancPluginContext* contex
         ", device " + enhance::EffectiveDevice(g_plugin->config.device) + ", " +
         std::to_string(enhance::TorchThreads()) + " threads, " +
         std::to_string(g_plugin->config.rules.size()) + " routing rule(s)" +
-        (g_plugin->config.enabled ? "" : "; automatic processing disabled (Enhance.Enable)"));
+        (g_plugin->config.enabled ? "" : "; automatic processing disabled (Enhance.Enable)") +
+        (g_plugin->config.simulatedDeviceMemoryMb > 0
+             ? "; Enhance.SimulatedDeviceMemoryMB: the device is taken to have " +
+                   std::to_string(g_plugin->config.simulatedDeviceMemoryMb) + " MB (testing only)"
+             : ""));
     return 0;
   } catch (const std::exception& e) {
     OrthancPluginLogError(context, (std::string("Enhance: cannot start: ") + e.what()).c_str());

@@ -185,7 +185,8 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
             {"Enable", "Threads", "ConcurrentSeries", "ProcessDerivedSeries", "UidRoot",
              "SeriesNumberOffset", "SeriesDescriptionSuffix", "Rules", "RuleEvaluation",
              "ForwardAttempts", "ForwardRetryDelaySeconds", "ModelsDirectories", "Device",
-             "MemoryBudgetMB", "ConcurrentInferences", "OptimizeForCpu", "EarlyStartMB"});
+             "MemoryBudgetMB", "ConcurrentInferences", "OptimizeForCpu", "EarlyStartMB",
+             "SimulatedDeviceMemoryMB"});
 
   config.enabled = GetBool(section, key, "Enable", config.enabled);
   config.threads = GetInt(section, key, "Threads", config.threads, 0, 1024);
@@ -249,6 +250,8 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
       GetInt(section, key, "ConcurrentInferences", config.concurrentInferences, 1, 64);
   config.optimizeForCpu = GetBool(section, key, "OptimizeForCpu", config.optimizeForCpu);
   config.earlyStartMb = GetInt(section, key, "EarlyStartMB", config.earlyStartMb, 0, 1 << 20);
+  config.simulatedDeviceMemoryMb =
+      GetInt(section, key, "SimulatedDeviceMemoryMB", config.simulatedDeviceMemoryMb, 0, 1 << 20);
 
   const std::string evaluation = GetString(section, key, "RuleEvaluation", "FirstMatch");
   if (evaluation == "FirstMatch") {

@@ -82,6 +82,7 @@ struct PluginConfiguration {
   int earlyStartMb = 512;
   int concurrentInferences = 1;  // per model
   bool optimizeForCpu = true;
+  int simulatedDeviceMemoryMb = 0;  // > 0: rehearse out-of-memory fallbacks (testing only)
 
   const std::string& SuffixFor(const std::string& task) const;
   int SeriesNumberOffsetFor(const std::string& task) const;

@@ -13,6 +13,7 @@ InferenceOptions ToInferenceOptions(const PluginConfiguration& config) {
   options.memoryBudgetBytes = static_cast<size_t>(config.memoryBudgetMb) << 20;
   options.maxConcurrentRuns = config.concurrentInferences;
   options.optimizeForCpu = config.optimizeForCpu;
+  options.simulatedDeviceMemoryBytes = static_cast<size_t>(config.simulatedDeviceMemoryMb) << 20;
   return options;
 }
 

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "Forwarder.h"
+#include "KeyedLock.h"
 #include "OrthancApi.h"
 #include "PluginConfiguration.h"
 #include "WorkQueue.h"
@@ -54,7 +55,8 @@ struct PluginContext {
   ModelRegistry models;
   Slots processingSlots;  // Enhance.ConcurrentSeries
   PluginMetrics metrics;
-  WorkQueue stableSeries;  // routing of stable series, off Orthanc's change thread
+  WorkQueue stableSeries;   // routing of stable series, off Orthanc's change thread
+  KeyedLock derivedSeries;  // by derived SeriesInstanceUID: one job makes a series at a time
   // Early start (Enhance.EarlyStartMB; null when 0): slices computed while their series
   // arrives, and the queue of stored instances feeding it.
   std::unique_ptr<SliceCache> earlySlices;

@@ -49,7 +49,8 @@ void Recover(PluginContext& plugin) {
   }
   int64_t last = 0;
   const int64_t checkpoint = std::stoll(saved);
-  const ChangeScan scan = ScanChanges(ChangesSince(plugin.api, checkpoint, last), checkpoint, last);
+  const Json::Value changes = ChangesSince(plugin.api, checkpoint, last);  // sets `last`
+  const ChangeScan scan = ScanChanges(changes, checkpoint, last);
   if (!scan.series.empty()) {
     plugin.api.LogWarning(
         "routing " + std::to_string(scan.series.size()) +
@@ -63,7 +64,8 @@ void AdvanceCheckpoint(PluginContext& plugin) {
   const std::string saved = ReadCheckpoint(plugin.api);
   const int64_t checkpoint = saved.empty() ? 0 : std::stoll(saved);
   int64_t last = 0;
-  const ChangeScan scan = ScanChanges(ChangesSince(plugin.api, checkpoint, last), checkpoint, last);
+  const Json::Value changes = ChangesSince(plugin.api, checkpoint, last);  // sets `last`
+  const ChangeScan scan = ScanChanges(changes, checkpoint, last);
   if (scan.safeCheckpoint != checkpoint) WriteCheckpoint(plugin.api, scan.safeCheckpoint);
 }
 

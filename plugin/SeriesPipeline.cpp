@@ -31,35 +31,65 @@ std::string LookupSeries(const OrthancApi& api, const std::string& seriesUid) {
   return "";
 }
 
-// Stores every file, or none: on any failure the instances already stored are deleted.
-std::string Publish(PluginContext& plugin, const EnhancedSeries& result, JobState& state,
-                    const std::atomic<bool>& cancel) {
+// Stores every file, or none: on any failure, and when Orthanc does not keep an instance
+// (an incoming-instance filter, a storage limit), the instances already stored are
+// deleted. Only instances of this derived series are ever deleted.
+std::string Publish(PluginContext& plugin, const JobRequest& request, const EnhancedSeries& result,
+                    JobState& state, const std::atomic<bool>& cancel) {
   std::vector<std::string> stored;
   std::string derivedSeriesId;
+  const size_t total = result.files.size();
   try {
-    for (size_t i = 0; i < result.files.size(); ++i) {
+    for (size_t i = 0; i < total; ++i) {
       if (cancel) throw Error(ErrorKind::kCancelled, "cancelled while storing the derived series");
-      const Json::Value answer = plugin.api.PostJson("/instances", result.files[i]);
+      const std::string which =
+          "derived instance " + std::to_string(i + 1) + " of " + std::to_string(total);
+      Json::Value answer;
+      try {
+        answer = plugin.api.PostJson("/instances", result.files[i]);
+      } catch (const std::exception& e) {
+        throw Error(ErrorKind::kInternal, "Orthanc could not store " + which + ": " + e.what());
+      }
+      // "Success", or "AlreadyStored" when a former run of this request stored it; a
+      // filtered-out instance comes back with an ID but is not in Orthanc.
+      const std::string status = answer["Status"].asString();
+      if (status != "Success" && status != "AlreadyStored") {
+        throw Error(ErrorKind::kInternal,
+                    "Orthanc did not keep " + which + " (status " +
+                        (status.empty() ? std::string("none") : status) +
+                        "): an incoming-instance filter or a storage limit refused it");
+      }
       if (!answer["ID"].isString()) {
-        throw Error(ErrorKind::kInternal, "Orthanc did not return an ID for a stored instance");
+        throw Error(ErrorKind::kInternal, "Orthanc did not return an ID for " + which);
       }
       stored.push_back(answer["ID"].asString());
       if (answer["ParentSeries"].isString()) derivedSeriesId = answer["ParentSeries"].asString();
-      state.SetProgress(kProcessingShare + kStoringShare * static_cast<double>(i + 1) /
-                                               static_cast<double>(result.files.size()));
+      state.SetProgress(kProcessingShare +
+                        kStoringShare * static_cast<double>(i + 1) / static_cast<double>(total));
     }
   } catch (const std::exception& e) {
+    size_t removed = 0;
     for (const auto& id : stored) {
       try {
         plugin.api.Delete("/instances/" + id);
+        ++removed;
       } catch (const std::exception& cleanup) {
-        plugin.api.LogError("could not remove partial derived instance " + id + ": " +
+        plugin.api.LogError("series " + request.seriesId +
+                            ": could not remove partial derived instance " + id + ": " +
                             cleanup.what());
       }
     }
-    if (const auto* error = dynamic_cast<const Error*>(&e)) throw *error;
-    throw Error(ErrorKind::kInternal,
-                std::string("storing the derived series failed, nothing was kept: ") + e.what());
+    const std::string kept = removed == stored.size()
+                                 ? "; nothing of the derived series was kept (" +
+                                       std::to_string(removed) +
+                                       " instance(s) stored before were removed)"
+                                 : "; " + std::to_string(stored.size() - removed) +
+                                       " instance(s) of the derived series could not be removed";
+    const auto* error = dynamic_cast<const Error*>(&e);
+    if (error && error->kind() == ErrorKind::kCancelled) throw *error;
+    throw Error(
+        error ? error->kind() : ErrorKind::kInternal,
+        "storing the derived series of series " + request.seriesId + " failed: " + e.what() + kept);
   }
   return derivedSeriesId;
 }
@@ -81,6 +111,12 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
   const std::string sourceUid = source.series()["MainDicomTags"]["SeriesInstanceUID"].asString();
   const std::string derivedUid =
       DerivedSeriesUid(request, sourceUid, spec.uid, plugin.config.uidRoot);
+  // Another job making the same series (same request) finishes first; this one then
+  // finds its series complete.
+  if (plugin.derivedSeries.IsHeld(derivedUid)) {
+    state.Set("Stage", "waiting for another job making the same derived series");
+  }
+  const KeyedLockGuard sameSeries(plugin.derivedSeries, derivedUid, &cancel);
   const size_t sourceCount = source.ListInstances().size();
   const size_t expected = spec.throughPlaneScale > 1 ? 2 * sourceCount - 1 : sourceCount;
   state.Set("SourceInstances", static_cast<Json::UInt64>(sourceCount));
@@ -128,7 +164,7 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
 
     state.Set("Stage", "storing");
     const auto storeStart = std::chrono::steady_clock::now();
-    derivedId = Publish(plugin, result, state, cancel);
+    derivedId = Publish(plugin, request, result, state, cancel);
     const StageTimings& t = result.timings;
     timings["Fetch"] = t.fetchSeconds;
     timings["Decode"] = t.decodeSeconds;

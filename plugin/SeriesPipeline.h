@@ -7,9 +7,11 @@
 // Idempotent: the derived series' UIDs are a function of the request (JobRequest.h), so
 // a job run again after a restart finds the series of its first run. A complete one is
 // not made again (only forwarded); a partial one, left by a crash, is deleted and made
-// again. Source instances are only ever read.
+// again. Two jobs for the same derived series never run this at the same time in one
+// Orthanc: the second waits for the first (PluginContext::derivedSeries). Source instances
+// are only ever read; the only instances deleted are those of the derived series.
 //
-// Thread-safety: Run() may execute for several jobs at once.
+// Thread-safety: RunSeriesPipeline() may execute for several jobs at once.
 #pragma once
 
 #include <atomic>

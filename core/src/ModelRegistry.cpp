@@ -78,6 +78,13 @@ std::shared_ptr<const Model> ModelRegistry::Find(const std::string& name) const 
 
 std::shared_ptr<const Model> ModelRegistry::Get(const std::string& name) const {
   if (auto model = Find(name)) return model;
+  for (const auto& problem : Problems()) {
+    if (problem.name == name) {
+      throw Error(ErrorKind::kNotFound,
+                  "model '" + name + "' is not available: it did not load at the last (re)load: " +
+                      problem.message + "; repair it and POST /enhance/models/reload");
+    }
+  }
   std::string available;
   for (const auto& model : List()) {
     available += (available.empty() ? "" : ", ") + model->Info().name;

@@ -72,6 +72,7 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
 
   RunContext inferenceContext;
   inferenceContext.cancelled = context.cancelled;
+  inferenceContext.warning = context.warning;  // fallbacks taken (out of memory) reach the job
   inferenceContext.progress = [&](double fraction) {
     context.Report(kFetchShare + kDecodeShare + kInferenceShare * fraction);
   };

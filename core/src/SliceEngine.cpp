@@ -109,9 +109,13 @@ std::vector<WorkItem> PlanItems(int64_t slices, const ModelSpec& spec) {
   return items;
 }
 
+// CUDA's allocator throws OutOfMemoryError ("CUDA out of memory"); the CPU allocator a
+// plain c10::Error ("DefaultCPUAllocator: not enough memory").
 bool IsOutOfMemory(const c10::Error& e) {
+  const std::string what = e.what();
   return dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr ||
-         std::string(e.what()).find("out of memory") != std::string::npos;
+         what.find("out of memory") != std::string::npos ||
+         what.find("not enough memory") != std::string::npos;
 }
 
 }  // namespace
@@ -255,26 +259,45 @@ Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFun
         for (size_t i = first; i < first + count; ++i) {
           stack.push_back(tile.index_select(0, at::tensor(items[i].channels, at::kLong)));
         }
-        at::Tensor batch = at::stack(stack).mul_(in.scale).add_(in.offset);
         at::Tensor prediction;
-        try {
-          if (cuda) batch = batch.pin_memory();
-          batch = batch.to(options.device, options.fp16 ? at::kHalf : at::kFloat,
-                           /*non_blocking=*/cuda);
-          prediction = function(batch).to(at::kCPU, at::kFloat);
-        } catch (const c10::Error& e) {
-          if (IsOutOfMemory(e) && batchSize > 1) {
-            batchSize = std::max<int64_t>(1, batchSize / 2);  // retry this batch smaller
+        std::string outOfMemory;  // why this batch did not fit, when it did not
+        const size_t estimate = count * perItem;
+        if (options.simulatedDeviceMemoryBytes > 0 &&
+            estimate > options.simulatedDeviceMemoryBytes) {
+          outOfMemory = "a batch of " + std::to_string(count) + " tile(s) of " +
+                        std::to_string(tileRows) + "x" + std::to_string(tileColumns) +
+                        " needs about " + std::to_string(estimate >> 20) + " MB, more than the " +
+                        std::to_string(options.simulatedDeviceMemoryBytes >> 20) +
+                        " MB the device is simulated to have";
+        } else {
+          try {
+            at::Tensor batch = at::stack(stack).mul_(in.scale).add_(in.offset);
+            if (cuda) batch = batch.pin_memory();
+            batch = batch.to(options.device, options.fp16 ? at::kHalf : at::kFloat,
+                             /*non_blocking=*/cuda);
+            prediction = function(batch).to(at::kCPU, at::kFloat);
+          } catch (const c10::Error& e) {
+            if (!IsOutOfMemory(e)) {
+              throw Error(ErrorKind::kInternal,
+                          std::string("the model failed: ") + e.what_without_backtrace());
+            }
+            outOfMemory = e.what_without_backtrace();
+          } catch (const std::exception& e) {
+            // Errors raised inside the TorchScript interpreter (torch::jit::JITException).
+            throw Error(ErrorKind::kInternal, std::string("the model failed: ") + e.what());
+          }
+        }
+        if (!outOfMemory.empty()) {
+          if (count > 1) {
+            const auto smaller = static_cast<int64_t>(count / 2);
+            context.Warn("out of memory on " + options.device.str() + " with a batch of " +
+                         std::to_string(count) + "; retrying with batches of " +
+                         std::to_string(smaller));
+            batchSize = smaller;  // retry this batch smaller
             continue;
           }
-          if (IsOutOfMemory(e))
-            throw Error(ErrorKind::kUnsupported,
-                        std::string("out of memory: ") + e.what_without_backtrace());
-          throw Error(ErrorKind::kInternal,
-                      std::string("the model failed: ") + e.what_without_backtrace());
-        } catch (const std::exception& e) {
-          // Errors raised inside the TorchScript interpreter (torch::jit::JITException).
-          throw Error(ErrorKind::kInternal, std::string("the model failed: ") + e.what());
+          throw Error(ErrorKind::kUnsupported, "out of memory on " + options.device.str() +
+                                                   " with a batch of one: " + outOfMemory);
         }
         const std::vector<int64_t> expected{static_cast<int64_t>(count), 1, tileRows * scale,
                                             tileColumns * scale};

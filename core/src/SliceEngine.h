@@ -32,7 +32,15 @@ struct EngineOptions {
   // keeps about 2 x 24 feature maps of 4 bytes alive).
   size_t memoryBudgetBytes = size_t{1} << 30;
   size_t bytesPerInputPixel = 256;
+  // The memory the device is taken to have, for rehearsing the out-of-memory fallbacks
+  // without a GPU: a batch whose estimate (as above) exceeds it fails exactly as a real
+  // allocation failure does. 0: no such limit.
+  size_t simulatedDeviceMemoryBytes = 0;
 };
+
+// Out of memory, real or simulated: the batch is halved (with a warning) and the batch
+// run again; at batch size 1 RunSliceEngine throws Error(kUnsupported) whose message
+// starts with "out of memory", for the caller to try smaller tiles or another device.
 
 Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFunction& function,
                       const EngineOptions& options, const RunContext& context);

@@ -166,6 +166,8 @@ struct TorchModel::Impl {
     e.fp16 = half;
     e.maxBatch = options.maxBatch > 0 ? options.maxBatch : spec.maxBatch;
     e.memoryBudgetBytes = options.memoryBudgetBytes;
+    // The simulated limit stands for the memory of the model's own device only.
+    if (d == device) e.simulatedDeviceMemoryBytes = options.simulatedDeviceMemoryBytes;
     return e;
   }
 
@@ -265,25 +267,33 @@ std::string TorchModel::Parameters() const {
 
 Volume TorchModel::Run(const Volume& input, const RunContext& context) const {
   SlotGuard slot(*impl_->slots);
-  // On the GPU, out-of-memory first halves the batch (in the engine), then the tiles
-  // (here, down to 64 pixels), and at last the series runs on the CPU.
+  // Out of memory first halves the batch (in the engine), then the tiles (here, down to
+  // 64 pixels); at last a CUDA model runs the series on the CPU, and a CPU model fails.
   ModelSpec spec = impl_->spec;
+  const int smallest = 64;
+  std::string lastError;
   while (true) {
     try {
       return RunSliceEngine(input, spec, Impl::Function(impl_->loaded),
                             impl_->Engine(impl_->device, impl_->fp16), context);
     } catch (const Error& e) {
       const bool outOfMemory = std::string(e.what()).rfind("out of memory", 0) == 0;
-      if (!outOfMemory || !impl_->device.is_cuda()) throw;
+      if (!outOfMemory) throw;
+      lastError = e.what();
     }
-    const int smallest = 64;
-    const int current =
-        spec.tileSize > 0 ? spec.tileSize : static_cast<int>(std::max(input.rows, input.columns));
+    const int whole = static_cast<int>(std::max(input.rows, input.columns));
+    const int current = spec.tileSize > 0 ? std::min(spec.tileSize, whole) : whole;
     if (current / 2 < smallest) break;
     spec.tileSize = current / 2;
     spec.tileOverlap = std::min(spec.tileOverlap, spec.tileSize / 4);
-    context.Warn("model '" + spec.name + "' ran out of GPU memory; retrying with tiles of " +
-                 std::to_string(spec.tileSize) + " pixels");
+    context.Warn("model '" + spec.name + "' ran out of memory on " + impl_->device.str() +
+                 "; retrying with tiles of " + std::to_string(spec.tileSize) + " pixels");
+  }
+  if (!impl_->device.is_cuda()) {
+    throw Error(ErrorKind::kUnsupported,
+                "model '" + impl_->spec.name + "' ran out of memory on " + impl_->device.str() +
+                    " even with tiles of " + std::to_string(spec.tileSize) + " pixels (" +
+                    lastError + "); lower Enhance.ConcurrentSeries or give the node more memory");
   }
   context.Warn("model '" + impl_->spec.name +
                "' ran out of GPU memory even with small tiles; "

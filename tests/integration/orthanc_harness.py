@@ -106,6 +106,26 @@ class OrthancServer:
             self.log_file.close()
             self.log_file = None
 
+    def kill(self):
+        """SIGKILL, as a crash or the kernel's out-of-memory killer would: Orthanc saves nothing."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+        if self.log_file:
+            self.log_file.close()
+            self.log_file = None
+
+    def peak_rss_mb(self):
+        """The peak resident memory of the running Orthanc (VmHWM), in MiB."""
+        with open(f"/proc/{self.process.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmHWM in /proc/PID/status")
+
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)

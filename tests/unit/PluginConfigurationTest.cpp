@@ -38,6 +38,16 @@ TEST(PluginConfiguration, DefaultsWhenTheSectionIsAbsent) {
   EXPECT_EQ(c.SeriesNumberOffsetFor("superres"), 2000);
   EXPECT_EQ(c.SeriesNumberOffsetFor("mr2ct"), 3000);
   EXPECT_EQ(c.SuffixFor("denoise"), " [AI denoised]");
+  EXPECT_EQ(c.simulatedDeviceMemoryMb, 0);
+}
+
+TEST(PluginConfiguration, SimulatedDeviceMemory) {
+  EXPECT_EQ(ParseConfiguration(Parse(R"json({"Enhance": {"SimulatedDeviceMemoryMB": 16}})json"))
+                .simulatedDeviceMemoryMb,
+            16);
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"SimulatedDeviceMemoryMB": -1}})json")
+                .find("Enhance.SimulatedDeviceMemoryMB"),
+            std::string::npos);
 }
 
 TEST(PluginConfiguration, ReadsEveryKey) {

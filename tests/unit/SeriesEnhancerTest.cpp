@@ -55,6 +55,34 @@ TEST(SeriesEnhancer, ReportsTheReadersWarnings) {
 
 namespace {
 
+// The bilateral filter, saying on each run that it took a fallback.
+class WarningModel : public Model {
+ public:
+  const ModelInfo& Info() const override { return inner_.Info(); }
+  std::string Parameters() const override { return inner_.Parameters(); }
+  Volume Run(const Volume& input, const RunContext& context) const override {
+    context.Warn("ran out of memory; retrying with tiles of 128 pixels");
+    return inner_.Run(input, context);
+  }
+
+ private:
+  BilateralDenoiser inner_;
+};
+
+}  // namespace
+
+TEST(SeriesEnhancer, PassesTheModelsWarningsToTheCaller) {
+  testing::MemoryInstanceSource source(testing::PhantomSeries(16, 16, 2, 30.0));
+  std::vector<std::string> warnings;
+  RunContext context;
+  context.warning = [&](const std::string& w) { warnings.push_back(w); };
+  EnhanceSeries(source, WarningModel(), {}, context);
+  EXPECT_EQ(warnings,
+            std::vector<std::string>{"ran out of memory; retrying with tiles of 128 pixels"});
+}
+
+namespace {
+
 // Decodes any frame to a constant, standing in for the plugin's decoder.
 class ConstantDecoder : public FrameDecoder {
  public:

@@ -99,6 +99,58 @@ TEST(TorchModel, TiledOutputEqualsUntiledOutput) {
   for (size_t i = 0; i < x.voxels.size(); ++i) ASSERT_NEAR(x.voxels[i], y.voxels[i], 1e-2) << i;
 }
 
+// Out of memory (here simulated on the CPU) halves the batch, then the tiles; the result
+// is the unconstrained one, and each step is reported as a warning.
+TEST(TorchModel, OutOfMemoryHalvesTheBatchThenTheTilesWithTheSameResult) {
+  TemporaryFolder dir;
+  Json::Value manifest = DenoiseManifest("oom");
+  manifest["tile"]["size"] = 256;
+  manifest["tile"]["overlap"] = 16;  // receptive radius 1 <= overlap / 4
+  manifest["max_batch"] = 8;
+  const auto folder = WriteFixtureModel(dir.path(), "mean3x3", manifest);
+  const auto free = TorchModel::Load(folder, Cpu());
+  InferenceOptions small = Cpu();
+  // A 256x256 tile needs about 16 MB (256 bytes per pixel), a 128x128 one 4 MB.
+  small.simulatedDeviceMemoryBytes = size_t{6} << 20;
+  const auto constrained = TorchModel::Load(folder, small);
+
+  const Volume input = RandomVolume(5, 256, 256);
+  std::vector<std::string> warnings;
+  RunContext context;
+  context.warning = [&](const std::string& w) { warnings.push_back(w); };
+  const Volume x = free->Run(input, {});
+  const Volume y = constrained->Run(input, context);
+  ASSERT_EQ(x.voxels.size(), y.voxels.size());
+  for (size_t i = 0; i < x.voxels.size(); ++i) ASSERT_NEAR(x.voxels[i], y.voxels[i], 1e-2) << i;
+
+  auto has = [&](const std::string& text) {
+    for (const auto& w : warnings)
+      if (w.find(text) != std::string::npos) return true;
+    return false;
+  };
+  EXPECT_TRUE(has("out of memory on cpu with a batch of 5; retrying with batches of 2"));
+  EXPECT_TRUE(has("model 'oom' ran out of memory on cpu; retrying with tiles of 128 pixels"));
+  EXPECT_FALSE(has("tiles of 64 pixels"));
+}
+
+TEST(TorchModel, OutOfMemoryEvenWithTheSmallestTilesFailsClearlyOnTheCpu) {
+  TemporaryFolder dir;
+  InferenceOptions tiny = Cpu();
+  tiny.simulatedDeviceMemoryBytes = size_t{1} << 19;  // below one 64x64 tile (1 MB)
+  const auto model =
+      TorchModel::Load(WriteFixtureModel(dir.path(), "mean3x3", DenoiseManifest("tiny")), tiny);
+  try {
+    model->Run(RandomVolume(2, 256, 256), {});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("model 'tiny' ran out of memory on cpu even with tiles of "
+                                         "64 pixels"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(TorchModel, BatchSizeDoesNotChangeResultsAndRunsAreDeterministic) {
   TemporaryFolder dir;
   Json::Value one = DenoiseManifest("one");
@@ -346,6 +398,27 @@ TEST(ModelRegistry, ReloadReplacesModelsWithoutDisturbingThoseInUse) {
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::kNotFound);
     EXPECT_NE(std::string(e.what()).find("second"), std::string::npos);
+  }
+}
+
+TEST(ModelRegistry, AModelThatFailedToLoadIsNamedWithItsFileWhenAskedFor) {
+  TemporaryFolder dir;
+  const auto folder = WriteFixtureModel(dir.path(), "identity", DenoiseManifest("fragile"));
+  ModelRegistry registry;
+  registry.LoadDirectories({dir.path()}, Cpu());
+  std::ofstream(folder / "model.pt", std::ios::binary | std::ios::trunc) << "not a zip archive";
+  registry.LoadDirectories({dir.path()}, Cpu());
+  try {
+    registry.Get("fragile");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kNotFound);
+    const std::string what = e.what();
+    EXPECT_NE(what.find("model 'fragile' is not available"), std::string::npos) << what;
+    EXPECT_NE(what.find((folder).string() + ": model.pt is not a loadable TorchScript archive"),
+              std::string::npos)
+        << what;
+    EXPECT_NE(what.find("POST /enhance/models/reload"), std::string::npos) << what;
   }
 }
 

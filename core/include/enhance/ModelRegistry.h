@@ -45,7 +45,8 @@ class ModelRegistry {
   // The model with this name, or nullptr.
   std::shared_ptr<const Model> Find(const std::string& name) const;
 
-  // Like Find(), but throws Error(kNotFound) listing the available models.
+  // Like Find(), but throws Error(kNotFound): for a model that failed to load, with the
+  // reason (which names its folder and file); otherwise listing the available models.
   std::shared_ptr<const Model> Get(const std::string& name) const;
 
   std::vector<std::shared_ptr<const Model>> List() const;

@@ -6,9 +6,11 @@
 // error for anything wrong. One loaded instance is shared by all jobs; at most
 // `maxConcurrentRuns` Run() calls execute at once, the others wait.
 //
-// On CUDA: fp16 when the manifest allows it, pinned host memory and asynchronous copies;
-// when the GPU runs out of memory the batch is halved, and at batch size 1 the series is
-// run on the CPU instead, with a warning in the returned parameters.
+// On CUDA: fp16 when the manifest allows it, pinned host memory and asynchronous copies.
+// When the device runs out of memory the batch is halved, then the tiles (down to 64
+// pixels), each step with a warning through RunContext; after that a CUDA model runs the
+// series on the CPU and a CPU model fails with Error(kUnsupported). The same path can be
+// rehearsed without a GPU by giving the device a simulated amount of memory.
 //
 // Thread-safe: Run() may be called from several threads.
 #pragma once
@@ -33,6 +35,10 @@ struct InferenceOptions {
   // "channels-last", "optimised" to use that version without timing.
   std::string cpuLayout = "auto";
   int maxBatch = 0;  // > 0: overrides the manifest's max_batch (benchmarks)
+  // > 0: the model's device is taken to have only this much memory for activations
+  // (estimated as for memoryBudgetBytes); a batch above it fails as an out-of-memory
+  // would. For testing the fallbacks on a machine without a GPU.
+  size_t simulatedDeviceMemoryBytes = 0;
 };
 
 class TorchModel final : public Model {
