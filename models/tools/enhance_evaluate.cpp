@@ -32,7 +32,7 @@ using namespace enhance::models;
 
 constexpr const char* kUsage =
     "usage: enhance-evaluate MODEL --models DIR\n"
-    "MODEL: ct-denoise | mr-denoise | mr-superres-x2\n"
+    "MODEL: ct-denoise | mr-denoise | mr-superres-x2 | ct-denoise-halfres (not shipped)\n"
     "Loads DIR/MODEL and prints a markdown table of image-quality figures.\n";
 
 struct Metric {
@@ -158,8 +158,8 @@ std::shared_ptr<const Model> LoadShipped(const std::filesystem::path& folder) {
   return TorchModel::Load(folder, options);
 }
 
-int EvaluateCtDenoise(const std::filesystem::path& models) {
-  const auto model = LoadShipped(models / "ct-denoise");
+int EvaluateCtDenoise(const std::filesystem::path& models, const std::string& name) {
+  const auto model = LoadShipped(models / name);
   MetricOptions window;
   window.windowLow = -160;
   window.windowHigh = 240;
@@ -176,7 +176,7 @@ int EvaluateCtDenoise(const std::filesystem::path& models) {
   for (Candidate& c : TunedBaselines(tuning.fullDose, tuning.lowDose, metrics.front())) {
     candidates.push_back(std::move(c));
   }
-  candidates.push_back({"ct-denoise " + model->Info().version + " (learned)", model});
+  candidates.push_back({name + " " + model->Info().version + " (learned)", model});
 
   std::cout << "simulating the held-out test set (seeds 900000-900002)\n";
   const CtPairs test = CtDenoiseTestSet(std::cout);
@@ -268,7 +268,9 @@ int main(int argc, char** argv) {
     }
     if (models.empty()) throw std::invalid_argument("--models is required");
     at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-    if (model == "ct-denoise") return EvaluateCtDenoise(models);
+    if (model == "ct-denoise" || model == "ct-denoise-halfres") {
+      return EvaluateCtDenoise(models, model);
+    }
     if (model == "mr-denoise") return EvaluateMrDenoise(models);
     if (model == "mr-superres-x2") return EvaluateMrSuperRes(models);
     throw std::invalid_argument("unknown model '" + model + "'");
