@@ -239,7 +239,7 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
   }
   config.device = GetString(section, key, "Device", config.device);
   try {
-    ResolveDevice(config.device);
+    CheckDeviceName(config.device);
   } catch (const Error& e) {
     Fail(key + ".Device", e.what());
   }

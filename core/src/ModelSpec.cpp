@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <memory>
 #include <regex>
 #include <sstream>
 
@@ -227,19 +228,28 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
   return s;
 }
 
+ModelSpec ParseManifestText(const std::string& text, const std::filesystem::path& folder) {
+  Json::CharReaderBuilder builder;
+  const std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
+  Json::Value manifest;
+  std::string errors;
+  if (!reader->parse(text.data(), text.data() + text.size(), &manifest, &errors)) {
+    throw Error(ErrorKind::kBadInput,
+                (folder / "manifest.json").string() + ": not valid JSON: " + errors);
+  }
+  return ParseManifest(manifest, folder);
+}
+
 ModelSpec LoadManifest(const std::filesystem::path& folder) {
   const auto path = folder / "manifest.json";
-  std::ifstream stream(path);
+  std::ifstream stream(path, std::ios::binary);
   if (!stream) {
     throw Error(ErrorKind::kNotFound, path.string() + ": cannot be opened");
   }
-  Json::CharReaderBuilder builder;
-  Json::Value manifest;
-  std::string errors;
-  if (!Json::parseFromStream(builder, stream, &manifest, &errors)) {
-    throw Error(ErrorKind::kBadInput, path.string() + ": not valid JSON: " + errors);
-  }
-  return ParseManifest(manifest, folder);
+  std::ostringstream text;
+  text << stream.rdbuf();
+  if (stream.bad()) throw Error(ErrorKind::kNotFound, path.string() + ": cannot be read");
+  return ParseManifestText(text.str(), folder);
 }
 
 }  // namespace enhance

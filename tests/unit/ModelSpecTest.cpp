@@ -130,4 +130,20 @@ TEST(ModelSpec, MissingManifestFileIsNotFound) {
   }
 }
 
+TEST(ModelSpec, ParsesManifestTextAndNamesTheFileOfInvalidJson) {
+  const ModelSpec s = ParseManifestText(
+      R"json({"name": "m", "version": "1", "task": "denoise", "modalities": ["CT"],
+              "intended_use": "test", "archive": "model.pt"})json",
+      kFolder);
+  EXPECT_EQ(s.archive, kFolder / "model.pt");
+  try {
+    ParseManifestText("{\"name\": ", kFolder);
+    FAIL() << "invalid JSON was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBadInput);
+    EXPECT_EQ(std::string(e.what()).rfind("/models/m/manifest.json: not valid JSON: ", 0), 0u)
+        << e.what();
+  }
+}
+
 }  // namespace enhance

@@ -65,6 +65,9 @@ struct ModelSpec {
 // Throws Error(kBadInput) naming `folder/manifest.json` and the key.
 ModelSpec ParseManifest(const Json::Value& manifest, const std::filesystem::path& folder);
 
+// Parses the text of folder/manifest.json; invalid JSON is Error(kBadInput) too.
+ModelSpec ParseManifestText(const std::string& text, const std::filesystem::path& folder);
+
 // Reads and parses folder/manifest.json.
 ModelSpec LoadManifest(const std::filesystem::path& folder);
 
