@@ -69,13 +69,13 @@ void CheckIsImage(DcmDataset& ds, const std::string& where) {
   const char* name = dcmFindNameOfUID(sopClass.c_str(), nullptr);
   if (name != nullptr && !dcmIsImageStorageSOPClassUID(sopClass.c_str())) {
     Fail(ErrorKind::kUnsupported, where,
-         std::string("a ") + name + " object (SOP Class UID " + sopClass + ", modality '" +
-             GetString(ds, DCM_Modality) +
+         std::string("a ") + name + " object (SOP Class UID " + Printable(sopClass) +
+             ", modality '" + Printable(GetString(ds, DCM_Modality)) +
              "') is not an image; only image series such as CT or MR can be enhanced");
   }
   if (!ds.tagExists(DCM_PixelData) && !ds.tagExists(DCM_Rows)) {
     Fail(ErrorKind::kUnsupported, where,
-         "the object (SOP Class UID " + sopClass +
+         "the object (SOP Class UID " + Printable(sopClass) +
              ") has no image attributes and no PixelData; only images can be enhanced");
   }
 }

@@ -16,7 +16,7 @@ void CheckDeviceName(const std::string& requested) {
   static const std::regex kDevice("auto|cpu|cuda(:[0-9]+)?");
   if (!std::regex_match(requested, kDevice)) {
     throw Error(ErrorKind::kBadInput,
-                "device '" + requested + "' must be auto, cpu, cuda or cuda:N");
+                "device '" + Printable(requested) + "' must be auto, cpu, cuda or cuda:N");
   }
 }
 

@@ -29,7 +29,8 @@ class ManifestReader {
       if (std::find(known.begin(), known.end(), name) == known.end()) {
         std::string list;
         for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-        Fail(key.empty() ? name : key + "." + name, "unknown key; known keys are " + list);
+        Fail(Printable(key.empty() ? name : key + "." + name),
+             "unknown key; known keys are " + list);
       }
     }
   }
@@ -118,12 +119,13 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
   s.name = r.String(m, "name", true);
   static const std::regex kName("[a-z0-9][a-z0-9._-]{0,63}");
   if (!std::regex_match(s.name, kName)) {
-    r.Fail("name", "'" + s.name + "' must be 1-64 lower-case letters, digits, '.', '_' or '-'");
+    r.Fail("name",
+           "'" + Printable(s.name) + "' must be 1-64 lower-case letters, digits, '.', '_' or '-'");
   }
   s.version = r.String(m, "version", true);
   s.task = r.String(m, "task", true);
   if (s.task != "denoise" && s.task != "superres" && s.task != "mr2ct") {
-    r.Fail("task", "'" + s.task + "' must be one of denoise, superres, mr2ct");
+    r.Fail("task", "'" + Printable(s.task) + "' must be one of denoise, superres, mr2ct");
   }
   if (!m.isMember("modalities") || !m["modalities"].isArray() || m["modalities"].empty()) {
     r.Fail("modalities", "must be a non-empty list such as [\"CT\"]");
@@ -138,7 +140,7 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
   const std::string archive = r.String(m, "archive", true);
   const std::filesystem::path relative(archive);
   if (relative.is_absolute() || archive.find("..") != std::string::npos) {
-    r.Fail("archive", "'" + archive + "' must be a file name inside the model's folder");
+    r.Fail("archive", "'" + Printable(archive) + "' must be a file name inside the model's folder");
   }
   std::error_code ec;
   const auto base = std::filesystem::weakly_canonical(folder, ec);
@@ -146,13 +148,14 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
   const auto [baseEnd, _] =
       std::mismatch(base.begin(), base.end(), resolved.begin(), resolved.end());
   if (ec || baseEnd != base.end()) {
-    r.Fail("archive", "'" + archive + "' resolves outside the model's folder");
+    r.Fail("archive", "'" + Printable(archive) + "' resolves outside the model's folder");
   }
   s.archive = resolved;
 
   if (m.isMember("model_uid")) {
     s.uid = r.String(m, "model_uid", true);
-    if (!IsValidUid(s.uid)) r.Fail("model_uid", "'" + s.uid + "' is not a valid DICOM UID");
+    if (!IsValidUid(s.uid))
+      r.Fail("model_uid", "'" + Printable(s.uid) + "' is not a valid DICOM UID");
   }
 
   if (m.isMember("input_normalization")) {

@@ -36,7 +36,8 @@ PixelFormat ReadFormat(DcmDataset& ds, const std::string& where) {
   f.photometric = GetString(ds, DCM_PhotometricInterpretation);
   if (samples != 1 || (f.photometric != "MONOCHROME1" && f.photometric != "MONOCHROME2")) {
     Fail(ErrorKind::kUnsupported, where,
-         "photometric interpretation '" + f.photometric + "' with " + std::to_string(samples) +
+         "photometric interpretation '" + Printable(f.photometric) + "' with " +
+             std::to_string(samples) +
              " samples per pixel is not supported; only greyscale (MONOCHROME1/2) images can be "
              "enhanced");
   }
