@@ -78,6 +78,11 @@ std::optional<Pattern> GetPattern(const Json::Value& object, const std::string& 
                                   const char* name) {
   if (!object.isMember(name)) return std::nullopt;
   const std::string text = GetString(object, parent, name, "");
+  if (text.size() > Pattern::kMaxLength) {
+    Fail(parent + "." + name, "a regular expression of " + std::to_string(text.size()) +
+                                  " characters is longer than the limit of " +
+                                  std::to_string(Pattern::kMaxLength));
+  }
   try {
     return Pattern{
         text, std::make_shared<const std::regex>(text, std::regex::ECMAScript | std::regex::icase)};
