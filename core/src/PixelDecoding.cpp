@@ -26,6 +26,8 @@ std::string PixelFormat::Describe() const {
 
 namespace {
 
+constexpr double kMaxPhysicalValue = 1.0e30;
+
 [[noreturn]] void Fail(ErrorKind kind, const std::string& where, const std::string& what) {
   throw Error(kind, where + ": " + what);
 }
@@ -195,7 +197,11 @@ DecodedPixels DecodePixels(DcmDataset& ds, long rows, long columns, const std::s
   }
   const double slope = GetDouble(ds, DCM_RescaleSlope, 1.0);
   const double intercept = GetDouble(ds, DCM_RescaleIntercept, 0.0);
-  if (slope == 0.0 || !std::isfinite(slope) || !std::isfinite(intercept)) {
+  // Physical values are single-precision floats: whatever 32-bit stored value a decoder
+  // returns must map into their range with room to compute (real units, HU to Bq/ml, are
+  // far below the bound).
+  if (slope == 0.0 || !std::isfinite(slope) || !std::isfinite(intercept) ||
+      std::abs(slope) * 4294967296.0 + std::abs(intercept) > kMaxPhysicalValue) {
     Fail(ErrorKind::kBadInput, where,
          "RescaleSlope " + FormatDecimal(slope) + " / RescaleIntercept " +
              FormatDecimal(intercept) + " cannot map stored values to physical values");
