@@ -3,8 +3,9 @@
 // libFuzzer target: hostile bytes as the instances of one series, through the path the
 // plugin takes for every stable series: ReadSeries() (DCMTK parsing, pixel decoding with
 // DCMTK's JPEG, JPEG-LS and RLE codecs, Modality LUT, ordering, consistency checks) to a
-// Volume, and then WriteDerivedSeries() with that volume as the model's output, which
-// copies the hostile attributes into derived instances.
+// Volume, then WriteDerivedSeries() with that volume as the model's output, which copies
+// the hostile attributes into derived instances, and the derived files through
+// ReadSeries() again: what the plugin stores must be readable.
 //
 // The input is split on kSeparator into at most kMaxInstances DICOM files. Instances
 // whose transfer syntax DCMTK cannot decode go to a stand-in for the plugin's
@@ -112,8 +113,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         enhance::ReadSeries(std::move(instances), kSeries, &decoder);
     CheckSeries(series, count);
 
+    // The model's output is the input itself; odd-sized inputs are written as a synthetic
+    // CT (mr2ct), the others as a denoised series of the source's SOP class.
     enhance::DerivationInfo info;
-    info.task = "denoise";
+    info.task = size % 2 == 1 ? "mr2ct" : "denoise";
+    info.outputKind = enhance::OutputKindForTask(info.task);
     info.modelName = "fuzz-identity";
     info.modelVersion = "1";
     info.modelUid = "1.2.3.4";
@@ -121,15 +125,31 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     info.derivationCode = {"ENH-DENOISE", "99ENHANCE", "Noise reduction"};
     info.softwareVersion = "0";
     info.seriesInstanceUid = "1.2.3.4.5";
+    enhance::Volume output = series.volume;
+    if (info.outputKind == enhance::OutputKind::kSyntheticCt) output.units = "HU";
+    std::vector<std::string> files;
     try {
-      const std::vector<std::string> files =
-          enhance::WriteDerivedSeries(series, series.volume, info);
-      enhance::fuzz::Require(files.size() == count, "one derived instance per slice");
+      files = enhance::WriteDerivedSeries(series, output, info);
     } catch (const enhance::Error& e) {
-      // The writer names the instance it could not write, not the series.
-      if (std::string(e.what()).size() < 16) {
+      // The writer names the series, and the output slice and its source instance.
+      if (std::string(e.what()).rfind(kSeries, 0) != 0) {
         enhance::fuzz::Bug(std::string("a writer error without a clear message: ") + e.what());
       }
+      return;
+    }
+    enhance::fuzz::Require(files.size() == count, "one derived instance per slice");
+
+    // What the plugin stores must read back as the same volume.
+    std::vector<enhance::EncodedInstance> derived;
+    for (auto& file : files) derived.push_back({"d" + std::to_string(derived.size()), file});
+    try {
+      const enhance::DecodedSeries again = enhance::ReadSeries(std::move(derived), "derived");
+      enhance::fuzz::Require(again.volume.slices == series.volume.slices &&
+                                 again.volume.rows == series.volume.rows &&
+                                 again.volume.columns == series.volume.columns,
+                             "the derived series reads back with the same size");
+    } catch (const enhance::Error& e) {
+      enhance::fuzz::Bug(std::string("the derived series cannot be read back: ") + e.what());
     }
   });
   return 0;
