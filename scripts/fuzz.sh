@@ -73,6 +73,16 @@ cp "${phantom[0]}" "$seeds/dicom_series/phantom-slice.dcm"
   printf '%s' "$separator"
   cat "${phantom[2]}"
 } >"$seeds/dicom_series/phantom-series"
+# Inputs that once got through the reader with values no float or geometry holds
+# (docs/reliability.md), made from the phantom with DCMTK's dcmodify.
+if command -v dcmodify >/dev/null; then
+  edits=("(0028,1053)=1e300" "(0020,0032)=0\\0\\1e308" "(0028,0030)=0.7\\1e308"
+    "(0020,0037)=1e200\\0\\0\\0\\1e200\\0")
+  for k in "${!edits[@]}"; do
+    cp "${phantom[1]}" "$seeds/dicom_series/regression-$k.dcm"
+    dcmodify -q -nb -m "${edits[$k]}" "$seeds/dicom_series/regression-$k.dcm"
+  done
+fi
 cp "$root"/tests/fuzz/seeds/dicom_series/* "$seeds/dicom_series/" 2>/dev/null || true
 for manifest in "$root"/models/*/manifest.json; do
   cp "$manifest" "$seeds/manifest/$(basename "$(dirname "$manifest")").json"
@@ -80,6 +90,14 @@ done
 cp "$root"/tests/fuzz/seeds/manifest/* "$seeds/manifest/"
 cp "$root"/orthanc-config/*.json "$seeds/configuration/"
 cp "$root"/tests/fuzz/seeds/configuration/* "$seeds/configuration/"
+# A SeriesDescription of 15000 characters against ".*": the standard library's regex
+# recursion once ended the process on such values.
+{
+  printf '{"Enhance": {"Rules": [{"Task": "denoise", "Model": "m", "SeriesDescription": "^a.*b"}]},'
+  printf ' "FuzzSeries": {"MainDicomTags": {"Modality": "CT", "SeriesDescription": "'
+  head -c 15000 /dev/zero | tr '\0' a
+  printf '"}}}'
+} >"$seeds/configuration/long-description.json"
 
 declare -A dictionary=([dicom_series]=dicom.dict [manifest]=json.dict [configuration]=json.dict)
 declare -A max_len=([dicom_series]=65536 [manifest]=8192 [configuration]=16384)
