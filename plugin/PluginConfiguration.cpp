@@ -25,7 +25,7 @@ void CheckKeys(const Json::Value& object, const std::string& key,
                const std::vector<std::string>& known) {
   for (const auto& name : object.getMemberNames()) {
     if (std::find(known.begin(), known.end(), name) == known.end()) {
-      Fail(key + "." + name, "unknown key; known keys are " + Join(known));
+      Fail(key + "." + Printable(name), "unknown key; known keys are " + Join(known));
     }
   }
 }
@@ -78,11 +78,17 @@ std::optional<Pattern> GetPattern(const Json::Value& object, const std::string& 
                                   const char* name) {
   if (!object.isMember(name)) return std::nullopt;
   const std::string text = GetString(object, parent, name, "");
+  if (text.size() > Pattern::kMaxLength) {
+    Fail(parent + "." + name, "a regular expression of " + std::to_string(text.size()) +
+                                  " characters is longer than the limit of " +
+                                  std::to_string(Pattern::kMaxLength));
+  }
   try {
     return Pattern{
         text, std::make_shared<const std::regex>(text, std::regex::ECMAScript | std::regex::icase)};
   } catch (const std::regex_error& e) {
-    Fail(parent + "." + name, "'" + text + "' is not a valid regular expression: " + e.what());
+    Fail(parent + "." + name,
+         "'" + Printable(text) + "' is not a valid regular expression: " + e.what());
   }
 }
 
@@ -104,7 +110,7 @@ RoutingRule ParseRule(const Json::Value& value, const std::string& key,
   rule.task = GetString(value, key, "Task", "", true);
   const auto& tasks = KnownTasks();
   if (std::find(tasks.begin(), tasks.end(), rule.task) == tasks.end()) {
-    Fail(key + ".Task", "'" + rule.task + "' is not a task; use one of " + Join(tasks));
+    Fail(key + ".Task", "'" + Printable(rule.task) + "' is not a task; use one of " + Join(tasks));
   }
   rule.model = GetString(value, key, "Model", "", true);
   rule.modalities = GetStrings(value, key, "Modalities");
@@ -131,9 +137,10 @@ RoutingRule ParseRule(const Json::Value& value, const std::string& key,
     const bool modality = known.modalities.count(d) > 0;
     const bool peer = known.peers.count(d) > 0;
     if (modality && peer)
-      Fail(dkey, "'" + d + "' names both a DICOM modality and an Orthanc peer; rename one");
+      Fail(dkey,
+           "'" + Printable(d) + "' names both a DICOM modality and an Orthanc peer; rename one");
     if (!modality && !peer) {
-      Fail(dkey, "'" + d +
+      Fail(dkey, "'" + Printable(d) +
                      "' is neither in DicomModalities nor in OrthancPeers; add it there or use "
                      "\"$sender\"");
     }
@@ -240,7 +247,7 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
   }
   config.device = GetString(section, key, "Device", config.device);
   try {
-    ResolveDevice(config.device);
+    CheckDeviceName(config.device);
   } catch (const Error& e) {
     Fail(key + ".Device", e.what());
   }
@@ -259,7 +266,8 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
   } else if (evaluation == "AllMatches") {
     config.ruleEvaluation = RuleEvaluation::kAllMatches;
   } else {
-    Fail(key + ".RuleEvaluation", "'" + evaluation + "' must be FirstMatch or AllMatches");
+    Fail(key + ".RuleEvaluation",
+         "'" + Printable(evaluation) + "' must be FirstMatch or AllMatches");
   }
   config.forwarding.attempts =
       GetInt(section, key, "ForwardAttempts", config.forwarding.attempts, 1, 100);
@@ -279,7 +287,7 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
       const std::string ruleKey = key + ".Rules[" + std::to_string(i) + "]";
       RoutingRule rule = ParseRule(rules[i], ruleKey, known);
       if (!names.insert(rule.name).second)
-        Fail(ruleKey + ".Name", "'" + rule.name + "' is used twice");
+        Fail(ruleKey + ".Name", "'" + Printable(rule.name) + "' is used twice");
       config.rules.push_back(std::move(rule));
     }
   }

@@ -21,7 +21,12 @@ namespace enhance::plugin {
 
 // A regular expression with the text it was written as (for messages and the API).
 // Matching searches anywhere in the value, ignoring case; anchor with ^ and $.
+// The standard library matches by recursion, one level per character tried, so both the
+// pattern and the values it is matched against are bounded (deep enough recursion ends
+// the process, and DICOM values come from whoever sends a series).
 struct Pattern {
+  static constexpr size_t kMaxLength = 256;        // characters of a pattern
+  static constexpr size_t kMaxValueLength = 1024;  // longer values never match
   std::string text;
   std::shared_ptr<const std::regex> regex;
 };

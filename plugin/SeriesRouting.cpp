@@ -44,7 +44,15 @@ bool IsImageStorage(const std::string& sopClassUid) {
 }
 
 bool Search(const std::optional<Pattern>& pattern, const std::string& value) {
-  return !pattern || std::regex_search(value, *pattern->regex);
+  if (!pattern) return true;
+  return value.size() <= Pattern::kMaxValueLength && std::regex_search(value, *pattern->regex);
+}
+
+std::string Differs(const char* attribute, const std::string& value) {
+  if (value.size() <= Pattern::kMaxValueLength) return std::string(attribute) + " differs";
+  return std::string(attribute) + " is " + std::to_string(value.size()) +
+         " characters long, more than the " + std::to_string(Pattern::kMaxValueLength) +
+         " a pattern is matched against";
 }
 
 }  // namespace
@@ -88,10 +96,11 @@ bool RuleMatches(const RoutingRule& rule, const SeriesFacts& facts, std::string*
     return fail("modality '" + facts.modality + "' is not listed");
   }
   if (!Search(rule.seriesDescription, facts.seriesDescription))
-    return fail("SeriesDescription differs");
-  if (!Search(rule.protocolName, facts.protocolName)) return fail("ProtocolName differs");
+    return fail(Differs("SeriesDescription", facts.seriesDescription));
+  if (!Search(rule.protocolName, facts.protocolName))
+    return fail(Differs("ProtocolName", facts.protocolName));
   if (!Search(rule.bodyPartExamined, facts.bodyPartExamined))
-    return fail("BodyPartExamined differs");
+    return fail(Differs("BodyPartExamined", facts.bodyPartExamined));
   for (const auto& value : rule.imageType) {
     if (!Contains(facts.imageType, value)) return fail("ImageType lacks " + value);
   }

@@ -23,6 +23,10 @@ namespace {
 constexpr long kMaxMatrix = 8192;
 constexpr size_t kMaxSlices = 10000;
 constexpr double kMaxVoxels = 2.0e9;  // 8 GB of float voxels
+// Patient coordinates and distances beyond these are not measurements (1 km, 10 m); they
+// would overflow the geometry computed from them.
+constexpr double kMaxCoordinateMm = 1.0e6;
+constexpr double kMaxSpacingMm = 1.0e4;
 // A gap this many times the median spacing is reported (a missing slice, usually).
 constexpr double kGapWarningFactor = 1.5;
 constexpr size_t kMaxWarningsPerKind = 5;
@@ -69,13 +73,13 @@ void CheckIsImage(DcmDataset& ds, const std::string& where) {
   const char* name = dcmFindNameOfUID(sopClass.c_str(), nullptr);
   if (name != nullptr && !dcmIsImageStorageSOPClassUID(sopClass.c_str())) {
     Fail(ErrorKind::kUnsupported, where,
-         std::string("a ") + name + " object (SOP Class UID " + sopClass + ", modality '" +
-             GetString(ds, DCM_Modality) +
+         std::string("a ") + name + " object (SOP Class UID " + Printable(sopClass) +
+             ", modality '" + Printable(GetString(ds, DCM_Modality)) +
              "') is not an image; only image series such as CT or MR can be enhanced");
   }
   if (!ds.tagExists(DCM_PixelData) && !ds.tagExists(DCM_Rows)) {
     Fail(ErrorKind::kUnsupported, where,
-         "the object (SOP Class UID " + sopClass +
+         "the object (SOP Class UID " + Printable(sopClass) +
              ") has no image attributes and no PixelData; only images can be enhanced");
   }
 }
@@ -116,7 +120,7 @@ ParsedSlice ParseSlice(EncodedInstance& in, const std::string& seriesDescription
     slice.columnDirection = {orientation[3], orientation[4], orientation[5]};
     const double nr = Norm(slice.rowDirection);
     const double nc = Norm(slice.columnDirection);
-    if (nr < 0.5 || nc < 0.5 ||
+    if (nr < 0.5 || nc < 0.5 || nr > 2.0 || nc > 2.0 ||
         std::abs(Dot(slice.rowDirection, slice.columnDirection)) > 0.01 * nr * nc) {
       Fail(ErrorKind::kBadInput, where,
            "ImageOrientationPatient does not hold two orthogonal unit vectors");
@@ -129,14 +133,30 @@ ParsedSlice ParseSlice(EncodedInstance& in, const std::string& seriesDescription
   if (position.size() == 3) {
     slice.position = {position[0], position[1], position[2]};
     slice.hasPosition = true;
+    if (std::abs(position[0]) > kMaxCoordinateMm || std::abs(position[1]) > kMaxCoordinateMm ||
+        std::abs(position[2]) > kMaxCoordinateMm) {
+      Fail(ErrorKind::kBadInput, where,
+           "ImagePositionPatient " + FormatDecimal(position[0]) + "\\" +
+               FormatDecimal(position[1]) + "\\" + FormatDecimal(position[2]) + " lies more than " +
+               FormatDecimal(kMaxCoordinateMm) + " mm from the origin");
+    }
   }
   std::vector<double> spacing = GetDoubles(ds, DCM_PixelSpacing);
   if (spacing.size() == 2 && spacing[0] > 0 && spacing[1] > 0) {
+    if (spacing[0] > kMaxSpacingMm || spacing[1] > kMaxSpacingMm) {
+      Fail(ErrorKind::kBadInput, where,
+           "PixelSpacing " + FormatDecimal(spacing[0]) + "\\" + FormatDecimal(spacing[1]) +
+               " mm is larger than " + FormatDecimal(kMaxSpacingMm) + " mm");
+    }
     slice.rowSpacing = spacing[0];
     slice.columnSpacing = spacing[1];
   }
   slice.instanceNumber = GetLong(ds, DCM_InstanceNumber, 0);
+  // Nominal only: a thickness that is not a plausible distance counts as unknown.
   slice.sliceThickness = GetDouble(ds, DCM_SliceThickness, 0.0);
+  if (!(slice.sliceThickness > 0 && slice.sliceThickness <= kMaxSpacingMm)) {
+    slice.sliceThickness = 0.0;
+  }
 
   DecodedPixels pixels = DecodePixels(ds, slice.rows, slice.columns, in.bytes, decoder, where);
   slice.format = std::move(pixels.format);
@@ -286,8 +306,9 @@ DecodedSeries ReadSeries(std::vector<EncodedInstance> instances,
                                 "slices are ordered by InstanceNumber and assumed equally spaced");
     }
     const double between = GetDouble(*first.file->getDataset(), DCM_SpacingBetweenSlices, 0.0);
-    geometry.sliceSpacing =
-        between > 0 ? between : (first.sliceThickness > 0 ? first.sliceThickness : 1.0);
+    geometry.sliceSpacing = between > 0 && between <= kMaxSpacingMm
+                                ? between
+                                : (first.sliceThickness > 0 ? first.sliceThickness : 1.0);
   }
 
   result.modality = modality;

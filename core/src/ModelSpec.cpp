@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <memory>
 #include <regex>
 #include <sstream>
 
@@ -28,7 +29,8 @@ class ManifestReader {
       if (std::find(known.begin(), known.end(), name) == known.end()) {
         std::string list;
         for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-        Fail(key.empty() ? name : key + "." + name, "unknown key; known keys are " + list);
+        Fail(Printable(key.empty() ? name : key + "." + name),
+             "unknown key; known keys are " + list);
       }
     }
   }
@@ -125,12 +127,13 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
   s.name = r.String(m, "name", true);
   static const std::regex kName("[a-z0-9][a-z0-9._-]{0,63}");
   if (!std::regex_match(s.name, kName)) {
-    r.Fail("name", "'" + s.name + "' must be 1-64 lower-case letters, digits, '.', '_' or '-'");
+    r.Fail("name",
+           "'" + Printable(s.name) + "' must be 1-64 lower-case letters, digits, '.', '_' or '-'");
   }
   s.version = r.String(m, "version", true);
   s.task = r.String(m, "task", true);
   if (s.task != "denoise" && s.task != "superres" && s.task != "mr2ct") {
-    r.Fail("task", "'" + s.task + "' must be one of denoise, superres, mr2ct");
+    r.Fail("task", "'" + Printable(s.task) + "' must be one of denoise, superres, mr2ct");
   }
   if (!m.isMember("modalities") || !m["modalities"].isArray() || m["modalities"].empty()) {
     r.Fail("modalities", "must be a non-empty list such as [\"CT\"]");
@@ -145,7 +148,7 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
   const std::string archive = r.String(m, "archive", true);
   const std::filesystem::path relative(archive);
   if (relative.is_absolute() || archive.find("..") != std::string::npos) {
-    r.Fail("archive", "'" + archive + "' must be a file name inside the model's folder");
+    r.Fail("archive", "'" + Printable(archive) + "' must be a file name inside the model's folder");
   }
   std::error_code ec;
   const auto base = std::filesystem::weakly_canonical(folder, ec);
@@ -153,13 +156,14 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
   const auto [baseEnd, _] =
       std::mismatch(base.begin(), base.end(), resolved.begin(), resolved.end());
   if (ec || baseEnd != base.end()) {
-    r.Fail("archive", "'" + archive + "' resolves outside the model's folder");
+    r.Fail("archive", "'" + Printable(archive) + "' resolves outside the model's folder");
   }
   s.archive = resolved;
 
   if (m.isMember("model_uid")) {
     s.uid = r.String(m, "model_uid", true);
-    if (!IsValidUid(s.uid)) r.Fail("model_uid", "'" + s.uid + "' is not a valid DICOM UID");
+    if (!IsValidUid(s.uid))
+      r.Fail("model_uid", "'" + Printable(s.uid) + "' is not a valid DICOM UID");
   }
 
   if (m.isMember("input_normalization")) {
@@ -240,19 +244,28 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
   return s;
 }
 
+ModelSpec ParseManifestText(const std::string& text, const std::filesystem::path& folder) {
+  Json::CharReaderBuilder builder;
+  const std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
+  Json::Value manifest;
+  std::string errors;
+  if (!reader->parse(text.data(), text.data() + text.size(), &manifest, &errors)) {
+    throw Error(ErrorKind::kBadInput,
+                (folder / "manifest.json").string() + ": not valid JSON: " + errors);
+  }
+  return ParseManifest(manifest, folder);
+}
+
 ModelSpec LoadManifest(const std::filesystem::path& folder) {
   const auto path = folder / "manifest.json";
-  std::ifstream stream(path);
+  std::ifstream stream(path, std::ios::binary);
   if (!stream) {
     throw Error(ErrorKind::kNotFound, path.string() + ": cannot be opened");
   }
-  Json::CharReaderBuilder builder;
-  Json::Value manifest;
-  std::string errors;
-  if (!Json::parseFromStream(builder, stream, &manifest, &errors)) {
-    throw Error(ErrorKind::kBadInput, path.string() + ": not valid JSON: " + errors);
-  }
-  return ParseManifest(manifest, folder);
+  std::ostringstream text;
+  text << stream.rdbuf();
+  if (stream.bad()) throw Error(ErrorKind::kNotFound, path.string() + ": cannot be read");
+  return ParseManifestText(text.str(), folder);
 }
 
 }  // namespace enhance

@@ -26,6 +26,8 @@ std::string PixelFormat::Describe() const {
 
 namespace {
 
+constexpr double kMaxPhysicalValue = 1.0e30;
+
 [[noreturn]] void Fail(ErrorKind kind, const std::string& where, const std::string& what) {
   throw Error(kind, where + ": " + what);
 }
@@ -36,7 +38,8 @@ PixelFormat ReadFormat(DcmDataset& ds, const std::string& where) {
   f.photometric = GetString(ds, DCM_PhotometricInterpretation);
   if (samples != 1 || (f.photometric != "MONOCHROME1" && f.photometric != "MONOCHROME2")) {
     Fail(ErrorKind::kUnsupported, where,
-         "photometric interpretation '" + f.photometric + "' with " + std::to_string(samples) +
+         "photometric interpretation '" + Printable(f.photometric) + "' with " +
+             std::to_string(samples) +
              " samples per pixel is not supported; only greyscale (MONOCHROME1/2) images can be "
              "enhanced");
   }
@@ -194,7 +197,11 @@ DecodedPixels DecodePixels(DcmDataset& ds, long rows, long columns, const std::s
   }
   const double slope = GetDouble(ds, DCM_RescaleSlope, 1.0);
   const double intercept = GetDouble(ds, DCM_RescaleIntercept, 0.0);
-  if (slope == 0.0 || !std::isfinite(slope) || !std::isfinite(intercept)) {
+  // Physical values are single-precision floats: whatever 32-bit stored value a decoder
+  // returns must map into their range with room to compute (real units, HU to Bq/ml, are
+  // far below the bound).
+  if (slope == 0.0 || !std::isfinite(slope) || !std::isfinite(intercept) ||
+      std::abs(slope) * 4294967296.0 + std::abs(intercept) > kMaxPhysicalValue) {
     Fail(ErrorKind::kBadInput, where,
          "RescaleSlope " + FormatDecimal(slope) + " / RescaleIntercept " +
              FormatDecimal(intercept) + " cannot map stored values to physical values");

@@ -8,7 +8,6 @@
 #include <chrono>
 #include <fstream>
 #include <mutex>
-#include <regex>
 #include <sstream>
 
 #include "SliceEngine.h"
@@ -134,12 +133,8 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
 }  // namespace
 
 std::string ResolveDevice(const std::string& requested) {
+  CheckDeviceName(requested);
   if (requested == "auto") return torch::cuda::is_available() ? "cuda:0" : "cpu";
-  static const std::regex kDevice("cpu|cuda(:[0-9]+)?");
-  if (!std::regex_match(requested, kDevice)) {
-    throw Error(ErrorKind::kBadInput,
-                "device '" + requested + "' must be auto, cpu, cuda or cuda:N");
-  }
   return requested == "cuda" ? "cuda:0" : requested;
 }
 

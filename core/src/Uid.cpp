@@ -94,7 +94,7 @@ std::string GenerateUid(const std::string& root) {
   }
   if (!IsValidUid(root) || root.size() + 1 + kMinRandomDigits > kMaxUidLength) {
     throw Error(ErrorKind::kBadInput,
-                "UID root '" + root + "' is not a valid DICOM UID prefix of at most " +
+                "UID root '" + Printable(root) + "' is not a valid DICOM UID prefix of at most " +
                     std::to_string(kMaxUidLength - 1 - kMinRandomDigits) +
                     " characters; set Enhance.UidRoot to your organisation's root or leave it "
                     "empty to use 2.25 UUID-derived UIDs");

@@ -355,6 +355,41 @@ TEST(DicomSeriesReader, BadHeadersAreRejectedNamingTheInstance) {
             "BitsAllocated=32", ErrorKind::kUnsupported);
 }
 
+TEST(DicomSeriesReader, ValuesBeyondFloatsOrTheGeometryAreRejected) {
+  // Found by fuzz_dicom_series: each of these was accepted and gave infinite voxel values
+  // (RescaleSlope 1e300), an infinite slice spacing (positions at +-1e308) or direction
+  // vectors of length 0 (an orientation of huge components normalised to zero).
+  auto expectBad = [](const SeriesSpec& spec, const std::string& needle) {
+    SCOPED_TRACE(needle);
+    EXPECT_EQ(ExpectError(BuildSeries(spec), needle), ErrorKind::kBadInput);
+    EXPECT_EQ(ExpectError(BuildSeries(spec), "instance s"), ErrorKind::kBadInput);
+  };
+  expectBad(WithEdit(1, [](DcmDataset& ds) { PutString(ds, DCM_RescaleSlope, "1e300"); }),
+            "RescaleSlope 1e+300 / RescaleIntercept -1024 cannot map stored values");
+  expectBad(WithEdit(0, [](DcmDataset& ds) { PutString(ds, DCM_RescaleIntercept, "-1e31"); }),
+            "RescaleIntercept -1e+31 cannot map");
+  expectBad(
+      WithEdit(2, [](DcmDataset& ds) { PutString(ds, DCM_ImagePositionPatient, "0\\0\\1e308"); }),
+      "ImagePositionPatient 0\\0\\1e+308 lies more than 1000000 mm from the origin");
+  expectBad(WithEdit(0, [](DcmDataset& ds) { PutString(ds, DCM_PixelSpacing, "0.7\\1e308"); }),
+            "PixelSpacing 0.7\\1e+308 mm is larger than 10000 mm");
+  expectBad(WithEdit(0,
+                     [](DcmDataset& ds) {
+                       PutString(ds, DCM_ImageOrientationPatient, "1e200\\0\\0\\0\\1e200\\0");
+                     }),
+            "ImageOrientationPatient does not hold two orthogonal unit vectors");
+
+  // A thickness or spacing that is no distance counts as unknown.
+  SeriesSpec spec = WithEdit(0, [](DcmDataset& ds) {
+    PutString(ds, DCM_SliceThickness, "1e300");
+    ds.findAndDeleteElement(DCM_ImagePositionPatient);
+  });
+  spec.slices = 1;
+  const DecodedSeries series = ReadSeries(BuildSeries(spec), "series S");
+  EXPECT_EQ(series.volume.geometry.sliceThickness, 0.0);
+  EXPECT_EQ(series.volume.geometry.sliceSpacing, 1.0);
+}
+
 TEST(DicomSeriesReader, AbsurdlyLargeSeriesIsRefusedBeforeDecoding) {
   SeriesSpec spec;
   spec.slices = 1;

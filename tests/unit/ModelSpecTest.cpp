@@ -136,4 +136,47 @@ TEST(ModelSpec, MissingManifestFileIsNotFound) {
   }
 }
 
+TEST(ModelSpec, ParsesManifestTextAndNamesTheFileOfInvalidJson) {
+  const ModelSpec s = ParseManifestText(
+      R"json({"name": "m", "version": "1", "task": "denoise", "modalities": ["CT"],
+              "intended_use": "test", "archive": "model.pt"})json",
+      kFolder);
+  EXPECT_EQ(s.archive, kFolder / "model.pt");
+  try {
+    ParseManifestText("{\"name\": ", kFolder);
+    FAIL() << "invalid JSON was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBadInput);
+    EXPECT_EQ(std::string(e.what()).rfind("/models/m/manifest.json: not valid JSON: ", 0), 0u)
+        << e.what();
+  }
+}
+
+TEST(ModelSpec, HostileKeysAndValuesStayReadableInErrors) {
+  // A NUL byte used to cut the message short after "manifest.json: mod".
+  Json::Value m = testing::DenoiseManifest("m");
+  m[std::string("mod\0x", 5)] = 1;
+  EXPECT_EQ(ErrorOf(m),
+            "/models/m/manifest.json: mod\\x00x: unknown key; known keys are name, version, task, "
+            "modalities, intended_use, model_uid, archive, input_normalization, "
+            "output_normalization, output_range, output_units, scale, slice_context, tile, fp16, "
+            "max_batch, derivation_code, description");
+  EXPECT_EQ(
+      ErrorOf(With(testing::DenoiseManifest("m"), "task", std::string(300, '\n'))),
+      "/models/m/manifest.json: task: '" +
+          [] {
+            std::string escaped;
+            while (escaped.size() < 128) escaped += "\\x0a";
+            return escaped;
+          }() +
+          "...' must be one of denoise, superres, mr2ct");
+}
+
+TEST(ErrorText, PrintableEscapesControlBytesAndBoundsTheLength) {
+  EXPECT_EQ(Printable("CT"), "CT");
+  EXPECT_EQ(Printable(std::string("a\0b\n\x7f\xc3\xa9", 7)), "a\\x00b\\x0a\\x7f\\xc3\\xa9");
+  EXPECT_EQ(Printable(std::string(10, 'x'), 4), "xxxx...");
+  EXPECT_EQ(Printable(""), "");
+}
+
 }  // namespace enhance

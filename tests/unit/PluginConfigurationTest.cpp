@@ -116,4 +116,23 @@ TEST(PluginConfiguration, ErrorsNameTheFullKey) {
             std::string::npos);
 }
 
+TEST(PluginConfiguration, RefusesOverlongPatternsAndKeepsHostileKeysReadable) {
+  const std::string longPattern =
+      "{\"Enhance\": {\"Rules\": [{\"Task\": \"denoise\", \"Model\": "
+      "\"m\", \"ProtocolName\": \"" +
+      std::string(257, 'x') + "\"}]}}";
+  EXPECT_NE(ErrorOf(longPattern)
+                .find("Enhance.Rules[0].ProtocolName: a regular expression of 257 characters is "
+                      "longer than the limit of 256"),
+            std::string::npos);
+  // A key holding a NUL byte and a line break: the message stays whole and on one line.
+  const std::string message = ErrorOf(std::string("{\"Enhance\": {\"Ena\\u0000ble\\n\": true}}"));
+  EXPECT_NE(message.find("Enhance.Ena\\x00ble\\x0a: unknown key; known keys are Enable"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"Device": "gpu"}})json")
+                .find("Enhance.Device: device 'gpu' must be auto, cpu, cuda or cuda:N"),
+            std::string::npos);
+}
+
 }  // namespace enhance::plugin

@@ -215,4 +215,21 @@ TEST(RulesConfiguration, BadRegexUnknownDestinationAndEvaluationAreNamed) {
             "no error");
 }
 
+TEST(SeriesRouting, AHugeValueFailsThePatternInsteadOfExhaustingTheStack) {
+  // The standard library matches ".*" by recursion, one level per character: a value of
+  // 200000 characters against "^a.*b" used to overflow the routing thread's stack.
+  PluginConfiguration c = ParseConfiguration(Parse(R"json({"Enhance": {"Rules": [
+      {"Task": "denoise", "Model": "m", "SeriesDescription": "^a.*b"}]}})json"));
+  SeriesFacts f = Ct();
+  f.seriesDescription = std::string(200000, 'a');
+  std::string why;
+  EXPECT_FALSE(RuleMatches(c.rules[0], f, &why));
+  EXPECT_EQ(why,
+            "SeriesDescription is 200000 characters long, more than the 1024 a pattern is "
+            "matched against");
+  EXPECT_TRUE(Route(c, f).rules.empty());
+  f.seriesDescription = std::string(1000, 'a') + "b";
+  EXPECT_TRUE(RuleMatches(c.rules[0], f, &why)) << why;
+}
+
 }  // namespace enhance::plugin

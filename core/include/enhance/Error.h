@@ -30,4 +30,10 @@ class Error : public std::runtime_error {
 
 const char* ToString(ErrorKind kind) noexcept;
 
+// Text from the input (a key, a value, a file name) as it may appear inside an error
+// message: control characters and bytes that are not printable ASCII as \xNN, and at
+// most `maxLength` characters followed by "...". Keeps messages whole (an embedded NUL
+// would cut what() short) and log lines single.
+std::string Printable(const std::string& text, size_t maxLength = 128);
+
 }  // namespace enhance

@@ -74,6 +74,9 @@ bool SlicesAreIndependent(const ModelSpec& spec);
 // Throws Error(kBadInput) naming `folder/manifest.json` and the key.
 ModelSpec ParseManifest(const Json::Value& manifest, const std::filesystem::path& folder);
 
+// Parses the text of folder/manifest.json; invalid JSON is Error(kBadInput) too.
+ModelSpec ParseManifestText(const std::string& text, const std::filesystem::path& folder);
+
 // Reads and parses folder/manifest.json.
 ModelSpec LoadManifest(const std::filesystem::path& folder);
 

@@ -70,6 +70,10 @@ class TorchModel final : public Model {
 // Throws Error(kBadInput) for a name that is not a device.
 std::string ResolveDevice(const std::string& requested);
 
+// Throws Error(kBadInput) unless `requested` is auto, cpu, cuda or cuda:N. Only the name
+// is checked (no LibTorch call), so configuration parsing can use it anywhere.
+void CheckDeviceName(const std::string& requested);
+
 // Where models configured for `requested` actually run: ResolveDevice(), except that a
 // CUDA device falls back to "cpu" on a machine where LibTorch sees no GPU.
 std::string EffectiveDevice(const std::string& requested);
