@@ -13,15 +13,22 @@ namespace enhance::models {
 
 torch::jit::Module BuildResidualCnn(const ResidualCnn& net, uint64_t seed) {
   if (net.layers < 2 || net.features < 1 || net.inChannels < 1 ||
-      (net.scale != 1 && net.scale != 2)) {
-    throw std::invalid_argument("ResidualCnn: needs 2+ layers, 1+ features, scale 1 or 2");
+      (net.scale != 1 && net.scale != 2) ||
+      (!net.dilations.empty() && static_cast<int64_t>(net.dilations.size()) != net.layers) ||
+      (net.base == ResidualCnn::Base::kMiddlePair && (net.inChannels < 2 || net.scale != 1))) {
+    throw std::invalid_argument(
+        "ResidualCnn: needs 2+ layers, 1+ features, scale 1 or 2, one dilation per layer, "
+        "and 2+ channels at scale 1 for through-plane");
   }
   at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(seed);
   torch::jit::Module module("ResidualCnn");
   std::ostringstream source;
   source << "def forward(self, x):\n"
-         << "    middle = x.narrow(1, " << net.inChannels / 2 << ", 1)\n"
-         << "    h = x * " << net.gain << "\n";
+         << "    middle = x.narrow(1, " << net.inChannels / 2 << ", 1)\n";
+  if (net.base == ResidualCnn::Base::kMiddlePair) {
+    source << "    middle = (x.narrow(1, " << net.inChannels / 2 - 1 << ", 1) + middle) * 0.5\n";
+  }
+  source << "    h = x * " << net.gain << "\n";
   for (int64_t i = 0; i < net.layers; ++i) {
     const int64_t in = i == 0 ? net.inChannels : net.features;
     const bool last = i + 1 == net.layers;
@@ -33,10 +40,14 @@ torch::jit::Module BuildResidualCnn(const ResidualCnn& net, uint64_t seed) {
     const std::string b = "b" + std::to_string(i);
     module.register_parameter(w, at::randn({out, in, 3, 3}, generator).mul_(std), false);
     module.register_parameter(b, at::zeros({out}), false);
-    source << "    h = torch.conv2d(h, self." << w << ", self." << b << ", [1, 1], [1, 1])\n";
+    const int64_t d = net.dilations.empty() ? 1 : net.dilations[static_cast<size_t>(i)];
+    source << "    h = torch.conv2d(h, self." << w << ", self." << b << ", [1, 1], [" << d << ", "
+           << d << "], [" << d << ", " << d << "])\n";
     if (!last) source << "    h = torch.relu(h)\n";
   }
-  if (net.scale == 1) {
+  if (net.base == ResidualCnn::Base::kConstant) {
+    source << "    return h / " << net.gain << " + " << net.baseValue << "\n";
+  } else if (net.scale == 1) {
     source << "    return middle + h / " << net.gain << "\n";
   } else {
     source << "    up = torch.upsample_bicubic2d(middle, [x.size(2) * " << net.scale
@@ -47,13 +58,22 @@ torch::jit::Module BuildResidualCnn(const ResidualCnn& net, uint64_t seed) {
   return module;
 }
 
-int64_t ReceptiveRadius(const ResidualCnn& net) { return net.layers; }
+int64_t ReceptiveRadius(const ResidualCnn& net) {
+  if (net.dilations.empty()) return net.layers;
+  int64_t radius = 0;
+  for (int64_t d : net.dilations) radius += d;
+  return radius;
+}
 
 double GmacPer512Slice(const ResidualCnn& net) {
   double perPixel = static_cast<double>(net.inChannels * net.features * 9);
   perPixel += static_cast<double>((net.layers - 2) * net.features * net.features * 9);
   perPixel += static_cast<double>(net.features * net.scale * net.scale * 9);
   return perPixel * 512.0 * 512.0 / 1e9;
+}
+
+double GmacPer512OutputSlice(const ResidualCnn& net) {
+  return GmacPer512Slice(net) / static_cast<double>(net.scale * net.scale);
 }
 
 int64_t ParameterCount(const torch::jit::Module& module) {
