@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <json/writer.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -59,10 +60,12 @@ torch::jit::Module BuildResidualCnn(const ResidualCnn& net, uint64_t seed) {
 }
 
 int64_t ReceptiveRadius(const ResidualCnn& net) {
-  if (net.dilations.empty()) return net.layers;
   int64_t radius = 0;
-  for (int64_t d : net.dilations) radius += d;
-  return radius;
+  for (int64_t i = 0; i < net.layers; ++i) {
+    radius += net.dilations.empty() ? 1 : net.dilations[static_cast<size_t>(i)];
+  }
+  // Bicubic upsampling of the base reads two input pixels on each side.
+  return net.scale > 1 ? std::max<int64_t>(radius, 2) : radius;
 }
 
 double GmacPer512Slice(const ResidualCnn& net) {

@@ -45,7 +45,8 @@ struct ResidualCnn {
 
 torch::jit::Module BuildResidualCnn(const ResidualCnn& net, uint64_t seed);
 
-// Pixels of the input each side of an output pixel that can influence it.
+// Input pixels each side of an output pixel that can influence it (the convolutions, or
+// the bicubic base when that reaches further).
 int64_t ReceptiveRadius(const ResidualCnn& net);
 
 // Multiply-accumulates for one 512x512 input slice, in units of 10^9.

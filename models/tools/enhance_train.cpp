@@ -276,7 +276,7 @@ int TrainCtThroughPlane(const std::string& out, int64_t steps) {
   torch::jit::Module module = BuildResidualCnn(net, 5);
   Describe(net, module);
   TrainOptions options;
-  options.steps = steps > 0 ? steps : 1500;
+  options.steps = steps > 0 ? steps : 700;
   options.batch = 16;
   options.patch = 64;
   options.learningRate = 1e-3;
@@ -325,10 +325,10 @@ int TrainMr2Ct(const std::string& out, int64_t steps) {
   torch::jit::Module module = BuildResidualCnn(net, 6);
   Describe(net, module);
   TrainOptions options;
-  options.steps = steps > 0 ? steps : 1500;
+  options.steps = steps > 0 ? steps : 700;
   options.batch = 8;
   options.patch = 80;
-  options.learningRate = 1e-3;
+  options.learningRate = 1.5e-3;
   options.backgroundLevel = 0.05;
   options.seed = 6;
   const TrainResult result = Train(module, at::cat(inputs), at::cat(targets), options, std::cout);
