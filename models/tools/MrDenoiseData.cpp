@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "Nifti.h"
+#include "SuperResData.h"
 
 namespace enhance::models {
 namespace {
@@ -215,16 +216,25 @@ Volume Reslice(const Volume& v, int axis) {
 
 namespace {
 
-// Slabs of `count` slices every `step` slices over [first, last), gamma-adjusted.
+// A random change of contrast (gamma 0.71-1.4) and of sharpness (Gaussian blur of 0-1.2
+// px, none below 0.3), so that the network cannot rely on one volume's contrast or on
+// how smooth its images are.
+void Augment(Volume& clean, std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  const double gamma = std::exp(std::log(1.4) * u(rng));
+  for (float& x : clean.voxels) x = std::pow(x, static_cast<float>(gamma));
+  const double blur = 0.6 + 0.6 * u(rng);
+  if (blur >= 0.3) clean = BlurSlices(clean, blur);
+}
+
+// Slabs of `count` slices every `step` slices over [first, last), augmented.
 void AddSlabs(std::vector<MrPair>& pairs, const Volume& volume, const std::string& name,
               int64_t first, int64_t last, int64_t count, int64_t step, std::mt19937_64& rng) {
-  std::uniform_real_distribution<double> u(-1.0, 1.0);
   for (int64_t s = first; s + count <= last; s += step) {
     MrPair p;
     p.label = name + " " + std::to_string(s) + "-" + std::to_string(s + count - 1);
     p.clean = SliceRange(volume, s, count);
-    const double gamma = std::exp(std::log(1.4) * u(rng));
-    for (float& x : p.clean.voxels) x = std::pow(x, static_cast<float>(gamma));
+    Augment(p.clean, rng);
     pairs.push_back(std::move(p));
   }
 }
@@ -233,13 +243,14 @@ void AddSlabs(std::vector<MrPair>& pairs, const Volume& volume, const std::strin
 
 std::vector<MrPair> MrSuperResTrainingSet(const std::filesystem::path& templates) {
   // Two human heads: ch2better outside its held-out block, and jhu189 (another subject,
-  // 1 mm) in its three orientations; each slab with a random change of contrast (gamma).
+  // 1 mm) in its three orientations; each slab with random contrast and sharpness.
   std::vector<MrPair> pairs;
   std::mt19937_64 rng(17);
   for (const MrPair& p : MrDenoiseTrainingSet(templates)) {
     MrPair q;
     q.label = p.label;
     q.clean = p.clean;
+    Augment(q.clean, rng);
     pairs.push_back(std::move(q));
   }
   const Volume jhu = LoadMrReference(templates / "jhu189.nii.gz");

@@ -8,7 +8,8 @@
 // Training uses axial slabs of ch2better.nii.gz outside a held-out block; testing uses
 // that block and a second volume never used in training (inia19-t1-brain.nii.gz). The
 // in-plane super-resolution pairs use the same split, and add to training a second human
-// head (jhu189.nii.gz) in three orientations, with random changes of contrast.
+// head (jhu189.nii.gz) in three orientations, with random changes of contrast and
+// sharpness.
 // Deterministic for a seed; thread-safe.
 #pragma once
 
