@@ -284,6 +284,8 @@ Volume StackSlices(const std::vector<Volume>& parts) {
   all.slices = 0;
   all.voxels.clear();
   all.geometry.slicePositions.clear();
+  all.geometry.sliceSpacing = 1.0;  // the same for outputs and targets
+  all.geometry.sliceThickness = 1.0;
   for (const Volume& v : parts) {
     all.voxels.insert(all.voxels.end(), v.voxels.begin(), v.voxels.end());
     for (int64_t s = 0; s < v.slices; ++s) {
