@@ -68,7 +68,7 @@ int Finish(torch::jit::Module& module, const Json::Value& manifest, const std::s
   SaveModelFolder(module, manifest, out);
   std::cout << "data simulation: " << simulationSeconds << " s\n"
             << "training: " << result.steps << " steps in " << result.seconds
-            << " s; loss (MSE, normalised units) " << result.firstLoss << " -> " << result.lastLoss
+            << " s; loss (normalised units) " << result.firstLoss << " -> " << result.lastLoss
             << "\n";
   std::cout << "wrote " << out << "\n";
   return 0;
@@ -194,7 +194,7 @@ int TrainMrSuperRes(const std::string& out, int64_t steps) {
   torch::jit::Module module = BuildResidualCnn(net, 3);
   Describe(net, module);
   TrainOptions options;
-  options.steps = steps > 0 ? steps : 1500;
+  options.steps = steps > 0 ? steps : 1000;
   options.batch = 16;
   options.patch = 48;
   options.scale = 2;
@@ -331,6 +331,9 @@ int TrainMr2Ct(const std::string& out, int64_t steps) {
   options.learningRate = 1.5e-3;
   options.backgroundLevel = 0.05;
   options.seed = 6;
+  // The mean absolute error in HU is what mr2ct is judged by; the squared error would
+  // favour grey values half-way between bone and soft tissue where the MR is ambiguous.
+  options.absoluteError = true;
   const TrainResult result = Train(module, at::cat(inputs), at::cat(targets), options, std::cout);
 
   Json::Value manifest = BaseManifest(
