@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the shipped models from scratch and writes their folders (model.pt and
 # manifest.json; MODEL_CARD.md is kept). Needs the build (scripts/build.sh or the
-# cmake/ninja lines in docs/models.md) and the mricron-data package for the MR model.
+# cmake/ninja lines in docs/models.md) and the mricron-data package for the MR models.
 # Usage: models/train_all.sh [BUILD_DIR] [MODEL...]   (default: build, all models)
 # Runs at low priority: the training machines are shared.
 set -euo pipefail
@@ -9,7 +9,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-$root/build}"
 shift || true
 models=("$@")
-if [[ ${#models[@]} -eq 0 ]]; then models=(ct-denoise mr-denoise); fi
+if [[ ${#models[@]} -eq 0 ]]; then
+  models=(ct-denoise mr-denoise ct-superres-x2 mr-superres-x2 ct-superres-z2 mr2ct)
+fi
 for model in "${models[@]}"; do
   echo "== $model"
   time nice -n 15 "$build/models/enhance-train" "$model" --out "$root/models/$model"

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # The demo: installs what is missing, builds, starts Debian's Orthanc with the plugin on
-# loopback, sends a synthetic low-dose CT series over DICOM C-STORE, waits for the
-# enhanced series and keeps Orthanc running until Ctrl-C.
+# loopback, sends a synthetic low-dose CT series and a real T1-weighted head MR series
+# (mricron-data, converted to DICOM) over DICOM C-STORE, waits for the derived series of
+# the demo's rules (CT: denoised; MR: x2 super-resolution and synthetic CT) and keeps
+# Orthanc running until Ctrl-C.
 #
 # Environment: ENHANCE_HTTP_PORT (8042), ENHANCE_DICOM_PORT (4242),
-#              ENHANCE_DEMO_DIR (a new temporary folder), ENHANCE_DEMO_SLICES (32),
-#              ENHANCE_DEMO_TIMEOUT (seconds to wait for the result, 300).
+#              ENHANCE_DEMO_DIR (a new temporary folder), ENHANCE_DEMO_SLICES (32 CT slices),
+#              ENHANCE_DEMO_MR (a NIfTI T1 head volume, /usr/share/mricron/templates/ch2.nii.gz),
+#              ENHANCE_DEMO_MR_SLICES (24), ENHANCE_DEMO_TIMEOUT (seconds to wait, 300).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${ENHANCE_BUILD_DIR:-$root/build}"
 http_port="${ENHANCE_HTTP_PORT:-8042}"
 dicom_port="${ENHANCE_DICOM_PORT:-4242}"
 slices="${ENHANCE_DEMO_SLICES:-32}"
+mr_slices="${ENHANCE_DEMO_MR_SLICES:-24}"
 timeout="${ENHANCE_DEMO_TIMEOUT:-300}"
 workdir="${ENHANCE_DEMO_DIR:-$(mktemp -d -t orthanc-enhance-demo-XXXXXX)}"
 url="http://127.0.0.1:$http_port"
@@ -45,7 +49,8 @@ stop() {
 trap stop EXIT
 trap 'exit 130' INT TERM
 
-for _ in $(seq 1 150); do
+# Loading and warming up every model can take minutes on a busy machine (5 min at most).
+for _ in $(seq 1 1500); do
   curl -sf "$url/system" >/dev/null && break
   kill -0 "$orthanc_pid" 2>/dev/null || { cat "$workdir/orthanc.log" >&2; exit 1; }
   sleep 0.2
@@ -57,38 +62,76 @@ echo "demo: generating a $slices-slice 512x512 low-dose CT phantom"
 echo "demo: sending it with storescu to ENHANCE@127.0.0.1:$dicom_port"
 storescu -aet DEMO-CT -aec ENHANCE 127.0.0.1 "$dicom_port" "$workdir"/ct/*.dcm
 
-source_series=$(curl -sf "$url/series" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0])')
-study=$(curl -sf "$url/series/$source_series" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ParentStudy"])')
-echo "demo: waiting for the enhanced series (up to $timeout s)"
-derived=""
+# The MR: axial slices of a real T1-weighted head (mricron-data), as a scanner would send.
+mr_source="${ENHANCE_DEMO_MR:-/usr/share/mricron/templates/ch2.nii.gz}"
+echo "demo: converting $mr_slices slices of $mr_source to an MR series"
+/usr/bin/python3 "$root/tools/nifti_to_dicom_mr.py" "$mr_source" "$workdir/mr" --count "$mr_slices"
+echo "demo: sending it with storescu to ENHANCE@127.0.0.1:$dicom_port"
+storescu -aet DEMO-MR -aec ENHANCE 127.0.0.1 "$dicom_port" "$workdir"/mr/*.dcm
+
+series_of_modality() {
+  curl -sf "$url/series?expand" | python3 -c '
+import json, sys
+for s in json.load(sys.stdin):
+    if s["MainDicomTags"].get("Modality") == sys.argv[1]:
+        print(s["ID"]); break' "$1"
+}
+ct_series=$(series_of_modality CT)
+mr_series=$(series_of_modality MR)
+
+# Prints the series derived from $1 (same study, other series) once $2 of them are
+# complete (as many instances as the source), else nothing.
+complete_derived() {
+  curl -sf "$url/series/$1" >"$workdir/source.json" || return 0
+  local study
+  study=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ParentStudy"])' "$workdir/source.json")
+  curl -sf "$url/studies/$study/series" | python3 -c '
+import json, sys
+source = json.load(open(sys.argv[1]))
+derived = [s for s in json.load(sys.stdin) if s["ID"] != source["ID"]]
+done = [s for s in derived if len(s["Instances"]) == len(source["Instances"])]
+if len(done) >= int(sys.argv[2]):
+    print(" ".join(s["ID"] for s in done))' "$workdir/source.json" "$2"
+}
+
+echo "demo: waiting for the derived series: CT denoised; MR super-resolution and synthetic CT (up to $timeout s)"
+ct_derived=""
+mr_derived=""
 deadline=$((SECONDS + timeout))
 while ((SECONDS < deadline)); do
-  derived=$(curl -sf "$url/studies/$study" | python3 -c '
-import json, sys
-study = json.load(sys.stdin)
-print(" ".join(s for s in study["Series"] if s != sys.argv[1]))' "$source_series")
-  if [[ -n "$derived" ]]; then
-    count=$(curl -sf "$url/series/$derived" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["Instances"]))')
-    [[ "$count" == "$slices" ]] && break
-  fi
+  [[ -n "$ct_derived" ]] || ct_derived=$(complete_derived "$ct_series" 1)
+  [[ -n "$mr_derived" ]] || mr_derived=$(complete_derived "$mr_series" 2)
+  [[ -n "$ct_derived" && -n "$mr_derived" ]] && break
   kill -0 "$orthanc_pid" 2>/dev/null || { cat "$workdir/orthanc.log" >&2; exit 1; }
   sleep 1
 done
-if [[ -z "$derived" || "${count:-0}" != "$slices" ]]; then
-  echo "demo: no enhanced series after $timeout s; see $workdir/orthanc.log" >&2
+if [[ -z "$ct_derived" || -z "$mr_derived" ]]; then
+  echo "demo: the derived series did not all arrive within $timeout s; see $workdir/orthanc.log" >&2
   grep -i enhance "$workdir/orthanc.log" >&2 || true
   exit 1
 fi
 
-description=$(curl -sf "$url/series/$derived" | python3 -c 'import json,sys; print(json.load(sys.stdin)["MainDicomTags"].get("SeriesDescription",""))')
-grep "Enhance: series $source_series" "$workdir/orthanc.log" | tail -n 1 | sed 's/^.*Enhance: /demo: /' || true
+for source in "$ct_series" "$mr_series"; do
+  grep "Enhance: series $source" "$workdir/orthanc.log" | tail -n 2 | sed 's/^.*Enhance: /demo: /' || true
+done
+describe() {
+  curl -sf "$url/series/$1" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print(s["MainDicomTags"].get("Modality", ""), "-", s["MainDicomTags"].get("SeriesDescription", ""))'
+}
+echo
+for source in "$ct_series" "$mr_series"; do
+  echo "  Source series:    $source  ($(describe "$source"))"
+  for derived in $( [[ "$source" == "$ct_series" ]] && echo "$ct_derived" || echo "$mr_derived" ); do
+    echo "    Derived series: $derived  ($(describe "$derived"))"
+    echo "      Orthanc Explorer: $url/app/explorer.html#series?uuid=$derived"
+  done
+done
 cat <<EOT
 
-  Source series:    $source_series
-  Enhanced series:  $derived  ($description)
-  Orthanc Explorer: $url/app/explorer.html#series?uuid=$derived
-  Study:            $url/app/explorer.html#study?uuid=$study
   Plugin status:    $url/enhance/system
+  Jobs:             $url/jobs
 
 Orthanc keeps running; press Ctrl-C to stop it.
 EOT

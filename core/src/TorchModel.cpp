@@ -69,12 +69,12 @@ at::Tensor Prepare(const at::Tensor& batch, CpuLayout layout) {
                                             : batch;
 }
 
-// Loads the archive onto the device. On the CPU, when asked, two other versions are
-// timed against the graph as saved: the same graph with weights and inputs in
-// channels-last memory order (oneDNN's direct convolutions are several times faster in
-// that order for the narrow layers of small denoisers), and the graph frozen and
-// optimised for inference. The fastest on a tile-sized batch is kept; for tiny networks
-// layout conversions can cost more than they save, so none is assumed to win.
+// Loads the archive onto the device. On the CPU, when asked ("auto"), the graph as saved
+// is timed against the same graph with weights and inputs in channels-last memory order
+// (oneDNN's direct convolutions are several times faster in that order for the narrow
+// layers of small networks) and the faster is kept; for tiny networks layout conversions
+// can cost more than they save, so neither is assumed to win. The graph frozen and
+// optimised for inference is used only when asked for by name.
 LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool fp16,
                         const InferenceOptions& options) {
   torch::jit::Module module = torch::jit::load(spec.archive.string(), device);
@@ -89,9 +89,9 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
                 "CPU layout '" + wanted + "' must be auto, plain, channels-last or optimised");
   }
 
-  const int64_t side = (spec.tileSize > 0 ? std::min(spec.tileSize, 256) : 256) /
+  const int64_t side = (spec.tileSize > 0 ? std::min(spec.tileSize, 128) : 128) /
                        spec.sizeMultiple * spec.sizeMultiple;
-  // One tile-sized item: enough to rank the versions, cheap enough for start-up.
+  // One small item: enough to rank the versions, cheap enough for start-up.
   const at::Tensor input = at::rand({1, spec.InputChannels(), side, side});
   double bestTime = timed ? TimeForward(module, input) : 0;
 
@@ -115,7 +115,9 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
     }
   }
 
-  if (timed || wanted == "optimised") {
+  // Freezing and optimising costs seconds per model at load and, measured on the shipped
+  // models (docs/performance.md), never beat channels-last: it is tried only on request.
+  if (wanted == "optimised") {
     try {
       torch::jit::Module copy = module.clone();
       torch::jit::Module optimised = torch::jit::optimize_for_inference(copy);

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "Nifti.h"
+#include "SuperResData.h"
 
 namespace enhance::models {
 namespace {
@@ -182,14 +183,93 @@ std::vector<MrPair> ToResolutionPairs(const std::vector<MrPair>& pairs) {
 
 }  // namespace
 
+Volume Reslice(const Volume& v, int axis) {
+  if (axis == 0) return v;
+  Volume out;
+  out.units = v.units;
+  // axis 1: slices along rows (coronal for an axial source), axis 2: along columns.
+  out.slices = axis == 1 ? v.rows : v.columns;
+  out.rows = v.slices;
+  out.columns = axis == 1 ? v.columns : v.rows;
+  out.voxels.resize(v.voxels.size());
+  for (int64_t s = 0; s < out.slices; ++s) {
+    for (int64_t r = 0; r < out.rows; ++r) {
+      for (int64_t c = 0; c < out.columns; ++c) {
+        // Superior at the top of the resliced image.
+        const int64_t k = v.slices - 1 - r;
+        out.At(s, r, c) = axis == 1 ? v.At(k, s, c) : v.At(k, c, s);
+      }
+    }
+  }
+  Geometry& g = out.geometry;
+  g = v.geometry;
+  g.rowSpacing = v.geometry.sliceSpacing;
+  g.columnSpacing = axis == 1 ? v.geometry.columnSpacing : v.geometry.rowSpacing;
+  g.sliceSpacing = axis == 1 ? v.geometry.rowSpacing : v.geometry.columnSpacing;
+  g.sliceThickness = g.sliceSpacing;
+  g.slicePositions.clear();
+  for (int64_t s = 0; s < out.slices; ++s) {
+    g.slicePositions.push_back({0.0, 0.0, static_cast<double>(s) * g.sliceSpacing});
+  }
+  return out;
+}
+
+namespace {
+
+// A random change of contrast (gamma 0.71-1.4) and of sharpness (Gaussian blur of 0-1.2
+// px, none below 0.3), so that the network cannot rely on one volume's contrast or on
+// how smooth its images are.
+void Augment(Volume& clean, std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  const double gamma = std::exp(std::log(1.4) * u(rng));
+  for (float& x : clean.voxels) x = std::pow(x, static_cast<float>(gamma));
+  const double blur = 0.6 + 0.6 * u(rng);
+  if (blur >= 0.3) clean = BlurSlices(clean, blur);
+}
+
+// Slabs of `count` slices every `step` slices over [first, last), augmented.
+void AddSlabs(std::vector<MrPair>& pairs, const Volume& volume, const std::string& name,
+              int64_t first, int64_t last, int64_t count, int64_t step, std::mt19937_64& rng) {
+  for (int64_t s = first; s + count <= last; s += step) {
+    MrPair p;
+    p.label = name + " " + std::to_string(s) + "-" + std::to_string(s + count - 1);
+    p.clean = SliceRange(volume, s, count);
+    Augment(p.clean, rng);
+    pairs.push_back(std::move(p));
+  }
+}
+
+}  // namespace
+
 std::vector<MrPair> MrSuperResTrainingSet(const std::filesystem::path& templates) {
-  return ToResolutionPairs(MrDenoiseTrainingSet(templates));
+  // Two human heads: ch2better outside its held-out block, and jhu189 (another subject,
+  // 1 mm) in its three orientations; each slab with random contrast and sharpness.
+  std::vector<MrPair> pairs;
+  std::mt19937_64 rng(17);
+  for (const MrPair& p : MrDenoiseTrainingSet(templates)) {
+    MrPair q;
+    q.label = p.label;
+    q.clean = p.clean;
+    Augment(q.clean, rng);
+    pairs.push_back(std::move(q));
+  }
+  const Volume jhu = LoadMrReference(templates / "jhu189.nii.gz");
+  AddSlabs(pairs, jhu, "jhu189 axial", 10, jhu.slices - 10, 8, 10, rng);
+  const Volume coronal = Reslice(jhu, 1);
+  AddSlabs(pairs, coronal, "jhu189 coronal", 15, coronal.slices - 15, 8, 12, rng);
+  const Volume sagittal = Reslice(jhu, 2);
+  AddSlabs(pairs, sagittal, "jhu189 sagittal", 20, sagittal.slices - 20, 8, 12, rng);
+  return ToResolutionPairs(pairs);
 }
 
 std::vector<MrPair> MrSuperResTestSet(const std::filesystem::path& templates) {
   // The denoising test set repeats each volume at three noise levels; one of each is enough.
   const std::vector<MrPair> denoise = MrDenoiseTestSet(templates);
-  return ToResolutionPairs({denoise[0], denoise[1]});
+  MrPair coronal;
+  const Volume inia = Reslice(LoadMrReference(templates / "inia19-t1-brain.nii.gz"), 1);
+  coronal.label = "inia19 macaque T1, coronal (unseen volume)";
+  coronal.clean = SliceRange(inia, inia.slices / 2 - 12, 24);
+  return ToResolutionPairs({denoise[0], denoise[1], coronal});
 }
 
 }  // namespace enhance::models

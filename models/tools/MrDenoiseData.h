@@ -6,8 +6,10 @@
 // a fraction of the maximum), as in magnitude MR images.
 //
 // Training uses axial slabs of ch2better.nii.gz outside a held-out block; testing uses
-// that block and a second volume never used in training (inia19-t1-brain.nii.gz). The same
-// split serves the in-plane super-resolution pairs.
+// that block and a second volume never used in training (inia19-t1-brain.nii.gz). The
+// in-plane super-resolution pairs use the same split, and add to training a second human
+// head (jhu189.nii.gz) in three orientations, with random changes of contrast and
+// sharpness.
 // Deterministic for a seed; thread-safe.
 #pragma once
 
@@ -44,6 +46,10 @@ std::pair<double, double> PercentileWindow(const Volume& volume, double highPerc
 
 std::vector<MrPair> MrDenoiseTrainingSet(const std::filesystem::path& templates);
 std::vector<MrPair> MrDenoiseTestSet(const std::filesystem::path& templates);
+
+// The volume resliced along its rows (axis 1) or columns (axis 2), superior at the top;
+// axis 0 returns it unchanged. Positions are a plain stack along the new slice axis.
+Volume Reslice(const Volume& volume, int axis);
 
 // In-plane super-resolution pairs: `clean` is the high-resolution slab (cropped to even
 // sizes), `noisy` its 2x2 means (an acquisition with pixels twice as large, same field

@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <json/writer.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -13,19 +14,28 @@ namespace enhance::models {
 
 torch::jit::Module BuildResidualCnn(const ResidualCnn& net, uint64_t seed) {
   if (net.layers < 2 || net.features < 1 || net.inChannels < 1 ||
-      (net.scale != 1 && net.scale != 2)) {
-    throw std::invalid_argument("ResidualCnn: needs 2+ layers, 1+ features, scale 1 or 2");
+      (net.scale != 1 && net.scale != 2) ||
+      (!net.dilations.empty() && static_cast<int64_t>(net.dilations.size()) != net.layers) ||
+      (net.base == ResidualCnn::Base::kMiddlePair && (net.inChannels < 2 || net.scale != 1))) {
+    throw std::invalid_argument(
+        "ResidualCnn: needs 2+ layers, 1+ features, scale 1 or 2, one dilation per layer, "
+        "and 2+ channels at scale 1 for through-plane");
   }
-  if (net.unshuffle < 1 || (net.unshuffle > 1 && net.scale != 1)) {
-    throw std::invalid_argument("ResidualCnn: unshuffle must be 1, or above 1 with scale 1");
+  if (net.unshuffle < 1 ||
+      (net.unshuffle > 1 && (net.scale != 1 || net.base != ResidualCnn::Base::kMiddle))) {
+    throw std::invalid_argument(
+        "ResidualCnn: unshuffle must be 1, or above 1 for a denoiser (scale 1, middle base)");
   }
   const int64_t u = net.unshuffle;
   at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(seed);
   torch::jit::Module module("ResidualCnn");
   std::ostringstream source;
   source << "def forward(self, x):\n"
-         << "    middle = x.narrow(1, " << net.inChannels / 2 << ", 1)\n"
-         << "    h = x * " << net.gain << "\n";
+         << "    middle = x.narrow(1, " << net.inChannels / 2 << ", 1)\n";
+  if (net.base == ResidualCnn::Base::kMiddlePair) {
+    source << "    middle = (x.narrow(1, " << net.inChannels / 2 - 1 << ", 1) + middle) * 0.5\n";
+  }
+  source << "    h = x * " << net.gain << "\n";
   if (u > 1) source << "    h = torch.pixel_unshuffle(h, " << u << ")\n";
   for (int64_t i = 0; i < net.layers; ++i) {
     const int64_t in = i == 0 ? net.inChannels * u * u : net.features;
@@ -38,10 +48,14 @@ torch::jit::Module BuildResidualCnn(const ResidualCnn& net, uint64_t seed) {
     const std::string b = "b" + std::to_string(i);
     module.register_parameter(w, at::randn({out, in, 3, 3}, generator).mul_(std), false);
     module.register_parameter(b, at::zeros({out}), false);
-    source << "    h = torch.conv2d(h, self." << w << ", self." << b << ", [1, 1], [1, 1])\n";
+    const int64_t d = net.dilations.empty() ? 1 : net.dilations[static_cast<size_t>(i)];
+    source << "    h = torch.conv2d(h, self." << w << ", self." << b << ", [1, 1], [" << d << ", "
+           << d << "], [" << d << ", " << d << "])\n";
     if (!last) source << "    h = torch.relu(h)\n";
   }
-  if (u > 1) {
+  if (net.base == ResidualCnn::Base::kConstant) {
+    source << "    return h / " << net.gain << " + " << net.baseValue << "\n";
+  } else if (u > 1) {
     source << "    return middle + torch.pixel_shuffle(h, " << u << ") / " << net.gain << "\n";
   } else if (net.scale == 1) {
     source << "    return middle + h / " << net.gain << "\n";
@@ -55,9 +69,15 @@ torch::jit::Module BuildResidualCnn(const ResidualCnn& net, uint64_t seed) {
 }
 
 int64_t ReceptiveRadius(const ResidualCnn& net) {
-  // Each 3x3 layer reaches one low-resolution pixel further, i.e. u pixels, and the
-  // unshuffle block itself spans u - 1.
-  return net.layers * net.unshuffle + net.unshuffle - 1;
+  int64_t radius = 0;
+  for (int64_t i = 0; i < net.layers; ++i) {
+    radius += net.dilations.empty() ? 1 : net.dilations[static_cast<size_t>(i)];
+  }
+  // At 1/u of the resolution each step reaches u pixels, and the unshuffle block itself
+  // spans u - 1.
+  radius = radius * net.unshuffle + net.unshuffle - 1;
+  // Bicubic upsampling of the base reads two input pixels on each side.
+  return net.scale > 1 ? std::max<int64_t>(radius, 2) : radius;
 }
 
 double GmacPer512Slice(const ResidualCnn& net) {
@@ -66,6 +86,10 @@ double GmacPer512Slice(const ResidualCnn& net) {
   perLowPixel += static_cast<double>((net.layers - 2) * net.features * net.features * 9);
   perLowPixel += static_cast<double>(net.features * net.scale * net.scale * u2 * 9);
   return perLowPixel / static_cast<double>(u2) * 512.0 * 512.0 / 1e9;
+}
+
+double GmacPer512OutputSlice(const ResidualCnn& net) {
+  return GmacPer512Slice(net) / static_cast<double>(net.scale * net.scale);
 }
 
 int64_t ParameterCount(const torch::jit::Module& module) {

@@ -103,7 +103,8 @@ TrainResult Train(torch::jit::Module& module, const at::Tensor& inputs, const at
     const Batch batch = sampler.Next();
     optimizer.zero_grad();
     const at::Tensor prediction = module.forward({batch.input}).toTensor();
-    const at::Tensor loss = at::mse_loss(prediction, batch.target);
+    const at::Tensor loss = options.absoluteError ? at::l1_loss(prediction, batch.target)
+                                                  : at::mse_loss(prediction, batch.target);
     loss.backward();
     optimizer.step();
 

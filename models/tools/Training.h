@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //
 // Supervised training of a TorchScript module on random patches of whole slices:
-// mean squared error, Adam, cosine learning-rate decay, random flips and transposes.
-// Patches that are mostly background (target below `backgroundLevel` in normalised
+// mean squared error (or mean absolute error), Adam, cosine learning-rate decay, random flips and
+// transposes. Patches that are mostly background (target below `backgroundLevel` in normalised
 // units) are drawn less often, so the network learns from the patient.
 // Deterministic for a seed and a thread count. Not synchronised: one training per module.
 #pragma once
@@ -24,6 +24,7 @@ struct TrainOptions {
   double backgroundLevel = 0.03;  // normalised; -900 HU in the CT window
   double minForegroundFraction = 0.3;
   uint64_t seed = 1;
+  bool absoluteError = false;  // L1 instead of the squared error
 };
 
 struct TrainResult {

@@ -19,7 +19,9 @@
 #include <vector>
 
 #include "CtDenoiseData.h"
+#include "Mr2CtData.h"
 #include "MrDenoiseData.h"
+#include "SuperResData.h"
 #include "enhance/BilateralDenoiser.h"
 #include "enhance/ClassicalModels.h"
 #include "enhance/Metrics.h"
@@ -32,7 +34,8 @@ using namespace enhance::models;
 
 constexpr const char* kUsage =
     "usage: enhance-evaluate MODEL --models DIR\n"
-    "MODEL: ct-denoise | mr-denoise | mr-superres-x2 | ct-denoise-halfres (not shipped)\n"
+    "MODEL: ct-denoise | mr-denoise | ct-superres-x2 | mr-superres-x2 | ct-superres-z2 | mr2ct\n"
+    "       | ct-denoise-halfres (not shipped)\n"
     "Loads DIR/MODEL and prints a markdown table of image-quality figures.\n";
 
 struct Metric {
@@ -55,9 +58,10 @@ Measured RunTimed(const Model& model, const Volume& input) {
   Measured m{model.Run(input, {}), 0};
   const std::chrono::duration<double, std::milli> elapsed =
       std::chrono::steady_clock::now() - start;
-  // Per 512x512 pixels, so that figures for other slice sizes compare.
+  // Per 512x512 output pixels, so that figures for other slice sizes and scales compare.
+  const Volume& out = m.output;
   const double slices512 =
-      static_cast<double>(input.slices * input.rows * input.columns) / (512.0 * 512.0);
+      static_cast<double>(out.slices * out.rows * out.columns) / (512.0 * 512.0);
   m.msPerSlice = elapsed.count() / slices512;
   return m;
 }
@@ -86,7 +90,7 @@ void PrintTable(const Volume& reference, const std::vector<Candidate>& candidate
                 const std::vector<Measured>& outputs, const std::vector<Metric>& metrics) {
   std::cout << "\n| method |";
   for (const Metric& m : metrics) std::cout << " PSNR " << m.label << " | SSIM " << m.label << " |";
-  std::cout << " ms per 512x512 slice |\n|---|";
+  std::cout << " ms per 512x512 output slice |\n|---|";
   for (size_t i = 0; i < metrics.size(); ++i) std::cout << "---|---|";
   std::cout << "---|\n";
   for (size_t i = 0; i < candidates.size(); ++i) {
@@ -247,6 +251,160 @@ int EvaluateMrSuperRes(const std::filesystem::path& models) {
   return 0;
 }
 
+std::vector<Metric> CtMetrics() {
+  MetricOptions window;
+  window.windowLow = -160;
+  window.windowHigh = 240;
+  window.bodyMask = true;
+  MetricOptions full;
+  full.windowLow = -1024;
+  full.windowHigh = 3071;
+  full.bodyMask = true;
+  return {{"[-160,240] HU", window}, {"[-1024,3071] HU", full}};
+}
+
+int EvaluateCtSuperRes(const std::filesystem::path& models) {
+  const auto model = LoadShipped(models / "ct-superres-x2");
+  std::cout << "simulating the held-out test set (seeds 910000-910003)\n";
+  const SuperResPairs test = CtSuperResTestSet(std::cout);
+  const std::vector<Candidate> candidates{
+      {"bicubic", MakeBicubicUpsampler(2)},
+      {"ct-superres-x2 " + model->Info().version + " (learned)", model}};
+  std::cout << "\nct-superres-x2: " << test.low.slices << " held-out slices of " << test.low.rows
+            << "x" << test.low.columns << " (2x2 means) -> " << test.high.rows << "x"
+            << test.high.columns
+            << ", inside the body; LibTorch CPU threads: " << at::get_num_threads() << "\n";
+  PrintTable(test.high, candidates, RunAll(candidates, test.low), CtMetrics());
+  return 0;
+}
+
+// The odd slices of a through-plane output (the predicted gaps) of every phantom, stacked
+// with plain consecutive positions, and the same for the targets.
+Volume StackSlices(const std::vector<Volume>& parts) {
+  Volume all = parts.front();
+  all.slices = 0;
+  all.voxels.clear();
+  all.geometry.slicePositions.clear();
+  all.geometry.sliceSpacing = 1.0;  // the same for outputs and targets
+  all.geometry.sliceThickness = 1.0;
+  for (const Volume& v : parts) {
+    all.voxels.insert(all.voxels.end(), v.voxels.begin(), v.voxels.end());
+    for (int64_t s = 0; s < v.slices; ++s) {
+      all.geometry.slicePositions.push_back(
+          {0.0, 0.0, static_cast<double>(all.slices + s) * all.geometry.sliceSpacing});
+    }
+    all.slices += v.slices;
+  }
+  return all;
+}
+
+Volume GapsOf(const Volume& output) {
+  Volume gaps = output;
+  gaps.slices = output.slices / 2;
+  gaps.voxels.clear();
+  for (int64_t k = 1; k < output.slices; k += 2) {
+    gaps.voxels.insert(gaps.voxels.end(), output.Slice(k),
+                       output.Slice(k) + output.VoxelsPerSlice());
+  }
+  return gaps;
+}
+
+int EvaluateCtThroughPlane(const std::filesystem::path& models) {
+  const auto model = LoadShipped(models / "ct-superres-z2");
+  std::cout << "simulating the held-out test set (seeds 920000-920002)\n";
+  const ThroughPlanePairs test = CtThroughPlaneTestSet(std::cout);
+  const std::vector<Candidate> candidates{
+      {"linear interpolation (classical-linear-z2)", MakeLinearThroughPlane()},
+      {"ct-superres-z2 " + model->Info().version + " (learned)", model}};
+  std::vector<Measured> outputs;
+  int64_t gaps = 0;
+  for (const Volume& v : test.gaps) gaps += v.slices;
+  for (const Candidate& c : candidates) {
+    std::vector<Volume> parts;
+    const auto start = std::chrono::steady_clock::now();
+    for (const Volume& thick : test.thick) parts.push_back(GapsOf(c.model->Run(thick, {})));
+    const std::chrono::duration<double, std::milli> elapsed =
+        std::chrono::steady_clock::now() - start;
+    outputs.push_back({StackSlices(parts), elapsed.count() / static_cast<double>(gaps)});
+  }
+  std::cout << "\nct-superres-z2: " << test.thick.size() << " held-out phantoms, " << gaps
+            << " predicted slices of " << test.thick.front().rows << "x"
+            << test.thick.front().columns
+            << " half-way between thick slices (4 thin slices averaged), against the thick "
+               "slice simulated there; inside the body; ms per predicted slice\n";
+  PrintTable(StackSlices(test.gaps), candidates, outputs, CtMetrics());
+  return 0;
+}
+
+void PrintMr2CtTable(const Volume& reference, const std::vector<std::string>& labels,
+                     const std::vector<Measured>& outputs) {
+  MetricOptions body;
+  body.windowLow = -1024;
+  body.windowHigh = 3071;
+  body.bodyMask = true;
+  MetricOptions slice = body;
+  slice.bodyMask = false;
+  MetricOptions soft = body;
+  soft.windowLow = -160;
+  soft.windowHigh = 240;
+  std::cout
+      << "\n| method | MAE body (HU) | PSNR body [-1024,3071] | SSIM body [-1024,3071] | "
+         "SSIM whole slice [-1024,3071] | SSIM body [-160,240] | ms per 512x512 output slice |\n"
+         "|---|---|---|---|---|---|---|\n";
+  for (size_t i = 0; i < labels.size(); ++i) {
+    const QualityReport b = CompareVolumes(reference, outputs[i].output, body);
+    const QualityReport w = CompareVolumes(reference, outputs[i].output, slice);
+    const QualityReport s = CompareVolumes(reference, outputs[i].output, soft);
+    std::cout << "| " << labels[i] << " | " << Fixed(b.overall.mae, 1) << " | "
+              << Fixed(b.overall.psnr, 2) << " | " << Fixed(b.overall.ssim, 4) << " | "
+              << Fixed(w.overall.ssim, 4) << " | " << Fixed(s.overall.ssim, 4) << " | "
+              << Fixed(outputs[i].msPerSlice, 0) << " |\n";
+  }
+  std::cout << "\n" << std::flush;
+}
+
+int EvaluateMr2Ct(const std::filesystem::path& models) {
+  const auto model = LoadShipped(models / "mr2ct");
+  MetricOptions body;
+  body.windowLow = -1024;
+  body.windowHigh = 3071;
+  body.bodyMask = true;
+  // Tune the threshold baseline on three training slabs.
+  const std::vector<Mr2CtPair> training = Mr2CtTrainingSet(kMricronTemplates);
+  double bestMae = 1e300, bestLevel = 0, bestHu = 0;
+  for (double level : {0.2, 0.3, 0.4, 0.5}) {
+    for (double hu : {0.0, 300.0, 600.0, 900.0}) {
+      double mae = 0;
+      for (size_t i = 0; i < training.size(); i += training.size() / 3) {
+        mae += CompareVolumes(training[i].ct,
+                              ThresholdPseudoCt(training[i].mr, 0.1, level, hu, 30.0), body)
+                   .overall.mae;
+      }
+      if (mae < bestMae) {
+        bestMae = mae;
+        bestLevel = level;
+        bestHu = hu;
+      }
+    }
+  }
+  std::cout << "threshold baseline tuned on training slabs: dark below " << bestLevel
+            << " of the 99.5th percentile -> " << bestHu << " HU, else 30 HU\n";
+  const std::vector<std::string> labels{
+      "bulk density (head 30 HU, air outside)",
+      "two-class threshold (dark " + Fixed(bestHu, 0) + " HU, tuned)",
+      "mr2ct " + model->Info().version + " (learned)"};
+  for (const Mr2CtPair& p : Mr2CtTestSet(kMricronTemplates)) {
+    std::vector<Measured> outputs;
+    outputs.push_back({ThresholdPseudoCt(p.mr, 0.1, -1.0, 0.0, 30.0), 0});
+    outputs.push_back({ThresholdPseudoCt(p.mr, 0.1, bestLevel, bestHu, 30.0), 0});
+    outputs.push_back(RunTimed(*model, p.mr));
+    std::cout << "\nmr2ct: ch2 " << p.label << ", " << p.mr.slices << " slices of " << p.mr.rows
+              << "x" << p.mr.columns << ", against the segmentation-based pseudo-CT\n";
+    PrintMr2CtTable(p.ct, labels, outputs);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -273,6 +431,9 @@ int main(int argc, char** argv) {
     }
     if (model == "mr-denoise") return EvaluateMrDenoise(models);
     if (model == "mr-superres-x2") return EvaluateMrSuperRes(models);
+    if (model == "ct-superres-x2") return EvaluateCtSuperRes(models);
+    if (model == "ct-superres-z2") return EvaluateCtThroughPlane(models);
+    if (model == "mr2ct") return EvaluateMr2Ct(models);
     throw std::invalid_argument("unknown model '" + model + "'");
   } catch (const std::exception& e) {
     std::cerr << "enhance-evaluate: " << e.what() << "\n" << kUsage;

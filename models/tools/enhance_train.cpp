@@ -12,9 +12,11 @@
 #include <string>
 
 #include "CtDenoiseData.h"
+#include "Mr2CtData.h"
 #include "MrDenoiseData.h"
 #include "Normalise.h"
 #include "ResidualCnn.h"
+#include "SuperResData.h"
 #include "Training.h"
 
 namespace {
@@ -23,7 +25,8 @@ using namespace enhance::models;
 
 constexpr const char* kUsage =
     "usage: enhance-train MODEL --out DIR [--steps N] [--threads N]\n"
-    "MODEL: ct-denoise | mr-denoise | mr-superres-x2 | ct-denoise-halfres (not shipped)\n"
+    "MODEL: ct-denoise | mr-denoise | ct-superres-x2 | mr-superres-x2 | ct-superres-z2 | mr2ct\n"
+    "       | ct-denoise-halfres (not shipped)\n"
     "Writes DIR/model.pt and DIR/manifest.json; MODEL_CARD.md is written by hand.\n";
 
 double Seconds(std::chrono::steady_clock::time_point since) {
@@ -57,7 +60,7 @@ void Describe(const ResidualCnn& net, const torch::jit::Module& module) {
   std::cout << "network: " << net.layers << " 3x3 convolutions, " << net.features << " features, "
             << net.inChannels << " input channel(s), scale " << net.scale << ", unshuffle "
             << net.unshuffle << "; " << ParameterCount(module) << " parameters; "
-            << GmacPer512Slice(net) << " GMAC per 512x512 input slice; receptive radius "
+            << GmacPer512OutputSlice(net) << " GMAC per 512x512 output slice; receptive radius "
             << ReceptiveRadius(net) << " px\n";
 }
 
@@ -67,7 +70,7 @@ int Finish(torch::jit::Module& module, const Json::Value& manifest, const std::s
   SaveModelFolder(module, manifest, out);
   std::cout << "data simulation: " << simulationSeconds << " s\n"
             << "training: " << result.steps << " steps in " << result.seconds
-            << " s; loss (MSE, normalised units) " << result.firstLoss << " -> " << result.lastLoss
+            << " s; loss (normalised units) " << result.firstLoss << " -> " << result.lastLoss
             << "\n";
   std::cout << "wrote " << out << "\n";
   return 0;
@@ -166,25 +169,44 @@ int TrainMrDenoise(const std::string& out, int64_t steps) {
   return Finish(module, manifest, out, result, simulation);
 }
 
+// The network of both in-plane x2 models: it runs on the coarse grid, so it can afford
+// more features than the denoisers for the same cost per output slice.
+ResidualCnn SuperResNet(double gain) {
+  ResidualCnn net;
+  net.features = 28;
+  net.layers = 8;
+  net.scale = 2;
+  net.gain = gain;
+  return net;
+}
+
 int TrainMrSuperRes(const std::string& out, int64_t steps) {
   auto start = std::chrono::steady_clock::now();
-  std::cout << "reading " << kMricronTemplates << "/ch2better.nii.gz, averaging 2x2 pixels\n";
+  std::cout << "reading ch2better and jhu189 from " << kMricronTemplates
+            << ", averaging 2x2 pixels\n";
   const std::vector<MrPair> pairs = MrSuperResTrainingSet(kMricronTemplates);
   auto [inputs, targets] = NormalisedPairs(pairs, 13);
-  std::cout << "  " << pairs.size() << " slabs of " << pairs.front().noisy.slices << " slices, "
-            << pairs.front().noisy.rows << "x" << pairs.front().noisy.columns << " -> "
-            << pairs.front().clean.rows << "x" << pairs.front().clean.columns << "\n";
+  int64_t slices = 0;
+  for (const MrPair& p : pairs) slices += p.noisy.slices;
+  std::cout << "  " << pairs.size() << " slabs, " << slices << " slices\n";
+  // Slabs differ in size: pad each to the largest with background.
+  int64_t rows = 0, columns = 0;
+  for (const at::Tensor& t : inputs) {
+    rows = std::max(rows, t.size(2));
+    columns = std::max(columns, t.size(3));
+  }
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const int64_t dr = rows - inputs[i].size(2), dc = columns - inputs[i].size(3);
+    inputs[i] = at::constant_pad_nd(inputs[i], {0, dc, 0, dr}, 0.0);
+    targets[i] = at::constant_pad_nd(targets[i], {0, 2 * dc, 0, 2 * dr}, 0.0);
+  }
   const double simulation = Seconds(start);
 
-  ResidualCnn net;
-  net.features = 20;
-  net.layers = 7;
-  net.scale = 2;
-  net.gain = 5.0;
+  const ResidualCnn net = SuperResNet(5.0);
   torch::jit::Module module = BuildResidualCnn(net, 3);
   Describe(net, module);
   TrainOptions options;
-  options.steps = steps > 0 ? steps : 1200;
+  options.steps = steps > 0 ? steps : 1000;
   options.batch = 16;
   options.patch = 48;
   options.scale = 2;
@@ -199,9 +221,148 @@ int TrainMrSuperRes(const std::string& out, int64_t steps) {
                    "averaged 2x2). Demonstration model, not for diagnosis.",
                    net);
   manifest["scale"]["in_plane"] = 2;
+  manifest["tile"]["size"] = 256;
   manifest["input_normalization"]["method"] = "percentile";
   manifest["input_normalization"]["low"] = 0;
   manifest["input_normalization"]["high"] = 99.5;
+  return Finish(module, manifest, out, result, simulation);
+}
+
+int TrainCtSuperRes(const std::string& out, int64_t steps) {
+  auto start = std::chrono::steady_clock::now();
+  std::cout << "simulating phantoms (PSF 0.7 px), averaging 2x2 pixels\n";
+  const SuperResPairs pairs = CtSuperResTrainingSet(std::cout);
+  const at::Tensor inputs = ToNetwork(pairs.low, kCtWindow);
+  const at::Tensor targets = ToNetwork(pairs.high, kCtWindow);
+  const double simulation = Seconds(start);
+
+  const ResidualCnn net = SuperResNet(20.0);
+  torch::jit::Module module = BuildResidualCnn(net, 4);
+  Describe(net, module);
+  TrainOptions options;
+  options.steps = steps > 0 ? steps : 1500;
+  options.batch = 16;
+  options.patch = 48;
+  options.scale = 2;
+  options.learningRate = 1e-3;
+  options.seed = 4;
+  const TrainResult result = Train(module, inputs, targets, options, std::cout);
+
+  Json::Value manifest =
+      BaseManifest("ct-superres-x2", "superres", "CT",
+                   "In-plane x2 super-resolution of CT (trained on simulated phantom slices "
+                   "averaged 2x2). Demonstration model, not for diagnosis.",
+                   net);
+  manifest["scale"]["in_plane"] = 2;
+  manifest["tile"]["size"] = 256;
+  manifest["input_normalization"]["method"] = "window";
+  manifest["input_normalization"]["low"] = kCtWindow.low;
+  manifest["input_normalization"]["high"] = kCtWindow.high;
+  return Finish(module, manifest, out, result, simulation);
+}
+
+constexpr int64_t kThroughPlaneContext = 2;
+
+int TrainCtThroughPlane(const std::string& out, int64_t steps) {
+  auto start = std::chrono::steady_clock::now();
+  std::cout << "simulating thin-slice phantoms with 3-D lesions, averaging 4 thin slices\n";
+  const ThroughPlanePairs pairs = CtThroughPlaneTrainingSet(std::cout);
+  std::vector<at::Tensor> inputs, targets;
+  for (size_t p = 0; p < pairs.thick.size(); ++p) {
+    for (int64_t g = 0; g + 1 < pairs.thick[p].slices; ++g) {
+      const enhance::Volume channels = GapChannels(pairs.thick[p], g, kThroughPlaneContext);
+      inputs.push_back(ToNetwork(channels, kCtWindow)
+                           .view({1, channels.slices, channels.rows, channels.columns}));
+      targets.push_back(ToNetwork(SliceRange(pairs.gaps[p], g, 1), kCtWindow));
+    }
+  }
+  std::cout << "  " << inputs.size() << " gaps\n";
+  const double simulation = Seconds(start);
+
+  ResidualCnn net;
+  net.inChannels = 2 * kThroughPlaneContext;
+  net.features = 20;
+  net.layers = 7;
+  net.gain = 20.0;
+  net.base = ResidualCnn::Base::kMiddlePair;
+  torch::jit::Module module = BuildResidualCnn(net, 5);
+  Describe(net, module);
+  TrainOptions options;
+  options.steps = steps > 0 ? steps : 700;
+  options.batch = 16;
+  options.patch = 64;
+  options.learningRate = 1e-3;
+  options.seed = 5;
+  const TrainResult result = Train(module, at::cat(inputs), at::cat(targets), options, std::cout);
+
+  Json::Value manifest =
+      BaseManifest("ct-superres-z2", "superres", "CT",
+                   "Through-plane x2 super-resolution of CT: a slice half-way between each pair "
+                   "of slices (trained on simulated thick-slice phantoms). Demonstration model, "
+                   "not for diagnosis.",
+                   net);
+  manifest["scale"]["through_plane"] = 2;
+  manifest["slice_context"] = Json::Int64(kThroughPlaneContext);
+  manifest["input_normalization"]["method"] = "window";
+  manifest["input_normalization"]["low"] = kCtWindow.low;
+  manifest["input_normalization"]["high"] = kCtWindow.high;
+  return Finish(module, manifest, out, result, simulation);
+}
+
+int TrainMr2Ct(const std::string& out, int64_t steps) {
+  auto start = std::chrono::steady_clock::now();
+  std::cout << "reading ch2 and ch2bet from " << kMricronTemplates
+            << ", pseudo-CT by segmentation, MR with bias field, gamma and Rician noise\n";
+  const std::vector<Mr2CtPair> pairs = Mr2CtTrainingSet(kMricronTemplates);
+  std::vector<at::Tensor> inputs, targets;
+  std::mt19937_64 rng(23);
+  std::uniform_real_distribution<double> jitter(0.9, 1.1);
+  for (const Mr2CtPair& p : pairs) {
+    auto [low, high] = PercentileWindow(p.mr, 99.5);
+    high = low + (high - low) * jitter(rng);
+    inputs.push_back(ToNetwork(p.mr, {low, high}));
+    targets.push_back(ToNetwork(p.ct, kCtWindow));
+  }
+  std::cout << "  " << pairs.size() << " slabs of " << pairs.front().mr.slices << " slices, "
+            << pairs.front().mr.rows << "x" << pairs.front().mr.columns << "\n";
+  const double simulation = Seconds(start);
+
+  ResidualCnn net;
+  net.features = 20;
+  net.layers = 7;
+  net.gain = 5.0;
+  net.base = ResidualCnn::Base::kConstant;
+  net.baseValue = (0.0 - kCtWindow.low) / (kCtWindow.high - kCtWindow.low);  // water
+  net.dilations = {1, 2, 4, 8, 4, 2, 1};
+  torch::jit::Module module = BuildResidualCnn(net, 6);
+  Describe(net, module);
+  TrainOptions options;
+  options.steps = steps > 0 ? steps : 700;
+  options.batch = 8;
+  options.patch = 80;
+  options.learningRate = 1.5e-3;
+  options.backgroundLevel = 0.05;
+  options.seed = 6;
+  // The mean absolute error in HU is what mr2ct is judged by; the squared error would
+  // favour grey values half-way between bone and soft tissue where the MR is ambiguous.
+  options.absoluteError = true;
+  const TrainResult result = Train(module, at::cat(inputs), at::cat(targets), options, std::cout);
+
+  Json::Value manifest = BaseManifest(
+      "mr2ct", "mr2ct", "MR",
+      "Synthetic CT in HU from T1-weighted head MR (trained on one head with a "
+      "segmentation-based pseudo-CT). Demonstration model, not for clinical use: not for dose "
+      "planning, attenuation correction or diagnosis.",
+      net);
+  manifest["input_normalization"]["method"] = "percentile";
+  manifest["input_normalization"]["low"] = 0;
+  manifest["input_normalization"]["high"] = 99.5;
+  manifest["output_normalization"]["method"] = "window";
+  manifest["output_normalization"]["low"] = kCtWindow.low;
+  manifest["output_normalization"]["high"] = kCtWindow.high;
+  manifest["output_range"].append(kCtWindow.low);
+  manifest["output_range"].append(kCtWindow.high);
+  manifest["output_units"] = "HU";
   return Finish(module, manifest, out, result, simulation);
 }
 
@@ -239,6 +400,9 @@ int main(int argc, char** argv) {
     if (model == "ct-denoise-halfres") return TrainCtDenoise(out, steps, true);
     if (model == "mr-denoise") return TrainMrDenoise(out, steps);
     if (model == "mr-superres-x2") return TrainMrSuperRes(out, steps);
+    if (model == "ct-superres-x2") return TrainCtSuperRes(out, steps);
+    if (model == "ct-superres-z2") return TrainCtThroughPlane(out, steps);
+    if (model == "mr2ct") return TrainMr2Ct(out, steps);
     throw std::invalid_argument("unknown model '" + model + "'");
   } catch (const std::exception& e) {
     std::cerr << "enhance-train: " << e.what() << "\n" << kUsage;
