@@ -74,6 +74,61 @@ std::vector<std::string> GetStrings(const Json::Value& object, const std::string
   return values;
 }
 
+// Why `text` could take exponential time in a backtracking matcher (std::regex), or "":
+// a repetition applied to something that already repeats or offers alternatives, as in
+// "a?*", "(a+)*", "(a|ab)+" or "((a*))+" (the classic catastrophic patterns).
+std::string NestedRepetition(const std::string& text) {
+  struct Group {
+    bool repeats = false;  // holds a quantifier or an alternative
+  };
+  std::vector<Group> groups(1);
+  enum class Last { kAtom, kQuantifier, kGroupThatRepeats, kNone } last = Last::kNone;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '\\') {
+      ++i;
+      last = Last::kAtom;
+    } else if (c == '[') {
+      // A character class is one atom; ']' right after '[' or '[^' is a literal.
+      size_t j = i + 1;
+      if (j < text.size() && text[j] == '^') ++j;
+      if (j < text.size() && text[j] == ']') ++j;
+      while (j < text.size() && text[j] != ']') j += text[j] == '\\' ? 2 : 1;
+      i = j;
+      last = Last::kAtom;
+    } else if (c == '(') {
+      if (i + 1 < text.size() && text[i + 1] == '?') i += 2;  // (?: (?= (?!
+      groups.push_back({});
+      last = Last::kNone;
+    } else if (c == ')') {
+      const bool repeats = groups.size() > 1 && groups.back().repeats;
+      if (groups.size() > 1) groups.pop_back();
+      groups.back().repeats = groups.back().repeats || repeats;
+      last = repeats ? Last::kGroupThatRepeats : Last::kAtom;
+    } else if (c == '|') {
+      groups.back().repeats = true;
+      last = Last::kNone;
+    } else if (c == '*' || c == '+' || c == '?' || c == '{') {
+      if (c == '?' && last == Last::kQuantifier) {
+        last = Last::kAtom;  // lazy modifier of the quantifier before it
+        continue;
+      }
+      if (last == Last::kQuantifier) return "a repetition is repeated";
+      if (last == Last::kGroupThatRepeats) {
+        return "a group that repeats or has alternatives is repeated";
+      }
+      if (c == '{') {
+        while (i < text.size() && text[i] != '}') ++i;
+      }
+      groups.back().repeats = true;
+      last = Last::kQuantifier;
+    } else {
+      last = Last::kAtom;
+    }
+  }
+  return "";
+}
+
 std::optional<Pattern> GetPattern(const Json::Value& object, const std::string& parent,
                                   const char* name) {
   if (!object.isMember(name)) return std::nullopt;
@@ -82,6 +137,12 @@ std::optional<Pattern> GetPattern(const Json::Value& object, const std::string& 
     Fail(parent + "." + name, "a regular expression of " + std::to_string(text.size()) +
                                   " characters is longer than the limit of " +
                                   std::to_string(Pattern::kMaxLength));
+  }
+  if (const std::string why = NestedRepetition(text); !why.empty()) {
+    Fail(parent + "." + name,
+         "'" + Printable(text) + "': " + why +
+             ", which can make matching take exponential time; write it without nested "
+             "repetition (for example 'a*' instead of 'a?*' or '(a+)*')");
   }
   try {
     return Pattern{

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <json/reader.h>
+#include <json/writer.h>
 
 #include <fstream>
 #include <regex>
@@ -114,6 +115,27 @@ TEST(PluginConfiguration, ErrorsNameTheFullKey) {
   EXPECT_NE(ErrorOf(R"json({"Enhance": {"SeriesDescriptionSuffix": {"denoise": 3}}})json")
                 .find("Enhance.SeriesDescriptionSuffix.denoise: must be a string"),
             std::string::npos);
+}
+
+TEST(PluginConfiguration, RefusesPatternsWithNestedRepetition) {
+  const auto withPattern = [](const std::string& pattern) {
+    Json::Value root;
+    Json::Value rule;
+    rule["Task"] = "denoise";
+    rule["Model"] = "m";
+    rule["SeriesDescription"] = pattern;
+    root["Enhance"]["Rules"].append(rule);
+    return ErrorOf(Json::writeString(Json::StreamWriterBuilder(), root));
+  };
+  for (const std::string bad : {"^a?*b", "(a+)*", "(a|ab)+x", "((a*))+", "(x{2,})*", "a**"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_NE(withPattern(bad).find("can make matching take exponential time"), std::string::npos);
+  }
+  for (const std::string good :
+       {"^CT.*LOW", "(CT|MR) head", "a*?b", "[*+]+", "\\(a+\\)*", "(?:abc)+", "x{2,3}y+"}) {
+    SCOPED_TRACE(good);
+    EXPECT_EQ(withPattern(good).find("exponential"), std::string::npos) << withPattern(good);
+  }
 }
 
 TEST(PluginConfiguration, RefusesOverlongPatternsAndKeepsHostileKeysReadable) {
