@@ -3,29 +3,15 @@
 their instances are stored; when the series becomes stable its job takes them and
 computes only the rest. The derived series must be exactly the one made without it."""
 import io
-import json
 import os
 import shutil
-import subprocess
 import tempfile
 import unittest
 
 import pydicom
 
 from orthanc_harness import OrthancServer, make_phantom, wait_for
-
-FIXTURE = os.environ.get("ENHANCE_FIXTURE_MODEL", "")
-
-
-def write_model(parent, kind, name, **extra):
-    manifest = {
-        "name": name, "version": "0.1.0", "task": "denoise", "modalities": ["CT"],
-        "intended_use": "integration test fixture", "archive": "model.pt",
-        "input_normalization": {"method": "window", "low": -1024, "high": 3071},
-        "tile": {"size": 64, "overlap": 16},
-    }
-    manifest.update(extra)
-    subprocess.run([FIXTURE, kind, parent, json.dumps(manifest)], check=True, capture_output=True)
+from test_models import write_model
 
 
 class EarlyStartTest(unittest.TestCase):
