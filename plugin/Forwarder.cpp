@@ -2,6 +2,7 @@
 #include "Forwarder.h"
 
 #include <chrono>
+#include <set>
 #include <thread>
 
 #include "enhance/DicomNetwork.h"
@@ -18,23 +19,42 @@ void Wait(double seconds, const std::atomic<bool>& cancel) {
   }
 }
 
+std::string ReadFile(const OrthancApi& api, const std::string& instanceId) {
+  try {
+    return api.Get("/instances/" + instanceId + "/file");
+  } catch (const std::exception& e) {
+    throw Error(ErrorKind::kInternal,
+                "cannot read derived instance " + instanceId + " from Orthanc: " + e.what());
+  }
+}
+
+// The SOP classes of the instances, from the metadata Orthanc keeps for each.
+std::set<std::string> SopClasses(const OrthancApi& api, const std::vector<std::string>& ids) {
+  std::set<std::string> classes;
+  for (const auto& id : ids) classes.insert(api.Get("/instances/" + id + "/metadata/SopClassUid"));
+  return classes;
+}
+
 // One attempt at a modality: "" on success, else what went wrong.
-std::string StoreToModality(const ForwardingContext& context, const ModalityAddress& address,
-                            const std::vector<std::string>& files,
-                            const std::atomic<bool>& cancel) {
+std::string StoreToModality(const OrthancApi& api, const ForwardingContext& context,
+                            const ModalityAddress& address, const std::set<std::string>& sopClasses,
+                            const std::vector<std::string>& ids, const std::atomic<bool>& cancel) {
   DicomPeer peer{context.localAet, address.aet, address.host, address.port, context.timeoutSeconds};
-  const StoreResult result = StoreFiles(peer, files, [&cancel] { return cancel.load(); });
+  const StoreResult result = StoreFiles(
+      peer, sopClasses, ids.size(), [&](size_t i) { return ReadFile(api, ids[i]); },
+      [&cancel] { return cancel.load(); });
   if (result.refusals.empty()) return "";
   std::string message = std::to_string(result.refusals.size()) + " of " +
-                        std::to_string(files.size()) + " instance(s) not stored by " +
+                        std::to_string(ids.size()) + " instance(s) not stored by " +
                         peer.Describe() + ": " + result.refusals.front();
   return message;
 }
 
 std::string StoreToPeer(const OrthancApi& api, const PeerAddress& peer,
-                        const std::vector<std::string>& files, const std::atomic<bool>& cancel) {
-  for (const auto& file : files) {
+                        const std::vector<std::string>& ids, const std::atomic<bool>& cancel) {
+  for (const auto& id : ids) {
     if (cancel) return "cancelled";
+    const std::string file = ReadFile(api, id);
     OrthancPluginMemoryBuffer answer{nullptr, 0};
     const OrthancPluginErrorCode code = OrthancPluginHttpPost(
         api.context(), &answer, (peer.url + "/instances").c_str(), file.data(),
@@ -100,11 +120,12 @@ Json::Value ForwardResult::ToJson() const {
 
 ForwardResult ForwardSeries(const OrthancApi& api, const ForwardingContext& context,
                             const std::string& destination, const std::string& senderAet,
-                            const std::vector<std::string>& files, const ForwardingPolicy& policy,
-                            const std::atomic<bool>& cancel) {
+                            const std::vector<std::string>& instanceIds,
+                            const ForwardingPolicy& policy, const std::atomic<bool>& cancel) {
   ForwardResult result;
   result.destination = destination;
   ModalityAddress modality;
+  std::set<std::string> sopClasses;
   const PeerAddress* peer = nullptr;
   try {
     const Json::Value modalities = api.GetJson("/modalities?expand");
@@ -126,7 +147,10 @@ ForwardResult ForwardSeries(const OrthancApi& api, const ForwardingContext& cont
       result.message = "'" + destination + "' is neither a DICOM modality nor an Orthanc peer";
       return result;
     }
-    if (peer == nullptr) modality = LookupModality(api, result.target);
+    if (peer == nullptr) {
+      modality = LookupModality(api, result.target);
+      sopClasses = SopClasses(api, instanceIds);
+    }
   } catch (const std::exception& e) {
     result.message = std::string("cannot resolve the destination: ") + e.what();
     return result;
@@ -137,14 +161,15 @@ ForwardResult ForwardSeries(const OrthancApi& api, const ForwardingContext& cont
   for (int attempt = 1; attempt <= attempts && !cancel; ++attempt) {
     result.attempts = attempt;
     try {
-      result.message = peer ? StoreToPeer(api, *peer, files, cancel)
-                            : StoreToModality(context, modality, files, cancel);
+      result.message =
+          peer ? StoreToPeer(api, *peer, instanceIds, cancel)
+               : StoreToModality(api, context, modality, sopClasses, instanceIds, cancel);
     } catch (const std::exception& e) {
       result.message = e.what();
     }
     if (result.message.empty()) {
       result.success = true;
-      result.message = "sent " + std::to_string(files.size()) + " instance(s)";
+      result.message = "sent " + std::to_string(instanceIds.size()) + " instance(s)";
       return result;
     }
     if (attempt < attempts) Wait(delay, cancel);

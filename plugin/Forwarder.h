@@ -47,10 +47,12 @@ struct ForwardResult {
   Json::Value ToJson() const;
 };
 
+// Sends the Orthanc instances `instanceIds` (the derived series, in instance order),
+// reading each file from Orthanc just before it is sent, so that one is held at a time.
 ForwardResult ForwardSeries(const OrthancApi& api, const ForwardingContext& context,
                             const std::string& destination, const std::string& senderAet,
-                            const std::vector<std::string>& files, const ForwardingPolicy& policy,
-                            const std::atomic<bool>& cancel);
+                            const std::vector<std::string>& instanceIds,
+                            const ForwardingPolicy& policy, const std::atomic<bool>& cancel);
 
 // The DICOM address of a modality known to Orthanc (GET /modalities?expand), by name.
 // Throws Error(kBadInput) when there is no such modality.

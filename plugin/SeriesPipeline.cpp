@@ -13,9 +13,8 @@
 namespace enhance::plugin {
 namespace {
 
-// Progress bar: processing up to 90%, storing to 95%, forwarding to 100%.
-constexpr double kProcessingShare = 0.90;
-constexpr double kStoringShare = 0.05;
+// Progress bar: processing and storing up to 95%, forwarding to 100%.
+constexpr double kProcessingShare = 0.95;
 
 double Since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -31,68 +30,88 @@ std::string LookupSeries(const OrthancApi& api, const std::string& seriesUid) {
   return "";
 }
 
-// Stores every file, or none: on any failure, and when Orthanc does not keep an instance
-// (an incoming-instance filter, a storage limit), the instances already stored are
-// deleted. Only instances of this derived series are ever deleted.
-std::string Publish(PluginContext& plugin, const JobRequest& request, const EnhancedSeries& result,
-                    JobState& state, const std::atomic<bool>& cancel) {
-  std::vector<std::string> stored;
-  std::string derivedSeriesId;
-  const size_t total = result.files.size();
-  try {
-    for (size_t i = 0; i < total; ++i) {
-      if (cancel) throw Error(ErrorKind::kCancelled, "cancelled while storing the derived series");
-      const std::string which =
-          "derived instance " + std::to_string(i + 1) + " of " + std::to_string(total);
-      Json::Value answer;
-      try {
-        answer = plugin.api.PostJson("/instances", result.files[i]);
-      } catch (const std::exception& e) {
-        throw Error(ErrorKind::kInternal, "Orthanc could not store " + which + ": " + e.what());
-      }
-      // "Success", or "AlreadyStored" when a former run of this request stored it; a
-      // filtered-out instance comes back with an ID but is not in Orthanc.
-      const std::string status = answer["Status"].asString();
-      if (status != "Success" && status != "AlreadyStored") {
-        throw Error(ErrorKind::kInternal,
-                    "Orthanc did not keep " + which + " (status " +
-                        (status.empty() ? std::string("none") : status) +
-                        "): an incoming-instance filter or a storage limit refused it");
-      }
-      if (!answer["ID"].isString()) {
-        throw Error(ErrorKind::kInternal, "Orthanc did not return an ID for " + which);
-      }
-      stored.push_back(answer["ID"].asString());
-      if (answer["ParentSeries"].isString()) derivedSeriesId = answer["ParentSeries"].asString();
-      state.SetProgress(kProcessingShare +
-                        kStoringShare * static_cast<double>(i + 1) / static_cast<double>(total));
+// Stores the derived instances one by one as they are encoded, and deletes them all again
+// when the series cannot be completed: on any failure, and when Orthanc does not keep an
+// instance (an incoming-instance filter, a storage limit). Only instances of this derived
+// series are ever deleted. Not thread-safe: used by one job.
+class DerivedSeriesStore {
+ public:
+  DerivedSeriesStore(PluginContext& plugin, const JobRequest& request, JobState& state)
+      : plugin_(plugin), request_(request), state_(state) {}
+
+  void Store(size_t index, size_t count, const std::string& file) {
+    if (index == 0) state_.Set("Stage", "storing");
+    const std::string which =
+        "derived instance " + std::to_string(index + 1) + " of " + std::to_string(count);
+    storing_ = true;
+    Json::Value answer;
+    try {
+      answer = plugin_.api.PostJson("/instances", file);
+    } catch (const std::exception& e) {
+      throw Error(ErrorKind::kInternal, "Orthanc could not store " + which + ": " + e.what());
     }
-  } catch (const std::exception& e) {
+    // "Success", or "AlreadyStored" when a former run of this request stored it; a
+    // filtered-out instance comes back with an ID but is not in Orthanc.
+    const std::string status = answer["Status"].asString();
+    if (status != "Success" && status != "AlreadyStored") {
+      throw Error(ErrorKind::kInternal,
+                  "Orthanc did not keep " + which + " (status " +
+                      (status.empty() ? std::string("none") : status) +
+                      "): an incoming-instance filter or a storage limit refused it");
+    }
+    if (!answer["ID"].isString()) {
+      throw Error(ErrorKind::kInternal, "Orthanc did not return an ID for " + which);
+    }
+    stored_.push_back(answer["ID"].asString());
+    if (answer["ParentSeries"].isString()) seriesId_ = answer["ParentSeries"].asString();
+    storing_ = false;
+  }
+
+  // Called with the exception that stopped the series: when nothing was stored and the
+  // failure was not Orthanc's answer to a store, the error stands as it is; otherwise what
+  // was stored is removed and the error says so.
+  [[noreturn]] void Fail(const std::exception& e) {
+    const auto* error = dynamic_cast<const Error*>(&e);
+    if (stored_.empty() && !storing_) {
+      if (error) throw *error;
+      throw Error(ErrorKind::kInternal, e.what());
+    }
     size_t removed = 0;
-    for (const auto& id : stored) {
+    for (const auto& id : stored_) {
       try {
-        plugin.api.Delete("/instances/" + id);
+        plugin_.api.Delete("/instances/" + id);
         ++removed;
       } catch (const std::exception& cleanup) {
-        plugin.api.LogError("series " + request.seriesId +
-                            ": could not remove partial derived instance " + id + ": " +
-                            cleanup.what());
+        plugin_.api.LogError("series " + request_.seriesId +
+                             ": could not remove partial derived instance " + id + ": " +
+                             cleanup.what());
       }
     }
-    const std::string kept = removed == stored.size()
+    const std::string kept = removed == stored_.size()
                                  ? "; nothing of the derived series was kept (" +
                                        std::to_string(removed) +
                                        " instance(s) stored before were removed)"
-                                 : "; " + std::to_string(stored.size() - removed) +
+                                 : "; " + std::to_string(stored_.size() - removed) +
                                        " instance(s) of the derived series could not be removed";
-    const auto* error = dynamic_cast<const Error*>(&e);
-    if (error && error->kind() == ErrorKind::kCancelled) throw *error;
-    throw Error(
-        error ? error->kind() : ErrorKind::kInternal,
-        "storing the derived series of series " + request.seriesId + " failed: " + e.what() + kept);
+    if (error && error->kind() == ErrorKind::kCancelled) {
+      throw Error(ErrorKind::kCancelled, std::string(e.what()) + kept);
+    }
+    throw Error(error ? error->kind() : ErrorKind::kInternal,
+                "storing the derived series of series " + request_.seriesId +
+                    " failed: " + e.what() + kept);
   }
-  return derivedSeriesId;
-}
+
+  const std::vector<std::string>& stored() const { return stored_; }
+  const std::string& seriesId() const { return seriesId_; }
+
+ private:
+  PluginContext& plugin_;
+  const JobRequest& request_;
+  JobState& state_;
+  std::vector<std::string> stored_;  // Orthanc IDs, in instance order
+  std::string seriesId_;
+  bool storing_ = false;  // inside a store: a failure now is Orthanc's answer
+};
 
 }  // namespace
 
@@ -138,8 +157,8 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
     }
   }
 
-  std::vector<std::string> files;          // the derived series' files, for forwarding
-  Json::Value timings(Json::objectValue);  // seconds per stage, in the job's content
+  std::vector<std::string> derivedInstances;  // Orthanc IDs, for forwarding
+  Json::Value timings(Json::objectValue);     // seconds per stage, in the job's content
   if (derivedId.empty()) {
     SlotGuard slot(plugin.processingSlots, &cancel, "a processing slot");
     state.Set("Stage", "processing");
@@ -158,32 +177,39 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
     };
     // Slices computed while the series arrived are taken; no more are computed ahead.
     if (plugin.earlySlices) plugin.earlySlices->MarkStarted(sourceUid);
-    EnhancedSeries result =
-        EnhanceSeries(source, *model, output, context, plugin.earlySlices.get());
+    // Each derived instance is stored as soon as it is encoded; if the series cannot be
+    // completed, the store removes what it stored.
+    DerivedSeriesStore store(plugin, request, state);
+    EnhancedSeries result;
+    try {
+      result = EnhanceSeries(source, *model, output, context, plugin.earlySlices.get(),
+                             [&store](size_t index, size_t count, std::string file) {
+                               store.Store(index, count, file);
+                             });
+    } catch (const std::exception& e) {
+      store.Fail(e);
+    }
     for (const auto& warning : result.warnings) context.Warn(warning);
-
-    state.Set("Stage", "storing");
-    const auto storeStart = std::chrono::steady_clock::now();
-    derivedId = Publish(plugin, request, result, state, cancel);
+    derivedId = store.seriesId();
+    derivedInstances = store.stored();
     const StageTimings& t = result.timings;
     timings["Fetch"] = t.fetchSeconds;
     timings["Decode"] = t.decodeSeconds;
     timings["Inference"] = t.inferenceSeconds;
     timings["Encode"] = t.encodeSeconds;
-    timings["Store"] = Since(storeStart);
+    timings["Store"] = t.sinkSeconds;
     state.Set("Timings", timings);
     state.Set("PrecomputedSlices", static_cast<Json::Int64>(t.precomputedSlices));
-    state.Set("DerivedInstances", static_cast<Json::UInt64>(result.files.size()));
+    state.Set("DerivedInstances", static_cast<Json::UInt64>(result.derivedInstances));
     plugin.metrics.slicesProcessed += static_cast<uint64_t>(result.sourceSlices);
     plugin.metrics.inferenceMilliseconds += static_cast<uint64_t>(t.inferenceSeconds * 1000);
-    if (!request.destinations.empty()) files = std::move(result.files);
   } else if (!request.destinations.empty()) {
     for (const auto& id : plugin.api.GetJson("/series/" + derivedId)["Instances"]) {
-      files.push_back(plugin.api.Get("/instances/" + id.asString() + "/file"));
+      derivedInstances.push_back(id.asString());
     }
   }
   state.Set("DerivedSeries", derivedId);
-  state.SetProgress(kProcessingShare + kStoringShare);
+  state.SetProgress(kProcessingShare);
 
   // Forwarding: every destination is tried; any failure fails the job, with the derived
   // series kept in Orthanc.
@@ -193,15 +219,14 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
     state.Set("Stage", "forwarding to " + request.destinations[i]);
     const ForwardResult forwarded =
         ForwardSeries(plugin.api, plugin.forwarding, request.destinations[i], request.senderAet,
-                      files, plugin.config.forwarding, cancel);
+                      derivedInstances, plugin.config.forwarding, cancel);
     state.Append("Forwarding", forwarded.ToJson());
     if (!forwarded.success) {
       failures += (failures.empty() ? "" : "; ") + forwarded.destination + ": " +
                   forwarded.message + " (" + std::to_string(forwarded.attempts) + " attempt(s))";
     }
-    state.SetProgress(kProcessingShare + kStoringShare +
-                      (1 - kProcessingShare - kStoringShare) * static_cast<double>(i + 1) /
-                          static_cast<double>(request.destinations.size()));
+    state.SetProgress(kProcessingShare + (1 - kProcessingShare) * static_cast<double>(i + 1) /
+                                             static_cast<double>(request.destinations.size()));
   }
   if (!request.destinations.empty()) {
     timings["Forward"] = Since(forwardStart);

@@ -332,15 +332,14 @@ void WritePixels(DcmDataset& ds, const SeriesContext& c, int64_t k, const std::s
 
 }  // namespace
 
-std::vector<std::string> WriteDerivedSeries(const DecodedSeries& source, const Volume& output,
-                                            const DerivationInfo& info) {
+void WriteDerivedSeries(const DecodedSeries& source, const Volume& output,
+                        const DerivationInfo& info, const DerivedFileSink& sink) {
   CheckOutput(source, output, info);
   SeriesContext c(source, output, info);
   ChooseSeriesEncoding(c);
 
-  std::vector<std::string> files;
-  files.reserve(c.plan.slices.size());
-  for (size_t k = 0; k < c.plan.slices.size(); ++k) {
+  const size_t count = c.plan.slices.size();
+  for (size_t k = 0; k < count; ++k) {
     const OutputSlice& slice = c.plan.slices[k];
     const std::string where = source.description + ", output slice " + std::to_string(k + 1) +
                               " from instance " + source.instances[slice.templateIndex].id;
@@ -353,8 +352,17 @@ std::vector<std::string> WriteDerivedSeries(const DecodedSeries& source, const V
     if (!ds.tagExists(DCM_BurnedInAnnotation)) PutString(ds, DCM_BurnedInAnnotation, "NO");
     if (c.plan.resampled) WriteImagePlane(ds, c.plan, output, index);
     WritePixels(ds, c, index, where);
-    files.push_back(SerializeFile(file, where));
+    sink(k, count, SerializeFile(file, where));
   }
+}
+
+std::vector<std::string> WriteDerivedSeries(const DecodedSeries& source, const Volume& output,
+                                            const DerivationInfo& info) {
+  std::vector<std::string> files;
+  WriteDerivedSeries(source, output, info, [&files](size_t index, size_t count, std::string file) {
+    if (index == 0) files.reserve(count);
+    files.push_back(std::move(file));
+  });
   return files;
 }
 

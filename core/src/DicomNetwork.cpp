@@ -64,27 +64,29 @@ std::string DicomPeer::Describe() const {
   return remoteAet + "@" + host + ":" + std::to_string(port);
 }
 
-StoreResult StoreFiles(const DicomPeer& peer, const std::vector<std::string>& files,
+StoreResult StoreFiles(const DicomPeer& peer, const std::set<std::string>& sopClassUids,
+                       size_t count, const FileReader& read,
                        const std::function<bool()>& cancelled) {
   StoreResult result;
-  if (files.empty()) return result;
-  std::vector<std::unique_ptr<DcmFileFormat>> parsed;
-  std::set<std::string> sopClasses;
-  for (size_t i = 0; i < files.size(); ++i) {
-    parsed.push_back(Parse(files[i], i));
-    sopClasses.insert(GetString(*parsed.back()->getDataset(), DCM_SOPClassUID));
-  }
+  if (count == 0) return result;
   DcmSCU scu;
   Configure(scu, peer);
   OFList<OFString> syntaxes;
   syntaxes.push_back(UID_LittleEndianExplicitTransferSyntax);
   syntaxes.push_back(UID_LittleEndianImplicitTransferSyntax);
-  for (const auto& sop : sopClasses) scu.addPresentationContext(sop.c_str(), syntaxes);
+  for (const auto& sop : sopClassUids) scu.addPresentationContext(sop.c_str(), syntaxes);
   Associate(scu, peer);
 
-  for (size_t i = 0; i < parsed.size(); ++i) {
+  for (size_t i = 0; i < count; ++i) {
     if (cancelled && cancelled()) break;
-    DcmDataset* dataset = parsed[i]->getDataset();
+    std::unique_ptr<DcmFileFormat> file;
+    try {
+      file = Parse(read(i), i);
+    } catch (const std::exception& e) {
+      result.refusals.push_back("instance " + std::to_string(i + 1) + ": " + e.what());
+      continue;
+    }
+    DcmDataset* dataset = file->getDataset();
     const std::string sop = GetString(*dataset, DCM_SOPClassUID);
     const std::string uid = GetString(*dataset, DCM_SOPInstanceUID);
     const T_ASC_PresentationContextID context = scu.findPresentationContextID(sop.c_str(), "");
@@ -104,7 +106,7 @@ StoreResult StoreFiles(const DicomPeer& peer, const std::vector<std::string>& fi
     }
   }
   if (scu.isConnected()) scu.releaseAssociation();
-  const size_t unsent = parsed.size() - result.sent - result.refusals.size();
+  const size_t unsent = count - result.sent - result.refusals.size();
   if (unsent > 0) result.refusals.push_back(std::to_string(unsent) + " instance(s) not sent");
   return result;
 }

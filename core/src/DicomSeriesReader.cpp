@@ -47,7 +47,8 @@ struct ParsedSlice {
   long instanceNumber = 0;
   double sliceThickness = 0.0;
   double sortKey = 0.0;
-  std::vector<float> values;
+  std::vector<float> values;  // until copied into the volume
+  size_t storedAt = 0;        // index of this slice's pixels in the reader's buffer
 };
 
 [[noreturn]] void Fail(ErrorKind kind, const std::string& where, const std::string& what) {
@@ -199,23 +200,68 @@ class WarningList {
 
 }  // namespace
 
-DecodedSeries ReadSeries(std::vector<EncodedInstance> instances,
-                         const std::string& seriesDescription, const FrameDecoder* decoder) {
+struct SeriesReader::State {
+  std::string description;
+  size_t expected = 0;
+  const FrameDecoder* decoder = nullptr;
+  std::vector<ParsedSlice> slices;  // headers, in the order added
+  std::vector<float> voxels;        // slice k of `slices` at k * rows * columns
+};
+
+SeriesReader::SeriesReader(std::string seriesDescription, size_t expectedInstances,
+                           const FrameDecoder* decoder)
+    : state_(std::make_unique<State>()) {
   RegisterDicomCodecs();
-  if (instances.empty()) {
-    throw Error(ErrorKind::kBadInput, seriesDescription + ": the series has no instances");
-  }
-  if (instances.size() > kMaxSlices) {
+  if (expectedInstances > kMaxSlices) {
     throw Error(ErrorKind::kUnsupported,
-                seriesDescription + ": " + std::to_string(instances.size()) +
+                seriesDescription + ": " + std::to_string(expectedInstances) +
                     " instances exceed the limit of " + std::to_string(kMaxSlices));
   }
+  state_->description = std::move(seriesDescription);
+  state_->expected = expectedInstances;
+  state_->decoder = decoder;
+  state_->slices.reserve(expectedInstances);
+}
 
-  std::vector<ParsedSlice> slices;
-  slices.reserve(instances.size());
-  for (auto& instance : instances) {
-    slices.push_back(ParseSlice(instance, seriesDescription, decoder, instances.size()));
+SeriesReader::~SeriesReader() = default;
+
+size_t SeriesReader::Count() const { return state_->slices.size(); }
+
+void SeriesReader::Add(EncodedInstance instance) {
+  State& st = *state_;
+  if (st.slices.size() >= st.expected) {
+    throw Error(ErrorKind::kInternal, st.description + ": more than the " +
+                                          std::to_string(st.expected) +
+                                          " instances announced were added");
   }
+  ParsedSlice slice = ParseSlice(instance, st.description, st.decoder, st.expected);
+  if (st.slices.empty()) {
+    // Reserved, not filled: pages are touched only as slices are decoded into them.
+    st.voxels.reserve(st.expected * static_cast<size_t>(slice.rows * slice.columns));
+  } else {
+    const ParsedSlice& first = st.slices.front();
+    if (slice.rows != first.rows || slice.columns != first.columns) {
+      Fail(ErrorKind::kBadInput, st.description + ", instance " + slice.id,
+           "image size " + std::to_string(slice.rows) + "x" + std::to_string(slice.columns) +
+               " differs from " + std::to_string(first.rows) + "x" + std::to_string(first.columns) +
+               " of instance " + first.id + "; a series must have one image size");
+    }
+  }
+  st.voxels.insert(st.voxels.end(), slice.values.begin(), slice.values.end());
+  std::vector<float>().swap(slice.values);
+  st.slices.push_back(std::move(slice));
+}
+
+DecodedSeries SeriesReader::Finish() {
+  State& st = *state_;
+  const std::string& seriesDescription = st.description;
+  std::vector<ParsedSlice>& slices = st.slices;
+  if (slices.empty()) {
+    throw Error(ErrorKind::kBadInput, seriesDescription + ": the series has no instances");
+  }
+  // Slices keep the order they were added in until sorted below; storedAt remembers where
+  // each one's pixels are in st.voxels.
+  for (size_t k = 0; k < slices.size(); ++k) slices[k].storedAt = k;
 
   DecodedSeries result;
   result.description = seriesDescription;
@@ -313,12 +359,34 @@ DecodedSeries ReadSeries(std::vector<EncodedInstance> instances,
 
   result.modality = modality;
   Volume& volume = result.volume;
-  volume.Resize(static_cast<int64_t>(slices.size()), first.rows, first.columns);
+  volume.slices = static_cast<int64_t>(slices.size());
+  volume.rows = first.rows;
+  volume.columns = first.columns;
   volume.units = modality == "CT" ? "HU" : "";
+  volume.voxels = std::move(st.voxels);
+  // Puts the pixels in the sorted order, in place: each cycle of the permutation is
+  // followed with one slice of scratch space.
+  const auto perSlice = static_cast<size_t>(volume.VoxelsPerSlice());
+  std::vector<float> scratch(perSlice);
+  std::vector<bool> placed(slices.size(), false);
+  for (size_t k = 0; k < slices.size(); ++k) {
+    if (placed[k] || slices[k].storedAt == k) continue;
+    float* const data = volume.voxels.data();
+    std::copy_n(data + k * perSlice, perSlice, scratch.data());  // the pixels stored at k
+    size_t target = k;
+    // Fill position `target` with the slice that belongs there, then move on to the
+    // position that slice came from, until the cycle returns to k.
+    while (slices[target].storedAt != k) {
+      const size_t from = slices[target].storedAt;
+      std::copy_n(data + from * perSlice, perSlice, data + target * perSlice);
+      placed[target] = true;
+      target = from;
+    }
+    std::copy_n(scratch.data(), perSlice, data + target * perSlice);
+    placed[target] = true;
+  }
   for (size_t k = 0; k < slices.size(); ++k) {
     auto& s = slices[k];
-    std::copy(s.values.begin(), s.values.end(), volume.Slice(static_cast<int64_t>(k)));
-    std::vector<float>().swap(s.values);
     geometry.slicePositions.push_back(
         s.hasPosition ? s.position
                       : first.position + (static_cast<double>(k) * geometry.sliceSpacing) *
@@ -333,7 +401,18 @@ DecodedSeries ReadSeries(std::vector<EncodedInstance> instances,
     result.instances.push_back(std::move(source));
   }
   volume.geometry = std::move(geometry);
+  slices.clear();
   return result;
+}
+
+DecodedSeries ReadSeries(std::vector<EncodedInstance> instances,
+                         const std::string& seriesDescription, const FrameDecoder* decoder) {
+  if (instances.empty()) {
+    throw Error(ErrorKind::kBadInput, seriesDescription + ": the series has no instances");
+  }
+  SeriesReader reader(seriesDescription, instances.size(), decoder);
+  for (auto& instance : instances) reader.Add(std::move(instance));
+  return reader.Finish();
 }
 
 }  // namespace enhance

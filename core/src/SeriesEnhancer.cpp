@@ -36,22 +36,31 @@ DecodedSeries FetchSeries(InstanceSource& source, const RunContext& context, dou
   const std::string description = source.Describe();
   const std::vector<std::string> ids = source.ListInstances();
   if (ids.empty()) throw Error(ErrorKind::kBadInput, description + ": the series has no instances");
-  std::vector<EncodedInstance> encoded;
-  encoded.reserve(ids.size());
+  // Each instance is decoded as soon as it is fetched, so that only one encoded file is
+  // held at a time.
+  SeriesReader reader(description, ids.size(), source.Decoder());
+  double fetchSeconds = 0;
+  double decodeSeconds = 0;
   for (size_t i = 0; i < ids.size(); ++i) {
     context.ThrowIfCancelled();
-    encoded.push_back({ids[i], source.FetchInstance(ids[i])});
+    std::string bytes = source.FetchInstance(ids[i]);
+    fetchSeconds += clock.Lap();
+    reader.Add({ids[i], std::move(bytes)});
+    decodeSeconds += clock.Lap();
     context.Report(progressShare * static_cast<double>(i + 1) / static_cast<double>(ids.size()));
   }
-  if (timings) timings->fetchSeconds = clock.Lap();
-  DecodedSeries decoded = ReadSeries(std::move(encoded), description, source.Decoder());
-  if (timings) timings->decodeSeconds = clock.Lap();
+  DecodedSeries decoded = reader.Finish();
+  decodeSeconds += clock.Lap();
+  if (timings) {
+    timings->fetchSeconds = fetchSeconds;
+    timings->decodeSeconds = decodeSeconds;
+  }
   return decoded;
 }
 
 EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
                              const OutputOptions& output, const RunContext& context,
-                             SliceCache* early) {
+                             SliceCache* early, const DerivedFileSink& sink) {
   const std::string description = source.Describe();
   EnhancedSeries result;
   DecodedSeries decoded = FetchSeries(source, context, kFetchShare, &result.timings);
@@ -104,8 +113,24 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
   derivation.uidRoot = output.uidRoot;
   derivation.seriesInstanceUid = output.seriesInstanceUid;
   derivation.outputKind = OutputKindForTask(info.task);
-  result.files = WriteDerivedSeries(decoded, enhanced, derivation);
-  result.timings.encodeSeconds = clock.Lap();
+  if (sink) {
+    WriteDerivedSeries(
+        decoded, enhanced, derivation, [&](size_t index, size_t count, std::string file) {
+          context.ThrowIfCancelled();
+          const auto handedOver = std::chrono::steady_clock::now();
+          sink(index, count, std::move(file));
+          result.timings.sinkSeconds +=
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - handedOver).count();
+          ++result.derivedInstances;
+          context.Report(kFetchShare + kDecodeShare + kInferenceShare +
+                         (1 - kFetchShare - kDecodeShare - kInferenceShare) *
+                             static_cast<double>(index + 1) / static_cast<double>(count));
+        });
+  } else {
+    result.files = WriteDerivedSeries(decoded, enhanced, derivation);
+    result.derivedInstances = result.files.size();
+  }
+  result.timings.encodeSeconds = clock.Lap() - result.timings.sinkSeconds;
   context.Report(1.0);
   return result;
 }

@@ -25,6 +25,7 @@ using namespace enhance::models;
 
 constexpr const char* kUsage =
     "usage: enhance-train MODEL --out DIR [--steps N] [--threads N]\n"
+    "                     [--features N] [--layers N]   (ct-denoise variants only)\n"
     "MODEL: ct-denoise | mr-denoise | ct-superres-x2 | mr-superres-x2 | ct-superres-z2 | mr2ct\n"
     "       | ct-denoise-halfres (not shipped)\n"
     "Writes DIR/model.pt and DIR/manifest.json; MODEL_CARD.md is written by hand.\n";
@@ -81,7 +82,10 @@ int Finish(torch::jit::Module& module, const Json::Value& manifest, const std::s
 // CPU convolution kernels to approach their matrix-multiply rate, and a receptive radius
 // of 11 px. It is 2-3x faster than ct-denoise on the CPU but loses about half a dB on
 // the held-out set, so it is not shipped (docs/performance.md).
-int TrainCtDenoise(const std::string& out, int64_t steps, bool halfResolution) {
+// `features` and `layers`, when positive, replace the shipped network's width and depth
+// (for experiments; the shipped folder is trained with the defaults).
+int TrainCtDenoise(const std::string& out, int64_t steps, bool halfResolution, int64_t features,
+                   int64_t layers) {
   auto start = std::chrono::steady_clock::now();
   std::cout << "simulating the training set (low dose = 25% of 1e6 photons per ray)\n";
   const CtPairs pairs = CtDenoiseTrainingSet(std::cout);
@@ -97,6 +101,8 @@ int TrainCtDenoise(const std::string& out, int64_t steps, bool halfResolution) {
     net.layers = 5;
     net.unshuffle = 2;
   }
+  if (features > 0) net.features = features;
+  if (layers > 0) net.layers = layers;
   torch::jit::Module module = BuildResidualCnn(net, 1);
   Describe(net, module);
   TrainOptions options;
@@ -377,6 +383,8 @@ int main(int argc, char** argv) {
   std::string out;
   int64_t steps = 0;
   int threads = 1;
+  int64_t features = 0;
+  int64_t layers = 0;
   try {
     for (int i = 2; i < argc; ++i) {
       const std::string arg = argv[i];
@@ -388,6 +396,10 @@ int main(int argc, char** argv) {
         steps = std::stoll(value);
       else if (arg == "--threads")
         threads = std::stoi(value);
+      else if (arg == "--features")
+        features = std::stoll(value);
+      else if (arg == "--layers")
+        layers = std::stoll(value);
       else
         throw std::invalid_argument("unknown option " + arg);
     }
@@ -396,8 +408,8 @@ int main(int argc, char** argv) {
     // sums: the shipped models were trained with one thread, the default.
     at::set_num_threads(threads);
     std::cout << "LibTorch threads: " << at::get_num_threads() << "\n";
-    if (model == "ct-denoise") return TrainCtDenoise(out, steps, false);
-    if (model == "ct-denoise-halfres") return TrainCtDenoise(out, steps, true);
+    if (model == "ct-denoise") return TrainCtDenoise(out, steps, false, features, layers);
+    if (model == "ct-denoise-halfres") return TrainCtDenoise(out, steps, true, features, layers);
     if (model == "mr-denoise") return TrainMrDenoise(out, steps);
     if (model == "mr-superres-x2") return TrainMrSuperRes(out, steps);
     if (model == "ct-superres-x2") return TrainCtSuperRes(out, steps);

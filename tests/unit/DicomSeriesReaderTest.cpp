@@ -504,6 +504,44 @@ TEST(DicomSeriesReader, MixedOrientationsAreRejected) {
   EXPECT_EQ(ExpectError(BuildSeries(spec), "mixed orientations"), ErrorKind::kBadInput);
 }
 
+// The reader decodes each instance into the volume as it is added and orders the slices in
+// place at the end: every arrival order gives the volume read in anatomical order.
+TEST(DicomSeriesReader, AnyArrivalOrderGivesTheSameVolume) {
+  const auto ordered = PhantomSeries(8, 8, 13, 30.0);
+  const DecodedSeries reference = ReadSeries(ordered, "phantom");
+  std::mt19937 random(11);
+  for (int trial = 0; trial < 20; ++trial) {
+    auto files = ordered;
+    std::shuffle(files.begin(), files.end(), random);
+    SeriesReader reader("phantom", files.size());
+    for (auto& file : files) reader.Add(std::move(file));
+    EXPECT_EQ(reader.Count(), ordered.size());
+    const DecodedSeries series = reader.Finish();
+    ASSERT_EQ(series.volume.voxels, reference.volume.voxels) << "trial " << trial;
+    for (size_t k = 0; k < series.instances.size(); ++k) {
+      EXPECT_EQ(series.instances[k].id, reference.instances[k].id);
+    }
+  }
+}
+
+TEST(DicomSeriesReader, ReaderRefusesMoreInstancesThanAnnouncedAndOddSizesAtOnce) {
+  auto files = PhantomSeries(16, 16, 2, 0.0);
+  SeriesReader reader("series S", 2);
+  reader.Add(files[0]);
+  auto other = PhantomSeries(16, 20, 1, 0.0);
+  other[0].id = "odd-one";
+  try {
+    reader.Add(other[0]);
+    ADD_FAILURE() << "an instance of another size was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("odd-one"), std::string::npos) << e.what();
+    EXPECT_EQ(e.kind(), ErrorKind::kBadInput);
+  }
+  reader.Add(files[1]);
+  EXPECT_THROW(reader.Add(files[1]), Error);
+  EXPECT_EQ(reader.Finish().volume.slices, 2);
+}
+
 TEST(DicomSeriesReader, EmptySeriesIsRejected) {
   EXPECT_EQ(ExpectError({}, "no instances"), ErrorKind::kBadInput);
 }

@@ -39,6 +39,46 @@ TEST(SeriesEnhancer, DenoisesAPhantomSeriesEndToEnd) {
   EXPECT_LT(noiseOut, noiseIn / 2) << noiseIn << " -> " << noiseOut;
 }
 
+// With a sink, each file is handed over as soon as it is encoded, in instance order, and
+// is the same object as without one (same UIDs: the series UID is given).
+TEST(SeriesEnhancer, SinkReceivesTheSameFilesOneByOne) {
+  OutputOptions output;
+  output.seriesInstanceUid = "1.2.826.0.1.3680043.10.1234.5";
+  testing::MemoryInstanceSource whole(testing::PhantomSeries(32, 32, 5, 30.0));
+  const EnhancedSeries kept = EnhanceSeries(whole, BilateralDenoiser(), output, {});
+  ASSERT_EQ(kept.files.size(), 5u);
+  EXPECT_EQ(kept.derivedInstances, 5u);
+
+  testing::MemoryInstanceSource streamed(testing::PhantomSeries(32, 32, 5, 30.0));
+  std::vector<std::string> received;
+  const EnhancedSeries sunk = EnhanceSeries(streamed, BilateralDenoiser(), output, {}, nullptr,
+                                            [&](size_t index, size_t count, std::string file) {
+                                              EXPECT_EQ(index, received.size());
+                                              EXPECT_EQ(count, 5u);
+                                              received.push_back(std::move(file));
+                                            });
+  EXPECT_TRUE(sunk.files.empty());
+  EXPECT_EQ(sunk.derivedInstances, 5u);
+  ASSERT_EQ(received.size(), 5u);
+  for (size_t k = 0; k < received.size(); ++k) {
+    const DecodedSeries a = ReadSeries({{"a", kept.files[k]}}, "kept");
+    const DecodedSeries b = ReadSeries({{"b", received[k]}}, "streamed");
+    EXPECT_EQ(a.instances[0].sopInstanceUid, b.instances[0].sopInstanceUid);
+    EXPECT_EQ(a.volume.voxels, b.volume.voxels);
+  }
+
+  // A sink that fails stops the writing: nothing more is encoded or handed over.
+  testing::MemoryInstanceSource failing(testing::PhantomSeries(32, 32, 5, 30.0));
+  size_t calls = 0;
+  EXPECT_THROW(EnhanceSeries(failing, BilateralDenoiser(), output, {}, nullptr,
+                             [&](size_t index, size_t, std::string) {
+                               ++calls;
+                               if (index == 1) throw Error(ErrorKind::kInternal, "disk full");
+                             }),
+               Error);
+  EXPECT_EQ(calls, 2u);
+}
+
 TEST(SeriesEnhancer, ReportsTheReadersWarnings) {
   testing::SeriesSpec spec;
   spec.slices = 5;

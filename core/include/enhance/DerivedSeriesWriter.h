@@ -14,6 +14,7 @@
 // source datasets are only read.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -58,5 +59,14 @@ extern const char* const kEquipmentManufacturer;
 // volume breaks these rules (a fault in the model that produced it).
 std::vector<std::string> WriteDerivedSeries(const DecodedSeries& source, const Volume& output,
                                             const DerivationInfo& info);
+
+// Receives the derived files in instance order: index (from 0), count, file.
+using DerivedFileSink = std::function<void(size_t index, size_t count, std::string file)>;
+
+// As above, but hands each file to `sink` as soon as it is encoded, so that only one
+// encoded file is held at a time. An exception thrown by the sink stops the writing and
+// propagates; the output is checked (and refused) before the first file is encoded.
+void WriteDerivedSeries(const DecodedSeries& source, const Volume& output,
+                        const DerivationInfo& info, const DerivedFileSink& sink);
 
 }  // namespace enhance

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -31,8 +32,15 @@ struct StoreResult {
   std::vector<std::string> refusals;  // one message per refused instance
 };
 
-// Sends every file in one association. `cancelled` is polled between instances.
-StoreResult StoreFiles(const DicomPeer& peer, const std::vector<std::string>& files,
+// Reads file `index` (from 0) of the instances to send; throws when it cannot.
+using FileReader = std::function<std::string(size_t index)>;
+
+// Sends `count` files in one association, reading each just before it is sent, so that
+// one file is held at a time. `sopClassUids` lists the SOP classes among them (one
+// presentation context each). A file that cannot be read, or whose SOP class was not
+// listed or not accepted, is a refusal. `cancelled` is polled between instances.
+StoreResult StoreFiles(const DicomPeer& peer, const std::set<std::string>& sopClassUids,
+                       size_t count, const FileReader& read,
                        const std::function<bool()>& cancelled = {});
 
 struct MoveResult {

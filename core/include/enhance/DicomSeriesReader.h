@@ -44,10 +44,40 @@ struct DecodedSeries {
   std::vector<std::string> warnings;      // each names the series and what is irregular
 };
 
-// Decodes and orders a whole series. The input buffers are consumed (moved from) to
-// keep peak memory low. seriesDescription is used in error messages. `decoder`, when
-// not null, decodes the instances whose transfer syntax DCMTK cannot decode; without it
-// they are refused as unsupported, naming the transfer syntax.
+// Decodes a series one instance at a time, so that only one encoded file is held at
+// once: each instance is parsed and its pixels are decoded into the volume as it is
+// added, and its bytes are released. Finish() checks that the instances form one volume
+// and orders the slices in place. Peak memory is the decoded volume plus one file and the
+// headers of the instances.
+//
+// Not thread-safe: one reader per series, used from one thread.
+class SeriesReader {
+ public:
+  // `expectedInstances` bounds the volume (and reserves it) before any pixel is decoded;
+  // adding more instances than that is an error.
+  SeriesReader(std::string seriesDescription, size_t expectedInstances,
+               const FrameDecoder* decoder = nullptr);
+  ~SeriesReader();
+  SeriesReader(const SeriesReader&) = delete;
+  SeriesReader& operator=(const SeriesReader&) = delete;
+
+  // Parses and decodes one instance; throws Error naming the instance when it cannot be
+  // decoded or does not fit the instances added before (image size).
+  void Add(EncodedInstance instance);
+  size_t Count() const;
+  // The ordered series; the reader is empty afterwards.
+  DecodedSeries Finish();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// Decodes and orders a whole series (a SeriesReader fed with every instance). The input
+// buffers are consumed (moved from) to keep peak memory low. seriesDescription is used in
+// error messages. `decoder`, when not null, decodes the instances whose transfer syntax
+// DCMTK cannot decode; without it they are refused as unsupported, naming the transfer
+// syntax.
 DecodedSeries ReadSeries(std::vector<EncodedInstance> instances,
                          const std::string& seriesDescription,
                          const FrameDecoder* decoder = nullptr);

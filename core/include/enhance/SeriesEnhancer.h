@@ -23,12 +23,14 @@ struct StageTimings {
   double fetchSeconds = 0;
   double decodeSeconds = 0;
   double inferenceSeconds = 0;
-  double encodeSeconds = 0;
+  double encodeSeconds = 0;       // without the time spent in the caller's sink
+  double sinkSeconds = 0;         // in the caller's sink (EnhanceSeries with a sink)
   int64_t precomputedSlices = 0;  // taken from a SliceCache instead of computed
 };
 
 struct EnhancedSeries {
-  std::vector<std::string> files;  // DICOM Part 10 files of the derived series
+  std::vector<std::string> files;  // DICOM Part 10 files of the derived series (no sink)
+  size_t derivedInstances = 0;     // files written, to `files` or to the sink
   std::string sourceModality;
   int64_t sourceSlices = 0;
   std::vector<std::string> warnings;  // irregularities of the source series worth logging
@@ -53,9 +55,11 @@ DecodedSeries FetchSeries(InstanceSource& source, const RunContext& context,
 // Progress is reported in [0, 1] over the whole path; cancellation is honoured
 // between instances and between batches of slices. With `early`, output slices computed
 // ahead (PrecomputeInstance) are taken from it instead of being computed again.
+// With a `sink`, each derived file goes to it as soon as it is encoded and `files` stays
+// empty: the caller stores them one by one, and undoes what it stored if this throws.
 EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
                              const OutputOptions& output, const RunContext& context,
-                             SliceCache* early = nullptr);
+                             SliceCache* early = nullptr, const DerivedFileSink& sink = {});
 
 // Computes the model's output for one instance of a series that is still arriving and
 // keeps it in `cache` for the series' job. Returns false, computing nothing, when the
