@@ -23,6 +23,12 @@ class EngineModel : public Model {
   Volume Run(const Volume& input, const RunContext& context) const override {
     return RunSliceEngine(input, spec_, function_, options_, context);
   }
+  Volume RunReusing(Volume& input, const RunContext& context) const override {
+    if (!CanRunInPlace(spec_)) return Run(input, context);
+    EngineResume resume;
+    RunSliceEngineInPlace(input, spec_, function_, options_, context, resume);
+    return std::move(input);
+  }
 
  private:
   ModelSpec spec_;

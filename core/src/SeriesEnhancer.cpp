@@ -85,20 +85,30 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
   inferenceContext.progress = [&](double fraction) {
     context.Report(kFetchShare + kDecodeShare + kInferenceShare * fraction);
   };
+  // The model may write its output over the decoded pixels (Model::RunReusing), so that
+  // memory holds one volume; the writer needs the source's sizes, geometry and headers,
+  // not its pixels, which stay in `decoded.volume`.
+  Volume pixels;
+  pixels.voxels.swap(decoded.volume.voxels);
+  pixels.slices = decoded.volume.slices;
+  pixels.rows = decoded.volume.rows;
+  pixels.columns = decoded.volume.columns;
+  pixels.geometry = decoded.volume.geometry;
+  pixels.units = decoded.volume.units;
   if (early) {
+    // Consulted before any slice is computed, while `pixels` still holds the input.
     inferenceContext.precomputed = [&](int64_t slice) {
       std::vector<float> values = early->Take(
           SliceCache::Key(info.uid, decoded.instances.at(static_cast<size_t>(slice)).sopInstanceUid,
-                          decoded.volume, slice));
+                          pixels, slice));
       if (!values.empty()) ++result.timings.precomputedSlices;
       return values;
     };
   }
-  const Volume enhanced = model.Run(decoded.volume, inferenceContext);
+  const Volume enhanced = model.RunReusing(pixels, inferenceContext);
+  std::vector<float>().swap(pixels.voxels);
   result.timings.inferenceSeconds = clock.Lap();
   context.ThrowIfCancelled();
-  // Writing needs the source's sizes, geometry and headers, not its pixels.
-  std::vector<float>().swap(decoded.volume.voxels);
 
   DerivationInfo derivation;
   derivation.task = info.task;

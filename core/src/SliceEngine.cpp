@@ -151,12 +151,30 @@ std::vector<float> BlendRamp(int64_t length, int64_t rampAtStart, int64_t rampAt
   return w;
 }
 
-Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFunction& model,
-                      const EngineOptions& options, const RunContext& context) {
+bool CanRunInPlace(const ModelSpec& spec) {
+  return spec.sliceContext == 0 && spec.throughPlaneScale == 1 && spec.inPlaneScale == 1;
+}
+
+namespace {
+
+// One tile of the input grid and its blending weights on the output grid.
+struct Tile {
+  int64_t row = 0;
+  int64_t column = 0;
+  at::Tensor weight;
+};
+
+// The run behind both entry points. `output` is a separate volume, or `input` itself
+// (in place: CanRunInPlace), in which case output slice k is written over input slice k
+// once its group of slices is complete and flagged in resume.finished.
+void RunEngine(const Volume& input, Volume& output, const ModelSpec& spec,
+               const SliceFunction& model, const EngineOptions& options, const RunContext& context,
+               EngineResume& resume) {
   const int64_t slices = input.slices;
   const int64_t rows = input.rows;
   const int64_t columns = input.columns;
   const int64_t scale = spec.inPlaneScale;
+  const bool inPlace = &input == &output;
   // Tiles whose sides are not a multiple of what the network accepts are padded at the
   // bottom and right with 0 in normalised units (as the network's own zero padding) and
   // the prediction is cropped back.
@@ -170,33 +188,33 @@ Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFun
         .narrow(2, 0, h * scale)
         .narrow(3, 0, w * scale);
   };
-  if (slices == 0 || rows == 0 || columns == 0) {
-    throw Error(ErrorKind::kBadInput, "the volume is empty");
-  }
-  if (spec.throughPlaneScale > 1 && slices < 2) {
-    throw Error(ErrorKind::kBadInput, "through-plane super-resolution needs at least two slices");
-  }
+  const int64_t outRows = rows * scale;
+  const int64_t outColumns = columns * scale;
+  const auto perOutputSlice = static_cast<size_t>(outRows * outColumns);
 
-  Volume output;
-  output.units = spec.outputUnits.empty() ? input.units : spec.outputUnits;
-  output.geometry = spec.throughPlaneScale > 1
-                        ? UpsampleThroughPlane(input.geometry, spec.throughPlaneScale)
-                        : UpsampleInPlane(input.geometry, static_cast<int>(scale));
-  const int64_t outSlices = spec.throughPlaneScale > 1 ? 2 * slices - 1 : slices;
-  output.Resize(outSlices, rows * scale, columns * scale);
-
-  const Affine in = InputMapping(spec.input, input);
+  // The mapping is computed once, from the untouched input, and kept for a resumed run.
+  if (!resume.mapped) {
+    const Affine in = InputMapping(spec.input, input);
+    resume.inputScale = in.scale;
+    resume.inputOffset = in.offset;
+    resume.mapped = true;
+  }
+  const Affine in{resume.inputScale, resume.inputOffset};
   const Affine out = OutputMapping(spec, in);
-  std::vector<WorkItem> items = PlanItems(slices, spec);
+  if (resume.finished.empty()) resume.finished.assign(static_cast<size_t>(output.slices), false);
+
+  std::vector<WorkItem> items;
+  for (WorkItem& item : PlanItems(slices, spec)) {
+    if (!resume.finished[static_cast<size_t>(item.output)]) items.push_back(std::move(item));
+  }
   // Slices computed before (RunContext::precomputed) are not computed again.
-  std::vector<std::pair<int64_t, std::vector<float>>> known;
   if (context.precomputed && SlicesAreIndependent(spec)) {
-    const size_t perSlice = static_cast<size_t>(rows * scale * columns * scale);
     std::vector<WorkItem> remaining;
     for (WorkItem& item : items) {
       std::vector<float> values = context.precomputed(item.output);
-      if (values.size() == perSlice) {
-        known.emplace_back(item.output, std::move(values));
+      if (values.size() == perOutputSlice) {
+        std::copy(values.begin(), values.end(), output.Slice(item.output));
+        resume.finished[static_cast<size_t>(item.output)] = true;
       } else {
         remaining.push_back(std::move(item));
       }
@@ -204,14 +222,9 @@ Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFun
     items = std::move(remaining);
   }
 
-  // The input is read in place and normalised batch by batch; predictions accumulate
-  // straight into the output volume: besides the two volumes, memory holds one batch.
   c10::InferenceMode inferenceMode;
   const at::Tensor source =
       at::from_blob(const_cast<float*>(input.voxels.data()), {slices, rows, columns}, at::kFloat);
-  at::Tensor accumulated =
-      at::from_blob(output.voxels.data(), {outSlices, rows * scale, columns * scale}, at::kFloat);
-  at::Tensor weights = at::zeros({rows * scale, columns * scale}, at::kFloat);
 
   // Tiles of the input grid; the overlap only matters where a tile edge is not the border.
   const int64_t tileRows = spec.tileSize > 0 ? std::min<int64_t>(spec.tileSize, rows) : rows;
@@ -219,6 +232,23 @@ Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFun
       spec.tileSize > 0 ? std::min<int64_t>(spec.tileSize, columns) : columns;
   const std::vector<int64_t> rowStarts = TileStarts(rows, tileRows, spec.tileOverlap);
   const std::vector<int64_t> columnStarts = TileStarts(columns, tileColumns, spec.tileOverlap);
+  std::vector<Tile> tiles;
+  at::Tensor weights = at::zeros({outRows, outColumns}, at::kFloat);
+  for (size_t ty = 0; ty < rowStarts.size(); ++ty) {
+    for (size_t tx = 0; tx < columnStarts.size(); ++tx) {
+      const int64_t overlap = spec.tileOverlap * scale;
+      const std::vector<float> wy = BlendRamp(tileRows * scale, ty > 0 ? overlap : 0,
+                                              ty + 1 < rowStarts.size() ? overlap : 0);
+      const std::vector<float> wx = BlendRamp(tileColumns * scale, tx > 0 ? overlap : 0,
+                                              tx + 1 < columnStarts.size() ? overlap : 0);
+      Tile tile{rowStarts[ty], columnStarts[tx],
+                at::outer(at::tensor(wy, at::kFloat), at::tensor(wx, at::kFloat))};
+      weights.slice(0, tile.row * scale, (tile.row + tileRows) * scale)
+          .slice(1, tile.column * scale, (tile.column + tileColumns) * scale)
+          .add_(tile.weight);
+      tiles.push_back(std::move(tile));
+    }
+  }
 
   const size_t perItem = static_cast<size_t>(tileRows * tileColumns) * options.bytesPerInputPixel;
   const bool cuda = options.device.is_cuda();
@@ -232,32 +262,28 @@ Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFun
   int64_t batchSize = std::clamp<int64_t>(
       static_cast<int64_t>(options.memoryBudgetBytes / std::max<size_t>(1, perItem)), 1,
       batchLimit);
-  const int64_t totalWork =
-      static_cast<int64_t>(items.size() * rowStarts.size() * columnStarts.size());
+  const int64_t totalWork = static_cast<int64_t>(items.size() * tiles.size());
   int64_t done = 0;
 
-  for (size_t ty = 0; ty < rowStarts.size(); ++ty) {
-    for (size_t tx = 0; tx < columnStarts.size(); ++tx) {
-      const int64_t r0 = rowStarts[ty];
-      const int64_t c0 = columnStarts[tx];
-      const int64_t overlap = spec.tileOverlap * scale;
-      const std::vector<float> wy = BlendRamp(tileRows * scale, ty > 0 ? overlap : 0,
-                                              ty + 1 < rowStarts.size() ? overlap : 0);
-      const std::vector<float> wx = BlendRamp(tileColumns * scale, tx > 0 ? overlap : 0,
-                                              tx + 1 < columnStarts.size() ? overlap : 0);
-      const at::Tensor tileWeight =
-          at::outer(at::tensor(wy, at::kFloat), at::tensor(wx, at::kFloat));
-      weights.slice(0, r0 * scale, (r0 + tileRows) * scale)
-          .slice(1, c0 * scale, (c0 + tileColumns) * scale)
-          .add_(tileWeight);
+  // Groups of slices: every tile of a group is predicted and blended, then the group's
+  // output slices are final and written out. Besides the volume(s), memory holds one
+  // group's predictions and one batch.
+  for (size_t groupStart = 0; groupStart < items.size();) {
+    const size_t groupSize =
+        std::min<size_t>(static_cast<size_t>(batchSize), items.size() - groupStart);
+    at::Tensor group =
+        at::zeros({static_cast<int64_t>(groupSize), outRows, outColumns}, at::kFloat);
+    for (const Tile& t : tiles) {
+      const int64_t r0 = t.row;
+      const int64_t c0 = t.column;
       const at::Tensor tile = source.slice(1, r0, r0 + tileRows).slice(2, c0, c0 + tileColumns);
-
-      for (size_t first = 0; first < items.size();) {
+      for (size_t first = 0; first < groupSize;) {
         context.ThrowIfCancelled();
-        const size_t count = std::min<size_t>(static_cast<size_t>(batchSize), items.size() - first);
+        const size_t count = std::min<size_t>(static_cast<size_t>(batchSize), groupSize - first);
         std::vector<at::Tensor> stack;
         for (size_t i = first; i < first + count; ++i) {
-          stack.push_back(tile.index_select(0, at::tensor(items[i].channels, at::kLong)));
+          stack.push_back(
+              tile.index_select(0, at::tensor(items[groupStart + i].channels, at::kLong)));
         }
         at::Tensor prediction;
         std::string outOfMemory;  // why this batch did not fit, when it did not
@@ -307,34 +333,78 @@ Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFun
                                                 c10::str(at::IntArrayRef(expected)));
         }
         for (size_t i = 0; i < count; ++i) {
-          accumulated[items[first + i].output]
+          group[static_cast<int64_t>(first + i)]
               .slice(0, r0 * scale, (r0 + tileRows) * scale)
               .slice(1, c0 * scale, (c0 + tileColumns) * scale)
-              .addcmul_(prediction[static_cast<int64_t>(i)][0], tileWeight);
+              .addcmul_(prediction[static_cast<int64_t>(i)][0], t.weight);
         }
         first += count;
         done += static_cast<int64_t>(count);
         context.Report(static_cast<double>(done) / static_cast<double>(totalWork));
       }
     }
+    group.div_(weights).mul_(out.scale).add_(out.offset);
+    if (spec.hasOutputRange) group.clamp_(spec.outputMin, spec.outputMax);
+    if (!at::isfinite(group).all().item<bool>()) {
+      throw Error(
+          ErrorKind::kInternal,
+          "model '" + spec.name + "' produced values that are not finite (NaN or infinity)");
+    }
+    const float* values = group.data_ptr<float>();
+    for (size_t i = 0; i < groupSize; ++i) {
+      const int64_t slice = items[groupStart + i].output;
+      std::copy_n(values + i * perOutputSlice, perOutputSlice, output.Slice(slice));
+      if (inPlace) resume.finished[static_cast<size_t>(slice)] = true;
+    }
+    groupStart += groupSize;
   }
 
-  accumulated.div_(weights).mul_(out.scale).add_(out.offset);
-  if (spec.hasOutputRange) accumulated.clamp_(spec.outputMin, spec.outputMax);
-  for (const auto& [slice, values] : known) {
-    std::copy(values.begin(), values.end(), output.Slice(slice));
-  }
-  if (!at::isfinite(accumulated).all().item<bool>()) {
-    throw Error(ErrorKind::kInternal,
-                "model '" + spec.name + "' produced values that are not finite (NaN or infinity)");
-  }
   if (spec.throughPlaneScale > 1) {
     // Source slices are kept exactly; the model only fills the gaps.
     for (int64_t k = 0; k < slices; ++k) {
       std::copy(input.Slice(k), input.Slice(k) + input.VoxelsPerSlice(), output.Slice(2 * k));
     }
   }
+}
+
+void CheckInput(const Volume& input, const ModelSpec& spec) {
+  if (input.slices == 0 || input.rows == 0 || input.columns == 0) {
+    throw Error(ErrorKind::kBadInput, "the volume is empty");
+  }
+  if (spec.throughPlaneScale > 1 && input.slices < 2) {
+    throw Error(ErrorKind::kBadInput, "through-plane super-resolution needs at least two slices");
+  }
+}
+
+}  // namespace
+
+Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFunction& model,
+                      const EngineOptions& options, const RunContext& context) {
+  CheckInput(input, spec);
+  const int64_t scale = spec.inPlaneScale;
+  Volume output;
+  output.units = spec.outputUnits.empty() ? input.units : spec.outputUnits;
+  output.geometry = spec.throughPlaneScale > 1
+                        ? UpsampleThroughPlane(input.geometry, spec.throughPlaneScale)
+                        : UpsampleInPlane(input.geometry, static_cast<int>(scale));
+  const int64_t outSlices = spec.throughPlaneScale > 1 ? 2 * input.slices - 1 : input.slices;
+  output.Resize(outSlices, input.rows * scale, input.columns * scale);
+  EngineResume resume;
+  RunEngine(input, output, spec, model, options, context, resume);
   return output;
+}
+
+void RunSliceEngineInPlace(Volume& volume, const ModelSpec& spec, const SliceFunction& model,
+                           const EngineOptions& options, const RunContext& context,
+                           EngineResume& resume) {
+  if (!CanRunInPlace(spec)) {
+    throw Error(ErrorKind::kInternal, "model '" + spec.name +
+                                          "' cannot run in place: its output slices are not "
+                                          "computed from the same input slice on the same grid");
+  }
+  CheckInput(volume, spec);
+  RunEngine(volume, volume, spec, model, options, context, resume);
+  if (!spec.outputUnits.empty()) volume.units = spec.outputUnits;
 }
 
 }  // namespace enhance

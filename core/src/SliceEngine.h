@@ -45,6 +45,29 @@ struct EngineOptions {
 Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFunction& function,
                       const EngineOptions& options, const RunContext& context);
 
+// Whether output slice k is computed from input slice k alone, on the same grid: then the
+// output can be written over the input (RunSliceEngineInPlace).
+bool CanRunInPlace(const ModelSpec& spec);
+
+// What an in-place run has done, so that a run that failed part-way (out of memory) can
+// be resumed with other options: which slices already hold their output, and the input
+// normalisation computed from the untouched volume.
+struct EngineResume {
+  std::vector<bool> finished;
+  bool mapped = false;
+  double inputScale = 1.0;
+  double inputOffset = 0.0;
+};
+
+// As RunSliceEngine, writing each output slice over its input slice once computed, so
+// that memory holds one volume instead of two. Only for CanRunInPlace models (else
+// Error kInternal). On an exception, `volume` holds output slices where
+// resume.finished says so and input slices elsewhere; run again with the same `resume`
+// to complete it.
+void RunSliceEngineInPlace(Volume& volume, const ModelSpec& spec, const SliceFunction& function,
+                           const EngineOptions& options, const RunContext& context,
+                           EngineResume& resume);
+
 // Linear ramps that blend overlapping tiles: 0 within overlap/4 of an inner tile edge,
 // 1 from 3 overlap/4 on, so a model whose receptive field radius is at most overlap/4
 // gives the same result tiled as untiled. Exposed for tests.

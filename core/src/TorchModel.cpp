@@ -168,6 +168,53 @@ struct TorchModel::Impl {
     return e;
   }
 
+  // Runs `run` with the model's options, then with the fallbacks for out of memory.
+  using EngineRun =
+      std::function<Volume(const ModelSpec&, const LoadedModule&, const EngineOptions&)>;
+  Volume RunWithFallbacks(const Volume& input, const RunContext& context,
+                          const EngineRun& run) const {
+    SlotGuard slot(*slots);
+    // Out of memory first halves the batch (in the engine), then the tiles (here, down to
+    // 64 pixels); at last a CUDA model runs the series on the CPU, and a CPU model fails.
+    ModelSpec tiled = spec;
+    const int smallest = 64;
+    const int whole = static_cast<int>(std::max(input.rows, input.columns));
+    std::string lastError;
+    while (true) {
+      try {
+        return run(tiled, loaded, Engine(device, fp16));
+      } catch (const Error& e) {
+        const bool outOfMemory = std::string(e.what()).rfind("out of memory", 0) == 0;
+        if (!outOfMemory) throw;
+        lastError = e.what();
+      }
+      const int current = tiled.tileSize > 0 ? std::min(tiled.tileSize, whole) : whole;
+      if (current / 2 < smallest) break;
+      tiled.tileSize = current / 2;
+      tiled.tileOverlap = std::min(tiled.tileOverlap, tiled.tileSize / 4);
+      context.Warn("model '" + spec.name + "' ran out of memory on " + device.str() +
+                   "; retrying with tiles of " + std::to_string(tiled.tileSize) + " pixels");
+    }
+    if (!device.is_cuda()) {
+      throw Error(ErrorKind::kUnsupported,
+                  "model '" + spec.name + "' ran out of memory on " + device.str() +
+                      " even with tiles of " + std::to_string(tiled.tileSize) + " pixels (" +
+                      lastError + "); lower Enhance.ConcurrentSeries or give the node more memory");
+    }
+    context.Warn("model '" + spec.name +
+                 "' ran out of GPU memory even with small tiles; "
+                 "this series was processed on the CPU");
+    LoadedModule cpu;
+    {
+      std::lock_guard<std::mutex> lock(fallbackMutex);
+      if (!cpuFallback.module) {
+        cpuFallback = LoadModule(spec, c10::Device(c10::kCPU), false, options);
+      }
+      cpu = cpuFallback;
+    }
+    return run(spec, cpu, Engine(c10::Device(c10::kCPU), false));
+  }
+
   static SliceFunction Function(const LoadedModule& loaded) {
     return [m = loaded.module, layout = loaded.layout](const at::Tensor& batch) {
       return m->forward({Prepare(batch, layout)}).toTensor().contiguous();
@@ -263,48 +310,24 @@ std::string TorchModel::Parameters() const {
 }
 
 Volume TorchModel::Run(const Volume& input, const RunContext& context) const {
-  SlotGuard slot(*impl_->slots);
-  // Out of memory first halves the batch (in the engine), then the tiles (here, down to
-  // 64 pixels); at last a CUDA model runs the series on the CPU, and a CPU model fails.
-  ModelSpec spec = impl_->spec;
-  const int smallest = 64;
-  std::string lastError;
-  while (true) {
-    try {
-      return RunSliceEngine(input, spec, Impl::Function(impl_->loaded),
-                            impl_->Engine(impl_->device, impl_->fp16), context);
-    } catch (const Error& e) {
-      const bool outOfMemory = std::string(e.what()).rfind("out of memory", 0) == 0;
-      if (!outOfMemory) throw;
-      lastError = e.what();
-    }
-    const int whole = static_cast<int>(std::max(input.rows, input.columns));
-    const int current = spec.tileSize > 0 ? std::min(spec.tileSize, whole) : whole;
-    if (current / 2 < smallest) break;
-    spec.tileSize = current / 2;
-    spec.tileOverlap = std::min(spec.tileOverlap, spec.tileSize / 4);
-    context.Warn("model '" + spec.name + "' ran out of memory on " + impl_->device.str() +
-                 "; retrying with tiles of " + std::to_string(spec.tileSize) + " pixels");
-  }
-  if (!impl_->device.is_cuda()) {
-    throw Error(ErrorKind::kUnsupported,
-                "model '" + impl_->spec.name + "' ran out of memory on " + impl_->device.str() +
-                    " even with tiles of " + std::to_string(spec.tileSize) + " pixels (" +
-                    lastError + "); lower Enhance.ConcurrentSeries or give the node more memory");
-  }
-  context.Warn("model '" + impl_->spec.name +
-               "' ran out of GPU memory even with small tiles; "
-               "this series was processed on the CPU");
-  LoadedModule cpu;
-  {
-    std::lock_guard<std::mutex> lock(impl_->fallbackMutex);
-    if (!impl_->cpuFallback.module) {
-      impl_->cpuFallback = LoadModule(impl_->spec, c10::Device(c10::kCPU), false, impl_->options);
-    }
-    cpu = impl_->cpuFallback;
-  }
-  return RunSliceEngine(input, impl_->spec, Impl::Function(cpu),
-                        impl_->Engine(c10::Device(c10::kCPU), false), context);
+  return impl_->RunWithFallbacks(
+      input, context,
+      [&](const ModelSpec& spec, const LoadedModule& module, const EngineOptions& options) {
+        return RunSliceEngine(input, spec, Impl::Function(module), options, context);
+      });
+}
+
+Volume TorchModel::RunReusing(Volume& input, const RunContext& context) const {
+  if (!CanRunInPlace(impl_->spec)) return Run(input, context);
+  // A run that fails part-way resumes where it stopped: finished slices hold output.
+  EngineResume resume;
+  impl_->RunWithFallbacks(
+      input, context,
+      [&](const ModelSpec& spec, const LoadedModule& module, const EngineOptions& options) {
+        RunSliceEngineInPlace(input, spec, Impl::Function(module), options, context, resume);
+        return Volume();
+      });
+  return std::move(input);
 }
 
 }  // namespace enhance

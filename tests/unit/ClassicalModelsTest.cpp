@@ -3,10 +3,13 @@
 
 #include <gtest/gtest.h>
 
+#include <c10/util/Exception.h>
+
 #include <cmath>
 #include <set>
 
 #include "SliceEngine.h"
+#include "enhance/Error.h"
 #include "enhance/ModelRegistry.h"
 
 namespace enhance {
@@ -87,6 +90,67 @@ TEST(SliceEngine, BlendRampIsZeroNearInnerEdgesAndOneInside) {
   EXPECT_LT(w[3], 1.0f);
   EXPECT_EQ(w[6], 1.0f);
   EXPECT_EQ(w[15], 1.0f);  // the image border needs no ramp
+}
+
+}  // namespace enhance
+
+namespace enhance {
+
+// In place, each output slice is written over its input slice: same result as a separate
+// output volume, with tiles and a volume-wide (percentile) normalisation. A run stopped
+// part-way by running out of memory resumes with the slices it finished and the
+// normalisation of the untouched input, and ends with the same result.
+TEST(SliceEngine, InPlaceRunEqualsASeparateOutputAndResumesAfterAFailure) {
+  ModelSpec spec;
+  spec.name = "nonlinear";
+  spec.input.method = Normalization::Method::kPercentile;
+  spec.input.low = 1;
+  spec.input.high = 99;
+  spec.tileSize = 8;
+  spec.tileOverlap = 4;
+  spec.maxBatch = 1;  // out of memory at a batch of one is not retried by the engine
+  ASSERT_TRUE(CanRunInPlace(spec));
+  int calls = 0;
+  int failAt = -1;
+  const SliceFunction function = [&](const at::Tensor& batch) {
+    if (++calls == failAt) TORCH_CHECK(false, "DefaultCPUAllocator: not enough memory");
+    return at::tanh(batch * 1.5) + 0.25 * batch;
+  };
+  Volume input = Ramp(7, 13, 11);
+  for (size_t i = 0; i < input.voxels.size(); i += 7) input.voxels[i] *= -1.5f;
+  EngineOptions options;
+  const Volume expected = RunSliceEngine(input, spec, function, options, {});
+
+  Volume volume = input;
+  EngineResume resume;
+  RunSliceEngineInPlace(volume, spec, function, options, {}, resume);
+  EXPECT_EQ(volume.voxels, expected.voxels);
+
+  // Fails at the 13th batch: 6 tiles of 8x8 cover a 13x11 slice, one slice per batch, so
+  // slices 0 and 1 are finished and written over their input.
+  volume = input;
+  resume = EngineResume();
+  calls = 0;
+  failAt = 13;
+  try {
+    RunSliceEngineInPlace(volume, spec, function, options, {}, resume);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("out of memory", 0), 0u) << e.what();
+  }
+  ASSERT_EQ(resume.finished.size(), 7u);
+  EXPECT_TRUE(resume.finished[0] && resume.finished[1]);
+  EXPECT_FALSE(resume.finished[2]);
+  failAt = -1;
+  RunSliceEngineInPlace(volume, spec, function, options, {}, resume);
+  EXPECT_EQ(volume.voxels, expected.voxels);
+
+  // Models whose output slice needs other input slices cannot run in place.
+  ModelSpec context = spec;
+  context.sliceContext = 1;
+  EXPECT_FALSE(CanRunInPlace(context));
+  EngineResume unused;
+  EXPECT_THROW(RunSliceEngineInPlace(volume, context, function, options, {}, unused), Error);
 }
 
 }  // namespace enhance

@@ -133,6 +133,34 @@ TEST(TorchModel, OutOfMemoryHalvesTheBatchThenTheTilesWithTheSameResult) {
   EXPECT_FALSE(has("tiles of 64 pixels"));
 }
 
+// RunReusing writes the output over the input's memory: same values as Run, also when
+// running out of memory makes it retry with smaller tiles; a model whose output is on
+// another grid leaves the input alone and returns a new volume.
+TEST(TorchModel, RunReusingGivesRunsResultInTheInputsMemory) {
+  TemporaryFolder dir;
+  Json::Value manifest = DenoiseManifest("reuse");
+  manifest["tile"]["size"] = 256;
+  manifest["tile"]["overlap"] = 16;
+  const auto folder = WriteFixtureModel(dir.path(), "mean3x3", manifest);
+  const auto free = TorchModel::Load(folder, Cpu());
+  InferenceOptions small = Cpu();
+  small.simulatedDeviceMemoryBytes = size_t{6} << 20;
+  const auto constrained = TorchModel::Load(folder, small);
+  const Volume input = RandomVolume(5, 256, 256);
+  const Volume expected = free->Run(input, {});
+  for (const auto* model : {free.get(), constrained.get()}) {
+    Volume volume = input;
+    const float* memory = volume.voxels.data();
+    const Volume output = model->RunReusing(volume, {});
+    EXPECT_EQ(output.voxels.data(), memory);
+    ASSERT_EQ(output.voxels.size(), expected.voxels.size());
+    for (size_t i = 0; i < expected.voxels.size(); ++i)
+      ASSERT_NEAR(output.voxels[i], expected.voxels[i], 1e-2) << i;
+    EXPECT_EQ(output.geometry.slicePositions, input.geometry.slicePositions);
+    EXPECT_EQ(output.units, "HU");
+  }
+}
+
 TEST(TorchModel, OutOfMemoryEvenWithTheSmallestTilesFailsClearlyOnTheCpu) {
   TemporaryFolder dir;
   InferenceOptions tiny = Cpu();
@@ -252,6 +280,9 @@ TEST(TorchModel, InPlaneUpsamplerDoublesTheGridOverTheSameFieldOfView) {
   for (int64_t r = 0; r < 40; ++r)
     for (int64_t c = 0; c < 60; ++c)
       ASSERT_NEAR(output.At(1, r, c), input.At(1, r / 2, c / 2), 1e-3) << r << "," << c;
+  // Another grid: RunReusing cannot write over the input and gives Run's result.
+  Volume reused = input;
+  EXPECT_EQ(model->RunReusing(reused, {}).voxels, output.voxels);
 }
 
 TEST(TorchModel, ThroughPlaneModelFillsTheGapsAndKeepsTheSourceSlices) {

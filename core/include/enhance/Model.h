@@ -52,6 +52,13 @@ class Model {
   // Human-readable key parameters for the DerivationDescription of the output.
   virtual std::string Parameters() const = 0;
   virtual Volume Run(const Volume& input, const RunContext& context) const = 0;
+  // As Run, but the output may take the input's memory: a model whose output slice k
+  // depends on input slice k alone, on the same grid, writes it over the input, so that
+  // memory holds one volume instead of two. Afterwards `input` is unspecified (its voxels
+  // may be gone). The default runs Run().
+  virtual Volume RunReusing(Volume& input, const RunContext& context) const {
+    return Run(input, context);
+  }
 };
 
 }  // namespace enhance

@@ -51,6 +51,7 @@ class TorchModel final : public Model {
   const ModelInfo& Info() const override;
   std::string Parameters() const override;
   Volume Run(const Volume& input, const RunContext& context) const override;
+  Volume RunReusing(Volume& input, const RunContext& context) const override;
 
   // "cpu" or "cuda:N", where the model runs.
   std::string Device() const;
