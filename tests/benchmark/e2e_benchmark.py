@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -45,6 +46,51 @@ def summary(values, digits=2):
             f"({min(values):.{digits}f}-{max(values):.{digits}f})")
 
 
+# The job's progress (percent) at the end of each stage: fetch and decode run together
+# up to 19% (SeriesEnhancer's shares scaled by the pipeline's 95%), inference up to 85.5%,
+# encoding and storing up to 95%, forwarding up to 100%.
+PHASES = [(19, "fetch + decode"), (85.5, "inference"), (95, "encode + store"),
+          (101, "forward")]
+
+
+class MemorySampler:
+    """Samples Orthanc's resident memory and the job's stage every 0.1 s; keeps the peak
+    of each stage (before the job runs: "receive")."""
+
+    def __init__(self, orthanc):
+        self.orthanc = orthanc
+        self.peaks = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def phase(self):
+        jobs = series_jobs(self.orthanc)
+        running = [j for j in jobs if j["State"] == "Running"]
+        if not running:
+            return "receive" if not jobs else None
+        progress = running[0].get("Progress", 0)
+        return next(name for limit, name in PHASES if progress < limit)
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                phase = self.phase()
+                rss = rss_mib(self.orthanc.process.pid, "VmRSS")
+                if phase:
+                    self.peaks[phase] = max(self.peaks.get(phase, 0), rss)
+            except Exception:  # the server may be stopping
+                pass
+            time.sleep(0.1)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
 def series_jobs(orthanc):
     """Every EnhanceSeries job, expanded."""
     return [j for j in orthanc.get("/jobs?expand") if j.get("Type") == "EnhanceSeries"]
@@ -62,8 +108,6 @@ def run_single(args, tmp, slices, repeat, config, pacs_factory):
             config["DicomModalities"] = {"PACS": ["PACS", "127.0.0.1", pacs.dicom_port]}
         with OrthancServer(extra_config=config, stable_age=args.stable_age) as o:
             idle = rss_mib(o.process.pid, "VmRSS")
-            o.store_files(files)
-            stored = time.monotonic()
             marks = {}
 
             def finished():
@@ -74,7 +118,10 @@ def run_single(args, tmp, slices, repeat, config, pacs_factory):
                     if job["State"] in ("Success", "Failure"):
                         return job
                 return None
-            job = wait_for(finished, timeout=3600, interval=0.05, what="the job")
+            with MemorySampler(o) as sampler:
+                o.store_files(files)
+                stored = time.monotonic()
+                job = wait_for(finished, timeout=3600, interval=0.05, what="the job")
             done = time.monotonic()
             if job["State"] != "Success":
                 raise RuntimeError(job["Content"].get("ErrorMessage"))
@@ -90,6 +137,7 @@ def run_single(args, tmp, slices, repeat, config, pacs_factory):
                 "early": job["Content"].get("PrecomputedSlices", 0),
                 "idle": idle,
                 "peak": rss_mib(o.process.pid, "VmHWM"),
+                "phases": sampler.peaks,
             }
     finally:
         if pacs:
@@ -184,6 +232,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="enhance-bench-")
     try:
         sizes = [int(s) for s in args.slices.split(",") if s]
+        phases = []
         if sizes:
             print(f"Single series, {args.repeats} runs per size:\n")
             print("Inference-only time: the job's inference stage with EarlyStartMB 0 (every "
@@ -220,6 +269,20 @@ def main():
                         f"{summary([r['idle'] for r in runs], 0)} | "
                         f"{summary([r['peak'] for r in runs], 0)} |")
                 print(row, flush=True)
+                phases.append((slices, early_mb, runs))
+
+        if phases:
+            names = ["receive"] + [name for _, name in PHASES]
+            print("\nOrthanc's resident memory above idle at the peak of each stage (MiB; "
+                  "sampled every 0.1 s, medians):\n")
+            print("| slices | EarlyStartMB | " + " | ".join(names) + " |")
+            print("| --- | --- | " + "--- | " * len(names))
+            for slices, early_mb, runs in phases:
+                cells = []
+                for name in names:
+                    values = [r["phases"][name] - r["idle"] for r in runs if name in r["phases"]]
+                    cells.append(f"{statistics.median(values):.0f}" if values else "-")
+                print(f"| {slices} | {early_mb} | " + " | ".join(cells) + " |", flush=True)
 
         counts = [int(c) for c in args.concurrency.split(",") if c]
         if counts:
