@@ -113,7 +113,9 @@ class ThreadedJob {
                            " failed: " + state_.Get("ErrorMessage").asString());
     }
     plugin_.metrics.jobsRunning--;
-    (ok ? plugin_.metrics.jobsSucceeded : plugin_.metrics.jobsFailed)++;
+    // A job cancelled or paused by a user has not failed.
+    (ok ? plugin_.metrics.jobsSucceeded
+        : (cancel_ ? plugin_.metrics.jobsStopped : plugin_.metrics.jobsFailed))++;
     plugin_.PublishMetrics();
     {
       std::lock_guard<std::mutex> lock(mutex_);

@@ -44,6 +44,7 @@ void PluginContext::PublishMetrics() const {
   set("orthanc_enhance_jobs_running", static_cast<double>(metrics.jobsRunning));
   set("orthanc_enhance_jobs_succeeded", static_cast<double>(metrics.jobsSucceeded));
   set("orthanc_enhance_jobs_failed", static_cast<double>(metrics.jobsFailed));
+  set("orthanc_enhance_jobs_stopped", static_cast<double>(metrics.jobsStopped));
   set("orthanc_enhance_series_skipped", static_cast<double>(metrics.seriesSkipped));
   set("orthanc_enhance_slices_processed", static_cast<double>(metrics.slicesProcessed));
   set("orthanc_enhance_inference_seconds",

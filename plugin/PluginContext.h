@@ -29,6 +29,7 @@ struct PluginMetrics {
   std::atomic<uint64_t> jobsRunning{0};
   std::atomic<uint64_t> jobsSucceeded{0};
   std::atomic<uint64_t> jobsFailed{0};
+  std::atomic<uint64_t> jobsStopped{0};  // cancelled or paused before the end
   std::atomic<uint64_t> seriesSkipped{0};
   std::atomic<uint64_t> slicesProcessed{0};
   std::atomic<uint64_t> inferenceMilliseconds{0};

@@ -174,6 +174,7 @@ Json::Value SystemInformation(const PluginContext& plugin) {
   jobs["Running"] = static_cast<Json::UInt64>(plugin.metrics.jobsRunning.load());
   jobs["Succeeded"] = static_cast<Json::UInt64>(plugin.metrics.jobsSucceeded.load());
   jobs["Failed"] = static_cast<Json::UInt64>(plugin.metrics.jobsFailed.load());
+  jobs["Stopped"] = static_cast<Json::UInt64>(plugin.metrics.jobsStopped.load());
   info["Jobs"] = jobs;
   Json::Value series;
   series["AwaitingRouting"] =

@@ -187,6 +187,7 @@ class OrchestrationTest(unittest.TestCase):
 
     def test_5_cancel_stops_without_storing(self):
         o = self.node
+        stopped_before = o.get("/enhance/system")["Jobs"]
         files = self.phantom("cancel", seed=55, slices=48, size=512)
         o.store_files(files, calling_aet="MODALITY")
         uid = pydicom.dcmread(files[0]).SeriesInstanceUID
@@ -201,6 +202,10 @@ class OrchestrationTest(unittest.TestCase):
         self.assertIn(state["State"], ("Failure", "Paused"))
         time.sleep(1)
         self.assertEqual(set(o.get("/series")), before, "a cancelled job stored something")
+        # Counted as stopped by a user, not as failed.
+        jobs = o.get("/enhance/system")["Jobs"]
+        self.assertEqual(jobs["Stopped"], stopped_before["Stopped"] + 1)
+        self.assertEqual(jobs["Failed"], stopped_before["Failed"])
 
     def test_6_metrics_are_published(self):
         text = self.node.request("GET", "/tools/metrics-prometheus").decode()
