@@ -93,9 +93,11 @@ int TrainCtDenoise(const std::string& out, int64_t steps, bool halfResolution, i
   const at::Tensor inputs = ToNetwork(pairs.lowDose, kCtWindow);
   const at::Tensor targets = ToNetwork(pairs.fullDose, kCtWindow);
 
+  // 16 features: a multiple of the CPU's vector width, which lets oneDNN's convolutions
+  // run near the machine's matrix-multiply rate (20 features ran at half of it).
   ResidualCnn net;
-  net.features = 20;
-  net.layers = 7;
+  net.features = 16;
+  net.layers = 8;
   if (halfResolution) {
     net.features = 48;
     net.layers = 5;
@@ -117,6 +119,8 @@ int TrainCtDenoise(const std::string& out, int64_t steps, bool halfResolution, i
                    "Noise reduction of low-dose CT (trained on simulated quarter-dose scans). "
                    "Demonstration model, not for diagnosis.",
                    net);
+  // 1.1.0: 8 layers of 16 features instead of 7 of 20.
+  manifest["version"] = "1.1.0";
   manifest["input_normalization"]["method"] = "window";
   manifest["input_normalization"]["low"] = kCtWindow.low;
   manifest["input_normalization"]["high"] = kCtWindow.high;
@@ -261,6 +265,8 @@ int TrainCtSuperRes(const std::string& out, int64_t steps) {
                    net);
   manifest["scale"]["in_plane"] = 2;
   manifest["tile"]["size"] = 256;
+  // 1.1.0: 8 layers of 16 features instead of 7 of 20.
+  manifest["version"] = "1.1.0";
   manifest["input_normalization"]["method"] = "window";
   manifest["input_normalization"]["low"] = kCtWindow.low;
   manifest["input_normalization"]["high"] = kCtWindow.high;
@@ -309,6 +315,8 @@ int TrainCtThroughPlane(const std::string& out, int64_t steps) {
                    net);
   manifest["scale"]["through_plane"] = 2;
   manifest["slice_context"] = Json::Int64(kThroughPlaneContext);
+  // 1.1.0: 8 layers of 16 features instead of 7 of 20.
+  manifest["version"] = "1.1.0";
   manifest["input_normalization"]["method"] = "window";
   manifest["input_normalization"]["low"] = kCtWindow.low;
   manifest["input_normalization"]["high"] = kCtWindow.high;
