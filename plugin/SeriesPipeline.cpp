@@ -67,6 +67,17 @@ class DerivedSeriesStore {
     storing_ = false;
   }
 
+  // Removes every instance stored so far: the series is written again from its first file.
+  void Discard() {
+    plugin_.api.LogWarning("series " + request_.seriesId + ": storing the derived series again (" +
+                           std::to_string(stored_.size()) +
+                           " instance(s) removed): its values need another encoding");
+    while (!stored_.empty()) {
+      plugin_.api.Delete("/instances/" + stored_.back());
+      stored_.pop_back();
+    }
+  }
+
   // Called with the exception that stopped the series: when nothing was stored and the
   // failure was not Orthanc's answer to a store, the error stands as it is; otherwise what
   // was stored is removed and the error says so.
@@ -182,10 +193,12 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
     DerivedSeriesStore store(plugin, request, state);
     EnhancedSeries result;
     try {
-      result = EnhanceSeries(source, *model, output, context, plugin.earlySlices.get(),
-                             [&store](size_t index, size_t count, std::string file) {
-                               store.Store(index, count, file);
-                             });
+      result = EnhanceSeries(
+          source, *model, output, context, plugin.earlySlices.get(),
+          [&store](size_t index, size_t count, std::string file) {
+            store.Store(index, count, file);
+          },
+          [&store] { store.Discard(); });
     } catch (const std::exception& e) {
       store.Fail(e);
     }
@@ -198,6 +211,8 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
     timings["Inference"] = t.inferenceSeconds;
     timings["Encode"] = t.encodeSeconds;
     timings["Store"] = t.sinkSeconds;
+    // Encoding and storing overlap inference; this is what they add after it.
+    timings["AfterInference"] = t.afterInferenceSeconds;
     state.Set("Timings", timings);
     state.Set("PrecomputedSlices", static_cast<Json::Int64>(t.precomputedSlices));
     state.Set("DerivedInstances", static_cast<Json::UInt64>(result.derivedInstances));

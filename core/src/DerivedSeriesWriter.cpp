@@ -163,9 +163,6 @@ void CheckOutput(const DecodedSeries& source, const Volume& output, const Deriva
     throw Error(ErrorKind::kInternal,
                 source.description + ": the decoded series has no source instance per slice");
   }
-  if (output.voxels.size() != static_cast<size_t>(output.slices * output.VoxelsPerSlice())) {
-    throw Error(ErrorKind::kInternal, source.description + ": output volume buffer has wrong size");
-  }
   if (info.outputKind != OutputKind::kSyntheticCt) return;
   if (output.units != "HU") {
     throw Error(ErrorKind::kInternal, source.description + ": the model's synthetic CT is in '" +
@@ -189,20 +186,14 @@ void CheckOutput(const DecodedSeries& source, const Volume& output, const Deriva
   }
 }
 
-void ChooseSeriesEncoding(SeriesContext& c) {
+// `minValue`..`maxValue`: the values the series must store.
+void ChooseSeriesEncoding(SeriesContext& c, float minValue, float maxValue) {
   if (c.syntheticCt) {
     c.encoding = ChooseEncoding(kSyntheticCtMinHu, kSyntheticCtMaxHu, 1.0, kSyntheticCtMinHu);
     c.writeRescale = true;
     return;
   }
   // One encoding for the whole series keeps the stored values comparable across slices.
-  float minValue = 0.0f;
-  float maxValue = 0.0f;
-  if (!c.output.voxels.empty()) {
-    const auto [lo, hi] = std::minmax_element(c.output.voxels.begin(), c.output.voxels.end());
-    minValue = *lo;
-    maxValue = *hi;
-  }
   DcmDataset& first = Mutable(c.source.instances.front());
   c.writeRescale = first.tagExists(DCM_RescaleSlope) || first.tagExists(DCM_RescaleIntercept) ||
                    c.source.modality == "CT";
@@ -298,10 +289,10 @@ void WriteContributingEquipment(DcmDataset& ds, const SeriesContext& c, const st
             Truncate(info.task + " with " + info.modelName + " " + info.modelVersion, 64));
 }
 
-void WritePixels(DcmDataset& ds, const SeriesContext& c, int64_t k, const std::string& where) {
+void WritePixels(DcmDataset& ds, const SeriesContext& c, const float* values,
+                 const std::string& where) {
   const Volume& output = c.output;
   std::vector<float> clipped;
-  const float* values = output.Slice(k);
   if (c.syntheticCt) {
     clipped.assign(values, values + output.VoxelsPerSlice());
     for (float& v : clipped) {
@@ -332,27 +323,64 @@ void WritePixels(DcmDataset& ds, const SeriesContext& c, int64_t k, const std::s
 
 }  // namespace
 
+struct DerivedSeriesWriter::Context : SeriesContext {
+  using SeriesContext::SeriesContext;
+};
+
+DerivedSeriesWriter::DerivedSeriesWriter(const DecodedSeries& source, const Volume& output,
+                                         const DerivationInfo& info, float minValue,
+                                         float maxValue) {
+  CheckOutput(source, output, info);
+  c_ = std::make_unique<Context>(source, output, info);
+  ChooseSeriesEncoding(*c_, minValue, maxValue);
+}
+
+DerivedSeriesWriter::~DerivedSeriesWriter() = default;
+
+size_t DerivedSeriesWriter::Count() const { return c_->plan.slices.size(); }
+
+bool DerivedSeriesWriter::Holds(float minValue, float maxValue) const {
+  // Synthetic CT is clipped to its fixed range by design.
+  if (c_->syntheticCt) return true;
+  if (c_->writeRescale) return EncodingHolds(c_->encoding, minValue, maxValue);
+  // Stored values are the physical values.
+  return minValue >= (c_->encoding.isSigned ? -32768.5f : -0.5f) &&
+         maxValue <= (c_->encoding.isSigned ? 32767.5f : 65535.5f);
+}
+
+std::string DerivedSeriesWriter::Write(size_t k, const float* values) const {
+  const SeriesContext& c = *c_;
+  const OutputSlice& slice = c.plan.slices.at(k);
+  const std::string where = c.source.description + ", output slice " + std::to_string(k + 1) +
+                            " from instance " + c.source.instances[slice.templateIndex].id;
+  DcmFileFormat file(SliceTemplate(c, slice).release(), OFFalse /* takes ownership */);
+  DcmDataset& ds = *file.getDataset();
+  const auto index = static_cast<int64_t>(k);
+  WriteIdentity(ds, c, index);
+  WriteDerivation(ds, c, slice, where);
+  WriteContributingEquipment(ds, c, where);
+  if (!ds.tagExists(DCM_BurnedInAnnotation)) PutString(ds, DCM_BurnedInAnnotation, "NO");
+  if (c.plan.resampled) WriteImagePlane(ds, c.plan, c.output, index);
+  WritePixels(ds, c, values, where);
+  return SerializeFile(file, where);
+}
+
 void WriteDerivedSeries(const DecodedSeries& source, const Volume& output,
                         const DerivationInfo& info, const DerivedFileSink& sink) {
-  CheckOutput(source, output, info);
-  SeriesContext c(source, output, info);
-  ChooseSeriesEncoding(c);
-
-  const size_t count = c.plan.slices.size();
+  if (output.voxels.size() != static_cast<size_t>(output.slices * output.VoxelsPerSlice())) {
+    throw Error(ErrorKind::kInternal, source.description + ": output volume buffer has wrong size");
+  }
+  float minValue = 0.0f;
+  float maxValue = 0.0f;
+  if (!output.voxels.empty()) {
+    const auto [lo, hi] = std::minmax_element(output.voxels.begin(), output.voxels.end());
+    minValue = *lo;
+    maxValue = *hi;
+  }
+  const DerivedSeriesWriter writer(source, output, info, minValue, maxValue);
+  const size_t count = writer.Count();
   for (size_t k = 0; k < count; ++k) {
-    const OutputSlice& slice = c.plan.slices[k];
-    const std::string where = source.description + ", output slice " + std::to_string(k + 1) +
-                              " from instance " + source.instances[slice.templateIndex].id;
-    DcmFileFormat file(SliceTemplate(c, slice).release(), OFFalse /* takes ownership */);
-    DcmDataset& ds = *file.getDataset();
-    const auto index = static_cast<int64_t>(k);
-    WriteIdentity(ds, c, index);
-    WriteDerivation(ds, c, slice, where);
-    WriteContributingEquipment(ds, c, where);
-    if (!ds.tagExists(DCM_BurnedInAnnotation)) PutString(ds, DCM_BurnedInAnnotation, "NO");
-    if (c.plan.resampled) WriteImagePlane(ds, c.plan, output, index);
-    WritePixels(ds, c, index, where);
-    sink(k, count, SerializeFile(file, where));
+    sink(k, count, writer.Write(k, output.Slice(static_cast<int64_t>(k))));
   }
 }
 

@@ -5,17 +5,13 @@
 #include <cmath>
 
 namespace enhance {
-namespace {
-
-bool Fits(double minValue, double maxValue, const PixelEncoding& e) {
+bool EncodingHolds(const PixelEncoding& e, double minValue, double maxValue) {
   const double lo = e.isSigned ? -32768.0 : 0.0;
   const double hi = e.isSigned ? 32767.0 : 65535.0;
   const double a = std::round((minValue - e.intercept) / e.slope);
   const double b = std::round((maxValue - e.intercept) / e.slope);
   return a >= lo && b <= hi;
 }
-
-}  // namespace
 
 PixelEncoding ChooseEncoding(double minValue, double maxValue, double preferredSlope,
                              double preferredIntercept) {
@@ -25,10 +21,10 @@ PixelEncoding ChooseEncoding(double minValue, double maxValue, double preferredS
   if (preferredSlope > 0 && std::isfinite(preferredSlope) && std::isfinite(preferredIntercept)) {
     for (bool isSigned : {false, true}) {
       PixelEncoding e{preferredSlope, preferredIntercept, isSigned};
-      if (Fits(minValue, maxValue, e)) return e;
+      if (EncodingHolds(e, minValue, maxValue)) return e;
     }
     PixelEncoding e{preferredSlope, 0.0, true};
-    if (Fits(minValue, maxValue, e)) return e;
+    if (EncodingHolds(e, minValue, maxValue)) return e;
   }
   // The range does not fit with the preferred slope: spread it over the signed range.
   PixelEncoding e;

@@ -215,6 +215,7 @@ void RunEngine(const Volume& input, Volume& output, const ModelSpec& spec,
       if (values.size() == perOutputSlice) {
         std::copy(values.begin(), values.end(), output.Slice(item.output));
         resume.finished[static_cast<size_t>(item.output)] = true;
+        if (inPlace && context.outputReady) context.outputReady(item.output);
       } else {
         remaining.push_back(std::move(item));
       }
@@ -355,6 +356,9 @@ void RunEngine(const Volume& input, Volume& output, const ModelSpec& spec,
       const int64_t slice = items[groupStart + i].output;
       std::copy_n(values + i * perOutputSlice, perOutputSlice, output.Slice(slice));
       if (inPlace) resume.finished[static_cast<size_t>(slice)] = true;
+    }
+    if (inPlace && context.outputReady) {
+      for (size_t i = 0; i < groupSize; ++i) context.outputReady(items[groupStart + i].output);
     }
     groupStart += groupSize;
   }

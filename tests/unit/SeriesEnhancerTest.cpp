@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "TestData.h"
 #include "TestDicom.h"
 #include "enhance/BilateralDenoiser.h"
@@ -110,6 +112,138 @@ class WarningModel : public Model {
 };
 
 }  // namespace
+
+namespace {
+
+// value * factor + offset, written over the input slice by slice, each slice reported
+// final as a model running in place does; or, with `inPlace` false, into a new volume.
+class AffineModel : public Model {
+ public:
+  AffineModel(float factor, float offset, bool inPlace)
+      : factor_(factor), offset_(offset), inPlace_(inPlace) {
+    info_.name = "affine";
+    info_.version = "1";
+    info_.task = "denoise";
+    info_.modalities = {"CT"};
+    info_.uid = "1.2.3.4";
+  }
+  const ModelInfo& Info() const override { return info_; }
+  std::string Parameters() const override { return "affine"; }
+  Volume Run(const Volume& input, const RunContext& context) const override {
+    Volume copy = input;
+    for (float& v : copy.voxels) v = v * factor_ + offset_;
+    context.ThrowIfCancelled();
+    return copy;
+  }
+  Volume RunReusing(Volume& input, const RunContext& context) const override {
+    if (!inPlace_) return Run(input, context);
+    for (int64_t k = 0; k < input.slices; ++k) {
+      context.ThrowIfCancelled();
+      float* slice = input.Slice(k);
+      for (int64_t i = 0; i < input.VoxelsPerSlice(); ++i) slice[i] = slice[i] * factor_ + offset_;
+      if (context.outputReady) context.outputReady(k);
+    }
+    return std::move(input);
+  }
+
+ private:
+  ModelInfo info_;
+  float factor_;
+  float offset_;
+  bool inPlace_;
+};
+
+struct Received {
+  std::vector<std::string> files;  // by index
+  int discarded = 0;
+  std::vector<size_t> order;
+};
+
+EnhancedSeries Overlapped(const Model& model, Received& received, const RunContext& context = {},
+                          int failAt = -1) {
+  testing::MemoryInstanceSource source(testing::PhantomSeries(24, 24, 6, 30.0));
+  OutputOptions output;
+  output.seriesInstanceUid = "1.2.826.0.1.3680043.10.1234.6";
+  return EnhanceSeries(
+      source, model, output, context, nullptr,
+      [&](size_t index, size_t count, std::string file) {
+        if (static_cast<int>(index) == failAt) throw Error(ErrorKind::kInternal, "disk full");
+        received.order.push_back(index);
+        received.files.resize(count);
+        received.files[index] = std::move(file);
+      },
+      [&] {
+        ++received.discarded;
+        received.files.clear();
+        received.order.clear();
+      });
+}
+
+// The derived values, decoded.
+std::vector<float> Values(const std::vector<std::string>& files) {
+  std::vector<EncodedInstance> instances;
+  for (size_t k = 0; k < files.size(); ++k) instances.push_back({std::to_string(k), files[k]});
+  return ReadSeries(std::move(instances), "derived").volume.voxels;
+}
+
+std::vector<float> Expected(float factor, float offset) {
+  std::vector<float> values =
+      ReadSeries(testing::PhantomSeries(24, 24, 6, 30.0), "s").volume.voxels;
+  for (float& v : values) v = v * factor + offset;
+  return values;
+}
+
+}  // namespace
+
+// A model writing over its input reports each slice; the files are encoded and handed
+// over meanwhile, in order, and hold the same values as when written after the run.
+TEST(SeriesEnhancer, FilesAreHandedOverWhileTheModelRuns) {
+  for (bool inPlace : {true, false}) {
+    Received received;
+    const EnhancedSeries result = Overlapped(AffineModel(0.5f, 3.0f, inPlace), received);
+    EXPECT_EQ(received.discarded, 0);
+    EXPECT_EQ(received.order, (std::vector<size_t>{0, 1, 2, 3, 4, 5}));
+    EXPECT_EQ(result.derivedInstances, 6u);
+    const std::vector<float> expected = Expected(0.5f, 3.0f);
+    const std::vector<float> values = Values(received.files);
+    ASSERT_EQ(values.size(), expected.size());
+    for (size_t i = 0; i < values.size(); ++i) ASSERT_NEAR(values[i], expected[i], 0.51) << i;
+    testing::ExpectDciodvfyAccepts(received.files, "overlapped");
+  }
+}
+
+// Output beyond the encoding chosen before the run: what was handed over is discarded
+// and the series written again with an encoding that holds every value, unclipped.
+TEST(SeriesEnhancer, OutputBeyondTheEarlyEncodingIsWrittenAgain) {
+  Received received;
+  const EnhancedSeries result = Overlapped(AffineModel(30.0f, 0.0f, true), received);
+  EXPECT_EQ(received.discarded, 1);
+  EXPECT_EQ(received.order, (std::vector<size_t>{0, 1, 2, 3, 4, 5}));
+  EXPECT_EQ(result.derivedInstances, 6u);
+  const std::vector<float> expected = Expected(30.0f, 0.0f);
+  const std::vector<float> values = Values(received.files);
+  ASSERT_EQ(values.size(), expected.size());
+  float largest = 0;
+  for (size_t i = 0; i < values.size(); ++i) {
+    largest = std::max(largest, std::abs(expected[i]));
+    ASSERT_NEAR(values[i], expected[i], 1.0) << i;
+  }
+  // Beyond what the CT's slope 1 and intercept -1024 can store as signed 16-bit values.
+  EXPECT_GT(largest, 31743.0f);
+}
+
+// A sink that fails stops the model and is the error reported, not a cancellation.
+TEST(SeriesEnhancer, SinkFailureWhileTheModelRunsIsTheErrorReported) {
+  Received received;
+  try {
+    Overlapped(AffineModel(1.0f, 0.0f, true), received, {}, 2);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInternal);
+    EXPECT_NE(std::string(e.what()).find("disk full"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(received.order, (std::vector<size_t>{0, 1}));
+}
 
 TEST(SeriesEnhancer, PassesTheModelsWarningsToTheCaller) {
   testing::MemoryInstanceSource source(testing::PhantomSeries(16, 16, 2, 30.0));

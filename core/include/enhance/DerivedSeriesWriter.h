@@ -15,6 +15,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,31 @@ extern const char* const kEquipmentManufacturer;
 // volume breaks these rules (a fault in the model that produced it).
 std::vector<std::string> WriteDerivedSeries(const DecodedSeries& source, const Volume& output,
                                             const DerivationInfo& info);
+
+// Writes a derived series one slice at a time, e.g. while later output slices are still
+// being computed. The encoding (rescale, signedness) is fixed at construction for the
+// whole series, from the range of values it must store. `output` gives the derived
+// series' size, geometry and units (its voxels are not read) and must outlive the writer,
+// as must `source` and `info`. Throws Error as WriteDerivedSeries does. Write() may be
+// called from any one thread at a time.
+class DerivedSeriesWriter {
+ public:
+  DerivedSeriesWriter(const DecodedSeries& source, const Volume& output, const DerivationInfo& info,
+                      float minValue, float maxValue);
+  ~DerivedSeriesWriter();
+  DerivedSeriesWriter(const DerivedSeriesWriter&) = delete;
+  DerivedSeriesWriter& operator=(const DerivedSeriesWriter&) = delete;
+
+  size_t Count() const;  // output slices, i.e. files
+  // Whether values in [minValue, maxValue] are stored without clipping.
+  bool Holds(float minValue, float maxValue) const;
+  // The file of output slice k, whose rows x columns values are `values`.
+  std::string Write(size_t k, const float* values) const;
+
+ private:
+  struct Context;
+  std::unique_ptr<Context> c_;
+};
 
 // Receives the derived files in instance order: index (from 0), count, file.
 using DerivedFileSink = std::function<void(size_t index, size_t count, std::string file)>;

@@ -35,6 +35,10 @@ struct RunContext {
   // (rows x columns of the output) or an empty vector. Only consulted by models whose
   // slices are independent (SlicesAreIndependent). May be empty.
   std::function<std::vector<float>(int64_t slice)> precomputed;
+  // Called from the computing thread, by a model writing its output over its input
+  // (Model::RunReusing), when output slice k is final: from then on slice k of the volume
+  // holds output and is not written again, so another thread may read it. May be empty.
+  std::function<void(int64_t slice)> outputReady;
 
   void Warn(const std::string& message) const {
     if (warning) warning(message);

@@ -23,6 +23,9 @@ struct PixelEncoding {
 PixelEncoding ChooseEncoding(double minValue, double maxValue, double preferredSlope,
                              double preferredIntercept);
 
+// Whether every value in [minValue, maxValue] is stored without clipping.
+bool EncodingHolds(const PixelEncoding& encoding, double minValue, double maxValue);
+
 // Rounds to the nearest stored value (never truncates) and clamps to the 16-bit range.
 // The result holds int16 or uint16 bit patterns according to encoding.isSigned.
 std::vector<uint16_t> EncodePixels(const float* values, int64_t count,

@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //
 // The whole path for one series, without any server: fetch the instances from an
-// InstanceSource, decode them into a volume, run the model, and encode the derived
-// series. Nothing is written anywhere: the caller decides where the result goes, so
-// a failure at any stage leaves nothing behind.
+// InstanceSource, decode them as they come, run the model, and encode the derived
+// series. Nothing is written anywhere: the caller decides where the files go (returned,
+// or handed to its sink one by one), and undoes what it stored if this throws.
 //
-// Thread-safety: EnhanceSeries() is reentrant; the source is used from the calling thread.
+// Thread-safety: EnhanceSeries() is reentrant; the source is used from the calling
+// thread; a sink may be called from a second thread (see EnhanceSeries).
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -23,8 +25,11 @@ struct StageTimings {
   double fetchSeconds = 0;
   double decodeSeconds = 0;
   double inferenceSeconds = 0;
-  double encodeSeconds = 0;       // without the time spent in the caller's sink
-  double sinkSeconds = 0;         // in the caller's sink (EnhanceSeries with a sink)
+  double encodeSeconds = 0;  // encoding the files, without the time spent in the sink
+  double sinkSeconds = 0;    // in the caller's sink (EnhanceSeries with a sink)
+  // From the end of inference to the last file written: what encoding and the sink add
+  // to the latency when they overlap inference.
+  double afterInferenceSeconds = 0;
   int64_t precomputedSlices = 0;  // taken from a SliceCache instead of computed
 };
 
@@ -57,9 +62,15 @@ DecodedSeries FetchSeries(InstanceSource& source, const RunContext& context,
 // ahead (PrecomputeInstance) are taken from it instead of being computed again.
 // With a `sink`, each derived file goes to it as soon as it is encoded and `files` stays
 // empty: the caller stores them one by one, and undoes what it stored if this throws.
+// With `discard` as well, and a model whose output is on the source's grid, files are
+// encoded and handed to the sink on a second thread while the model computes later
+// slices; `discard` is called (from the calling thread) when what was handed over must be
+// dropped because the series is written again from its first file. The sink is then
+// called from that second thread, one call at a time.
 EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
                              const OutputOptions& output, const RunContext& context,
-                             SliceCache* early = nullptr, const DerivedFileSink& sink = {});
+                             SliceCache* early = nullptr, const DerivedFileSink& sink = {},
+                             const std::function<void()>& discard = {});
 
 // Computes the model's output for one instance of a series that is still arriving and
 // keeps it in `cache` for the series' job. Returns false, computing nothing, when the
