@@ -240,9 +240,10 @@ def main():
             print("| slices | EarlyStartMB | last stored -> derived stored (s) | "
                   "inference in the job (s) | slices computed early | "
                   "end-to-end / inference-only | slices/s | fetch + decode (s) | encode (s) | "
-                  "store (s) | " + ("forwarded (s) | " if args.forward else "") +
+                  "store (s) | after inference (s) | " +
+                  ("forwarded (s) | " if args.forward else "") +
                   "decoded series (MiB) | Orthanc idle RSS (MiB) | Orthanc peak RSS (MiB) |")
-            print("| --- " * (13 + (1 if args.forward else 0)) + "|")
+            print("| --- " * (14 + (1 if args.forward else 0)) + "|")
         for slices in sizes:
             reference = None
             for early_mb in modes:
@@ -258,11 +259,12 @@ def main():
                 fetch = [r["timings"]["Fetch"] + r["timings"]["Decode"] for r in runs]
                 encode = [r["timings"]["Encode"] for r in runs]
                 store = [r["timings"]["Store"] for r in runs]
+                after = [r["timings"].get("AfterInference", 0) for r in runs]
                 early = [r["early"] for r in runs]
                 row = (f"| {slices} | {early_mb} | {summary(derived)} | {summary(inference)} | "
                        f"{statistics.median(early):.0f} | {summary(ratios)} | "
                        f"{slices / statistics.median(derived):.2f} | {summary(fetch)} | "
-                       f"{summary(encode)} | {summary(store)} | ")
+                       f"{summary(encode)} | {summary(store)} | {summary(after)} | ")
                 if args.forward:
                     row += f"{summary([r['forwarded'] for r in runs])} | "
                 row += (f"{slices * 512 * 512 * 4 / 2**20:.0f} | "
