@@ -93,8 +93,8 @@ int TrainCtDenoise(const std::string& out, int64_t steps, bool halfResolution, i
   const at::Tensor inputs = ToNetwork(pairs.lowDose, kCtWindow);
   const at::Tensor targets = ToNetwork(pairs.fullDose, kCtWindow);
 
-  // 16 features: a multiple of the CPU's vector width, which lets oneDNN's convolutions
-  // run near the machine's matrix-multiply rate (20 features ran at half of it).
+  // 16 features: a multiple of the CPU's 16-lane vectors, which oneDNN's convolutions run
+  // at a larger share of the machine's matrix-multiply rate than 20 (docs/performance.md).
   ResidualCnn net;
   net.features = 16;
   net.layers = 8;

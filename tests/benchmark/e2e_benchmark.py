@@ -17,6 +17,7 @@ Prints Markdown tables (medians, min-max).
     tests/benchmark/e2e_benchmark.py [--build build] [--model ct-denoise]
         [--slices 64,256,512] [--repeats 3] [--concurrency 1,4,16]
         [--concurrent-slices 32] [--forward] [--stable-age 1] [--early-start-mb 0,512]
+        [--storage-cache-mb N]
 """
 import argparse
 import os
@@ -212,6 +213,8 @@ def main():
     parser.add_argument("--forward", action="store_true",
                         help="forward each derived series to a second Orthanc by C-STORE")
     parser.add_argument("--stable-age", type=int, default=1)
+    parser.add_argument("--storage-cache-mb", type=int, default=None,
+                        help="Orthanc's MaximumStorageCacheSize (default: Orthanc's, 128)")
     parser.add_argument("--early-start-mb", default="0,512",
                         help="values of Enhance.EarlyStartMB to compare (0: no slice is "
                              "computed before the series is stable)")
@@ -225,9 +228,15 @@ def main():
     def configuration(destinations, early):
         rule = {"Name": "bench", "Modalities": ["CT"], "Task": "denoise", "Model": args.model,
                 "Destinations": destinations}
-        return {"Enhance": {"ModelsDirectories": [os.path.join(ROOT, "models")], "Rules": [rule],
-                            "EarlyStartMB": early}}
-    print(f"model {args.model}, StableAge {args.stable_age} s, {os.cpu_count()} cores, "
+        config = {"Enhance": {"ModelsDirectories": [os.path.join(ROOT, "models")],
+                              "Rules": [rule], "EarlyStartMB": early}}
+        if args.storage_cache_mb is not None:
+            config["MaximumStorageCacheSize"] = args.storage_cache_mb
+        return config
+    cache = ("Orthanc's default" if args.storage_cache_mb is None
+             else f"{args.storage_cache_mb} MB")
+    print(f"model {args.model}, StableAge {args.stable_age} s, storage cache {cache}, "
+          f"{os.cpu_count()} cores, "
           f"load {open('/proc/loadavg').read().split()[0]} at the start\n")
     tmp = tempfile.mkdtemp(prefix="enhance-bench-")
     try:
