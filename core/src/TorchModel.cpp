@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "enhance/TorchModel.h"
 
+#include <ATen/record_function.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 
@@ -9,6 +10,7 @@
 #include <fstream>
 #include <mutex>
 #include <sstream>
+#include <string_view>
 
 #include "SliceEngine.h"
 #include "enhance/Error.h"
@@ -18,6 +20,71 @@
 
 namespace enhance {
 namespace {
+
+// Multiply-accumulates of the convolutions this thread runs while CountMacsPerPixel()
+// listens (LibTorch's RecordFunction callbacks are plain function pointers).
+thread_local double* tlsMacs = nullptr;
+thread_local int tlsDepth = 0;  // nested convolution ops (conv2d -> convolution -> ...)
+
+bool IsConvolution(std::string_view name) {
+  return name == "aten::conv1d" || name == "aten::conv2d" || name == "aten::conv3d" ||
+         name == "aten::convolution" || name == "aten::_convolution" ||
+         name == "aten::conv_transpose1d" || name == "aten::conv_transpose2d" ||
+         name == "aten::conv_transpose3d";
+}
+
+std::unique_ptr<at::ObserverContext> OnOpStart(const at::RecordFunction& fn) {
+  if (tlsMacs != nullptr && IsConvolution(fn.name())) ++tlsDepth;
+  return nullptr;
+}
+
+// Counts the outermost convolution op of each call: every output element of a
+// convolution takes (input channels / groups) x kernel size MACs, every input element of
+// a transposed one (output channels / groups) x kernel size; both are the weight's
+// elements per leading index.
+void OnOpEnd(const at::RecordFunction& fn, at::ObserverContext*) {
+  const std::string_view name = fn.name();
+  if (tlsMacs == nullptr || !IsConvolution(name) || --tlsDepth > 0) return;
+  const auto inputs = fn.inputs();
+  const auto& outputs = fn.outputs();
+  if (inputs.size() < 2 || !inputs[0].isTensor() || !inputs[1].isTensor() || outputs.empty() ||
+      !outputs[0].isTensor()) {
+    return;
+  }
+  const at::Tensor& weight = inputs[1].toTensor();
+  if (weight.dim() < 3 || weight.size(0) == 0) return;
+  const bool transposed = name.find("transpose") != std::string_view::npos ||
+                          ((name == "aten::convolution" || name == "aten::_convolution") &&
+                           inputs.size() > 6 && inputs[6].isBool() && inputs[6].toBool());
+  const double perElement =
+      static_cast<double>(weight.numel()) / static_cast<double>(weight.size(0));
+  const at::Tensor& counted = transposed ? inputs[0].toTensor() : outputs[0].toTensor();
+  *tlsMacs += static_cast<double>(counted.numel()) * perElement;
+}
+
+// Multiply-accumulates per output pixel, counted by running the network once on a small
+// input and adding up the convolutions it runs, on whatever grid each one runs.
+double CountMacsPerPixel(torch::jit::Module& module, const ModelSpec& spec) {
+  const int64_t multiple = std::max(1, spec.sizeMultiple);
+  const int64_t side = (64 + multiple - 1) / multiple * multiple;
+  double macs = 0;
+  tlsMacs = &macs;
+  tlsDepth = 0;
+  const at::CallbackHandle handle = at::addThreadLocalCallback(
+      at::RecordFunctionCallback(OnOpStart, OnOpEnd).needsInputs(true).needsOutputs(true));
+  struct Listening {
+    at::CallbackHandle handle;
+    ~Listening() {
+      at::removeCallback(handle);
+      tlsMacs = nullptr;
+    }
+  } listening{handle};
+  c10::InferenceMode guard;
+  module.forward({at::zeros({1, spec.InputChannels(), side, side}, at::kFloat)});
+  const double outputPixels =
+      static_cast<double>(side * spec.inPlaneScale) * static_cast<double>(side * spec.inPlaneScale);
+  return macs / outputPixels;
+}
 
 std::string ReadWholeFile(const std::filesystem::path& path) {
   std::ifstream stream(path, std::ios::binary);
@@ -253,13 +320,11 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
   }
 
   try {
-    const torch::jit::Module plain =
-        torch::jit::load(spec.archive.string(), c10::Device(c10::kCPU));
-    for (const auto& parameter : plain.parameters()) {
-      if (parameter.dim() == 4) impl->macsPerPixel += static_cast<double>(parameter.numel());
-    }
-  } catch (const c10::Error&) {
-    // Counting is informative only.
+    torch::jit::Module plain = torch::jit::load(spec.archive.string(), c10::Device(c10::kCPU));
+    plain.eval();
+    impl->macsPerPixel = CountMacsPerPixel(plain, spec);
+  } catch (const std::exception&) {
+    impl->macsPerPixel = 0;  // counting is informative only
   }
 
   // Validate the contract on a small input; this also warms up the model.

@@ -328,4 +328,17 @@ TEST(ShippedModels, SyntheticCtOfAT1LikeHead) {
   EXPECT_GT(skull, 200.0f) << "the dark ring between scalp and brain should be bone";
 }
 
+// Multiply-accumulates are counted on the grid each convolution runs on: the figures
+// enhance-train prints for each network (docs/models.md), whether it keeps the
+// resolution, works on the coarse grid before a pixel shuffle, or takes four slices.
+TEST(ShippedModels, MacsAreCountedOnTheGridEachConvolutionRunsOn) {
+  const std::vector<std::pair<std::string, double>> gmacPer512Slice{
+      {"ct-denoise", 3.70},     {"mr-denoise", 4.81},     {"mr2ct", 4.81},
+      {"ct-superres-x2", 2.86}, {"mr-superres-x2", 2.86}, {"ct-superres-z2", 4.95}};
+  for (const auto& [name, expected] : gmacPer512Slice) {
+    const auto model = TorchModel::Load(kShipped / name, Cpu());
+    EXPECT_NEAR(model->MacsPerPixel() * 512 * 512 / 1e9, expected, 0.01) << name;
+  }
+}
+
 }  // namespace enhance

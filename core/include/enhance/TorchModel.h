@@ -56,9 +56,10 @@ class TorchModel final : public Model {
   // "cpu" or "cuda:N", where the model runs.
   std::string Device() const;
 
-  // Multiply-accumulates per output pixel, counted from the 4-D (convolution) weights:
-  // exact for fully convolutional networks that keep the resolution, an estimate for
-  // others. 0 when the model has no such weights.
+  // Multiply-accumulates per output pixel of the network's convolutions, counted at load
+  // by running it once on a 64x64 input: exact for convolutions on any grid (pixel
+  // shuffles, strides, through-plane models); other operations are not counted. 0 when
+  // the count failed.
   double MacsPerPixel() const;
 
  private:
