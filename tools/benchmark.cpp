@@ -173,7 +173,10 @@ int main(int argc, char** argv) {
       const Stats t = Summarise(times);
       const double matmul = Summarise(rates).median;
       const double msPerSlice = 1000 * t.median / slices;
-      const double gmac = torchModel ? torchModel->MacsPerPixel() * size * size / 1e9 : 0;
+      // Per input slice of size x size: the output slice has (size x scale)^2 pixels.
+      const double outputSide = static_cast<double>(size) * model->Info().inPlaneScale;
+      const double gmac =
+          torchModel ? torchModel->MacsPerPixel() * outputSide * outputSide / 1e9 : 0;
       const double gflops = gmac > 0 ? 2 * gmac * slices / t.median : 0;
       std::string runsAs = "-";
       if (torchModel) {

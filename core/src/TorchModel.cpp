@@ -93,19 +93,12 @@ std::string ReadWholeFile(const std::filesystem::path& path) {
   return content.str();
 }
 
-// Median seconds of a few forward passes on a tile-sized input.
-double TimeForward(torch::jit::Module& module, const at::Tensor& input) {
+// Seconds of one forward pass.
+double TimeOnce(torch::jit::Module& module, const at::Tensor& input) {
   c10::InferenceMode guard;
-  module.forward({input});  // warm-up (and, for a frozen graph, its one-time rewrites)
-  std::vector<double> times;
-  for (int i = 0; i < 3; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    module.forward({input});
-    times.push_back(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(times.begin(), times.end());
-  return times[1];
+  const auto start = std::chrono::steady_clock::now();
+  module.forward({input});
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 // How a model runs on the CPU; chosen at load time by timing.
@@ -160,7 +153,7 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
                        spec.sizeMultiple * spec.sizeMultiple;
   // One small item: enough to rank the versions, cheap enough for start-up.
   const at::Tensor input = at::rand({1, spec.InputChannels(), side, side});
-  double bestTime = timed ? TimeForward(module, input) : 0;
+  double bestTime = 0;
 
   if (timed || wanted == "channels-last") {
     try {
@@ -171,8 +164,20 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
           parameter.set_data(parameter.contiguous(at::MemoryFormat::ChannelsLast));
         }
       }
-      const double time =
-          timed ? TimeForward(channelsLast, Prepare(input, CpuLayout::kChannelsLast)) : 0;
+      double time = 0;
+      if (timed) {
+        // The two are timed in turns, keeping each one's fastest pass, so that a moment
+        // of other work on the machine does not decide between them.
+        const at::Tensor nhwc = Prepare(input, CpuLayout::kChannelsLast);
+        TimeOnce(module, input);
+        TimeOnce(channelsLast, nhwc);
+        bestTime = TimeOnce(module, input);
+        time = TimeOnce(channelsLast, nhwc);
+        for (int round = 0; round < 4; ++round) {
+          bestTime = std::min(bestTime, TimeOnce(module, input));
+          time = std::min(time, TimeOnce(channelsLast, nhwc));
+        }
+      }
       if (!timed || time < bestTime) {
         bestTime = time;
         best = {std::make_shared<torch::jit::Module>(channelsLast), CpuLayout::kChannelsLast};
@@ -188,10 +193,7 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
     try {
       torch::jit::Module copy = module.clone();
       torch::jit::Module optimised = torch::jit::optimize_for_inference(copy);
-      const double time = timed ? TimeForward(optimised, input) : 0;
-      if (!timed || time < bestTime) {
-        best = {std::make_shared<torch::jit::Module>(optimised), CpuLayout::kOptimised};
-      }
+      best = {std::make_shared<torch::jit::Module>(optimised), CpuLayout::kOptimised};
     } catch (const c10::Error&) {
       // Models the optimiser cannot freeze (e.g. with mutable attributes) run as they are.
     }
