@@ -5,6 +5,7 @@
 
 #include "OrthancFrameDecoder.h"
 #include "PluginContext.h"
+#include "Router.h"
 #include "SeriesRouting.h"
 #include "enhance/SeriesEnhancer.h"
 
@@ -27,10 +28,8 @@ void PrecomputeStoredInstance(PluginContext& plugin, const std::string& instance
     const std::string seriesUid = series["MainDicomTags"]["SeriesInstanceUID"].asString();
     if (cache->Started(seriesUid)) return;
 
-    const SeriesFacts facts = ExtractSeriesFacts(
-        series, plugin.api.GetJson("/instances/" + instanceId + "/simplified-tags"),
-        plugin.api.GetJson("/instances/" + instanceId + "/metadata?expand"));
-    const RoutingDecision decision = Route(plugin.config, facts);
+    const RoutingDecision decision =
+        Route(plugin.config, ReadSeriesFacts(plugin, series, instanceId));
     std::set<std::string> done;
     for (const RoutingRule* rule : decision.rules) {
       const auto model = plugin.models.Find(rule->model);

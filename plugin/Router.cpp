@@ -73,6 +73,13 @@ void Route(PluginContext& plugin, const std::string& seriesId);
 
 }  // namespace
 
+SeriesFacts ReadSeriesFacts(const PluginContext& plugin, const Json::Value& series,
+                            const std::string& instanceId) {
+  return ExtractSeriesFacts(series,
+                            plugin.api.GetJson("/instances/" + instanceId + "/simplified-tags"),
+                            plugin.api.GetJson("/instances/" + instanceId + "/metadata?expand"));
+}
+
 void RouteStableSeries(PluginContext& plugin, const std::string& item) {
   try {
     if (item == kRecoverToken) {
@@ -105,10 +112,7 @@ void Route(PluginContext& plugin, const std::string& seriesId) {
     if (!series["Instances"].isArray() || series["Instances"].empty()) return;
     // Still arriving: its StableSeries event will route it.
     if (series["IsStable"].isBool() && !series["IsStable"].asBool()) return;
-    const std::string first = series["Instances"][0].asString();
-    const SeriesFacts facts =
-        ExtractSeriesFacts(series, plugin.api.GetJson("/instances/" + first + "/simplified-tags"),
-                           plugin.api.GetJson("/instances/" + first + "/metadata?expand"));
+    const SeriesFacts facts = ReadSeriesFacts(plugin, series, series["Instances"][0].asString());
     const RoutingDecision decision = Route(plugin.config, facts);
     if (decision.rules.empty()) {
       plugin.metrics.seriesSkipped++;

@@ -6,6 +6,10 @@
 
 #include <string>
 
+#include <json/value.h>
+
+#include "SeriesRouting.h"
+
 namespace enhance::plugin {
 
 struct PluginContext;
@@ -16,5 +20,12 @@ extern const char* const kCheckpointToken;  // advance the checkpoint in the cha
 
 // Routes a series, or handles a token. Never throws: outcomes are logged and counted.
 void RouteStableSeries(PluginContext& plugin, const std::string& seriesId);
+
+// The facts the rules look at for a series (its JSON from GET /series/{id}), read from
+// one of its instances' tags and metadata (sender and called AE titles), as a stable
+// series and an instance still arriving (early start) are both routed. Throws
+// OrthancApiError when Orthanc cannot answer.
+SeriesFacts ReadSeriesFacts(const PluginContext& plugin, const Json::Value& series,
+                            const std::string& instanceId);
 
 }  // namespace enhance::plugin

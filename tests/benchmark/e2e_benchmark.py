@@ -147,7 +147,7 @@ def run_single(args, tmp, slices, repeat, config, pacs_factory):
 
 
 def run_concurrent(args, tmp, count, config):
-    from orthanc_harness import OrthancServer, make_phantom, wait_for
+    from orthanc_harness import OrthancServer, make_phantom
     folders = []
     series = []
     for i in range(count):

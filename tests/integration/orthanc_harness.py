@@ -203,3 +203,18 @@ def wait_for(predicate, timeout, interval=0.5, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def wait_for_job(server, job_id, timeout=180):
+    """The job's JSON once it has succeeded or failed."""
+    def done():
+        j = server.get(f"/jobs/{job_id}")
+        return j if j["State"] in ("Success", "Failure") else None
+    return wait_for(done, timeout=timeout, interval=0.2, what=f"job {job_id}")
+
+
+def series_of_uid(server, uid):
+    """The Orthanc ID of the series with this SeriesInstanceUID, or None."""
+    answer = json.loads(server.request("POST", "/tools/lookup", uid.encode(), "text/plain"))
+    found = [x["ID"] for x in answer if x["Type"] == "Series"]
+    return found[0] if found else None

@@ -12,7 +12,7 @@ import unittest
 import numpy as np
 import pydicom
 
-from orthanc_harness import OrthancServer, make_phantom, wait_for
+from orthanc_harness import OrthancServer, make_phantom, wait_for, wait_for_job
 
 RULES = {"Enhance": {"Rules": [
     {"Name": "ct-denoise", "Modalities": ["CT"], "Task": "denoise", "Model": "classical-bilateral"}]}}
@@ -190,8 +190,7 @@ class SuperResolutionTest(unittest.TestCase):
     def run_job(self, model):
         o = self.orthanc
         job_id = o.post(f"/enhance/series/{self.source}", {"Task": "superres", "Model": model})["ID"]
-        job = wait_for(lambda: (lambda j: j if j["State"] in ("Success", "Failure") else None)(
-            o.get(f"/jobs/{job_id}")), timeout=120, what=f"the {model} job")
+        job = wait_for_job(o, job_id, timeout=120)
         self.assertEqual(job["State"], "Success", job)
         series = o.get(f"/series/{job['Content']['DerivedSeries']}")
         files = [o.get_bytes(f"/instances/{i}/file") for i in series["Instances"]]

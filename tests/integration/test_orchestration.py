@@ -21,7 +21,7 @@ import unittest
 
 import pydicom
 
-from orthanc_harness import HttpError, OrthancServer, free_port, make_phantom, wait_for
+from orthanc_harness import HttpError, OrthancServer, free_port, make_phantom, wait_for, wait_for_job
 
 
 def series_in(server, study_uid=None):
@@ -34,13 +34,6 @@ def derived_series(server):
         if "[AI denoised]" in s["MainDicomTags"].get("SeriesDescription", ""):
             out.append(s)
     return out
-
-
-def job(server, job_id, timeout=120):
-    def finished():
-        j = server.get(f"/jobs/{job_id}")
-        return j if j["State"] in ("Success", "Failure") else None
-    return wait_for(finished, timeout=timeout, what=f"job {job_id}")
 
 
 class OrchestrationTest(unittest.TestCase):
@@ -102,7 +95,7 @@ class OrchestrationTest(unittest.TestCase):
         self.assertEqual(list(derived.ImageType)[:2], ["DERIVED", "SECONDARY"])
         self.assertEqual(derived.ContributingEquipmentSequence[-1].Manufacturer, "Orthanc Enhance")
         jobs = [self.node.get(f"/jobs/{j}") for j in self.node.get("/jobs")]
-        forwarded = [job(self.node, j["ID"]) for j in jobs if j["Type"] == "EnhanceSeries"
+        forwarded = [wait_for_job(self.node, j["ID"]) for j in jobs if j["Type"] == "EnhanceSeries"
                      and j["Content"].get("Origin") == "rule 'from-pacs'"]
         self.assertEqual(forwarded[0]["State"], "Success")
         self.assertEqual(forwarded[0]["Content"]["Forwarding"][0]["Target"], "PACS")
@@ -115,10 +108,10 @@ class OrchestrationTest(unittest.TestCase):
         answer = self.node.post("/enhance/retrieve", {
             "Modality": "PACS", "StudyInstanceUID": ds.StudyInstanceUID,
             "SeriesInstanceUID": ds.SeriesInstanceUID, "Task": "denoise", "Model": "classical-gaussian"})
-        retrieve = job(self.node, answer["ID"])
+        retrieve = wait_for_job(self.node, answer["ID"])
         self.assertEqual(retrieve["State"], "Success", retrieve)
         self.assertEqual(len(retrieve["Content"]["Jobs"]), 1)
-        processing = job(self.node, retrieve["Content"]["Jobs"][0])
+        processing = wait_for_job(self.node, retrieve["Content"]["Jobs"][0])
         self.assertEqual(processing["State"], "Success", processing)
         derived = self.node.get(f"/series/{processing['Content']['DerivedSeries']}")
         self.assertEqual(len(derived["Instances"]), len(files))
@@ -168,13 +161,13 @@ class OrchestrationTest(unittest.TestCase):
             self.assertEqual(error.exception.status, status, body)
             self.assertIn(text, json.loads(error.exception.body)["Message"])
 
-        first = job(o, o.post(f"/enhance/series/{source}", {"Task": "denoise"})["ID"])
+        first = wait_for_job(o, o.post(f"/enhance/series/{source}", {"Task": "denoise"})["ID"])
         self.assertEqual(first["State"], "Success")
         self.assertEqual(first["Content"]["Model"], "classical-bilateral")  # default for CT
-        again = job(o, o.post(f"/enhance/series/{source}", {"Task": "denoise"})["ID"])
+        again = wait_for_job(o, o.post(f"/enhance/series/{source}", {"Task": "denoise"})["ID"])
         self.assertTrue(again["Content"]["AlreadyProcessed"])
         self.assertEqual(again["Content"]["DerivedSeries"], first["Content"]["DerivedSeries"])
-        forced = job(o, o.post(f"/enhance/series/{source}", {"Task": "denoise", "Force": True})["ID"])
+        forced = wait_for_job(o, o.post(f"/enhance/series/{source}", {"Task": "denoise", "Force": True})["ID"])
         self.assertNotEqual(forced["Content"]["DerivedSeries"], first["Content"]["DerivedSeries"])
 
         study = o.get(f"/series/{source}")["ParentStudy"]
@@ -183,7 +176,7 @@ class OrchestrationTest(unittest.TestCase):
         self.assertEqual(len(answer["Skipped"]), 2)
         self.assertTrue(all("DERIVED" in s["Reason"] or "Orthanc Enhance" in s["Reason"]
                             for s in answer["Skipped"]))
-        self.assertEqual(job(o, answer["Jobs"][0]["ID"])["State"], "Success")
+        self.assertEqual(wait_for_job(o, answer["Jobs"][0]["ID"])["State"], "Success")
 
     def test_5_cancel_stops_without_storing(self):
         o = self.node

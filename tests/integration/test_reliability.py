@@ -34,24 +34,12 @@ import numpy
 import pydicom
 import pydicom.uid
 
-from orthanc_harness import HttpError, OrthancServer, free_port, make_phantom, wait_for
+from orthanc_harness import (HttpError, OrthancServer, free_port, make_phantom, series_of_uid,
+                             wait_for, wait_for_job)
 
 STORE_FAULT = os.environ.get("ENHANCE_STORE_FAULT", "")
 FIXTURE = os.environ.get("ENHANCE_FIXTURE_MODEL", "")
 PLUGIN = os.environ.get("ENHANCE_PLUGIN", "")
-
-
-def finished(server, job_id, timeout=180):
-    def done():
-        j = server.get(f"/jobs/{job_id}")
-        return j if j["State"] in ("Success", "Failure") else None
-    return wait_for(done, timeout=timeout, interval=0.2, what=f"job {job_id}")
-
-
-def series_of_uid(server, uid):
-    answer = json.loads(server.request("POST", "/tools/lookup", uid.encode(), "text/plain"))
-    found = [x["ID"] for x in answer if x["Type"] == "Series"]
-    return found[0] if found else None
 
 
 def store_series(server, files, calling_aet="MODALITY"):
@@ -149,7 +137,7 @@ class FaultTest(unittest.TestCase):
                 ("refuse", 3, "Orthanc did not keep derived instance 4 of 6 (status FilteredOut)"),
                 ("error", 2, "Orthanc could not store derived instance 3 of 6")]:
             o.request("PUT", "/enhance-test/store-fault", {"Mode": mode, "After": after})
-            failed = finished(o, o.post(f"/enhance/series/{source}", request)["ID"])
+            failed = wait_for_job(o, o.post(f"/enhance/series/{source}", request)["ID"])
             self.assertEqual(failed["State"], "Failure", mode)
             message = failed["Content"]["ErrorMessage"]
             self.assertIn(f"storing the derived series of series {source} failed", message)
@@ -162,7 +150,7 @@ class FaultTest(unittest.TestCase):
 
         # Once storage works again the same request completes, from scratch.
         o.request("PUT", "/enhance-test/store-fault", {"Mode": "off"})
-        done = finished(o, o.post(f"/enhance/series/{source}", request)["ID"])
+        done = wait_for_job(o, o.post(f"/enhance/series/{source}", request)["ID"])
         self.assertEqual(done["State"], "Success", done)
         self.assertNotIn("AlreadyProcessed", done["Content"])
         self.assertEqual(len(o.get(f"/series/{done['Content']['DerivedSeries']}")["Instances"]), 6)
@@ -176,7 +164,7 @@ class FaultTest(unittest.TestCase):
         request = {"Task": "denoise", "Model": "classical-gaussian"}
         first = o.post(f"/enhance/series/{source}", request)["ID"]
         second = o.post(f"/enhance/series/{source}", request)["ID"]
-        jobs = [finished(o, first), finished(o, second)]
+        jobs = [wait_for_job(o, first), wait_for_job(o, second)]
         self.assertEqual([j["State"] for j in jobs], ["Success", "Success"], jobs)
         self.assertEqual(sorted(bool(j["Content"].get("AlreadyProcessed")) for j in jobs), [False, True],
                          "both jobs made the series")
@@ -217,7 +205,7 @@ class FaultTest(unittest.TestCase):
         # needs about 64 MB, so the batch is halved down to one, then the tiles to 256.
         files = self.phantom("oom", slices=4, size=512, seed=5)
         source = store_series(self.node, files)
-        reference = finished(self.node, self.node.post(f"/enhance/series/{source}",
+        reference = wait_for_job(self.node, self.node.post(f"/enhance/series/{source}",
                                                        {"Task": "denoise", "Model": "ct-mean"})["ID"])
         self.assertEqual(reference["State"], "Success", reference)
         self.assertNotIn("Warnings", reference["Content"])
@@ -228,7 +216,7 @@ class FaultTest(unittest.TestCase):
             small.start()
             constrained_source = store_series(small, files)
             before = fingerprints(small, constrained_source)
-            job = finished(small, small.post(f"/enhance/series/{constrained_source}",
+            job = wait_for_job(small, small.post(f"/enhance/series/{constrained_source}",
                                              {"Task": "denoise", "Model": "ct-mean"})["ID"])
             self.assertEqual(job["State"], "Success", job)
             warnings = job["Content"]["Warnings"]
@@ -296,11 +284,11 @@ class ModelFaultTest(unittest.TestCase):
             self.assertIn("model.pt", report["RuleProblems"][0])
             self.assertEqual(node.get(f"/jobs/{running}")["State"], "Running")
 
-            done = finished(node, running)
+            done = wait_for_job(node, running)
             self.assertEqual(done["State"], "Success", done)
             self.assertEqual(done["Content"]["ModelUid"], uid)
             self.assertEqual(len(node.get(f"/series/{done['Content']['DerivedSeries']}")["Instances"]), 4)
-            self.assertEqual(finished(node, holder)["State"], "Success")
+            self.assertEqual(wait_for_job(node, holder)["State"], "Success")
 
             # New work for that model fails naming the file: by REST at once, by a rule as a job.
             with self.assertRaises(HttpError) as refused:
@@ -371,7 +359,7 @@ class KillTest(unittest.TestCase):
             node.kill()
 
             node.start()  # the same storage and index
-            job = finished(node, jobs_before[0]["ID"])  # the saved job, run again
+            job = wait_for_job(node, jobs_before[0]["ID"])  # the saved job, run again
             self.assertEqual(job["State"], "Success", job)
             derived = [s for s in study_series(node, source) if s != source]
             self.assertEqual(len(derived), 1, "more than one derived series")

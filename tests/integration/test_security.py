@@ -1,6 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The plugin's routes sit behind Orthanc's authentication, and its log names no patient."""
-import json
 import os
 import shutil
 import subprocess
