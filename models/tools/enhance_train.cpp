@@ -25,7 +25,7 @@ using namespace enhance::models;
 
 constexpr const char* kUsage =
     "usage: enhance-train MODEL --out DIR [--steps N] [--threads N]\n"
-    "                     [--features N] [--layers N]   (ct-denoise variants only)\n"
+    "                     [--features N] [--layers N]   (the denoisers only)\n"
     "MODEL: ct-denoise | mr-denoise | ct-superres-x2 | mr-superres-x2 | ct-superres-z2 | mr2ct\n"
     "       | ct-denoise-halfres (not shipped)\n"
     "Writes DIR/model.pt and DIR/manifest.json; MODEL_CARD.md is written by hand.\n";
@@ -144,7 +144,7 @@ std::pair<std::vector<at::Tensor>, std::vector<at::Tensor>> NormalisedPairs(
   return {std::move(inputs), std::move(targets)};
 }
 
-int TrainMrDenoise(const std::string& out, int64_t steps) {
+int TrainMrDenoise(const std::string& out, int64_t steps, int64_t features, int64_t layers) {
   auto start = std::chrono::steady_clock::now();
   std::cout << "reading " << kMricronTemplates << "/ch2better.nii.gz, adding Rician noise\n";
   const std::vector<MrPair> pairs = MrDenoiseTrainingSet(kMricronTemplates);
@@ -157,6 +157,8 @@ int TrainMrDenoise(const std::string& out, int64_t steps) {
   net.features = 20;
   net.layers = 7;
   net.gain = 5.0;
+  if (features > 0) net.features = features;
+  if (layers > 0) net.layers = layers;
   torch::jit::Module module = BuildResidualCnn(net, 2);
   Describe(net, module);
   TrainOptions options;
@@ -418,7 +420,7 @@ int main(int argc, char** argv) {
     std::cout << "LibTorch threads: " << at::get_num_threads() << "\n";
     if (model == "ct-denoise") return TrainCtDenoise(out, steps, false, features, layers);
     if (model == "ct-denoise-halfres") return TrainCtDenoise(out, steps, true, features, layers);
-    if (model == "mr-denoise") return TrainMrDenoise(out, steps);
+    if (model == "mr-denoise") return TrainMrDenoise(out, steps, features, layers);
     if (model == "mr-superres-x2") return TrainMrSuperRes(out, steps);
     if (model == "ct-superres-x2") return TrainCtSuperRes(out, steps);
     if (model == "ct-superres-z2") return TrainCtThroughPlane(out, steps);
