@@ -55,6 +55,22 @@ at::Tensor Mean3x3(const Volume& v) {
   return at::conv2d(padded, at::full({1, 1, 3, 3}, 1.0f / 9.0f)).squeeze(1);
 }
 
+// The mean filter with 256-pixel tiles, loaded twice: without a memory limit, and on a
+// device simulated to have 6 MB, where a 256x256 tile (about 16 MB at 256 bytes per pixel)
+// does not fit and a 128x128 one (4 MB) does.
+struct FreeAndConstrained {
+  std::shared_ptr<const TorchModel> free;
+  std::shared_ptr<const TorchModel> constrained;
+};
+FreeAndConstrained LoadWithAndWithoutMemoryLimit(const TemporaryFolder& dir, Json::Value manifest) {
+  manifest["tile"]["size"] = 256;
+  manifest["tile"]["overlap"] = 16;  // receptive radius 1 <= overlap / 4
+  const auto folder = WriteFixtureModel(dir.path(), "mean3x3", manifest);
+  InferenceOptions small = Cpu();
+  small.simulatedDeviceMemoryBytes = size_t{6} << 20;
+  return {TorchModel::Load(folder, Cpu()), TorchModel::Load(folder, small)};
+}
+
 }  // namespace
 
 TEST(TorchModel, IdentityModelReturnsTheInputThroughNormalisation) {
@@ -104,15 +120,8 @@ TEST(TorchModel, TiledOutputEqualsUntiledOutput) {
 TEST(TorchModel, OutOfMemoryHalvesTheBatchThenTheTilesWithTheSameResult) {
   TemporaryFolder dir;
   Json::Value manifest = DenoiseManifest("oom");
-  manifest["tile"]["size"] = 256;
-  manifest["tile"]["overlap"] = 16;  // receptive radius 1 <= overlap / 4
   manifest["max_batch"] = 8;
-  const auto folder = WriteFixtureModel(dir.path(), "mean3x3", manifest);
-  const auto free = TorchModel::Load(folder, Cpu());
-  InferenceOptions small = Cpu();
-  // A 256x256 tile needs about 16 MB (256 bytes per pixel), a 128x128 one 4 MB.
-  small.simulatedDeviceMemoryBytes = size_t{6} << 20;
-  const auto constrained = TorchModel::Load(folder, small);
+  const auto [free, constrained] = LoadWithAndWithoutMemoryLimit(dir, manifest);
 
   const Volume input = RandomVolume(5, 256, 256);
   std::vector<std::string> warnings;
@@ -138,14 +147,7 @@ TEST(TorchModel, OutOfMemoryHalvesTheBatchThenTheTilesWithTheSameResult) {
 // another grid leaves the input alone and returns a new volume.
 TEST(TorchModel, RunReusingGivesRunsResultInTheInputsMemory) {
   TemporaryFolder dir;
-  Json::Value manifest = DenoiseManifest("reuse");
-  manifest["tile"]["size"] = 256;
-  manifest["tile"]["overlap"] = 16;
-  const auto folder = WriteFixtureModel(dir.path(), "mean3x3", manifest);
-  const auto free = TorchModel::Load(folder, Cpu());
-  InferenceOptions small = Cpu();
-  small.simulatedDeviceMemoryBytes = size_t{6} << 20;
-  const auto constrained = TorchModel::Load(folder, small);
+  const auto [free, constrained] = LoadWithAndWithoutMemoryLimit(dir, DenoiseManifest("reuse"));
   const Volume input = RandomVolume(5, 256, 256);
   const Volume expected = free->Run(input, {});
   for (const auto* model : {free.get(), constrained.get()}) {
