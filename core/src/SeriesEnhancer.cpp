@@ -33,6 +33,17 @@ class Stopwatch {
   std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
 };
 
+// The volume's size, geometry and units, without its voxels.
+Volume Header(const Volume& volume) {
+  Volume header;
+  header.slices = volume.slices;
+  header.rows = volume.rows;
+  header.columns = volume.columns;
+  header.geometry = volume.geometry;
+  header.units = volume.units;
+  return header;
+}
+
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -220,13 +231,8 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
   // The model may write its output over the decoded pixels (Model::RunReusing), so that
   // memory holds one volume; the writer needs the source's sizes, geometry and headers,
   // not its pixels, which stay in `decoded.volume`.
-  Volume pixels;
+  Volume pixels = Header(decoded.volume);
   pixels.voxels.swap(decoded.volume.voxels);
-  pixels.slices = decoded.volume.slices;
-  pixels.rows = decoded.volume.rows;
-  pixels.columns = decoded.volume.columns;
-  pixels.geometry = decoded.volume.geometry;
-  pixels.units = decoded.volume.units;
 
   // Files handed to the sink, timed apart from the encoding.
   std::atomic<bool> inferenceDone{false};
@@ -254,20 +260,14 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
   const auto perSlice = static_cast<size_t>(pixels.VoxelsPerSlice());
   if (sink && discard && info.inPlaneScale == 1 && info.throughPlaneScale == 1 &&
       !pixels.voxels.empty()) {
-    header.slices = pixels.slices;
-    header.rows = pixels.rows;
-    header.columns = pixels.columns;
-    header.geometry = pixels.geometry;
-    header.units = info.outputUnits.empty() ? pixels.units : info.outputUnits;
+    header = Header(pixels);
+    if (!info.outputUnits.empty()) header.units = info.outputUnits;
     const auto [lo, hi] = std::minmax_element(pixels.voxels.begin(), pixels.voxels.end());
     const float margin = 0.25f * (*hi - *lo) + 1.0f;
     streamed = std::make_unique<DerivedSeriesWriter>(decoded, header, derivation, *lo - margin,
                                                      *hi + margin);
     overlapped =
-        std::make_unique<OverlappedWriter>(*streamed, pixels.voxels.data(), perSlice,
-                                           [&](size_t index, size_t count, std::string file) {
-                                             handOver(index, count, std::move(file));
-                                           });
+        std::make_unique<OverlappedWriter>(*streamed, pixels.voxels.data(), perSlice, handOver);
   }
 
   RunContext inferenceContext;
