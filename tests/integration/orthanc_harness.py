@@ -218,3 +218,18 @@ def series_of_uid(server, uid):
     answer = json.loads(server.request("POST", "/tools/lookup", uid.encode(), "text/plain"))
     found = [x["ID"] for x in answer if x["Type"] == "Series"]
     return found[0] if found else None
+
+
+@contextlib.contextmanager
+def logged_on_failure(server, *folders):
+    """For a server a test starts (and restarts) itself: prints the end of its log when the
+    block fails, and always stops it and removes its files and `folders`."""
+    try:
+        yield server
+    except BaseException:
+        sys.stderr.write(f"--- log of Orthanc {server.aet} ---\n{server.log()[-8000:]}\n")
+        raise
+    finally:
+        server.cleanup()
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)

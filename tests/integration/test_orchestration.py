@@ -21,7 +21,8 @@ import unittest
 
 import pydicom
 
-from orthanc_harness import HttpError, OrthancServer, free_port, make_phantom, wait_for, wait_for_job
+from orthanc_harness import (HttpError, OrthancServer, free_port, logged_on_failure, make_phantom,
+                             wait_for, wait_for_job)
 
 
 def series_in(server, study_uid=None):
@@ -215,7 +216,7 @@ class RestartTest(unittest.TestCase):
     def test_jobs_queued_at_shutdown_complete_after_restart_without_duplicates(self):
         tmp = tempfile.mkdtemp(prefix="enhance-restart-")
         node = OrthancServer(extra_config={"ConcurrentJobs": 1, "Enhance": {"ConcurrentSeries": 1}})
-        try:
+        with logged_on_failure(node, tmp):
             node.start()
             sources = []
             for k in range(4):
@@ -243,13 +244,6 @@ class RestartTest(unittest.TestCase):
                 others = [x for x in series if x != s]
                 self.assertEqual(len(others), 1, f"source {s} has {len(others)} derived series")
                 self.assertEqual(len(node.get(f"/series/{others[0]}")["Instances"]), 12)
-        except BaseException:
-            import sys
-            sys.stderr.write(node.log()[-8000:])
-            raise
-        finally:
-            node.cleanup()
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 class UnstableAtShutdownTest(unittest.TestCase):
@@ -258,7 +252,7 @@ class UnstableAtShutdownTest(unittest.TestCase):
         rules = {"Enhance": {"Rules": [{"Name": "ct", "Modalities": ["CT"], "Task": "denoise",
                                         "Model": "classical-gaussian"}]}}
         node = OrthancServer(extra_config=rules, stable_age=30)
-        try:
+        with logged_on_failure(node, tmp):
             node.start()
             files = make_phantom(os.path.join(tmp, "ct"), rows=64, columns=64, slices=4, seed=7)
             node.store_files(files)
@@ -269,13 +263,6 @@ class UnstableAtShutdownTest(unittest.TestCase):
                 series = node.get("/series")
                 return series if len(series) == 2 else None
             wait_for(derived, timeout=120, what="the series received before the restart to be processed")
-        except BaseException:
-            import sys
-            sys.stderr.write(node.log()[-6000:])
-            raise
-        finally:
-            node.cleanup()
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

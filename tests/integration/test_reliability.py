@@ -34,8 +34,8 @@ import numpy
 import pydicom
 import pydicom.uid
 
-from orthanc_harness import (HttpError, OrthancServer, free_port, make_phantom, series_of_uid,
-                             wait_for, wait_for_job)
+from orthanc_harness import (HttpError, OrthancServer, free_port, logged_on_failure, make_phantom,
+                             series_of_uid, wait_for, wait_for_job)
 
 STORE_FAULT = os.environ.get("ENHANCE_STORE_FAULT", "")
 FIXTURE = os.environ.get("ENHANCE_FIXTURE_MODEL", "")
@@ -212,7 +212,7 @@ class FaultTest(unittest.TestCase):
 
         small = OrthancServer(name="SMALL", extra_config={"Enhance": {
             "ModelsDirectories": [self.models], "Device": "cpu", "SimulatedDeviceMemoryMB": 16}})
-        try:
+        with logged_on_failure(small):
             small.start()
             constrained_source = store_series(small, files)
             before = fingerprints(small, constrained_source)
@@ -233,11 +233,6 @@ class FaultTest(unittest.TestCase):
             self.assertEqual(actual.shape, (4, 512, 512))
             self.assertLessEqual(int(numpy.abs(actual - expected).max()), 1)
             self.assertEqual(fingerprints(small, constrained_source), before)
-        except BaseException:
-            sys.stderr.write(small.log()[-6000:])
-            raise
-        finally:
-            small.cleanup()
 
 
 class ModelFaultTest(unittest.TestCase):
@@ -256,7 +251,7 @@ class ModelFaultTest(unittest.TestCase):
             "Enhance": {"ModelsDirectories": [models], "Device": "cpu", "ConcurrentSeries": 1,
                         "Rules": [{"Name": "ct-mean", "Modalities": ["CT"], "CallingAETs": ["RULE"],
                                    "Task": "denoise", "Model": "ct-mean"}]}})
-        try:
+        with logged_on_failure(node, tmp):
             node.start()
             first = store_series(node, make_phantom(os.path.join(tmp, "a"), rows=64, columns=64,
                                                     slices=8, seed=1))
@@ -323,12 +318,6 @@ class ModelFaultTest(unittest.TestCase):
             self.assertEqual(node.get("/enhance/system")["ModelProblems"][0]["Name"], "ct-mean")
             self.assertEqual(fingerprints(node, second), before)
             self.assertEqual(node.get("/system")["Name"], "ENHANCE")
-        except BaseException:
-            sys.stderr.write(node.log()[-8000:])
-            raise
-        finally:
-            node.cleanup()
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 class KillTest(unittest.TestCase):
@@ -341,7 +330,7 @@ class KillTest(unittest.TestCase):
             "StoreFault": {"Mode": "delay", "DelayMs": 150},
             "Enhance": {"Rules": [{"Name": "ct", "Modalities": ["CT"], "Task": "denoise",
                                    "Model": "classical-gaussian"}]}})
-        try:
+        with logged_on_failure(node, tmp):
             node.start()
             files = make_phantom(os.path.join(tmp, "ct"), rows=128, columns=128, slices=slices, seed=9)
             source = store_series(node, files)
@@ -372,12 +361,6 @@ class KillTest(unittest.TestCase):
             self.assertEqual([j["ID"] for j in node.get("/jobs?expand") if j["Type"] == "EnhanceSeries"],
                              [jobs_before[0]["ID"]], "the restart routed the series again")
             self.assertEqual(fingerprints(node, source), before)
-        except BaseException:
-            sys.stderr.write(node.log()[-8000:])
-            raise
-        finally:
-            node.cleanup()
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 class LoadTest(unittest.TestCase):
