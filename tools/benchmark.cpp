@@ -6,7 +6,7 @@
 //
 //   enhance-benchmark [--models DIR]... [--slices N] [--size N] [--repeats N]
 //                     [--threads N] [--device cpu|cuda] [--batches 1,4,8] [--no-optimize]
-//                     [--layouts auto,plain,channels-last,optimised]
+//                     [--layouts auto,plain,channels-last,fused,optimised]
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
         << "enhance-benchmark: " << e.what()
         << "\nusage: enhance-benchmark [--models DIR]... [--slices N] [--size N] [--repeats N]"
            " [--threads N] [--device cpu|cuda] [--batches 1,4,8] [--no-optimize]"
-           " [--layouts auto,plain,channels-last,optimised]\n";
+           " [--layouts auto,plain,channels-last,fused,optimised]\n";
     return 2;
   }
 

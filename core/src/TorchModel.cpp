@@ -8,10 +8,13 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <sstream>
 #include <string_view>
+#include <vector>
 
+#include "FusedConvolution.h"
 #include "SliceEngine.h"
 #include "enhance/Error.h"
 #include "enhance/ModelSpec.h"
@@ -105,6 +108,7 @@ double TimeOnce(torch::jit::Module& module, const at::Tensor& input) {
 enum class CpuLayout {
   kPlain,         // the graph as saved, NCHW tensors
   kChannelsLast,  // same graph, 4-D weights and inputs in channels-last (NHWC) memory order
+  kFused,         // frozen, convolutions (+ ReLU) replaced by enhance::conv2d_fused, NHWC
   kOptimised,     // frozen and optimised for inference (fused operators, oneDNN layouts)
 };
 
@@ -112,6 +116,8 @@ const char* Describe(CpuLayout layout) {
   switch (layout) {
     case CpuLayout::kChannelsLast:
       return "channels-last";
+    case CpuLayout::kFused:
+      return "fused convolutions";
     case CpuLayout::kOptimised:
       return "optimised graph";
     default:
@@ -125,38 +131,15 @@ struct LoadedModule {
 };
 
 at::Tensor Prepare(const at::Tensor& batch, CpuLayout layout) {
-  return layout == CpuLayout::kChannelsLast ? batch.contiguous(at::MemoryFormat::ChannelsLast)
-                                            : batch;
+  return layout == CpuLayout::kChannelsLast || layout == CpuLayout::kFused
+             ? batch.contiguous(at::MemoryFormat::ChannelsLast)
+             : batch;
 }
 
-// Loads the archive onto the device. On the CPU, when asked ("auto"), the graph as saved
-// is timed against the same graph with weights and inputs in channels-last memory order
-// (oneDNN's direct convolutions are several times faster in that order for the narrow
-// layers of small networks) and the faster is kept; for tiny networks layout conversions
-// can cost more than they save, so neither is assumed to win. The graph frozen and
-// optimised for inference is used only when asked for by name.
-LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool fp16,
-                        const InferenceOptions& options) {
-  torch::jit::Module module = torch::jit::load(spec.archive.string(), device);
-  module.eval();
-  if (fp16) module.to(torch::kHalf);
-  LoadedModule best{std::make_shared<torch::jit::Module>(module), CpuLayout::kPlain};
-  const std::string& wanted = options.cpuLayout;
-  if (!options.optimizeForCpu || !device.is_cpu() || wanted == "plain") return best;
-  const bool timed = wanted == "auto";
-  if (!timed && wanted != "channels-last" && wanted != "optimised") {
-    throw Error(ErrorKind::kBadInput,
-                "CPU layout '" + wanted + "' must be auto, plain, channels-last or optimised");
-  }
-
-  const int64_t side = (spec.tileSize > 0 ? std::min(spec.tileSize, 128) : 128) /
-                       spec.sizeMultiple * spec.sizeMultiple;
-  // One small item: enough to rank the versions, cheap enough for start-up.
-  const at::Tensor input = at::rand({1, spec.InputChannels(), side, side});
-  double bestTime = 0;
-
-  if (timed || wanted == "channels-last") {
-    try {
+// One way of running the model on the CPU, built from the module as loaded.
+std::shared_ptr<torch::jit::Module> Build(const torch::jit::Module& module, CpuLayout layout) {
+  switch (layout) {
+    case CpuLayout::kChannelsLast: {
       torch::jit::Module channelsLast = module.clone();
       torch::NoGradGuard noGrad;
       for (at::Tensor parameter : channelsLast.parameters()) {
@@ -164,41 +147,95 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
           parameter.set_data(parameter.contiguous(at::MemoryFormat::ChannelsLast));
         }
       }
-      double time = 0;
-      if (timed) {
-        // The two are timed in turns, keeping each one's fastest pass, so that a moment
-        // of other work on the machine does not decide between them.
-        const at::Tensor nhwc = Prepare(input, CpuLayout::kChannelsLast);
-        TimeOnce(module, input);
-        TimeOnce(channelsLast, nhwc);
-        bestTime = TimeOnce(module, input);
-        time = TimeOnce(channelsLast, nhwc);
-        for (int round = 0; round < 4; ++round) {
-          bestTime = std::min(bestTime, TimeOnce(module, input));
-          time = std::min(time, TimeOnce(channelsLast, nhwc));
-        }
-      }
-      if (!timed || time < bestTime) {
-        bestTime = time;
-        best = {std::make_shared<torch::jit::Module>(channelsLast), CpuLayout::kChannelsLast};
-      }
-    } catch (const c10::Error&) {
-      // A graph that insists on contiguous tensors runs as it is.
+      return std::make_shared<torch::jit::Module>(channelsLast);
     }
-  }
-
-  // Freezing and optimising costs seconds per model at load and, measured on the shipped
-  // models (docs/performance.md), never beat channels-last: it is tried only on request.
-  if (wanted == "optimised") {
-    try {
+    case CpuLayout::kFused: {
+      int replaced = 0;
+      torch::jit::Module fused = FuseConvolutions(module, &replaced);
+      // Nothing to fuse: the same graph as channels-last, and not worth a place.
+      if (replaced == 0) return nullptr;
+      return std::make_shared<torch::jit::Module>(fused);
+    }
+    case CpuLayout::kOptimised: {
       torch::jit::Module copy = module.clone();
-      torch::jit::Module optimised = torch::jit::optimize_for_inference(copy);
-      best = {std::make_shared<torch::jit::Module>(optimised), CpuLayout::kOptimised};
-    } catch (const c10::Error&) {
-      // Models the optimiser cannot freeze (e.g. with mutable attributes) run as they are.
+      return std::make_shared<torch::jit::Module>(torch::jit::optimize_for_inference(copy));
+    }
+    default:
+      return std::make_shared<torch::jit::Module>(module);
+  }
+}
+
+// Loads the archive onto the device. On the CPU, when asked ("auto"), the graph as saved is
+// timed against the same graph with weights and inputs in channels-last memory order
+// (oneDNN's direct convolutions are several times faster in that order for the narrow
+// layers of small networks) and against the frozen graph with fused convolutions
+// (FusedConvolution.h), and the fastest is kept; for tiny networks layout conversions can
+// cost more than they save, so none is assumed to win. The graph frozen and optimised by
+// LibTorch is used only when asked for by name.
+LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool fp16,
+                        const InferenceOptions& options) {
+  torch::jit::Module module = torch::jit::load(spec.archive.string(), device);
+  module.eval();
+  if (fp16) module.to(torch::kHalf);
+  const LoadedModule plain{std::make_shared<torch::jit::Module>(module), CpuLayout::kPlain};
+  const std::string& wanted = options.cpuLayout;
+  if (!options.optimizeForCpu || !device.is_cpu() || wanted == "plain") return plain;
+  const std::map<std::string, CpuLayout> named{{"channels-last", CpuLayout::kChannelsLast},
+                                               {"fused", CpuLayout::kFused},
+                                               {"optimised", CpuLayout::kOptimised}};
+  const bool timed = wanted == "auto";
+  if (!timed && named.count(wanted) == 0) {
+    throw Error(ErrorKind::kBadInput, "CPU layout '" + wanted +
+                                          "' must be auto, plain, channels-last, fused or "
+                                          "optimised");
+  }
+  const std::vector<CpuLayout> layouts =
+      timed ? std::vector<CpuLayout>{CpuLayout::kPlain, CpuLayout::kChannelsLast, CpuLayout::kFused}
+            : std::vector<CpuLayout>{named.at(wanted)};
+
+  struct Candidate {
+    LoadedModule loaded;
+    double fastest = 0;
+  };
+  std::vector<Candidate> candidates;
+  for (CpuLayout layout : layouts) {
+    try {
+      if (auto built = Build(module, layout)) candidates.push_back({{built, layout}});
+    } catch (const std::exception&) {
+      // A graph that insists on contiguous tensors, or that cannot be frozen (mutable
+      // attributes), runs in the other ways.
     }
   }
-  return best;
+  if (candidates.empty()) return plain;
+  if (candidates.size() == 1) return candidates.front().loaded;
+
+  // One small item: enough to rank the versions, cheap enough for start-up. They are timed
+  // in turns, keeping each one's fastest of five passes (after one to warm up), so that a
+  // moment of other work on the machine does not decide between them. A version that fails
+  // on the input drops out.
+  const int64_t side = (spec.tileSize > 0 ? std::min(spec.tileSize, 128) : 128) /
+                       spec.sizeMultiple * spec.sizeMultiple;
+  const at::Tensor input = at::rand({1, spec.InputChannels(), side, side});
+  std::vector<bool> failed(candidates.size(), false);
+  for (int round = 0; round < 6; ++round) {
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      if (failed[i]) continue;
+      try {
+        const double time =
+            TimeOnce(*candidates[i].loaded.module, Prepare(input, candidates[i].loaded.layout));
+        if (round == 1 || (round > 1 && time < candidates[i].fastest)) {
+          candidates[i].fastest = time;
+        }
+      } catch (const std::exception&) {
+        failed[i] = true;
+      }
+    }
+  }
+  const Candidate* best = nullptr;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    if (!failed[i] && (!best || candidates[i].fastest < best->fastest)) best = &candidates[i];
+  }
+  return best ? best->loaded : plain;
 }
 
 }  // namespace
@@ -380,6 +417,7 @@ Volume TorchModel::Run(const Volume& input, const RunContext& context) const {
   return impl_->RunWithFallbacks(
       input, context,
       [&](const ModelSpec& spec, const LoadedModule& module, const EngineOptions& options) {
+        FusedOutputScope recycle;
         return RunSliceEngine(input, spec, Impl::Function(module), options, context);
       });
 }
@@ -391,6 +429,7 @@ Volume TorchModel::RunReusing(Volume& input, const RunContext& context) const {
   impl_->RunWithFallbacks(
       input, context,
       [&](const ModelSpec& spec, const LoadedModule& module, const EngineOptions& options) {
+        FusedOutputScope recycle;
         RunSliceEngineInPlace(input, spec, Impl::Function(module), options, context, resume);
         return Volume();
       });

@@ -169,6 +169,32 @@ TEST(ShippedModels, EachLoadsAndKeepsItsContract) {
   }
 }
 
+// The fused CPU layout (FusedConvolution.h) computes what the graph as saved computes.
+TEST(ShippedModels, FusedConvolutionsGiveTheSameResults) {
+  for (const auto& folder : ShippedFolders()) {
+    SCOPED_TRACE(folder.string());
+    InferenceOptions channelsLast = Cpu(), fused = Cpu();
+    channelsLast.cpuLayout = "channels-last";
+    fused.cpuLayout = "fused";
+    const auto reference = TorchModel::Load(folder, channelsLast);
+    const auto model = TorchModel::Load(folder, fused);
+    EXPECT_NE(model->Parameters().find("fused convolutions"), std::string::npos);
+    Volume input = SmallPhantom(0.0);
+    if (model->Info().modalities.front() != "CT") {
+      for (float& x : input.voxels) x = std::max(0.0f, x + 1000.0f);
+      input.units = "";
+    }
+    const Volume expected = reference->Run(input, {});
+    const Volume actual = model->Run(input, {});
+    ASSERT_EQ(actual.voxels.size(), expected.voxels.size());
+    float worst = 0;
+    for (size_t i = 0; i < actual.voxels.size(); ++i) {
+      worst = std::max(worst, std::abs(actual.voxels[i] - expected.voxels[i]));
+    }
+    EXPECT_LT(worst, 0.05f);  // HU or the MR input's units, out of a range of thousands
+  }
+}
+
 TEST(ShippedModels, CtDenoiserLowersNoise) {
   const auto model = TorchModel::Load(kShipped / "ct-denoise", Cpu());
   const Volume clean = ReconstructedLikePhantom();

@@ -207,7 +207,7 @@ TEST(TorchModel, EveryCpuLayoutGivesTheSameResult) {
   InferenceOptions plain = Cpu();
   plain.cpuLayout = "plain";
   const Volume reference = TorchModel::Load(folder, plain)->Run(input, {});
-  for (const std::string layout : {"channels-last", "optimised", "auto"}) {
+  for (const std::string layout : {"channels-last", "fused", "optimised", "auto"}) {
     SCOPED_TRACE(layout);
     InferenceOptions options = Cpu();
     options.cpuLayout = layout;

@@ -27,11 +27,12 @@ struct InferenceOptions {
   std::string device = "auto";  // "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
   size_t memoryBudgetBytes = size_t{1} << 30;
   int maxConcurrentRuns = 1;
-  // CPU: time the graph as saved against the same graph in channels-last memory order
-  // at load, and keep the faster. false: the graph runs as saved.
+  // CPU: time the graph as saved against the same graph in channels-last memory order and
+  // against the frozen graph with fused convolutions (FusedConvolution.h) at load, and keep
+  // the fastest. false: the graph runs as saved.
   bool optimizeForCpu = true;
   // CPU, for benchmarks and tests: "auto" (timed, as above), or one of "plain",
-  // "channels-last", "optimised" (frozen, fused operators: torch::jit::
+  // "channels-last", "fused", "optimised" (frozen, fused operators: torch::jit::
   // optimize_for_inference) to use that version without timing.
   std::string cpuLayout = "auto";
   int maxBatch = 0;  // > 0: overrides the manifest's max_batch (benchmarks)

@@ -1,0 +1,505 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "FusedConvolution.h"
+
+#include <ATen/Parallel.h>
+#include <c10/core/impl/alloc_cpu.h>
+#include <torch/csrc/jit/ir/constants.h>
+#include <torch/csrc/jit/ir/ir.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#if ENHANCE_WITH_ONEDNN
+#include <oneapi/dnnl/dnnl.hpp>
+#endif
+
+namespace enhance {
+namespace {
+
+// Fewer output channels than this: the direct loop (see the header).
+constexpr int64_t kNarrowOutputs = 8;
+
+// Output memory of the fused operator, recycled while a FusedOutputScope lives on the thread
+// that runs it. Freed outputs may come back from any thread, hence the mutex.
+class OutputPool : public std::enable_shared_from_this<OutputPool> {
+ public:
+  // A channels-last float tensor of `sizes` ([N, C, H, W]).
+  at::Tensor Empty(c10::IntArrayRef sizes) {
+    const int64_t n = sizes[0], c = sizes[1], h = sizes[2], w = sizes[3];
+    const size_t bytes = static_cast<size_t>(n * c * h * w) * sizeof(float);
+    void* data = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (auto it = free_.begin(); it != free_.end(); ++it) {
+        if (it->first == bytes) {
+          data = it->second;
+          free_.erase(it);
+          break;
+        }
+      }
+    }
+    if (data == nullptr) data = c10::alloc_cpu(std::max<size_t>(bytes, 1));
+    auto self = shared_from_this();
+    return at::from_blob(
+        data, sizes, {h * w * c, 1, w * c, c},
+        [self, bytes](void* released) { self->Give(released, bytes); },
+        at::TensorOptions(at::kFloat));
+  }
+
+  void Close() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    open_ = false;
+    for (const auto& block : free_) c10::free_cpu(block.second);
+    free_.clear();
+  }
+
+ private:
+  void Give(void* data, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    // A network's layers alternate between two or three buffers of a size; a few more are
+    // kept for the batch sizes and tiles that follow.
+    if (open_ && free_.size() < 4) {
+      free_.emplace_back(bytes, data);
+    } else {
+      c10::free_cpu(data);
+    }
+  }
+
+  std::mutex mutex_;
+  std::vector<std::pair<size_t, void*>> free_;
+  bool open_ = true;
+};
+
+thread_local std::shared_ptr<OutputPool> tlsOutputPool;
+
+// A channels-last float output: from this thread's pool when a scope is open.
+at::Tensor EmptyOutput(c10::IntArrayRef sizes) {
+  if (tlsOutputPool) return tlsOutputPool->Empty(sizes);
+  return at::empty(sizes, at::TensorOptions(at::kFloat).memory_format(at::MemoryFormat::ChannelsLast));
+}
+
+// The direct loop is compiled for plain x86-64, AVX2 and AVX-512, chosen when the library
+// loads by what the CPU has.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define ENHANCE_VECTOR_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
+#define ENHANCE_ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define ENHANCE_VECTOR_CLONES
+#define ENHANCE_ALWAYS_INLINE
+#endif
+
+struct NarrowShape {
+  int64_t height, width, channels;   // input, NHWC
+  int64_t outputs, kernelH, kernelW;  // weights packed by PackNarrowWeights()
+  int64_t padTop, padLeft;
+  int64_t outHeight, outWidth;  // output, NHWC
+  int64_t chunks;               // groups of 8 input channels (the last may overlap)
+};
+
+// Eight floats, one vector register (or two halves of one) on every x86-64 target.
+typedef float Vec8 __attribute__((vector_size(32)));
+
+ENHANCE_ALWAYS_INLINE inline Vec8 Load8(const float* p) {
+  Vec8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+ENHANCE_ALWAYS_INLINE inline float Sum8(Vec8 v) {
+  return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+// First channel of chunk j: chunks of 8 from channel 0, the last one ending at the last
+// channel (overlapping the one before when the channels are not a multiple of 8; its
+// weights are 0 where it overlaps, so nothing is counted twice).
+inline int64_t ChunkStart(int64_t chunk, const NarrowShape& s) {
+  return std::min(chunk * 8, s.channels - 8);
+}
+
+// Weights as [output][ky][kx][chunk][8], lanes aligned with ChunkStart().
+std::vector<float> PackNarrowWeights(const at::Tensor& weight, const NarrowShape& s) {
+  const at::Tensor w = weight.contiguous();  // [O][C][kH][kW]
+  const float* source = w.data_ptr<float>();
+  std::vector<float> packed(
+      static_cast<size_t>(s.outputs * s.kernelH * s.kernelW * s.chunks * 8), 0.0f);
+  for (int64_t o = 0; o < s.outputs; ++o) {
+    for (int64_t ky = 0; ky < s.kernelH; ++ky) {
+      for (int64_t kx = 0; kx < s.kernelW; ++kx) {
+        for (int64_t j = 0; j < s.chunks; ++j) {
+          for (int64_t l = 0; l < 8; ++l) {
+            const int64_t c = ChunkStart(j, s) + l;
+            if (c < j * 8) continue;  // counted by the chunk before
+            packed[static_cast<size_t>((((o * s.kernelH + ky) * s.kernelW + kx) * s.chunks + j) *
+                                           8 +
+                                       l)] =
+                source[((o * s.channels + c) * s.kernelH + ky) * s.kernelW + kx];
+          }
+        }
+      }
+    }
+  }
+  return packed;
+}
+
+// One output value at (y, x) for output channel o, checking every tap against the
+// borders: for the columns next to them.
+ENHANCE_ALWAYS_INLINE inline float NarrowPixel(const float* plane, const float* weights,
+                                               const NarrowShape& s, int64_t y, int64_t x,
+                                               int64_t o) {
+  Vec8 acc = {};
+  for (int64_t ky = 0; ky < s.kernelH; ++ky) {
+    const int64_t iy = y + ky - s.padTop;
+    if (iy < 0 || iy >= s.height) continue;
+    for (int64_t kx = 0; kx < s.kernelW; ++kx) {
+      const int64_t ix = x + kx - s.padLeft;
+      if (ix < 0 || ix >= s.width) continue;
+      const float* p = plane + (iy * s.width + ix) * s.channels;
+      const float* q = weights + ((o * s.kernelH + ky) * s.kernelW + kx) * s.chunks * 8;
+      for (int64_t j = 0; j < s.chunks; ++j) acc += Load8(p + ChunkStart(j, s)) * Load8(q + 8 * j);
+    }
+  }
+  return Sum8(acc);
+}
+
+// Output rows [begin, end) (row = image * outHeight + y) of a convolution with at least 8
+// input channels and few output channels. Each output value is a sum, over the kernel's
+// taps, of products of the pixel's channels (next to each other in NHWC order) with the
+// tap's weights, 8 channels at a time; the columns away from the borders go 8 pixels at a
+// time, so that the 8 sums are independent and the multiply-adds overlap.
+ENHANCE_VECTOR_CLONES
+void NarrowConvolutionRows(const float* input, const float* weights, const float* bias,
+                           const NarrowShape& s, bool relu, float* output, int64_t begin,
+                           int64_t end) {
+  constexpr int64_t kPixels = 8;
+  // Columns whose taps all fall inside the image.
+  const int64_t inner0 = std::min(s.padLeft, s.outWidth);
+  const int64_t inner1 = std::max(inner0, s.width - s.kernelW + 1 + s.padLeft);
+  for (int64_t row = begin; row < end; ++row) {
+    const int64_t image = row / s.outHeight, y = row % s.outHeight;
+    const float* plane = input + image * s.height * s.width * s.channels;
+    float* out = output + row * s.outWidth * s.outputs;
+    const int64_t ky0 = std::max<int64_t>(0, s.padTop - y);
+    const int64_t ky1 = std::min(s.kernelH, s.height + s.padTop - y);
+    for (int64_t o = 0; o < s.outputs; ++o) {
+      const float b = bias ? bias[o] : 0.0f;
+      auto store = [&](int64_t x, float v) {
+        v += b;
+        out[x * s.outputs + o] = relu && v < 0 ? 0.0f : v;
+      };
+      for (int64_t x = 0; x < inner0; ++x) store(x, NarrowPixel(plane, weights, s, y, x, o));
+      int64_t x = inner0;
+      for (; x + kPixels <= inner1; x += kPixels) {
+        Vec8 acc[kPixels] = {};
+        for (int64_t ky = ky0; ky < ky1; ++ky) {
+          const float* line = plane + ((y + ky - s.padTop) * s.width + x - s.padLeft) * s.channels;
+          for (int64_t kx = 0; kx < s.kernelW; ++kx) {
+            const float* p = line + kx * s.channels;
+            const float* q = weights + ((o * s.kernelH + ky) * s.kernelW + kx) * s.chunks * 8;
+            for (int64_t j = 0; j < s.chunks; ++j) {
+              const Vec8 w = Load8(q + 8 * j);
+              const float* pj = p + ChunkStart(j, s);
+              for (int64_t i = 0; i < kPixels; ++i) acc[i] += Load8(pj + i * s.channels) * w;
+            }
+          }
+        }
+        for (int64_t i = 0; i < kPixels; ++i) store(x + i, Sum8(acc[i]));
+      }
+      for (; x < s.outWidth; ++x) store(x, NarrowPixel(plane, weights, s, y, x, o));
+    }
+  }
+}
+
+at::Tensor NarrowConvolution(const at::Tensor& input, const at::Tensor& weight,
+                             const c10::optional<at::Tensor>& bias, int64_t padH, int64_t padW,
+                             bool relu) {
+  NarrowShape s;
+  s.height = input.size(2);
+  s.width = input.size(3);
+  s.channels = input.size(1);
+  s.outputs = weight.size(0);
+  s.kernelH = weight.size(2);
+  s.kernelW = weight.size(3);
+  s.padTop = padH;
+  s.padLeft = padW;
+  s.outHeight = s.height + 2 * padH - s.kernelH + 1;
+  s.outWidth = s.width + 2 * padW - s.kernelW + 1;
+  s.chunks = (s.channels + 7) / 8;
+  const std::vector<float> packed = PackNarrowWeights(weight, s);
+  const at::Tensor bias1d = bias && bias->defined() ? bias->contiguous() : at::Tensor();
+  at::Tensor output = EmptyOutput({input.size(0), s.outputs, s.outHeight, s.outWidth});
+  const float* in = input.data_ptr<float>();
+  const float* w = packed.data();
+  const float* b = bias1d.defined() ? bias1d.data_ptr<float>() : nullptr;
+  float* out = output.data_ptr<float>();
+  at::parallel_for(0, input.size(0) * s.outHeight, 4, [&](int64_t begin, int64_t end) {
+    NarrowConvolutionRows(in, w, b, s, relu, out, begin, end);
+  });
+  return output;
+}
+
+#if ENHANCE_WITH_ONEDNN
+
+dnnl::engine& CpuEngine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// One convolution prepared for one input shape: the primitive and the weights reordered
+// into the layout it chose.
+struct Prepared {
+  at::Tensor weight, bias;  // held so that their addresses, the cache key, stay theirs
+  dnnl::convolution_forward primitive;
+  dnnl::memory::desc source, destination, scratch;
+  dnnl::memory weights;
+  at::Tensor reorderedWeights;  // owns weights' data
+};
+
+using PreparedKey = std::tuple<const void*, const void*, int64_t, int64_t, int64_t, int64_t,
+                               int64_t, int64_t, bool>;
+
+class PreparedCache {
+ public:
+  std::shared_ptr<const Prepared> Get(const at::Tensor& input, const at::Tensor& weight,
+                                      const at::Tensor& bias, int64_t padH, int64_t padW,
+                                      bool relu) {
+    const PreparedKey key{weight.data_ptr(), bias.defined() ? bias.data_ptr() : nullptr,
+                          input.size(0),     input.size(1),
+                          input.size(2),     input.size(3),
+                          padH,              padW,
+                          relu};
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      const auto found = entries_.find(key);
+      if (found != entries_.end()) return found->second;
+    }
+    auto prepared = Prepare(input, weight, bias, padH, padW, relu);
+    std::lock_guard<std::mutex> lock(mutex_);
+    // Bounded: a long-running node that loads and unloads models never grows it further.
+    if (entries_.size() >= 256) entries_.clear();
+    return entries_.emplace(key, std::move(prepared)).first->second;
+  }
+
+ private:
+  static std::shared_ptr<const Prepared> Prepare(const at::Tensor& input,
+                                                 const at::Tensor& weight,
+                                                 const at::Tensor& bias, int64_t padH,
+                                                 int64_t padW, bool relu) {
+    using tag = dnnl::memory::format_tag;
+    using dt = dnnl::memory::data_type;
+    const int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
+    const int64_t o = weight.size(0), kh = weight.size(2), kw = weight.size(3);
+    const int64_t oh = h + 2 * padH - kh + 1, ow = w + 2 * padW - kw + 1;
+    auto result = std::make_shared<Prepared>();
+    result->weight = weight;
+    result->bias = bias;
+    result->source = dnnl::memory::desc({n, c, h, w}, dt::f32, tag::nhwc);
+    result->destination = dnnl::memory::desc({n, o, oh, ow}, dt::f32, tag::nhwc);
+    const dnnl::memory::desc anyWeights({o, c, kh, kw}, dt::f32, tag::any);
+    const dnnl::memory::dims strides{1, 1}, padding{padH, padW};
+    dnnl::primitive_attr attributes;
+    attributes.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    if (relu) {
+      dnnl::post_ops ops;
+      ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+      attributes.set_post_ops(ops);
+    }
+    const auto descriptor =
+        bias.defined()
+            ? dnnl::convolution_forward::desc(
+                  dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                  result->source, anyWeights, dnnl::memory::desc({o}, dt::f32, tag::x),
+                  result->destination, strides, padding, padding)
+            : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                              dnnl::algorithm::convolution_direct,
+                                              result->source, anyWeights, result->destination,
+                                              strides, padding, padding);
+    const dnnl::convolution_forward::primitive_desc primitiveDesc(descriptor, attributes,
+                                                                  CpuEngine());
+    result->primitive = dnnl::convolution_forward(primitiveDesc);
+    result->scratch = primitiveDesc.scratchpad_desc();
+
+    // The weights, once, in the layout the primitive wants.
+    const dnnl::memory::desc wanted = primitiveDesc.weights_desc();
+    result->reorderedWeights =
+        at::empty({static_cast<int64_t>(wanted.get_size())}, at::TensorOptions(at::kByte));
+    result->weights = dnnl::memory(wanted, CpuEngine(), result->reorderedWeights.data_ptr());
+    const dnnl::memory::desc given({o, c, kh, kw}, dt::f32, tag::oihw);
+    dnnl::memory source(given, CpuEngine(), weight.data_ptr());
+    dnnl::stream stream(CpuEngine());
+    dnnl::reorder(source, result->weights).execute(stream, source, result->weights);
+    stream.wait();
+    return result;
+  }
+
+  std::mutex mutex_;
+  std::map<PreparedKey, std::shared_ptr<const Prepared>> entries_;
+};
+
+PreparedCache& Cache() {
+  static PreparedCache cache;
+  return cache;
+}
+
+at::Tensor OneDnnConvolution(const at::Tensor& input, const at::Tensor& weight,
+                             const at::Tensor& bias, int64_t padH, int64_t padW, bool relu) {
+  const auto prepared = Cache().Get(input, weight, bias, padH, padW, relu);
+  const auto& dims = prepared->destination.dims();
+  at::Tensor output = EmptyOutput({dims[0], dims[1], dims[2], dims[3]});
+  at::Tensor scratch = at::empty({static_cast<int64_t>(prepared->scratch.get_size())},
+                                 at::TensorOptions(at::kByte));
+  dnnl::memory source(prepared->source, CpuEngine(), input.data_ptr());
+  dnnl::memory destination(prepared->destination, CpuEngine(), output.data_ptr());
+  dnnl::memory scratchpad(prepared->scratch, CpuEngine(), scratch.data_ptr());
+  std::unordered_map<int, dnnl::memory> arguments{{DNNL_ARG_SRC, source},
+                                                  {DNNL_ARG_WEIGHTS, prepared->weights},
+                                                  {DNNL_ARG_DST, destination},
+                                                  {DNNL_ARG_SCRATCHPAD, scratchpad}};
+  if (bias.defined()) {
+    arguments.emplace(DNNL_ARG_BIAS,
+                      dnnl::memory({{dims[1]}, dnnl::memory::data_type::f32,
+                                    dnnl::memory::format_tag::x},
+                                   CpuEngine(), bias.data_ptr()));
+  }
+  dnnl::stream stream(CpuEngine());
+  prepared->primitive.execute(stream, arguments);
+  stream.wait();
+  return output;
+}
+
+#endif  // ENHANCE_WITH_ONEDNN
+
+at::Tensor Reference(const at::Tensor& input, const at::Tensor& weight,
+                     const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu) {
+  at::Tensor output = at::conv2d(input, weight, bias, 1, padding);
+  return relu ? output.relu_() : output;
+}
+
+TORCH_LIBRARY(enhance, library) {
+  library.def(
+      "conv2d_fused(Tensor input, Tensor weight, Tensor? bias, int[] padding, bool relu) -> "
+      "Tensor",
+      &FusedConv2d);
+}
+
+const char* const kConvolutionSchema =
+    "aten::conv2d(Tensor input, Tensor weight, Tensor? bias=None, int[2] stride=1, "
+    "int[2] padding=0, int[2] dilation=1, int groups=1) -> Tensor";
+
+bool AllOnes(const c10::IValue& value) {
+  if (!value.isIntList()) return false;
+  for (int64_t v : value.toIntVector()) {
+    if (v != 1) return false;
+  }
+  return true;
+}
+
+// Replaces `conv` (and a ReLU that is its only use) when its weights and parameters are
+// constants the fused operator handles.
+bool Replace(torch::jit::Graph& graph, torch::jit::Node* conv) {
+  using torch::jit::toIValue;
+  if (!conv->matches(kConvolutionSchema)) return false;
+  const auto weight = toIValue(conv->input(1));
+  const auto bias = toIValue(conv->input(2));
+  const auto stride = toIValue(conv->input(3));
+  const auto padding = toIValue(conv->input(4));
+  const auto dilation = toIValue(conv->input(5));
+  const auto groups = toIValue(conv->input(6));
+  if (!weight || !weight->isTensor() || !bias || !(bias->isNone() || bias->isTensor()) ||
+      !stride || !AllOnes(*stride) || !dilation || !AllOnes(*dilation) || !groups ||
+      !groups->isInt() || groups->toInt() != 1 || !padding || !padding->isIntList()) {
+    return false;
+  }
+  const at::Tensor& w = weight->toTensor();
+  if (w.dim() != 4 || w.scalar_type() != at::kFloat || !w.device().is_cpu()) return false;
+  const std::vector<int64_t> pads = padding->toIntVector();
+  if (pads.size() != 2 || pads[0] < 0 || pads[1] < 0) return false;
+
+  torch::jit::Node* relu = nullptr;
+  const auto& uses = conv->output()->uses();
+  if (uses.size() == 1) {
+    torch::jit::Node* user = uses[0].user;
+    const bool isRelu = user->kind() == c10::Symbol::fromQualString("aten::relu") ||
+                        user->kind() == c10::Symbol::fromQualString("aten::relu_");
+    if (isRelu && user->owningBlock() == conv->owningBlock()) relu = user;
+  }
+  torch::jit::WithInsertPoint insertPoint(conv);
+  torch::jit::Value* reluFlag = graph.insertConstant(relu != nullptr);
+  torch::jit::Node* fused =
+      graph.create(c10::Symbol::fromQualString("enhance::conv2d_fused"),
+                   {conv->input(0), conv->input(1), conv->input(2), conv->input(4), reluFlag}, 1);
+  fused->insertBefore(conv);
+  fused->output()->setType(c10::TensorType::get());
+  torch::jit::Node* last = relu ? relu : conv;
+  last->output()->replaceAllUsesWith(fused->output());
+  if (relu) relu->destroy();
+  conv->destroy();
+  return true;
+}
+
+}  // namespace
+
+bool FusedConvolutionUsesOneDnn() { return ENHANCE_WITH_ONEDNN != 0; }
+
+FusedOutputScope::FusedOutputScope() : previous_(std::move(tlsOutputPool)) {
+  tlsOutputPool = std::make_shared<OutputPool>();
+}
+
+FusedOutputScope::~FusedOutputScope() {
+  tlsOutputPool->Close();
+  tlsOutputPool = std::static_pointer_cast<OutputPool>(std::move(previous_));
+}
+
+at::Tensor FusedConv2d(const at::Tensor& input, const at::Tensor& weight,
+                       const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding,
+                       bool relu) {
+  const bool handled = input.dim() == 4 && weight.dim() == 4 && input.is_cpu() &&
+                       weight.is_cpu() && input.scalar_type() == at::kFloat &&
+                       weight.scalar_type() == at::kFloat && input.size(1) == weight.size(1) &&
+                       padding.size() == 2 && input.size(2) + 2 * padding[0] >= weight.size(2) &&
+                       input.size(3) + 2 * padding[1] >= weight.size(3) &&
+                       (!bias || !bias->defined() ||
+                        (bias->is_cpu() && bias->scalar_type() == at::kFloat &&
+                         bias->numel() == weight.size(0)));
+  if (!handled) return Reference(input, weight, bias, padding, relu);
+  at::internal::lazy_init_num_threads();
+  const at::Tensor nhwc = input.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor w = weight.contiguous();
+  if (weight.size(0) < kNarrowOutputs && weight.size(1) >= 8) {
+    return NarrowConvolution(nhwc, w, bias, padding[0], padding[1], relu);
+  }
+#if ENHANCE_WITH_ONEDNN
+  try {
+    return OneDnnConvolution(nhwc, w, bias && bias->defined() ? bias->contiguous() : at::Tensor(),
+                             padding[0], padding[1], relu);
+  } catch (const dnnl::error&) {
+    // A shape oneDNN has no implementation for: LibTorch computes it.
+  }
+#endif
+  at::Tensor output = at::conv2d(nhwc, w.contiguous(at::MemoryFormat::ChannelsLast), bias, 1,
+                                 padding);
+  return relu ? output.relu_() : output;
+}
+
+torch::jit::Module FuseConvolutions(const torch::jit::Module& module, int* replaced) {
+  torch::jit::Module frozen = torch::jit::freeze(module);
+  std::shared_ptr<torch::jit::Graph> graph = frozen.get_method("forward").graph();
+  std::vector<torch::jit::Node*> convolutions;
+  for (torch::jit::Node* node : graph->nodes()) {
+    if (node->kind() == c10::Symbol::fromQualString("aten::conv2d")) convolutions.push_back(node);
+  }
+  int count = 0;
+  for (torch::jit::Node* conv : convolutions) count += Replace(*graph, conv) ? 1 : 0;
+  torch::jit::EliminateDeadCode(graph);
+  if (replaced) *replaced = count;
+  return frozen;
+}
+
+}  // namespace enhance

@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// Fused convolutions for networks that run on the CPU (TorchModel's "fused" layout).
+//
+// FuseConvolutions() freezes a TorchScript module (its weights become constants) and
+// replaces each 2-D convolution with constant weights, stride 1, dilation 1 and one group,
+// together with a ReLU that is its only use, by the operator enhance::conv2d_fused. That
+// operator reads and writes channels-last (NHWC) tensors and computes:
+//   - with 8 output channels or more: one oneDNN convolution with the ReLU as a post-
+//     operation (when the build has oneDNN; otherwise LibTorch's convolution and an
+//     in-place ReLU), so no layer makes a separate pass over memory for its ReLU;
+//   - with fewer (the last layer of an image-to-image network): a direct loop over the
+//     NHWC input, vectorised over the input channels. oneDNN and LibTorch pad the output
+//     channels to the vector width, so a 16-to-1 convolution would cost as much as a
+//     16-to-16 one.
+// Every other operation stays as LibTorch runs it. Results equal at::conv2d's up to
+// floating-point rounding (tests/unit/FusedConvolutionTest.cpp).
+//
+// Thread-safety: the operator may run from several threads at once. oneDNN primitives and
+// their reordered weights are cached per weight tensor and input shape under a mutex (the
+// cache holds a reference to the weights, so an address is never reused while cached);
+// each call has its own scratch memory.
+#pragma once
+#include <torch/script.h>
+
+#include <memory>
+
+namespace enhance {
+
+// True when this build calls oneDNN directly for the wide convolutions.
+bool FusedConvolutionUsesOneDnn();
+
+// While one lives on a thread, the outputs of the fused operator run on that thread reuse the
+// memory of those already freed (a network's layers alternate between two or three buffers
+// of one size) instead of asking the system for fresh pages each time, which for 512x512
+// feature maps costs about as much as the convolutions. The memory goes back when the scope
+// ends. Scopes nest; a scope belongs to the thread that opened it.
+class FusedOutputScope {
+ public:
+  FusedOutputScope();
+  ~FusedOutputScope();
+  FusedOutputScope(const FusedOutputScope&) = delete;
+  FusedOutputScope& operator=(const FusedOutputScope&) = delete;
+
+ private:
+  std::shared_ptr<void> previous_;
+};
+
+// A frozen copy of `module` (which must be in eval mode) with its convolutions replaced as
+// above; `replaced` receives how many were. Throws c10::Error when the module cannot be
+// frozen.
+torch::jit::Module FuseConvolutions(const torch::jit::Module& module, int* replaced);
+
+// The operator itself: at::conv2d(input, weight, bias, 1, padding), then a ReLU when
+// `relu`; the result is channels-last. Inputs it was not made for (other dtypes or
+// devices) are handed to at::conv2d.
+at::Tensor FusedConv2d(const at::Tensor& input, const at::Tensor& weight,
+                       const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding,
+                       bool relu);
+
+}  // namespace enhance

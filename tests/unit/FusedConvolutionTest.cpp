@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "FusedConvolution.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace enhance {
+namespace {
+
+at::Tensor Expected(const at::Tensor& input, const at::Tensor& weight,
+                    const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu) {
+  at::Tensor output = at::conv2d(input.contiguous(), weight, bias, 1, padding);
+  return relu ? output.relu() : output;
+}
+
+void ExpectClose(const at::Tensor& actual, const at::Tensor& expected) {
+  ASSERT_EQ(actual.sizes(), expected.sizes());
+  const double scale = expected.abs().max().item<double>() + 1e-6;
+  EXPECT_LE((actual - expected).abs().max().item<double>(), 1e-5 * scale);
+}
+
+std::multiset<std::string> Kinds(torch::jit::Module& module) {
+  std::multiset<std::string> kinds;
+  for (const torch::jit::Node* node : module.get_method("forward").graph()->nodes()) {
+    kinds.insert(node->kind().toQualString());
+  }
+  return kinds;
+}
+
+// Shapes of the shipped networks (16, 20, 28 features; 1 and 4 outputs; 1 and 4 inputs) and
+// awkward ones: channels not a multiple of 8, images narrower than one block of 8 pixels,
+// kernels of 1 and 5, no padding and padding wider than the kernel's half.
+TEST(FusedConvolution, EqualsLibTorchsConvolutionForEveryShape) {
+  torch::manual_seed(7);
+  struct Case {
+    int64_t inputs, outputs, kernel, padding;
+  };
+  const std::vector<Case> cases{{1, 16, 3, 1},  {4, 20, 3, 1}, {16, 16, 3, 1}, {16, 1, 3, 1},
+                                {20, 1, 3, 1},  {28, 4, 3, 1}, {16, 3, 5, 2},  {9, 2, 3, 0},
+                                {8, 5, 1, 0},   {3, 2, 3, 1},  {32, 7, 3, 3},  {12, 1, 5, 1},
+                                {16, 16, 1, 0}, {24, 9, 3, 2}};
+  const std::vector<std::pair<int64_t, int64_t>> sizes{{13, 29}, {5, 3}, {40, 21}};
+  for (const Case& c : cases) {
+    for (const auto& [height, width] : sizes) {
+      for (const bool relu : {false, true}) {
+        for (const bool withBias : {false, true}) {
+          for (const bool channelsLast : {false, true}) {
+            SCOPED_TRACE(std::to_string(c.inputs) + "->" + std::to_string(c.outputs) + " k" +
+                         std::to_string(c.kernel) + " p" + std::to_string(c.padding) + " " +
+                         std::to_string(height) + "x" + std::to_string(width) +
+                         (relu ? " relu" : "") + (withBias ? " bias" : "") +
+                         (channelsLast ? " nhwc" : " nchw"));
+            at::Tensor input = at::randn({2, c.inputs, height, width});
+            if (channelsLast) input = input.contiguous(at::MemoryFormat::ChannelsLast);
+            const at::Tensor weight = at::randn({c.outputs, c.inputs, c.kernel, c.kernel});
+            const c10::optional<at::Tensor> bias =
+                withBias ? c10::optional<at::Tensor>(at::randn({c.outputs})) : c10::nullopt;
+            const std::vector<int64_t> padding{c.padding, c.padding};
+            const at::Tensor actual = FusedConv2d(input, weight, bias, padding, relu);
+            EXPECT_TRUE(actual.is_contiguous(at::MemoryFormat::ChannelsLast));
+            ExpectClose(actual, Expected(input, weight, bias, padding, relu));
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(FusedConvolution, HandsWhatItWasNotMadeForToLibTorch) {
+  const at::Tensor input = at::randn({1, 4, 9, 9}, at::kDouble);
+  const at::Tensor weight = at::randn({2, 4, 3, 3}, at::kDouble);
+  const std::vector<int64_t> padding{1, 1};
+  const at::Tensor actual = FusedConv2d(input, weight, c10::nullopt, padding, true);
+  EXPECT_EQ(actual.scalar_type(), at::kDouble);
+  ExpectClose(actual, Expected(input, weight, c10::nullopt, padding, true));
+}
+
+TEST(FusedConvolution, ReplacesConvolutionsAndTheReluThatIsTheirOnlyUse) {
+  torch::manual_seed(3);
+  torch::jit::Module module("Net");
+  module.register_parameter("w0", at::randn({16, 1, 3, 3}) * 0.3, false);
+  module.register_parameter("b0", at::randn({16}), false);
+  module.register_parameter("w1", at::randn({16, 16, 3, 3}) * 0.1, false);
+  module.register_parameter("w2", at::randn({16, 8, 3, 3}) * 0.1, false);  // 2 groups
+  module.register_parameter("w3", at::randn({16, 16, 3, 3}) * 0.1, false);  // stride 2
+  module.register_parameter("w4", at::randn({1, 16, 3, 3}) * 0.1, false);
+  module.register_parameter("b4", at::randn({1}), false);
+  module.define(R"(
+    def forward(self, x):
+        h = torch.relu(torch.conv2d(x * 2.0, self.w0, self.b0, 1, 1))
+        a = torch.conv2d(h, self.w1, None, 1, 1)
+        b = torch.relu(a) + a
+        g = torch.relu(torch.conv2d(b, self.w2, None, 1, 1, 1, 2))
+        s = torch.conv2d(g, self.w3, None, 2, 1)
+        u = torch.repeat_interleave(torch.repeat_interleave(s, 2, 2), 2, 3)
+        return torch.conv2d(u, self.w4, self.b4, 1, 1) / 4.0 + x
+  )");
+  module.eval();
+  const at::Tensor input = at::randn({2, 1, 24, 20});
+  const at::Tensor expected = module.forward({input}).toTensor();
+
+  int replaced = 0;
+  torch::jit::Module fused = FuseConvolutions(module, &replaced);
+  // w0 with its ReLU, w1 (whose output has two uses: the ReLU stays), w4; not the grouped
+  // or strided ones.
+  EXPECT_EQ(replaced, 3);
+  const std::multiset<std::string> kinds = Kinds(fused);
+  EXPECT_EQ(kinds.count("enhance::conv2d_fused"), 3u);
+  EXPECT_EQ(kinds.count("aten::conv2d"), 2u);
+  EXPECT_EQ(kinds.count("aten::relu"), 2u);
+  ExpectClose(fused.forward({input}).toTensor().contiguous(), expected);
+  {
+    FusedOutputScope recycle;
+    for (int i = 0; i < 3; ++i) {
+      ExpectClose(fused.forward({input}).toTensor().contiguous(), expected);
+    }
+  }
+}
+
+TEST(FusedConvolution, ScopeRecyclesOutputsAndOutputsOutliveIt) {
+  const at::Tensor input = at::randn({1, 16, 32, 32});
+  const at::Tensor weight = at::randn({16, 16, 3, 3});
+  const std::vector<int64_t> padding{1, 1};
+  const at::Tensor expected = Expected(input, weight, c10::nullopt, padding, false);
+  at::Tensor kept;
+  {
+    FusedOutputScope recycle;
+    const void* first = nullptr;
+    {
+      const at::Tensor a = FusedConv2d(input, weight, c10::nullopt, padding, false);
+      first = a.data_ptr();
+    }
+    kept = FusedConv2d(input, weight, c10::nullopt, padding, false);
+    EXPECT_EQ(kept.data_ptr(), first);  // the freed output's memory, reused
+    {
+      FusedOutputScope inner;  // scopes nest
+      ExpectClose(FusedConv2d(input, weight, c10::nullopt, padding, false), expected);
+    }
+    ExpectClose(FusedConv2d(input, weight, c10::nullopt, padding, false), expected);
+  }
+  // Still valid after the scope ended; freed normally when released.
+  ExpectClose(kept, expected);
+  kept = at::Tensor();
+  ExpectClose(FusedConv2d(input, weight, c10::nullopt, padding, false), expected);
+}
+
+TEST(FusedConvolution, RunsFromSeveralThreadsAtOnce) {
+  torch::manual_seed(11);
+  const at::Tensor wide = at::randn({16, 16, 3, 3});
+  const at::Tensor narrow = at::randn({1, 16, 3, 3});
+  const std::vector<int64_t> padding{1, 1};
+  std::vector<at::Tensor> inputs, expected;
+  for (int i = 0; i < 4; ++i) {
+    inputs.push_back(at::randn({1, 16, 20 + 4 * i, 24}));
+    expected.push_back(Expected(Expected(inputs.back(), wide, c10::nullopt, padding, true),
+                                narrow, c10::nullopt, padding, false));
+  }
+  std::vector<double> errors(inputs.size(), 0);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    threads.emplace_back([&, i] {
+      FusedOutputScope recycle;
+      for (int round = 0; round < 5; ++round) {
+        const at::Tensor h = FusedConv2d(inputs[i], wide, c10::nullopt, padding, true);
+        const at::Tensor out = FusedConv2d(h, narrow, c10::nullopt, padding, false);
+        errors[i] = std::max(errors[i], (out - expected[i]).abs().max().item<double>());
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (double error : errors) EXPECT_LT(error, 1e-3);
+}
+
+}  // namespace
+}  // namespace enhance
