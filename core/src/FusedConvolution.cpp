@@ -83,7 +83,8 @@ thread_local std::shared_ptr<OutputPool> tlsOutputPool;
 // A channels-last float output: from this thread's pool when a scope is open.
 at::Tensor EmptyOutput(c10::IntArrayRef sizes) {
   if (tlsOutputPool) return tlsOutputPool->Empty(sizes);
-  return at::empty(sizes, at::TensorOptions(at::kFloat).memory_format(at::MemoryFormat::ChannelsLast));
+  return at::empty(sizes,
+                   at::TensorOptions(at::kFloat).memory_format(at::MemoryFormat::ChannelsLast));
 }
 
 // The direct loop is compiled for plain x86-64, AVX2 and AVX-512, chosen when the library
@@ -97,7 +98,7 @@ at::Tensor EmptyOutput(c10::IntArrayRef sizes) {
 #endif
 
 struct NarrowShape {
-  int64_t height, width, channels;   // input, NHWC
+  int64_t height, width, channels;    // input, NHWC
   int64_t outputs, kernelH, kernelW;  // weights packed by PackNarrowWeights()
   int64_t padTop, padLeft;
   int64_t outHeight, outWidth;  // output, NHWC
@@ -128,8 +129,8 @@ inline int64_t ChunkStart(int64_t chunk, const NarrowShape& s) {
 std::vector<float> PackNarrowWeights(const at::Tensor& weight, const NarrowShape& s) {
   const at::Tensor w = weight.contiguous();  // [O][C][kH][kW]
   const float* source = w.data_ptr<float>();
-  std::vector<float> packed(
-      static_cast<size_t>(s.outputs * s.kernelH * s.kernelW * s.chunks * 8), 0.0f);
+  std::vector<float> packed(static_cast<size_t>(s.outputs * s.kernelH * s.kernelW * s.chunks * 8),
+                            0.0f);
   for (int64_t o = 0; o < s.outputs; ++o) {
     for (int64_t ky = 0; ky < s.kernelH; ++ky) {
       for (int64_t kx = 0; kx < s.kernelW; ++kx) {
@@ -137,9 +138,8 @@ std::vector<float> PackNarrowWeights(const at::Tensor& weight, const NarrowShape
           for (int64_t l = 0; l < 8; ++l) {
             const int64_t c = ChunkStart(j, s) + l;
             if (c < j * 8) continue;  // counted by the chunk before
-            packed[static_cast<size_t>((((o * s.kernelH + ky) * s.kernelW + kx) * s.chunks + j) *
-                                           8 +
-                                       l)] =
+            packed[static_cast<size_t>(
+                (((o * s.kernelH + ky) * s.kernelW + kx) * s.chunks + j) * 8 + l)] =
                 source[((o * s.channels + c) * s.kernelH + ky) * s.kernelW + kx];
           }
         }
@@ -270,10 +270,14 @@ class PreparedCache {
   std::shared_ptr<const Prepared> Get(const at::Tensor& input, const at::Tensor& weight,
                                       const at::Tensor& bias, int64_t padH, int64_t padW,
                                       bool relu) {
-    const PreparedKey key{weight.data_ptr(), bias.defined() ? bias.data_ptr() : nullptr,
-                          input.size(0),     input.size(1),
-                          input.size(2),     input.size(3),
-                          padH,              padW,
+    const PreparedKey key{weight.data_ptr(),
+                          bias.defined() ? bias.data_ptr() : nullptr,
+                          input.size(0),
+                          input.size(1),
+                          input.size(2),
+                          input.size(3),
+                          padH,
+                          padW,
                           relu};
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -288,10 +292,9 @@ class PreparedCache {
   }
 
  private:
-  static std::shared_ptr<const Prepared> Prepare(const at::Tensor& input,
-                                                 const at::Tensor& weight,
-                                                 const at::Tensor& bias, int64_t padH,
-                                                 int64_t padW, bool relu) {
+  static std::shared_ptr<const Prepared> Prepare(const at::Tensor& input, const at::Tensor& weight,
+                                                 const at::Tensor& bias, int64_t padH, int64_t padW,
+                                                 bool relu) {
     using tag = dnnl::memory::format_tag;
     using dt = dnnl::memory::data_type;
     const int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
@@ -313,14 +316,13 @@ class PreparedCache {
     }
     const auto descriptor =
         bias.defined()
-            ? dnnl::convolution_forward::desc(
+            ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                              dnnl::algorithm::convolution_direct, result->source,
+                                              anyWeights, dnnl::memory::desc({o}, dt::f32, tag::x),
+                                              result->destination, strides, padding, padding)
+            : dnnl::convolution_forward::desc(
                   dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                  result->source, anyWeights, dnnl::memory::desc({o}, dt::f32, tag::x),
-                  result->destination, strides, padding, padding)
-            : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                              dnnl::algorithm::convolution_direct,
-                                              result->source, anyWeights, result->destination,
-                                              strides, padding, padding);
+                  result->source, anyWeights, result->destination, strides, padding, padding);
     const dnnl::convolution_forward::primitive_desc primitiveDesc(descriptor, attributes,
                                                                   CpuEngine());
     result->primitive = dnnl::convolution_forward(primitiveDesc);
@@ -353,8 +355,8 @@ at::Tensor OneDnnConvolution(const at::Tensor& input, const at::Tensor& weight,
   const auto prepared = Cache().Get(input, weight, bias, padH, padW, relu);
   const auto& dims = prepared->destination.dims();
   at::Tensor output = EmptyOutput({dims[0], dims[1], dims[2], dims[3]});
-  at::Tensor scratch = at::empty({static_cast<int64_t>(prepared->scratch.get_size())},
-                                 at::TensorOptions(at::kByte));
+  at::Tensor scratch =
+      at::empty({static_cast<int64_t>(prepared->scratch.get_size())}, at::TensorOptions(at::kByte));
   dnnl::memory source(prepared->source, CpuEngine(), input.data_ptr());
   dnnl::memory destination(prepared->destination, CpuEngine(), output.data_ptr());
   dnnl::memory scratchpad(prepared->scratch, CpuEngine(), scratch.data_ptr());
@@ -363,10 +365,10 @@ at::Tensor OneDnnConvolution(const at::Tensor& input, const at::Tensor& weight,
                                                   {DNNL_ARG_DST, destination},
                                                   {DNNL_ARG_SCRATCHPAD, scratchpad}};
   if (bias.defined()) {
-    arguments.emplace(DNNL_ARG_BIAS,
-                      dnnl::memory({{dims[1]}, dnnl::memory::data_type::f32,
-                                    dnnl::memory::format_tag::x},
-                                   CpuEngine(), bias.data_ptr()));
+    arguments.emplace(
+        DNNL_ARG_BIAS,
+        dnnl::memory({{dims[1]}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::x},
+                     CpuEngine(), bias.data_ptr()));
   }
   dnnl::stream stream(CpuEngine());
   prepared->primitive.execute(stream, arguments);
@@ -376,8 +378,10 @@ at::Tensor OneDnnConvolution(const at::Tensor& input, const at::Tensor& weight,
 
 #endif  // ENHANCE_WITH_ONEDNN
 
-at::Tensor Reference(const at::Tensor& input, const at::Tensor& weight,
-                     const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu) {
+// What the operator computes, as LibTorch computes it: for inputs the operator was not made for.
+at::Tensor LibTorchConvolution(const at::Tensor& input, const at::Tensor& weight,
+                               const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding,
+                               bool relu) {
   at::Tensor output = at::conv2d(input, weight, bias, 1, padding);
   return relu ? output.relu_() : output;
 }
@@ -412,9 +416,9 @@ bool Replace(torch::jit::Graph& graph, torch::jit::Node* conv) {
   const auto padding = toIValue(conv->input(4));
   const auto dilation = toIValue(conv->input(5));
   const auto groups = toIValue(conv->input(6));
-  if (!weight || !weight->isTensor() || !bias || !(bias->isNone() || bias->isTensor()) ||
-      !stride || !AllOnes(*stride) || !dilation || !AllOnes(*dilation) || !groups ||
-      !groups->isInt() || groups->toInt() != 1 || !padding || !padding->isIntList()) {
+  if (!weight || !weight->isTensor() || !bias || !(bias->isNone() || bias->isTensor()) || !stride ||
+      !AllOnes(*stride) || !dilation || !AllOnes(*dilation) || !groups || !groups->isInt() ||
+      groups->toInt() != 1 || !padding || !padding->isIntList()) {
     return false;
   }
   const at::Tensor& w = weight->toTensor();
@@ -458,17 +462,16 @@ FusedOutputScope::~FusedOutputScope() {
 }
 
 at::Tensor FusedConv2d(const at::Tensor& input, const at::Tensor& weight,
-                       const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding,
-                       bool relu) {
-  const bool handled = input.dim() == 4 && weight.dim() == 4 && input.is_cpu() &&
-                       weight.is_cpu() && input.scalar_type() == at::kFloat &&
-                       weight.scalar_type() == at::kFloat && input.size(1) == weight.size(1) &&
-                       padding.size() == 2 && input.size(2) + 2 * padding[0] >= weight.size(2) &&
-                       input.size(3) + 2 * padding[1] >= weight.size(3) &&
-                       (!bias || !bias->defined() ||
-                        (bias->is_cpu() && bias->scalar_type() == at::kFloat &&
-                         bias->numel() == weight.size(0)));
-  if (!handled) return Reference(input, weight, bias, padding, relu);
+                       const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu) {
+  const bool handled =
+      input.dim() == 4 && weight.dim() == 4 && input.is_cpu() && weight.is_cpu() &&
+      input.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat &&
+      input.size(1) == weight.size(1) && padding.size() == 2 &&
+      input.size(2) + 2 * padding[0] >= weight.size(2) &&
+      input.size(3) + 2 * padding[1] >= weight.size(3) &&
+      (!bias || !bias->defined() ||
+       (bias->is_cpu() && bias->scalar_type() == at::kFloat && bias->numel() == weight.size(0)));
+  if (!handled) return LibTorchConvolution(input, weight, bias, padding, relu);
   at::internal::lazy_init_num_threads();
   const at::Tensor nhwc = input.contiguous(at::MemoryFormat::ChannelsLast);
   const at::Tensor w = weight.contiguous();
@@ -483,9 +486,8 @@ at::Tensor FusedConv2d(const at::Tensor& input, const at::Tensor& weight,
     // A shape oneDNN has no implementation for: LibTorch computes it.
   }
 #endif
-  at::Tensor output = at::conv2d(nhwc, w.contiguous(at::MemoryFormat::ChannelsLast), bias, 1,
-                                 padding);
-  return relu ? output.relu_() : output;
+  return LibTorchConvolution(nhwc, w.contiguous(at::MemoryFormat::ChannelsLast), bias, padding,
+                             relu);
 }
 
 torch::jit::Module FuseConvolutions(const torch::jit::Module& module, int* replaced) {

@@ -55,7 +55,6 @@ torch::jit::Module FuseConvolutions(const torch::jit::Module& module, int* repla
 // `relu`; the result is channels-last. Inputs it was not made for (other dtypes or
 // devices) are handed to at::conv2d.
 at::Tensor FusedConv2d(const at::Tensor& input, const at::Tensor& weight,
-                       const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding,
-                       bool relu);
+                       const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu);
 
 }  // namespace enhance

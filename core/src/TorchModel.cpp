@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -195,12 +196,14 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
 
   struct Candidate {
     LoadedModule loaded;
-    double fastest = 0;
+    at::Tensor input;  // the timing input in the layout this version takes
+    double fastest = std::numeric_limits<double>::infinity();
+    bool failed = false;
   };
   std::vector<Candidate> candidates;
   for (CpuLayout layout : layouts) {
     try {
-      if (auto built = Build(module, layout)) candidates.push_back({{built, layout}});
+      if (auto built = Build(module, layout)) candidates.push_back({{built, layout}, {}});
     } catch (const std::exception&) {
       // A graph that insists on contiguous tensors, or that cannot be frozen (mutable
       // attributes), runs in the other ways.
@@ -216,24 +219,21 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
   const int64_t side = (spec.tileSize > 0 ? std::min(spec.tileSize, 128) : 128) /
                        spec.sizeMultiple * spec.sizeMultiple;
   const at::Tensor input = at::rand({1, spec.InputChannels(), side, side});
-  std::vector<bool> failed(candidates.size(), false);
+  for (Candidate& candidate : candidates) candidate.input = Prepare(input, candidate.loaded.layout);
   for (int round = 0; round < 6; ++round) {
-    for (size_t i = 0; i < candidates.size(); ++i) {
-      if (failed[i]) continue;
+    for (Candidate& candidate : candidates) {
+      if (candidate.failed) continue;
       try {
-        const double time =
-            TimeOnce(*candidates[i].loaded.module, Prepare(input, candidates[i].loaded.layout));
-        if (round == 1 || (round > 1 && time < candidates[i].fastest)) {
-          candidates[i].fastest = time;
-        }
+        const double time = TimeOnce(*candidate.loaded.module, candidate.input);
+        if (round > 0) candidate.fastest = std::min(candidate.fastest, time);
       } catch (const std::exception&) {
-        failed[i] = true;
+        candidate.failed = true;
       }
     }
   }
   const Candidate* best = nullptr;
-  for (size_t i = 0; i < candidates.size(); ++i) {
-    if (!failed[i] && (!best || candidates[i].fastest < best->fastest)) best = &candidates[i];
+  for (const Candidate& candidate : candidates) {
+    if (!candidate.failed && (!best || candidate.fastest < best->fastest)) best = &candidate;
   }
   return best ? best->loaded : plain;
 }

@@ -85,7 +85,7 @@ TEST(FusedConvolution, ReplacesConvolutionsAndTheReluThatIsTheirOnlyUse) {
   module.register_parameter("w0", at::randn({16, 1, 3, 3}) * 0.3, false);
   module.register_parameter("b0", at::randn({16}), false);
   module.register_parameter("w1", at::randn({16, 16, 3, 3}) * 0.1, false);
-  module.register_parameter("w2", at::randn({16, 8, 3, 3}) * 0.1, false);  // 2 groups
+  module.register_parameter("w2", at::randn({16, 8, 3, 3}) * 0.1, false);   // 2 groups
   module.register_parameter("w3", at::randn({16, 16, 3, 3}) * 0.1, false);  // stride 2
   module.register_parameter("w4", at::randn({1, 16, 3, 3}) * 0.1, false);
   module.register_parameter("b4", at::randn({1}), false);
@@ -156,8 +156,8 @@ TEST(FusedConvolution, RunsFromSeveralThreadsAtOnce) {
   std::vector<at::Tensor> inputs, expected;
   for (int i = 0; i < 4; ++i) {
     inputs.push_back(at::randn({1, 16, 20 + 4 * i, 24}));
-    expected.push_back(Expected(Expected(inputs.back(), wide, c10::nullopt, padding, true),
-                                narrow, c10::nullopt, padding, false));
+    expected.push_back(Expected(Expected(inputs.back(), wide, c10::nullopt, padding, true), narrow,
+                                c10::nullopt, padding, false));
   }
   std::vector<double> errors(inputs.size(), 0);
   std::vector<std::thread> threads;

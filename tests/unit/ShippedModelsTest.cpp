@@ -138,6 +138,17 @@ double Rmse(const Volume& reference, const Volume& test) {
   return std::sqrt(sum / static_cast<double>(reference.voxels.size()));
 }
 
+// A small input of the model's modality: the CT phantom, or for MR a magnitude-image
+// stand-in (non-negative, arbitrary units).
+Volume SmallInputFor(const ModelInfo& info) {
+  Volume input = SmallPhantom(0.0);
+  if (info.modalities.front() != "CT") {
+    for (float& x : input.voxels) x = std::max(0.0f, x + 1000.0f);
+    input.units = "";
+  }
+  return input;
+}
+
 bool Shipped(const std::string& name) {
   return std::filesystem::is_regular_file(kShipped / name / "manifest.json");
 }
@@ -155,12 +166,7 @@ TEST(ShippedModels, EachLoadsAndKeepsItsContract) {
     EXPECT_TRUE(std::filesystem::is_regular_file(folder / "MODEL_CARD.md"));
     EXPECT_LE(std::filesystem::file_size(info.archive), 5u << 20);
 
-    Volume input = SmallPhantom(0.0);
-    if (info.modalities.front() != "CT") {
-      // A magnitude-image stand-in: non-negative, arbitrary units.
-      for (float& x : input.voxels) x = std::max(0.0f, x + 1000.0f);
-      input.units = "";
-    }
+    const Volume input = SmallInputFor(info);
     const Volume output = model->Run(input, {});
     EXPECT_EQ(output.slices, info.throughPlaneScale > 1 ? 2 * input.slices - 1 : input.slices);
     EXPECT_EQ(output.rows, input.rows * info.inPlaneScale);
@@ -179,11 +185,7 @@ TEST(ShippedModels, FusedConvolutionsGiveTheSameResults) {
     const auto reference = TorchModel::Load(folder, channelsLast);
     const auto model = TorchModel::Load(folder, fused);
     EXPECT_NE(model->Parameters().find("fused convolutions"), std::string::npos);
-    Volume input = SmallPhantom(0.0);
-    if (model->Info().modalities.front() != "CT") {
-      for (float& x : input.voxels) x = std::max(0.0f, x + 1000.0f);
-      input.units = "";
-    }
+    const Volume input = SmallInputFor(model->Info());
     const Volume expected = reference->Run(input, {});
     const Volume actual = model->Run(input, {});
     ASSERT_EQ(actual.voxels.size(), expected.voxels.size());
