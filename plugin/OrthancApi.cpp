@@ -46,7 +46,9 @@ std::string OrthancApi::Get(const std::string& uri) const {
   MemoryBuffer buffer(context_);
   const OrthancPluginErrorCode code = OrthancPluginRestApiGet(context_, buffer.get(), uri.c_str());
   if (code != OrthancPluginErrorCode_Success) Throw(context_, code, "GET " + uri);
-  return buffer.ToString();
+  std::string answer = buffer.ToString();
+  if (heap_ != nullptr) heap_->Passed(answer.size());
+  return answer;
 }
 
 Json::Value OrthancApi::GetJson(const std::string& uri) const {
@@ -58,6 +60,7 @@ std::string OrthancApi::Post(const std::string& uri, const std::string& body) co
   const OrthancPluginErrorCode code =
       OrthancPluginRestApiPost(context_, buffer.get(), uri.c_str(), body.data(), body.size());
   if (code != OrthancPluginErrorCode_Success) Throw(context_, code, "POST " + uri);
+  if (heap_ != nullptr) heap_->Passed(body.size());
   return buffer.ToString();
 }
 

@@ -15,6 +15,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "HeapTrimmer.h"
+
 namespace enhance::plugin {
 
 class OrthancApiError : public std::runtime_error {
@@ -29,7 +31,10 @@ class OrthancApiError : public std::runtime_error {
 
 class OrthancApi {
  public:
-  explicit OrthancApi(OrthancPluginContext* context) : context_(context) {}
+  // `heap`, when given, counts the bytes of every answer and body that passes (it must
+  // outlive this object).
+  explicit OrthancApi(OrthancPluginContext* context, HeapTrimmer* heap = nullptr)
+      : context_(context), heap_(heap) {}
 
   OrthancPluginContext* context() const { return context_; }
 
@@ -48,6 +53,7 @@ class OrthancApi {
 
  private:
   OrthancPluginContext* context_;
+  HeapTrimmer* heap_;
 };
 
 Json::Value ParseJson(const std::string& text, const std::string& what);

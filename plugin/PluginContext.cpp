@@ -7,6 +7,9 @@
 namespace enhance::plugin {
 namespace {
 
+// 8 MiB of files: sixteen 512x512 16-bit slices.
+constexpr size_t kHeapTrimBytes = size_t{8} << 20;
+
 InferenceOptions ToInferenceOptions(const PluginConfiguration& config) {
   InferenceOptions options;
   options.device = config.device;
@@ -21,7 +24,8 @@ InferenceOptions ToInferenceOptions(const PluginConfiguration& config) {
 
 PluginContext::PluginContext(OrthancPluginContext* context, PluginConfiguration configuration,
                              ForwardingContext forwardingContext)
-    : api(context),
+    : heap(kHeapTrimBytes),
+      api(context, &heap),
       config(std::move(configuration)),
       forwarding(std::move(forwardingContext)),
       inference(ToInferenceOptions(config)),

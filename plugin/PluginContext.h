@@ -49,6 +49,8 @@ struct PluginContext {
   // Pushes the counters to Orthanc's metrics.
   void PublishMetrics() const;
 
+  // Trims the C library's heaps as files pass through `api` (declared first: `api` uses it).
+  HeapTrimmer heap;
   OrthancApi api;
   const PluginConfiguration config;
   const ForwardingContext forwarding;  // our AET, DICOM timeout, Orthanc peers
