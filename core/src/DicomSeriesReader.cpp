@@ -206,6 +206,8 @@ struct SeriesReader::State {
   const FrameDecoder* decoder = nullptr;
   std::vector<ParsedSlice> slices;  // headers, in the order added
   std::vector<float> voxels;        // slice k of `slices` at k * rows * columns
+  float lowest = 0.0f;              // the range of the values decoded so far
+  float highest = 0.0f;
 };
 
 SeriesReader::SeriesReader(std::string seriesDescription, size_t expectedInstances,
@@ -247,9 +249,27 @@ void SeriesReader::Add(EncodedInstance instance) {
                " of instance " + first.id + "; a series must have one image size");
     }
   }
+  if (!slice.values.empty()) {
+    const auto [lo, hi] = std::minmax_element(slice.values.begin(), slice.values.end());
+    st.lowest = st.slices.empty() ? *lo : std::min(st.lowest, *lo);
+    st.highest = st.slices.empty() ? *hi : std::max(st.highest, *hi);
+  }
   st.voxels.insert(st.voxels.end(), slice.values.begin(), slice.values.end());
   std::vector<float>().swap(slice.values);
   st.slices.push_back(std::move(slice));
+}
+
+SeriesReader::Added SeriesReader::LastAdded() {
+  State& st = *state_;
+  if (st.slices.empty()) throw Error(ErrorKind::kInternal, st.description + ": nothing added yet");
+  const ParsedSlice& last = st.slices.back();
+  const size_t perSlice = static_cast<size_t>(last.rows * last.columns);
+  Added added;
+  added.sopInstanceUid = GetString(*last.file->getDataset(), DCM_SOPInstanceUID);
+  added.values = st.voxels.data() + (st.slices.size() - 1) * perSlice;
+  added.rows = last.rows;
+  added.columns = last.columns;
+  return added;
 }
 
 DecodedSeries SeriesReader::Finish() {
@@ -265,6 +285,8 @@ DecodedSeries SeriesReader::Finish() {
 
   DecodedSeries result;
   result.description = seriesDescription;
+  result.lowest = st.lowest;
+  result.highest = st.highest;
 
   // All slices must share size, orientation and modality. Pixel formats may differ: every
   // slice is decoded to physical values, but a mix often means a mixed-up series.

@@ -29,6 +29,7 @@ class EngineModel : public Model {
     RunSliceEngineInPlace(input, spec_, function_, options_, context, resume);
     return std::move(input);
   }
+  bool TakesPrecomputedSlices() const override { return SlicesAreIndependent(spec_); }
 
  private:
   ModelSpec spec_;

@@ -8,6 +8,7 @@
 #include <exception>
 #include <mutex>
 #include <thread>
+#include <unordered_set>
 
 #include "enhance/DicomSeriesReader.h"
 #include "enhance/Error.h"
@@ -165,7 +166,8 @@ class OverlappedWriter {
 }  // namespace
 
 DecodedSeries FetchSeries(InstanceSource& source, const RunContext& context, double progressShare,
-                          StageTimings* timings) {
+                          StageTimings* timings,
+                          const std::function<void(SeriesReader::Added&)>& decoded) {
   Stopwatch clock;
   const std::string description = source.Describe();
   const std::vector<std::string> ids = source.ListInstances();
@@ -180,16 +182,20 @@ DecodedSeries FetchSeries(InstanceSource& source, const RunContext& context, dou
     std::string bytes = source.FetchInstance(ids[i]);
     fetchSeconds += clock.Lap();
     reader.Add({ids[i], std::move(bytes)});
+    if (decoded) {
+      SeriesReader::Added added = reader.LastAdded();
+      decoded(added);
+    }
     decodeSeconds += clock.Lap();
     context.Report(progressShare * static_cast<double>(i + 1) / static_cast<double>(ids.size()));
   }
-  DecodedSeries decoded = reader.Finish();
+  DecodedSeries series = reader.Finish();
   decodeSeconds += clock.Lap();
   if (timings) {
     timings->fetchSeconds = fetchSeconds;
     timings->decodeSeconds = decodeSeconds;
   }
-  return decoded;
+  return series;
 }
 
 EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
@@ -198,12 +204,26 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
                              const std::function<void()>& discard) {
   const std::string description = source.Describe();
   EnhancedSeries result;
-  DecodedSeries decoded = FetchSeries(source, context, kFetchShare, &result.timings);
+  const ModelInfo& info = model.Info();
+  // For a model that writes each output slice over its input slice, the slices computed
+  // ahead are taken as their source slices are decoded: the cache gives up each one as
+  // the volume grows, instead of holding the series while the volume is read again.
+  std::unordered_set<std::string> takenEarly;  // SOP Instance UIDs
+  std::function<void(SeriesReader::Added&)> takeEarly;
+  if (early && model.TakesPrecomputedSlices() && info.inPlaneScale == 1) {
+    takeEarly = [&](SeriesReader::Added& slice) {
+      const std::vector<float> values = early->Take(
+          SliceCache::Key(info.uid, slice.sopInstanceUid, slice.values, slice.rows, slice.columns));
+      if (values.size() != static_cast<size_t>(slice.rows * slice.columns)) return;
+      std::copy(values.begin(), values.end(), slice.values);
+      takenEarly.insert(slice.sopInstanceUid);
+    };
+  }
+  DecodedSeries decoded = FetchSeries(source, context, kFetchShare, &result.timings, takeEarly);
   result.warnings = decoded.warnings;
   Stopwatch clock;
   result.sourceModality = decoded.modality;
   result.sourceSlices = decoded.volume.slices;
-  const ModelInfo& info = model.Info();
   if (std::find(info.modalities.begin(), info.modalities.end(), decoded.modality) ==
       info.modalities.end()) {
     std::string accepted;
@@ -262,10 +282,10 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
       !pixels.voxels.empty()) {
     header = Header(pixels);
     if (!info.outputUnits.empty()) header.units = info.outputUnits;
-    const auto [lo, hi] = std::minmax_element(pixels.voxels.begin(), pixels.voxels.end());
-    const float margin = 0.25f * (*hi - *lo) + 1.0f;
-    streamed = std::make_unique<DerivedSeriesWriter>(decoded, header, derivation, *lo - margin,
-                                                     *hi + margin);
+    // The source's range as decoded: slices taken early already hold output.
+    const float margin = 0.25f * (decoded.highest - decoded.lowest) + 1.0f;
+    streamed = std::make_unique<DerivedSeriesWriter>(
+        decoded, header, derivation, decoded.lowest - margin, decoded.highest + margin);
     overlapped =
         std::make_unique<OverlappedWriter>(*streamed, pixels.voxels.data(), perSlice, handOver);
   }
@@ -284,9 +304,12 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
   if (early) {
     // Consulted before any slice is computed, while `pixels` still holds the input.
     inferenceContext.precomputed = [&](int64_t slice) {
-      std::vector<float> values = early->Take(
-          SliceCache::Key(info.uid, decoded.instances.at(static_cast<size_t>(slice)).sopInstanceUid,
-                          pixels, slice));
+      const std::string& uid = decoded.instances.at(static_cast<size_t>(slice)).sopInstanceUid;
+      if (takenEarly.count(uid) != 0) {  // already written over its input
+        ++result.timings.precomputedSlices;
+        return std::vector<float>(pixels.Slice(slice), pixels.Slice(slice + 1));
+      }
+      std::vector<float> values = early->Take(SliceCache::Key(info.uid, uid, pixels, slice));
       if (!values.empty()) ++result.timings.precomputedSlices;
       return values;
     };
@@ -350,7 +373,7 @@ bool PrecomputeInstance(EncodedInstance instance, const std::string& description
                         const FrameDecoder* decoder, const Model& model, SliceCache& cache,
                         const RunContext& context) {
   const ModelInfo& info = model.Info();
-  if (!SlicesAreIndependent(info)) return false;
+  if (!model.TakesPrecomputedSlices()) return false;  // its job would compute it again
   std::vector<EncodedInstance> one;
   one.push_back(std::move(instance));
   const DecodedSeries decoded = ReadSeries(std::move(one), description, decoder);

@@ -31,9 +31,14 @@ std::string SliceCache::Key(const std::string& modelUid, const std::string& sopI
   if (slice < 0 || slice >= input.slices) {
     throw Error(ErrorKind::kInternal, "slice " + std::to_string(slice) + " is outside the volume");
   }
-  const size_t count = static_cast<size_t>(input.VoxelsPerSlice());
-  return modelUid + "|" + sopInstanceUid + "|" + std::to_string(input.rows) + "x" +
-         std::to_string(input.columns) + "|" + std::to_string(Digest(input.Slice(slice), count));
+  return Key(modelUid, sopInstanceUid, input.Slice(slice), input.rows, input.columns);
+}
+
+std::string SliceCache::Key(const std::string& modelUid, const std::string& sopInstanceUid,
+                            const float* values, int64_t rows, int64_t columns) {
+  const auto count = static_cast<size_t>(rows * columns);
+  return modelUid + "|" + sopInstanceUid + "|" + std::to_string(rows) + "x" +
+         std::to_string(columns) + "|" + std::to_string(Digest(values, count));
 }
 
 void SliceCache::Put(const std::string& key, std::vector<float> slice) {

@@ -422,6 +422,8 @@ Volume TorchModel::Run(const Volume& input, const RunContext& context) const {
       });
 }
 
+bool TorchModel::TakesPrecomputedSlices() const { return SlicesAreIndependent(impl_->spec); }
+
 Volume TorchModel::RunReusing(Volume& input, const RunContext& context) const {
   if (!CanRunInPlace(impl_->spec)) return Run(input, context);
   // A run that fails part-way resumes where it stopped: finished slices hold output.

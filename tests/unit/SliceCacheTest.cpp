@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 
 #include "ModelFixtures.h"
+#include "TestData.h"
+#include "enhance/BilateralDenoiser.h"
 #include "enhance/Error.h"
+#include "enhance/SeriesEnhancer.h"
 #include "enhance/TorchModel.h"
 
 namespace enhance {
@@ -18,6 +21,21 @@ Volume Ramp(int64_t slices, int64_t rows, int64_t columns, float start = 0) {
   for (int64_t s = 0; s < slices; ++s) v.geometry.slicePositions.push_back({0, 0, 1.0 * s});
   return v;
 }
+
+// Notes how many results the cache holds each time an instance is fetched.
+class WatchedSource : public testing::MemoryInstanceSource {
+ public:
+  WatchedSource(std::vector<EncodedInstance> files, const SliceCache& cache)
+      : MemoryInstanceSource(std::move(files)), cache_(cache) {}
+  std::string FetchInstance(const std::string& id) override {
+    held.push_back(cache_.Count());
+    return MemoryInstanceSource::FetchInstance(id);
+  }
+  std::vector<size_t> held;
+
+ private:
+  const SliceCache& cache_;
+};
 
 }  // namespace
 
@@ -86,6 +104,51 @@ TEST(SliceCache, TheEngineTakesKnownSlicesAndComputesOnlyTheRest) {
   asked.clear();
   contextual->Run(input, context);
   EXPECT_TRUE(asked.empty());
+}
+
+// A job takes each slice computed early as soon as its source slice is decoded, so the
+// cache empties as the volume fills, and the derived series is the one computed without.
+TEST(SliceCache, AJobTakesEachEarlySliceAsItsSourceSliceIsDecoded) {
+  testing::TemporaryFolder dir;
+  Json::Value manifest = testing::DenoiseManifest("mean");
+  manifest["tile"]["size"] = 0;
+  InferenceOptions cpu;
+  cpu.device = "cpu";
+  const auto model =
+      TorchModel::Load(testing::WriteFixtureModel(dir.path(), "mean3x3", manifest), cpu);
+  ASSERT_TRUE(model->TakesPrecomputedSlices());
+  const std::vector<EncodedInstance> files = testing::PhantomSeries(24, 20, 6, 30.0);
+  OutputOptions output;
+  output.seriesInstanceUid = "1.2.826.0.1.3680043.10.1234.6";
+
+  testing::MemoryInstanceSource plainSource(files);
+  const EnhancedSeries plain = EnhanceSeries(plainSource, *model, output, {});
+
+  SliceCache cache(size_t{64} << 20);
+  for (const auto& file : files) {
+    EXPECT_TRUE(PrecomputeInstance(file, "test series", nullptr, *model, cache, {}));
+  }
+  // The bilateral filter would compute every slice again: nothing is computed ahead.
+  EXPECT_FALSE(
+      PrecomputeInstance(files[0], "test series", nullptr, BilateralDenoiser(), cache, {}));
+  ASSERT_EQ(cache.Count(), 6u);
+
+  WatchedSource source(files, cache);
+  std::vector<std::string> streamed;
+  const EnhancedSeries early = EnhanceSeries(
+      source, *model, output, {}, &cache,
+      [&](size_t, size_t, std::string file) { streamed.push_back(std::move(file)); },
+      [&] { streamed.clear(); });
+  EXPECT_EQ(source.held, (std::vector<size_t>{6, 5, 4, 3, 2, 1}));
+  EXPECT_EQ(cache.Count(), 0u);
+  EXPECT_EQ(early.timings.precomputedSlices, 6);
+  ASSERT_EQ(streamed.size(), plain.files.size());
+  for (size_t k = 0; k < streamed.size(); ++k) {
+    const DecodedSeries a = ReadSeries({{"plain", plain.files[k]}}, "plain");
+    const DecodedSeries b = ReadSeries({{"early", streamed[k]}}, "early");
+    EXPECT_EQ(a.instances[0].sopInstanceUid, b.instances[0].sopInstanceUid);
+    EXPECT_EQ(a.volume.voxels, b.volume.voxels) << "slice " << k;
+  }
 }
 
 }  // namespace enhance

@@ -42,6 +42,10 @@ struct DecodedSeries {
   Volume volume;                          // slices ordered along geometry.sliceDirection
   std::vector<SourceInstance> instances;  // instances[k] is slice k of the volume
   std::vector<std::string> warnings;      // each names the series and what is irregular
+  // The range of the values as decoded, before a caller wrote over any slice
+  // (SeriesReader::Added).
+  float lowest = 0.0f;
+  float highest = 0.0f;
 };
 
 // Decodes a series one instance at a time, so that only one encoded file is held at
@@ -65,6 +69,18 @@ class SeriesReader {
   // decoded or does not fit the instances added before (image size).
   void Add(EncodedInstance instance);
   size_t Count() const;
+
+  // The instance added last: its SOP Instance UID, and its decoded values (rows x
+  // columns), which are slice k of the volume Finish() returns. The caller may write over
+  // the values until the next Add or Finish (e.g. with an output slice it already has).
+  struct Added {
+    std::string sopInstanceUid;
+    float* values = nullptr;
+    int64_t rows = 0;
+    int64_t columns = 0;
+  };
+  Added LastAdded();
+
   // The ordered series; the reader is empty afterwards.
   DecodedSeries Finish();
 

@@ -33,7 +33,7 @@ struct RunContext {
   // Output slices already computed (e.g. while the series arrived): called once per
   // output slice before inference; returns that slice's values in output units
   // (rows x columns of the output) or an empty vector. Only consulted by models whose
-  // slices are independent (SlicesAreIndependent). May be empty.
+  // TakesPrecomputedSlices() is true. May be empty.
   std::function<std::vector<float>(int64_t slice)> precomputed;
   // Called from the computing thread, by a model writing its output over its input
   // (Model::RunReusing), when output slice k is final: from then on slice k of the volume
@@ -63,6 +63,9 @@ class Model {
   virtual Volume RunReusing(Volume& input, const RunContext& context) const {
     return Run(input, context);
   }
+  // Whether Run and RunReusing use the slices RunContext::precomputed gives instead of
+  // computing them (and never read the input of such a slice). The default: no.
+  virtual bool TakesPrecomputedSlices() const { return false; }
 };
 
 }  // namespace enhance

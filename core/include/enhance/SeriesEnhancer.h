@@ -53,13 +53,18 @@ struct OutputOptions {
 
 // Fetches every instance of the source and decodes the series (see ReadSeries).
 // Progress goes from 0 to `progressShare`; cancellation is honoured between instances.
-// When `timings` is given, its fetch and decode durations are filled in.
+// When `timings` is given, its fetch and decode durations are filled in. `decoded`, when
+// given, is called with each instance as soon as its pixels are decoded (and may write
+// over them, see SeriesReader::LastAdded).
 DecodedSeries FetchSeries(InstanceSource& source, const RunContext& context,
-                          double progressShare = 1.0, StageTimings* timings = nullptr);
+                          double progressShare = 1.0, StageTimings* timings = nullptr,
+                          const std::function<void(SeriesReader::Added&)>& decoded = {});
 
 // Progress is reported in [0, 1] over the whole path; cancellation is honoured
 // between instances and between batches of slices. With `early`, output slices computed
-// ahead (PrecomputeInstance) are taken from it instead of being computed again.
+// ahead (PrecomputeInstance) are taken from it instead of being computed again; for a
+// model writing over its input, each is taken as soon as its source slice is decoded and
+// written over it, so that the cache and the volume do not both hold the series.
 // With a `sink`, each derived file goes to it as soon as it is encoded and `files` stays
 // empty: the caller stores them one by one, and undoes what it stored if this throws.
 // With `discard` as well, and a model whose output is on the source's grid, files are

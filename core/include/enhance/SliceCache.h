@@ -37,6 +37,9 @@ class SliceCache {
   // The key of slice `slice` of `input` (decoded, in physical units) for a model.
   static std::string Key(const std::string& modelUid, const std::string& sopInstanceUid,
                          const Volume& input, int64_t slice);
+  // The same key from the slice's values themselves (rows x columns).
+  static std::string Key(const std::string& modelUid, const std::string& sopInstanceUid,
+                         const float* values, int64_t rows, int64_t columns);
 
   // Stores one output slice; drops the oldest results beyond the capacity. A result
   // larger than the capacity is not kept.

@@ -53,6 +53,7 @@ class TorchModel final : public Model {
   std::string Parameters() const override;
   Volume Run(const Volume& input, const RunContext& context) const override;
   Volume RunReusing(Volume& input, const RunContext& context) const override;
+  bool TakesPrecomputedSlices() const override;
 
   // "cpu" or "cuda:N", where the model runs.
   std::string Device() const;
