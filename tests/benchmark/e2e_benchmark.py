@@ -4,9 +4,10 @@
 
 Single series: series of 512x512 CT phantom slices are C-STOREd with storescu; for each,
 the time from the last instance stored to the derived series stored (and to forwarded,
-with --forward, to a second Orthanc acting as the PACS), the job's stage timings, the
-ratio of end-to-end to inference time, and Orthanc's resident memory: idle with the
-models loaded, and peak (VmHWM).
+with --forward, to a second Orthanc acting as the PACS), split at the moment Orthanc
+declared the series stable (the job's creation time), the job's stage timings, the
+ratios of end-to-end and of stable-to-stored time to inference time, and Orthanc's
+resident memory: idle with the models loaded, and peak (VmHWM).
 
 Concurrency: N series are sent at once by N storescu processes; total throughput,
 per-series latency (last instance of the series stored -> its derived series stored)
@@ -20,6 +21,7 @@ Prints Markdown tables (medians, min-max).
         [--storage-cache-mb N]
 """
 import argparse
+import datetime
 import os
 import shutil
 import statistics
@@ -40,6 +42,14 @@ def rss_mib(pid, key):
             if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
+
+
+def job_created(job):
+    """When Orthanc created the job, in seconds since the epoch: Orthanc reports it in UTC
+    with microseconds. The plugin submits the job within milliseconds of Orthanc's
+    StableSeries event, so this is when the series became stable."""
+    created = datetime.datetime.strptime(job["CreationTime"], "%Y%m%dT%H%M%S.%f")
+    return created.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 def summary(values, digits=2):
@@ -115,15 +125,15 @@ def run_single(args, tmp, slices, repeat, config, pacs_factory):
                 for job in series_jobs(o):
                     content = job.get("Content", {})
                     if content.get("DerivedSeries") and "derived" not in marks:
-                        marks["derived"] = time.monotonic()
+                        marks["derived"] = time.time()
                     if job["State"] in ("Success", "Failure"):
                         return job
                 return None
             with MemorySampler(o) as sampler:
                 o.store_files(files)
-                stored = time.monotonic()
+                stored = time.time()
                 job = wait_for(finished, timeout=3600, interval=0.05, what="the job")
-            done = time.monotonic()
+            done = time.time()
             if job["State"] != "Success":
                 raise RuntimeError(job["Content"].get("ErrorMessage"))
             marks.setdefault("derived", done)
@@ -131,8 +141,11 @@ def run_single(args, tmp, slices, repeat, config, pacs_factory):
                 count = len(pacs.get("/instances"))
                 if count != slices:
                     raise RuntimeError(f"the PACS received {count} of {slices} instances")
+            stable = job_created(job)
             return {
                 "derived": marks["derived"] - stored,
+                "stable": stable - stored,
+                "after_stable": marks["derived"] - stable,
                 "forwarded": done - stored if pacs else None,
                 "timings": job["Content"]["Timings"],
                 "early": job["Content"].get("PrecomputedSlices", 0),
@@ -246,13 +259,17 @@ def main():
             print(f"Single series, {args.repeats} runs per size:\n")
             print("Inference-only time: the job's inference stage with EarlyStartMB 0 (every "
                   "slice computed after the series is stable).\n")
+            print("Stable: when Orthanc declared the series stable (StableAge after the last "
+                  "instance, counted by Orthanc in whole seconds) and the job was created.\n")
             print("| slices | EarlyStartMB | last stored -> derived stored (s) | "
+                  "last stored -> stable (s) | stable -> derived stored (s) | "
                   "inference in the job (s) | slices computed early | "
-                  "end-to-end / inference-only | slices/s | fetch + decode (s) | encode (s) | "
+                  "end-to-end / inference-only | stable -> derived / inference-only | "
+                  "slices/s | fetch + decode (s) | encode (s) | "
                   "store (s) | after inference (s) | " +
                   ("forwarded (s) | " if args.forward else "") +
                   "decoded series (MiB) | Orthanc idle RSS (MiB) | Orthanc peak RSS (MiB) |")
-            print("| --- " * (14 + (1 if args.forward else 0)) + "|")
+            print("| --- " * (17 + (1 if args.forward else 0)) + "|")
         for slices in sizes:
             reference = None
             for early_mb in modes:
@@ -265,13 +282,18 @@ def main():
                 if reference is None or early_mb == 0:
                     reference = statistics.median(inference)
                 ratios = [d / reference for d in derived]
+                stable = [r["stable"] for r in runs]
+                after_stable = [r["after_stable"] for r in runs]
+                pipeline = [a / reference for a in after_stable]
                 fetch = [r["timings"]["Fetch"] + r["timings"]["Decode"] for r in runs]
                 encode = [r["timings"]["Encode"] for r in runs]
                 store = [r["timings"]["Store"] for r in runs]
                 after = [r["timings"].get("AfterInference", 0) for r in runs]
                 early = [r["early"] for r in runs]
-                row = (f"| {slices} | {early_mb} | {summary(derived)} | {summary(inference)} | "
+                row = (f"| {slices} | {early_mb} | {summary(derived)} | {summary(stable)} | "
+                       f"{summary(after_stable)} | {summary(inference)} | "
                        f"{statistics.median(early):.0f} | {summary(ratios)} | "
+                       f"{summary(pipeline)} | "
                        f"{slices / statistics.median(derived):.2f} | {summary(fetch)} | "
                        f"{summary(encode)} | {summary(store)} | {summary(after)} | ")
                 if args.forward:
