@@ -9,8 +9,9 @@
 // the series are freed and new ones are allocated by the job's thread. glibc returns a
 // freed block to the heap of the thread that allocated it and gives a heap's memory back
 // to the system only from its top, so the evicted entries stay resident in heaps that
-// nothing refills. Measured on a 256-slice 512x512 CT series (docs/performance.md): 130-
-// 230 MiB free but resident by the end of inference, a third of Orthanc's peak above idle.
+// nothing refills. Measured on a 256-slice 512x512 CT series (docs/performance.md): 205-
+// 231 MiB free but resident by the end of inference, over a third of Orthanc's peak
+// above idle.
 // malloc_trim() hands such free pages back; it takes about 1 ms, so it runs once per
 // `everyBytes` of files (a few dozen 512x512 slices), not per file.
 //
