@@ -75,7 +75,8 @@ TEST(HeapTrimmer, GivesFreedHeapMemoryBackToTheSystem) {
       std::memset(blocks.back(), 1, kBlock);
       pins.push_back(std::malloc(64));  // still in use: the heap cannot shrink from its top
     }
-  }).join();
+  })
+      .join();
   for (void* block : blocks) std::free(block);
   const size_t before = ResidentBytes();
   HeapTrimmer trimmer(0);
