@@ -69,14 +69,15 @@ TEST(HeapTrimmer, GivesFreedHeapMemoryBackToTheSystem) {
   constexpr size_t kBlocks = 512;       // 32 MiB
   std::vector<void*> blocks;
   std::vector<void*> pins;
-  std::thread([&] {  // a thread of its own: its own heap, as Orthanc's DICOM threads have
+  // A thread of its own, with a heap of its own, as Orthanc's DICOM threads have.
+  std::thread filler([&] {
     for (size_t i = 0; i < kBlocks; ++i) {
       blocks.push_back(std::malloc(kBlock));
       std::memset(blocks.back(), 1, kBlock);
       pins.push_back(std::malloc(64));  // still in use: the heap cannot shrink from its top
     }
-  })
-      .join();
+  });
+  filler.join();
   for (void* block : blocks) std::free(block);
   const size_t before = ResidentBytes();
   HeapTrimmer trimmer(0);
