@@ -22,6 +22,18 @@ Volume Ramp(int64_t slices, int64_t rows, int64_t columns, float start = 0) {
   return v;
 }
 
+// The 3x3 mean fixture as an untiled CT denoiser on the CPU, written under `dir`; with
+// `sliceContext`, it is given that many neighbouring slices on each side.
+std::shared_ptr<const TorchModel> LoadMean3x3(const testing::TemporaryFolder& dir,
+                                              int sliceContext = 0) {
+  Json::Value manifest = testing::DenoiseManifest(sliceContext > 0 ? "context" : "mean");
+  manifest["tile"]["size"] = 0;
+  if (sliceContext > 0) manifest["slice_context"] = sliceContext;
+  InferenceOptions cpu;
+  cpu.device = "cpu";
+  return TorchModel::Load(testing::WriteFixtureModel(dir.path(), "mean3x3", manifest), cpu);
+}
+
 // Notes how many results the cache holds each time an instance is fetched.
 class WatchedSource : public testing::MemoryInstanceSource {
  public:
@@ -70,12 +82,7 @@ TEST(SliceCache, TakeRemovesAndTheOldestGoFirstBeyondTheCapacity) {
 
 TEST(SliceCache, TheEngineTakesKnownSlicesAndComputesOnlyTheRest) {
   testing::TemporaryFolder dir;
-  Json::Value manifest = testing::DenoiseManifest("mean");
-  manifest["tile"]["size"] = 0;
-  InferenceOptions cpu;
-  cpu.device = "cpu";
-  const auto model =
-      TorchModel::Load(testing::WriteFixtureModel(dir.path(), "mean3x3", manifest), cpu);
+  const auto model = LoadMean3x3(dir);
   const Volume input = Ramp(4, 9, 7, -500);
   const Volume reference = model->Run(input, {});
 
@@ -96,11 +103,7 @@ TEST(SliceCache, TheEngineTakesKnownSlicesAndComputesOnlyTheRest) {
   }
 
   // With neighbouring slices as context, a slice is never computed on its own.
-  Json::Value context1 = testing::DenoiseManifest("context");
-  context1["tile"]["size"] = 0;
-  context1["slice_context"] = 1;
-  const auto contextual =
-      TorchModel::Load(testing::WriteFixtureModel(dir.path(), "mean3x3", context1), cpu);
+  const auto contextual = LoadMean3x3(dir, 1);
   asked.clear();
   contextual->Run(input, context);
   EXPECT_TRUE(asked.empty());
@@ -110,12 +113,7 @@ TEST(SliceCache, TheEngineTakesKnownSlicesAndComputesOnlyTheRest) {
 // cache empties as the volume fills, and the derived series is the one computed without.
 TEST(SliceCache, AJobTakesEachEarlySliceAsItsSourceSliceIsDecoded) {
   testing::TemporaryFolder dir;
-  Json::Value manifest = testing::DenoiseManifest("mean");
-  manifest["tile"]["size"] = 0;
-  InferenceOptions cpu;
-  cpu.device = "cpu";
-  const auto model =
-      TorchModel::Load(testing::WriteFixtureModel(dir.path(), "mean3x3", manifest), cpu);
+  const auto model = LoadMean3x3(dir);
   ASSERT_TRUE(model->TakesPrecomputedSlices());
   const std::vector<EncodedInstance> files = testing::PhantomSeries(24, 20, 6, 30.0);
   OutputOptions output;
