@@ -267,8 +267,6 @@ int TrainCtSuperRes(const std::string& out, int64_t steps) {
                    net);
   manifest["scale"]["in_plane"] = 2;
   manifest["tile"]["size"] = 256;
-  // 1.1.0: 8 layers of 16 features instead of 7 of 20.
-  manifest["version"] = "1.1.0";
   manifest["input_normalization"]["method"] = "window";
   manifest["input_normalization"]["low"] = kCtWindow.low;
   manifest["input_normalization"]["high"] = kCtWindow.high;
@@ -317,8 +315,6 @@ int TrainCtThroughPlane(const std::string& out, int64_t steps) {
                    net);
   manifest["scale"]["through_plane"] = 2;
   manifest["slice_context"] = Json::Int64(kThroughPlaneContext);
-  // 1.1.0: 8 layers of 16 features instead of 7 of 20.
-  manifest["version"] = "1.1.0";
   manifest["input_normalization"]["method"] = "window";
   manifest["input_normalization"]["low"] = kCtWindow.low;
   manifest["input_normalization"]["high"] = kCtWindow.high;
