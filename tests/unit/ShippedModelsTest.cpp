@@ -6,12 +6,17 @@
 // trained on; the synthetic-CT model maps a T1-like head to plausible HU.
 #include <gtest/gtest.h>
 
+#include <json/reader.h>
+#include <json/writer.h>
+
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "ModelFixtures.h"
 #include "enhance/ClassicalModels.h"
 #include "enhance/Phantom.h"
 #include "enhance/TorchModel.h"
@@ -37,12 +42,13 @@ std::vector<std::filesystem::path> ShippedFolders() {
   return folders;
 }
 
-Volume SmallPhantom(double noiseSigmaHu) {
+// Two slices of `size` x `size` pixels over a 384 mm field of view.
+Volume SmallPhantom(double noiseSigmaHu, int64_t size = 96) {
   PhantomOptions o;
-  o.rows = 96;
-  o.columns = 96;
+  o.rows = size;
+  o.columns = size;
   o.slices = 2;
-  o.pixelSpacing = 4.0;
+  o.pixelSpacing = 384.0 / static_cast<double>(size);
   o.noiseSigmaHu = noiseSigmaHu;
   o.seed = 3;
   return MakeCtPhantom(o);
@@ -140,8 +146,8 @@ double Rmse(const Volume& reference, const Volume& test) {
 
 // A small input of the model's modality: the CT phantom, or for MR a magnitude-image
 // stand-in (non-negative, arbitrary units).
-Volume SmallInputFor(const ModelInfo& info) {
-  Volume input = SmallPhantom(0.0);
+Volume SmallInputFor(const ModelInfo& info, int64_t size = 96) {
+  Volume input = SmallPhantom(0.0, size);
   if (info.modalities.front() != "CT") {
     for (float& x : input.voxels) x = std::max(0.0f, x + 1000.0f);
     input.units = "";
@@ -188,6 +194,47 @@ TEST(ShippedModels, FusedConvolutionsGiveTheSameResults) {
     const Volume input = SmallInputFor(model->Info());
     const Volume expected = reference->Run(input, {});
     const Volume actual = model->Run(input, {});
+    ASSERT_EQ(actual.voxels.size(), expected.voxels.size());
+    float worst = 0;
+    for (size_t i = 0; i < actual.voxels.size(); ++i) {
+      worst = std::max(worst, std::abs(actual.voxels[i] - expected.voxels[i]));
+    }
+    EXPECT_LT(worst, 0.05f);  // HU or the MR input's units, out of a range of thousands
+  }
+}
+
+// Every shipped model gives the same result cut into tiles as in one piece: its receptive
+// field fits in a quarter of its tiles' overlap, where the blending weights are zero
+// (docs/models.md). So a manifest's tile size is a matter of speed and memory only.
+TEST(ShippedModels, TilesGiveTheSameResultAsWholeSlices) {
+  for (const auto& folder : ShippedFolders()) {
+    SCOPED_TRACE(folder.string());
+    Json::Value manifest;
+    {
+      std::ifstream in(folder / "manifest.json");
+      Json::CharReaderBuilder builder;
+      std::string errors;
+      ASSERT_TRUE(Json::parseFromStream(builder, in, &manifest, &errors)) << errors;
+    }
+    const int64_t overlap = manifest["tile"]["overlap"].asInt64();
+    // Tiles of twice the overlap and 16 pixels, two across the image.
+    const int64_t tile = 2 * overlap + 16;
+    const auto load = [&](const testing::TemporaryFolder& copy, int64_t tileSize) {
+      manifest["tile"]["size"] = Json::Int64(tileSize);
+      std::filesystem::copy_file(folder / manifest["archive"].asString(),
+                                 copy.path() / manifest["archive"].asString());
+      std::ofstream(copy.path() / "manifest.json") << manifest;
+      InferenceOptions options = Cpu();
+      options.cpuLayout = "channels-last";
+      return TorchModel::Load(copy.path(), options);
+    };
+    testing::TemporaryFolder wholeFolder, tiledFolder;
+    const auto whole = load(wholeFolder, 0);
+    const auto tiled = load(tiledFolder, tile);
+    EXPECT_NE(tiled->Parameters().find("tiles " + std::to_string(tile) + " px"), std::string::npos);
+    const Volume input = SmallInputFor(whole->Info(), 2 * tile - overlap);
+    const Volume expected = whole->Run(input, {});
+    const Volume actual = tiled->Run(input, {});
     ASSERT_EQ(actual.voxels.size(), expected.voxels.size());
     float worst = 0;
     for (size_t i = 0; i < actual.voxels.size(); ++i) {
