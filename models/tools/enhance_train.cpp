@@ -233,7 +233,8 @@ int TrainMrSuperRes(const std::string& out, int64_t steps) {
                    "averaged 2x2). Demonstration model, not for diagnosis.",
                    net);
   manifest["scale"]["in_plane"] = 2;
-  manifest["tile"]["size"] = 256;
+  // 1.0.1: whole 512x512 slices instead of tiles of 256 (the same output, 2.25x less work).
+  manifest["version"] = "1.0.1";
   manifest["input_normalization"]["method"] = "percentile";
   manifest["input_normalization"]["low"] = 0;
   manifest["input_normalization"]["high"] = 99.5;
@@ -266,7 +267,8 @@ int TrainCtSuperRes(const std::string& out, int64_t steps) {
                    "averaged 2x2). Demonstration model, not for diagnosis.",
                    net);
   manifest["scale"]["in_plane"] = 2;
-  manifest["tile"]["size"] = 256;
+  // 1.0.1: whole 512x512 slices instead of tiles of 256 (the same output, 2.25x less work).
+  manifest["version"] = "1.0.1";
   manifest["input_normalization"]["method"] = "window";
   manifest["input_normalization"]["low"] = kCtWindow.low;
   manifest["input_normalization"]["high"] = kCtWindow.high;
