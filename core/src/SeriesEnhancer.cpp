@@ -302,7 +302,8 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
     inferenceContext.outputReady = [&](int64_t slice) { overlapped->Ready(slice); };
   }
   if (early) {
-    // Consulted before any slice is computed, while `pixels` still holds the input.
+    // Consulted before any slice is computed: `pixels` holds the input, except for the
+    // slices taken while decoding, which hold their output already.
     inferenceContext.precomputed = [&](int64_t slice) {
       const std::string& uid = decoded.instances.at(static_cast<size_t>(slice)).sopInstanceUid;
       if (takenEarly.count(uid) != 0) {  // already written over its input
