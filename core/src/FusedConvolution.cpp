@@ -263,13 +263,13 @@ struct Prepared {
 };
 
 using PreparedKey = std::tuple<const void*, const void*, int64_t, int64_t, int64_t, int64_t,
-                               int64_t, int64_t, bool>;
+                               int64_t, int64_t, int64_t, int64_t, bool>;
 
 class PreparedCache {
  public:
   std::shared_ptr<const Prepared> Get(const at::Tensor& input, const at::Tensor& weight,
                                       const at::Tensor& bias, int64_t padH, int64_t padW,
-                                      bool relu) {
+                                      int64_t dilationH, int64_t dilationW, bool relu) {
     const PreparedKey key{weight.data_ptr(),
                           bias.defined() ? bias.data_ptr() : nullptr,
                           input.size(0),
@@ -278,13 +278,15 @@ class PreparedCache {
                           input.size(3),
                           padH,
                           padW,
+                          dilationH,
+                          dilationW,
                           relu};
     {
       std::lock_guard<std::mutex> lock(mutex_);
       const auto found = entries_.find(key);
       if (found != entries_.end()) return found->second;
     }
-    auto prepared = Prepare(input, weight, bias, padH, padW, relu);
+    auto prepared = Prepare(input, weight, bias, padH, padW, dilationH, dilationW, relu);
     std::lock_guard<std::mutex> lock(mutex_);
     // Bounded: a long-running node that loads and unloads models never grows it further.
     if (entries_.size() >= 256) entries_.clear();
@@ -294,19 +296,22 @@ class PreparedCache {
  private:
   static std::shared_ptr<const Prepared> Prepare(const at::Tensor& input, const at::Tensor& weight,
                                                  const at::Tensor& bias, int64_t padH, int64_t padW,
-                                                 bool relu) {
+                                                 int64_t dilationH, int64_t dilationW, bool relu) {
     using tag = dnnl::memory::format_tag;
     using dt = dnnl::memory::data_type;
     const int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
     const int64_t o = weight.size(0), kh = weight.size(2), kw = weight.size(3);
-    const int64_t oh = h + 2 * padH - kh + 1, ow = w + 2 * padW - kw + 1;
+    const int64_t oh = h + 2 * padH - (kh - 1) * dilationH;
+    const int64_t ow = w + 2 * padW - (kw - 1) * dilationW;
     auto result = std::make_shared<Prepared>();
     result->weight = weight;
     result->bias = bias;
     result->source = dnnl::memory::desc({n, c, h, w}, dt::f32, tag::nhwc);
     result->destination = dnnl::memory::desc({n, o, oh, ow}, dt::f32, tag::nhwc);
     const dnnl::memory::desc anyWeights({o, c, kh, kw}, dt::f32, tag::any);
-    const dnnl::memory::dims strides{1, 1}, padding{padH, padW};
+    // oneDNN counts dilation from 0 (none), LibTorch from 1.
+    const dnnl::memory::dims strides{1, 1}, padding{padH, padW},
+        dilates{dilationH - 1, dilationW - 1};
     dnnl::primitive_attr attributes;
     attributes.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     if (relu) {
@@ -316,13 +321,14 @@ class PreparedCache {
     }
     const auto descriptor =
         bias.defined()
-            ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                              dnnl::algorithm::convolution_direct, result->source,
-                                              anyWeights, dnnl::memory::desc({o}, dt::f32, tag::x),
-                                              result->destination, strides, padding, padding)
-            : dnnl::convolution_forward::desc(
+            ? dnnl::convolution_forward::desc(
                   dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                  result->source, anyWeights, result->destination, strides, padding, padding);
+                  result->source, anyWeights, dnnl::memory::desc({o}, dt::f32, tag::x),
+                  result->destination, strides, dilates, padding, padding)
+            : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                              dnnl::algorithm::convolution_direct, result->source,
+                                              anyWeights, result->destination, strides, dilates,
+                                              padding, padding);
     const dnnl::convolution_forward::primitive_desc primitiveDesc(descriptor, attributes,
                                                                   CpuEngine());
     result->primitive = dnnl::convolution_forward(primitiveDesc);
@@ -351,8 +357,9 @@ PreparedCache& Cache() {
 }
 
 at::Tensor OneDnnConvolution(const at::Tensor& input, const at::Tensor& weight,
-                             const at::Tensor& bias, int64_t padH, int64_t padW, bool relu) {
-  const auto prepared = Cache().Get(input, weight, bias, padH, padW, relu);
+                             const at::Tensor& bias, int64_t padH, int64_t padW, int64_t dilationH,
+                             int64_t dilationW, bool relu) {
+  const auto prepared = Cache().Get(input, weight, bias, padH, padW, dilationH, dilationW, relu);
   const auto& dims = prepared->destination.dims();
   at::Tensor output = EmptyOutput({dims[0], dims[1], dims[2], dims[3]});
   at::Tensor scratch =
@@ -381,15 +388,15 @@ at::Tensor OneDnnConvolution(const at::Tensor& input, const at::Tensor& weight,
 // What the operator computes, as LibTorch computes it: for inputs the operator was not made for.
 at::Tensor LibTorchConvolution(const at::Tensor& input, const at::Tensor& weight,
                                const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding,
-                               bool relu) {
-  at::Tensor output = at::conv2d(input, weight, bias, 1, padding);
+                               c10::IntArrayRef dilation, bool relu) {
+  at::Tensor output = at::conv2d(input, weight, bias, 1, padding, dilation);
   return relu ? output.relu_() : output;
 }
 
 TORCH_LIBRARY(enhance, library) {
   library.def(
-      "conv2d_fused(Tensor input, Tensor weight, Tensor? bias, int[] padding, bool relu) -> "
-      "Tensor",
+      "conv2d_fused(Tensor input, Tensor weight, Tensor? bias, int[] padding, bool relu, "
+      "int[] dilation) -> Tensor",
       &FusedConv2d);
 }
 
@@ -405,6 +412,12 @@ bool AllOnes(const c10::IValue& value) {
   return true;
 }
 
+bool TwoPositive(const c10::IValue& value) {
+  if (!value.isIntList()) return false;
+  const std::vector<int64_t> values = value.toIntVector();
+  return values.size() == 2 && values[0] >= 1 && values[1] >= 1;
+}
+
 // Replaces `conv` (and a ReLU that is its only use) when its weights and parameters are
 // constants the fused operator handles.
 bool Replace(torch::jit::Graph& graph, torch::jit::Node* conv) {
@@ -417,7 +430,7 @@ bool Replace(torch::jit::Graph& graph, torch::jit::Node* conv) {
   const auto dilation = toIValue(conv->input(5));
   const auto groups = toIValue(conv->input(6));
   if (!weight || !weight->isTensor() || !bias || !(bias->isNone() || bias->isTensor()) || !stride ||
-      !AllOnes(*stride) || !dilation || !AllOnes(*dilation) || !groups || !groups->isInt() ||
+      !AllOnes(*stride) || !dilation || !TwoPositive(*dilation) || !groups || !groups->isInt() ||
       groups->toInt() != 1 || !padding || !padding->isIntList()) {
     return false;
   }
@@ -436,9 +449,10 @@ bool Replace(torch::jit::Graph& graph, torch::jit::Node* conv) {
   }
   torch::jit::WithInsertPoint insertPoint(conv);
   torch::jit::Value* reluFlag = graph.insertConstant(relu != nullptr);
-  torch::jit::Node* fused =
-      graph.create(c10::Symbol::fromQualString("enhance::conv2d_fused"),
-                   {conv->input(0), conv->input(1), conv->input(2), conv->input(4), reluFlag}, 1);
+  torch::jit::Node* fused = graph.create(
+      c10::Symbol::fromQualString("enhance::conv2d_fused"),
+      {conv->input(0), conv->input(1), conv->input(2), conv->input(4), reluFlag, conv->input(5)},
+      1);
   fused->insertBefore(conv);
   fused->output()->setType(c10::TensorType::get());
   torch::jit::Node* last = relu ? relu : conv;
@@ -462,32 +476,37 @@ FusedOutputScope::~FusedOutputScope() {
 }
 
 at::Tensor FusedConv2d(const at::Tensor& input, const at::Tensor& weight,
-                       const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu) {
+                       const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu,
+                       c10::IntArrayRef dilation) {
+  const std::vector<int64_t> dilations =
+      dilation.empty() ? std::vector<int64_t>{1, 1} : dilation.vec();
   const bool handled =
       input.dim() == 4 && weight.dim() == 4 && input.is_cpu() && weight.is_cpu() &&
       input.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat &&
-      input.size(1) == weight.size(1) && padding.size() == 2 &&
-      input.size(2) + 2 * padding[0] >= weight.size(2) &&
-      input.size(3) + 2 * padding[1] >= weight.size(3) &&
+      input.size(1) == weight.size(1) && padding.size() == 2 && dilations.size() == 2 &&
+      dilations[0] >= 1 && dilations[1] >= 1 &&
+      input.size(2) + 2 * padding[0] > (weight.size(2) - 1) * dilations[0] &&
+      input.size(3) + 2 * padding[1] > (weight.size(3) - 1) * dilations[1] &&
       (!bias || !bias->defined() ||
        (bias->is_cpu() && bias->scalar_type() == at::kFloat && bias->numel() == weight.size(0)));
-  if (!handled) return LibTorchConvolution(input, weight, bias, padding, relu);
+  if (!handled) return LibTorchConvolution(input, weight, bias, padding, dilations, relu);
   at::internal::lazy_init_num_threads();
   const at::Tensor nhwc = input.contiguous(at::MemoryFormat::ChannelsLast);
   const at::Tensor w = weight.contiguous();
-  if (weight.size(0) < kNarrowOutputs && weight.size(1) >= 8) {
+  const bool dilated = dilations[0] != 1 || dilations[1] != 1;
+  if (weight.size(0) < kNarrowOutputs && weight.size(1) >= 8 && !dilated) {
     return NarrowConvolution(nhwc, w, bias, padding[0], padding[1], relu);
   }
 #if ENHANCE_WITH_ONEDNN
   try {
     return OneDnnConvolution(nhwc, w, bias && bias->defined() ? bias->contiguous() : at::Tensor(),
-                             padding[0], padding[1], relu);
+                             padding[0], padding[1], dilations[0], dilations[1], relu);
   } catch (const dnnl::error&) {
     // A shape oneDNN has no implementation for: LibTorch computes it.
   }
 #endif
   return LibTorchConvolution(nhwc, w.contiguous(at::MemoryFormat::ChannelsLast), bias, padding,
-                             relu);
+                             dilations, relu);
 }
 
 torch::jit::Module FuseConvolutions(const torch::jit::Module& module, int* replaced) {

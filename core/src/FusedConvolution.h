@@ -3,16 +3,16 @@
 // Fused convolutions for networks that run on the CPU (TorchModel's "fused" layout).
 //
 // FuseConvolutions() freezes a TorchScript module (its weights become constants) and
-// replaces each 2-D convolution with constant weights, stride 1, dilation 1 and one group,
+// replaces each 2-D convolution with constant weights, stride 1 and one group (any dilation),
 // together with a ReLU that is its only use, by the operator enhance::conv2d_fused. That
 // operator reads and writes channels-last (NHWC) tensors and computes:
 //   - with 8 output channels or more: one oneDNN convolution with the ReLU as a post-
 //     operation (when the build has oneDNN; otherwise LibTorch's convolution and an
 //     in-place ReLU), so no layer makes a separate pass over memory for its ReLU;
-//   - with fewer (the last layer of an image-to-image network): a direct loop over the
-//     NHWC input, vectorised over the input channels. oneDNN and LibTorch pad the output
-//     channels to the vector width, so a 16-to-1 convolution would cost as much as a
-//     16-to-16 one.
+//   - with fewer and no dilation (the last layer of an image-to-image network): a direct
+//     loop over the NHWC input, vectorised over the input channels. oneDNN and LibTorch
+//     pad the output channels to the vector width, so a 16-to-1 convolution would cost
+//     as much as a 16-to-16 one.
 // Every other operation stays as LibTorch runs it. Results equal at::conv2d's up to
 // floating-point rounding (tests/unit/FusedConvolutionTest.cpp).
 //
@@ -51,10 +51,11 @@ class FusedOutputScope {
 // frozen.
 torch::jit::Module FuseConvolutions(const torch::jit::Module& module, int* replaced);
 
-// The operator itself: at::conv2d(input, weight, bias, 1, padding), then a ReLU when
-// `relu`; the result is channels-last. Inputs it was not made for (other dtypes or
-// devices) are handed to at::conv2d.
+// The operator itself: at::conv2d(input, weight, bias, 1, padding, dilation), then a ReLU
+// when `relu`; the result is channels-last. An empty `dilation` means 1. Inputs it was not
+// made for (other dtypes or devices) are handed to at::conv2d.
 at::Tensor FusedConv2d(const at::Tensor& input, const at::Tensor& weight,
-                       const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu);
+                       const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu,
+                       c10::IntArrayRef dilation = {});
 
 }  // namespace enhance

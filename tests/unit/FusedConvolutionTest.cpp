@@ -12,8 +12,9 @@ namespace enhance {
 namespace {
 
 at::Tensor Expected(const at::Tensor& input, const at::Tensor& weight,
-                    const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu) {
-  at::Tensor output = at::conv2d(input.contiguous(), weight, bias, 1, padding);
+                    const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu,
+                    c10::IntArrayRef dilation = {1, 1}) {
+  at::Tensor output = at::conv2d(input.contiguous(), weight, bias, 1, padding, dilation);
   return relu ? output.relu() : output;
 }
 
@@ -33,16 +34,18 @@ std::multiset<std::string> Kinds(torch::jit::Module& module) {
 
 // Shapes of the shipped networks (16, 20, 28 features; 1 and 4 outputs; 1 and 4 inputs) and
 // awkward ones: channels not a multiple of 8, images narrower than one block of 8 pixels,
-// kernels of 1 and 5, no padding and padding wider than the kernel's half.
+// kernels of 1 and 5, no padding and padding wider than the kernel's half; dilations as
+// mr2ct's (2, 4, 8, padded to keep the size), wide and narrow.
 TEST(FusedConvolution, EqualsLibTorchsConvolutionForEveryShape) {
   torch::manual_seed(7);
   struct Case {
-    int64_t inputs, outputs, kernel, padding;
+    int64_t inputs, outputs, kernel, padding, dilation = 1;
   };
-  const std::vector<Case> cases{{1, 16, 3, 1},  {4, 20, 3, 1}, {16, 16, 3, 1}, {16, 1, 3, 1},
-                                {20, 1, 3, 1},  {28, 4, 3, 1}, {16, 3, 5, 2},  {9, 2, 3, 0},
-                                {8, 5, 1, 0},   {3, 2, 3, 1},  {32, 7, 3, 3},  {12, 1, 5, 1},
-                                {16, 16, 1, 0}, {24, 9, 3, 2}};
+  const std::vector<Case> cases{
+      {1, 16, 3, 1},     {4, 20, 3, 1},    {16, 16, 3, 1},  {16, 1, 3, 1}, {20, 1, 3, 1},
+      {28, 4, 3, 1},     {16, 3, 5, 2},    {9, 2, 3, 0},    {8, 5, 1, 0},  {3, 2, 3, 1},
+      {32, 7, 3, 3},     {12, 1, 5, 1},    {16, 16, 1, 0},  {24, 9, 3, 2}, {20, 20, 3, 2, 2},
+      {20, 20, 3, 8, 8}, {16, 1, 3, 4, 4}, {9, 12, 3, 0, 2}};
   const std::vector<std::pair<int64_t, int64_t>> sizes{{13, 29}, {5, 3}, {40, 21}};
   for (const Case& c : cases) {
     for (const auto& [height, width] : sizes) {
@@ -50,9 +53,9 @@ TEST(FusedConvolution, EqualsLibTorchsConvolutionForEveryShape) {
         for (const bool withBias : {false, true}) {
           for (const bool channelsLast : {false, true}) {
             SCOPED_TRACE(std::to_string(c.inputs) + "->" + std::to_string(c.outputs) + " k" +
-                         std::to_string(c.kernel) + " p" + std::to_string(c.padding) + " " +
-                         std::to_string(height) + "x" + std::to_string(width) +
-                         (relu ? " relu" : "") + (withBias ? " bias" : "") +
+                         std::to_string(c.kernel) + " p" + std::to_string(c.padding) + " d" +
+                         std::to_string(c.dilation) + " " + std::to_string(height) + "x" +
+                         std::to_string(width) + (relu ? " relu" : "") + (withBias ? " bias" : "") +
                          (channelsLast ? " nhwc" : " nchw"));
             at::Tensor input = at::randn({2, c.inputs, height, width});
             if (channelsLast) input = input.contiguous(at::MemoryFormat::ChannelsLast);
@@ -60,9 +63,12 @@ TEST(FusedConvolution, EqualsLibTorchsConvolutionForEveryShape) {
             const c10::optional<at::Tensor> bias =
                 withBias ? c10::optional<at::Tensor>(at::randn({c.outputs})) : c10::nullopt;
             const std::vector<int64_t> padding{c.padding, c.padding};
-            const at::Tensor actual = FusedConv2d(input, weight, bias, padding, relu);
+            const std::vector<int64_t> dilation{c.dilation, c.dilation};
+            const int64_t reach = (c.kernel - 1) * c.dilation;
+            if (height + 2 * c.padding <= reach || width + 2 * c.padding <= reach) continue;
+            const at::Tensor actual = FusedConv2d(input, weight, bias, padding, relu, dilation);
             EXPECT_TRUE(actual.is_contiguous(at::MemoryFormat::ChannelsLast));
-            ExpectClose(actual, Expected(input, weight, bias, padding, relu));
+            ExpectClose(actual, Expected(input, weight, bias, padding, relu, dilation));
           }
         }
       }
@@ -89,6 +95,7 @@ TEST(FusedConvolution, ReplacesConvolutionsAndTheReluThatIsTheirOnlyUse) {
   module.register_parameter("w3", at::randn({16, 16, 3, 3}) * 0.1, false);  // stride 2
   module.register_parameter("w4", at::randn({1, 16, 3, 3}) * 0.1, false);
   module.register_parameter("b4", at::randn({1}), false);
+  module.register_parameter("w5", at::randn({16, 16, 3, 3}) * 0.1, false);  // dilation 2
   module.define(R"(
     def forward(self, x):
         h = torch.relu(torch.conv2d(x * 2.0, self.w0, self.b0, 1, 1))
@@ -97,7 +104,8 @@ TEST(FusedConvolution, ReplacesConvolutionsAndTheReluThatIsTheirOnlyUse) {
         g = torch.relu(torch.conv2d(b, self.w2, None, 1, 1, 1, 2))
         s = torch.conv2d(g, self.w3, None, 2, 1)
         u = torch.repeat_interleave(torch.repeat_interleave(s, 2, 2), 2, 3)
-        return torch.conv2d(u, self.w4, self.b4, 1, 1) / 4.0 + x
+        d = torch.relu(torch.conv2d(u, self.w5, None, 1, 2, 2))
+        return torch.conv2d(d, self.w4, self.b4, 1, 1) / 4.0 + x
   )");
   module.eval();
   const at::Tensor input = at::randn({2, 1, 24, 20});
@@ -105,11 +113,11 @@ TEST(FusedConvolution, ReplacesConvolutionsAndTheReluThatIsTheirOnlyUse) {
 
   int replaced = 0;
   torch::jit::Module fused = FuseConvolutions(module, &replaced);
-  // w0 with its ReLU, w1 (whose output has two uses: the ReLU stays), w4; not the grouped
-  // or strided ones.
-  EXPECT_EQ(replaced, 3);
+  // w0 with its ReLU, w1 (whose output has two uses: the ReLU stays), the dilated w5 with
+  // its ReLU, w4; not the grouped or strided ones.
+  EXPECT_EQ(replaced, 4);
   const std::multiset<std::string> kinds = Kinds(fused);
-  EXPECT_EQ(kinds.count("enhance::conv2d_fused"), 3u);
+  EXPECT_EQ(kinds.count("enhance::conv2d_fused"), 4u);
   EXPECT_EQ(kinds.count("aten::conv2d"), 2u);
   EXPECT_EQ(kinds.count("aten::relu"), 2u);
   ExpectClose(fused.forward({input}).toTensor().contiguous(), expected);
