@@ -33,7 +33,7 @@ void PrecomputeStoredInstance(PluginContext& plugin, const std::string& instance
     std::set<std::string> done;
     for (const RoutingRule* rule : decision.rules) {
       const auto model = plugin.models.Find(rule->model);
-      if (!model || model->Info().task != rule->task || !SlicesAreIndependent(model->Info()) ||
+      if (!model || model->Info().task != rule->task || !model->TakesPrecomputedSlices() ||
           !done.insert(model->Info().uid).second) {
         continue;
       }
