@@ -265,6 +265,7 @@ SeriesReader::Added SeriesReader::LastAdded() {
   const ParsedSlice& last = st.slices.back();
   const size_t perSlice = static_cast<size_t>(last.rows * last.columns);
   Added added;
+  added.id = last.id;
   added.sopInstanceUid = GetString(*last.file->getDataset(), DCM_SOPInstanceUID);
   added.values = st.voxels.data() + (st.slices.size() - 1) * perSlice;
   added.rows = last.rows;

@@ -208,7 +208,7 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
   // For a model that writes each output slice over its input slice, the slices computed
   // ahead are taken as their source slices are decoded: the cache gives up each one as
   // the volume grows, instead of holding the series while the volume is read again.
-  std::unordered_set<std::string> takenEarly;  // SOP Instance UIDs
+  std::unordered_set<std::string> takenEarly;  // the source's instance identifiers
   std::function<void(SeriesReader::Added&)> takeEarly;
   if (early && model.TakesPrecomputedSlices() && info.inPlaneScale == 1) {
     takeEarly = [&](SeriesReader::Added& slice) {
@@ -216,7 +216,7 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
           SliceCache::Key(info.uid, slice.sopInstanceUid, slice.values, slice.rows, slice.columns));
       if (values.size() != static_cast<size_t>(slice.rows * slice.columns)) return;
       std::copy(values.begin(), values.end(), slice.values);
-      takenEarly.insert(slice.sopInstanceUid);
+      takenEarly.insert(slice.id);
     };
   }
   DecodedSeries decoded = FetchSeries(source, context, kFetchShare, &result.timings, takeEarly);
@@ -305,12 +305,13 @@ EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
     // Consulted before any slice is computed: `pixels` holds the input, except for the
     // slices taken while decoding, which hold their output already.
     inferenceContext.precomputed = [&](int64_t slice) {
-      const std::string& uid = decoded.instances.at(static_cast<size_t>(slice)).sopInstanceUid;
-      if (takenEarly.count(uid) != 0) {  // already written over its input
+      const SourceInstance& instance = decoded.instances.at(static_cast<size_t>(slice));
+      if (takenEarly.count(instance.id) != 0) {  // already written over its input
         ++result.timings.precomputedSlices;
         return std::vector<float>(pixels.Slice(slice), pixels.Slice(slice + 1));
       }
-      std::vector<float> values = early->Take(SliceCache::Key(info.uid, uid, pixels, slice));
+      std::vector<float> values =
+          early->Take(SliceCache::Key(info.uid, instance.sopInstanceUid, pixels, slice));
       if (!values.empty()) ++result.timings.precomputedSlices;
       return values;
     };

@@ -70,10 +70,12 @@ class SeriesReader {
   void Add(EncodedInstance instance);
   size_t Count() const;
 
-  // The instance added last: its SOP Instance UID, and its decoded values (rows x
-  // columns), which are slice k of the volume Finish() returns. The caller may write over
-  // the values until the next Add or Finish (e.g. with an output slice it already has).
+  // The instance added last: its identifier (EncodedInstance::id), its SOP Instance UID,
+  // and its decoded values (rows x columns), which become a slice of the volume Finish()
+  // returns. The caller may write over the values until the next Add or Finish (e.g. with
+  // an output slice it already has).
   struct Added {
+    std::string id;
     std::string sopInstanceUid;
     float* values = nullptr;
     int64_t rows = 0;
