@@ -155,6 +155,17 @@ Volume SmallInputFor(const ModelInfo& info, int64_t size = 96) {
   return input;
 }
 
+// Two runs of a model agree within 0.05: HU or the MR input's units, out of a range of
+// thousands.
+void ExpectSameOutput(const Volume& actual, const Volume& expected) {
+  ASSERT_EQ(actual.voxels.size(), expected.voxels.size());
+  float worst = 0;
+  for (size_t i = 0; i < actual.voxels.size(); ++i) {
+    worst = std::max(worst, std::abs(actual.voxels[i] - expected.voxels[i]));
+  }
+  EXPECT_LT(worst, 0.05f);
+}
+
 bool Shipped(const std::string& name) {
   return std::filesystem::is_regular_file(kShipped / name / "manifest.json");
 }
@@ -194,12 +205,7 @@ TEST(ShippedModels, FusedConvolutionsGiveTheSameResults) {
     const Volume input = SmallInputFor(model->Info());
     const Volume expected = reference->Run(input, {});
     const Volume actual = model->Run(input, {});
-    ASSERT_EQ(actual.voxels.size(), expected.voxels.size());
-    float worst = 0;
-    for (size_t i = 0; i < actual.voxels.size(); ++i) {
-      worst = std::max(worst, std::abs(actual.voxels[i] - expected.voxels[i]));
-    }
-    EXPECT_LT(worst, 0.05f);  // HU or the MR input's units, out of a range of thousands
+    ExpectSameOutput(actual, expected);
   }
 }
 
@@ -235,12 +241,7 @@ TEST(ShippedModels, TilesGiveTheSameResultAsWholeSlices) {
     const Volume input = SmallInputFor(whole->Info(), 2 * tile - overlap);
     const Volume expected = whole->Run(input, {});
     const Volume actual = tiled->Run(input, {});
-    ASSERT_EQ(actual.voxels.size(), expected.voxels.size());
-    float worst = 0;
-    for (size_t i = 0; i < actual.voxels.size(); ++i) {
-      worst = std::max(worst, std::abs(actual.voxels[i] - expected.voxels[i]));
-    }
-    EXPECT_LT(worst, 0.05f);  // HU or the MR input's units, out of a range of thousands
+    ExpectSameOutput(actual, expected);
   }
 }
 
