@@ -7,7 +7,7 @@
 #include "PluginContext.h"
 #include "Router.h"
 #include "SeriesRouting.h"
-#include "enhance/SeriesEnhancer.h"
+#include "enhance/pipeline/SeriesEnhancer.h"
 
 namespace enhance::plugin {
 

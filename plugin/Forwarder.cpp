@@ -5,8 +5,8 @@
 #include <set>
 #include <thread>
 
-#include "enhance/DicomNetwork.h"
-#include "enhance/Error.h"
+#include "enhance/base/Error.h"
+#include "enhance/dicom/DicomNetwork.h"
 
 namespace enhance::plugin {
 namespace {

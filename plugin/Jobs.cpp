@@ -10,9 +10,9 @@
 #include "JobState.h"
 #include "PluginContext.h"
 #include "SeriesPipeline.h"
-#include "enhance/DicomNetwork.h"
-#include "enhance/Error.h"
-#include "enhance/Uid.h"
+#include "enhance/base/Error.h"
+#include "enhance/base/Uid.h"
+#include "enhance/dicom/DicomNetwork.h"
 
 namespace enhance::plugin {
 namespace {

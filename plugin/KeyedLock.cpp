@@ -3,7 +3,7 @@
 
 #include <chrono>
 
-#include "enhance/Error.h"
+#include "enhance/base/Error.h"
 
 namespace enhance::plugin {
 

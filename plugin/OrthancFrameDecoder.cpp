@@ -5,7 +5,7 @@
 #include <limits>
 #include <memory>
 
-#include "enhance/Error.h"
+#include "enhance/base/Error.h"
 
 namespace enhance::plugin {
 namespace {

@@ -15,7 +15,7 @@
 #include <cstdint>
 #include <string>
 
-#include "enhance/FrameDecoder.h"
+#include "enhance/dicom/FrameDecoder.h"
 
 namespace enhance::plugin {
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "OrthancInstanceSource.h"
 
-#include "enhance/Error.h"
+#include "enhance/base/Error.h"
 
 namespace enhance::plugin {
 

@@ -9,7 +9,7 @@
 
 #include "OrthancApi.h"
 #include "OrthancFrameDecoder.h"
-#include "enhance/InstanceSource.h"
+#include "enhance/dicom/InstanceSource.h"
 
 namespace enhance::plugin {
 

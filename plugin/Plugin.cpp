@@ -13,9 +13,10 @@
 #include "PluginContext.h"
 #include "RestApi.h"
 #include "Router.h"
-#include "enhance/Error.h"
-#include "enhance/Runtime.h"
-#include "enhance/TorchModel.h"
+#include "enhance/base/Error.h"
+#include "enhance/dicom/DicomCodecs.h"
+#include "enhance/inference/Runtime.h"
+#include "enhance/inference/TorchModel.h"
 
 namespace enhance::plugin {
 

@@ -4,9 +4,9 @@
 #include <algorithm>
 #include <set>
 
-#include "enhance/Error.h"
-#include "enhance/TorchModel.h"
-#include "enhance/Uid.h"
+#include "enhance/base/Error.h"
+#include "enhance/base/Uid.h"
+#include "enhance/inference/TorchModel.h"
 
 namespace enhance::plugin {
 namespace {
@@ -243,33 +243,11 @@ int PluginConfiguration::SeriesNumberOffsetFor(const std::string& task) const {
   return it == seriesNumberOffset.end() ? 1000 : it->second;
 }
 
-PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) {
-  PluginConfiguration config;
-  if (!orthancConfiguration.isObject() || !orthancConfiguration.isMember("Enhance")) return config;
-  const Json::Value& section = orthancConfiguration["Enhance"];
-  const std::string key = "Enhance";
-  if (!section.isObject()) Fail(key, "must be an object");
-  CheckKeys(section, key,
-            {"Enable", "Threads", "ConcurrentSeries", "ProcessDerivedSeries", "UidRoot",
-             "SeriesNumberOffset", "SeriesDescriptionSuffix", "Rules", "RuleEvaluation",
-             "ForwardAttempts", "ForwardRetryDelaySeconds", "ModelsDirectories", "Device",
-             "MemoryBudgetMB", "ConcurrentInferences", "OptimizeForCpu", "EarlyStartMB",
-             "SimulatedDeviceMemoryMB"});
+namespace {
 
-  config.enabled = GetBool(section, key, "Enable", config.enabled);
-  config.threads = GetInt(section, key, "Threads", config.threads, 0, 1024);
-  config.concurrentSeries =
-      GetInt(section, key, "ConcurrentSeries", config.concurrentSeries, 1, 64);
-  config.processDerivedSeries =
-      GetBool(section, key, "ProcessDerivedSeries", config.processDerivedSeries);
-  config.uidRoot = GetString(section, key, "UidRoot", config.uidRoot);
-  if (!config.uidRoot.empty()) {
-    try {
-      GenerateUid(config.uidRoot);
-    } catch (const Error& e) {
-      Fail(key + ".UidRoot", e.what());
-    }
-  }
+// How derived series are numbered and described: SeriesNumberOffset and
+// SeriesDescriptionSuffix, each for every task or per task.
+void ParseNaming(const Json::Value& section, const std::string& key, PluginConfiguration& config) {
   if (section.isMember("SeriesNumberOffset")) {
     // One number for every task, or one per task.
     const Json::Value& offset = section["SeriesNumberOffset"];
@@ -295,7 +273,12 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
       config.seriesDescriptionSuffix[task] = GetString(suffixes, suffixKey, task.c_str(), "");
     }
   }
+}
 
+// Where models come from and how they run: models folders, device, memory, threads
+// for inference and early start.
+void ParseInference(const Json::Value& section, const std::string& key,
+                    PluginConfiguration& config) {
   if (section.isMember("ModelsDirectories")) {
     const Json::Value& dirs = section["ModelsDirectories"];
     if (!dirs.isArray()) Fail(key + ".ModelsDirectories", "must be a list of folders");
@@ -320,7 +303,11 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
   config.earlyStartMb = GetInt(section, key, "EarlyStartMB", config.earlyStartMb, 0, 1 << 20);
   config.simulatedDeviceMemoryMb =
       GetInt(section, key, "SimulatedDeviceMemoryMB", config.simulatedDeviceMemoryMb, 0, 1 << 20);
+}
 
+// Rules, how they are evaluated, and forwarding to their destinations.
+void ParseRules(const Json::Value& section, const std::string& key,
+                const Json::Value& orthancConfiguration, PluginConfiguration& config) {
   const std::string evaluation = GetString(section, key, "RuleEvaluation", "FirstMatch");
   if (evaluation == "FirstMatch") {
     config.ruleEvaluation = RuleEvaluation::kFirstMatch;
@@ -352,6 +339,40 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
       config.rules.push_back(std::move(rule));
     }
   }
+}
+
+}  // namespace
+
+PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) {
+  PluginConfiguration config;
+  if (!orthancConfiguration.isObject() || !orthancConfiguration.isMember("Enhance")) return config;
+  const Json::Value& section = orthancConfiguration["Enhance"];
+  const std::string key = "Enhance";
+  if (!section.isObject()) Fail(key, "must be an object");
+  CheckKeys(section, key,
+            {"Enable", "Threads", "ConcurrentSeries", "ProcessDerivedSeries", "UidRoot",
+             "SeriesNumberOffset", "SeriesDescriptionSuffix", "Rules", "RuleEvaluation",
+             "ForwardAttempts", "ForwardRetryDelaySeconds", "ModelsDirectories", "Device",
+             "MemoryBudgetMB", "ConcurrentInferences", "OptimizeForCpu", "EarlyStartMB",
+             "SimulatedDeviceMemoryMB"});
+
+  config.enabled = GetBool(section, key, "Enable", config.enabled);
+  config.threads = GetInt(section, key, "Threads", config.threads, 0, 1024);
+  config.concurrentSeries =
+      GetInt(section, key, "ConcurrentSeries", config.concurrentSeries, 1, 64);
+  config.processDerivedSeries =
+      GetBool(section, key, "ProcessDerivedSeries", config.processDerivedSeries);
+  config.uidRoot = GetString(section, key, "UidRoot", config.uidRoot);
+  if (!config.uidRoot.empty()) {
+    try {
+      GenerateUid(config.uidRoot);
+    } catch (const Error& e) {
+      Fail(key + ".UidRoot", e.what());
+    }
+  }
+  ParseNaming(section, key, config);
+  ParseInference(section, key, config);
+  ParseRules(section, key, orthancConfiguration, config);
   return config;
 }
 

@@ -16,9 +16,9 @@
 #include "OrthancApi.h"
 #include "PluginConfiguration.h"
 #include "WorkQueue.h"
-#include "enhance/ModelRegistry.h"
-#include "enhance/SliceCache.h"
-#include "enhance/Slots.h"
+#include "enhance/base/Slots.h"
+#include "enhance/inference/ModelRegistry.h"
+#include "enhance/pipeline/SliceCache.h"
 
 namespace enhance::plugin {
 

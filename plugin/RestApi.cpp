@@ -6,11 +6,11 @@
 #include <cmath>
 
 #include "OrthancInstanceSource.h"
-#include "enhance/Error.h"
-#include "enhance/Metrics.h"
-#include "enhance/Runtime.h"
-#include "enhance/SeriesEnhancer.h"
-#include "enhance/TorchModel.h"
+#include "enhance/base/Error.h"
+#include "enhance/inference/Runtime.h"
+#include "enhance/inference/TorchModel.h"
+#include "enhance/pipeline/SeriesEnhancer.h"
+#include "enhance/quality/Metrics.h"
 
 namespace enhance::plugin {
 namespace {

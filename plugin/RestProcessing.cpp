@@ -8,7 +8,7 @@
 #include "RestApi.h"
 #include "RestSupport.h"
 #include "SeriesRouting.h"
-#include "enhance/Error.h"
+#include "enhance/base/Error.h"
 
 namespace enhance::plugin {
 namespace {

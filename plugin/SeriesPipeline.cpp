@@ -7,8 +7,8 @@
 #include "Forwarder.h"
 #include "OrthancInstanceSource.h"
 #include "PluginContext.h"
-#include "enhance/Error.h"
-#include "enhance/SeriesEnhancer.h"
+#include "enhance/base/Error.h"
+#include "enhance/pipeline/SeriesEnhancer.h"
 
 namespace enhance::plugin {
 namespace {
@@ -124,6 +124,118 @@ class DerivedSeriesStore {
   bool storing_ = false;  // inside a store: a failure now is Orthanc's answer
 };
 
+// The derived series of an earlier run of this request: its Orthanc ID when complete;
+// when incomplete (an interrupted run), it is removed and "" returned, as when there is
+// none.
+std::string FindCompleteDerivedSeries(PluginContext& plugin, const JobRequest& request,
+                                      const std::string& derivedUid, size_t expected,
+                                      JobState& state) {
+  const std::string derivedId = LookupSeries(plugin.api, derivedUid);
+  if (derivedId.empty()) return "";
+  const size_t have = plugin.api.GetJson("/series/" + derivedId)["Instances"].size();
+  if (have == expected) {
+    state.Set("AlreadyProcessed", true);
+    plugin.api.LogInfo("series " + request.seriesId + ": already processed as series " + derivedId);
+    return derivedId;
+  }
+  // Left by an interrupted run: it carries this request's own UID, so it is ours.
+  plugin.api.LogWarning("series " + request.seriesId + ": removing incomplete derived series " +
+                        derivedId + " (" + std::to_string(have) + " of " +
+                        std::to_string(expected) + " instances) before processing again");
+  plugin.api.Delete("/series/" + derivedId);
+  return "";
+}
+
+// The stages' durations and the counts of a processed series, in the job's content and the
+// plugin's metrics.
+void Record(PluginContext& plugin, const EnhancedSeries& result, JobState& state,
+            Json::Value& timings) {
+  const StageTimings& t = result.timings;
+  timings["Fetch"] = t.fetchSeconds;
+  timings["Decode"] = t.decodeSeconds;
+  timings["Inference"] = t.inferenceSeconds;
+  timings["Encode"] = t.encodeSeconds;
+  timings["Store"] = t.sinkSeconds;
+  // Encoding and storing overlap inference; this is what they add after it.
+  timings["AfterInference"] = t.afterInferenceSeconds;
+  state.Set("Timings", timings);
+  state.Set("PrecomputedSlices", static_cast<Json::Int64>(t.precomputedSlices));
+  state.Set("DerivedInstances", static_cast<Json::UInt64>(result.derivedInstances));
+  plugin.metrics.slicesProcessed += static_cast<uint64_t>(result.sourceSlices);
+  plugin.metrics.inferenceMilliseconds += static_cast<uint64_t>(t.inferenceSeconds * 1000);
+}
+
+struct StoredSeries {
+  std::string id;                      // Orthanc ID of the derived series
+  std::vector<std::string> instances;  // Orthanc IDs, for forwarding
+};
+
+// Runs the model on the series and stores the derived series, all or nothing.
+StoredSeries ProcessAndStore(PluginContext& plugin, const JobRequest& request, JobState& state,
+                             const std::atomic<bool>& cancel, OrthancInstanceSource& source,
+                             const Model& model, const std::string& sourceUid,
+                             const std::string& derivedUid, Json::Value& timings) {
+  SlotGuard slot(plugin.processingSlots, &cancel, "a processing slot");
+  state.Set("Stage", "processing");
+  OutputOptions output;
+  output.seriesDescriptionSuffix = plugin.config.SuffixFor(request.task);
+  output.seriesNumberOffset = plugin.config.SeriesNumberOffsetFor(request.task);
+  output.uidRoot = plugin.config.uidRoot;
+  output.seriesInstanceUid = derivedUid;
+  output.softwareVersion = kPluginVersion;
+  RunContext context;
+  context.cancelled = [&cancel] { return cancel.load(); };
+  context.progress = [&](double f) { state.SetProgress(kProcessingShare * f); };
+  context.warning = [&](const std::string& message) {
+    state.Append("Warnings", message);
+    plugin.api.LogWarning("series " + request.seriesId + ": " + message);
+  };
+  // Slices computed while the series arrived are taken; no more are computed ahead.
+  if (plugin.earlySlices) plugin.earlySlices->MarkStarted(sourceUid);
+  // Each derived instance is stored as soon as it is encoded; if the series cannot be
+  // completed, the store removes what it stored.
+  DerivedSeriesStore store(plugin, request, state);
+  EnhancedSeries result;
+  try {
+    result = EnhanceSeries(
+        source, model, output, context, plugin.earlySlices.get(),
+        [&store](size_t index, size_t count, std::string file) { store.Store(index, count, file); },
+        [&store] { store.Discard(); });
+  } catch (const std::exception& e) {
+    store.Fail(e);
+  }
+  for (const auto& warning : result.warnings) context.Warn(warning);
+  Record(plugin, result, state, timings);
+  return {store.seriesId(), store.stored()};
+}
+
+// Sends the derived series to every destination of the request; every destination is
+// tried. Returns what failed, "" when nothing did.
+std::string ForwardToDestinations(PluginContext& plugin, const JobRequest& request, JobState& state,
+                                  const std::atomic<bool>& cancel,
+                                  const std::vector<std::string>& derivedInstances,
+                                  Json::Value& timings) {
+  if (request.destinations.empty()) return "";
+  std::string failures;
+  const auto forwardStart = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < request.destinations.size(); ++i) {
+    state.Set("Stage", "forwarding to " + request.destinations[i]);
+    const ForwardResult forwarded =
+        ForwardSeries(plugin.api, plugin.forwarding, request.destinations[i], request.senderAet,
+                      derivedInstances, plugin.config.forwarding, cancel);
+    state.Append("Forwarding", forwarded.ToJson());
+    if (!forwarded.success) {
+      failures += (failures.empty() ? "" : "; ") + forwarded.destination + ": " +
+                  forwarded.message + " (" + std::to_string(forwarded.attempts) + " attempt(s))";
+    }
+    state.SetProgress(kProcessingShare + (1 - kProcessingShare) * static_cast<double>(i + 1) /
+                                             static_cast<double>(request.destinations.size()));
+  }
+  timings["Forward"] = Since(forwardStart);
+  state.Set("Timings", timings);
+  return failures;
+}
+
 }  // namespace
 
 void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobState& state,
@@ -151,111 +263,32 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
   const size_t expected = spec.throughPlaneScale > 1 ? 2 * sourceCount - 1 : sourceCount;
   state.Set("SourceInstances", static_cast<Json::UInt64>(sourceCount));
 
-  std::string derivedId = LookupSeries(plugin.api, derivedUid);
-  if (!derivedId.empty()) {
-    const size_t have = plugin.api.GetJson("/series/" + derivedId)["Instances"].size();
-    if (have == expected) {
-      state.Set("AlreadyProcessed", true);
-      plugin.api.LogInfo("series " + request.seriesId + ": already processed as series " +
-                         derivedId);
-    } else {
-      // Left by an interrupted run: it carries this request's own UID, so it is ours.
-      plugin.api.LogWarning("series " + request.seriesId + ": removing incomplete derived series " +
-                            derivedId + " (" + std::to_string(have) + " of " +
-                            std::to_string(expected) + " instances) before processing again");
-      plugin.api.Delete("/series/" + derivedId);
-      derivedId.clear();
-    }
-  }
-
-  std::vector<std::string> derivedInstances;  // Orthanc IDs, for forwarding
-  Json::Value timings(Json::objectValue);     // seconds per stage, in the job's content
-  if (derivedId.empty()) {
-    SlotGuard slot(plugin.processingSlots, &cancel, "a processing slot");
-    state.Set("Stage", "processing");
-    OutputOptions output;
-    output.seriesDescriptionSuffix = plugin.config.SuffixFor(request.task);
-    output.seriesNumberOffset = plugin.config.SeriesNumberOffsetFor(request.task);
-    output.uidRoot = plugin.config.uidRoot;
-    output.seriesInstanceUid = derivedUid;
-    output.softwareVersion = kPluginVersion;
-    RunContext context;
-    context.cancelled = [&cancel] { return cancel.load(); };
-    context.progress = [&](double f) { state.SetProgress(kProcessingShare * f); };
-    context.warning = [&](const std::string& message) {
-      state.Append("Warnings", message);
-      plugin.api.LogWarning("series " + request.seriesId + ": " + message);
-    };
-    // Slices computed while the series arrived are taken; no more are computed ahead.
-    if (plugin.earlySlices) plugin.earlySlices->MarkStarted(sourceUid);
-    // Each derived instance is stored as soon as it is encoded; if the series cannot be
-    // completed, the store removes what it stored.
-    DerivedSeriesStore store(plugin, request, state);
-    EnhancedSeries result;
-    try {
-      result = EnhanceSeries(
-          source, *model, output, context, plugin.earlySlices.get(),
-          [&store](size_t index, size_t count, std::string file) {
-            store.Store(index, count, file);
-          },
-          [&store] { store.Discard(); });
-    } catch (const std::exception& e) {
-      store.Fail(e);
-    }
-    for (const auto& warning : result.warnings) context.Warn(warning);
-    derivedId = store.seriesId();
-    derivedInstances = store.stored();
-    const StageTimings& t = result.timings;
-    timings["Fetch"] = t.fetchSeconds;
-    timings["Decode"] = t.decodeSeconds;
-    timings["Inference"] = t.inferenceSeconds;
-    timings["Encode"] = t.encodeSeconds;
-    timings["Store"] = t.sinkSeconds;
-    // Encoding and storing overlap inference; this is what they add after it.
-    timings["AfterInference"] = t.afterInferenceSeconds;
-    state.Set("Timings", timings);
-    state.Set("PrecomputedSlices", static_cast<Json::Int64>(t.precomputedSlices));
-    state.Set("DerivedInstances", static_cast<Json::UInt64>(result.derivedInstances));
-    plugin.metrics.slicesProcessed += static_cast<uint64_t>(result.sourceSlices);
-    plugin.metrics.inferenceMilliseconds += static_cast<uint64_t>(t.inferenceSeconds * 1000);
+  StoredSeries derived;
+  derived.id = FindCompleteDerivedSeries(plugin, request, derivedUid, expected, state);
+  Json::Value timings(Json::objectValue);  // seconds per stage, in the job's content
+  if (derived.id.empty()) {
+    derived = ProcessAndStore(plugin, request, state, cancel, source, *model, sourceUid, derivedUid,
+                              timings);
   } else if (!request.destinations.empty()) {
-    for (const auto& id : plugin.api.GetJson("/series/" + derivedId)["Instances"]) {
-      derivedInstances.push_back(id.asString());
+    for (const auto& id : plugin.api.GetJson("/series/" + derived.id)["Instances"]) {
+      derived.instances.push_back(id.asString());
     }
   }
-  state.Set("DerivedSeries", derivedId);
+  state.Set("DerivedSeries", derived.id);
   state.SetProgress(kProcessingShare);
 
-  // Forwarding: every destination is tried; any failure fails the job, with the derived
-  // series kept in Orthanc.
-  std::string failures;
-  const auto forwardStart = std::chrono::steady_clock::now();
-  for (size_t i = 0; i < request.destinations.size(); ++i) {
-    state.Set("Stage", "forwarding to " + request.destinations[i]);
-    const ForwardResult forwarded =
-        ForwardSeries(plugin.api, plugin.forwarding, request.destinations[i], request.senderAet,
-                      derivedInstances, plugin.config.forwarding, cancel);
-    state.Append("Forwarding", forwarded.ToJson());
-    if (!forwarded.success) {
-      failures += (failures.empty() ? "" : "; ") + forwarded.destination + ": " +
-                  forwarded.message + " (" + std::to_string(forwarded.attempts) + " attempt(s))";
-    }
-    state.SetProgress(kProcessingShare + (1 - kProcessingShare) * static_cast<double>(i + 1) /
-                                             static_cast<double>(request.destinations.size()));
-  }
-  if (!request.destinations.empty()) {
-    timings["Forward"] = Since(forwardStart);
-    state.Set("Timings", timings);
-  }
+  // Any forwarding failure fails the job, with the derived series kept in Orthanc.
+  const std::string failures =
+      ForwardToDestinations(plugin, request, state, cancel, derived.instances, timings);
   state.Set("Stage", failures.empty() ? "done" : "forwarding failed");
   state.Set("TotalSeconds", Since(start));
   if (!failures.empty()) {
     throw Error(ErrorKind::kInternal, "forwarding failed: " + failures + "; derived series " +
-                                          derivedId + " stays in Orthanc");
+                                          derived.id + " stays in Orthanc");
   }
   state.SetProgress(1.0);
   plugin.api.LogWarning("series " + request.seriesId + ": " + request.task + " with " + spec.name +
-                        " " + spec.version + " -> series " + derivedId +
+                        " " + spec.version + " -> series " + derived.id +
                         (request.destinations.empty() ? "" : ", forwarded"));
 }
 

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <sstream>
 
-#include "enhance/DerivedSeriesWriter.h"
+#include "enhance/dicom/DerivedSeriesWriter.h"
 
 namespace enhance::plugin {
 namespace {

@@ -18,10 +18,10 @@
 #include <string>
 #include <vector>
 
-#include "enhance/ModelRegistry.h"
-#include "enhance/Phantom.h"
-#include "enhance/Runtime.h"
-#include "enhance/TorchModel.h"
+#include "enhance/inference/ModelRegistry.h"
+#include "enhance/inference/Runtime.h"
+#include "enhance/inference/TorchModel.h"
+#include "enhance/samples/Phantom.h"
 
 namespace {
 

@@ -9,8 +9,8 @@
 #include <iostream>
 #include <string>
 
-#include "enhance/Phantom.h"
-#include "enhance/SyntheticSeries.h"
+#include "enhance/dicom/SyntheticSeries.h"
+#include "enhance/samples/Phantom.h"
 
 namespace {
 

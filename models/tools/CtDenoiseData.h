@@ -13,7 +13,7 @@
 
 #include "CtSimulator.h"
 #include "TrainingPhantom.h"
-#include "enhance/Volume.h"
+#include "enhance/base/Volume.h"
 
 namespace enhance::models {
 

@@ -26,7 +26,7 @@
 #include <string>
 #include <vector>
 
-#include "enhance/Volume.h"
+#include "enhance/base/Volume.h"
 
 namespace enhance::models {
 

@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "enhance/Volume.h"
+#include "enhance/base/Volume.h"
 
 namespace enhance::models {
 

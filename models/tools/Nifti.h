@@ -11,7 +11,7 @@
 
 #include <filesystem>
 
-#include "enhance/Volume.h"
+#include "enhance/base/Volume.h"
 
 namespace enhance::models {
 

@@ -6,7 +6,7 @@
 
 #include <ATen/ATen.h>
 
-#include "enhance/Volume.h"
+#include "enhance/base/Volume.h"
 
 namespace enhance::models {
 

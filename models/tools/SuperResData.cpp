@@ -10,7 +10,7 @@
 
 #include "MrDenoiseData.h"
 #include "TrainingPhantom.h"
-#include "enhance/Phantom.h"
+#include "enhance/samples/Phantom.h"
 
 namespace enhance::models {
 namespace {

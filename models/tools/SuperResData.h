@@ -22,7 +22,7 @@
 #include <ostream>
 #include <vector>
 
-#include "enhance/Volume.h"
+#include "enhance/base/Volume.h"
 
 namespace enhance::models {
 

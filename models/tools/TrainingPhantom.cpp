@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <random>
 
-#include "enhance/Phantom.h"
+#include "enhance/samples/Phantom.h"
 
 namespace enhance::models {
 namespace {

@@ -10,7 +10,7 @@
 
 #include <cstdint>
 
-#include "enhance/Volume.h"
+#include "enhance/base/Volume.h"
 
 namespace enhance::models {
 

@@ -22,10 +22,10 @@
 #include "Mr2CtData.h"
 #include "MrDenoiseData.h"
 #include "SuperResData.h"
-#include "enhance/BilateralDenoiser.h"
-#include "enhance/ClassicalModels.h"
-#include "enhance/Metrics.h"
-#include "enhance/TorchModel.h"
+#include "enhance/inference/BilateralDenoiser.h"
+#include "enhance/inference/ClassicalModels.h"
+#include "enhance/inference/TorchModel.h"
+#include "enhance/quality/Metrics.h"
 
 namespace {
 

@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "CtDenoiseData.h"
-#include "enhance/Metrics.h"
+#include "enhance/quality/Metrics.h"
 
 int main(int argc, char** argv) {
   using namespace enhance;

@@ -13,7 +13,7 @@
 #include <exception>
 #include <string>
 
-#include "enhance/Error.h"
+#include "enhance/base/Error.h"
 
 namespace enhance::fuzz {
 

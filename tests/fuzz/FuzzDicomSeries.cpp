@@ -20,10 +20,10 @@
 #include <vector>
 
 #include "FuzzCheck.h"
-#include "enhance/DerivedSeriesWriter.h"
-#include "enhance/DicomSeriesReader.h"
-#include "enhance/FrameDecoder.h"
-#include "enhance/Runtime.h"
+#include "enhance/dicom/DerivedSeriesWriter.h"
+#include "enhance/dicom/DicomCodecs.h"
+#include "enhance/dicom/DicomSeriesReader.h"
+#include "enhance/dicom/FrameDecoder.h"
 
 namespace {
 

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "FuzzCheck.h"
-#include "enhance/ModelSpec.h"
+#include "enhance/inference/ModelSpec.h"
 
 namespace {
 

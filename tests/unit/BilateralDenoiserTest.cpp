@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-#include "enhance/BilateralDenoiser.h"
+#include "enhance/inference/BilateralDenoiser.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
-#include "enhance/Error.h"
+#include "enhance/base/Error.h"
 
 namespace enhance {
 namespace {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-#include "enhance/DerivedSeriesWriter.h"
+#include "enhance/dicom/DerivedSeriesWriter.h"
 
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
@@ -11,7 +11,7 @@
 #include "DicomUtil.h"
 #include "TestData.h"
 #include "TestDicom.h"
-#include "enhance/Error.h"
+#include "enhance/base/Error.h"
 
 namespace enhance {
 namespace {

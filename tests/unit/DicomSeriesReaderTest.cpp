@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-#include "enhance/DicomSeriesReader.h"
+#include "enhance/dicom/DicomSeriesReader.h"
 
 #include <gtest/gtest.h>
 
@@ -10,9 +10,9 @@
 #include "DicomUtil.h"
 #include "TestData.h"
 #include "TestDicom.h"
-#include "enhance/DerivedSeriesWriter.h"
-#include "enhance/Error.h"
-#include "enhance/FrameDecoder.h"
+#include "enhance/base/Error.h"
+#include "enhance/dicom/DerivedSeriesWriter.h"
+#include "enhance/dicom/FrameDecoder.h"
 
 namespace enhance {
 namespace {

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-#include "enhance/Geometry.h"
+#include "enhance/base/Geometry.h"
 
 #include <gtest/gtest.h>
 
-#include "enhance/Error.h"
+#include "enhance/base/Error.h"
 
 namespace enhance {
 namespace {

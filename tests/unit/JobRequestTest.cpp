@@ -3,8 +3,8 @@
 
 #include <gtest/gtest.h>
 
-#include "enhance/Error.h"
-#include "enhance/Uid.h"
+#include "enhance/base/Error.h"
+#include "enhance/base/Uid.h"
 
 namespace enhance::plugin {
 

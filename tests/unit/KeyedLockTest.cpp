@@ -6,7 +6,7 @@
 #include <chrono>
 #include <thread>
 
-#include "enhance/Error.h"
+#include "enhance/base/Error.h"
 
 namespace enhance::plugin {
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-#include "enhance/Metrics.h"
+#include "enhance/quality/Metrics.h"
 
 #include <gtest/gtest.h>
 #include <json/reader.h>
@@ -9,7 +9,7 @@
 #include <fstream>
 
 #include "TestData.h"
-#include "enhance/Error.h"
+#include "enhance/base/Error.h"
 
 namespace enhance {
 namespace {

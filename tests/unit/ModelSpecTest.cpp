@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-#include "enhance/ModelSpec.h"
+#include "enhance/inference/ModelSpec.h"
 
 #include <gtest/gtest.h>
 
 #include "ModelFixtures.h"
-#include "enhance/Error.h"
+#include "enhance/base/Error.h"
 
 namespace enhance {
 namespace {

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <vector>
 
-#include "enhance/Error.h"
+#include "enhance/base/Error.h"
 
 namespace enhance::plugin {
 namespace {

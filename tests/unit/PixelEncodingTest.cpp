@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-#include "enhance/PixelEncoding.h"
+#include "enhance/dicom/PixelEncoding.h"
 
 #include <gtest/gtest.h>
 

@@ -10,7 +10,7 @@
 #include <regex>
 #include <sstream>
 
-#include "enhance/Error.h"
+#include "enhance/base/Error.h"
 
 namespace enhance::plugin {
 namespace {

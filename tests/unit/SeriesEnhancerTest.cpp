@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-#include "enhance/SeriesEnhancer.h"
+#include "enhance/pipeline/SeriesEnhancer.h"
 
 #include <gtest/gtest.h>
 
@@ -7,9 +7,9 @@
 
 #include "TestData.h"
 #include "TestDicom.h"
-#include "enhance/BilateralDenoiser.h"
-#include "enhance/Error.h"
-#include "enhance/FrameDecoder.h"
+#include "enhance/base/Error.h"
+#include "enhance/dicom/FrameDecoder.h"
+#include "enhance/inference/BilateralDenoiser.h"
 
 namespace enhance {
 

@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 #include <json/reader.h>
 
-#include "enhance/Error.h"
+#include "enhance/base/Error.h"
 
 namespace enhance::plugin {
 namespace {

@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "ModelFixtures.h"
-#include "enhance/ClassicalModels.h"
-#include "enhance/Phantom.h"
-#include "enhance/TorchModel.h"
+#include "enhance/inference/ClassicalModels.h"
+#include "enhance/inference/TorchModel.h"
+#include "enhance/samples/Phantom.h"
 
 namespace enhance {
 namespace {

@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-#include "enhance/SliceCache.h"
+#include "enhance/pipeline/SliceCache.h"
 
 #include <gtest/gtest.h>
 
 #include "ModelFixtures.h"
 #include "TestData.h"
-#include "enhance/BilateralDenoiser.h"
-#include "enhance/Error.h"
-#include "enhance/SeriesEnhancer.h"
-#include "enhance/TorchModel.h"
+#include "enhance/base/Error.h"
+#include "enhance/inference/BilateralDenoiser.h"
+#include "enhance/inference/TorchModel.h"
+#include "enhance/pipeline/SeriesEnhancer.h"
 
 namespace enhance {
 namespace {

@@ -7,8 +7,8 @@
 #include "DicomUtil.h"
 #include "TestData.h"
 #include "TestDicom.h"
-#include "enhance/DerivedSeriesWriter.h"
-#include "enhance/Error.h"
+#include "enhance/base/Error.h"
+#include "enhance/dicom/DerivedSeriesWriter.h"
 
 namespace enhance {
 namespace {

@@ -5,7 +5,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "enhance/SyntheticSeries.h"
+#include "enhance/dicom/SyntheticSeries.h"
 
 namespace enhance::testing {
 

@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "enhance/DicomSeriesReader.h"
-#include "enhance/InstanceSource.h"
-#include "enhance/Phantom.h"
+#include "enhance/dicom/DicomSeriesReader.h"
+#include "enhance/dicom/InstanceSource.h"
+#include "enhance/samples/Phantom.h"
 
 namespace enhance::testing {
 

@@ -15,8 +15,8 @@
 #include <utility>
 #include <vector>
 
-#include "enhance/DicomSeriesReader.h"
-#include "enhance/Geometry.h"
+#include "enhance/base/Geometry.h"
+#include "enhance/dicom/DicomSeriesReader.h"
 
 namespace enhance::testing {
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-#include "enhance/TorchModel.h"
+#include "enhance/inference/TorchModel.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -9,8 +9,8 @@
 #include <random>
 
 #include "ModelFixtures.h"
-#include "enhance/Error.h"
-#include "enhance/ModelRegistry.h"
+#include "enhance/base/Error.h"
+#include "enhance/inference/ModelRegistry.h"
 
 namespace enhance {
 namespace {

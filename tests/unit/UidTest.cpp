@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-#include "enhance/Uid.h"
+#include "enhance/base/Uid.h"
 
 #include <gtest/gtest.h>
 
 #include <set>
 
-#include "enhance/Error.h"
+#include "enhance/base/Error.h"
 
 namespace enhance {
 

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// Edge-preserving bilateral filter (Tomasi and Manduchi, 1998), applied slice by slice
+// in physical units, written with LibTorch tensor operations so it runs on the CPU or
+// a GPU. Each output voxel is a weighted mean of its neighbours within `radius`; the
+// weight is a Gaussian of the spatial distance (sigmaSpatial, in pixels) times a
+// Gaussian of the intensity difference (sigmaRange). sigmaRange is derived per series
+// from the measured noise level (rangeFactor x the noise standard deviation estimated
+// with Immerkaer's Laplacian method, median over slices) so the same model suits CT in
+// HU and MR in arbitrary units. Output units and range are those of the input.
+//
+// Thread-safe: Run() is const and keeps no state.
+#pragma once
+
+#include <memory>
+
+#include "enhance/inference/Model.h"
+
+namespace enhance {
+
+struct BilateralParameters {
+  double sigmaSpatial = 1.5;    // pixels
+  int radius = 3;               // pixels; the window is (2 radius + 1)^2
+  double rangeFactor = 2.5;     // sigmaRange = rangeFactor x estimated noise sigma
+  double minSigmaRange = 1e-3;  // floor for noise-free input, in input units
+  int slicesPerBatch = 8;       // bounds peak memory: about 8 buffers of this many slices
+};
+
+class BilateralDenoiser final : public Model {
+ public:
+  explicit BilateralDenoiser(BilateralParameters parameters = {});
+  const ModelInfo& Info() const override { return info_; }
+  std::string Parameters() const override;
+  Volume Run(const Volume& input, const RunContext& context) const override;
+
+  const BilateralParameters& parameters() const { return parameters_; }
+
+ private:
+  BilateralParameters parameters_;
+  ModelInfo info_;
+};
+
+// Robust estimate of the standard deviation of white noise in one slice
+// (J. Immerkaer, "Fast noise variance estimation", CVIU 1996), in the slice's units.
+double EstimateNoiseSigma(const float* slice, int64_t rows, int64_t columns);
+
+}  // namespace enhance

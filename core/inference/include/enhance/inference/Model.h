@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// A model turns an input volume into an output volume for one task. Classical
+// operators and learned TorchScript networks implement the same interface.
+//
+// Thread-safety: Run() is const and may be called from several threads at once;
+// implementations must not keep per-call state in members.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "enhance/base/Volume.h"
+#include "enhance/inference/ModelSpec.h"
+
+namespace enhance {
+
+// What a model is and how it is fed: its parsed manifest, or the equivalent for a
+// built-in model. Model::Info() returns it.
+using ModelInfo = ModelSpec;
+
+// Passed to Run(): lets a long computation report progress and stop early.
+struct RunContext {
+  // Called with a fraction in [0, 1]. May be empty.
+  std::function<void(double)> progress;
+  // Polled between slices or batches; when it returns true, Run throws Error(kCancelled).
+  std::function<bool()> cancelled;
+
+  // Called with a message the user should see (e.g. a fallback that was taken). May be empty.
+  std::function<void(const std::string&)> warning;
+
+  // Output slices already computed (e.g. while the series arrived): called once per
+  // output slice before inference; returns that slice's values in output units
+  // (rows x columns of the output) or an empty vector. Only consulted by models whose
+  // TakesPrecomputedSlices() is true. May be empty.
+  std::function<std::vector<float>(int64_t slice)> precomputed;
+  // Called from the computing thread, by a model writing its output over its input
+  // (Model::RunReusing), when output slice k is final: from then on slice k of the volume
+  // holds output and is not written again, so another thread may read it. May be empty.
+  std::function<void(int64_t slice)> outputReady;
+
+  void Warn(const std::string& message) const {
+    if (warning) warning(message);
+  }
+  void Report(double fraction) const {
+    if (progress) progress(fraction);
+  }
+  void ThrowIfCancelled() const;
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual const ModelInfo& Info() const = 0;
+  // Human-readable key parameters for the DerivationDescription of the output.
+  virtual std::string Parameters() const = 0;
+  virtual Volume Run(const Volume& input, const RunContext& context) const = 0;
+  // As Run, but the output may take the input's memory: a model whose output slice k
+  // depends on input slice k alone, on the same grid, writes it over the input, so that
+  // memory holds one volume instead of two. Afterwards `input` is unspecified (its voxels
+  // may be gone). The default runs Run().
+  virtual Volume RunReusing(Volume& input, const RunContext& context) const {
+    return Run(input, context);
+  }
+  // Whether Run and RunReusing use the slices RunContext::precomputed gives instead of
+  // computing them (and never read the input of such a slice). The default: no.
+  virtual bool TakesPrecomputedSlices() const { return false; }
+};
+
+}  // namespace enhance

@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// What a model is and how to feed it, as declared by its manifest.json (see
+// docs/models.md). Parsing validates every field and names the file and key of any
+// problem. A value type: copy freely; not synchronised.
+#pragma once
+
+#include <json/value.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "enhance/base/CodedConcept.h"
+
+namespace enhance {
+
+// How physical values map to the numbers a network sees (and back).
+struct Normalization {
+  enum class Method {
+    kNone,        // values pass unchanged
+    kWindow,      // [low, high] in physical units -> [0, 1]
+    kPercentile,  // [low, high] percentiles of the series (inside the body) -> [0, 1]
+    kZScore,      // (value - mean) / standard deviation of the series (inside the body)
+  };
+  Method method = Method::kNone;
+  double low = 0.0;
+  double high = 1.0;
+};
+
+struct ModelSpec {
+  std::string name;
+  std::string version;
+  std::string task;  // "denoise" | "superres" | "mr2ct"
+  std::vector<std::string> modalities;
+  std::string intendedUse;
+  std::string uid;                // DeviceUID of the output; changes with the weights
+  std::filesystem::path archive;  // absolute path of the TorchScript archive
+
+  Normalization input;
+  // How the network's output maps back to physical units. kNone means "the inverse of
+  // the input normalisation" (denoise, superres); mr2ct maps [0, 1] to a HU window.
+  Normalization output;
+  bool hasOutputRange = false;  // clamp the output to [outputMin, outputMax]
+  double outputMin = 0.0;
+  double outputMax = 0.0;
+  std::string outputUnits;  // "HU", or "" for the input's units
+
+  int inPlaneScale = 1;       // 1, 2 or 4
+  int throughPlaneScale = 1;  // 1 or 2
+  int sliceContext = 0;       // neighbours on each side given as channels
+  int tileSize = 256;         // square tiles of the input; 0 = whole slices
+  int tileOverlap = 32;
+  // Rows and columns the network accepts are multiples of this (e.g. 2 for a network
+  // that starts with a pixel unshuffle); the engine pads each tile at the bottom and
+  // right with 0 in normalised units (as the network's own zero padding) and crops.
+  int sizeMultiple = 1;
+  bool allowFp16 = false;
+  int maxBatch = 8;
+
+  CodedConcept derivationCode;
+
+  // Input channels the network expects: 2 * sliceContext + 1, or 2 * max(1, sliceContext)
+  // for through-plane models, which see the slices on both sides of a gap.
+  int InputChannels() const;
+};
+
+// Whether each output slice depends on its own input slice alone (no slice context, no
+// through-plane resampling, a normalisation that does not look at the whole volume), so
+// that slices can be computed one by one as they arrive.
+bool SlicesAreIndependent(const ModelSpec& spec);
+
+// Parses a manifest. `folder` is the model's folder: the archive must lie inside it.
+// Throws Error(kBadInput) naming `folder/manifest.json` and the key.
+ModelSpec ParseManifest(const Json::Value& manifest, const std::filesystem::path& folder);
+
+// Parses the text of folder/manifest.json; invalid JSON is Error(kBadInput) too.
+ModelSpec ParseManifestText(const std::string& text, const std::filesystem::path& folder);
+
+// Reads and parses folder/manifest.json.
+ModelSpec LoadManifest(const std::filesystem::path& folder);
+
+// The default derivation code of a task: (113085, DCM, "Spatial resampling") for
+// superres, and codes of the local scheme "99ENHANCE" otherwise (docs/dicom.md).
+CodedConcept DefaultDerivationCode(const std::string& task);
+
+}  // namespace enhance

@@ -1,0 +1,296 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "enhance/inference/ModelSpec.h"
+
+#include <json/reader.h>
+
+#include <algorithm>
+#include <fstream>
+#include <memory>
+#include <regex>
+#include <sstream>
+
+#include "enhance/base/Error.h"
+#include "enhance/base/Uid.h"
+
+namespace enhance {
+namespace {
+
+class ManifestReader {
+ public:
+  explicit ManifestReader(std::string file) : file_(std::move(file)) {}
+
+  [[noreturn]] void Fail(const std::string& key, const std::string& what) const {
+    throw Error(ErrorKind::kBadInput, file_ + ": " + key + ": " + what);
+  }
+
+  void CheckKeys(const Json::Value& object, const std::string& key,
+                 const std::vector<std::string>& known) const {
+    for (const auto& name : object.getMemberNames()) {
+      if (std::find(known.begin(), known.end(), name) == known.end()) {
+        std::string list;
+        for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+        Fail(Printable(key.empty() ? name : key + "." + name),
+             "unknown key; known keys are " + list);
+      }
+    }
+  }
+
+  std::string String(const Json::Value& o, const char* key, bool required,
+                     const std::string& fallback = "") const {
+    if (!o.isMember(key)) {
+      if (required) Fail(key, "is required");
+      return fallback;
+    }
+    if (!o[key].isString() || o[key].asString().empty()) Fail(key, "must be a non-empty string");
+    return o[key].asString();
+  }
+
+  int Int(const Json::Value& o, const std::string& prefix, const char* key, int fallback,
+          int minimum, int maximum) const {
+    const std::string name = prefix.empty() ? key : prefix + "." + key;
+    if (!o.isMember(key)) return fallback;
+    if (!o[key].isInt() || o[key].asInt() < minimum || o[key].asInt() > maximum) {
+      Fail(name,
+           "must be an integer from " + std::to_string(minimum) + " to " + std::to_string(maximum));
+    }
+    return o[key].asInt();
+  }
+
+  double Number(const Json::Value& o, const std::string& name, const char* key) const {
+    if (!o.isMember(key) || !o[key].isNumeric()) Fail(name + "." + key, "must be a number");
+    return o[key].asDouble();
+  }
+
+  Normalization ParseNormalization(const Json::Value& o, const std::string& name) const {
+    Normalization n;
+    if (!o.isObject()) Fail(name, "must be an object with a \"method\"");
+    CheckKeys(o, name, {"method", "low", "high"});
+    const std::string method =
+        o.isMember("method") && o["method"].isString() ? o["method"].asString() : "";
+    if (method == "none") {
+      n.method = Normalization::Method::kNone;
+    } else if (method == "window") {
+      n.method = Normalization::Method::kWindow;
+    } else if (method == "percentile") {
+      n.method = Normalization::Method::kPercentile;
+    } else if (method == "zscore") {
+      n.method = Normalization::Method::kZScore;
+    } else {
+      Fail(name + ".method", "must be one of none, window, percentile, zscore");
+    }
+    if (n.method == Normalization::Method::kWindow ||
+        n.method == Normalization::Method::kPercentile) {
+      n.low = Number(o, name, "low");
+      n.high = Number(o, name, "high");
+      if (!(n.high > n.low)) Fail(name, "high must be greater than low");
+      if (n.method == Normalization::Method::kPercentile && (n.low < 0 || n.high > 100)) {
+        Fail(name, "percentiles must lie in [0, 100]");
+      }
+    }
+    return n;
+  }
+
+ private:
+  std::string file_;
+};
+
+}  // namespace
+
+int ModelSpec::InputChannels() const {
+  if (throughPlaneScale > 1) return 2 * std::max(1, sliceContext);
+  return 2 * sliceContext + 1;
+}
+
+CodedConcept DefaultDerivationCode(const std::string& task) {
+  if (task == "superres") return {"113085", "DCM", "Spatial resampling"};
+  if (task == "mr2ct") return {"ENH-MR2CT", "99ENHANCE", "Synthetic CT from MR by a learned model"};
+  return {"ENH-DENOISE", "99ENHANCE", "Noise reduction by a learned model"};
+}
+
+bool SlicesAreIndependent(const ModelSpec& spec) {
+  const auto fixed = [](const Normalization& n) {
+    return n.method == Normalization::Method::kNone || n.method == Normalization::Method::kWindow;
+  };
+  return spec.sliceContext == 0 && spec.throughPlaneScale == 1 && fixed(spec.input) &&
+         fixed(spec.output);
+}
+
+namespace {
+
+// name, version, task, modalities and intended use.
+void ParseIdentity(const ManifestReader& r, const Json::Value& m, ModelSpec& s) {
+  s.name = r.String(m, "name", true);
+  static const std::regex kName("[a-z0-9][a-z0-9._-]{0,63}");
+  if (!std::regex_match(s.name, kName)) {
+    r.Fail("name",
+           "'" + Printable(s.name) + "' must be 1-64 lower-case letters, digits, '.', '_' or '-'");
+  }
+  s.version = r.String(m, "version", true);
+  s.task = r.String(m, "task", true);
+  if (s.task != "denoise" && s.task != "superres" && s.task != "mr2ct") {
+    r.Fail("task", "'" + Printable(s.task) + "' must be one of denoise, superres, mr2ct");
+  }
+  if (!m.isMember("modalities") || !m["modalities"].isArray() || m["modalities"].empty()) {
+    r.Fail("modalities", "must be a non-empty list such as [\"CT\"]");
+  }
+  for (const auto& modality : m["modalities"]) {
+    if (!modality.isString() || modality.asString().empty())
+      r.Fail("modalities", "must hold strings");
+    s.modalities.push_back(modality.asString());
+  }
+  s.intendedUse = r.String(m, "intended_use", true);
+}
+
+// The archive's path, which must stay inside the model's folder.
+std::filesystem::path ParseArchive(const ManifestReader& r, const Json::Value& m,
+                                   const std::filesystem::path& folder) {
+  const std::string archive = r.String(m, "archive", true);
+  const std::filesystem::path relative(archive);
+  if (relative.is_absolute() || archive.find("..") != std::string::npos) {
+    r.Fail("archive", "'" + Printable(archive) + "' must be a file name inside the model's folder");
+  }
+  std::error_code ec;
+  const auto base = std::filesystem::weakly_canonical(folder, ec);
+  const auto resolved = std::filesystem::weakly_canonical(folder / relative, ec);
+  const auto [baseEnd, _] =
+      std::mismatch(base.begin(), base.end(), resolved.begin(), resolved.end());
+  if (ec || baseEnd != base.end()) {
+    r.Fail("archive", "'" + Printable(archive) + "' resolves outside the model's folder");
+  }
+  return resolved;
+}
+
+// How values go in and out of the network: normalisations, output range and units.
+void ParseValues(const ManifestReader& r, const Json::Value& m, ModelSpec& s) {
+  if (m.isMember("input_normalization")) {
+    s.input = r.ParseNormalization(m["input_normalization"], "input_normalization");
+  }
+  if (m.isMember("output_normalization")) {
+    s.output = r.ParseNormalization(m["output_normalization"], "output_normalization");
+    if (s.output.method == Normalization::Method::kPercentile ||
+        s.output.method == Normalization::Method::kZScore) {
+      r.Fail("output_normalization.method", "must be none or window");
+    }
+  }
+  if (m.isMember("output_range")) {
+    const Json::Value& range = m["output_range"];
+    if (!range.isArray() || range.size() != 2 || !range[0].isNumeric() || !range[1].isNumeric() ||
+        !(range[1].asDouble() > range[0].asDouble())) {
+      r.Fail("output_range", "must be [min, max] with min < max");
+    }
+    s.hasOutputRange = true;
+    s.outputMin = range[0].asDouble();
+    s.outputMax = range[1].asDouble();
+  }
+  s.outputUnits = m.isMember("output_units") ? r.String(m, "output_units", true) : "";
+}
+
+// How the network is fed: scale, slice context, tiles, precision and batches.
+void ParseLayout(const ManifestReader& r, const Json::Value& m, ModelSpec& s) {
+  if (m.isMember("scale")) {
+    const Json::Value& scale = m["scale"];
+    if (!scale.isObject())
+      r.Fail("scale", "must be an object {\"in_plane\": 2, \"through_plane\": 1}");
+    r.CheckKeys(scale, "scale", {"in_plane", "through_plane"});
+    s.inPlaneScale = r.Int(scale, "scale", "in_plane", 1, 1, 4);
+    s.throughPlaneScale = r.Int(scale, "scale", "through_plane", 1, 1, 2);
+    if (s.inPlaneScale == 3) r.Fail("scale.in_plane", "must be 1, 2 or 4");
+    if (s.inPlaneScale > 1 && s.throughPlaneScale > 1) {
+      r.Fail("scale", "a model scales either in-plane or through-plane, not both");
+    }
+  }
+  if ((s.inPlaneScale > 1 || s.throughPlaneScale > 1) != (s.task == "superres")) {
+    r.Fail("scale", "superres models, and only they, must have a scale above 1");
+  }
+  s.sliceContext = r.Int(m, "", "slice_context", 0, 0, 8);
+  if (m.isMember("tile")) {
+    const Json::Value& tile = m["tile"];
+    if (!tile.isObject()) r.Fail("tile", "must be an object {\"size\": 256, \"overlap\": 32}");
+    r.CheckKeys(tile, "tile", {"size", "overlap"});
+    s.tileSize = r.Int(tile, "tile", "size", s.tileSize, 0, 4096);
+    s.tileOverlap = r.Int(tile, "tile", "overlap", s.tileOverlap, 0, 1024);
+    if (s.tileSize > 0 && (s.tileSize < 16 || 2 * s.tileOverlap >= s.tileSize)) {
+      r.Fail("tile", "size must be 0 (no tiling) or at least 16 and more than twice the overlap");
+    }
+  }
+  if (m.isMember("fp16")) {
+    if (!m["fp16"].isBool()) r.Fail("fp16", "must be true or false");
+    s.allowFp16 = m["fp16"].asBool();
+  }
+  s.maxBatch = r.Int(m, "", "max_batch", s.maxBatch, 1, 1024);
+  s.sizeMultiple = r.Int(m, "", "size_multiple", s.sizeMultiple, 1, 64);
+  if (s.tileSize > 0 && s.tileSize % s.sizeMultiple != 0) {
+    r.Fail("tile",
+           "size must be a multiple of size_multiple (" + std::to_string(s.sizeMultiple) + ")");
+  }
+}
+
+// The derivation code, and the defaults a synthetic CT model implies.
+void ParseDerivation(const ManifestReader& r, const Json::Value& m, ModelSpec& s) {
+  s.derivationCode = DefaultDerivationCode(s.task);
+  if (m.isMember("derivation_code")) {
+    const Json::Value& code = m["derivation_code"];
+    if (!code.isObject()) r.Fail("derivation_code", "must be {\"value\", \"scheme\", \"meaning\"}");
+    r.CheckKeys(code, "derivation_code", {"value", "scheme", "meaning"});
+    s.derivationCode = {r.String(code, "value", true), r.String(code, "scheme", true),
+                        r.String(code, "meaning", true)};
+  }
+  if (s.task == "mr2ct") {
+    if (s.outputUnits.empty()) s.outputUnits = "HU";
+    if (!s.hasOutputRange) {  // the range a CT scanner stores
+      s.hasOutputRange = true;
+      s.outputMin = -1024;
+      s.outputMax = 3071;
+    }
+  }
+}
+
+}  // namespace
+
+ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folder) {
+  const ManifestReader r((folder / "manifest.json").string());
+  if (!m.isObject()) r.Fail("manifest", "must be a JSON object");
+  r.CheckKeys(m, "",
+              {"name", "version", "task", "modalities", "intended_use", "model_uid", "archive",
+               "input_normalization", "output_normalization", "output_range", "output_units",
+               "scale", "slice_context", "tile", "size_multiple", "fp16", "max_batch",
+               "derivation_code", "description"});
+  ModelSpec s;
+  ParseIdentity(r, m, s);
+  s.archive = ParseArchive(r, m, folder);
+  if (m.isMember("model_uid")) {
+    s.uid = r.String(m, "model_uid", true);
+    if (!IsValidUid(s.uid))
+      r.Fail("model_uid", "'" + Printable(s.uid) + "' is not a valid DICOM UID");
+  }
+  ParseValues(r, m, s);
+  ParseLayout(r, m, s);
+  ParseDerivation(r, m, s);
+  return s;
+}
+
+ModelSpec ParseManifestText(const std::string& text, const std::filesystem::path& folder) {
+  Json::CharReaderBuilder builder;
+  const std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
+  Json::Value manifest;
+  std::string errors;
+  if (!reader->parse(text.data(), text.data() + text.size(), &manifest, &errors)) {
+    throw Error(ErrorKind::kBadInput,
+                (folder / "manifest.json").string() + ": not valid JSON: " + errors);
+  }
+  return ParseManifest(manifest, folder);
+}
+
+ModelSpec LoadManifest(const std::filesystem::path& folder) {
+  const auto path = folder / "manifest.json";
+  std::ifstream stream(path, std::ios::binary);
+  if (!stream) {
+    throw Error(ErrorKind::kNotFound, path.string() + ": cannot be opened");
+  }
+  std::ostringstream text;
+  text << stream.rdbuf();
+  if (stream.bad()) throw Error(ErrorKind::kNotFound, path.string() + ": cannot be read");
+  return ParseManifestText(text.str(), folder);
+}
+
+}  // namespace enhance

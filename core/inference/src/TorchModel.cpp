@@ -1,0 +1,441 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "enhance/inference/TorchModel.h"
+
+#include <ATen/record_function.h>
+#include <torch/cuda.h>
+#include <torch/script.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <string_view>
+#include <vector>
+
+#include "FusedConvolution.h"
+#include "SliceEngine.h"
+#include "enhance/base/Error.h"
+#include "enhance/base/Slots.h"
+#include "enhance/base/Uid.h"
+#include "enhance/inference/ModelSpec.h"
+
+namespace enhance {
+namespace {
+
+// Multiply-accumulates of the convolutions this thread runs while CountMacsPerPixel()
+// listens (LibTorch's RecordFunction callbacks are plain function pointers).
+thread_local double* tlsMacs = nullptr;
+thread_local int tlsDepth = 0;  // nested convolution ops (conv2d -> convolution -> ...)
+
+bool IsConvolution(std::string_view name) {
+  return name == "aten::conv1d" || name == "aten::conv2d" || name == "aten::conv3d" ||
+         name == "aten::convolution" || name == "aten::_convolution" ||
+         name == "aten::conv_transpose1d" || name == "aten::conv_transpose2d" ||
+         name == "aten::conv_transpose3d";
+}
+
+std::unique_ptr<at::ObserverContext> OnOpStart(const at::RecordFunction& fn) {
+  if (tlsMacs != nullptr && IsConvolution(fn.name())) ++tlsDepth;
+  return nullptr;
+}
+
+// Counts the outermost convolution op of each call: every output element of a
+// convolution takes (input channels / groups) x kernel size MACs, every input element of
+// a transposed one (output channels / groups) x kernel size; both are the weight's
+// elements per leading index.
+void OnOpEnd(const at::RecordFunction& fn, at::ObserverContext*) {
+  const std::string_view name = fn.name();
+  if (tlsMacs == nullptr || !IsConvolution(name) || --tlsDepth > 0) return;
+  const auto inputs = fn.inputs();
+  const auto& outputs = fn.outputs();
+  if (inputs.size() < 2 || !inputs[0].isTensor() || !inputs[1].isTensor() || outputs.empty() ||
+      !outputs[0].isTensor()) {
+    return;
+  }
+  const at::Tensor& weight = inputs[1].toTensor();
+  if (weight.dim() < 3 || weight.size(0) == 0) return;
+  const bool transposed = name.find("transpose") != std::string_view::npos ||
+                          ((name == "aten::convolution" || name == "aten::_convolution") &&
+                           inputs.size() > 6 && inputs[6].isBool() && inputs[6].toBool());
+  const double perElement =
+      static_cast<double>(weight.numel()) / static_cast<double>(weight.size(0));
+  const at::Tensor& counted = transposed ? inputs[0].toTensor() : outputs[0].toTensor();
+  *tlsMacs += static_cast<double>(counted.numel()) * perElement;
+}
+
+// Multiply-accumulates per output pixel, counted by running the network once on a small
+// input and adding up the convolutions it runs, on whatever grid each one runs.
+double CountMacsPerPixel(torch::jit::Module& module, const ModelSpec& spec) {
+  const int64_t multiple = std::max(1, spec.sizeMultiple);
+  const int64_t side = (64 + multiple - 1) / multiple * multiple;
+  double macs = 0;
+  tlsMacs = &macs;
+  tlsDepth = 0;
+  const at::CallbackHandle handle = at::addThreadLocalCallback(
+      at::RecordFunctionCallback(OnOpStart, OnOpEnd).needsInputs(true).needsOutputs(true));
+  struct Listening {
+    at::CallbackHandle handle;
+    ~Listening() {
+      at::removeCallback(handle);
+      tlsMacs = nullptr;
+    }
+  } listening{handle};
+  c10::InferenceMode guard;
+  module.forward({at::zeros({1, spec.InputChannels(), side, side}, at::kFloat)});
+  const double outputPixels =
+      static_cast<double>(side * spec.inPlaneScale) * static_cast<double>(side * spec.inPlaneScale);
+  return macs / outputPixels;
+}
+
+std::string ReadWholeFile(const std::filesystem::path& path) {
+  std::ifstream stream(path, std::ios::binary);
+  std::ostringstream content;
+  content << stream.rdbuf();
+  return content.str();
+}
+
+// Seconds of one forward pass.
+double TimeOnce(torch::jit::Module& module, const at::Tensor& input) {
+  c10::InferenceMode guard;
+  const auto start = std::chrono::steady_clock::now();
+  module.forward({input});
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// How a model runs on the CPU; chosen at load time by timing.
+enum class CpuLayout {
+  kPlain,         // the graph as saved, NCHW tensors
+  kChannelsLast,  // same graph, 4-D weights and inputs in channels-last (NHWC) memory order
+  kFused,         // frozen, convolutions (+ ReLU) replaced by enhance::conv2d_fused, NHWC
+  kOptimised,     // frozen and optimised for inference (fused operators, oneDNN layouts)
+};
+
+const char* Describe(CpuLayout layout) {
+  switch (layout) {
+    case CpuLayout::kChannelsLast:
+      return "channels-last";
+    case CpuLayout::kFused:
+      return "fused convolutions";
+    case CpuLayout::kOptimised:
+      return "optimised graph";
+    default:
+      return "plain graph";
+  }
+}
+
+struct LoadedModule {
+  std::shared_ptr<torch::jit::Module> module;
+  CpuLayout layout = CpuLayout::kPlain;
+};
+
+at::Tensor Prepare(const at::Tensor& batch, CpuLayout layout) {
+  return layout == CpuLayout::kChannelsLast || layout == CpuLayout::kFused
+             ? batch.contiguous(at::MemoryFormat::ChannelsLast)
+             : batch;
+}
+
+// One way of running the model on the CPU, built from the module as loaded.
+std::shared_ptr<torch::jit::Module> Build(const torch::jit::Module& module, CpuLayout layout) {
+  switch (layout) {
+    case CpuLayout::kChannelsLast: {
+      torch::jit::Module channelsLast = module.clone();
+      torch::NoGradGuard noGrad;
+      for (at::Tensor parameter : channelsLast.parameters()) {
+        if (parameter.dim() == 4) {
+          parameter.set_data(parameter.contiguous(at::MemoryFormat::ChannelsLast));
+        }
+      }
+      return std::make_shared<torch::jit::Module>(channelsLast);
+    }
+    case CpuLayout::kFused: {
+      int replaced = 0;
+      torch::jit::Module fused = FuseConvolutions(module, &replaced);
+      // Nothing to fuse: the same graph as channels-last, and not worth a place.
+      if (replaced == 0) return nullptr;
+      return std::make_shared<torch::jit::Module>(fused);
+    }
+    case CpuLayout::kOptimised: {
+      torch::jit::Module copy = module.clone();
+      return std::make_shared<torch::jit::Module>(torch::jit::optimize_for_inference(copy));
+    }
+    default:
+      return std::make_shared<torch::jit::Module>(module);
+  }
+}
+
+// Loads the archive onto the device. On the CPU, when asked ("auto"), the graph as saved is
+// timed against the same graph with weights and inputs in channels-last memory order
+// (oneDNN's direct convolutions are several times faster in that order for the narrow
+// layers of small networks) and against the frozen graph with fused convolutions
+// (FusedConvolution.h), and the fastest is kept; for tiny networks layout conversions can
+// cost more than they save, so none is assumed to win. The graph frozen and optimised by
+// LibTorch is used only when asked for by name.
+LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool fp16,
+                        const InferenceOptions& options) {
+  torch::jit::Module module = torch::jit::load(spec.archive.string(), device);
+  module.eval();
+  if (fp16) module.to(torch::kHalf);
+  const LoadedModule plain{std::make_shared<torch::jit::Module>(module), CpuLayout::kPlain};
+  const std::string& wanted = options.cpuLayout;
+  if (!options.optimizeForCpu || !device.is_cpu() || wanted == "plain") return plain;
+  const std::map<std::string, CpuLayout> named{{"channels-last", CpuLayout::kChannelsLast},
+                                               {"fused", CpuLayout::kFused},
+                                               {"optimised", CpuLayout::kOptimised}};
+  const bool timed = wanted == "auto";
+  if (!timed && named.count(wanted) == 0) {
+    throw Error(ErrorKind::kBadInput, "CPU layout '" + wanted +
+                                          "' must be auto, plain, channels-last, fused or "
+                                          "optimised");
+  }
+  const std::vector<CpuLayout> layouts =
+      timed ? std::vector<CpuLayout>{CpuLayout::kPlain, CpuLayout::kChannelsLast, CpuLayout::kFused}
+            : std::vector<CpuLayout>{named.at(wanted)};
+
+  struct Candidate {
+    LoadedModule loaded;
+    at::Tensor input;  // the timing input in the layout this version takes
+    double fastest = std::numeric_limits<double>::infinity();
+    bool failed = false;
+  };
+  std::vector<Candidate> candidates;
+  for (CpuLayout layout : layouts) {
+    try {
+      if (auto built = Build(module, layout)) candidates.push_back({{built, layout}, {}});
+    } catch (const std::exception&) {
+      // A graph that insists on contiguous tensors, or that cannot be frozen (mutable
+      // attributes), runs in the other ways.
+    }
+  }
+  if (candidates.empty()) return plain;
+  if (candidates.size() == 1) return candidates.front().loaded;
+
+  // One small item: enough to rank the versions, cheap enough for start-up. They are timed
+  // in turns, keeping each one's fastest of five passes (after one to warm up), so that a
+  // moment of other work on the machine does not decide between them. A version that fails
+  // on the input drops out.
+  const int64_t side = (spec.tileSize > 0 ? std::min(spec.tileSize, 128) : 128) /
+                       spec.sizeMultiple * spec.sizeMultiple;
+  const at::Tensor input = at::rand({1, spec.InputChannels(), side, side});
+  for (Candidate& candidate : candidates) candidate.input = Prepare(input, candidate.loaded.layout);
+  for (int round = 0; round < 6; ++round) {
+    for (Candidate& candidate : candidates) {
+      if (candidate.failed) continue;
+      try {
+        const double time = TimeOnce(*candidate.loaded.module, candidate.input);
+        if (round > 0) candidate.fastest = std::min(candidate.fastest, time);
+      } catch (const std::exception&) {
+        candidate.failed = true;
+      }
+    }
+  }
+  const Candidate* best = nullptr;
+  for (const Candidate& candidate : candidates) {
+    if (!candidate.failed && (!best || candidate.fastest < best->fastest)) best = &candidate;
+  }
+  return best ? best->loaded : plain;
+}
+
+}  // namespace
+
+std::string ResolveDevice(const std::string& requested) {
+  CheckDeviceName(requested);
+  if (requested == "auto") return torch::cuda::is_available() ? "cuda:0" : "cpu";
+  return requested == "cuda" ? "cuda:0" : requested;
+}
+
+std::string EffectiveDevice(const std::string& requested) {
+  const std::string device = ResolveDevice(requested);
+  return device != "cpu" && !torch::cuda::is_available() ? "cpu" : device;
+}
+
+struct TorchModel::Impl {
+  ModelSpec spec;
+  c10::Device device{c10::kCPU};
+  bool fp16 = false;
+  InferenceOptions options;
+  LoadedModule loaded;
+  double macsPerPixel = 0;
+  std::unique_ptr<Slots> slots;
+  // Loaded on first need, when the GPU runs out of memory even at batch size 1.
+  mutable std::mutex fallbackMutex;
+  mutable LoadedModule cpuFallback;
+
+  EngineOptions Engine(const c10::Device& d, bool half) const {
+    EngineOptions e;
+    e.device = d;
+    e.fp16 = half;
+    e.maxBatch = options.maxBatch > 0 ? options.maxBatch : spec.maxBatch;
+    e.memoryBudgetBytes = options.memoryBudgetBytes;
+    // The simulated limit stands for the memory of the model's own device only.
+    if (d == device) e.simulatedDeviceMemoryBytes = options.simulatedDeviceMemoryBytes;
+    return e;
+  }
+
+  // Runs `run` with the model's options, then with the fallbacks for out of memory.
+  using EngineRun =
+      std::function<Volume(const ModelSpec&, const LoadedModule&, const EngineOptions&)>;
+  Volume RunWithFallbacks(const Volume& input, const RunContext& context,
+                          const EngineRun& run) const {
+    SlotGuard slot(*slots);
+    // Out of memory first halves the batch (in the engine), then the tiles (here, down to
+    // 64 pixels); at last a CUDA model runs the series on the CPU, and a CPU model fails.
+    ModelSpec tiled = spec;
+    const int smallest = 64;
+    const int whole = static_cast<int>(std::max(input.rows, input.columns));
+    std::string lastError;
+    while (true) {
+      try {
+        return run(tiled, loaded, Engine(device, fp16));
+      } catch (const Error& e) {
+        const bool outOfMemory = std::string(e.what()).rfind("out of memory", 0) == 0;
+        if (!outOfMemory) throw;
+        lastError = e.what();
+      }
+      const int current = tiled.tileSize > 0 ? std::min(tiled.tileSize, whole) : whole;
+      if (current / 2 < smallest) break;
+      tiled.tileSize = current / 2;
+      tiled.tileOverlap = std::min(tiled.tileOverlap, tiled.tileSize / 4);
+      context.Warn("model '" + spec.name + "' ran out of memory on " + device.str() +
+                   "; retrying with tiles of " + std::to_string(tiled.tileSize) + " pixels");
+    }
+    if (!device.is_cuda()) {
+      throw Error(ErrorKind::kUnsupported,
+                  "model '" + spec.name + "' ran out of memory on " + device.str() +
+                      " even with tiles of " + std::to_string(tiled.tileSize) + " pixels (" +
+                      lastError + "); lower Enhance.ConcurrentSeries or give the node more memory");
+    }
+    context.Warn("model '" + spec.name +
+                 "' ran out of GPU memory even with small tiles; "
+                 "this series was processed on the CPU");
+    LoadedModule cpu;
+    {
+      std::lock_guard<std::mutex> lock(fallbackMutex);
+      if (!cpuFallback.module) {
+        cpuFallback = LoadModule(spec, c10::Device(c10::kCPU), false, options);
+      }
+      cpu = cpuFallback;
+    }
+    return run(spec, cpu, Engine(c10::Device(c10::kCPU), false));
+  }
+
+  static SliceFunction Function(const LoadedModule& loaded) {
+    return [m = loaded.module, layout = loaded.layout](const at::Tensor& batch) {
+      return m->forward({Prepare(batch, layout)}).toTensor().contiguous();
+    };
+  }
+};
+
+TorchModel::TorchModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TorchModel::~TorchModel() = default;
+
+std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& folder,
+                                                   const InferenceOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->spec = LoadManifest(folder);
+  ModelSpec& spec = impl->spec;
+  const std::string where = folder.string();
+  if (!std::filesystem::is_regular_file(spec.archive)) {
+    throw Error(ErrorKind::kNotFound, where + ": the archive " + spec.archive.filename().string() +
+                                          " named in manifest.json does not exist");
+  }
+  if (spec.uid.empty()) {
+    // The identity of a model is its weights: hash the archive.
+    spec.uid = UidFromName(spec.name + "/" + spec.version + "/" + ReadWholeFile(spec.archive));
+  }
+  impl->options = options;
+  impl->slots = std::make_unique<Slots>(options.maxConcurrentRuns);
+  impl->device = c10::Device(EffectiveDevice(options.device));
+  impl->fp16 = spec.allowFp16 && impl->device.is_cuda();
+
+  try {
+    impl->loaded = LoadModule(spec, impl->device, impl->fp16, options);
+  } catch (const c10::Error& e) {
+    throw Error(ErrorKind::kBadInput,
+                where + ": " + spec.archive.filename().string() +
+                    " is not a loadable TorchScript archive: " + e.what_without_backtrace());
+  }
+
+  try {
+    torch::jit::Module plain = torch::jit::load(spec.archive.string(), c10::Device(c10::kCPU));
+    plain.eval();
+    impl->macsPerPixel = CountMacsPerPixel(plain, spec);
+  } catch (const std::exception&) {
+    impl->macsPerPixel = 0;  // counting is informative only
+  }
+
+  // Validate the contract on a small input; this also warms up the model.
+  const int64_t side = (32 + spec.sizeMultiple - 1) / spec.sizeMultiple * spec.sizeMultiple;
+  const int64_t channels = spec.InputChannels();
+  try {
+    c10::InferenceMode guard;
+    at::Tensor dummy =
+        at::rand({1, channels, side, side}).to(impl->device, impl->fp16 ? at::kHalf : at::kFloat);
+    const c10::IValue result = impl->loaded.module->forward({Prepare(dummy, impl->loaded.layout)});
+    if (!result.isTensor()) {
+      throw Error(ErrorKind::kBadInput, where + ": forward() must return one tensor");
+    }
+    const at::Tensor out = result.toTensor();
+    const std::vector<int64_t> expected{1, 1, side * spec.inPlaneScale, side * spec.inPlaneScale};
+    if (out.sizes().vec() != expected) {
+      throw Error(ErrorKind::kBadInput,
+                  where + ": for an input of shape [1, " + std::to_string(channels) + ", " +
+                      std::to_string(side) + ", " + std::to_string(side) + "] the model returned " +
+                      c10::str(out.sizes()) + "; a " + spec.task + " model with scale " +
+                      std::to_string(spec.inPlaneScale) + " and " + std::to_string(channels) +
+                      " input channel(s) must return " + c10::str(at::IntArrayRef(expected)));
+    }
+  } catch (const c10::Error& e) {
+    throw Error(ErrorKind::kBadInput,
+                where + ": the model fails on a [1, " + std::to_string(channels) + ", " +
+                    std::to_string(side) + ", " + std::to_string(side) + "] input (" +
+                    std::to_string(channels) +
+                    " channels from the manifest's slice_context): " + e.what_without_backtrace());
+  }
+  return std::shared_ptr<const TorchModel>(new TorchModel(std::move(impl)));
+}
+
+const ModelInfo& TorchModel::Info() const { return impl_->spec; }
+
+std::string TorchModel::Device() const { return impl_->device.str(); }
+
+double TorchModel::MacsPerPixel() const { return impl_->macsPerPixel; }
+
+std::string TorchModel::Parameters() const {
+  const ModelSpec& s = impl_->spec;
+  std::string text = "TorchScript on " + impl_->device.str();
+  if (impl_->fp16) text += " fp16";
+  if (impl_->device.is_cpu()) text += std::string(" (") + Describe(impl_->loaded.layout) + ")";
+  if (s.sliceContext > 0) text += ", " + std::to_string(s.InputChannels()) + " slices as context";
+  if (s.tileSize > 0) text += ", tiles " + std::to_string(s.tileSize) + " px";
+  return text;
+}
+
+Volume TorchModel::Run(const Volume& input, const RunContext& context) const {
+  return impl_->RunWithFallbacks(
+      input, context,
+      [&](const ModelSpec& spec, const LoadedModule& module, const EngineOptions& options) {
+        FusedOutputScope recycle;
+        return RunSliceEngine(input, spec, Impl::Function(module), options, context);
+      });
+}
+
+bool TorchModel::TakesPrecomputedSlices() const { return SlicesAreIndependent(impl_->spec); }
+
+Volume TorchModel::RunReusing(Volume& input, const RunContext& context) const {
+  if (!CanRunInPlace(impl_->spec)) return Run(input, context);
+  // A run that fails part-way resumes where it stopped: finished slices hold output.
+  EngineResume resume;
+  impl_->RunWithFallbacks(
+      input, context,
+      [&](const ModelSpec& spec, const LoadedModule& module, const EngineOptions& options) {
+        FusedOutputScope recycle;
+        RunSliceEngineInPlace(input, spec, Impl::Function(module), options, context, resume);
+        return Volume();
+      });
+  return std::move(input);
+}
+
+}  // namespace enhance

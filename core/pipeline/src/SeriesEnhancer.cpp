@@ -1,0 +1,350 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "enhance/pipeline/SeriesEnhancer.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <exception>
+#include <memory>
+#include <unordered_set>
+
+#include "OverlappedWriter.h"
+#include "enhance/base/Error.h"
+#include "enhance/dicom/DicomSeriesReader.h"
+
+namespace enhance {
+namespace {
+
+// Share of the progress bar given to each stage; inference dominates.
+constexpr double kFetchShare = 0.15;
+constexpr double kDecodeShare = 0.05;
+constexpr double kInferenceShare = 0.70;
+
+class Stopwatch {
+ public:
+  double Lap() {
+    const auto now = std::chrono::steady_clock::now();
+    const double seconds = std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+    return seconds;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+// The volume's size, geometry and units, without its voxels.
+Volume Header(const Volume& volume) {
+  Volume header;
+  header.slices = volume.slices;
+  header.rows = volume.rows;
+  header.columns = volume.columns;
+  header.geometry = volume.geometry;
+  header.units = volume.units;
+  return header;
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+DecodedSeries FetchSeries(InstanceSource& source, const RunContext& context, double progressShare,
+                          StageTimings* timings,
+                          const std::function<void(SeriesReader::Added&)>& decoded) {
+  Stopwatch clock;
+  const std::string description = source.Describe();
+  const std::vector<std::string> ids = source.ListInstances();
+  if (ids.empty()) throw Error(ErrorKind::kBadInput, description + ": the series has no instances");
+  // Each instance is decoded as soon as it is fetched, so that only one encoded file is
+  // held at a time.
+  SeriesReader reader(description, ids.size(), source.Decoder());
+  double fetchSeconds = 0;
+  double decodeSeconds = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    context.ThrowIfCancelled();
+    std::string bytes = source.FetchInstance(ids[i]);
+    fetchSeconds += clock.Lap();
+    reader.Add({ids[i], std::move(bytes)});
+    if (decoded) {
+      SeriesReader::Added added = reader.LastAdded();
+      decoded(added);
+    }
+    decodeSeconds += clock.Lap();
+    context.Report(progressShare * static_cast<double>(i + 1) / static_cast<double>(ids.size()));
+  }
+  DecodedSeries series = reader.Finish();
+  decodeSeconds += clock.Lap();
+  if (timings) {
+    timings->fetchSeconds = fetchSeconds;
+    timings->decodeSeconds = decodeSeconds;
+  }
+  return series;
+}
+
+namespace {
+
+// One run of EnhanceSeries, in the order its steps are taken: fetch and decode (taking
+// slices computed early), check the modality, run the model while a second thread encodes
+// and hands over the slices it reports final, then write what is left.
+class SeriesRun {
+ public:
+  SeriesRun(InstanceSource& source, const Model& model, const OutputOptions& output,
+            const RunContext& context, SliceCache* early, const DerivedFileSink& sink,
+            const std::function<void()>& discard)
+      : source_(source),
+        model_(model),
+        info_(model.Info()),
+        output_(output),
+        context_(context),
+        early_(early),
+        sink_(sink),
+        discard_(discard),
+        description_(source.Describe()) {}
+
+  EnhancedSeries Run() {
+    Fetch();
+    clock_.Lap();
+    CheckModality();
+    context_.Report(kFetchShare + kDecodeShare);
+    derivation_ = Derivation();
+    // The model may write its output over the decoded pixels (Model::RunReusing), so that
+    // memory holds one volume; the writer needs the source's sizes, geometry and headers,
+    // not its pixels, which stay in `decoded_.volume`.
+    pixels_ = Header(decoded_.volume);
+    pixels_.voxels.swap(decoded_.volume.voxels);
+    StartOverlappedWriter();
+    const Volume enhanced = Infer();
+    result_.timings.inferenceSeconds = clock_.Lap();
+    inferenceDone_ = true;
+    context_.ThrowIfCancelled();
+    WriteRemaining(enhanced);
+    context_.Report(1.0);
+    return std::move(result_);
+  }
+
+ private:
+  // For a model that writes each output slice over its input slice, the slices computed
+  // ahead are taken as their source slices are decoded: the cache gives up each one as
+  // the volume grows, instead of holding the series while the volume is read again.
+  void Fetch() {
+    std::function<void(SeriesReader::Added&)> takeEarly;
+    if (early_ && model_.TakesPrecomputedSlices() && info_.inPlaneScale == 1) {
+      takeEarly = [this](SeriesReader::Added& slice) {
+        const std::vector<float> values = early_->Take(SliceCache::Key(
+            info_.uid, slice.sopInstanceUid, slice.values, slice.rows, slice.columns));
+        if (values.size() != static_cast<size_t>(slice.rows * slice.columns)) return;
+        std::copy(values.begin(), values.end(), slice.values);
+        takenEarly_.insert(slice.id);
+      };
+    }
+    decoded_ = FetchSeries(source_, context_, kFetchShare, &result_.timings, takeEarly);
+    result_.warnings = decoded_.warnings;
+    result_.sourceModality = decoded_.modality;
+    result_.sourceSlices = decoded_.volume.slices;
+  }
+
+  void CheckModality() const {
+    const std::vector<std::string>& accepted = info_.modalities;
+    if (std::find(accepted.begin(), accepted.end(), decoded_.modality) != accepted.end()) return;
+    std::string list;
+    for (const auto& m : accepted) list += (list.empty() ? "" : ", ") + m;
+    throw Error(ErrorKind::kBadInput, description_ + ": model '" + info_.name + "' accepts " +
+                                          list + " series, not modality '" + decoded_.modality +
+                                          "'; choose a model for " + decoded_.modality);
+  }
+
+  DerivationInfo Derivation() const {
+    DerivationInfo derivation;
+    derivation.task = info_.task;
+    derivation.modelName = info_.name;
+    derivation.modelVersion = info_.version;
+    derivation.modelUid = info_.uid;
+    derivation.parameters = model_.Parameters();
+    derivation.derivationCode = info_.derivationCode;
+    derivation.softwareVersion = output_.softwareVersion;
+    derivation.seriesDescriptionSuffix = output_.seriesDescriptionSuffix;
+    derivation.seriesNumberOffset = output_.seriesNumberOffset;
+    derivation.uidRoot = output_.uidRoot;
+    derivation.seriesInstanceUid = output_.seriesInstanceUid;
+    derivation.outputKind = OutputKindForTask(info_.task);
+    return derivation;
+  }
+
+  // A file handed to the sink, timed apart from the encoding.
+  void HandOver(size_t index, size_t count, std::string file) {
+    context_.ThrowIfCancelled();
+    const auto handedOver = std::chrono::steady_clock::now();
+    sink_(index, count, std::move(file));
+    result_.timings.sinkSeconds += SecondsSince(handedOver);
+    ++result_.derivedInstances;
+    if (inferenceDone_) {
+      context_.Report(kFetchShare + kDecodeShare + kInferenceShare +
+                      (1 - kFetchShare - kDecodeShare - kInferenceShare) *
+                          static_cast<double>(index + 1) / static_cast<double>(count));
+    }
+  }
+
+  // With a sink that can start over (`discard`) and output on the source's grid, slices
+  // are encoded and handed over while the model computes the next ones. The encoding is
+  // chosen before the output exists, from the source's values widened by a quarter of
+  // their span on each side; should an output slice fall outside it, what was handed over
+  // is discarded and the series written again after the run.
+  void StartOverlappedWriter() {
+    if (!sink_ || !discard_ || info_.inPlaneScale != 1 || info_.throughPlaneScale != 1 ||
+        pixels_.voxels.empty()) {
+      return;
+    }
+    header_ = Header(pixels_);
+    if (!info_.outputUnits.empty()) header_.units = info_.outputUnits;
+    // The source's range as decoded: slices taken early already hold output.
+    const float margin = 0.25f * (decoded_.highest - decoded_.lowest) + 1.0f;
+    streamed_ = std::make_unique<DerivedSeriesWriter>(
+        decoded_, header_, derivation_, decoded_.lowest - margin, decoded_.highest + margin);
+    overlapped_ = std::make_unique<OverlappedWriter>(
+        *streamed_, pixels_.voxels.data(), static_cast<size_t>(pixels_.VoxelsPerSlice()),
+        [this](size_t index, size_t count, std::string file) {
+          HandOver(index, count, std::move(file));
+        });
+  }
+
+  // Output slices computed ahead, consulted before any slice is computed: `pixels_` holds
+  // the input, except for the slices taken while decoding, which hold their output
+  // already.
+  std::vector<float> Precomputed(int64_t slice) {
+    const SourceInstance& instance = decoded_.instances.at(static_cast<size_t>(slice));
+    if (takenEarly_.count(instance.id) != 0) {  // already written over its input
+      ++result_.timings.precomputedSlices;
+      return std::vector<float>(pixels_.Slice(slice), pixels_.Slice(slice + 1));
+    }
+    std::vector<float> values =
+        early_->Take(SliceCache::Key(info_.uid, instance.sopInstanceUid, pixels_, slice));
+    if (!values.empty()) ++result_.timings.precomputedSlices;
+    return values;
+  }
+
+  Volume Infer() {
+    RunContext inference;
+    inference.cancelled = [this] {
+      return (context_.cancelled && context_.cancelled()) || (overlapped_ && overlapped_->Failed());
+    };
+    inference.warning = context_.warning;  // fallbacks taken (out of memory) reach the job
+    inference.progress = [this](double fraction) {
+      context_.Report(kFetchShare + kDecodeShare + kInferenceShare * fraction);
+    };
+    if (overlapped_) {
+      inference.outputReady = [this](int64_t slice) { overlapped_->Ready(slice); };
+    }
+    if (early_) inference.precomputed = [this](int64_t slice) { return Precomputed(slice); };
+    Volume enhanced;
+    try {
+      enhanced = model_.RunReusing(pixels_, inference);
+    } catch (...) {
+      if (overlapped_) {
+        overlapped_->Stop();
+        // A failure to hand a file over stopped the run: it is the cause to report.
+        if (overlapped_->Failure()) std::rethrow_exception(overlapped_->Failure());
+      }
+      throw;
+    }
+    std::vector<float>().swap(pixels_.voxels);
+    return enhanced;
+  }
+
+  // Lets the overlapped writer finish the series; true when it did. Otherwise what it
+  // handed over is discarded.
+  bool FinishOverlapped(const Volume& enhanced, double& encodeSeconds) {
+    const bool sameGrid = enhanced.slices == header_.slices && enhanced.rows == header_.rows &&
+                          enhanced.columns == header_.columns && enhanced.units == header_.units;
+    bool written = false;
+    if (sameGrid) {
+      overlapped_->AllReady(enhanced.voxels.data());
+      written = overlapped_->Finish();
+    } else {
+      overlapped_->Stop();
+    }
+    encodeSeconds = overlapped_->EncodeSeconds();
+    overlapped_.reset();
+    if (!written) {
+      // Out of the chosen encoding's range (or not the expected grid): start over with an
+      // encoding chosen from every output value.
+      discard_();
+      result_.derivedInstances = 0;
+    }
+    return written;
+  }
+
+  void WriteRemaining(const Volume& enhanced) {
+    const auto encodeStart = std::chrono::steady_clock::now();
+    double encodeSeconds = 0;
+    const bool written = overlapped_ && FinishOverlapped(enhanced, encodeSeconds);
+    if (!written) {
+      const double sinkBefore = result_.timings.sinkSeconds;
+      const auto start = std::chrono::steady_clock::now();
+      if (sink_) {
+        WriteDerivedSeries(decoded_, enhanced, derivation_,
+                           [this](size_t index, size_t count, std::string file) {
+                             HandOver(index, count, std::move(file));
+                           });
+      } else {
+        result_.files = WriteDerivedSeries(decoded_, enhanced, derivation_);
+        result_.derivedInstances = result_.files.size();
+      }
+      encodeSeconds += SecondsSince(start) - (result_.timings.sinkSeconds - sinkBefore);
+    }
+    result_.timings.afterInferenceSeconds = SecondsSince(encodeStart);
+    result_.timings.encodeSeconds = encodeSeconds;
+  }
+
+  InstanceSource& source_;
+  const Model& model_;
+  const ModelInfo& info_;
+  const OutputOptions& output_;
+  const RunContext& context_;
+  SliceCache* const early_;
+  const DerivedFileSink& sink_;
+  const std::function<void()>& discard_;
+  const std::string description_;
+  EnhancedSeries result_;
+  Stopwatch clock_;
+  std::unordered_set<std::string> takenEarly_;  // the source's instance identifiers
+  DecodedSeries decoded_;
+  DerivationInfo derivation_;
+  Volume pixels_;
+  Volume header_;  // the output's size, grid and units, without voxels
+  std::unique_ptr<DerivedSeriesWriter> streamed_;
+  std::unique_ptr<OverlappedWriter> overlapped_;
+  std::atomic<bool> inferenceDone_{false};
+};
+
+}  // namespace
+
+EnhancedSeries EnhanceSeries(InstanceSource& source, const Model& model,
+                             const OutputOptions& output, const RunContext& context,
+                             SliceCache* early, const DerivedFileSink& sink,
+                             const std::function<void()>& discard) {
+  return SeriesRun(source, model, output, context, early, sink, discard).Run();
+}
+
+bool PrecomputeInstance(EncodedInstance instance, const std::string& description,
+                        const FrameDecoder* decoder, const Model& model, SliceCache& cache,
+                        const RunContext& context) {
+  const ModelInfo& info = model.Info();
+  if (!model.TakesPrecomputedSlices()) return false;  // its job would compute it again
+  std::vector<EncodedInstance> one;
+  one.push_back(std::move(instance));
+  const DecodedSeries decoded = ReadSeries(std::move(one), description, decoder);
+  if (std::find(info.modalities.begin(), info.modalities.end(), decoded.modality) ==
+      info.modalities.end()) {
+    return false;
+  }
+  const std::string key =
+      SliceCache::Key(info.uid, decoded.instances.front().sopInstanceUid, decoded.volume, 0);
+  if (cache.Contains(key)) return false;
+  Volume output = model.Run(decoded.volume, context);
+  cache.Put(key, std::move(output.voxels));
+  return true;
+}
+
+}  // namespace enhance
