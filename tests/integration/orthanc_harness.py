@@ -9,6 +9,8 @@ the harness's own requests send them.
 """
 import base64
 import contextlib
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -24,6 +26,7 @@ import urllib.request
 ORTHANC = os.environ.get("ENHANCE_ORTHANC", shutil.which("Orthanc") or "/usr/sbin/Orthanc")
 PLUGIN = os.environ.get("ENHANCE_PLUGIN", "")
 PHANTOM = os.environ.get("ENHANCE_PHANTOM", "")
+FIXTURE = os.environ.get("ENHANCE_FIXTURE_MODEL", "")
 
 
 def free_port():
@@ -117,6 +120,15 @@ class OrthancServer:
         if self.log_file:
             self.log_file.close()
             self.log_file = None
+
+    def restart(self, kill=False):
+        """Stops Orthanc (gracefully: it saves its jobs; with `kill`, SIGKILL: it saves
+        nothing) and starts it again on the same storage, index and ports."""
+        if kill:
+            self.kill()
+        else:
+            self.stop()
+        self.start()
 
     def peak_rss_mb(self):
         """The peak resident memory of the running Orthanc (VmHWM), in MiB."""
@@ -213,6 +225,24 @@ def wait_for_job(server, job_id, timeout=180):
     return wait_for(done, timeout=timeout, interval=0.2, what=f"job {job_id}")
 
 
+def wait_for_job_state(server, job_id, condition, timeout=60, what=None):
+    """The job's JSON once `condition(job)` holds, polling every 50 ms."""
+    def check():
+        job = server.get(f"/jobs/{job_id}")
+        return job if condition(job) else None
+    return wait_for(check, timeout=timeout, interval=0.05, what=what or f"job {job_id}")
+
+
+def wait_for_ended_job(server, matches, timeout=180, what="the job to end"):
+    """The first job for which `matches(job)` holds once it has succeeded or failed."""
+    def ended():
+        for job in server.get("/jobs?expand"):
+            if job["State"] in ("Success", "Failure") and matches(job):
+                return job
+        return None
+    return wait_for(ended, timeout=timeout, interval=0.2, what=what)
+
+
 def series_of_uid(server, uid):
     """The Orthanc ID of the series with this SeriesInstanceUID, or None."""
     answer = json.loads(server.request("POST", "/tools/lookup", uid.encode(), "text/plain"))
@@ -233,3 +263,42 @@ def logged_on_failure(server, *folders):
         server.cleanup()
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def store_series(server, files, calling_aet="MODALITY"):
+    """C-STOREs a series and returns its Orthanc ID."""
+    import pydicom
+    server.store_files(files, calling_aet=calling_aet)
+    return series_of_uid(server, pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
+
+
+def fingerprints(server, series_id):
+    """SHA-256 of every instance's file: the original must never change."""
+    return {i: hashlib.sha256(server.get_bytes(f"/instances/{i}/file")).hexdigest()
+            for i in server.get(f"/series/{series_id}")["Instances"]}
+
+
+def pixels(server, series_id):
+    """The series' stored pixel values, slices ordered by InstanceNumber."""
+    import numpy
+    import pydicom
+    slices = []
+    for i in server.get(f"/series/{series_id}")["Instances"]:
+        ds = pydicom.dcmread(io.BytesIO(server.get_bytes(f"/instances/{i}/file")))
+        slices.append((int(ds.InstanceNumber), ds.pixel_array.astype(numpy.int32)))
+    return numpy.stack([p for _, p in sorted(slices, key=lambda x: x[0])])
+
+
+def write_fixture_model(parent, kind, name, **extra):
+    """A model folder made by the fixture-model tool (ENHANCE_FIXTURE_MODEL): a CT denoiser
+    of the given kind (for example mean3x3, wrong-shape), its manifest updated by `extra`."""
+    manifest = {
+        "name": name, "version": "0.1.0", "task": "denoise", "modalities": ["CT"],
+        "intended_use": "integration test fixture", "archive": "model.pt",
+        "input_normalization": {"method": "window", "low": -1024, "high": 3071},
+    }
+    manifest.update(extra)
+    folder = os.path.join(parent, name)
+    shutil.rmtree(folder, ignore_errors=True)
+    subprocess.run([FIXTURE, kind, parent, json.dumps(manifest)], check=True, capture_output=True)
+    return folder

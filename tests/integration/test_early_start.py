@@ -10,7 +10,7 @@ import unittest
 
 import pydicom
 
-from orthanc_harness import OrthancServer, make_phantom, wait_for
+from orthanc_harness import OrthancServer, make_phantom, wait_for_ended_job
 from test_models import write_model
 
 
@@ -37,12 +37,8 @@ class EarlyStartTest(unittest.TestCase):
         with OrthancServer(extra_config=config, stable_age=3) as o:
             o.store_files(self.files)
 
-            def finished():
-                for j in o.get("/jobs?expand"):
-                    if j["Type"] == "EnhanceSeries" and j["State"] in ("Success", "Failure"):
-                        return j
-                return None
-            job = wait_for(finished, timeout=300, interval=0.2, what="the job")
+            job = wait_for_ended_job(o, lambda j: j["Type"] == "EnhanceSeries", timeout=300,
+                                     what="the job")
             self.assertEqual(job["State"], "Success", job["Content"].get("ErrorMessage"))
             derived = o.get(f"/series/{job['Content']['DerivedSeries']}")
             pixels = {}

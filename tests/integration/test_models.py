@@ -6,29 +6,16 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import unittest
 
 import pydicom
 
-from orthanc_harness import HttpError, OrthancServer, make_phantom, wait_for
-
-FIXTURE = os.environ.get("ENHANCE_FIXTURE_MODEL", "")
-
+from orthanc_harness import HttpError, OrthancServer, make_phantom, wait_for, write_fixture_model
 
 def write_model(parent, kind, name, **extra):
-    manifest = {
-        "name": name, "version": "0.1.0", "task": "denoise", "modalities": ["CT"],
-        "intended_use": "integration test fixture", "archive": "model.pt",
-        "input_normalization": {"method": "window", "low": -1024, "high": 3071},
-        "tile": {"size": 64, "overlap": 16},
-    }
-    manifest.update(extra)
-    folder = os.path.join(parent, name)
-    shutil.rmtree(folder, ignore_errors=True)
-    subprocess.run([FIXTURE, kind, parent, json.dumps(manifest)], check=True, capture_output=True)
-    return folder
+    """A fixture model cut into tiles of 64 with an overlap of 16, unless `extra` says else."""
+    return write_fixture_model(parent, kind, name, **{"tile": {"size": 64, "overlap": 16}, **extra})
 
 
 class ModelsTest(unittest.TestCase):

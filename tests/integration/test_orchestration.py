@@ -22,7 +22,7 @@ import unittest
 import pydicom
 
 from orthanc_harness import (HttpError, OrthancServer, free_port, logged_on_failure, make_phantom,
-                             wait_for, wait_for_job)
+                             wait_for, wait_for_ended_job, wait_for_job, wait_for_job_state)
 
 
 def series_in(server, study_uid=None):
@@ -126,13 +126,9 @@ class OrchestrationTest(unittest.TestCase):
         files = self.phantom("down", seed=33)
         self.node.store_files(files, calling_aet="BROKEN-ROUTE")
 
-        def failed_job():
-            for j in self.node.get("/jobs"):
-                info = self.node.get(f"/jobs/{j}")
-                if info["Content"].get("Origin") == "rule 'to-down'" and info["State"] == "Failure":
-                    return info
-            return None
-        failed = wait_for(failed_job, timeout=120, what="the forwarding job to fail")
+        failed = wait_for_ended_job(self.node, lambda j: j["Content"].get("Origin") == "rule 'to-down'",
+                                    timeout=120, what="the forwarding job to end")
+        self.assertEqual(failed["State"], "Failure", failed["Content"])
         content = failed["Content"]
         self.assertIn("forwarding failed: DOWN", content["ErrorMessage"])
         self.assertIn("stays in Orthanc", content["ErrorMessage"])
@@ -188,11 +184,10 @@ class OrchestrationTest(unittest.TestCase):
         source = [s["ID"] for s in series_in(o) if s["MainDicomTags"]["SeriesInstanceUID"] == uid][0]
         before = set(o.get("/series"))
         job_id = o.post(f"/enhance/series/{source}", {"Task": "denoise", "Model": "classical-bilateral"})["ID"]
-        wait_for(lambda: o.get(f"/jobs/{job_id}")["State"] == "Running", timeout=60, interval=0.05,
-                 what="the job to run")
+        wait_for_job_state(o, job_id, lambda j: j["State"] == "Running", what="the job to run")
         o.post(f"/jobs/{job_id}/cancel")
-        state = wait_for(lambda: (lambda j: j if j["State"] != "Running" else None)(o.get(f"/jobs/{job_id}")),
-                         timeout=30, what="the job to stop")
+        state = wait_for_job_state(o, job_id, lambda j: j["State"] != "Running", timeout=30,
+                                   what="the job to stop")
         self.assertIn(state["State"], ("Failure", "Paused"))
         time.sleep(1)
         self.assertEqual(set(o.get("/series")), before, "a cancelled job stored something")
@@ -228,8 +223,7 @@ class RestartTest(unittest.TestCase):
             jobs = [node.post(f"/enhance/series/{s}", {"Task": "denoise"})["ID"] for s in sources]
             wait_for(lambda: any(node.get(f"/jobs/{j}")["State"] == "Running" for j in jobs), timeout=60,
                      interval=0.05, what="a job to run")
-            node.stop()  # graceful: Orthanc saves its jobs
-            node.start()
+            node.restart()  # graceful: Orthanc saves its jobs
 
             def all_done():
                 states = [node.get(f"/jobs/{j}")["State"] for j in jobs]
@@ -256,8 +250,7 @@ class UnstableAtShutdownTest(unittest.TestCase):
             node.start()
             files = make_phantom(os.path.join(tmp, "ct"), rows=64, columns=64, slices=4, seed=7)
             node.store_files(files)
-            node.stop()  # long before the series is stable
-            node.start()
+            node.restart()  # long before the series is stable
 
             def derived():
                 series = node.get("/series")

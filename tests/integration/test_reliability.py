@@ -18,8 +18,6 @@ is down, cancellation, a graceful restart with queued jobs.
   processed exactly once; Orthanc's peak memory and its worst /system latency, polled every
   100 ms all along, are printed and bounded.
 """
-import hashlib
-import io
 import json
 import os
 import shutil
@@ -34,49 +32,17 @@ import numpy
 import pydicom
 import pydicom.uid
 
-from orthanc_harness import (HttpError, OrthancServer, free_port, logged_on_failure, make_phantom,
-                             series_of_uid, wait_for, wait_for_job)
+from orthanc_harness import (HttpError, OrthancServer, fingerprints, free_port, logged_on_failure,
+                             make_phantom, pixels, store_series, wait_for,
+                             wait_for_ended_job, wait_for_job, wait_for_job_state,
+                             write_fixture_model)
 
 STORE_FAULT = os.environ.get("ENHANCE_STORE_FAULT", "")
-FIXTURE = os.environ.get("ENHANCE_FIXTURE_MODEL", "")
 PLUGIN = os.environ.get("ENHANCE_PLUGIN", "")
-
-
-def store_series(server, files, calling_aet="MODALITY"):
-    """C-STOREs a series and returns its Orthanc ID."""
-    server.store_files(files, calling_aet=calling_aet)
-    return series_of_uid(server, pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
-
-
-def fingerprints(server, series_id):
-    """SHA-256 of every instance's file: the original must never change."""
-    return {i: hashlib.sha256(server.get_bytes(f"/instances/{i}/file")).hexdigest()
-            for i in server.get(f"/series/{series_id}")["Instances"]}
 
 
 def study_series(server, series_id):
     return server.get(f"/studies/{server.get(f'/series/{series_id}')['ParentStudy']}")["Series"]
-
-
-def pixels(server, series_id):
-    """The series' stored pixel values, slices ordered by InstanceNumber."""
-    slices = []
-    for i in server.get(f"/series/{series_id}")["Instances"]:
-        ds = pydicom.dcmread(io.BytesIO(server.get_bytes(f"/instances/{i}/file")))
-        slices.append((int(ds.InstanceNumber), ds.pixel_array.astype(numpy.int32)))
-    return numpy.stack([p for _, p in sorted(slices, key=lambda x: x[0])])
-
-
-def write_model(parent, kind, name, **extra):
-    manifest = {
-        "name": name, "version": "0.1.0", "task": "denoise", "modalities": ["CT"],
-        "intended_use": "integration test fixture", "archive": "model.pt",
-        "input_normalization": {"method": "window", "low": -1024, "high": 3071},
-    }
-    manifest.update(extra)
-    shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-    subprocess.run([FIXTURE, kind, parent, json.dumps(manifest)], check=True, capture_output=True)
-    return os.path.join(parent, name)
 
 
 class FaultTest(unittest.TestCase):
@@ -90,7 +56,7 @@ class FaultTest(unittest.TestCase):
             "DicomPort": remote_port, "DicomCheckCalledAet": True, "Plugins": [STORE_FAULT],
             "StoreFault": {"Mode": "refuse-cstore", "Status": 0xA700}})
         cls.models = os.path.join(cls.tmp, "models")
-        write_model(cls.models, "mean3x3", "ct-mean", tile={"size": 512, "overlap": 32}, max_batch=8)
+        write_fixture_model(cls.models, "mean3x3", "ct-mean", tile={"size": 512, "overlap": 32}, max_batch=8)
         cls.node = OrthancServer(name="ENHANCE", extra_config={
             "Plugins": [PLUGIN, STORE_FAULT],
             "DicomModalities": {"REFUSING": ["REMOTE", "127.0.0.1", remote_port],
@@ -178,12 +144,8 @@ class FaultTest(unittest.TestCase):
         source = store_series(o, files, calling_aet="TO-REFUSING")
         before = fingerprints(o, source)
 
-        def failed_job():
-            for j in o.get("/jobs?expand"):
-                if j["Content"].get("SourceSeries") == source and j["State"] in ("Success", "Failure"):
-                    return j
-            return None
-        job = wait_for(failed_job, timeout=180, what="the forwarding job to end")
+        job = wait_for_ended_job(o, lambda j: j["Content"].get("SourceSeries") == source,
+                                 what="the forwarding job to end")
         content = job["Content"]
         self.assertEqual(job["State"], "Failure", content)
         message = content["ErrorMessage"]
@@ -239,7 +201,7 @@ class ModelFaultTest(unittest.TestCase):
     def test_archive_corrupted_then_deleted_while_orthanc_runs(self):
         tmp = tempfile.mkdtemp(prefix="enhance-model-fault-")
         models = os.path.join(tmp, "models")
-        folder = write_model(models, "mean3x3", "ct-mean", tile={"size": 64, "overlap": 16})
+        folder = write_fixture_model(models, "mean3x3", "ct-mean", tile={"size": 64, "overlap": 16})
         archive = os.path.join(folder, "model.pt")
         node = OrthancServer(extra_config={
             "Plugins": [PLUGIN, STORE_FAULT],
@@ -260,12 +222,12 @@ class ModelFaultTest(unittest.TestCase):
             before = fingerprints(node, second)
             uid = node.get("/enhance/models/ct-mean")["Uid"]
             holder = node.post(f"/enhance/series/{first}", {"Task": "denoise", "Model": "classical-gaussian"})["ID"]
-            wait_for(lambda: node.get(f"/jobs/{holder}")["Content"].get("Stage") == "storing",
-                     timeout=60, interval=0.05, what="the first job to hold the processing slot")
+            wait_for_job_state(node, holder, lambda j: j["Content"].get("Stage") == "storing",
+                               what="the first job to hold the processing slot")
             running = node.post(f"/enhance/series/{second}", {"Task": "denoise", "Model": "ct-mean"})["ID"]
-            wait_for(lambda: (lambda j: j["State"] == "Running" and j["Content"].get("ModelUid"))(
-                node.get(f"/jobs/{running}")), timeout=60, interval=0.05,
-                what="the second job to run with its model")
+            wait_for_job_state(node, running,
+                               lambda j: j["State"] == "Running" and j["Content"].get("ModelUid"),
+                               what="the second job to run with its model")
 
             # Corrupted while a job holds it: the reload reports the file, the job finishes.
             with open(archive, "wb") as f:
@@ -295,12 +257,8 @@ class ModelFaultTest(unittest.TestCase):
             third = store_series(node, make_phantom(os.path.join(tmp, "c"), rows=64, columns=64,
                                                     slices=4, seed=3), calling_aet="RULE")
 
-            def rule_job():
-                for j in node.get("/jobs?expand"):
-                    if j["Content"].get("SourceSeries") == third and j["State"] in ("Success", "Failure"):
-                        return j
-                return None
-            failed = wait_for(rule_job, timeout=120, what="the rule's job to end")
+            failed = wait_for_ended_job(node, lambda j: j["Content"].get("SourceSeries") == third,
+                                        timeout=120, what="the rule's job to end")
             self.assertEqual(failed["State"], "Failure", failed)
             self.assertIn("model 'ct-mean' is not available", failed["Content"]["ErrorMessage"])
             self.assertIn(f"{folder}: model.pt is not a loadable", failed["Content"]["ErrorMessage"])
