@@ -3,13 +3,19 @@
 // enhance-train: simulates the training data of a shipped model, trains the network on
 // the CPU and writes the model folder (model.pt + manifest.json). Deterministic for a
 // thread count (default 1). See models/train_all.sh.
+//
+// Every model is one entry of the recipe table (Recipes() below): how its data is made,
+// its network, its training options and what its manifest says beyond the common fields.
+// Training one is the same sequence for all: data, network, Train(), manifest, folder.
 #include <ATen/Parallel.h>
 
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <iostream>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "CtDenoiseData.h"
 #include "Mr2CtData.h"
@@ -23,12 +29,25 @@ namespace {
 
 using namespace enhance::models;
 
-constexpr const char* kUsage =
-    "usage: enhance-train MODEL --out DIR [--steps N] [--threads N]\n"
-    "                     [--features N] [--layers N]   (the denoisers only)\n"
-    "MODEL: ct-denoise | mr-denoise | ct-superres-x2 | mr-superres-x2 | ct-superres-z2 | mr2ct\n"
-    "       | ct-denoise-halfres (not shipped)\n"
-    "Writes DIR/model.pt and DIR/manifest.json; MODEL_CARD.md is written by hand.\n";
+// Network inputs [S, C, H, W] and targets [S, 1, H * scale, W * scale] in network units.
+struct TrainingData {
+  at::Tensor inputs;
+  at::Tensor targets;
+};
+
+struct Recipe {
+  std::string name;
+  std::string task;
+  std::string modality;
+  std::string intendedUse;
+  std::string version;                 // the reason for the latest change is noted at the entry
+  std::function<TrainingData()> data;  // simulates or reads it, saying what it does
+  ResidualCnn network;
+  uint64_t initialisationSeed = 1;
+  TrainOptions options;
+  std::function<void(Json::Value&)> manifest;  // fields beyond the common ones
+  bool shipped = true;
+};
 
 double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
@@ -37,15 +56,13 @@ double Seconds(std::chrono::steady_clock::time_point since) {
 // Tile overlap whose quarter covers the receptive field (docs/models.md), in steps of 8.
 int64_t OverlapFor(const ResidualCnn& net) { return (4 * ReceptiveRadius(net) + 7) / 8 * 8; }
 
-Json::Value BaseManifest(const std::string& name, const std::string& task,
-                         const std::string& modality, const std::string& use,
-                         const ResidualCnn& net) {
+Json::Value BaseManifest(const Recipe& recipe, const ResidualCnn& net) {
   Json::Value m;
-  m["name"] = name;
-  m["version"] = "1.0.0";
-  m["task"] = task;
-  m["modalities"].append(modality);
-  m["intended_use"] = use;
+  m["name"] = recipe.name;
+  m["version"] = recipe.version;
+  m["task"] = recipe.task;
+  m["modalities"].append(recipe.modality);
+  m["intended_use"] = recipe.intendedUse;
   m["archive"] = "model.pt";
   m["slice_context"] = Json::Int64(net.inChannels / 2);
   // Whole 512x512 slices in one piece: tiling would compute the overlaps twice.
@@ -65,71 +82,25 @@ void Describe(const ResidualCnn& net, const torch::jit::Module& module) {
             << ReceptiveRadius(net) << " px\n";
 }
 
-// Writes the model folder and reports what the run cost; the exit code of a trainer.
-int Finish(torch::jit::Module& module, const Json::Value& manifest, const std::string& out,
-           const TrainResult& result, double simulationSeconds) {
-  SaveModelFolder(module, manifest, out);
-  std::cout << "data simulation: " << simulationSeconds << " s\n"
-            << "training: " << result.steps << " steps in " << result.seconds
-            << " s; loss (normalised units) " << result.firstLoss << " -> " << result.lastLoss
-            << "\n";
-  std::cout << "wrote " << out << "\n";
-  return 0;
+void SetNormalization(Json::Value& manifest, const char* key, const char* method, double low,
+                      double high) {
+  manifest[key]["method"] = method;
+  manifest[key]["low"] = low;
+  manifest[key]["high"] = high;
 }
 
-// `halfResolution`: the experimental variant whose five convolutions of 48 features run
-// at half resolution (pixel unshuffle 2): 4.3 GMAC per slice in layers wide enough for
-// CPU convolution kernels to approach their matrix-multiply rate, and a receptive radius
-// of 11 px. It is 2-3x faster than ct-denoise on the CPU but loses about half a dB on
-// the held-out set, so it is not shipped (docs/performance.md).
-// `features` and `layers`, when positive, replace the shipped network's width and depth
-// (for experiments; the shipped folder is trained with the defaults).
-int TrainCtDenoise(const std::string& out, int64_t steps, bool halfResolution, int64_t features,
-                   int64_t layers) {
-  auto start = std::chrono::steady_clock::now();
-  std::cout << "simulating the training set (low dose = 25% of 1e6 photons per ray)\n";
-  const CtPairs pairs = CtDenoiseTrainingSet(std::cout);
-  const double simulation = Seconds(start);
-  const at::Tensor inputs = ToNetwork(pairs.lowDose, kCtWindow);
-  const at::Tensor targets = ToNetwork(pairs.fullDose, kCtWindow);
-
-  // 16 features: a multiple of the CPU's 16-lane vectors, which oneDNN's convolutions run
-  // at a larger share of the machine's matrix-multiply rate than 20 (docs/performance.md).
-  ResidualCnn net;
-  net.features = 16;
-  net.layers = 8;
-  if (halfResolution) {
-    net.features = 48;
-    net.layers = 5;
-    net.unshuffle = 2;
-  }
-  if (features > 0) net.features = features;
-  if (layers > 0) net.layers = layers;
-  torch::jit::Module module = BuildResidualCnn(net, 1);
-  Describe(net, module);
-  TrainOptions options;
-  options.steps = steps > 0 ? steps : 3000;
-  options.batch = 16;
-  options.patch = 64;
-  options.learningRate = 1e-3;
-  const TrainResult result = Train(module, inputs, targets, options, std::cout);
-
-  Json::Value manifest =
-      BaseManifest(halfResolution ? "ct-denoise-halfres" : "ct-denoise", "denoise", "CT",
-                   "Noise reduction of low-dose CT (trained on simulated quarter-dose scans). "
-                   "Demonstration model, not for diagnosis.",
-                   net);
-  // 1.1.0: 8 layers of 16 features instead of 7 of 20.
-  manifest["version"] = "1.1.0";
-  manifest["input_normalization"]["method"] = "window";
-  manifest["input_normalization"]["low"] = kCtWindow.low;
-  manifest["input_normalization"]["high"] = kCtWindow.high;
-  return Finish(module, manifest, out, result, simulation);
+void CtWindowInput(Json::Value& m) {
+  SetNormalization(m, "input_normalization", "window", kCtWindow.low, kCtWindow.high);
 }
 
-// Both images of each MR pair in network units. As the engine will, the window comes from
-// the input series (99.5th percentile); a small random error on its width makes the
-// network tolerant of other percentile estimates.
+// As the engine will, an MR window comes from the input series (99.5th percentile).
+void MrPercentileInput(Json::Value& m) {
+  SetNormalization(m, "input_normalization", "percentile", 0, 99.5);
+}
+
+// Both images of each MR pair in network units, in the window of the noisy (input) image.
+// A small random error on the window's width makes the network tolerant of other
+// percentile estimates.
 std::pair<std::vector<at::Tensor>, std::vector<at::Tensor>> NormalisedPairs(
     const std::vector<MrPair>& pairs, uint64_t seed) {
   std::vector<at::Tensor> inputs, targets;
@@ -144,56 +115,22 @@ std::pair<std::vector<at::Tensor>, std::vector<at::Tensor>> NormalisedPairs(
   return {std::move(inputs), std::move(targets)};
 }
 
-int TrainMrDenoise(const std::string& out, int64_t steps, int64_t features, int64_t layers) {
-  auto start = std::chrono::steady_clock::now();
+TrainingData CtDenoiseData() {
+  std::cout << "simulating the training set (low dose = 25% of 1e6 photons per ray)\n";
+  const CtPairs pairs = CtDenoiseTrainingSet(std::cout);
+  return {ToNetwork(pairs.lowDose, kCtWindow), ToNetwork(pairs.fullDose, kCtWindow)};
+}
+
+TrainingData MrDenoiseData() {
   std::cout << "reading " << kMricronTemplates << "/ch2better.nii.gz, adding Rician noise\n";
   const std::vector<MrPair> pairs = MrDenoiseTrainingSet(kMricronTemplates);
   auto [inputs, targets] = NormalisedPairs(pairs, 11);
   for (const MrPair& p : pairs)
     std::cout << "  " << p.label << ": sigma " << p.sigma << " of the maximum\n";
-  const double simulation = Seconds(start);
-
-  ResidualCnn net;
-  net.features = 20;
-  net.layers = 7;
-  net.gain = 5.0;
-  if (features > 0) net.features = features;
-  if (layers > 0) net.layers = layers;
-  torch::jit::Module module = BuildResidualCnn(net, 2);
-  Describe(net, module);
-  TrainOptions options;
-  options.steps = steps > 0 ? steps : 1200;
-  options.batch = 16;
-  options.patch = 64;
-  options.learningRate = 1e-3;
-  options.backgroundLevel = 0.05;
-  options.seed = 2;
-  const TrainResult result = Train(module, at::cat(inputs), at::cat(targets), options, std::cout);
-
-  Json::Value manifest = BaseManifest(
-      "mr-denoise", "denoise", "MR",
-      "Noise reduction of magnitude MR images (trained on T1-weighted head images with "
-      "simulated Rician noise). Demonstration model, not for diagnosis.",
-      net);
-  manifest["input_normalization"]["method"] = "percentile";
-  manifest["input_normalization"]["low"] = 0;
-  manifest["input_normalization"]["high"] = 99.5;
-  return Finish(module, manifest, out, result, simulation);
+  return {at::cat(inputs), at::cat(targets)};
 }
 
-// The network of both in-plane x2 models: it runs on the coarse grid, so it can afford
-// more features than the denoisers for the same cost per output slice.
-ResidualCnn SuperResNet(double gain) {
-  ResidualCnn net;
-  net.features = 28;
-  net.layers = 8;
-  net.scale = 2;
-  net.gain = gain;
-  return net;
-}
-
-int TrainMrSuperRes(const std::string& out, int64_t steps) {
-  auto start = std::chrono::steady_clock::now();
+TrainingData MrSuperResData() {
   std::cout << "reading ch2better and jhu189 from " << kMricronTemplates
             << ", averaging 2x2 pixels\n";
   const std::vector<MrPair> pairs = MrSuperResTrainingSet(kMricronTemplates);
@@ -212,73 +149,18 @@ int TrainMrSuperRes(const std::string& out, int64_t steps) {
     inputs[i] = at::constant_pad_nd(inputs[i], {0, dc, 0, dr}, 0.0);
     targets[i] = at::constant_pad_nd(targets[i], {0, 2 * dc, 0, 2 * dr}, 0.0);
   }
-  const double simulation = Seconds(start);
-
-  const ResidualCnn net = SuperResNet(5.0);
-  torch::jit::Module module = BuildResidualCnn(net, 3);
-  Describe(net, module);
-  TrainOptions options;
-  options.steps = steps > 0 ? steps : 1000;
-  options.batch = 16;
-  options.patch = 48;
-  options.scale = 2;
-  options.learningRate = 1e-3;
-  options.backgroundLevel = 0.05;
-  options.seed = 3;
-  const TrainResult result = Train(module, at::cat(inputs), at::cat(targets), options, std::cout);
-
-  Json::Value manifest =
-      BaseManifest("mr-superres-x2", "superres", "MR",
-                   "In-plane x2 super-resolution of MR images (trained on T1-weighted head images "
-                   "averaged 2x2). Demonstration model, not for diagnosis.",
-                   net);
-  manifest["scale"]["in_plane"] = 2;
-  // 1.0.1: whole 512x512 slices instead of tiles of 256 (the same output, 2.25x less work).
-  manifest["version"] = "1.0.1";
-  manifest["input_normalization"]["method"] = "percentile";
-  manifest["input_normalization"]["low"] = 0;
-  manifest["input_normalization"]["high"] = 99.5;
-  return Finish(module, manifest, out, result, simulation);
+  return {at::cat(inputs), at::cat(targets)};
 }
 
-int TrainCtSuperRes(const std::string& out, int64_t steps) {
-  auto start = std::chrono::steady_clock::now();
+TrainingData CtSuperResData() {
   std::cout << "simulating phantoms (PSF 0.7 px), averaging 2x2 pixels\n";
   const SuperResPairs pairs = CtSuperResTrainingSet(std::cout);
-  const at::Tensor inputs = ToNetwork(pairs.low, kCtWindow);
-  const at::Tensor targets = ToNetwork(pairs.high, kCtWindow);
-  const double simulation = Seconds(start);
-
-  const ResidualCnn net = SuperResNet(20.0);
-  torch::jit::Module module = BuildResidualCnn(net, 4);
-  Describe(net, module);
-  TrainOptions options;
-  options.steps = steps > 0 ? steps : 1500;
-  options.batch = 16;
-  options.patch = 48;
-  options.scale = 2;
-  options.learningRate = 1e-3;
-  options.seed = 4;
-  const TrainResult result = Train(module, inputs, targets, options, std::cout);
-
-  Json::Value manifest =
-      BaseManifest("ct-superres-x2", "superres", "CT",
-                   "In-plane x2 super-resolution of CT (trained on simulated phantom slices "
-                   "averaged 2x2). Demonstration model, not for diagnosis.",
-                   net);
-  manifest["scale"]["in_plane"] = 2;
-  // 1.0.1: whole 512x512 slices instead of tiles of 256 (the same output, 2.25x less work).
-  manifest["version"] = "1.0.1";
-  manifest["input_normalization"]["method"] = "window";
-  manifest["input_normalization"]["low"] = kCtWindow.low;
-  manifest["input_normalization"]["high"] = kCtWindow.high;
-  return Finish(module, manifest, out, result, simulation);
+  return {ToNetwork(pairs.low, kCtWindow), ToNetwork(pairs.high, kCtWindow)};
 }
 
 constexpr int64_t kThroughPlaneContext = 2;
 
-int TrainCtThroughPlane(const std::string& out, int64_t steps) {
-  auto start = std::chrono::steady_clock::now();
+TrainingData CtThroughPlaneData() {
   std::cout << "simulating thin-slice phantoms with 3-D lesions, averaging 4 thin slices\n";
   const ThroughPlanePairs pairs = CtThroughPlaneTrainingSet(std::cout);
   std::vector<at::Tensor> inputs, targets;
@@ -291,40 +173,10 @@ int TrainCtThroughPlane(const std::string& out, int64_t steps) {
     }
   }
   std::cout << "  " << inputs.size() << " gaps\n";
-  const double simulation = Seconds(start);
-
-  ResidualCnn net;
-  net.inChannels = 2 * kThroughPlaneContext;
-  net.features = 20;
-  net.layers = 7;
-  net.gain = 20.0;
-  net.base = ResidualCnn::Base::kMiddlePair;
-  torch::jit::Module module = BuildResidualCnn(net, 5);
-  Describe(net, module);
-  TrainOptions options;
-  options.steps = steps > 0 ? steps : 700;
-  options.batch = 16;
-  options.patch = 64;
-  options.learningRate = 1e-3;
-  options.seed = 5;
-  const TrainResult result = Train(module, at::cat(inputs), at::cat(targets), options, std::cout);
-
-  Json::Value manifest =
-      BaseManifest("ct-superres-z2", "superres", "CT",
-                   "Through-plane x2 super-resolution of CT: a slice half-way between each pair "
-                   "of slices (trained on simulated thick-slice phantoms). Demonstration model, "
-                   "not for diagnosis.",
-                   net);
-  manifest["scale"]["through_plane"] = 2;
-  manifest["slice_context"] = Json::Int64(kThroughPlaneContext);
-  manifest["input_normalization"]["method"] = "window";
-  manifest["input_normalization"]["low"] = kCtWindow.low;
-  manifest["input_normalization"]["high"] = kCtWindow.high;
-  return Finish(module, manifest, out, result, simulation);
+  return {at::cat(inputs), at::cat(targets)};
 }
 
-int TrainMr2Ct(const std::string& out, int64_t steps) {
-  auto start = std::chrono::steady_clock::now();
+TrainingData Mr2CtData() {
   std::cout << "reading ch2 and ch2bet from " << kMricronTemplates
             << ", pseudo-CT by segmentation, MR with bias field, gamma and Rician noise\n";
   const std::vector<Mr2CtPair> pairs = Mr2CtTrainingSet(kMricronTemplates);
@@ -339,60 +191,248 @@ int TrainMr2Ct(const std::string& out, int64_t steps) {
   }
   std::cout << "  " << pairs.size() << " slabs of " << pairs.front().mr.slices << " slices, "
             << pairs.front().mr.rows << "x" << pairs.front().mr.columns << "\n";
-  const double simulation = Seconds(start);
+  return {at::cat(inputs), at::cat(targets)};
+}
 
+ResidualCnn Network(int64_t features, int64_t layers, double gain) {
   ResidualCnn net;
-  net.features = 20;
-  net.layers = 7;
-  net.gain = 5.0;
-  net.base = ResidualCnn::Base::kConstant;
-  net.baseValue = (0.0 - kCtWindow.low) / (kCtWindow.high - kCtWindow.low);  // water
-  net.dilations = {1, 2, 4, 8, 4, 2, 1};
-  torch::jit::Module module = BuildResidualCnn(net, 6);
-  Describe(net, module);
-  TrainOptions options;
-  options.steps = steps > 0 ? steps : 700;
-  options.batch = 8;
-  options.patch = 80;
-  options.learningRate = 1.5e-3;
-  options.backgroundLevel = 0.05;
-  options.seed = 6;
-  // The mean absolute error in HU is what mr2ct is judged by; the squared error would
-  // favour grey values half-way between bone and soft tissue where the MR is ambiguous.
-  options.absoluteError = true;
-  const TrainResult result = Train(module, at::cat(inputs), at::cat(targets), options, std::cout);
+  net.features = features;
+  net.layers = layers;
+  net.gain = gain;
+  return net;
+}
 
-  Json::Value manifest = BaseManifest(
-      "mr2ct", "mr2ct", "MR",
+TrainOptions Options(int64_t steps, int64_t batch, int64_t patch, uint64_t seed) {
+  TrainOptions options;
+  options.steps = steps;
+  options.batch = batch;
+  options.patch = patch;
+  options.learningRate = 1e-3;
+  options.seed = seed;
+  return options;
+}
+
+Recipe CtDenoise() {
+  Recipe r;
+  r.name = "ct-denoise";
+  r.task = "denoise";
+  r.modality = "CT";
+  r.intendedUse =
+      "Noise reduction of low-dose CT (trained on simulated quarter-dose scans). "
+      "Demonstration model, not for diagnosis.";
+  r.version = "1.1.0";  // 1.1.0: 8 layers of 16 features instead of 7 of 20
+  r.data = CtDenoiseData;
+  // 16 features: a multiple of the CPU's 16-lane vectors, which oneDNN's convolutions run
+  // at a larger share of the machine's matrix-multiply rate than 20 (docs/performance.md).
+  r.network = Network(16, 8, ResidualCnn{}.gain);
+  r.initialisationSeed = 1;
+  r.options = Options(3000, 16, 64, TrainOptions{}.seed);
+  r.manifest = CtWindowInput;
+  return r;
+}
+
+// The experimental variant whose five convolutions of 48 features run at half resolution
+// (pixel unshuffle 2): 4.3 GMAC per slice in layers wide enough for CPU convolution
+// kernels to approach their matrix-multiply rate, and a receptive radius of 11 px. It is
+// 2-3x faster than ct-denoise on the CPU but loses about half a dB on the held-out set, so
+// it is not shipped (docs/performance.md).
+Recipe CtDenoiseHalfResolution() {
+  Recipe r = CtDenoise();
+  r.name = "ct-denoise-halfres";
+  r.network = Network(48, 5, ResidualCnn{}.gain);
+  r.network.unshuffle = 2;
+  r.shipped = false;
+  return r;
+}
+
+Recipe MrDenoise() {
+  Recipe r;
+  r.name = "mr-denoise";
+  r.task = "denoise";
+  r.modality = "MR";
+  r.intendedUse =
+      "Noise reduction of magnitude MR images (trained on T1-weighted head images with "
+      "simulated Rician noise). Demonstration model, not for diagnosis.";
+  r.version = "1.0.0";
+  r.data = MrDenoiseData;
+  r.network = Network(20, 7, 5.0);
+  r.initialisationSeed = 2;
+  r.options = Options(1200, 16, 64, 2);
+  r.options.backgroundLevel = 0.05;
+  r.manifest = MrPercentileInput;
+  return r;
+}
+
+// The network of both in-plane x2 models: it runs on the coarse grid, so it can afford
+// more features than the denoisers for the same cost per output slice.
+ResidualCnn SuperResNet(double gain) {
+  ResidualCnn net = Network(28, 8, gain);
+  net.scale = 2;
+  return net;
+}
+
+Recipe MrSuperRes() {
+  Recipe r;
+  r.name = "mr-superres-x2";
+  r.task = "superres";
+  r.modality = "MR";
+  r.intendedUse =
+      "In-plane x2 super-resolution of MR images (trained on T1-weighted head images "
+      "averaged 2x2). Demonstration model, not for diagnosis.";
+  // 1.0.1: whole 512x512 slices instead of tiles of 256 (the same output, 2.25x less work).
+  r.version = "1.0.1";
+  r.data = MrSuperResData;
+  r.network = SuperResNet(5.0);
+  r.initialisationSeed = 3;
+  r.options = Options(1000, 16, 48, 3);
+  r.options.scale = 2;
+  r.options.backgroundLevel = 0.05;
+  r.manifest = [](Json::Value& m) {
+    m["scale"]["in_plane"] = 2;
+    MrPercentileInput(m);
+  };
+  return r;
+}
+
+Recipe CtSuperRes() {
+  Recipe r;
+  r.name = "ct-superres-x2";
+  r.task = "superres";
+  r.modality = "CT";
+  r.intendedUse =
+      "In-plane x2 super-resolution of CT (trained on simulated phantom slices "
+      "averaged 2x2). Demonstration model, not for diagnosis.";
+  // 1.0.1: whole 512x512 slices instead of tiles of 256 (the same output, 2.25x less work).
+  r.version = "1.0.1";
+  r.data = CtSuperResData;
+  r.network = SuperResNet(20.0);
+  r.initialisationSeed = 4;
+  r.options = Options(1500, 16, 48, 4);
+  r.options.scale = 2;
+  r.manifest = [](Json::Value& m) {
+    m["scale"]["in_plane"] = 2;
+    CtWindowInput(m);
+  };
+  return r;
+}
+
+Recipe CtThroughPlane() {
+  Recipe r;
+  r.name = "ct-superres-z2";
+  r.task = "superres";
+  r.modality = "CT";
+  r.intendedUse =
+      "Through-plane x2 super-resolution of CT: a slice half-way between each pair "
+      "of slices (trained on simulated thick-slice phantoms). Demonstration model, "
+      "not for diagnosis.";
+  r.version = "1.0.0";
+  r.data = CtThroughPlaneData;
+  r.network = Network(20, 7, 20.0);
+  r.network.inChannels = 2 * kThroughPlaneContext;
+  r.network.base = ResidualCnn::Base::kMiddlePair;
+  r.initialisationSeed = 5;
+  r.options = Options(700, 16, 64, 5);
+  r.manifest = [](Json::Value& m) {
+    m["scale"]["through_plane"] = 2;
+    m["slice_context"] = Json::Int64(kThroughPlaneContext);
+    CtWindowInput(m);
+  };
+  return r;
+}
+
+Recipe Mr2Ct() {
+  Recipe r;
+  r.name = "mr2ct";
+  r.task = "mr2ct";
+  r.modality = "MR";
+  r.intendedUse =
       "Synthetic CT in HU from T1-weighted head MR (trained on one head with a "
       "segmentation-based pseudo-CT). Demonstration model, not for clinical use: not for dose "
-      "planning, attenuation correction or diagnosis.",
-      net);
-  manifest["input_normalization"]["method"] = "percentile";
-  manifest["input_normalization"]["low"] = 0;
-  manifest["input_normalization"]["high"] = 99.5;
-  manifest["output_normalization"]["method"] = "window";
-  manifest["output_normalization"]["low"] = kCtWindow.low;
-  manifest["output_normalization"]["high"] = kCtWindow.high;
-  manifest["output_range"].append(kCtWindow.low);
-  manifest["output_range"].append(kCtWindow.high);
-  manifest["output_units"] = "HU";
-  return Finish(module, manifest, out, result, simulation);
+      "planning, attenuation correction or diagnosis.";
+  r.version = "1.0.0";
+  r.data = Mr2CtData;
+  r.network = Network(20, 7, 5.0);
+  r.network.base = ResidualCnn::Base::kConstant;
+  r.network.baseValue = (0.0 - kCtWindow.low) / (kCtWindow.high - kCtWindow.low);  // water
+  r.network.dilations = {1, 2, 4, 8, 4, 2, 1};
+  r.initialisationSeed = 6;
+  r.options = Options(700, 8, 80, 6);
+  r.options.learningRate = 1.5e-3;
+  r.options.backgroundLevel = 0.05;
+  // The mean absolute error in HU is what mr2ct is judged by; the squared error would
+  // favour grey values half-way between bone and soft tissue where the MR is ambiguous.
+  r.options.absoluteError = true;
+  r.manifest = [](Json::Value& m) {
+    MrPercentileInput(m);
+    SetNormalization(m, "output_normalization", "window", kCtWindow.low, kCtWindow.high);
+    m["output_range"].append(kCtWindow.low);
+    m["output_range"].append(kCtWindow.high);
+    m["output_units"] = "HU";
+  };
+  return r;
+}
+
+std::vector<Recipe> Recipes() {
+  return {CtDenoise(),  CtDenoiseHalfResolution(), MrDenoise(), MrSuperRes(),
+          CtSuperRes(), CtThroughPlane(),          Mr2Ct()};
+}
+
+// What the command line may change in a recipe (0: keep the recipe's).
+struct Overrides {
+  int64_t steps = 0;
+  int64_t features = 0;
+  int64_t layers = 0;
+};
+
+// Trains one recipe and writes its folder; the exit code of the program.
+int TrainRecipe(Recipe recipe, const Overrides& overrides, const std::string& out) {
+  if (overrides.steps > 0) recipe.options.steps = overrides.steps;
+  if (overrides.features > 0) recipe.network.features = overrides.features;
+  if (overrides.layers > 0) recipe.network.layers = overrides.layers;
+  const auto start = std::chrono::steady_clock::now();
+  const TrainingData data = recipe.data();
+  const double simulationSeconds = Seconds(start);
+
+  torch::jit::Module module = BuildResidualCnn(recipe.network, recipe.initialisationSeed);
+  Describe(recipe.network, module);
+  const TrainResult result = Train(module, data.inputs, data.targets, recipe.options, std::cout);
+
+  Json::Value manifest = BaseManifest(recipe, recipe.network);
+  recipe.manifest(manifest);
+  SaveModelFolder(module, manifest, out);
+  std::cout << "data simulation: " << simulationSeconds << " s\n"
+            << "training: " << result.steps << " steps in " << result.seconds
+            << " s; loss (normalised units) " << result.firstLoss << " -> " << result.lastLoss
+            << "\n";
+  std::cout << "wrote " << out << "\n";
+  return 0;
+}
+
+std::string Usage() {
+  std::string models;
+  for (const Recipe& r : Recipes()) {
+    models += (models.empty() ? "" : " | ") + r.name + (r.shipped ? "" : " (not shipped)");
+  }
+  return "usage: enhance-train MODEL --out DIR [--steps N] [--threads N]\n"
+         "                     [--features N] [--layers N]   (experiments: the network's "
+         "width and depth)\n"
+         "MODEL: " +
+         models +
+         "\n"
+         "Writes DIR/model.pt and DIR/manifest.json; MODEL_CARD.md is written by hand.\n";
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "--help") {
-    std::cout << kUsage;
+    std::cout << Usage();
     return argc < 2 ? 2 : 0;
   }
   const std::string model = argv[1];
   std::string out;
-  int64_t steps = 0;
   int threads = 1;
-  int64_t features = 0;
-  int64_t layers = 0;
+  Overrides overrides;
   try {
     for (int i = 2; i < argc; ++i) {
       const std::string arg = argv[i];
@@ -401,13 +441,13 @@ int main(int argc, char** argv) {
       if (arg == "--out")
         out = value;
       else if (arg == "--steps")
-        steps = std::stoll(value);
+        overrides.steps = std::stoll(value);
       else if (arg == "--threads")
         threads = std::stoi(value);
       else if (arg == "--features")
-        features = std::stoll(value);
+        overrides.features = std::stoll(value);
       else if (arg == "--layers")
-        layers = std::stoll(value);
+        overrides.layers = std::stoll(value);
       else
         throw std::invalid_argument("unknown option " + arg);
     }
@@ -416,16 +456,12 @@ int main(int argc, char** argv) {
     // sums: the shipped models were trained with one thread, the default.
     at::set_num_threads(threads);
     std::cout << "LibTorch threads: " << at::get_num_threads() << "\n";
-    if (model == "ct-denoise") return TrainCtDenoise(out, steps, false, features, layers);
-    if (model == "ct-denoise-halfres") return TrainCtDenoise(out, steps, true, features, layers);
-    if (model == "mr-denoise") return TrainMrDenoise(out, steps, features, layers);
-    if (model == "mr-superres-x2") return TrainMrSuperRes(out, steps);
-    if (model == "ct-superres-x2") return TrainCtSuperRes(out, steps);
-    if (model == "ct-superres-z2") return TrainCtThroughPlane(out, steps);
-    if (model == "mr2ct") return TrainMr2Ct(out, steps);
+    for (Recipe& recipe : Recipes()) {
+      if (recipe.name == model) return TrainRecipe(std::move(recipe), overrides, out);
+    }
     throw std::invalid_argument("unknown model '" + model + "'");
   } catch (const std::exception& e) {
-    std::cerr << "enhance-train: " << e.what() << "\n" << kUsage;
+    std::cerr << "enhance-train: " << e.what() << "\n" << Usage();
     return 1;
   }
 }
