@@ -96,6 +96,11 @@
     return $('<a>').attr({href: '#' + target, 'data-ajax': 'false'});
   }
 
+  // The side-by-side view of a derived series and its source (enhance-compare.js).
+  function compareLink(sourceId, derivedId) {
+    return pageLink('enhance-compare?source=' + sourceId + '&derived=' + derivedId);
+  }
+
   function errorBox(prefix, message) {
     return $('<div>').addClass('enhance-error').attr('role', 'alert')
       .append($('<strong>').text(prefix + ' '))
@@ -403,10 +408,14 @@
         if (isCurrent('series', ticket)) link.text(seriesLabel(series));
       });
 
+      var view = compareLink(sourceId, seriesId).attr({id: 'enhance-compare-link', 'data-role': 'button',
+                                                       'data-inline': 'true', 'data-icon': 'grid',
+                                                       'data-theme': 'b'})
+        .text('Compare side by side');
       var button = $('<a>').attr({href: '#', id: 'enhance-evaluate', 'data-role': 'button',
                                   'data-inline': 'true', 'data-icon': 'search', 'data-theme': 'b'})
         .text('Compare with the source series');
-      actions.append(button).append($('<span>').addClass('enhance-note').text(
+      actions.append(view).append(button).append($('<span>').addClass('enhance-note').text(
         ' PSNR, SSIM, MAE and RMSE of this series against its source. They measure how much ' +
         'the model changed the images, not diagnostic quality.'));
       actions.trigger('create');
@@ -424,6 +433,40 @@
       });
     }).fail(function (xhr) {
       if (isCurrent('series', ticket)) source.append(errorBox('Lookup failed:', errorText(xhr)));
+    });
+  }
+
+  // The series of the study that Orthanc Enhance derived from this one, each with links to
+  // it and to the side-by-side view.
+  function drawDerivedList(panel, ticket, series) {
+    var uid = tag(series.MainDicomTags, 'SeriesInstanceUID');
+    var box = $('<div>').attr('id', 'enhance-derived-list');
+    panel.append(box);
+    call('GET', '/studies/' + series.ParentStudy + '/series').done(function (all) {
+      if (!isCurrent('series', ticket)) return;
+      var others = $.grep(all || [], function (s) { return s.ID !== series.ID && (s.Instances || []).length; });
+      var lookups = $.map(others, function (s) {
+        return call('GET', '/instances/' + s.Instances[0] + '/simplified-tags').pipe(function (tags) {
+          var p = provenance(tags);
+          return p && p.sourceUid === uid ? {series: s, provenance: p} : null;
+        }, function () { return $.Deferred().resolve(null); });
+      });
+      $.when.apply($, lookups).done(function () {
+        if (!isCurrent('series', ticket)) return;
+        var found = $.grep($.makeArray(arguments).slice(0, lookups.length), function (x) { return x; });
+        if (!found.length) return;
+        box.append($('<h4>').text('AI-derived series of this series'));
+        $.each(found, function (i, d) {
+          box.append($('<div>').addClass('enhance-card enhance-derived-item').attr('data-series', d.series.ID)
+            .append($('<p>').append($('<strong>').text(seriesLabel(d.series))))
+            .append($('<p>').text(taskLabel(d.provenance.task) + ' with ' + d.provenance.model +
+                                  (d.provenance.modelVersion ? ' ' + d.provenance.modelVersion : '')))
+            .append($('<p>').append(pageLink('series?uuid=' + d.series.ID).text('Open'))
+              .append(' | ')
+              .append(compareLink(series.ID, d.series.ID).addClass('enhance-derived-compare')
+                .text('Compare side by side'))));
+        });
+      });
     });
   }
 
@@ -450,6 +493,7 @@
           drawBanner(banner, ticket, seriesId, p);
         } else {
           drawEnhanceMenu(panel, ticket, seriesId, modality, modelsAnswer[0] || []);
+          drawDerivedList(panel, ticket, series);
         }
       }).fail(function (xhr) {
         if (isCurrent('series', ticket)) panel.append(errorBox('Orthanc Enhance:', errorText(xhr)));

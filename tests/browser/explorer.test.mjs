@@ -15,11 +15,14 @@ const SOURCE = env.ENHANCE_SOURCE_SERIES;
 const SUPERRES = env.ENHANCE_SUPERRES_SERIES;
 const STUDY = env.ENHANCE_STUDY;
 const DOOMED = env.ENHANCE_DOOMED_SERIES;
+const MR_SOURCE = env.ENHANCE_MR_SOURCE_SERIES;
+const MR_SUPERRES = env.ENHANCE_MR_SUPERRES_SERIES;
 const SHOTS = env.ENHANCE_SCREENSHOTS;
 const JOB_TIMEOUT_MS = 120000;
 
 let browser;
 let context;
+let denoised;  // the series the radiologist made from the series page
 let page;
 const pageErrors = [];
 
@@ -128,6 +131,7 @@ test('a series is denoised from its page and the derived series is marked', { ti
     .waitFor({ timeout: JOB_TIMEOUT_MS });
   const job = (await api('GET', `/jobs/${jobId}`)).body;
   assert.equal(job.Content.SourceSeries, SOURCE, JSON.stringify(job));
+  denoised = job.Content.DerivedSeries;
   assert.equal(job.Content.Model, 'classical-bilateral');
   await shotDown('series-done', card);
 
@@ -169,6 +173,163 @@ test('a series is denoised from its page and the derived series is marked', { ti
   assert.ok(page.url().endsWith(`#series?uuid=${SOURCE}`), page.url());
   assert.equal(await banner.isVisible(), false);
   await page.locator('#enhance-series-jobs .enhance-job[data-state="Success"]').first().waitFor();
+});
+
+// --- The compare view ------------------------------------------------------------------------
+
+// A stored value in physical units, read from the instance's own pixel data and tags (not
+// through the numpy route the view uses): the frame's raw stored value x RescaleSlope +
+// RescaleIntercept.
+async function physicalValue(instance, row, column) {
+  const tags = (await api('GET', `/instances/${instance}/simplified-tags`)).body;
+  const raw = await (await context.request.get(`/instances/${instance}/frames/0/raw`)).body();
+  const index = row * Number(tags.Columns) + column;
+  const stored = Number(tags.PixelRepresentation) === 1 ? raw.readInt16LE(2 * index)
+    : raw.readUInt16LE(2 * index);
+  return stored * Number(tags.RescaleSlope || 1) + Number(tags.RescaleIntercept || 0);
+}
+
+async function rendered() {
+  const handle = await page.waitForFunction(
+    () => document.querySelector('#enhance-compare-view')?.getAttribute('data-rendered') || null);
+  return Number(await handle.jsonValue());
+}
+
+async function renderedBecomes(index) {
+  await page.waitForFunction(
+    (k) => document.querySelector('#enhance-compare-view')?.getAttribute('data-rendered') === String(k), index);
+}
+
+// Non-black pixels of a pane's canvas: something was drawn.
+async function litPixels(kind) {
+  return page.evaluate((k) => {
+    const canvas = document.querySelector(`.enhance-compare-${k} canvas`);
+    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    let lit = 0;
+    for (let i = 0; i < data.length; i += 4) if (data[i] > 0) lit += 1;
+    return lit;
+  }, kind);
+}
+
+// Moves the mouse over a pane and returns what the readout says of both series.
+async function hover(kind, x, y) {
+  const box = await page.locator(`.enhance-compare-${kind} canvas`).boundingBox();
+  await page.mouse.move(box.x + x, box.y + y);
+  return page.evaluate(() => {
+    const read = (name) => {
+      const e = document.querySelector(`.enhance-compare-value-${name}`);
+      return { instance: e.getAttribute('data-instance'), row: Number(e.getAttribute('data-row')),
+               column: Number(e.getAttribute('data-column')), value: Number(e.getAttribute('data-value')),
+               text: e.textContent };
+    };
+    return { source: read('source'), derived: read('derived'),
+             difference: document.querySelector('.enhance-compare-value-difference').textContent };
+  });
+}
+
+async function checkValue(reading) {
+  assert.ok(reading.instance, JSON.stringify(reading));
+  const expected = await physicalValue(reading.instance, reading.row, reading.column);
+  assert.ok(Math.abs(reading.value - expected) <= 1e-3 * Math.max(1, Math.abs(expected)),
+            `${JSON.stringify(reading)}: expected ${expected}`);
+  assert.ok(reading.text.includes(expected.toFixed(1)), `${reading.text} shows ${expected}`);
+}
+
+test('a denoised CT and its source side by side, scrolled, windowed and read in HU',
+     async () => {
+  assert.ok(denoised, 'the denoising test made a series');
+  await openExplorer(`#series?uuid=${denoised}`);
+  await page.locator('#enhance-compare-link').click();
+  let index = await rendered();
+  assert.ok(page.url().includes(`enhance-compare?source=${SOURCE}&derived=${denoised}`), page.url());
+  assert.ok(await litPixels('source') > 1000);
+  assert.ok(await litPixels('derived') > 1000);
+  const panes = () => page.evaluate(() => [...document.querySelectorAll('.enhance-compare-pane')]
+    .map((p) => p.getAttribute('data-slice')));
+  // Same grid: the same slice of both series.
+  assert.deepEqual((await panes()).slice(0, 2), [String(index), String(index)]);
+
+  // The wheel, the arrow keys and the slider move both series together.
+  const derivedCanvas = page.locator('.enhance-compare-derived canvas');
+  await derivedCanvas.hover();
+  await page.mouse.wheel(0, 120);
+  await renderedBecomes(index + 1);
+  await page.keyboard.press('ArrowUp');
+  await page.keyboard.press('ArrowUp');
+  await renderedBecomes(index - 1);
+  await page.locator('.enhance-compare-slider').evaluate((e) => {
+    e.value = '0';
+    e.dispatchEvent(new Event('input', { bubbles: true }));
+  });
+  await renderedBecomes(0);
+  assert.deepEqual((await panes()).slice(0, 2), ['0', '0']);
+  index = 0;
+
+  // Window presets and dragging.
+  const windowText = page.locator('.enhance-compare-window');
+  assert.equal(await windowText.innerText(), 'Window 400 / level 40 HU');
+  await page.locator('.enhance-compare-preset[data-preset="Lung"]').click();
+  assert.equal(await windowText.innerText(), 'Window 1500 / level -600 HU');
+  const box = await derivedCanvas.boundingBox();
+  await page.mouse.move(box.x + 200, box.y + 200);
+  await page.mouse.down();
+  await page.mouse.move(box.x + 260, box.y + 200, { steps: 4 });
+  await page.mouse.up();
+  assert.match(await windowText.innerText(), /^Window (\d+) \/ level -600 HU$/);
+  assert.ok(Number(/Window (\d+)/.exec(await windowText.innerText())[1]) > 1500);
+  await page.locator('.enhance-compare-preset[data-preset="Soft tissue"]').click();
+
+  // Values under the cursor are the stored values in HU, in both panes, at the same pixel.
+  for (const [x, y] of [[220, 220], [150, 260], [300, 120]]) {
+    const reading = await hover('derived', x, y);
+    await checkValue(reading.source);
+    await checkValue(reading.derived);
+    assert.equal(reading.source.row, reading.derived.row);
+    assert.equal(reading.source.column, reading.derived.column);
+  }
+  // The difference view: derived minus source, in HU.
+  await page.locator('.enhance-compare-toggle-difference').click();
+  await page.locator('.enhance-compare-difference[data-loaded="true"]').waitFor();
+  assert.ok(await litPixels('difference') > 1000);
+  const reading = await hover('difference', 220, 220);
+  const difference = (reading.derived.value - reading.source.value).toFixed(1);
+  assert.equal(reading.difference, `Derived - source: ${difference} HU`);
+  assert.match(await page.locator('.enhance-compare-difference-window').innerText(),
+               /^Difference window: -50 to \+50 HU$/);
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await shot('compare-ct');
+});
+
+test('a super-resolved MR lines up with its source by position', async () => {
+  // From the source series' list of what was derived from it.
+  await openExplorer(`#series?uuid=${MR_SOURCE}`);
+  const item = page.locator(`#enhance-derived-list .enhance-derived-item[data-series="${MR_SUPERRES}"]`);
+  await item.waitFor();
+  assert.match(await item.innerText(), /Super-resolution with classical-bicubic-x2/);
+  await item.locator('a.enhance-derived-compare').click();
+  const index = await rendered();
+  const slices = await page.evaluate(() => [...document.querySelectorAll('.enhance-compare-pane')]
+    .map((p) => p.getAttribute('data-slice')));
+  assert.deepEqual(slices.slice(0, 2), [String(index), String(index)]);
+  assert.equal(await page.locator('.enhance-compare-preset').count(), 0, 'no CT presets for MR');
+  // MR: an automatic window from the values, not a fixed preset.
+  assert.match(await page.locator('.enhance-compare-window').innerText(), /^Window \d+ \/ level \d+$/);
+  // The x2 grid: derived pixel (r, c) lies in source pixel (r / 2, c / 2), rounded down.
+  for (const [x, y] of [[220, 220], [101, 187], [333, 250]]) {
+    const reading = await hover('source', x, y);
+    await checkValue(reading.source);
+    await checkValue(reading.derived);
+    assert.equal(reading.source.row, Math.floor(reading.derived.row / 2), JSON.stringify(reading));
+    assert.equal(reading.source.column, Math.floor(reading.derived.column / 2), JSON.stringify(reading));
+  }
+  // Zoom and pan move both panes.
+  await page.locator('.enhance-compare-zoom-in').click();
+  const zoomed = await hover('source', 220, 220);
+  await checkValue(zoomed.derived);
+  await page.locator('.enhance-compare-fit').click();
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await hover('derived', 200, 180);
+  await shot('compare-mr');
 });
 
 test('metrics of a series on another grid show the reason they are refused', async () => {

@@ -25,6 +25,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from orthanc_harness import OrthancServer, make_phantom, wait_for  # noqa: E402
 
 CHROMIUM = os.environ.get("ENHANCE_CHROMIUM", "/usr/bin/chromium")
+# A real T1-weighted head (Debian's mricron-data), for the compare view of a super-resolved MR.
+MR_HEAD = "/usr/share/mricron/templates/ch2.nii.gz"
+NIFTI_TO_DICOM = os.path.join(HERE, "..", "..", "tools", "nifti_to_dicom_mr.py")
 NODE = os.environ.get("ENHANCE_NODE") or shutil.which("node") or ""
 SCREENSHOTS = os.environ.get("ENHANCE_SCREENSHOTS", os.path.join(tempfile.gettempdir(),
                                                                  "enhance-screenshots"))
@@ -119,6 +122,21 @@ class ExplorerTest(unittest.TestCase):
             raise AssertionError(f"super-resolution failed: {done['Content']}")
         cls.superres = done["Content"]["DerivedSeries"]
 
+        # A real MR head and its x2 super-resolution (another study), for the compare view.
+        mr_dir = os.path.join(cls.tmp, "mr")
+        subprocess.run([sys.executable, NIFTI_TO_DICOM, MR_HEAD, mr_dir, "--count", "5",
+                        "--patient-id", "ENH-MR-COMPARE"], check=True, capture_output=True)
+        o.store_files(sorted(os.path.join(mr_dir, f) for f in os.listdir(mr_dir)))
+        cls.mr_source = next(s for s in o.get("/series")
+                             if o.get(f"/series/{s}")["MainDicomTags"].get("Modality") == "MR")
+        job = o.post(f"/enhance/series/{cls.mr_source}",
+                     {"Task": "superres", "Model": "classical-bicubic-x2"})["ID"]
+        done = wait_for(lambda: (lambda j: j if j["State"] in ("Success", "Failure") else None)(
+            o.get(f"/jobs/{job}")), timeout=120, what="the MR super-resolution job")
+        if done["State"] != "Success":
+            raise AssertionError(f"MR super-resolution failed: {done['Content']}")
+        cls.mr_superres = done["Content"]["DerivedSeries"]
+
     @classmethod
     def tearDownClass(cls):
         cls.orthanc.cleanup()
@@ -146,6 +164,8 @@ class ExplorerTest(unittest.TestCase):
                    ENHANCE_SUPERRES_SERIES=self.superres,
                    ENHANCE_STUDY=self.study,
                    ENHANCE_DOOMED_SERIES=self.doomed,
+                   ENHANCE_MR_SOURCE_SERIES=self.mr_source,
+                   ENHANCE_MR_SUPERRES_SERIES=self.mr_superres,
                    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1")
         started = time.monotonic()
         # Its own process group, so that a browser test that hangs goes with its Chromium.
@@ -173,7 +193,7 @@ class ExplorerTest(unittest.TestCase):
         jobs = [o.get(f"/jobs/{j}") for j in o.get("/jobs")]
         ours = [j for j in jobs if j["Type"] == "EnhanceSeries"]
         self.assertEqual(sorted(j["Content"]["Task"] for j in ours),
-                         ["denoise", "denoise", "denoise", "superres"])
+                         ["denoise", "denoise", "denoise", "superres", "superres"])
         self.assertTrue(all(j["State"] == "Success" for j in ours), ours)
         # The source, the late phase, the report and the three AI-derived series.
         self.assertEqual(len(o.get(f"/studies/{self.study}")["Series"]), 6)
@@ -184,6 +204,9 @@ if __name__ == "__main__":
     if why:
         print(f"SKIPPED: the Explorer browser test needs Node.js and Chromium: {why}")
         sys.exit(77)
+    if not os.path.isfile(MR_HEAD):
+        print(f"FAILED: {MR_HEAD} is missing: install Debian's mricron-data (scripts/install-deps.sh)")
+        sys.exit(1)
     if not os.path.isdir(os.path.join(HERE, "node_modules", "playwright-core")):
         print("FAILED: playwright-core is not installed in tests/browser: run "
               "scripts/install-deps.sh (or `npm ci` in tests/browser)")
