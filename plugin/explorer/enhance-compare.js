@@ -127,73 +127,120 @@
 
   // --- Pixels ----------------------------------------------------------------------------------
 
-  // A NumPy .npy file (version 1 or 2) as {shape, values: Float32Array}.
-  function parseNpy(buffer) {
-    var bytes = new Uint8Array(buffer);
-    if (bytes[0] !== 0x93 || String.fromCharCode.apply(null, bytes.subarray(1, 6)) !== 'NUMPY') {
-      throw new Error('not a NumPy file');
+  // Fetches and decodes slices. It runs in a Web Worker, so that neither the transfer nor
+  // the conversion of a slice holds the page's main thread; a browser without workers runs
+  // it on the main thread. `scope` is the worker's global object (or a stand-in): it gets
+  // {id, raw, npy, headers, layout} messages and posts {id, values} or {id, error}.
+  function pixelDecoder(scope) {
+    // A NumPy .npy file (version 1 or 2) as a Float32Array.
+    function parseNpy(buffer) {
+      var bytes = new Uint8Array(buffer);
+      if (bytes[0] !== 0x93 || String.fromCharCode.apply(null, bytes.subarray(1, 6)) !== 'NUMPY') {
+        throw new Error('not a NumPy file');
+      }
+      var major = bytes[6];
+      var view = new DataView(buffer);
+      var headerLength = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
+      var start = (major === 1 ? 10 : 12) + headerLength;
+      var header = String.fromCharCode.apply(null, bytes.subarray(major === 1 ? 10 : 12, start));
+      var descr = /'descr':\s*'([^']+)'/.exec(header)[1];
+      var shape = /'shape':\s*\(([^)]*)\)/.exec(header)[1].split(',').filter(function (x) {
+        return x.trim() !== '';
+      }).map(Number);
+      var count = shape.reduce(function (x, y) { return x * y; }, 1);
+      var kinds = {'<f4': Float32Array, '<f8': Float64Array, '<i2': Int16Array, '<u2': Uint16Array,
+                   '<i4': Int32Array, '<u4': Uint32Array, '|u1': Uint8Array, '|i1': Int8Array};
+      var Kind = kinds[descr];
+      if (!Kind) throw new Error('unsupported NumPy type ' + descr);
+      var raw = new Kind(buffer.slice(start, start + count * Kind.BYTES_PER_ELEMENT));
+      return Kind === Float32Array ? raw : new Float32Array(raw);
     }
-    var view = new DataView(buffer);
-    var major = bytes[6];
-    var headerLength = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
-    var start = (major === 1 ? 10 : 12) + headerLength;
-    var header = String.fromCharCode.apply(null, bytes.subarray(major === 1 ? 10 : 12, start));
-    var descr = /'descr':\s*'([^']+)'/.exec(header)[1];
-    var shape = /'shape':\s*\(([^)]*)\)/.exec(header)[1].split(',').filter(function (x) {
-      return x.trim() !== '';
-    }).map(Number);
-    var count = shape.reduce(function (a, b) { return a * b; }, 1);
-    var kinds = {'<f4': Float32Array, '<f8': Float64Array, '<i2': Int16Array, '<u2': Uint16Array,
-                 '<i4': Int32Array, '<u4': Uint32Array, '|u1': Uint8Array, '|i1': Int8Array};
-    var Kind = kinds[descr];
-    if (!Kind) throw new Error('unsupported NumPy type ' + descr);
-    var raw = new Kind(buffer.slice(start, start + count * Kind.BYTES_PER_ELEMENT));
-    return {shape: shape, values: Kind === Float32Array ? raw : new Float32Array(raw)};
-  }
 
-  // Uncompressed little-endian pixel data of one frame as physical values: stored bits
-  // extracted (sign-extended when signed), then slope and intercept. Null when the bytes
-  // are not what the tags announce (the caller then asks Orthanc to decode).
-  function rawToValues(buffer, series, slice) {
-    var count = series.rows * series.columns;
-    var bytes = series.bitsAllocated / 8;
-    if (series.samples !== 1 || (bytes !== 1 && bytes !== 2) || buffer.byteLength < count * bytes ||
-        series.bitsStored > series.bitsAllocated || series.highBit !== series.bitsStored - 1) {
-      return null;
+    // Uncompressed little-endian pixel data of one frame as physical values: stored bits
+    // extracted (sign-extended when signed), then slope and intercept. Null when the bytes
+    // are not what the tags announce.
+    function rawToValues(buffer, l) {
+      var count = l.rows * l.columns;
+      var bytes = l.bitsAllocated / 8;
+      if (l.samples !== 1 || (bytes !== 1 && bytes !== 2) || buffer.byteLength < count * bytes ||
+          l.bitsStored > l.bitsAllocated || l.highBit !== l.bitsStored - 1) {
+        return null;
+      }
+      var stored = bytes === 2 ? new Uint16Array(buffer, 0, count) : new Uint8Array(buffer, 0, count);
+      var mask = (1 << l.bitsStored) - 1;
+      var sign = 1 << (l.bitsStored - 1);
+      var values = new Float32Array(count);
+      for (var i = 0; i < count; i += 1) {
+        var v = stored[i] & mask;
+        if (l.signed && (v & sign)) v -= 1 << l.bitsStored;
+        values[i] = v * l.slope + l.intercept;
+      }
+      return values;
     }
-    var stored = bytes === 2 ? new Uint16Array(buffer.slice(0, count * 2)) : new Uint8Array(buffer, 0, count);
-    var mask = (1 << series.bitsStored) - 1;
-    var sign = 1 << (series.bitsStored - 1);
-    var values = new Float32Array(count);
-    for (var i = 0; i < count; i += 1) {
-      var v = stored[i] & mask;
-      if (series.signed && (v & sign)) v -= 1 << series.bitsStored;
-      values[i] = v * slice.slope + slice.intercept;
-    }
-    return {values: values};
-  }
 
-  // The session's own credentials go with every request: the browser's HTTP authentication,
-  // and the headers Explorer sets with $.ajaxSetup (authorization plugin tokens).
-  function fetchBuffer(path, done, fail) {
-    var xhr = new XMLHttpRequest();
-    xhr.open('GET', '..' + path, true);
-    xhr.responseType = 'arraybuffer';
-    $.each(($.ajaxSettings && $.ajaxSettings.headers) || {}, function (name, value) {
-      xhr.setRequestHeader(name, value);
-    });
-    xhr.onload = function () {
-      if (xhr.status === 200) done(xhr.response);
-      else fail('HTTP ' + xhr.status + ' for ' + path);
+    function get(url, headers, done, fail) {
+      var xhr = new XMLHttpRequest();
+      xhr.open('GET', url, true);
+      xhr.responseType = 'arraybuffer';
+      for (var name in headers) {
+        if (Object.prototype.hasOwnProperty.call(headers, name)) xhr.setRequestHeader(name, headers[name]);
+      }
+      xhr.onload = function () {
+        if (xhr.status === 200) done(xhr.response);
+        else fail('HTTP ' + xhr.status + ' for ' + url);
+      };
+      xhr.onerror = function () { fail('Orthanc did not answer ' + url); };
+      xhr.send();
+    }
+
+    scope.onmessage = function (event) {
+      var job = event.data;
+      function answer(values) { scope.postMessage({id: job.id, values: values}, [values.buffer]); }
+      function failed(message) { scope.postMessage({id: job.id, error: message}); }
+      // Pixel data Orthanc decodes (compressed transfer syntaxes), rescaled by Orthanc.
+      function decodedByOrthanc() {
+        get(job.npy, job.headers, function (buffer) {
+          try {
+            answer(parseNpy(buffer));
+          } catch (e) {
+            failed(e.message);
+          }
+        }, failed);
+      }
+      if (!job.raw) {
+        decodedByOrthanc();
+        return;
+      }
+      get(job.raw, job.headers, function (buffer) {
+        var values = rawToValues(buffer, job.layout);
+        if (values) answer(values);
+        else decodedByOrthanc();
+      }, decodedByOrthanc);
     };
-    xhr.onerror = function () { fail('Orthanc did not answer ' + path); };
-    xhr.send();
+  }
+
+  // Starts the decoder; `onResult` gets its answers. Returns the function that sends it a job.
+  function startDecoder(onResult) {
+    try {
+      var url = URL.createObjectURL(new Blob(['(' + pixelDecoder.toString() + ')(self);'],
+                                             {type: 'text/javascript'}));
+      var worker = new Worker(url);
+      worker.onmessage = function (event) { onResult(event.data); };
+      return function (job) { worker.postMessage(job); };
+    } catch (e) {
+      var scope = {postMessage: function (message) {
+        setTimeout(function () { onResult(message); }, 0);
+      }};
+      pixelDecoder(scope);
+      return function (job) { scope.onmessage({data: job}); };
+    }
   }
 
   // Decoded slices of both series, least recently used dropped first beyond CACHE_BYTES.
   // Loads are queued, the most wanted first, at most PARALLEL in flight.
   // `locate(instanceId)` gives {series, slice} for an instance of either series.
   function SliceCache(locate, onLoaded) {
+    var cache = this;
     this.locate = locate;
     this.entries = {};
     this.order = [];
@@ -202,6 +249,7 @@
     this.queue = [];
     this.inFlight = 0;
     this.onLoaded = onLoaded;
+    this.send = startDecoder(function (result) { cache.received(result); });
   }
 
   SliceCache.prototype.get = function (instanceId) {
@@ -231,44 +279,43 @@
   };
 
   SliceCache.prototype.pump = function () {
-    var cache = this;
-    while (cache.inFlight < PARALLEL && cache.queue.length) {
-      var id = cache.queue.shift();
-      if (cache.entries[id] || cache.pending[id]) continue;
-      cache.pending[id] = true;
-      cache.inFlight += 1;
-      cache.load(id);
+    while (this.inFlight < PARALLEL && this.queue.length) {
+      var id = this.queue.shift();
+      if (this.entries[id] || this.pending[id]) continue;
+      this.pending[id] = true;
+      this.inFlight += 1;
+      this.load(id);
     }
   };
 
+  // Absolute addresses: the worker's own address is a blob.
+  function absolute(path) {
+    return new URL('..' + path, window.location.href).href;
+  }
+
   SliceCache.prototype.load = function (instanceId) {
-    var cache = this;
-    var where = cache.locate(instanceId);
-    function finish(entry, error) {
-      delete cache.pending[instanceId];
-      cache.inFlight -= 1;
-      if (entry) cache.put(instanceId, entry);
-      cache.onLoaded(instanceId, error);
-      cache.pump();
-    }
-    function decodedByOrthanc() {
-      fetchBuffer('/instances/' + instanceId + '/numpy?rescale=1', function (buffer) {
-        try {
-          finish(parseNpy(buffer), null);
-        } catch (e) {
-          finish(null, 'instance ' + instanceId + ': ' + e.message);
-        }
-      }, function (message) { finish(null, message); });
-    }
-    if (!where.series.raw) {
-      decodedByOrthanc();
-      return;
-    }
-    fetchBuffer('/instances/' + instanceId + '/frames/0/raw', function (buffer) {
-      var entry = rawToValues(buffer, where.series, where.slice);
-      if (entry) finish(entry, null);
-      else decodedByOrthanc();
-    }, function () { decodedByOrthanc(); });
+    var where = this.locate(instanceId);
+    var series = where.series;
+    this.send({
+      id: instanceId,
+      raw: series.raw ? absolute('/instances/' + instanceId + '/frames/0/raw') : null,
+      npy: absolute('/instances/' + instanceId + '/numpy?rescale=1'),
+      // The session's own credentials go with every request: the browser's HTTP
+      // authentication, and the headers Explorer sets with $.ajaxSetup (authorization
+      // plugin tokens).
+      headers: ($.ajaxSettings && $.ajaxSettings.headers) || {},
+      layout: {rows: series.rows, columns: series.columns, bitsAllocated: series.bitsAllocated,
+               bitsStored: series.bitsStored, highBit: series.highBit, signed: series.signed,
+               samples: series.samples, slope: where.slice.slope, intercept: where.slice.intercept}
+    });
+  };
+
+  SliceCache.prototype.received = function (result) {
+    delete this.pending[result.id];
+    this.inFlight -= 1;
+    if (result.values) this.put(result.id, {values: result.values});
+    this.onLoaded(result.id, result.error ? 'instance ' + result.id + ': ' + result.error : null);
+    this.pump();
   };
 
   // --- The view ------------------------------------------------------------------------------
