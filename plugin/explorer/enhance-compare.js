@@ -320,12 +320,17 @@
 
   // --- The view ------------------------------------------------------------------------------
 
-  // Greys of `values` (rows x columns) through a window, into an offscreen canvas.
+  // Greys of `values` (rows x columns) through a window, into an offscreen canvas. Its
+  // pixel buffer is kept from one slice to the next: a new one per slice would leave the
+  // garbage collector megabytes to reclaim at every scroll step.
   function renderGreys(values, rows, columns, low, high, target) {
-    target.width = columns;
-    target.height = rows;
     var context = target.getContext('2d');
-    var image = context.createImageData(columns, rows);
+    if (target.width !== columns || target.height !== rows || !target.greys) {
+      target.width = columns;
+      target.height = rows;
+      target.greys = context.createImageData(columns, rows);
+    }
+    var image = target.greys;
     var data = image.data;
     var scale = 255 / Math.max(high - low, 1e-6);
     for (var i = 0, j = 0; i < values.length; i += 1, j += 4) {
@@ -444,13 +449,20 @@
     if (instanceId === here.derived.id || (here.source && instanceId === here.source.id)) this.draw();
   };
 
+  // A window from the values of a slice: the 1st to 99th percentile of the voxels in the
+  // body (above 5% of the bright end), so that the background and a few very bright voxels
+  // do not set the contrast.
   Viewer.prototype.automaticWindow = function (values) {
     var sample = [];
     var step = Math.max(1, Math.floor(values.length / 20000));
     for (var i = 0; i < values.length; i += step) sample.push(values[i]);
     sample.sort(function (a, b) { return a - b; });
-    var low = sample[Math.floor(0.01 * (sample.length - 1))];
-    var high = sample[Math.floor(0.995 * (sample.length - 1))];
+    var bright = sample[Math.floor(0.995 * (sample.length - 1))];
+    var floor = sample[0] + 0.05 * (bright - sample[0]);
+    var body = sample.filter(function (v) { return v > floor; });
+    if (body.length < 100) body = sample;
+    var low = body[Math.floor(0.01 * (body.length - 1))];
+    var high = body[Math.floor(0.99 * (body.length - 1))];
     this.window = {center: (low + high) / 2, width: Math.max(high - low, 1)};
   };
 
