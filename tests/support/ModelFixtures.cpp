@@ -35,6 +35,15 @@ std::string FixtureSource(const std::string& kind) {
     return "  return torch.pixel_shuffle(torch.pixel_unshuffle(" + middle + ", 2), 2)\n";
   }
   if (kind == "interpolate") return "  return (x[:, 0:1] + x[:, 1:2]) * 0.5\n";
+  // Denoisers of a diffusion model, forward(self, x, t, c): an epsilon that depends on x_t,
+  // the time and the condition; and an x_0 prediction that is the condition itself.
+  const std::string condition = "c.narrow(1, c.size(1) // 2, 1)";
+  const std::string time = "t.view([-1, 1, 1, 1])";
+  if (kind == "diffusion-epsilon") {
+    return "  return x * 0.3 + " + condition + " * 0.1 + " + time + " * 0.001\n";
+  }
+  if (kind == "diffusion-sample")
+    return "  return " + condition + " + x * 0.0 + " + time + " * 0.0\n";
   throw std::invalid_argument("unknown fixture " + kind);
 }
 
@@ -44,7 +53,9 @@ std::filesystem::path WriteFixtureModel(const std::filesystem::path& parent,
   std::filesystem::create_directories(folder);
   torch::jit::Module module("Fixture");
   module.register_parameter("weight", torch::full({1, 1, 3, 3}, 1.0f / 9.0f), false);
-  module.define("def forward(self, x):\n" + FixtureSource(kind));
+  const bool diffusion = kind.rfind("diffusion-", 0) == 0;
+  module.define((diffusion ? "def forward(self, x, t, c):\n" : "def forward(self, x):\n") +
+                FixtureSource(kind));
   module.save((folder / "model.pt").string());
   Json::StreamWriterBuilder builder;
   std::ofstream(folder / "manifest.json") << Json::writeString(builder, manifest);

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include "ModelFixtures.h"
 #include "enhance/base/Error.h"
 
@@ -125,6 +127,131 @@ TEST(ModelSpec, EachProblemIsNamedWithFileAndKey) {
   EXPECT_EQ(ErrorOf(multiple), file + "tile: size must be a multiple of size_multiple (8)");
 }
 
+Json::Value DiffusionManifest() {
+  Json::Value m = testing::DenoiseManifest("ct-diffusion");
+  Json::Value& d = m["diffusion"];
+  d["training_timesteps"] = 1000;
+  d["schedule"]["type"] = "scaled_linear";
+  d["schedule"]["beta_start"] = 0.00085;
+  d["schedule"]["beta_end"] = 0.012;
+  d["prediction"] = "v";
+  d["timesteps"].append(999);
+  d["timesteps"].append(749);
+  d["timesteps"].append(499);
+  d["eta"] = 0.5;
+  d["clip"].append(-1.5);
+  d["clip"].append(1.5);
+  d["samples"] = 8;
+  d["seed"] = Json::UInt64(18446744073709551615ULL);
+  d["time_input"] = "fraction";
+  return m;
+}
+
+TEST(ModelSpec, ReadsTheDiffusionSamplerAndItsDefaults) {
+  const ModelSpec s = ParseManifest(DiffusionManifest(), kFolder);
+  ASSERT_TRUE(s.isDiffusion);
+  const SamplerSpec& d = s.sampler;
+  EXPECT_EQ(d.trainingTimesteps, 1000);
+  EXPECT_EQ(d.schedule, SamplerSpec::Schedule::kScaledLinear);
+  EXPECT_DOUBLE_EQ(d.betaStart, 0.00085);
+  EXPECT_DOUBLE_EQ(d.betaEnd, 0.012);
+  EXPECT_EQ(d.prediction, SamplerSpec::Prediction::kV);
+  EXPECT_EQ(d.timesteps, (std::vector<int>{999, 749, 499}));
+  EXPECT_DOUBLE_EQ(d.eta, 0.5);
+  EXPECT_TRUE(d.clip);
+  EXPECT_DOUBLE_EQ(d.clipMin, -1.5);
+  EXPECT_EQ(d.samples, 8);
+  EXPECT_EQ(d.seed, 18446744073709551615ULL);
+  EXPECT_EQ(d.timeInput, SamplerSpec::TimeInput::kFraction);
+
+  Json::Value minimal = testing::DenoiseManifest("m");
+  minimal["diffusion"] = Json::Value(Json::objectValue);
+  const ModelSpec defaults = ParseManifest(minimal, kFolder);
+  EXPECT_TRUE(defaults.isDiffusion);
+  EXPECT_EQ(defaults.sampler.schedule, SamplerSpec::Schedule::kLinear);
+  EXPECT_EQ(defaults.sampler.prediction, SamplerSpec::Prediction::kEpsilon);
+  EXPECT_EQ(defaults.sampler.stepCount, 4);
+  EXPECT_EQ(defaults.sampler.spacing, "trailing");
+  EXPECT_EQ(defaults.sampler.samples, 4);
+  EXPECT_FALSE(ParseManifest(testing::DenoiseManifest("m"), kFolder).isDiffusion);
+
+  Json::Value table = testing::DenoiseManifest("m");
+  table["diffusion"]["training_timesteps"] = 3;
+  table["diffusion"]["schedule"]["type"] = "table";
+  for (double a : {0.9, 0.5, 0.1}) table["diffusion"]["schedule"]["alphas_cumprod"].append(a);
+  EXPECT_EQ(ParseManifest(table, kFolder).sampler.alphasCumprod,
+            (std::vector<double>{0.9, 0.5, 0.1}));
+}
+
+TEST(ModelSpec, EachProblemOfTheSamplerIsNamedWithItsKey) {
+  const std::string file = "/models/m/manifest.json: ";
+  const auto error = [](const std::function<void(Json::Value&)>& change) {
+    Json::Value m = DiffusionManifest();
+    change(m["diffusion"]);
+    return ErrorOf(m);
+  };
+  EXPECT_EQ(
+      error([](Json::Value& d) { d["steps"] = 4; }).find(file + "diffusion.steps: unknown key"),
+      0u);
+  EXPECT_EQ(error([](Json::Value& d) { d["schedule"]["type"] = "sigmoid"; }),
+            file + "diffusion.schedule.type: must be one of linear, scaled_linear, cosine, table");
+  EXPECT_EQ(error([](Json::Value& d) { d["schedule"]["beta_end"] = 1.5; }),
+            file + "diffusion.schedule: needs 0 < beta_start < beta_end < 1");
+  EXPECT_EQ(
+      error([](Json::Value& d) {
+        d["schedule"] = Json::Value(Json::objectValue);
+        d["schedule"]["type"] = "table";
+        d["schedule"]["alphas_cumprod"].append(0.5);
+      }),
+      file + "diffusion.schedule.alphas_cumprod: must list 1000 values, one per training timestep");
+  EXPECT_EQ(
+      error([](Json::Value& d) {
+        d["training_timesteps"] = 2;
+        d["timesteps"] = Json::Value(Json::arrayValue);
+        d["timesteps"].append(1);
+        d["schedule"] = Json::Value(Json::objectValue);
+        d["schedule"]["type"] = "table";
+        d["schedule"]["alphas_cumprod"].append(0.5);
+        d["schedule"]["alphas_cumprod"].append(0.7);
+      }),
+      file + "diffusion.schedule.alphas_cumprod: must be numbers in (0, 1] that never increase");
+  EXPECT_EQ(error([](Json::Value& d) { d["prediction"] = "noise"; }),
+            file + "diffusion.prediction: must be one of epsilon, v, sample");
+  EXPECT_EQ(error([](Json::Value& d) { d["prediction"] = 3; }),
+            file + "diffusion.prediction: must be a string");
+  EXPECT_EQ(error([](Json::Value& d) { d["timesteps"].append(600); }),
+            file + "diffusion.timesteps: must be strictly decreasing integers from 999 down to 0");
+  EXPECT_EQ(error([](Json::Value& d) { d["timesteps"][0] = 1000; }),
+            file + "diffusion.timesteps: must be strictly decreasing integers from 999 down to 0");
+  EXPECT_EQ(error([](Json::Value& d) {
+              d["timesteps"] = Json::Value(Json::objectValue);
+              d["timesteps"]["spacing"] = "random";
+            }),
+            file + "diffusion.timesteps.spacing: must be one of linspace, leading, trailing");
+  EXPECT_EQ(error([](Json::Value& d) {
+              d["timesteps"] = Json::Value(Json::objectValue);
+              d["timesteps"]["count"] = 0;
+            }),
+            file + "diffusion.timesteps.count: must be an integer from 1 to 1000");
+  EXPECT_EQ(error([](Json::Value& d) { d["eta"] = 2; }),
+            file + "diffusion.eta: must be from 0 (deterministic DDIM) to 1");
+  EXPECT_EQ(error([](Json::Value& d) { d["clip"] = true; }),
+            file + "diffusion.clip: must be false or [min, max] with min < max (network units)");
+  EXPECT_EQ(error([](Json::Value& d) { d["samples"] = 0; }),
+            file + "diffusion.samples: must be an integer from 1 to 64");
+  EXPECT_EQ(error([](Json::Value& d) { d["seed"] = -1; }),
+            file + "diffusion.seed: must be a non-negative integer");
+  EXPECT_EQ(error([](Json::Value& d) { d["time_input"] = "seconds"; }),
+            file + "diffusion.time_input: must be index or fraction");
+  Json::Value superres = DiffusionManifest();
+  superres["task"] = "superres";
+  superres["scale"]["in_plane"] = 2;
+  EXPECT_EQ(ErrorOf(superres),
+            file + "diffusion: diffusion models run on the input's grid: their scale must be 1");
+  EXPECT_EQ(ErrorOf(With(testing::DenoiseManifest("m"), "diffusion", 3)),
+            file + "diffusion: must be an object describing the sampler");
+}
+
 TEST(ModelSpec, MissingManifestFileIsNotFound) {
   testing::TemporaryFolder dir;
   try {
@@ -160,7 +287,7 @@ TEST(ModelSpec, HostileKeysAndValuesStayReadableInErrors) {
             "/models/m/manifest.json: mod\\x00x: unknown key; known keys are name, version, task, "
             "modalities, intended_use, model_uid, archive, input_normalization, "
             "output_normalization, output_range, output_units, scale, slice_context, tile, "
-            "size_multiple, fp16, max_batch, derivation_code, description");
+            "size_multiple, fp16, max_batch, derivation_code, description, diffusion");
   EXPECT_EQ(
       ErrorOf(With(testing::DenoiseManifest("m"), "task", std::string(300, '\n'))),
       "/models/m/manifest.json: task: '" +

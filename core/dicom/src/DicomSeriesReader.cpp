@@ -428,6 +428,7 @@ DecodedSeries SeriesReader::Finish() {
   geometry.sliceSpacing = SliceSpacing(slices, positioned, seriesDescription, result.warnings);
 
   result.modality = GetString(*first.file->getDataset(), DCM_Modality);
+  result.seriesInstanceUid = GetString(*first.file->getDataset(), DCM_SeriesInstanceUID);
   Volume& volume = result.volume;
   volume.slices = static_cast<int64_t>(slices.size());
   volume.rows = first.rows;

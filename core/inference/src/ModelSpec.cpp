@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <regex>
 #include <sstream>
@@ -225,6 +226,127 @@ void ParseLayout(const ManifestReader& r, const Json::Value& m, ModelSpec& s) {
   }
 }
 
+// An optional string member of a nested object, named `prefix.key` in errors.
+std::string OptionalString(const ManifestReader& r, const Json::Value& o, const std::string& prefix,
+                           const char* key, const std::string& fallback) {
+  if (!o.isMember(key)) return fallback;
+  if (!o[key].isString()) r.Fail(prefix + "." + key, "must be a string");
+  return o[key].asString();
+}
+
+// diffusion.schedule: the noise schedule, as named β ranges or a table of ā.
+void ParseSchedule(const ManifestReader& r, const Json::Value& o, SamplerSpec& d) {
+  const std::string key = "diffusion.schedule";
+  if (!o.isObject()) r.Fail(key, "must be an object such as {\"type\": \"cosine\"}");
+  r.CheckKeys(o, key, {"type", "beta_start", "beta_end", "alphas_cumprod"});
+  const std::string type = o.isMember("type") && o["type"].isString() ? o["type"].asString() : "";
+  if (type == "linear" || type == "scaled_linear") {
+    d.schedule =
+        type == "linear" ? SamplerSpec::Schedule::kLinear : SamplerSpec::Schedule::kScaledLinear;
+    if (o.isMember("beta_start")) d.betaStart = r.Number(o, key, "beta_start");
+    if (o.isMember("beta_end")) d.betaEnd = r.Number(o, key, "beta_end");
+    if (!(d.betaStart > 0 && d.betaStart < d.betaEnd && d.betaEnd < 1)) {
+      r.Fail(key, "needs 0 < beta_start < beta_end < 1");
+    }
+  } else if (type == "cosine") {
+    d.schedule = SamplerSpec::Schedule::kCosine;
+  } else if (type == "table") {
+    d.schedule = SamplerSpec::Schedule::kTable;
+    const Json::Value& table = o["alphas_cumprod"];
+    if (!table.isArray() || static_cast<int>(table.size()) != d.trainingTimesteps) {
+      r.Fail(key + ".alphas_cumprod", "must list " + std::to_string(d.trainingTimesteps) +
+                                          " values, one per training timestep");
+    }
+    double previous = 1.0;
+    for (const auto& value : table) {
+      if (!value.isNumeric() || !(value.asDouble() > 0) || value.asDouble() > previous) {
+        r.Fail(key + ".alphas_cumprod", "must be numbers in (0, 1] that never increase");
+      }
+      previous = value.asDouble();
+      d.alphasCumprod.push_back(previous);
+    }
+  } else {
+    r.Fail(key + ".type", "must be one of linear, scaled_linear, cosine, table");
+  }
+}
+
+// diffusion.timesteps: an explicit descending list, or a count and a spacing.
+void ParseTimesteps(const ManifestReader& r, const Json::Value& o, SamplerSpec& d) {
+  const std::string key = "diffusion.timesteps";
+  if (o.isArray()) {
+    if (o.empty()) r.Fail(key, "must not be empty");
+    for (const auto& value : o) {
+      if (!value.isInt() || value.asInt() < 0 || value.asInt() >= d.trainingTimesteps ||
+          (!d.timesteps.empty() && value.asInt() >= d.timesteps.back())) {
+        r.Fail(key, "must be strictly decreasing integers from " +
+                        std::to_string(d.trainingTimesteps - 1) + " down to 0");
+      }
+      d.timesteps.push_back(value.asInt());
+    }
+    return;
+  }
+  if (!o.isObject()) r.Fail(key, "must be a list such as [999, 749, 499, 249] or {\"count\": 4}");
+  r.CheckKeys(o, key, {"count", "spacing"});
+  d.stepCount = r.Int(o, key, "count", d.stepCount, 1, d.trainingTimesteps);
+  d.spacing = OptionalString(r, o, key, "spacing", d.spacing);
+  if (d.spacing != "linspace" && d.spacing != "leading" && d.spacing != "trailing") {
+    r.Fail(key + ".spacing", "must be one of linspace, leading, trailing");
+  }
+}
+
+// The "diffusion" section: how the node samples a conditional diffusion model.
+void ParseSampler(const ManifestReader& r, const Json::Value& o, ModelSpec& s) {
+  if (!o.isObject()) r.Fail("diffusion", "must be an object describing the sampler");
+  r.CheckKeys(o, "diffusion",
+              {"training_timesteps", "schedule", "prediction", "timesteps", "eta", "clip",
+               "samples", "seed", "time_input"});
+  if (s.inPlaneScale != 1 || s.throughPlaneScale != 1) {
+    r.Fail("diffusion", "diffusion models run on the input's grid: their scale must be 1");
+  }
+  SamplerSpec& d = s.sampler;
+  s.isDiffusion = true;
+  d.trainingTimesteps = r.Int(o, "diffusion", "training_timesteps", d.trainingTimesteps, 1, 100000);
+  if (o.isMember("schedule")) ParseSchedule(r, o["schedule"], d);
+  const std::string prediction = OptionalString(r, o, "diffusion", "prediction", "epsilon");
+  const std::map<std::string, SamplerSpec::Prediction> predictions{
+      {"epsilon", SamplerSpec::Prediction::kEpsilon},
+      {"v", SamplerSpec::Prediction::kV},
+      {"sample", SamplerSpec::Prediction::kSample}};
+  if (predictions.count(prediction) == 0)
+    r.Fail("diffusion.prediction", "must be one of epsilon, v, sample");
+  d.prediction = predictions.at(prediction);
+  if (o.isMember("timesteps")) ParseTimesteps(r, o["timesteps"], d);
+  if (o.isMember("eta")) {
+    d.eta = r.Number(o, "diffusion", "eta");
+    if (!(d.eta >= 0 && d.eta <= 1))
+      r.Fail("diffusion.eta", "must be from 0 (deterministic DDIM) to 1");
+  }
+  if (o.isMember("clip")) {
+    const Json::Value& clip = o["clip"];
+    if (clip.isBool() && !clip.asBool()) {
+      d.clip = false;
+    } else if (clip.isArray() && clip.size() == 2 && clip[0].isNumeric() && clip[1].isNumeric() &&
+               clip[1].asDouble() > clip[0].asDouble()) {
+      d.clipMin = clip[0].asDouble();
+      d.clipMax = clip[1].asDouble();
+    } else {
+      r.Fail("diffusion.clip", "must be false or [min, max] with min < max (network units)");
+    }
+  }
+  d.samples = r.Int(o, "diffusion", "samples", d.samples, 1, 64);
+  if (o.isMember("seed")) {
+    if (!o["seed"].isIntegral() || (o["seed"].isInt64() && o["seed"].asInt64() < 0)) {
+      r.Fail("diffusion.seed", "must be a non-negative integer");
+    }
+    d.seed = o["seed"].asUInt64();
+  }
+  const std::string time = OptionalString(r, o, "diffusion", "time_input", "index");
+  if (time != "index" && time != "fraction")
+    r.Fail("diffusion.time_input", "must be index or fraction");
+  d.timeInput =
+      time == "index" ? SamplerSpec::TimeInput::kIndex : SamplerSpec::TimeInput::kFraction;
+}
+
 // The derivation code, and the defaults a synthetic CT model implies.
 void ParseDerivation(const ManifestReader& r, const Json::Value& m, ModelSpec& s) {
   s.derivationCode = DefaultDerivationCode(s.task);
@@ -251,10 +373,26 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
   const ManifestReader r((folder / "manifest.json").string());
   if (!m.isObject()) r.Fail("manifest", "must be a JSON object");
   r.CheckKeys(m, "",
-              {"name", "version", "task", "modalities", "intended_use", "model_uid", "archive",
-               "input_normalization", "output_normalization", "output_range", "output_units",
-               "scale", "slice_context", "tile", "size_multiple", "fp16", "max_batch",
-               "derivation_code", "description"});
+              {"name",
+               "version",
+               "task",
+               "modalities",
+               "intended_use",
+               "model_uid",
+               "archive",
+               "input_normalization",
+               "output_normalization",
+               "output_range",
+               "output_units",
+               "scale",
+               "slice_context",
+               "tile",
+               "size_multiple",
+               "fp16",
+               "max_batch",
+               "derivation_code",
+               "description",
+               "diffusion"});
   ModelSpec s;
   ParseIdentity(r, m, s);
   s.archive = ParseArchive(r, m, folder);
@@ -265,6 +403,7 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
   }
   ParseValues(r, m, s);
   ParseLayout(r, m, s);
+  if (m.isMember("diffusion")) ParseSampler(r, m["diffusion"], s);
   ParseDerivation(r, m, s);
   return s;
 }

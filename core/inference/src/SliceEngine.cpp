@@ -202,16 +202,34 @@ TileGrid PlanTiles(int64_t rows, int64_t columns, const ModelSpec& spec) {
 // The model behind a function that pads each tile at the bottom and right to a multiple of
 // what the network accepts, with 0 in normalised units (as the network's own zero
 // padding), and crops the prediction back.
-SliceFunction PaddedToMultiple(const SliceFunction& model, int64_t multiple, int64_t scale) {
-  return [&model, multiple, scale](const at::Tensor& batch) {
+PlacedSliceFunction PaddedToMultiple(const PlacedSliceFunction& model, int64_t multiple,
+                                     int64_t scale) {
+  return [&model, multiple, scale](const at::Tensor& batch, const BatchPlacement& placement) {
     const int64_t h = batch.size(2), w = batch.size(3);
     const int64_t padRows = (multiple - h % multiple) % multiple;
     const int64_t padColumns = (multiple - w % multiple) % multiple;
-    if (padRows == 0 && padColumns == 0) return model(batch);
-    return model(at::constant_pad_nd(batch, {0, padColumns, 0, padRows}, 0.0))
+    if (padRows == 0 && padColumns == 0) return model(batch, placement);
+    return model(at::constant_pad_nd(batch, {0, padColumns, 0, padRows}, 0.0), placement)
         .narrow(2, 0, h * scale)
         .narrow(3, 0, w * scale);
   };
+}
+
+// A function that does not look at where its batch lies.
+PlacedSliceFunction Placed(const SliceFunction& function) {
+  return [&function](const at::Tensor& batch, const BatchPlacement&) { return function(batch); };
+}
+
+// Each slice's position along the normal, or its index when the volume has none.
+std::vector<double> SlicePositions(const Volume& volume) {
+  const Geometry& g = volume.geometry;
+  std::vector<double> positions;
+  for (int64_t k = 0; k < volume.slices; ++k) {
+    positions.push_back(static_cast<int64_t>(g.slicePositions.size()) == volume.slices
+                            ? Dot(g.slicePositions[static_cast<size_t>(k)], g.sliceDirection)
+                            : static_cast<double>(k));
+  }
+  return positions;
 }
 
 // One run of the engine over a volume. `output` is a separate volume, or `input` itself
@@ -223,8 +241,9 @@ SliceFunction PaddedToMultiple(const SliceFunction& model, int64_t multiple, int
 // predictions and one batch.
 class EngineRun {
  public:
-  EngineRun(const Volume& input, Volume& output, const ModelSpec& spec, const SliceFunction& model,
-            const EngineOptions& options, const RunContext& context, EngineResume& resume)
+  EngineRun(const Volume& input, Volume& output, const ModelSpec& spec,
+            const PlacedSliceFunction& model, const EngineOptions& options,
+            const RunContext& context, EngineResume& resume)
       : input_(input),
         output_(output),
         spec_(spec),
@@ -234,7 +253,8 @@ class EngineRun {
         scale_(spec.inPlaneScale),
         inPlace_(&input == &output),
         perOutputSlice_(static_cast<size_t>(input.rows * scale_ * input.columns * scale_)),
-        function_(PaddedToMultiple(model, spec.sizeMultiple, scale_)) {}
+        function_(PaddedToMultiple(model, spec.sizeMultiple, scale_)),
+        positions_(SlicePositions(output)) {}
 
   void Run() {
     MapValues();
@@ -325,7 +345,12 @@ class EngineRun {
           stack.push_back(
               tile.index_select(0, at::tensor(items_[groupStart + i].channels, at::kLong)));
         }
-        const at::Tensor prediction = PredictBatch(stack);
+        BatchPlacement placement{t.row, t.column, {}};
+        for (size_t i = first; i < first + count; ++i) {
+          placement.positions.push_back(
+              positions_.at(static_cast<size_t>(items_[groupStart + i].output)));
+        }
+        const at::Tensor prediction = PredictBatch(stack, placement);
         if (!prediction.defined()) continue;  // out of memory: batchSize_ was halved
         for (size_t i = 0; i < count; ++i) {
           group[static_cast<int64_t>(first + i)]
@@ -343,7 +368,7 @@ class EngineRun {
 
   // The network's prediction for one batch of tiles, on the CPU in network units; an
   // undefined tensor when the batch did not fit and batchSize_ was halved to retry it.
-  at::Tensor PredictBatch(const std::vector<at::Tensor>& stack) {
+  at::Tensor PredictBatch(const std::vector<at::Tensor>& stack, const BatchPlacement& placement) {
     const size_t count = stack.size();
     at::Tensor prediction;
     std::string outOfMemory;  // why this batch did not fit, when it did not
@@ -361,7 +386,7 @@ class EngineRun {
         if (cuda) batch = batch.pin_memory();
         batch = batch.to(options_.device, options_.fp16 ? at::kHalf : at::kFloat,
                          /*non_blocking=*/cuda);
-        prediction = function_(batch).to(at::kCPU, at::kFloat);
+        prediction = function_(batch, placement).to(at::kCPU, at::kFloat);
       } catch (const c10::Error& e) {
         if (!IsOutOfMemory(e)) {
           throw Error(ErrorKind::kInternal,
@@ -429,7 +454,8 @@ class EngineRun {
   const int64_t scale_;
   const bool inPlace_;
   const size_t perOutputSlice_;
-  const SliceFunction function_;
+  const PlacedSliceFunction function_;
+  const std::vector<double> positions_;  // of the output slices
   Affine in_, out_;
   std::vector<WorkItem> items_;
   at::Tensor source_;
@@ -451,7 +477,7 @@ void CheckInput(const Volume& input, const ModelSpec& spec) {
 
 }  // namespace
 
-Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFunction& model,
+Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const PlacedSliceFunction& model,
                       const EngineOptions& options, const RunContext& context) {
   CheckInput(input, spec);
   const int64_t scale = spec.inPlaneScale;
@@ -467,7 +493,12 @@ Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFun
   return output;
 }
 
-void RunSliceEngineInPlace(Volume& volume, const ModelSpec& spec, const SliceFunction& model,
+Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFunction& model,
+                      const EngineOptions& options, const RunContext& context) {
+  return RunSliceEngine(input, spec, Placed(model), options, context);
+}
+
+void RunSliceEngineInPlace(Volume& volume, const ModelSpec& spec, const PlacedSliceFunction& model,
                            const EngineOptions& options, const RunContext& context,
                            EngineResume& resume) {
   if (!CanRunInPlace(spec)) {
@@ -478,6 +509,12 @@ void RunSliceEngineInPlace(Volume& volume, const ModelSpec& spec, const SliceFun
   CheckInput(volume, spec);
   EngineRun(volume, volume, spec, model, options, context, resume).Run();
   if (!spec.outputUnits.empty()) volume.units = spec.outputUnits;
+}
+
+void RunSliceEngineInPlace(Volume& volume, const ModelSpec& spec, const SliceFunction& model,
+                           const EngineOptions& options, const RunContext& context,
+                           EngineResume& resume) {
+  RunSliceEngineInPlace(volume, spec, Placed(model), options, context, resume);
 }
 
 }  // namespace enhance

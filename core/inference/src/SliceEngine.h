@@ -23,6 +23,19 @@ namespace enhance {
 
 using SliceFunction = std::function<at::Tensor(const at::Tensor& batch)>;
 
+// Where a batch lies: the origin of its tile on the whole input slice, and each item's
+// slice position (mm along the slice normal; the slice index when the volume has no
+// positions). For functions whose result depends on it (diffusion sampling draws its
+// noise from it).
+struct BatchPlacement {
+  int64_t row = 0;
+  int64_t column = 0;
+  std::vector<double> positions;
+};
+
+using PlacedSliceFunction =
+    std::function<at::Tensor(const at::Tensor& batch, const BatchPlacement& placement)>;
+
 struct EngineOptions {
   c10::Device device = c10::Device(c10::kCPU);
   bool fp16 = false;
@@ -44,6 +57,9 @@ struct EngineOptions {
 
 Volume RunSliceEngine(const Volume& input, const ModelSpec& spec, const SliceFunction& function,
                       const EngineOptions& options, const RunContext& context);
+Volume RunSliceEngine(const Volume& input, const ModelSpec& spec,
+                      const PlacedSliceFunction& function, const EngineOptions& options,
+                      const RunContext& context);
 
 // Whether output slice k is computed from input slice k alone, on the same grid: then the
 // output can be written over the input (RunSliceEngineInPlace).
@@ -67,6 +83,9 @@ struct EngineResume {
 void RunSliceEngineInPlace(Volume& volume, const ModelSpec& spec, const SliceFunction& function,
                            const EngineOptions& options, const RunContext& context,
                            EngineResume& resume);
+void RunSliceEngineInPlace(Volume& volume, const ModelSpec& spec,
+                           const PlacedSliceFunction& function, const EngineOptions& options,
+                           const RunContext& context, EngineResume& resume);
 
 // Linear ramps that blend overlapping tiles: 0 within overlap/4 of an inner tile edge,
 // 1 from 3 overlap/4 on, so a model whose receptive field radius is at most overlap/4

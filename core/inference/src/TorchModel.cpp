@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "DiffusionSampler.h"
 #include "FusedConvolution.h"
 #include "SliceEngine.h"
 #include "enhance/base/Error.h"
@@ -66,6 +67,24 @@ void OnOpEnd(const at::RecordFunction& fn, at::ObserverContext*) {
   *tlsMacs += static_cast<double>(counted.numel()) * perElement;
 }
 
+// The arguments of forward() for a batch of network inputs `condition`: the batch alone,
+// or for a diffusion model (x_t, t, condition) with x_t standard normal and t the first
+// inference timestep.
+std::vector<c10::IValue> ForwardArguments(const ModelSpec& spec, const at::Tensor& condition) {
+  if (!spec.isDiffusion) return {condition};
+  const std::vector<int> steps = InferenceTimesteps(spec.sampler);
+  const double first = steps.empty() ? 0.0 : steps.front();
+  const double time = spec.sampler.timeInput == SamplerSpec::TimeInput::kFraction
+                          ? first / spec.sampler.trainingTimesteps
+                          : first;
+  at::Tensor xt =
+      at::randn({condition.size(0), 1, condition.size(2), condition.size(3)}, condition.options());
+  if (condition.is_contiguous(at::MemoryFormat::ChannelsLast) && !condition.is_contiguous()) {
+    xt = xt.contiguous(at::MemoryFormat::ChannelsLast);
+  }
+  return {xt, at::full({condition.size(0)}, time, condition.options()), condition};
+}
+
 // Multiply-accumulates per output pixel, counted by running the network once on a small
 // input and adding up the convolutions it runs, on whatever grid each one runs.
 double CountMacsPerPixel(torch::jit::Module& module, const ModelSpec& spec) {
@@ -84,7 +103,8 @@ double CountMacsPerPixel(torch::jit::Module& module, const ModelSpec& spec) {
     }
   } listening{handle};
   c10::InferenceMode guard;
-  module.forward({at::zeros({1, spec.InputChannels(), side, side}, at::kFloat)});
+  module.forward(
+      ForwardArguments(spec, at::zeros({1, spec.InputChannels(), side, side}, at::kFloat)));
   const double outputPixels =
       static_cast<double>(side * spec.inPlaneScale) * static_cast<double>(side * spec.inPlaneScale);
   return macs / outputPixels;
@@ -98,10 +118,10 @@ std::string ReadWholeFile(const std::filesystem::path& path) {
 }
 
 // Seconds of one forward pass.
-double TimeOnce(torch::jit::Module& module, const at::Tensor& input) {
+double TimeOnce(torch::jit::Module& module, const std::vector<c10::IValue>& arguments) {
   c10::InferenceMode guard;
   const auto start = std::chrono::steady_clock::now();
-  module.forward({input});
+  module.forward(arguments);
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
@@ -196,7 +216,7 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
 
   struct Candidate {
     LoadedModule loaded;
-    at::Tensor input;  // the timing input in the layout this version takes
+    std::vector<c10::IValue> arguments;  // the timing input in the layout this version takes
     double fastest = std::numeric_limits<double>::infinity();
     bool failed = false;
   };
@@ -219,12 +239,14 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
   const int64_t side = (spec.tileSize > 0 ? std::min(spec.tileSize, 128) : 128) /
                        spec.sizeMultiple * spec.sizeMultiple;
   const at::Tensor input = at::rand({1, spec.InputChannels(), side, side});
-  for (Candidate& candidate : candidates) candidate.input = Prepare(input, candidate.loaded.layout);
+  for (Candidate& candidate : candidates) {
+    candidate.arguments = ForwardArguments(spec, Prepare(input, candidate.loaded.layout));
+  }
   for (int round = 0; round < 6; ++round) {
     for (Candidate& candidate : candidates) {
       if (candidate.failed) continue;
       try {
-        const double time = TimeOnce(*candidate.loaded.module, candidate.input);
+        const double time = TimeOnce(*candidate.loaded.module, candidate.arguments);
         if (round > 0) candidate.fastest = std::min(candidate.fastest, time);
       } catch (const std::exception&) {
         candidate.failed = true;
@@ -321,9 +343,27 @@ struct TorchModel::Impl {
     return run(spec, cpu, Engine(c10::Device(c10::kCPU), false));
   }
 
-  static SliceFunction Function(const LoadedModule& loaded) {
-    return [m = loaded.module, layout = loaded.layout](const at::Tensor& batch) {
-      return m->forward({Prepare(batch, layout)}).toTensor().contiguous();
+  // The function the slice engine runs: the network on a batch, or for a diffusion model
+  // the whole sampling loop on it (its mean; cancellation is honoured between steps).
+  PlacedSliceFunction Function(const LoadedModule& version, const RunContext& context) const {
+    const auto m = version.module;
+    const CpuLayout layout = version.layout;
+    if (!spec.isDiffusion) {
+      return [m, layout](const at::Tensor& batch, const BatchPlacement&) {
+        return m->forward({Prepare(batch, layout)}).toTensor().contiguous();
+      };
+    }
+    const DenoiserFunction network = [m, layout](const at::Tensor& xt, const at::Tensor& t,
+                                                 const at::Tensor& condition) {
+      return m->forward({Prepare(xt, layout), t, Prepare(condition, layout)}).toTensor();
+    };
+    const SamplerSpec sampler = spec.sampler;
+    return [network, sampler, &context](const at::Tensor& batch, const BatchPlacement& placement) {
+      const SamplerProgress progress = [&context](int64_t, int64_t) {
+        return !(context.cancelled && context.cancelled());
+      };
+      return SampleBatch(sampler, network, batch, placement, context.randomKey, progress)
+          .mean.contiguous();
     };
   }
 };
@@ -373,7 +413,8 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
     c10::InferenceMode guard;
     at::Tensor dummy =
         at::rand({1, channels, side, side}).to(impl->device, impl->fp16 ? at::kHalf : at::kFloat);
-    const c10::IValue result = impl->loaded.module->forward({Prepare(dummy, impl->loaded.layout)});
+    const c10::IValue result =
+        impl->loaded.module->forward(ForwardArguments(spec, Prepare(dummy, impl->loaded.layout)));
     if (!result.isTensor()) {
       throw Error(ErrorKind::kBadInput, where + ": forward() must return one tensor");
     }
@@ -388,11 +429,16 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
                       " input channel(s) must return " + c10::str(at::IntArrayRef(expected)));
     }
   } catch (const c10::Error& e) {
-    throw Error(ErrorKind::kBadInput,
-                where + ": the model fails on a [1, " + std::to_string(channels) + ", " +
-                    std::to_string(side) + ", " + std::to_string(side) + "] input (" +
-                    std::to_string(channels) +
-                    " channels from the manifest's slice_context): " + e.what_without_backtrace());
+    const std::string shape = "[1, " + std::to_string(channels) + ", " + std::to_string(side) +
+                              ", " + std::to_string(side) + "]";
+    throw Error(
+        ErrorKind::kBadInput,
+        where + ": the model fails on " +
+            (spec.isDiffusion ? "forward(x_t [1, 1, " + std::to_string(side) + ", " +
+                                    std::to_string(side) + "], t [1], condition " + shape + ")"
+                              : "a " + shape + " input") +
+            " (" + std::to_string(channels) +
+            " channels from the manifest's slice_context): " + e.what_without_backtrace());
   }
   return std::shared_ptr<const TorchModel>(new TorchModel(std::move(impl)));
 }
@@ -410,6 +456,12 @@ std::string TorchModel::Parameters() const {
   if (impl_->device.is_cpu()) text += std::string(" (") + Describe(impl_->loaded.layout) + ")";
   if (s.sliceContext > 0) text += ", " + std::to_string(s.InputChannels()) + " slices as context";
   if (s.tileSize > 0) text += ", tiles " + std::to_string(s.tileSize) + " px";
+  if (s.isDiffusion) {
+    const SamplerSpec& d = s.sampler;
+    text += ", diffusion: DDIM " + std::to_string(InferenceTimesteps(d).size()) + " steps, eta " +
+            c10::str(d.eta) + ", " + std::to_string(d.samples) + " sample(s), seed " +
+            std::to_string(d.seed);
+  }
   return text;
 }
 
@@ -418,7 +470,7 @@ Volume TorchModel::Run(const Volume& input, const RunContext& context) const {
       input, context,
       [&](const ModelSpec& spec, const LoadedModule& module, const EngineOptions& options) {
         FusedOutputScope recycle;
-        return RunSliceEngine(input, spec, Impl::Function(module), options, context);
+        return RunSliceEngine(input, spec, impl_->Function(module, context), options, context);
       });
 }
 
@@ -432,7 +484,8 @@ Volume TorchModel::RunReusing(Volume& input, const RunContext& context) const {
       input, context,
       [&](const ModelSpec& spec, const LoadedModule& module, const EngineOptions& options) {
         FusedOutputScope recycle;
-        RunSliceEngineInPlace(input, spec, Impl::Function(module), options, context, resume);
+        RunSliceEngineInPlace(input, spec, impl_->Function(module, context), options, context,
+                              resume);
         return Volume();
       });
   return std::move(input);

@@ -44,6 +44,18 @@ Volume Header(const Volume& volume) {
   return header;
 }
 
+// The key of a series for models that draw random numbers (RunContext::randomKey): FNV-1a
+// of its SeriesInstanceUID, so that a job and the early start of the same series draw the
+// same noise.
+uint64_t RandomKey(const std::string& seriesInstanceUid) {
+  uint64_t hash = 0xcbf29ce484222325ULL;
+  for (const unsigned char c : seriesInstanceUid) {
+    hash ^= c;
+    hash *= 0x100000001b3ULL;
+  }
+  return hash;
+}
+
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -226,6 +238,7 @@ class SeriesRun {
 
   Volume Infer() {
     RunContext inference;
+    inference.randomKey = RandomKey(decoded_.seriesInstanceUid);
     inference.cancelled = [this] {
       return (context_.cancelled && context_.cancelled()) || (overlapped_ && overlapped_->Failed());
     };
@@ -342,7 +355,9 @@ bool PrecomputeInstance(EncodedInstance instance, const std::string& description
   const std::string key =
       SliceCache::Key(info.uid, decoded.instances.front().sopInstanceUid, decoded.volume, 0);
   if (cache.Contains(key)) return false;
-  Volume output = model.Run(decoded.volume, context);
+  RunContext keyed = context;
+  keyed.randomKey = RandomKey(decoded.seriesInstanceUid);
+  Volume output = model.Run(decoded.volume, keyed);
   cache.Put(key, std::move(output.voxels));
   return true;
 }

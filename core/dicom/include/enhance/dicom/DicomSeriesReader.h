@@ -39,6 +39,7 @@ struct SourceInstance {
 struct DecodedSeries {
   std::string description;                // for messages
   std::string modality;                   // (0008,0060)
+  std::string seriesInstanceUid;          // (0020,000E) of the first instance
   Volume volume;                          // slices ordered along geometry.sliceDirection
   std::vector<SourceInstance> instances;  // instances[k] is slice k of the volume
   std::vector<std::string> warnings;      // each names the series and what is irregular

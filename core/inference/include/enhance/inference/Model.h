@@ -7,6 +7,7 @@
 // implementations must not keep per-call state in members.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -26,6 +27,11 @@ struct RunContext {
   std::function<void(double)> progress;
   // Polled between slices or batches; when it returns true, Run throws Error(kCancelled).
   std::function<bool()> cancelled;
+
+  // Names the series for models that draw random numbers (diffusion sampling): their
+  // noise is a function of this key, the model's seed and each slice's position, so the
+  // same series gives the same pixels. The pipeline sets it from the SeriesInstanceUID.
+  uint64_t randomKey = 0;
 
   // Called with a message the user should see (e.g. a fallback that was taken). May be empty.
   std::function<void(const std::string&)> warning;

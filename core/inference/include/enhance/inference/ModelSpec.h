@@ -7,6 +7,7 @@
 
 #include <json/value.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -26,6 +27,33 @@ struct Normalization {
   Method method = Method::kNone;
   double low = 0.0;
   double high = 1.0;
+};
+
+// How a conditional diffusion model is sampled (the manifest's "diffusion" section; see
+// docs/models.md). The archive is the denoising network alone; the node runs the loop.
+struct SamplerSpec {
+  enum class Schedule { kLinear, kScaledLinear, kCosine, kTable };
+  enum class Prediction { kEpsilon, kV, kSample };
+  enum class TimeInput { kIndex, kFraction };  // t given as the index, or as index / T
+
+  int trainingTimesteps = 1000;
+  Schedule schedule = Schedule::kLinear;
+  double betaStart = 1e-4;
+  double betaEnd = 0.02;
+  std::vector<double> alphasCumprod;  // kTable: one value per training timestep
+  Prediction prediction = Prediction::kEpsilon;
+  // The inference timesteps: this list (descending) when not empty, else `stepCount`
+  // steps with `spacing` ("linspace", "leading" or "trailing").
+  std::vector<int> timesteps;
+  int stepCount = 4;
+  std::string spacing = "trailing";
+  double eta = 0.0;
+  bool clip = true;  // clamp the predicted x_0 to [clipMin, clipMax] (normalised units)
+  double clipMin = -1.0;
+  double clipMax = 1.0;
+  int samples = 4;  // samples per slice; with two or more, their SD is the uncertainty
+  uint64_t seed = 0;
+  TimeInput timeInput = TimeInput::kIndex;
 };
 
 struct ModelSpec {
@@ -59,6 +87,9 @@ struct ModelSpec {
   int maxBatch = 8;
 
   CodedConcept derivationCode;
+
+  bool isDiffusion = false;  // a conditional diffusion model, sampled as `sampler` says
+  SamplerSpec sampler;
 
   // Input channels the network expects: 2 * sliceContext + 1, or 2 * max(1, sliceContext)
   // for through-plane models, which see the slices on both sides of a gap.
