@@ -21,6 +21,11 @@ class EarlyStartTest(unittest.TestCase):
         cls.models = os.path.join(cls.tmp, "models")
         write_model(cls.models, "mean3x3", "ct-mean")
         write_model(cls.models, "mean3x3", "ct-mean-context", slice_context=1)
+        # Noise drawn from the seed, the series and each slice's position: the slices
+        # sampled one by one as they arrive are those of the whole series.
+        write_model(cls.models, "diffusion-epsilon", "ct-diffusion", diffusion={
+            "training_timesteps": 50, "schedule": {"type": "cosine"}, "timesteps": {"count": 2},
+            "samples": 2, "seed": 3, "eta": 0.5})
         cls.files = make_phantom(os.path.join(cls.tmp, "ct"), rows=96, columns=80, slices=20,
                                  seed=11)
 
@@ -55,6 +60,13 @@ class EarlyStartTest(unittest.TestCase):
         self.assertGreater(early["PrecomputedSlices"], 0)
         self.assertEqual(early_uid, plain_uid)
         self.assertEqual(sorted(early_pixels), list(range(1, 21)))
+        self.assertEqual(early_pixels, plain_pixels)
+
+    def test_a_diffusion_model_samples_the_same_pixels_early_as_late(self):
+        _, plain_uid, plain_pixels = self.process("ct-diffusion", 0)
+        early, early_uid, early_pixels = self.process("ct-diffusion", 64)
+        self.assertGreater(early["PrecomputedSlices"], 0)
+        self.assertEqual(early_uid, plain_uid)
         self.assertEqual(early_pixels, plain_pixels)
 
     def test_models_that_look_at_neighbouring_slices_wait_for_the_whole_series(self):

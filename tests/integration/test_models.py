@@ -11,7 +11,8 @@ import unittest
 
 import pydicom
 
-from orthanc_harness import HttpError, OrthancServer, make_phantom, wait_for, write_fixture_model
+from orthanc_harness import (HttpError, OrthancServer, logged_on_failure, make_phantom, pixels,
+                             store_series, wait_for, wait_for_job, write_fixture_model)
 
 def write_model(parent, kind, name, **extra):
     """A fixture model cut into tiles of 64 with an overlap of 16, unless `extra` says else."""
@@ -118,6 +119,42 @@ class ModelsTest(unittest.TestCase):
         self.assertEqual(report["Problems"], [])
         self.assertEqual(report["RuleProblems"], [])
         self.assertIn("broken", [m["Name"] for m in o.get("/enhance/models")])
+
+
+class DiffusionModelTest(unittest.TestCase):
+    """A conditional diffusion model (a TorchScript denoiser forward(x_t, t, condition) and a
+    manifest's sampler) through Orthanc: the same request gives the same pixels."""
+
+    def test_the_same_request_gives_the_same_pixels(self):
+        tmp = tempfile.mkdtemp(prefix="enhance-diffusion-")
+        models = os.path.join(tmp, "models")
+        write_model(models, "diffusion-epsilon", "ct-diffusion", diffusion={
+            "training_timesteps": 50, "schedule": {"type": "cosine"}, "timesteps": {"count": 3},
+            "samples": 2, "seed": 9, "eta": 0.3})
+        server = OrthancServer(extra_config={"Enhance": {"ModelsDirectories": [models], "Device": "cpu"}})
+        with logged_on_failure(server, tmp):
+            server.start()
+            self.assertIn("ct-diffusion", [m["Name"] for m in server.get("/enhance/models")])
+            source = store_series(server, make_phantom(os.path.join(tmp, "ct"), rows=80, columns=72,
+                                                       slices=4, seed=21))
+
+            def run():
+                job = server.post(f"/enhance/series/{source}", {"Task": "denoise", "Model": "ct-diffusion"})["ID"]
+                done = wait_for_job(server, job)
+                self.assertEqual(done["State"], "Success", done["Content"])
+                return done["Content"]["DerivedSeries"]
+
+            first = run()
+            before = pixels(server, first)
+            instance = server.get(f"/series/{first}")["Instances"][0]
+            ds = pydicom.dcmread(io.BytesIO(server.get_bytes(f"/instances/{instance}/file")))
+            self.assertIn("diffusion: DDIM 3 steps, eta 0.3, 2 sample(s), seed 9", ds.DerivationDescription)
+            self.assertEqual(list(ds.ImageType)[:2], ["DERIVED", "SECONDARY"])
+            # Removed and asked for again: computed again, to the same pixels.
+            server.request("DELETE", f"/series/{first}")
+            second = run()
+            self.assertEqual(second, first)
+            self.assertTrue((pixels(server, second) == before).all())
 
 
 class ConfigurationTest(unittest.TestCase):

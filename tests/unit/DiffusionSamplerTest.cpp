@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <json/reader.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -273,7 +274,14 @@ TEST(DiffusionSampler, ATorchScriptDiffusionModelLoadsRunsAndRepeatsItself) {
   for (size_t i = 0; i < input.voxels.size(); ++i) input.voxels[i] = static_cast<float>(i % 300);
   RunContext context;
   context.randomKey = 77;
+  std::vector<double> progress;
+  context.progress = [&](double fraction) { progress.push_back(fraction); };
   const Volume first = model->Run(input, context);
+  // Progress within each batch: every network evaluation (2 samples x 3 steps) counts.
+  EXPECT_GE(progress.size(), 3u * 2u * 3u);
+  EXPECT_TRUE(std::is_sorted(progress.begin(), progress.end()));
+  EXPECT_DOUBLE_EQ(progress.back(), 1.0);
+  context.progress = {};
   const Volume second = model->Run(input, context);
   EXPECT_EQ(first.voxels, second.voxels);
   context.randomKey = 78;

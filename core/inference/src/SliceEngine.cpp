@@ -345,7 +345,11 @@ class EngineRun {
           stack.push_back(
               tile.index_select(0, at::tensor(items_[groupStart + i].channels, at::kLong)));
         }
-        BatchPlacement placement{t.row, t.column, {}};
+        BatchPlacement placement{
+            t.row, t.column, {}, [&, count](double share) {
+              context_.Report((static_cast<double>(done_) + share * static_cast<double>(count)) /
+                              static_cast<double>(totalWork_));
+            }};
         for (size_t i = first; i < first + count; ++i) {
           placement.positions.push_back(
               positions_.at(static_cast<size_t>(items_[groupStart + i].output)));

@@ -31,6 +31,9 @@ struct BatchPlacement {
   int64_t row = 0;
   int64_t column = 0;
   std::vector<double> positions;
+  // For a function that takes long on one batch (diffusion sampling): reports the share
+  // of this batch done so far, in [0, 1], as part of the run's progress. Never empty.
+  std::function<void(double)> partial = [](double) {};
 };
 
 using PlacedSliceFunction =

@@ -359,7 +359,8 @@ struct TorchModel::Impl {
     };
     const SamplerSpec sampler = spec.sampler;
     return [network, sampler, &context](const at::Tensor& batch, const BatchPlacement& placement) {
-      const SamplerProgress progress = [&context](int64_t, int64_t) {
+      const SamplerProgress progress = [&context, &placement](int64_t done, int64_t total) {
+        placement.partial(static_cast<double>(done) / static_cast<double>(total));
         return !(context.cancelled && context.cancelled());
       };
       return SampleBatch(sampler, network, batch, placement, context.randomKey, progress)
