@@ -17,6 +17,7 @@ const STUDY = env.ENHANCE_STUDY;
 const DOOMED = env.ENHANCE_DOOMED_SERIES;
 const MR_SOURCE = env.ENHANCE_MR_SOURCE_SERIES;
 const MR_SUPERRES = env.ENHANCE_MR_SUPERRES_SERIES;
+const MR_COMPRESSED = env.ENHANCE_MR_COMPRESSED_SERIES;
 const SHOTS = env.ENHANCE_SCREENSHOTS;
 const JOB_TIMEOUT_MS = 120000;
 
@@ -322,6 +323,17 @@ test('a super-resolved MR lines up with its source by position', async () => {
     assert.equal(reading.source.row, Math.floor(reading.derived.row / 2), JSON.stringify(reading));
     assert.equal(reading.source.column, Math.floor(reading.derived.column / 2), JSON.stringify(reading));
   }
+  // A JPEG-compressed copy of the source (decoded by Orthanc, not read as stored) shows the
+  // same values at the same pixels.
+  const plain = await hover('source', 180, 200);
+  await openExplorer(`#enhance-compare?source=${MR_COMPRESSED}&derived=${MR_SUPERRES}`);
+  await rendered();
+  const compressed = await hover('source', 180, 200);
+  assert.notEqual(compressed.source.instance, plain.source.instance);
+  assert.equal(compressed.source.row, plain.source.row);
+  assert.equal(compressed.source.column, plain.source.column);
+  assert.equal(compressed.source.value, plain.source.value);
+  assert.equal(compressed.derived.value, plain.derived.value);
   // Zoom and pan move both panes.
   await page.locator('.enhance-compare-zoom-in').click();
   const zoomed = await hover('source', 220, 220);

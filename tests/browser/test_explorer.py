@@ -136,6 +136,16 @@ class ExplorerTest(unittest.TestCase):
         if done["State"] != "Success":
             raise AssertionError(f"MR super-resolution failed: {done['Content']}")
         cls.mr_superres = done["Content"]["DerivedSeries"]
+        # The same MR, losslessly JPEG-compressed by Orthanc: the compare view must decode it
+        # through Orthanc and show the same values.
+        modified = o.post(f"/series/{cls.mr_source}/modify",
+                          {"Transcode": "1.2.840.10008.1.2.4.70",
+                           "Replace": {"SeriesDescription": "T1 axial ch2, JPEG lossless"}})
+        cls.mr_compressed = modified["ID"]
+        first_instance = o.get(f"/series/{cls.mr_compressed}")["Instances"][0]
+        syntax = o.request("GET", f"/instances/{first_instance}/metadata/TransferSyntax").decode()
+        if syntax != "1.2.840.10008.1.2.4.70":
+            raise AssertionError(f"the MR copy was not transcoded: {syntax}")
 
     @classmethod
     def tearDownClass(cls):
@@ -166,6 +176,7 @@ class ExplorerTest(unittest.TestCase):
                    ENHANCE_DOOMED_SERIES=self.doomed,
                    ENHANCE_MR_SOURCE_SERIES=self.mr_source,
                    ENHANCE_MR_SUPERRES_SERIES=self.mr_superres,
+                   ENHANCE_MR_COMPRESSED_SERIES=self.mr_compressed,
                    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1")
         started = time.monotonic()
         # Its own process group, so that a browser test that hangs goes with its Chromium.
