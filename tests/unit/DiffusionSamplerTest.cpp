@@ -287,14 +287,40 @@ TEST(DiffusionSampler, ATorchScriptDiffusionModelLoadsRunsAndRepeatsItself) {
   context.randomKey = 78;
   EXPECT_NE(model->Run(input, context).voxels, first.voxels);
 
+  // With two samples the model tells the spread of its samples, in HU on the output grid;
+  // asking for it changes nothing of the mean.
+  ASSERT_TRUE(model->ProducesUncertainty());
+  context.randomKey = 77;
+  Volume spread;
+  context.uncertainty = &spread;
+  const Volume withSpread = model->Run(input, context);
+  EXPECT_EQ(withSpread.voxels, first.voxels);
+  ASSERT_EQ(spread.slices, 3);
+  ASSERT_EQ(spread.rows, 40);
+  ASSERT_EQ(spread.columns, 36);
+  EXPECT_EQ(spread.units, "HU");
+  const auto [low, high] = std::minmax_element(spread.voxels.begin(), spread.voxels.end());
+  EXPECT_GE(*low, 0.0f);
+  EXPECT_GT(*high, 1.0f);
+  // In place (as a job runs it), the same.
+  Volume inPlace = input;
+  Volume spreadInPlace;
+  context.uncertainty = &spreadInPlace;
+  EXPECT_EQ(model->RunReusing(inPlace, context).voxels, first.voxels);
+  EXPECT_EQ(spreadInPlace.voxels, spread.voxels);
+  context.uncertainty = nullptr;
+
   // The sample-predicting fixture returns its condition: the model is then the identity.
   const auto identity = TorchModel::Load(
       testing::WriteFixtureModel(folder.path(), "diffusion-sample",
                                  DiffusionManifest("ct-diffusion-identity", "sample")),
       options);
+  Volume none;
+  context.uncertainty = &none;
   const Volume same = identity->Run(input, context);
   for (size_t i = 0; i < input.voxels.size(); ++i) {
     ASSERT_NEAR(same.voxels[i], input.voxels[i], 0.05) << i;
+    ASSERT_LT(none.voxels[i], 0.05) << i;  // every sample lands on the same x_0
   }
 }
 

@@ -5,11 +5,14 @@
 
 #include <cmath>
 
+#include "DicomUtil.h"
+#include "ModelFixtures.h"
 #include "TestData.h"
 #include "TestDicom.h"
 #include "enhance/base/Error.h"
 #include "enhance/dicom/FrameDecoder.h"
 #include "enhance/inference/BilateralDenoiser.h"
+#include "enhance/inference/TorchModel.h"
 
 namespace enhance {
 
@@ -306,6 +309,94 @@ TEST(SeriesEnhancer, CancelledBeforeFetchingStoresNothing) {
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::kCancelled);
   }
+}
+
+}  // namespace enhance
+
+namespace enhance {
+namespace {
+
+// A diffusion model of two samples, over the fixture denoiser (ModelFixtures.h).
+std::shared_ptr<const TorchModel> TwoSampleDiffusion(const std::filesystem::path& parent) {
+  Json::Value m = testing::DenoiseManifest("ct-diffusion");
+  m["tile"]["size"] = 0;
+  m["diffusion"]["training_timesteps"] = 40;
+  m["diffusion"]["schedule"]["type"] = "cosine";
+  m["diffusion"]["timesteps"]["count"] = 2;
+  m["diffusion"]["samples"] = 2;
+  m["diffusion"]["eta"] = 0.5;
+  InferenceOptions options;
+  options.device = "cpu";
+  return TorchModel::Load(testing::WriteFixtureModel(parent, "diffusion-epsilon", m), options);
+}
+
+std::string TagOf(const std::string& file, const DcmTagKey& tag) {
+  const auto parsed = testing::ParseDicom(file);
+  return GetString(*parsed->getDataset(), tag);
+}
+
+}  // namespace
+
+// A model that tells its uncertainty gives a second series, labelled as an uncertainty
+// map, after the derived series, with its figures inside the body.
+TEST(SeriesEnhancer, WritesTheUncertaintySeriesAfterTheDerivedSeries) {
+  testing::TemporaryFolder folder;
+  const auto model = TwoSampleDiffusion(folder.path());
+  OutputOptions output;
+  output.seriesDescriptionSuffix = " [AI denoised]";
+  output.seriesInstanceUid = "1.2.826.0.1.3680043.10.1234.6";
+  output.uncertainty = true;
+  output.uncertaintySeriesInstanceUid = "1.2.826.0.1.3680043.10.1234.7";
+  output.uncertaintyThreshold = 5.0;
+  testing::MemoryInstanceSource source(testing::PhantomSeries(48, 40, 3, 30.0));
+  const EnhancedSeries result = EnhanceSeries(source, *model, output, {});
+  ASSERT_EQ(result.files.size(), 3u);
+  ASSERT_TRUE(result.hasUncertainty);
+  ASSERT_EQ(result.uncertaintyFiles.size(), 3u);
+  testing::ExpectDciodvfyAccepts(result.uncertaintyFiles, "uncertainty series");
+  const std::string& first = result.uncertaintyFiles.front();
+  EXPECT_EQ(TagOf(first, DCM_SeriesInstanceUID), output.uncertaintySeriesInstanceUid);
+  EXPECT_EQ(TagOf(first, DCM_SeriesDescription).find(" [AI uncertainty]") + 17,
+            TagOf(first, DCM_SeriesDescription).size());
+  EXPECT_EQ(std::stol(TagOf(first, DCM_SeriesNumber)),
+            std::stol(TagOf(result.files.front(), DCM_SeriesNumber)) + 1);
+  EXPECT_EQ(TagOf(first, DCM_DerivationDescription)
+                .rfind("uncertainty map: per-voxel standard "
+                       "deviation across 2 samples (HU) of "
+                       "denoise by ct-diffusion",
+                       0),
+            0u)
+      << TagOf(first, DCM_DerivationDescription);
+  EXPECT_EQ(TagOf(first, DCM_WindowCenterWidthExplanation), "UNCERTAINTY SD");
+  const UncertaintySummary& u = result.uncertainty;
+  EXPECT_EQ(u.instances, 3u);
+  EXPECT_EQ(u.samples, 2);
+  EXPECT_EQ(u.units, "HU");
+  EXPECT_GT(u.median, 0.0);
+  EXPECT_GE(u.percentile99, u.median);
+  EXPECT_GT(u.fractionAbove, 0.0);
+  EXPECT_LE(u.fractionAbove, 1.0);
+  EXPECT_DOUBLE_EQ(u.threshold, 5.0);
+
+  // To a sink: the derived series' files, then the uncertainty series', each from 0.
+  testing::MemoryInstanceSource again(testing::PhantomSeries(48, 40, 3, 30.0));
+  std::vector<std::pair<size_t, std::string>> received;
+  EnhanceSeries(again, *model, output, {}, nullptr, [&](size_t index, size_t, std::string file) {
+    received.emplace_back(index, TagOf(file, DCM_SeriesInstanceUID));
+  });
+  ASSERT_EQ(received.size(), 6u);
+  for (size_t k = 0; k < 6; ++k) {
+    EXPECT_EQ(received[k].first, k % 3);
+    EXPECT_EQ(received[k].second,
+              k < 3 ? output.seriesInstanceUid : output.uncertaintySeriesInstanceUid);
+  }
+
+  // Not asked for: one series.
+  output.uncertainty = false;
+  testing::MemoryInstanceSource plain(testing::PhantomSeries(48, 40, 3, 30.0));
+  const EnhancedSeries one = EnhanceSeries(plain, *model, output, {});
+  EXPECT_FALSE(one.hasUncertainty);
+  EXPECT_TRUE(one.uncertaintyFiles.empty());
 }
 
 }  // namespace enhance

@@ -125,11 +125,25 @@ DcmDataset& Mutable(const SourceInstance& instance) {
   return const_cast<DcmDataset&>(*instance.dataset);
 }
 
-std::string DerivationDescription(const DerivationInfo& info) {
-  std::string description = info.task + " by " + info.modelName + " " + info.modelVersion;
+std::string DerivationDescription(const DerivationInfo& info, const std::string& units) {
+  std::string description;
+  if (info.uncertaintySamples > 0) {
+    description = "uncertainty map: per-voxel standard deviation across " +
+                  std::to_string(info.uncertaintySamples) + " samples" +
+                  (units.empty() ? std::string() : " (" + units + ")") + " of " + info.task +
+                  " by ";
+  } else {
+    description = info.task + " by ";
+  }
+  description += info.modelName + " " + info.modelVersion;
   if (!info.parameters.empty()) description += " (" + info.parameters + ")";
   description += "; produced by " + std::string(kEquipmentManufacturer) + " " +
                  info.softwareVersion + "; algorithm output, not an acquired image";
+  if (info.uncertaintySamples > 0) {
+    description +=
+        "; high values mark where the model's samples disagree: read the derived "
+        "series there with caution";
+  }
   return Truncate(description, 1024);
 }
 
@@ -142,7 +156,7 @@ struct SeriesContext {
         plan(PlanOutput(s, o)),
         syntheticCt(i.outputKind == OutputKind::kSyntheticCt),
         seriesUid(i.seriesInstanceUid.empty() ? GenerateUid(i.uidRoot) : i.seriesInstanceUid),
-        description(DerivationDescription(i)),
+        description(DerivationDescription(i, o.units)),
         now(CurrentDateTime()) {}
 
   const DecodedSeries& source;
@@ -272,6 +286,14 @@ void WriteDerivation(DcmDataset& ds, const SeriesContext& c, const OutputSlice& 
   }
 }
 
+// A greyscale window from 0 to `width`, in place of the source's windows and VOI LUTs.
+void WriteWindow(DcmDataset& ds, double width) {
+  delete ds.remove(DCM_VOILUTSequence);
+  PutString(ds, DCM_WindowCenter, FormatDecimal(width / 2, 6));
+  PutString(ds, DCM_WindowWidth, FormatDecimal(width, 6));
+  PutString(ds, DCM_WindowCenterWidthExplanation, "UNCERTAINTY SD");
+}
+
 void WriteContributingEquipment(DcmDataset& ds, const SeriesContext& c, const std::string& where) {
   const DerivationInfo& info = c.info;
   DcmItem* equipment = nullptr;
@@ -286,7 +308,9 @@ void WriteContributingEquipment(DcmDataset& ds, const SeriesContext& c, const st
   if (!info.modelUid.empty()) PutString(*equipment, DCM_DeviceUID, info.modelUid);
   PutString(*equipment, DCM_ContributionDateTime, c.now.date + c.now.time);
   PutString(*equipment, DCM_ContributionDescription,
-            Truncate(info.task + " with " + info.modelName + " " + info.modelVersion, 64));
+            Truncate((info.uncertaintySamples > 0 ? "uncertainty of " : "") + info.task + " with " +
+                         info.modelName + " " + info.modelVersion,
+                     64));
 }
 
 void WritePixels(DcmDataset& ds, const SeriesContext& c, const float* values,
@@ -361,6 +385,7 @@ std::string DerivedSeriesWriter::Write(size_t k, const float* values) const {
   WriteContributingEquipment(ds, c, where);
   if (!ds.tagExists(DCM_BurnedInAnnotation)) PutString(ds, DCM_BurnedInAnnotation, "NO");
   if (c.plan.resampled) WriteImagePlane(ds, c.plan, c.output, index);
+  if (c.info.windowWidth > 0) WriteWindow(ds, c.info.windowWidth);
   WritePixels(ds, c, values, where);
   return SerializeFile(file, where);
 }

@@ -254,12 +254,22 @@ class EngineRun {
         inPlace_(&input == &output),
         perOutputSlice_(static_cast<size_t>(input.rows * scale_ * input.columns * scale_)),
         function_(PaddedToMultiple(model, spec.sizeMultiple, scale_)),
-        positions_(SlicePositions(output)) {}
+        positions_(SlicePositions(output)),
+        channels_(options.uncertainty ? 2 : 1) {}
 
   void Run() {
     MapValues();
     PlanItems();
-    TakePrecomputed();
+    if (options_.uncertainty) {
+      Volume& u = *options_.uncertainty;
+      if (u.slices != output_.slices || u.rows != output_.rows || u.columns != output_.columns) {
+        u.Resize(output_.slices, output_.rows, output_.columns);
+      }
+      u.geometry = output_.geometry;
+      u.units = spec_.outputUnits.empty() ? input_.units : spec_.outputUnits;
+    } else {
+      TakePrecomputed();
+    }
     c10::InferenceMode inferenceMode;
     source_ = at::from_blob(const_cast<float*>(input_.voxels.data()),
                             {input_.slices, input_.rows, input_.columns}, at::kFloat);
@@ -331,9 +341,9 @@ class EngineRun {
 
   // Every tile of the group's slices, predicted in batches and blended on the output grid.
   at::Tensor PredictGroup(size_t groupStart, size_t groupSize) {
-    at::Tensor group =
-        at::zeros({static_cast<int64_t>(groupSize), input_.rows * scale_, input_.columns * scale_},
-                  at::kFloat);
+    at::Tensor group = at::zeros(
+        {static_cast<int64_t>(groupSize), channels_, input_.rows * scale_, input_.columns * scale_},
+        at::kFloat);
     for (const Tile& t : grid_.tiles) {
       const at::Tensor tile =
           source_.slice(1, t.row, t.row + grid_.rows).slice(2, t.column, t.column + grid_.columns);
@@ -358,9 +368,9 @@ class EngineRun {
         if (!prediction.defined()) continue;  // out of memory: batchSize_ was halved
         for (size_t i = 0; i < count; ++i) {
           group[static_cast<int64_t>(first + i)]
-              .slice(0, t.row * scale_, (t.row + grid_.rows) * scale_)
-              .slice(1, t.column * scale_, (t.column + grid_.columns) * scale_)
-              .addcmul_(prediction[static_cast<int64_t>(i)][0], t.weight);
+              .slice(1, t.row * scale_, (t.row + grid_.rows) * scale_)
+              .slice(2, t.column * scale_, (t.column + grid_.columns) * scale_)
+              .addcmul_(prediction[static_cast<int64_t>(i)], t.weight);
         }
         first += count;
         done_ += static_cast<int64_t>(count);
@@ -413,7 +423,7 @@ class EngineRun {
                     std::to_string(batchSize_));
       return {};
     }
-    const std::vector<int64_t> expected{static_cast<int64_t>(count), 1, grid_.rows * scale_,
+    const std::vector<int64_t> expected{static_cast<int64_t>(count), channels_, grid_.rows * scale_,
                                         grid_.columns * scale_};
     if (prediction.sizes().vec() != expected) {
       throw Error(ErrorKind::kInternal, "the model returned shape " + c10::str(prediction.sizes()) +
@@ -422,19 +432,27 @@ class EngineRun {
     return prediction;
   }
 
-  // The group's blended predictions back in physical units, checked and written out.
+  // The group's blended predictions back in physical units, checked and written out; the
+  // second channel (a standard deviation) is scaled to output units but not offset.
   void StoreGroup(size_t groupStart, size_t groupSize, at::Tensor group) {
-    group.div_(grid_.weights).mul_(out_.scale).add_(out_.offset);
-    if (spec_.hasOutputRange) group.clamp_(spec_.outputMin, spec_.outputMax);
+    group.div_(grid_.weights);
+    at::Tensor values = group.select(1, 0).mul_(out_.scale).add_(out_.offset);
+    if (spec_.hasOutputRange) values.clamp_(spec_.outputMin, spec_.outputMax);
+    if (channels_ > 1) group.select(1, 1).mul_(std::abs(out_.scale));
     if (!at::isfinite(group).all().item<bool>()) {
       throw Error(
           ErrorKind::kInternal,
           "model '" + spec_.name + "' produced values that are not finite (NaN or infinity)");
     }
-    const float* values = group.data_ptr<float>();
+    group = group.contiguous();
+    const float* data = group.data_ptr<float>();
     for (size_t i = 0; i < groupSize; ++i) {
       const int64_t slice = items_[groupStart + i].output;
-      std::copy_n(values + i * perOutputSlice_, perOutputSlice_, output_.Slice(slice));
+      const float* item = data + i * channels_ * perOutputSlice_;
+      std::copy_n(item, perOutputSlice_, output_.Slice(slice));
+      if (channels_ > 1) {
+        std::copy_n(item + perOutputSlice_, perOutputSlice_, options_.uncertainty->Slice(slice));
+      }
       if (inPlace_) resume_.finished[static_cast<size_t>(slice)] = true;
     }
     if (inPlace_ && context_.outputReady) {
@@ -460,6 +478,7 @@ class EngineRun {
   const size_t perOutputSlice_;
   const PlacedSliceFunction function_;
   const std::vector<double> positions_;  // of the output slices
+  const int64_t channels_;               // 2 with an uncertainty channel
   Affine in_, out_;
   std::vector<WorkItem> items_;
   at::Tensor source_;

@@ -52,6 +52,11 @@ struct EngineOptions {
   // without a GPU: a batch whose estimate (as above) exceeds it fails exactly as a real
   // allocation failure does. 0: no such limit.
   size_t simulatedDeviceMemoryBytes = 0;
+  // When set, the function returns a second channel, [B, 2, h, w]: the standard deviation
+  // of its prediction in network units. The engine blends it like the first, maps it to
+  // output units (scaled, not offset) and writes it here, on the output grid; slices
+  // computed before (RunContext::precomputed) are then computed again, as they carry none.
+  Volume* uncertainty = nullptr;
 };
 
 // Out of memory, real or simulated: the batch is halved (with a warning) and the batch

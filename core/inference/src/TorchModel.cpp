@@ -343,6 +343,16 @@ struct TorchModel::Impl {
     return run(spec, cpu, Engine(c10::Device(c10::kCPU), false));
   }
 
+  bool WantsUncertainty(const RunContext& context) const {
+    return context.uncertainty != nullptr && spec.isDiffusion && spec.sampler.samples >= 2;
+  }
+
+  // The engine's options for a run: the uncertainty volume when it is wanted and given.
+  EngineOptions ForRun(EngineOptions engine, const RunContext& context) const {
+    engine.uncertainty = WantsUncertainty(context) ? context.uncertainty : nullptr;
+    return engine;
+  }
+
   // The function the slice engine runs: the network on a batch, or for a diffusion model
   // the whole sampling loop on it (its mean; cancellation is honoured between steps).
   PlacedSliceFunction Function(const LoadedModule& version, const RunContext& context) const {
@@ -358,13 +368,17 @@ struct TorchModel::Impl {
       return m->forward({Prepare(xt, layout), t, Prepare(condition, layout)}).toTensor();
     };
     const SamplerSpec sampler = spec.sampler;
-    return [network, sampler, &context](const at::Tensor& batch, const BatchPlacement& placement) {
+    const bool spread = WantsUncertainty(context);
+    return [network, sampler, spread, &context](const at::Tensor& batch,
+                                                const BatchPlacement& placement) {
       const SamplerProgress progress = [&context, &placement](int64_t done, int64_t total) {
         placement.partial(static_cast<double>(done) / static_cast<double>(total));
         return !(context.cancelled && context.cancelled());
       };
-      return SampleBatch(sampler, network, batch, placement, context.randomKey, progress)
-          .mean.contiguous();
+      const SampledBatch sampled =
+          SampleBatch(sampler, network, batch, placement, context.randomKey, progress);
+      return spread ? at::cat({sampled.mean, sampled.deviation}, 1).contiguous()
+                    : sampled.mean.contiguous();
     };
   }
 };
@@ -471,11 +485,16 @@ Volume TorchModel::Run(const Volume& input, const RunContext& context) const {
       input, context,
       [&](const ModelSpec& spec, const LoadedModule& module, const EngineOptions& options) {
         FusedOutputScope recycle;
-        return RunSliceEngine(input, spec, impl_->Function(module, context), options, context);
+        return RunSliceEngine(input, spec, impl_->Function(module, context),
+                              impl_->ForRun(options, context), context);
       });
 }
 
 bool TorchModel::TakesPrecomputedSlices() const { return SlicesAreIndependent(impl_->spec); }
+
+bool TorchModel::ProducesUncertainty() const {
+  return impl_->spec.isDiffusion && impl_->spec.sampler.samples >= 2;
+}
 
 Volume TorchModel::RunReusing(Volume& input, const RunContext& context) const {
   if (!CanRunInPlace(impl_->spec)) return Run(input, context);
@@ -485,8 +504,8 @@ Volume TorchModel::RunReusing(Volume& input, const RunContext& context) const {
       input, context,
       [&](const ModelSpec& spec, const LoadedModule& module, const EngineOptions& options) {
         FusedOutputScope recycle;
-        RunSliceEngineInPlace(input, spec, impl_->Function(module, context), options, context,
-                              resume);
+        RunSliceEngineInPlace(input, spec, impl_->Function(module, context),
+                              impl_->ForRun(options, context), context, resume);
         return Volume();
       });
   return std::move(input);

@@ -97,6 +97,42 @@ DecodedSeries FetchSeries(InstanceSource& source, const RunContext& context, dou
 
 namespace {
 
+// The uncertainty inside the body of the derived series (see UncertaintySummary), from
+// at most about a million voxels taken at a regular stride.
+UncertaintySummary Summarise(const Volume& derived, const Volume& spread, double threshold) {
+  UncertaintySummary summary;
+  summary.units = spread.units;
+  summary.threshold = threshold;
+  const size_t total = derived.voxels.size();
+  const size_t stride = std::max<size_t>(1, total / 1000000);
+  float bodyFloor = -500.0f;
+  if (derived.units != "HU") {
+    std::vector<float> sample;
+    for (size_t i = 0; i < total; i += stride) sample.push_back(derived.voxels[i]);
+    const auto at =
+        sample.begin() + static_cast<long>(0.995 * static_cast<double>(sample.size() - 1));
+    std::nth_element(sample.begin(), at, sample.end());
+    bodyFloor = 0.02f * *at;
+  }
+  std::vector<float> inside;
+  size_t above = 0;
+  for (size_t i = 0; i < total; i += stride) {
+    if (derived.voxels[i] <= bodyFloor) continue;
+    inside.push_back(spread.voxels[i]);
+    if (spread.voxels[i] > threshold) ++above;
+  }
+  if (inside.empty()) return summary;
+  const auto quantile = [&inside](double q) {
+    const auto at = inside.begin() + static_cast<long>(q * static_cast<double>(inside.size() - 1));
+    std::nth_element(inside.begin(), at, inside.end());
+    return static_cast<double>(*at);
+  };
+  summary.fractionAbove = static_cast<double>(above) / static_cast<double>(inside.size());
+  summary.median = quantile(0.5);
+  summary.percentile99 = quantile(0.99);
+  return summary;
+}
+
 // One run of EnhanceSeries, in the order its steps are taken: fetch and decode (taking
 // slices computed early), check the modality, run the model while a second thread encodes
 // and hands over the slices it reports final, then write what is left.
@@ -116,6 +152,7 @@ class SeriesRun {
         description_(source.Describe()) {}
 
   EnhancedSeries Run() {
+    wantSpread_ = output_.uncertainty && model_.ProducesUncertainty();
     Fetch();
     clock_.Lap();
     CheckModality();
@@ -132,6 +169,7 @@ class SeriesRun {
     inferenceDone_ = true;
     context_.ThrowIfCancelled();
     WriteRemaining(enhanced);
+    if (wantSpread_) WriteUncertainty(enhanced);
     context_.Report(1.0);
     return std::move(result_);
   }
@@ -142,7 +180,7 @@ class SeriesRun {
   // the volume grows, instead of holding the series while the volume is read again.
   void Fetch() {
     std::function<void(SeriesReader::Added&)> takeEarly;
-    if (early_ && model_.TakesPrecomputedSlices() && info_.inPlaneScale == 1) {
+    if (early_ && !wantSpread_ && model_.TakesPrecomputedSlices() && info_.inPlaneScale == 1) {
       takeEarly = [this](SeriesReader::Added& slice) {
         const std::vector<float> values = early_->Take(SliceCache::Key(
             info_.uid, slice.sopInstanceUid, slice.values, slice.rows, slice.columns));
@@ -250,6 +288,7 @@ class SeriesRun {
       inference.outputReady = [this](int64_t slice) { overlapped_->Ready(slice); };
     }
     if (early_) inference.precomputed = [this](int64_t slice) { return Precomputed(slice); };
+    if (wantSpread_) inference.uncertainty = &spread_;
     Volume enhanced;
     try {
       enhanced = model_.RunReusing(pixels_, inference);
@@ -310,6 +349,35 @@ class SeriesRun {
     result_.timings.encodeSeconds = encodeSeconds;
   }
 
+  // The uncertainty series: summed up, then written after the derived series.
+  void WriteUncertainty(const Volume& enhanced) {
+    if (spread_.voxels.size() != enhanced.voxels.size()) {
+      throw Error(ErrorKind::kInternal, description_ + ": model '" + info_.name +
+                                            "' gave no uncertainty for every voxel");
+    }
+    UncertaintySummary& summary = result_.uncertainty;
+    summary = Summarise(enhanced, spread_, output_.uncertaintyThreshold);
+    summary.samples = info_.sampler.samples;
+    DerivationInfo derivation = derivation_;
+    derivation.uncertaintySamples = summary.samples;
+    derivation.windowWidth = std::max(summary.percentile99, 1e-3);
+    derivation.seriesDescriptionSuffix = output_.uncertaintySuffix;
+    derivation.seriesInstanceUid = output_.uncertaintySeriesInstanceUid;
+    derivation.seriesNumberOffset = output_.seriesNumberOffset + 1;
+    result_.hasUncertainty = true;
+    if (!sink_) {
+      result_.uncertaintyFiles = WriteDerivedSeries(decoded_, spread_, derivation);
+      summary.instances = result_.uncertaintyFiles.size();
+      return;
+    }
+    WriteDerivedSeries(decoded_, spread_, derivation,
+                       [this, &summary](size_t index, size_t count, std::string file) {
+                         context_.ThrowIfCancelled();
+                         sink_(index, count, std::move(file));
+                         ++summary.instances;
+                       });
+  }
+
   InstanceSource& source_;
   const Model& model_;
   const ModelInfo& info_;
@@ -329,6 +397,8 @@ class SeriesRun {
   std::unique_ptr<DerivedSeriesWriter> streamed_;
   std::unique_ptr<OverlappedWriter> overlapped_;
   std::atomic<bool> inferenceDone_{false};
+  bool wantSpread_ = false;
+  Volume spread_;  // the uncertainty, when wanted
 };
 
 }  // namespace

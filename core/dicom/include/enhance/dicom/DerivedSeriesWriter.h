@@ -48,6 +48,12 @@ struct DerivationInfo {
   // writing the same series twice gives the same UIDs. Empty: random UIDs.
   std::string seriesInstanceUid;
   OutputKind outputKind = OutputKind::kSameAsSource;
+  // An uncertainty series: the per-voxel standard deviation across this many samples of
+  // the model, in the output's units (0: an ordinary derived series). Its
+  // DerivationDescription says so, and it gets its own greyscale window: from 0 to
+  // `windowWidth` when that is positive.
+  int uncertaintySamples = 0;
+  double windowWidth = 0.0;
 };
 
 // The name written as Manufacturer of the contributing equipment. The plugin uses it

@@ -33,6 +33,11 @@ struct RunContext {
   // same series gives the same pixels. The pipeline sets it from the SeriesInstanceUID.
   uint64_t randomKey = 0;
 
+  // Where a model that can tell how uncertain each output voxel is (ProducesUncertainty)
+  // puts that: the standard deviation across its samples, in output units, on the output
+  // grid. Null: not wanted. Models that cannot leave it as it is.
+  Volume* uncertainty = nullptr;
+
   // Called with a message the user should see (e.g. a fallback that was taken). May be empty.
   std::function<void(const std::string&)> warning;
 
@@ -72,6 +77,9 @@ class Model {
   // Whether Run and RunReusing use the slices RunContext::precomputed gives instead of
   // computing them (and never read the input of such a slice). The default: no.
   virtual bool TakesPrecomputedSlices() const { return false; }
+  // Whether Run() fills RunContext::uncertainty (a diffusion model drawing two or more
+  // samples).
+  virtual bool ProducesUncertainty() const { return false; }
 };
 
 }  // namespace enhance

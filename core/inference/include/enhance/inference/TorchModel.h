@@ -54,6 +54,7 @@ class TorchModel final : public Model {
   Volume Run(const Volume& input, const RunContext& context) const override;
   Volume RunReusing(Volume& input, const RunContext& context) const override;
   bool TakesPrecomputedSlices() const override;
+  bool ProducesUncertainty() const override;
 
   // "cpu" or "cuda:N", where the model runs.
   std::string Device() const;

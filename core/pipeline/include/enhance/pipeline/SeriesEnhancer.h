@@ -33,9 +33,27 @@ struct StageTimings {
   int64_t precomputedSlices = 0;  // taken from a SliceCache instead of computed
 };
 
+// What the uncertainty series holds, summed up: the per-voxel standard deviation across
+// the model's samples inside the body (voxels of the derived series above -500 HU for CT,
+// above 2% of its 99.5th percentile otherwise), in the output's units.
+struct UncertaintySummary {
+  size_t instances = 0;  // files of the uncertainty series written
+  int samples = 0;
+  std::string units;
+  double median = 0;
+  double percentile99 = 0;
+  double threshold = 0;      // OutputOptions::uncertaintyThreshold
+  double fractionAbove = 0;  // of the body's voxels, above the threshold
+};
+
 struct EnhancedSeries {
   std::vector<std::string> files;  // DICOM Part 10 files of the derived series (no sink)
   size_t derivedInstances = 0;     // files written, to `files` or to the sink
+  // With OutputOptions::uncertainty and a model that produces one: the uncertainty series,
+  // written after the derived series (to `uncertaintyFiles`, or to the sink).
+  bool hasUncertainty = false;
+  UncertaintySummary uncertainty;
+  std::vector<std::string> uncertaintyFiles;
   std::string sourceModality;
   int64_t sourceSlices = 0;
   std::vector<std::string> warnings;  // irregularities of the source series worth logging
@@ -49,6 +67,13 @@ struct OutputOptions {
   std::string uidRoot;
   std::string seriesInstanceUid;  // see DerivationInfo::seriesInstanceUid
   std::string softwareVersion;
+  // For a model that can tell how uncertain each voxel is (Model::ProducesUncertainty):
+  // write an uncertainty series too, the standard deviation across its samples, numbered
+  // after the derived series. Slices computed early carry none, so they are computed again.
+  bool uncertainty = false;
+  std::string uncertaintySuffix = " [AI uncertainty]";
+  std::string uncertaintySeriesInstanceUid;
+  double uncertaintyThreshold = 50.0;  // output units: the summary counts voxels above it
 };
 
 // Fetches every instance of the source and decodes the series (see ReadSeries).
@@ -66,7 +91,9 @@ DecodedSeries FetchSeries(InstanceSource& source, const RunContext& context,
 // model writing over its input, each is taken as soon as its source slice is decoded and
 // written over it, so that the cache and the volume do not both hold the series.
 // With a `sink`, each derived file goes to it as soon as it is encoded and `files` stays
-// empty: the caller stores them one by one, and undoes what it stored if this throws.
+// empty: the caller stores them one by one, and undoes what it stored if this throws. The
+// files of an uncertainty series (OutputOptions::uncertainty) follow those of the derived
+// series, to the same sink, each series numbered from 0.
 // With `discard` as well, and a model whose output is on the source's grid, files are
 // encoded and handed to the sink on a second thread while the model computes later
 // slices; `discard` is called (from the calling thread) when what was handed over must be
