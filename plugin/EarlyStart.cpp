@@ -3,6 +3,7 @@
 
 #include <set>
 
+#include "JobRequest.h"
 #include "OrthancFrameDecoder.h"
 #include "PluginContext.h"
 #include "Router.h"
@@ -33,7 +34,10 @@ void PrecomputeStoredInstance(PluginContext& plugin, const std::string& instance
     std::set<std::string> done;
     for (const RoutingRule* rule : decision.rules) {
       const auto model = plugin.models.Find(rule->model);
+      // A slice computed early carries no uncertainty: when the job wants the map, it
+      // computes every slice itself.
       if (!model || model->Info().task != rule->task || !model->TakesPrecomputedSlices() ||
+          (model->ProducesUncertainty() && UncertaintyWanted(rule->options)) ||
           !done.insert(model->Info().uid).second) {
         continue;
       }

@@ -78,4 +78,16 @@ std::string DerivedSeriesUid(const JobRequest& request, const std::string& sourc
                      uidRoot);
 }
 
+bool UncertaintyWanted(const Json::Value& options) {
+  if (!options.isObject() || !options.isMember("Uncertainty")) return true;
+  if (!options["Uncertainty"].isBool()) {
+    throw Error(ErrorKind::kBadInput, "Options.Uncertainty must be true or false");
+  }
+  return options["Uncertainty"].asBool();
+}
+
+std::string UncertaintySeriesUid(const std::string& derivedSeriesUid, const std::string& uidRoot) {
+  return UidFromName(derivedSeriesUid + "/uncertainty", uidRoot);
+}
+
 }  // namespace enhance::plugin

@@ -29,10 +29,18 @@ struct JobRequest {
   static JobRequest FromJson(const Json::Value& value);
 };
 
+// Whether the request's options ask for an uncertainty series ("Uncertainty": true or
+// false; default true) from a model that can give one. Throws Error(kBadInput) naming
+// Options.Uncertainty when it is not a boolean.
+bool UncertaintyWanted(const Json::Value& options);
+
 // The derived series' SeriesInstanceUID for this request: a function of the source
 // series, the task, the model's UID, the options and the nonce, so that running the
 // same request twice finds the series of the first run instead of making a second.
 std::string DerivedSeriesUid(const JobRequest& request, const std::string& sourceSeriesUid,
                              const std::string& modelUid, const std::string& uidRoot);
+
+// The SeriesInstanceUID of the uncertainty series that goes with the derived series.
+std::string UncertaintySeriesUid(const std::string& derivedSeriesUid, const std::string& uidRoot);
 
 }  // namespace enhance::plugin

@@ -189,6 +189,9 @@ RoutingRule ParseRule(const Json::Value& value, const std::string& key,
   if (value.isMember("Options")) {
     if (!value["Options"].isObject()) Fail(key + ".Options", "must be an object");
     rule.options = value["Options"];
+    if (rule.options.isMember("Uncertainty") && !rule.options["Uncertainty"].isBool()) {
+      Fail(key + ".Options.Uncertainty", "must be true or false");
+    }
   }
   rule.destinations = GetStrings(value, key, "Destinations");
   for (size_t i = 0; i < rule.destinations.size(); ++i) {
@@ -354,7 +357,7 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
              "SeriesNumberOffset", "SeriesDescriptionSuffix", "Rules", "RuleEvaluation",
              "ForwardAttempts", "ForwardRetryDelaySeconds", "ModelsDirectories", "Device",
              "MemoryBudgetMB", "ConcurrentInferences", "OptimizeForCpu", "EarlyStartMB",
-             "SimulatedDeviceMemoryMB"});
+             "SimulatedDeviceMemoryMB", "UncertaintyThreshold"});
 
   config.enabled = GetBool(section, key, "Enable", config.enabled);
   config.threads = GetInt(section, key, "Threads", config.threads, 0, 1024);
@@ -372,6 +375,13 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
   }
   ParseNaming(section, key, config);
   ParseInference(section, key, config);
+  if (section.isMember("UncertaintyThreshold")) {
+    const Json::Value& threshold = section["UncertaintyThreshold"];
+    if (!threshold.isNumeric() || threshold.asDouble() < 0) {
+      Fail(key + ".UncertaintyThreshold", "must be a number of at least 0 (HU for CT)");
+    }
+    config.uncertaintyThreshold = threshold.asDouble();
+  }
   ParseRules(section, key, orthancConfiguration, config);
   return config;
 }

@@ -88,6 +88,9 @@ struct PluginConfiguration {
   int concurrentInferences = 1;  // per model
   bool optimizeForCpu = true;
   int simulatedDeviceMemoryMb = 0;  // > 0: rehearse out-of-memory fallbacks (testing only)
+  // Uncertainty maps: the share of body voxels whose standard deviation across a model's
+  // samples is above this (output units: HU for CT) is reported with each series.
+  double uncertaintyThreshold = 50.0;
 
   const std::string& SuffixFor(const std::string& task) const;
   int SeriesNumberOffsetFor(const std::string& task) const;

@@ -58,6 +58,7 @@ JobRequest ParseProcessing(const Json::Value& body, const std::string& modality)
     if (!body["Options"].isObject())
       throw Error(ErrorKind::kBadInput, "\"Options\" must be an object");
     r.options = body["Options"];
+    UncertaintyWanted(r.options);  // checks its type
   }
   if (body.isMember("Destinations")) {
     if (!body["Destinations"].isArray())

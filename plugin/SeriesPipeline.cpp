@@ -63,12 +63,18 @@ class DerivedSeriesStore {
       throw Error(ErrorKind::kInternal, "Orthanc did not return an ID for " + which);
     }
     stored_.push_back(answer["ID"].asString());
-    if (answer["ParentSeries"].isString()) seriesId_ = answer["ParentSeries"].asString();
+    // The derived series comes first, then the uncertainty series when there is one.
+    const std::string series = answer["ParentSeries"].asString();
+    if (!series.empty() &&
+        std::find(seriesIds_.begin(), seriesIds_.end(), series) == seriesIds_.end()) {
+      seriesIds_.push_back(series);
+    }
     storing_ = false;
   }
 
   // Removes every instance stored so far: the series is written again from its first file.
   void Discard() {
+    seriesIds_.clear();
     plugin_.api.LogWarning("series " + request_.seriesId + ": storing the derived series again (" +
                            std::to_string(stored_.size()) +
                            " instance(s) removed): its values need another encoding");
@@ -113,36 +119,31 @@ class DerivedSeriesStore {
   }
 
   const std::vector<std::string>& stored() const { return stored_; }
-  const std::string& seriesId() const { return seriesId_; }
+  std::string seriesId() const { return seriesIds_.empty() ? "" : seriesIds_[0]; }
+  std::string uncertaintySeriesId() const { return seriesIds_.size() > 1 ? seriesIds_[1] : ""; }
 
  private:
   PluginContext& plugin_;
   const JobRequest& request_;
   JobState& state_;
-  std::vector<std::string> stored_;  // Orthanc IDs, in instance order
-  std::string seriesId_;
-  bool storing_ = false;  // inside a store: a failure now is Orthanc's answer
+  std::vector<std::string> stored_;     // Orthanc IDs, in instance order
+  std::vector<std::string> seriesIds_;  // of the series stored, in order
+  bool storing_ = false;                // inside a store: a failure now is Orthanc's answer
 };
 
-// The derived series of an earlier run of this request: its Orthanc ID when complete;
-// when incomplete (an interrupted run), it is removed and "" returned, as when there is
-// none.
-std::string FindCompleteDerivedSeries(PluginContext& plugin, const JobRequest& request,
-                                      const std::string& derivedUid, size_t expected,
-                                      JobState& state) {
-  const std::string derivedId = LookupSeries(plugin.api, derivedUid);
-  if (derivedId.empty()) return "";
-  const size_t have = plugin.api.GetJson("/series/" + derivedId)["Instances"].size();
-  if (have == expected) {
-    state.Set("AlreadyProcessed", true);
-    plugin.api.LogInfo("series " + request.seriesId + ": already processed as series " + derivedId);
-    return derivedId;
-  }
+// A series an earlier run of this request made: its Orthanc ID when complete; when
+// incomplete (an interrupted run), it is removed and "" returned, as when there is none.
+std::string FindCompleteSeries(PluginContext& plugin, const JobRequest& request,
+                               const std::string& uid, size_t expected) {
+  const std::string id = LookupSeries(plugin.api, uid);
+  if (id.empty()) return "";
+  const size_t have = plugin.api.GetJson("/series/" + id)["Instances"].size();
+  if (have == expected) return id;
   // Left by an interrupted run: it carries this request's own UID, so it is ours.
   plugin.api.LogWarning("series " + request.seriesId + ": removing incomplete derived series " +
-                        derivedId + " (" + std::to_string(have) + " of " +
-                        std::to_string(expected) + " instances) before processing again");
-  plugin.api.Delete("/series/" + derivedId);
+                        id + " (" + std::to_string(have) + " of " + std::to_string(expected) +
+                        " instances) before processing again");
+  plugin.api.Delete("/series/" + id);
   return "";
 }
 
@@ -161,28 +162,51 @@ void Record(PluginContext& plugin, const EnhancedSeries& result, JobState& state
   state.Set("Timings", timings);
   state.Set("PrecomputedSlices", static_cast<Json::Int64>(t.precomputedSlices));
   state.Set("DerivedInstances", static_cast<Json::UInt64>(result.derivedInstances));
+  if (result.hasUncertainty) {
+    const UncertaintySummary& u = result.uncertainty;
+    Json::Value figures;
+    figures["Samples"] = u.samples;
+    figures["Units"] = u.units;
+    figures["Median"] = u.median;
+    figures["Percentile99"] = u.percentile99;
+    figures["Threshold"] = u.threshold;
+    figures["FractionAbove"] = u.fractionAbove;
+    figures["Instances"] = static_cast<Json::UInt64>(u.instances);
+    state.Set("Uncertainty", figures);
+  }
   plugin.metrics.slicesProcessed += static_cast<uint64_t>(result.sourceSlices);
   plugin.metrics.inferenceMilliseconds += static_cast<uint64_t>(t.inferenceSeconds * 1000);
 }
 
 struct StoredSeries {
   std::string id;                      // Orthanc ID of the derived series
-  std::vector<std::string> instances;  // Orthanc IDs, for forwarding
+  std::string uncertaintyId;           // of its uncertainty series, when there is one
+  std::vector<std::string> instances;  // Orthanc IDs of both, for forwarding
+};
+
+// The UIDs of what a request makes: the derived series, and the uncertainty series when
+// the model gives one and the request wants it (else "").
+struct DerivedUids {
+  std::string series;
+  std::string uncertainty;
 };
 
 // Runs the model on the series and stores the derived series, all or nothing.
 StoredSeries ProcessAndStore(PluginContext& plugin, const JobRequest& request, JobState& state,
                              const std::atomic<bool>& cancel, OrthancInstanceSource& source,
                              const Model& model, const std::string& sourceUid,
-                             const std::string& derivedUid, Json::Value& timings) {
+                             const DerivedUids& uids, Json::Value& timings) {
   SlotGuard slot(plugin.processingSlots, &cancel, "a processing slot");
   state.Set("Stage", "processing");
   OutputOptions output;
   output.seriesDescriptionSuffix = plugin.config.SuffixFor(request.task);
   output.seriesNumberOffset = plugin.config.SeriesNumberOffsetFor(request.task);
   output.uidRoot = plugin.config.uidRoot;
-  output.seriesInstanceUid = derivedUid;
+  output.seriesInstanceUid = uids.series;
   output.softwareVersion = kPluginVersion;
+  output.uncertainty = !uids.uncertainty.empty();
+  output.uncertaintySeriesInstanceUid = uids.uncertainty;
+  output.uncertaintyThreshold = plugin.config.uncertaintyThreshold;
   RunContext context;
   context.cancelled = [&cancel] { return cancel.load(); };
   context.progress = [&](double f) { state.SetProgress(kProcessingShare * f); };
@@ -206,7 +230,7 @@ StoredSeries ProcessAndStore(PluginContext& plugin, const JobRequest& request, J
   }
   for (const auto& warning : result.warnings) context.Warn(warning);
   Record(plugin, result, state, timings);
-  return {store.seriesId(), store.stored()};
+  return {store.seriesId(), store.uncertaintySeriesId(), store.stored()};
 }
 
 // Sends the derived series to every destination of the request; every destination is
@@ -236,6 +260,31 @@ std::string ForwardToDestinations(PluginContext& plugin, const JobRequest& reque
   return failures;
 }
 
+// What an earlier run of this request made, when all of it is complete; otherwise what
+// it left is removed (so that the series are made again together) and nothing returned.
+StoredSeries FindEarlierRun(PluginContext& plugin, const JobRequest& request,
+                            const DerivedUids& uids, size_t expected) {
+  StoredSeries found;
+  found.id = FindCompleteSeries(plugin, request, uids.series, expected);
+  if (!found.id.empty() && !uids.uncertainty.empty()) {
+    found.uncertaintyId = FindCompleteSeries(plugin, request, uids.uncertainty, expected);
+    if (found.uncertaintyId.empty()) {
+      plugin.api.LogWarning("series " + request.seriesId + ": the uncertainty series of " +
+                            found.id + " is missing; making both again");
+      plugin.api.Delete("/series/" + found.id);
+      return {};
+    }
+  }
+  if (found.id.empty() || request.destinations.empty()) return found;
+  for (const std::string& series : {found.id, found.uncertaintyId}) {
+    if (series.empty()) continue;
+    for (const auto& id : plugin.api.GetJson("/series/" + series)["Instances"]) {
+      found.instances.push_back(id.asString());
+    }
+  }
+  return found;
+}
+
 }  // namespace
 
 void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobState& state,
@@ -251,8 +300,12 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
   state.Set("ModelVersion", spec.version);
   state.Set("ModelUid", spec.uid);
   const std::string sourceUid = source.series()["MainDicomTags"]["SeriesInstanceUID"].asString();
-  const std::string derivedUid =
-      DerivedSeriesUid(request, sourceUid, spec.uid, plugin.config.uidRoot);
+  DerivedUids uids;
+  uids.series = DerivedSeriesUid(request, sourceUid, spec.uid, plugin.config.uidRoot);
+  if (model->ProducesUncertainty() && UncertaintyWanted(request.options)) {
+    uids.uncertainty = UncertaintySeriesUid(uids.series, plugin.config.uidRoot);
+  }
+  const std::string& derivedUid = uids.series;
   // Another job making the same series (same request) finishes first; this one then
   // finds its series complete.
   if (plugin.derivedSeries.IsHeld(derivedUid)) {
@@ -263,18 +316,18 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
   const size_t expected = spec.throughPlaneScale > 1 ? 2 * sourceCount - 1 : sourceCount;
   state.Set("SourceInstances", static_cast<Json::UInt64>(sourceCount));
 
-  StoredSeries derived;
-  derived.id = FindCompleteDerivedSeries(plugin, request, derivedUid, expected, state);
+  StoredSeries derived = FindEarlierRun(plugin, request, uids, expected);
   Json::Value timings(Json::objectValue);  // seconds per stage, in the job's content
   if (derived.id.empty()) {
-    derived = ProcessAndStore(plugin, request, state, cancel, source, *model, sourceUid, derivedUid,
-                              timings);
-  } else if (!request.destinations.empty()) {
-    for (const auto& id : plugin.api.GetJson("/series/" + derived.id)["Instances"]) {
-      derived.instances.push_back(id.asString());
-    }
+    derived =
+        ProcessAndStore(plugin, request, state, cancel, source, *model, sourceUid, uids, timings);
+  } else {
+    state.Set("AlreadyProcessed", true);
+    plugin.api.LogInfo("series " + request.seriesId + ": already processed as series " +
+                       derived.id);
   }
   state.Set("DerivedSeries", derived.id);
+  if (!derived.uncertaintyId.empty()) state.Set("UncertaintySeries", derived.uncertaintyId);
   state.SetProgress(kProcessingShare);
 
   // Any forwarding failure fails the job, with the derived series kept in Orthanc.
@@ -287,9 +340,11 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
                                           derived.id + " stays in Orthanc");
   }
   state.SetProgress(1.0);
-  plugin.api.LogWarning("series " + request.seriesId + ": " + request.task + " with " + spec.name +
-                        " " + spec.version + " -> series " + derived.id +
-                        (request.destinations.empty() ? "" : ", forwarded"));
+  plugin.api.LogWarning(
+      "series " + request.seriesId + ": " + request.task + " with " + spec.name + " " +
+      spec.version + " -> series " + derived.id +
+      (derived.uncertaintyId.empty() ? "" : " and uncertainty series " + derived.uncertaintyId) +
+      (request.destinations.empty() ? "" : ", forwarded"));
 }
 
 }  // namespace enhance::plugin

@@ -318,9 +318,14 @@
     if (tags.ReferencedSeriesSequence && tags.ReferencedSeriesSequence.length) {
       sourceUid = tag(tags.ReferencedSeriesSequence[0], 'SeriesInstanceUID');
     }
+    // An uncertainty series' contribution says so, then names the task of its derived
+    // series (its DerivationDescription may be too long for Orthanc's JSON).
+    var contribution = tag(ours, 'ContributionDescription');
+    var uncertainty = /^uncertainty of (\w+) with /.exec(contribution);
     return {
       // DerivationDescription and ContributionDescription both start with the task name.
-      task: (derivation || tag(ours, 'ContributionDescription')).split(' ')[0],
+      task: uncertainty ? uncertainty[1] : (derivation || contribution).split(' ')[0],
+      uncertainty: !!uncertainty,
       model: tag(ours, 'ManufacturerModelName'),
       productVersion: versions[0] || '',
       modelVersion: versions.length > 1 ? versions[1] : '',
@@ -365,8 +370,9 @@
   // The part of the banner that series and instance pages share.
   function drawProvenance(banner, p, what) {
     banner.empty().addClass('enhance-banner').attr('role', 'note');
-    banner.append($('<h2>').text((p.synthetic ? 'AI-generated synthetic ' : 'AI-derived ') + what +
-                                 ': not an acquired image'));
+    banner.append($('<h2>').text(p.uncertainty
+      ? 'AI uncertainty map: where the model\'s samples disagree, not an image of the patient'
+      : (p.synthetic ? 'AI-generated synthetic ' : 'AI-derived ') + what + ': not an acquired image'));
     banner.append($('<p>').text('Computed by Orthanc Enhance' +
                                 (p.productVersion ? ' ' + p.productVersion : '') + ' from another series. ' +
                                 'Do not read it as the original acquisition.'));
@@ -408,6 +414,8 @@
         if (isCurrent('series', ticket)) link.text(seriesLabel(series));
       });
 
+      // An uncertainty map is not an image of the patient: nothing to compare it with.
+      if (p.uncertainty) return;
       var view = compareLink(sourceId, seriesId).attr({id: 'enhance-compare-link', 'data-role': 'button',
                                                        'data-inline': 'true', 'data-icon': 'grid',
                                                        'data-theme': 'b'})

@@ -18,6 +18,7 @@ const DOOMED = env.ENHANCE_DOOMED_SERIES;
 const MR_SOURCE = env.ENHANCE_MR_SOURCE_SERIES;
 const MR_SUPERRES = env.ENHANCE_MR_SUPERRES_SERIES;
 const MR_COMPRESSED = env.ENHANCE_MR_COMPRESSED_SERIES;
+const UNCERTAINTY = env.ENHANCE_UNCERTAINTY_SERIES;
 const SHOTS = env.ENHANCE_SCREENSHOTS;
 const JOB_TIMEOUT_MS = 120000;
 
@@ -342,6 +343,20 @@ test('a super-resolved MR lines up with its source by position', async () => {
   await page.evaluate(() => window.scrollTo(0, 0));
   await hover('derived', 200, 180);
   await shot('compare-mr');
+});
+
+test('an uncertainty map says what it is and offers no comparison', async () => {
+  await openExplorer(`#series?uuid=${UNCERTAINTY}`);
+  const banner = page.locator('#enhance-derived-banner');
+  await banner.locator('h2').waitFor();
+  assert.equal(await banner.locator('h2').innerText(),
+               "AI uncertainty map: where the model's samples disagree, not an image of the patient");
+  assert.match(await banner.innerText(), /Task: Denoising \(denoise\)/);
+  assert.match(await banner.innerText(), /Model: ct-diffusion/);
+  await page.locator('#enhance-source-link').waitFor();
+  assert.equal(await page.locator('#enhance-compare-link').count(), 0);
+  assert.equal(await page.locator('#enhance-evaluate').count(), 0);
+  await shotDown('uncertainty', banner);
 });
 
 test('metrics of a series on another grid show the reason they are refused', async () => {

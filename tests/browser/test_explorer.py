@@ -22,7 +22,8 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-from orthanc_harness import OrthancServer, make_phantom, wait_for  # noqa: E402
+from orthanc_harness import (OrthancServer, make_phantom, store_series, wait_for,  # noqa: E402
+                             wait_for_job, write_fixture_model)
 
 CHROMIUM = os.environ.get("ENHANCE_CHROMIUM", "/usr/bin/chromium")
 # A real T1-weighted head (Debian's mricron-data), for the compare view of a super-resolved MR.
@@ -90,7 +91,15 @@ class ExplorerTest(unittest.TestCase):
         cls.doomed_files = make_phantom(os.path.join(cls.tmp, "doomed"), rows=64, columns=64,
                                         slices=3, seed=5)
 
-        cls.orthanc = OrthancServer(credentials=CREDENTIALS)
+        # A diffusion model of two samples (a fixture network): its uncertainty series.
+        cls.models = os.path.join(cls.tmp, "models")
+        write_fixture_model(cls.models, "diffusion-epsilon", "ct-diffusion", diffusion={
+            "training_timesteps": 50, "timesteps": {"count": 2}, "samples": 2, "seed": 1})
+        cls.sampled_files = make_phantom(os.path.join(cls.tmp, "sampled"), rows=64, columns=64,
+                                         slices=3, seed=6)
+
+        cls.orthanc = OrthancServer(credentials=CREDENTIALS,
+                                    extra_config={"Enhance": {"ModelsDirectories": [cls.models]}})
         cls.orthanc.start()
         try:
             cls.prepare(first, second)
@@ -121,6 +130,14 @@ class ExplorerTest(unittest.TestCase):
         if done["State"] != "Success":
             raise AssertionError(f"super-resolution failed: {done['Content']}")
         cls.superres = done["Content"]["DerivedSeries"]
+
+        # The mean and the uncertainty map of a diffusion model (another study).
+        sampled = store_series(o, cls.sampled_files)
+        done = wait_for_job(o, o.post(f"/enhance/series/{sampled}",
+                                      {"Task": "denoise", "Model": "ct-diffusion"})["ID"])
+        if done["State"] != "Success":
+            raise AssertionError(f"diffusion failed: {done['Content']}")
+        cls.uncertainty = done["Content"]["UncertaintySeries"]
 
         # A real MR head and its x2 super-resolution (another study), for the compare view.
         mr_dir = os.path.join(cls.tmp, "mr")
@@ -177,6 +194,7 @@ class ExplorerTest(unittest.TestCase):
                    ENHANCE_MR_SOURCE_SERIES=self.mr_source,
                    ENHANCE_MR_SUPERRES_SERIES=self.mr_superres,
                    ENHANCE_MR_COMPRESSED_SERIES=self.mr_compressed,
+                   ENHANCE_UNCERTAINTY_SERIES=self.uncertainty,
                    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1")
         started = time.monotonic()
         # Its own process group, so that a browser test that hangs goes with its Chromium.
@@ -204,7 +222,7 @@ class ExplorerTest(unittest.TestCase):
         jobs = [o.get(f"/jobs/{j}") for j in o.get("/jobs")]
         ours = [j for j in jobs if j["Type"] == "EnhanceSeries"]
         self.assertEqual(sorted(j["Content"]["Task"] for j in ours),
-                         ["denoise", "denoise", "denoise", "superres", "superres"])
+                         ["denoise", "denoise", "denoise", "denoise", "superres", "superres"])
         self.assertTrue(all(j["State"] == "Success" for j in ours), ours)
         # The source, the late phase, the report and the three AI-derived series.
         self.assertEqual(len(o.get(f"/studies/{self.study}")["Series"]), 6)

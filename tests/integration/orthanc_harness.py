@@ -302,3 +302,13 @@ def write_fixture_model(parent, kind, name, **extra):
     shutil.rmtree(folder, ignore_errors=True)
     subprocess.run([FIXTURE, kind, parent, json.dumps(manifest)], check=True, capture_output=True)
     return folder
+
+
+def dciodvfy_errors(data, directory, name):
+    """The lines dicom3tools' dciodvfy reports as errors for one DICOM file (written to
+    directory/name)."""
+    path = os.path.join(directory, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    result = subprocess.run(["dciodvfy", path], capture_output=True, text=True)
+    return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]

@@ -12,7 +12,7 @@ import unittest
 import numpy as np
 import pydicom
 
-from orthanc_harness import OrthancServer, make_phantom, wait_for, wait_for_job
+from orthanc_harness import OrthancServer, dciodvfy_errors, make_phantom, wait_for, wait_for_job
 
 RULES = {"Enhance": {"Rules": [
     {"Name": "ct-denoise", "Modalities": ["CT"], "Task": "denoise", "Model": "classical-bilateral"}]}}
@@ -159,14 +159,6 @@ class EndToEndTest(unittest.TestCase):
         self.assertGreaterEqual(system["Threads"], 1)
         self.assertIn("classical-bilateral", [m["Name"] for m in system["Models"]])
         self.assertEqual(system["Rules"], ["ct-denoise"])
-
-
-def dciodvfy_errors(data, directory, name):
-    path = os.path.join(directory, name)
-    with open(path, "wb") as f:
-        f.write(data)
-    result = subprocess.run(["dciodvfy", path], capture_output=True, text=True)
-    return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
 
 
 class SuperResolutionTest(unittest.TestCase):

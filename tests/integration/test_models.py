@@ -11,8 +11,9 @@ import unittest
 
 import pydicom
 
-from orthanc_harness import (HttpError, OrthancServer, logged_on_failure, make_phantom, pixels,
-                             store_series, wait_for, wait_for_job, write_fixture_model)
+from orthanc_harness import (HttpError, OrthancServer, dciodvfy_errors, logged_on_failure,
+                             make_phantom, pixels, store_series, wait_for, wait_for_job,
+                             write_fixture_model)
 
 def write_model(parent, kind, name, **extra):
     """A fixture model cut into tiles of 64 with an overlap of 16, unless `extra` says else."""
@@ -123,38 +124,83 @@ class ModelsTest(unittest.TestCase):
 
 class DiffusionModelTest(unittest.TestCase):
     """A conditional diffusion model (a TorchScript denoiser forward(x_t, t, condition) and a
-    manifest's sampler) through Orthanc: the same request gives the same pixels."""
+    manifest's sampler) through Orthanc: the mean of its samples as the derived series, the
+    spread of its samples as an uncertainty series beside it, and the same pixels for the
+    same request."""
 
-    def test_the_same_request_gives_the_same_pixels(self):
+    def test_the_derived_and_uncertainty_series_and_the_same_pixels_for_the_same_request(self):
         tmp = tempfile.mkdtemp(prefix="enhance-diffusion-")
         models = os.path.join(tmp, "models")
         write_model(models, "diffusion-epsilon", "ct-diffusion", diffusion={
             "training_timesteps": 50, "schedule": {"type": "cosine"}, "timesteps": {"count": 3},
             "samples": 2, "seed": 9, "eta": 0.3})
-        server = OrthancServer(extra_config={"Enhance": {"ModelsDirectories": [models], "Device": "cpu"}})
+        server = OrthancServer(extra_config={"Enhance": {
+            "ModelsDirectories": [models], "Device": "cpu", "UncertaintyThreshold": 20}})
         with logged_on_failure(server, tmp):
             server.start()
             self.assertIn("ct-diffusion", [m["Name"] for m in server.get("/enhance/models")])
             source = store_series(server, make_phantom(os.path.join(tmp, "ct"), rows=80, columns=72,
                                                        slices=4, seed=21))
+            study = server.get(f"/series/{source}")["ParentStudy"]
 
-            def run():
-                job = server.post(f"/enhance/series/{source}", {"Task": "denoise", "Model": "ct-diffusion"})["ID"]
+            def run(options=None):
+                body = {"Task": "denoise", "Model": "ct-diffusion"}
+                if options is not None:
+                    body["Options"] = options
+                job = server.post(f"/enhance/series/{source}", body)["ID"]
                 done = wait_for_job(server, job)
                 self.assertEqual(done["State"], "Success", done["Content"])
-                return done["Content"]["DerivedSeries"]
+                return done["Content"]
 
-            first = run()
-            before = pixels(server, first)
-            instance = server.get(f"/series/{first}")["Instances"][0]
-            ds = pydicom.dcmread(io.BytesIO(server.get_bytes(f"/instances/{instance}/file")))
+            content = run()
+            first, spread = content["DerivedSeries"], content["UncertaintySeries"]
+            figures = content["Uncertainty"]
+            self.assertEqual(figures["Samples"], 2)
+            self.assertEqual(figures["Units"], "HU")
+            self.assertEqual(figures["Threshold"], 20)
+            self.assertEqual(figures["Instances"], 4)
+            self.assertGreater(figures["Median"], 0)
+            self.assertGreaterEqual(figures["Percentile99"], figures["Median"])
+            self.assertTrue(0 <= figures["FractionAbove"] <= 1)
+            self.assertEqual(sorted(server.get(f"/studies/{study}")["Series"]), sorted([source, first, spread]))
+            for series in (first, spread):
+                for k, instance in enumerate(server.get(f"/series/{series}")["Instances"]):
+                    data = server.get_bytes(f"/instances/{instance}/file")
+                    self.assertEqual(dciodvfy_errors(data, tmp, f"{series}-{k}.dcm"), [], series)
+            ds = pydicom.dcmread(io.BytesIO(server.get_bytes(
+                f"/instances/{server.get(f'/series/{first}')['Instances'][0]}/file")))
             self.assertIn("diffusion: DDIM 3 steps, eta 0.3, 2 sample(s), seed 9", ds.DerivationDescription)
-            self.assertEqual(list(ds.ImageType)[:2], ["DERIVED", "SECONDARY"])
-            # Removed and asked for again: computed again, to the same pixels.
-            server.request("DELETE", f"/series/{first}")
-            second = run()
-            self.assertEqual(second, first)
-            self.assertTrue((pixels(server, second) == before).all())
+            sd = pydicom.dcmread(io.BytesIO(server.get_bytes(
+                f"/instances/{server.get(f'/series/{spread}')['Instances'][0]}/file")))
+            self.assertTrue(sd.SeriesDescription.endswith(" [AI uncertainty]"))
+            self.assertTrue(sd.DerivationDescription.startswith(
+                "uncertainty map: per-voxel standard deviation across 2 samples (HU)"))
+            self.assertEqual(int(sd.SeriesNumber), int(ds.SeriesNumber) + 1)
+            self.assertEqual(list(sd.ImageType)[:2], ["DERIVED", "SECONDARY"])
+            self.assertEqual(sd.ReferencedSeriesSequence[0].SeriesInstanceUID,
+                             server.get(f"/series/{source}")["MainDicomTags"]["SeriesInstanceUID"])
+            mean_before, spread_before = pixels(server, first), pixels(server, spread)
+
+            # Asked again: found complete. Its uncertainty series lost: both made again, to
+            # the same pixels.
+            self.assertTrue(run()["AlreadyProcessed"])
+            server.request("DELETE", f"/series/{spread}")
+            again = run()
+            self.assertNotIn("AlreadyProcessed", again)
+            self.assertEqual((again["DerivedSeries"], again["UncertaintySeries"]), (first, spread))
+            self.assertTrue((pixels(server, first) == mean_before).all())
+            self.assertTrue((pixels(server, spread) == spread_before).all())
+
+            # Not wanted: the derived series alone; a wrong option is refused.
+            alone = run({"Uncertainty": False})
+            self.assertNotIn("UncertaintySeries", alone)
+            self.assertNotIn(alone["DerivedSeries"], (first, spread))
+            with self.assertRaises(HttpError) as refused:
+                server.post(f"/enhance/series/{source}", {"Task": "denoise", "Model": "ct-diffusion",
+                                                          "Options": {"Uncertainty": "yes"}})
+            self.assertEqual(refused.exception.status, 400)
+            self.assertIn("Options.Uncertainty must be true or false",
+                          json.loads(refused.exception.body)["Message"])
 
 
 class ConfigurationTest(unittest.TestCase):

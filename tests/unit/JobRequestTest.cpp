@@ -8,6 +8,21 @@
 
 namespace enhance::plugin {
 
+TEST(JobRequest, UncertaintyIsWantedUnlessTheOptionsSayNo) {
+  EXPECT_TRUE(UncertaintyWanted(Json::Value(Json::objectValue)));
+  Json::Value options;
+  options["Uncertainty"] = false;
+  EXPECT_FALSE(UncertaintyWanted(options));
+  options["Uncertainty"] = true;
+  EXPECT_TRUE(UncertaintyWanted(options));
+  options["Uncertainty"] = "no";
+  EXPECT_THROW(UncertaintyWanted(options), Error);
+  // The uncertainty series' UID follows from the derived series' UID alone.
+  EXPECT_EQ(UncertaintySeriesUid("1.2.3", ""), UncertaintySeriesUid("1.2.3", ""));
+  EXPECT_NE(UncertaintySeriesUid("1.2.3", ""), UncertaintySeriesUid("1.2.4", ""));
+  EXPECT_NE(UncertaintySeriesUid("1.2.3", ""), "1.2.3");
+}
+
 TEST(JobRequest, RoundTripsThroughJson) {
   JobRequest r;
   r.seriesId = "s1";

@@ -91,6 +91,22 @@ TEST(PluginConfiguration, ShippedConfigurationFilesParse) {
   }
 }
 
+TEST(PluginConfiguration, UncertaintyThresholdAndTheRulesUncertaintyOption) {
+  EXPECT_DOUBLE_EQ(ParseConfiguration(Parse(R"json({"Name": "x"})json")).uncertaintyThreshold,
+                   50.0);
+  EXPECT_DOUBLE_EQ(
+      ParseConfiguration(Parse(R"json({"Enhance": {"UncertaintyThreshold": 12.5}})json"))
+          .uncertaintyThreshold,
+      12.5);
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"UncertaintyThreshold": -1}})json")
+                .find("Enhance.UncertaintyThreshold: must be a number of at least 0"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"Rules": [{"Task": "denoise", "Model": "m",
+                                                   "Options": {"Uncertainty": 1}}]}})json")
+                .find("Enhance.Rules[0].Options.Uncertainty: must be true or false"),
+            std::string::npos);
+}
+
 TEST(PluginConfiguration, ErrorsNameTheFullKey) {
   EXPECT_NE(ErrorOf(R"json({"Enhance": {"Rulez": []}})json").find("Enhance.Rulez: unknown key"),
             std::string::npos);

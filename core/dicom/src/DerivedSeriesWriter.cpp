@@ -139,11 +139,6 @@ std::string DerivationDescription(const DerivationInfo& info, const std::string&
   if (!info.parameters.empty()) description += " (" + info.parameters + ")";
   description += "; produced by " + std::string(kEquipmentManufacturer) + " " +
                  info.softwareVersion + "; algorithm output, not an acquired image";
-  if (info.uncertaintySamples > 0) {
-    description +=
-        "; high values mark where the model's samples disagree: read the derived "
-        "series there with caution";
-  }
   return Truncate(description, 1024);
 }
 
