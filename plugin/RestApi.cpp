@@ -99,13 +99,60 @@ std::string SeriesId(const Json::Value& body, const char* key) {
   return body[key].asString();
 }
 
+// "Classes" of POST /enhance/evaluate: [{"Name": "bone", "Above": 250}, ...].
+std::vector<TissueClass> ParseClasses(const Json::Value& list) {
+  const std::string how =
+      "\"Classes\" must be a list of {\"Name\", \"Above\", \"Below\"} with a name and at least "
+      "one threshold, e.g. [{\"Name\": \"bone\", \"Above\": 250}]";
+  if (!list.isArray() || list.empty() || list.size() > 16) {
+    throw Error(ErrorKind::kBadInput, how + " (1 to 16 classes)");
+  }
+  std::vector<TissueClass> classes;
+  for (const auto& item : list) {
+    if (!item.isObject() || !item["Name"].isString() || item["Name"].asString().empty() ||
+        (!item.isMember("Above") && !item.isMember("Below"))) {
+      throw Error(ErrorKind::kBadInput, how);
+    }
+    for (const auto& key : item.getMemberNames()) {
+      if (key != "Name" && key != "Above" && key != "Below") {
+        throw Error(ErrorKind::kBadInput,
+                    "unknown key \"" + Printable(key) + "\" in Classes; " + how);
+      }
+    }
+    TissueClass c;
+    c.name = item["Name"].asString();
+    for (const char* bound : {"Above", "Below"}) {
+      if (!item.isMember(bound)) continue;
+      if (!item[bound].isNumeric()) throw Error(ErrorKind::kBadInput, how);
+      (std::string(bound) == "Above" ? c.above : c.below) = item[bound].asDouble();
+    }
+    classes.push_back(c);
+  }
+  return classes;
+}
+
+Json::Value ClassesJson(const std::vector<ClassOverlap>& overlaps) {
+  Json::Value list(Json::arrayValue);
+  for (const ClassOverlap& o : overlaps) {
+    Json::Value item;
+    item["Name"] = o.name;
+    item["Dice"] = std::isfinite(o.dice) ? Json::Value(o.dice) : Json::Value();
+    item["IoU"] = std::isfinite(o.iou) ? Json::Value(o.iou) : Json::Value();
+    item["ReferenceVoxels"] = static_cast<Json::Int64>(o.reference);
+    item["TestVoxels"] = static_cast<Json::Int64>(o.test);
+    item["BothVoxels"] = static_cast<Json::Int64>(o.both);
+    list.append(item);
+  }
+  return list;
+}
+
 // POST /enhance/evaluate {"Reference": id, "Test": id, "Window": [low, high],
-//                         "DataRange": number, "BodyMask": bool}
+//                         "DataRange": number, "BodyMask": bool, "Classes": [...]}
 void Evaluate(OrthancPluginRestOutput* output, const char*,
               const OrthancPluginHttpRequest* request) {
   if (!AllowOnly(output, request, OrthancPluginHttpMethod_Post, "POST")) return;
   const Json::Value body = RequestBody(request);
-  CheckKeys(body, {"Reference", "Test", "Window", "DataRange", "BodyMask"});
+  CheckKeys(body, {"Reference", "Test", "Window", "DataRange", "BodyMask", "Classes"});
   MetricOptions options;
   if (body.isMember("Window")) {
     const Json::Value& w = body["Window"];
@@ -126,6 +173,8 @@ void Evaluate(OrthancPluginRestOutput* output, const char*,
       throw Error(ErrorKind::kBadInput, "\"BodyMask\" must be true or false");
     options.bodyMask = body["BodyMask"].asBool();
   }
+  const std::vector<TissueClass> classes =
+      body.isMember("Classes") ? ParseClasses(body["Classes"]) : std::vector<TissueClass>();
   const std::string referenceId = SeriesId(body, "Reference");
   const std::string testId = SeriesId(body, "Test");
   OrthancInstanceSource referenceSource(Plugin().api, referenceId);
@@ -147,6 +196,10 @@ void Evaluate(OrthancPluginRestOutput* output, const char*,
   answer["Overall"] = FiguresJson(report.overall);
   answer["Slices"] = Json::arrayValue;
   for (const auto& slice : report.slices) answer["Slices"].append(FiguresJson(slice));
+  if (!classes.empty()) {
+    answer["Classes"] =
+        ClassesJson(CompareClasses(reference.volume, test.volume, classes, options));
+  }
   SendJson(output, answer);
 }
 

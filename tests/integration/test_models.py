@@ -101,11 +101,32 @@ class ModelsTest(unittest.TestCase):
         self.assertIsNone(same["Overall"]["PSNR"])  # identical: infinite PSNR
         self.assertAlmostEqual(same["Overall"]["SSIM"], 1.0, places=9)
 
+        # Tissue classes by thresholds: Dice and IoU, as for a synthetic CT's bone.
+        classes = [{"Name": "bone", "Above": 250}, {"Name": "air", "Below": -400},
+                   {"Name": "metal", "Above": 3000}]
+        overlap = o.post("/enhance/evaluate", {"Reference": source_id, "Test": derived_id,
+                                               "Classes": classes, "BodyMask": True})["Classes"]
+        self.assertEqual([c["Name"] for c in overlap], ["bone", "air", "metal"])
+        bone = overlap[0]
+        self.assertGreater(bone["ReferenceVoxels"], 0)
+        self.assertAlmostEqual(bone["Dice"], 2 * bone["BothVoxels"] /
+                               (bone["ReferenceVoxels"] + bone["TestVoxels"]), places=9)
+        self.assertTrue(0 < bone["IoU"] <= bone["Dice"] < 1)
+        self.assertIsNone(overlap[2]["Dice"])  # no metal in either: undefined, not perfect
+        itself = o.post("/enhance/evaluate", {"Reference": source_id, "Test": source_id,
+                                              "Classes": classes[:1]})["Classes"][0]
+        self.assertEqual((itself["Dice"], itself["IoU"]), (1.0, 1.0))
+
         for body, status, text in [
             ({"Reference": source_id}, 400, '"Test" must be the Orthanc ID of a series'),
             ({"Reference": source_id, "Test": "nope"}, 404, "series nope does not exist"),
             ({"Reference": source_id, "Test": derived_id, "Window": [1]}, 400, "Window"),
             ({"Reference": source_id, "Test": derived_id, "Colour": 1}, 400, 'unknown key "Colour"'),
+            ({"Reference": source_id, "Test": derived_id, "Classes": [{"Name": "bone"}]}, 400,
+             '"Classes" must be a list'),
+            ({"Reference": source_id, "Test": derived_id,
+              "Classes": [{"Name": "bone", "Above": 250, "Colour": 1}]}, 400,
+             'unknown key "Colour" in Classes'),
         ]:
             with self.assertRaises(HttpError) as error:
                 o.post("/enhance/evaluate", body)

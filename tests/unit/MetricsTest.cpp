@@ -122,3 +122,49 @@ TEST(Metrics, DifferentGeometriesAreRefused) {
 }
 
 }  // namespace enhance
+
+namespace enhance {
+
+// Dice and IoU worked by hand on a 1x2x5 volume: reference bone (> 250) at voxels 0-3,
+// test bone at voxels 2-5: |R| = 4, |T| = 4, both 2, Dice 0.5, IoU 1/3.
+TEST(Metrics, TissueClassOverlapWorkedByHand) {
+  Volume reference;
+  reference.Resize(1, 2, 5);
+  reference.units = "HU";
+  Volume test = reference;
+  const std::vector<float> r{800, 700, 600, 300, 0, 0, -800, -900, 40, 40};
+  const std::vector<float> t{100, 100, 600, 300, 400, 900, -200, -900, -900, 40};
+  reference.voxels = r;
+  test.voxels = t;
+  const std::vector<TissueClass> classes{{"bone", 250.0, std::nullopt},
+                                         {"air", std::nullopt, -400.0},
+                                         {"soft", -100.0, 100.0},
+                                         {"metal", 3000.0, std::nullopt}};
+  const std::vector<ClassOverlap> o = CompareClasses(reference, test, classes, {});
+  ASSERT_EQ(o.size(), 4u);
+  EXPECT_EQ(o[0].name, "bone");
+  EXPECT_EQ(o[0].reference, 4);
+  EXPECT_EQ(o[0].test, 4);
+  EXPECT_EQ(o[0].both, 2);
+  EXPECT_DOUBLE_EQ(o[0].dice, 0.5);
+  EXPECT_DOUBLE_EQ(o[0].iou, 1.0 / 3.0);
+  // Air: reference voxels 6, 7; test voxels 7, 8: Dice 0.5, IoU 1/3.
+  EXPECT_EQ(o[1].both, 1);
+  EXPECT_DOUBLE_EQ(o[1].dice, 0.5);
+  // Soft, strictly between -100 and 100: reference voxels 4, 5, 8, 9; test voxel 9 alone
+  // (its 100s are not below 100): both 1, Dice 2/5, IoU 1/4.
+  EXPECT_EQ(o[2].test, 1);
+  EXPECT_DOUBLE_EQ(o[2].dice, 0.4);
+  EXPECT_DOUBLE_EQ(o[2].iou, 0.25);
+  // In neither: undefined, not a perfect score.
+  EXPECT_TRUE(std::isnan(o[3].dice));
+  EXPECT_TRUE(std::isnan(o[3].iou));
+  // A class without threshold is refused; so are volumes of different sizes.
+  EXPECT_THROW(CompareClasses(reference, test, {{"nothing", std::nullopt, std::nullopt}}, {}),
+               Error);
+  Volume other;
+  other.Resize(1, 1, 5);
+  EXPECT_THROW(CompareClasses(reference, other, classes, {}), Error);
+}
+
+}  // namespace enhance

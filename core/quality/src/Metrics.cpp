@@ -65,6 +65,13 @@ double Percentile99(const std::vector<float>& values) {
   return copy[index];
 }
 
+// The value above which the reference is body: as given, or -500 HU for CT, else 10% of
+// the reference's 99th percentile.
+double BodyThreshold(const Volume& reference, const MetricOptions& options) {
+  return options.bodyThreshold.value_or(
+      reference.units == "HU" ? -500.0 : 0.1 * Percentile99(reference.voxels));
+}
+
 double Psnr(double mse, double range) {
   if (mse <= 0) return std::numeric_limits<double>::infinity();
   return 10.0 * std::log10(range * range / mse);
@@ -178,8 +185,7 @@ QualityReport CompareVolumes(const Volume& reference, const Volume& test,
 
   at::Tensor mask = at::ones({S, 1, H, W}, at::kDouble);
   if (options.bodyMask) {
-    const double threshold = options.bodyThreshold.value_or(
-        reference.units == "HU" ? -500.0 : 0.1 * Percentile99(reference.voxels));
+    const double threshold = BodyThreshold(reference, options);
     std::vector<uint8_t> body = BodyMask(reference, threshold);
     mask = at::from_blob(body.data(), {S, 1, H, W}, at::kByte).to(at::kDouble);
   }
@@ -223,6 +229,45 @@ QualityReport CompareVolumes(const Volume& reference, const Volume& test,
   o.ssim =
       totalSsimCount > 0 ? totalSsim / totalSsimCount : std::numeric_limits<double>::quiet_NaN();
   return report;
+}
+
+namespace {
+
+bool InClass(const TissueClass& c, float value) {
+  return (!c.above || value > *c.above) && (!c.below || value < *c.below);
+}
+
+}  // namespace
+
+std::vector<ClassOverlap> CompareClasses(const Volume& reference, const Volume& test,
+                                         const std::vector<TissueClass>& classes,
+                                         const MetricOptions& options) {
+  CheckSameGeometry(reference, test);
+  std::vector<uint8_t> mask;
+  if (options.bodyMask) mask = BodyMask(reference, BodyThreshold(reference, options));
+  std::vector<ClassOverlap> overlaps;
+  for (const TissueClass& c : classes) {
+    if (!c.above && !c.below) {
+      throw Error(ErrorKind::kBadInput,
+                  "tissue class '" + c.name + "' needs a lower or an upper threshold, or both");
+    }
+    ClassOverlap o;
+    o.name = c.name;
+    for (size_t i = 0; i < reference.voxels.size(); ++i) {
+      if (!mask.empty() && mask[i] == 0) continue;
+      const bool r = InClass(c, reference.voxels[i]);
+      const bool t = InClass(c, test.voxels[i]);
+      o.reference += r;
+      o.test += t;
+      o.both += r && t;
+    }
+    const auto sum = static_cast<double>(o.reference + o.test);
+    const auto both = static_cast<double>(o.both);
+    o.dice = sum > 0 ? 2 * both / sum : std::numeric_limits<double>::quiet_NaN();
+    o.iou = sum > 0 ? both / (sum - both) : std::numeric_limits<double>::quiet_NaN();
+    overlaps.push_back(o);
+  }
+  return overlaps;
 }
 
 }  // namespace enhance

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "enhance/base/Volume.h"
@@ -47,5 +48,31 @@ QualityReport CompareVolumes(const Volume& reference, const Volume& test,
 
 // Reference above the threshold, largest 6-connected component. Exposed for tests.
 std::vector<uint8_t> BodyMask(const Volume& reference, double threshold);
+
+// A tissue class by thresholds in physical units: the voxels above `above` and below
+// `below` (at least one given), e.g. bone above 250 HU, air below -400 HU.
+struct TissueClass {
+  std::string name;
+  std::optional<double> above;
+  std::optional<double> below;
+};
+
+struct ClassOverlap {
+  std::string name;
+  int64_t reference = 0;  // voxels of the class in the reference
+  int64_t test = 0;       // in the test volume
+  int64_t both = 0;       // in both
+  // 2 |R n T| / (|R| + |T|) and |R n T| / |R u T|; NaN when the class is in neither.
+  double dice = 0;
+  double iou = 0;
+};
+
+// Dice and IoU of each class between the reference and the test volume (same geometry,
+// else Error(kBadInput) as CompareVolumes), on the values as stored (not clipped to the
+// window), inside the body mask when options.bodyMask, else over every voxel. The usual
+// check of a synthetic CT's bone. Throws Error(kBadInput) for a class without threshold.
+std::vector<ClassOverlap> CompareClasses(const Volume& reference, const Volume& test,
+                                         const std::vector<TissueClass>& classes,
+                                         const MetricOptions& options);
 
 }  // namespace enhance
