@@ -299,6 +299,15 @@ void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobStat
   }
   state.Set("ModelVersion", spec.version);
   state.Set("ModelUid", spec.uid);
+  if (spec.isDiffusion) {
+    // What the progress counts for a diffusion model: every step of every sample.
+    Json::Value sampler;
+    sampler["Samples"] = spec.sampler.samples;
+    sampler["Steps"] = static_cast<Json::UInt64>(
+        spec.sampler.timesteps.empty() ? spec.sampler.stepCount : spec.sampler.timesteps.size());
+    sampler["Seed"] = static_cast<Json::UInt64>(spec.sampler.seed);
+    state.Set("Sampler", sampler);
+  }
   const std::string sourceUid = source.series()["MainDicomTags"]["SeriesInstanceUID"].asString();
   DerivedUids uids;
   uids.series = DerivedSeriesUid(request, sourceUid, spec.uid, plugin.config.uidRoot);

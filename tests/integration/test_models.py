@@ -175,6 +175,7 @@ class DiffusionModelTest(unittest.TestCase):
 
             content = run()
             first, spread = content["DerivedSeries"], content["UncertaintySeries"]
+            self.assertEqual(content["Sampler"], {"Samples": 2, "Steps": 3, "Seed": 9})
             figures = content["Uncertainty"]
             self.assertEqual(figures["Samples"], 2)
             self.assertEqual(figures["Units"], "HU")
