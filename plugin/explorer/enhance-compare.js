@@ -342,19 +342,22 @@
     context.putImageData(image, 0, 0);
   }
 
-  function Viewer(root, source, derived) {
+  // `uncertainty`: the uncertainty series that goes with the derived series, or null.
+  function Viewer(root, source, derived, uncertainty) {
     this.root = root;
     this.source = source;
     this.derived = derived;
+    this.uncertainty = uncertainty;
     this.index = 0;  // slice of the derived series shown
     this.showDifference = false;
+    this.showUncertainty = false;
     var bySeries = {};
-    $.each([source, derived], function (i, series) {
+    $.each(uncertainty ? [source, derived, uncertainty] : [source, derived], function (i, series) {
       $.each(series.slices, function (k, slice) { bySeries[slice.id] = {series: series, slice: slice}; });
     });
     this.cache = new SliceCache(function (id) { return bySeries[id]; }, $.proxy(this.loaded, this));
     this.offscreen = [document.createElement('canvas'), document.createElement('canvas'),
-                      document.createElement('canvas')];
+                      document.createElement('canvas'), document.createElement('canvas')];
     this.setWindow(this.defaultWindow());
     this.fit();
   }
@@ -397,10 +400,13 @@
   Viewer.prototype.current = function () {
     var derivedSlice = this.derived.slices[this.index];
     var sourceIndex = nearestSlice(this.source, derivedSlice.z);
+    var spreadIndex = this.uncertainty ? nearestSlice(this.uncertainty, derivedSlice.z) : -1;
     return {
       derived: derivedSlice,
       sourceIndex: sourceIndex,
-      source: sourceIndex >= 0 ? this.source.slices[sourceIndex] : null
+      source: sourceIndex >= 0 ? this.source.slices[sourceIndex] : null,
+      spreadIndex: spreadIndex,
+      spread: spreadIndex >= 0 ? this.uncertainty.slices[spreadIndex] : null
     };
   };
 
@@ -426,6 +432,7 @@
     var here = this.current();
     wanted.push(here.derived.id);
     if (here.source) wanted.push(here.source.id);
+    if (here.spread && this.showUncertainty) wanted.push(here.spread.id);
     for (var d = 1; d <= AHEAD; d += 1) {
       var candidates = [this.index + d, this.index - d];
       for (var c = 0; c < candidates.length; c += 1) {
@@ -446,7 +453,10 @@
         .append($('<div>').addClass('enhance-error').attr('role', 'alert').text('Cannot load ' + error));
     }
     var here = this.current();
-    if (instanceId === here.derived.id || (here.source && instanceId === here.source.id)) this.draw();
+    if (instanceId === here.derived.id || (here.source && instanceId === here.source.id) ||
+        (here.spread && instanceId === here.spread.id)) {
+      this.draw();
+    }
   };
 
   // A window from the values of a slice: the 1st to 99th percentile of the voxels in the
@@ -501,6 +511,7 @@
     }
     var panes = this.root.find('.enhance-compare-pane');
     var sourcePane = panes.eq(0), derivedPane = panes.eq(1), differencePane = panes.eq(2);
+    this.drawUncertainty(here, panes.eq(3));
     this.label(sourcePane, this.source, here.source, here.sourceIndex, !!sourceEntry);
     this.label(derivedPane, this.derived, here.derived, this.index, !!derivedEntry);
     differencePane.toggle(this.showDifference);
@@ -527,6 +538,21 @@
     }
     this.root.attr('data-rendered', sourceEntry && derivedEntry ? String(this.index) : '');
     if (this.pointer) this.readout(this.pointer.x, this.pointer.y);
+  };
+
+  // The uncertainty series' slice at the derived slice's position, in a grey window from 0
+  // to the series' own window width (the 99th percentile inside the body).
+  Viewer.prototype.drawUncertainty = function (here, pane) {
+    pane.toggle(this.showUncertainty);
+    if (!this.showUncertainty || !this.uncertainty) return;
+    var entry = here.spread ? this.cache.get(here.spread.id) : null;
+    this.label(pane, this.uncertainty, here.spread, here.spreadIndex, !!entry);
+    var u = this.uncertainty;
+    var width = u.windowWidth > 0 ? u.windowWidth : 1;
+    if (entry) renderGreys(entry.values, u.rows, u.columns, 0, width, this.offscreen[3]);
+    this.paint(pane, u, entry ? here.spread : null, this.offscreen[3]);
+    pane.find('.enhance-compare-uncertainty-window').text(
+      'Standard deviation across samples, 0 to ' + width.toFixed(1) + (u.units ? ' ' + u.units : ''));
   };
 
   // Derived minus source on the derived grid, the source sampled at the nearest pixel, in a
@@ -578,6 +604,10 @@
     var b = show(box.find('.enhance-compare-value-derived'), this.derived, here.derived, 'Derived');
     box.find('.enhance-compare-value-difference').text(
       'Derived - source: ' + (a && b ? (b.value - a.value).toFixed(1) + units : '-'));
+    if (this.uncertainty && this.showUncertainty) {
+      show(box.find('.enhance-compare-value-uncertainty'), this.uncertainty, here.spread,
+           'Uncertainty (SD)');
+    }
   };
 
   Viewer.prototype.leave = function () {
@@ -670,6 +700,15 @@
       $(this).toggleClass('enhance-on', viewer.showDifference);
       viewer.draw();
     }));
+    // Offered only where the derived series has an uncertainty series.
+    if (viewer.uncertainty) {
+      controls.append(button('Uncertainty', 'enhance-compare-toggle-uncertainty').click(function () {
+        viewer.showUncertainty = !viewer.showUncertainty;
+        $(this).toggleClass('enhance-on', viewer.showUncertainty);
+        viewer.draw();
+        viewer.prefetch();
+      }));
+    }
     controls.append($('<span>').addClass('enhance-compare-window'));
     return controls;
   }
@@ -736,9 +775,9 @@
     });
   }
 
-  function build(root, source, derived) {
+  function build(root, source, derived, uncertainty) {
     root.empty();
-    var viewer = new Viewer(root, source, derived);
+    var viewer = new Viewer(root, source, derived, uncertainty);
     root.append($('<p>').addClass('enhance-compare-warning').text(
       'Right: ' + (derived.description || 'the derived series') + ', computed by Orthanc Enhance ' +
       '(AI-derived, not an acquired image). Left: the source series, as acquired.'));
@@ -752,7 +791,9 @@
       .append(pane('Source: ' + (source.description || source.id), 'source'))
       .append(pane('AI-derived: ' + (derived.description || derived.id), 'derived'))
       .append(pane('Difference: derived - source', 'difference').hide()
-        .append($('<p>').addClass('enhance-compare-difference-window'))));
+        .append($('<p>').addClass('enhance-compare-difference-window')))
+      .append(pane('Uncertainty: where the samples disagree', 'uncertainty').hide()
+        .append($('<p>').addClass('enhance-compare-uncertainty-window'))));
     root.append($('<input>').attr({type: 'range', min: 0, max: derived.slices.length - 1, value: 0,
                                    'data-role': 'none', 'aria-label': 'Slice'})
       .addClass('enhance-compare-slider')
@@ -760,7 +801,8 @@
     root.append($('<div>').addClass('enhance-compare-readout')
       .append($('<span>').addClass('enhance-compare-value-source'))
       .append($('<span>').addClass('enhance-compare-value-derived'))
-      .append($('<span>').addClass('enhance-compare-value-difference')));
+      .append($('<span>').addClass('enhance-compare-value-difference'))
+      .append($('<span>').addClass('enhance-compare-value-uncertainty')));
     root.append($('<p>').addClass('enhance-note').text(
       'Mouse wheel, arrow keys or the slider: next slice (both series, matched by position). ' +
       'Drag: window (left-right) and level (up-down). Shift-drag or right-drag: pan. ' +
@@ -797,6 +839,38 @@
       });
   }
 
+  // The uncertainty series of a derived series, or null: in the same study, made by
+  // Orthanc Enhance as "uncertainty of" the same task and model (same DeviceUID), numbered
+  // right after the derived series.
+  function findUncertainty(derivedId) {
+    var json = function (path) { return $.ajax({url: '..' + path, dataType: 'json', cache: false}); };
+    var equipment = function (tags) {
+      var ours = null;
+      $.each(tags.ContributingEquipmentSequence || [], function (i, item) {
+        if (item.Manufacturer === 'Orthanc Enhance') ours = item;
+      });
+      return ours;
+    };
+    return json('/series/' + derivedId).pipe(function (derived) {
+      return $.when(json('/instances/' + derived.Instances[0] + '/simplified-tags'),
+                    json('/studies/' + derived.ParentStudy + '/series')).pipe(function (tags, all) {
+        var made = equipment(tags[0]);
+        var number = Number(tags[0].SeriesNumber);
+        var candidates = $.grep(all[0], function (s) {
+          return s.ID !== derivedId && Number(s.MainDicomTags.SeriesNumber) === number + 1 &&
+                 (s.Instances || []).length;
+        });
+        if (!made || !candidates.length) return null;
+        return json('/instances/' + candidates[0].Instances[0] + '/simplified-tags').pipe(function (t) {
+          var theirs = equipment(t);
+          var isMap = theirs && /^uncertainty of /.test(theirs.ContributionDescription || '') &&
+                      theirs.DeviceUID === made.DeviceUID;
+          return isMap ? readSeries(candidates[0].ID) : null;
+        });
+      });
+    }).pipe(null, function () { return $.Deferred().resolve(null); });
+  }
+
   var ticket = 0;
   var active = null;
 
@@ -812,10 +886,10 @@
     }
     $('#enhance-compare-back').attr('href', '#series?uuid=' + params.derived);
     root.append($('<p>').text('Reading both series...'));
-    $.when(readSeries(params.source), readSeries(params.derived))
-      .done(function (source, derived) {
+    $.when(readSeries(params.source), readSeries(params.derived), findUncertainty(params.derived))
+      .done(function (source, derived, uncertainty) {
         if (mine !== ticket) return;
-        active = build(root, source, derived);
+        active = build(root, source, derived, uncertainty);
       }).fail(function (xhr) {
         if (mine !== ticket) return;
         if (xhr && xhr.message) {

@@ -19,6 +19,7 @@ const MR_SOURCE = env.ENHANCE_MR_SOURCE_SERIES;
 const MR_SUPERRES = env.ENHANCE_MR_SUPERRES_SERIES;
 const MR_COMPRESSED = env.ENHANCE_MR_COMPRESSED_SERIES;
 const UNCERTAINTY = env.ENHANCE_UNCERTAINTY_SERIES;
+const SAMPLED_MEAN = env.ENHANCE_SAMPLED_MEAN_SERIES;
 const SHOTS = env.ENHANCE_SCREENSHOTS;
 const JOB_TIMEOUT_MS = 120000;
 
@@ -248,6 +249,8 @@ test('a denoised CT and its source side by side, scrolled, windowed and read in 
   assert.ok(await litPixels('derived') > 1000);
   const panes = () => page.evaluate(() => [...document.querySelectorAll('.enhance-compare-pane')]
     .map((p) => p.getAttribute('data-slice')));
+  // No uncertainty series for this model: no such view.
+  assert.equal(await page.locator('.enhance-compare-toggle-uncertainty').count(), 0);
   // Same grid: the same slice of both series.
   assert.deepEqual((await panes()).slice(0, 2), [String(index), String(index)]);
 
@@ -357,6 +360,31 @@ test('an uncertainty map says what it is and offers no comparison', async () => 
   assert.equal(await page.locator('#enhance-compare-link').count(), 0);
   assert.equal(await page.locator('#enhance-evaluate').count(), 0);
   await shotDown('uncertainty', banner);
+});
+
+test('the compare view shows the uncertainty map of a diffusion model beside its mean', async () => {
+  await openExplorer(`#series?uuid=${SAMPLED_MEAN}`);
+  await page.locator('#enhance-compare-link').click();
+  await rendered();
+  const toggle = page.locator('.enhance-compare-toggle-uncertainty');
+  await toggle.click();
+  await page.locator('.enhance-compare-uncertainty[data-loaded="true"]').waitFor();
+  assert.ok(await litPixels('uncertainty') > 100);
+  assert.match(await page.locator('.enhance-compare-uncertainty-window').innerText(),
+               /^Standard deviation across samples, 0 to \d+\.\d HU$/);
+  // The standard deviation under the cursor is the map's stored value, at the same pixel.
+  await hover('uncertainty', 200, 200);
+  const spread = await page.evaluate(() => {
+    const e = document.querySelector('.enhance-compare-value-uncertainty');
+    return { instance: e.getAttribute('data-instance'), row: Number(e.getAttribute('data-row')),
+             column: Number(e.getAttribute('data-column')), value: Number(e.getAttribute('data-value')),
+             text: e.textContent };
+  });
+  await checkValue(spread);
+  const series = (await api('GET', `/instances/${spread.instance}`)).body.ParentSeries;
+  assert.equal(series, UNCERTAINTY);
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await shot('compare-uncertainty');
 });
 
 test('metrics of a series on another grid show the reason they are refused', async () => {

@@ -138,6 +138,7 @@ class ExplorerTest(unittest.TestCase):
         if done["State"] != "Success":
             raise AssertionError(f"diffusion failed: {done['Content']}")
         cls.uncertainty = done["Content"]["UncertaintySeries"]
+        cls.sampled_mean = done["Content"]["DerivedSeries"]
 
         # A real MR head and its x2 super-resolution (another study), for the compare view.
         mr_dir = os.path.join(cls.tmp, "mr")
@@ -195,6 +196,7 @@ class ExplorerTest(unittest.TestCase):
                    ENHANCE_MR_SUPERRES_SERIES=self.mr_superres,
                    ENHANCE_MR_COMPRESSED_SERIES=self.mr_compressed,
                    ENHANCE_UNCERTAINTY_SERIES=self.uncertainty,
+                   ENHANCE_SAMPLED_MEAN_SERIES=self.sampled_mean,
                    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1")
         started = time.monotonic()
         # Its own process group, so that a browser test that hangs goes with its Chromium.
