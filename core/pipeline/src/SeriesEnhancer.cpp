@@ -104,6 +104,7 @@ UncertaintySummary Summarise(const Volume& derived, const Volume& spread, double
   summary.units = spread.units;
   summary.threshold = threshold;
   const size_t total = derived.voxels.size();
+  if (total == 0) return summary;
   const size_t stride = std::max<size_t>(1, total / 1000000);
   float bodyFloor = -500.0f;
   if (derived.units != "HU") {
