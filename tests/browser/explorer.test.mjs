@@ -342,6 +342,19 @@ test('a super-resolved MR lines up with its source by position', async () => {
   await page.locator('.enhance-compare-zoom-in').click();
   const zoomed = await hover('source', 220, 220);
   await checkValue(zoomed.derived);
+  const box = await page.locator('.enhance-compare-source canvas').boundingBox();
+  await page.keyboard.down('Shift');
+  await page.mouse.move(box.x + 220, box.y + 220);
+  await page.mouse.down();
+  await page.mouse.move(box.x + 280, box.y + 220, { steps: 4 });
+  await page.mouse.up();
+  await page.keyboard.up('Shift');
+  const panned = await hover('source', 220, 220);
+  // The image moved right under the cursor: it now points further left, in both panes.
+  assert.ok(panned.source.column < zoomed.source.column, JSON.stringify([zoomed, panned]));
+  assert.ok(panned.derived.column < zoomed.derived.column, JSON.stringify([zoomed, panned]));
+  assert.equal(panned.source.row, zoomed.source.row);
+  assert.equal(panned.source.column, Math.floor(panned.derived.column / 2));
   await page.locator('.enhance-compare-fit').click();
   await page.evaluate(() => window.scrollTo(0, 0));
   await hover('derived', 200, 180);
