@@ -35,6 +35,7 @@ std::string FixtureSource(const std::string& kind) {
     return "  return torch.pixel_shuffle(torch.pixel_unshuffle(" + middle + ", 2), 2)\n";
   }
   if (kind == "interpolate") return "  return (x[:, 0:1] + x[:, 1:2]) * 0.5\n";
+  if (kind == "shift") return "  return torch.roll(" + middle + ", [1], [3])\n";
   // Denoisers of a diffusion model, forward(self, x, t, c): an epsilon that depends on x_t,
   // the time and the condition; and an x_0 prediction that is the condition itself.
   const std::string condition = "c.narrow(1, c.size(1) // 2, 1)";

@@ -31,6 +31,8 @@ class TemporaryFolder {
 //   "wrong-shape"   drops the first row
 //   "nan"           returns NaN everywhere
 //   "interpolate"   mean of the two channels (through-plane)
+//   "shift"         the middle channel moved one column to the right (not symmetric: its
+//                   flips and rotations disagree)
 // and of forward(self, x, t, c) for diffusion models:
 //   "diffusion-epsilon"  0.3 x_t + 0.1 condition + 0.001 t (an epsilon prediction)
 //   "diffusion-sample"   the condition's middle channel (an x_0 prediction)

@@ -252,6 +252,23 @@ TEST(ModelSpec, EachProblemOfTheSamplerIsNamedWithItsKey) {
             file + "diffusion: must be an object describing the sampler");
 }
 
+TEST(ModelSpec, UncertaintyByTestTimeAugmentation) {
+  Json::Value m = testing::DenoiseManifest("m");
+  m["uncertainty"]["method"] = "augmentation";
+  EXPECT_TRUE(ParseManifest(m, kFolder).augmentationUncertainty);
+  EXPECT_FALSE(ParseManifest(testing::DenoiseManifest("m"), kFolder).augmentationUncertainty);
+  const std::string file = "/models/m/manifest.json: ";
+  m["uncertainty"]["method"] = "dropout";
+  EXPECT_EQ(ErrorOf(m),
+            file + "uncertainty.method: must be augmentation (flips and 90-degree rotations)");
+  m["uncertainty"] = 1;
+  EXPECT_EQ(ErrorOf(m), file + "uncertainty: must be {\"method\": \"augmentation\"}");
+  Json::Value diffusion = DiffusionManifest();
+  diffusion["uncertainty"]["method"] = "augmentation";
+  EXPECT_EQ(ErrorOf(diffusion),
+            file + "uncertainty: a diffusion model's uncertainty comes from its samples");
+}
+
 TEST(ModelSpec, MissingManifestFileIsNotFound) {
   testing::TemporaryFolder dir;
   try {
@@ -287,7 +304,7 @@ TEST(ModelSpec, HostileKeysAndValuesStayReadableInErrors) {
             "/models/m/manifest.json: mod\\x00x: unknown key; known keys are name, version, task, "
             "modalities, intended_use, model_uid, archive, input_normalization, "
             "output_normalization, output_range, output_units, scale, slice_context, tile, "
-            "size_multiple, fp16, max_batch, derivation_code, description, diffusion");
+            "size_multiple, fp16, max_batch, derivation_code, description, diffusion, uncertainty");
   EXPECT_EQ(
       ErrorOf(With(testing::DenoiseManifest("m"), "task", std::string(300, '\n'))),
       "/models/m/manifest.json: task: '" +

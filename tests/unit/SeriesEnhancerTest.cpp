@@ -400,3 +400,29 @@ TEST(SeriesEnhancer, WritesTheUncertaintySeriesAfterTheDerivedSeries) {
 }
 
 }  // namespace enhance
+
+namespace enhance {
+
+// A deterministic model's map by test-time augmentation says what its "samples" are.
+TEST(SeriesEnhancer, AnAugmentationMapNamesItsFlipsAndRotations) {
+  testing::TemporaryFolder folder;
+  Json::Value m = testing::DenoiseManifest("ct-mean-tta");
+  m["uncertainty"]["method"] = "augmentation";
+  InferenceOptions options;
+  options.device = "cpu";
+  const auto model =
+      TorchModel::Load(testing::WriteFixtureModel(folder.path(), "mean3x3", m), options);
+  OutputOptions output;
+  output.uncertainty = true;
+  testing::MemoryInstanceSource source(testing::PhantomSeries(40, 40, 2, 30.0));
+  const EnhancedSeries result = EnhanceSeries(source, *model, output, {});
+  ASSERT_TRUE(result.hasUncertainty);
+  EXPECT_EQ(result.uncertainty.samples, 8);
+  ASSERT_EQ(result.uncertaintyFiles.size(), 2u);
+  testing::ExpectDciodvfyAccepts(result.uncertaintyFiles, "augmentation map");
+  EXPECT_NE(TagOf(result.uncertaintyFiles[0], DCM_DerivationDescription)
+                .find("standard deviation across 8 flips and rotations of the input (HU)"),
+            std::string::npos);
+}
+
+}  // namespace enhance

@@ -456,3 +456,63 @@ TEST(ModelRegistry, AModelThatFailedToLoadIsNamedWithItsFileWhenAskedFor) {
 }
 
 }  // namespace enhance
+
+namespace enhance {
+
+// Test-time augmentation: a model that is its own flips and rotations (a symmetric mean
+// filter) agrees with itself, gives its plain output and no spread; one that is not (a
+// shift) gives the mean of its turned predictions and a spread.
+TEST(TorchModel, AugmentationGivesTheSpreadOfFlipsAndRotations) {
+  testing::TemporaryFolder dir;
+  Json::Value manifest = testing::DenoiseManifest("mean-tta");
+  manifest["tile"]["size"] = 32;  // non-square edge tiles turn too
+  manifest["tile"]["overlap"] = 8;
+  manifest["uncertainty"]["method"] = "augmentation";
+  const auto mean =
+      TorchModel::Load(testing::WriteFixtureModel(dir.path(), "mean3x3", manifest), Cpu());
+  ASSERT_TRUE(mean->ProducesUncertainty());
+  const Volume input = RandomVolume(2, 40, 36);
+  const Volume plain = mean->Run(input, {});
+  Volume spread;
+  RunContext context;
+  context.uncertainty = &spread;
+  const Volume augmented = mean->Run(input, context);
+  ASSERT_EQ(spread.voxels.size(), input.voxels.size());
+  for (size_t i = 0; i < plain.voxels.size(); ++i) {
+    ASSERT_NEAR(augmented.voxels[i], plain.voxels[i], 1e-2) << i;
+    ASSERT_LT(spread.voxels[i], 1e-2) << i;
+  }
+
+  manifest["name"] = "shift-tta";
+  manifest["tile"]["size"] = 0;
+  const auto shift =
+      TorchModel::Load(testing::WriteFixtureModel(dir.path(), "shift", manifest), Cpu());
+  Volume shiftSpread;
+  context.uncertainty = &shiftSpread;
+  const Volume shifted = shift->Run(input, context);
+  const Volume once = shift->Run(input, {});
+  EXPECT_NE(shifted.voxels, once.voxels);
+  // Each prediction turned back is a shift in one of the four directions, each twice: the
+  // mean is the mean of the four neighbours (inside the slice, away from the wrap-around).
+  for (int64_t k = 0; k < input.slices; ++k) {
+    for (int64_t r = 1; r + 1 < input.rows; ++r) {
+      for (int64_t c = 1; c + 1 < input.columns; ++c) {
+        const float* x = input.Slice(k);
+        const int64_t w = input.columns;
+        const double expected =
+            (x[r * w + c - 1] + x[r * w + c + 1] + x[(r - 1) * w + c] + x[(r + 1) * w + c]) / 4.0;
+        ASSERT_NEAR(shifted.Slice(k)[r * w + c], expected, 1e-2) << k << " " << r << " " << c;
+      }
+    }
+  }
+  double largest = 0;
+  for (float v : shiftSpread.voxels) largest = std::max(largest, static_cast<double>(v));
+  EXPECT_GT(largest, 10.0);  // HU: the four neighbours of a random volume disagree
+  // Without the uncertainty asked for, one plain pass.
+  EXPECT_FALSE(TorchModel::Load(testing::WriteFixtureModel(dir.path(), "mean3x3",
+                                                           testing::DenoiseManifest("plain")),
+                                Cpu())
+                   ->ProducesUncertainty());
+}
+
+}  // namespace enhance

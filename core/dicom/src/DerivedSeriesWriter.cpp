@@ -129,7 +129,7 @@ std::string DerivationDescription(const DerivationInfo& info, const std::string&
   std::string description;
   if (info.uncertaintySamples > 0) {
     description = "uncertainty map: per-voxel standard deviation across " +
-                  std::to_string(info.uncertaintySamples) + " samples" +
+                  std::to_string(info.uncertaintySamples) + " " + info.uncertaintyOver +
                   (units.empty() ? std::string() : " (" + units + ")") + " of " + info.task +
                   " by ";
   } else {

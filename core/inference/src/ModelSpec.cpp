@@ -347,6 +347,18 @@ void ParseSampler(const ManifestReader& r, const Json::Value& o, ModelSpec& s) {
       time == "index" ? SamplerSpec::TimeInput::kIndex : SamplerSpec::TimeInput::kFraction;
 }
 
+// The "uncertainty" section: a deterministic model's map by test-time augmentation.
+void ParseUncertainty(const ManifestReader& r, const Json::Value& u, ModelSpec& s) {
+  if (!u.isObject()) r.Fail("uncertainty", "must be {\"method\": \"augmentation\"}");
+  r.CheckKeys(u, "uncertainty", {"method"});
+  if (OptionalString(r, u, "uncertainty", "method", "") != "augmentation") {
+    r.Fail("uncertainty.method", "must be augmentation (flips and 90-degree rotations)");
+  }
+  if (s.isDiffusion)
+    r.Fail("uncertainty", "a diffusion model's uncertainty comes from its samples");
+  s.augmentationUncertainty = true;
+}
+
 // The derivation code, and the defaults a synthetic CT model implies.
 void ParseDerivation(const ManifestReader& r, const Json::Value& m, ModelSpec& s) {
   s.derivationCode = DefaultDerivationCode(s.task);
@@ -392,7 +404,8 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
                "max_batch",
                "derivation_code",
                "description",
-               "diffusion"});
+               "diffusion",
+               "uncertainty"});
   ModelSpec s;
   ParseIdentity(r, m, s);
   s.archive = ParseArchive(r, m, folder);
@@ -404,6 +417,7 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
   ParseValues(r, m, s);
   ParseLayout(r, m, s);
   if (m.isMember("diffusion")) ParseSampler(r, m["diffusion"], s);
+  if (m.isMember("uncertainty")) ParseUncertainty(r, m["uncertainty"], s);
   ParseDerivation(r, m, s);
   return s;
 }

@@ -260,6 +260,26 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
   return best ? best->loaded : plain;
 }
 
+// Test-time augmentation: the network on the eight flips and 90-degree rotations of the
+// batch, each prediction turned back; returns their mean and their standard deviation
+// (population) as two channels, [B, 2, H, W].
+at::Tensor Augmented(const at::Tensor& batch,
+                     const std::function<at::Tensor(const at::Tensor&)>& network) {
+  std::vector<at::Tensor> predictions;
+  for (int flip = 0; flip < 2; ++flip) {
+    for (int64_t turns = 0; turns < 4; ++turns) {
+      at::Tensor x = flip ? batch.flip({3}) : batch;
+      at::Tensor y = network(at::rot90(x, turns, {2, 3})).to(at::kFloat);
+      y = at::rot90(y, -turns, {2, 3});
+      predictions.push_back(flip ? y.flip({3}) : y);
+    }
+  }
+  const at::Tensor all = at::stack(predictions);  // [8, B, 1, H, W]
+  const at::Tensor mean = all.mean(0);
+  const at::Tensor deviation = (all - mean).square_().mean(0).sqrt_();
+  return at::cat({mean, deviation}, 1).contiguous();
+}
+
 }  // namespace
 
 std::string ResolveDevice(const std::string& requested) {
@@ -343,8 +363,12 @@ struct TorchModel::Impl {
     return run(spec, cpu, Engine(c10::Device(c10::kCPU), false));
   }
 
+  bool ProducesUncertainty() const {
+    return (spec.isDiffusion && spec.sampler.samples >= 2) || spec.augmentationUncertainty;
+  }
+
   bool WantsUncertainty(const RunContext& context) const {
-    return context.uncertainty != nullptr && spec.isDiffusion && spec.sampler.samples >= 2;
+    return context.uncertainty != nullptr && ProducesUncertainty();
   }
 
   // The engine's options for a run: the uncertainty volume when it is wanted and given.
@@ -359,6 +383,13 @@ struct TorchModel::Impl {
     const auto m = version.module;
     const CpuLayout layout = version.layout;
     if (!spec.isDiffusion) {
+      if (WantsUncertainty(context)) {
+        return [m, layout](const at::Tensor& batch, const BatchPlacement&) {
+          return Augmented(batch, [&](const at::Tensor& x) {
+            return m->forward({Prepare(x, layout)}).toTensor();
+          });
+        };
+      }
       return [m, layout](const at::Tensor& batch, const BatchPlacement&) {
         return m->forward({Prepare(batch, layout)}).toTensor().contiguous();
       };
@@ -492,9 +523,7 @@ Volume TorchModel::Run(const Volume& input, const RunContext& context) const {
 
 bool TorchModel::TakesPrecomputedSlices() const { return SlicesAreIndependent(impl_->spec); }
 
-bool TorchModel::ProducesUncertainty() const {
-  return impl_->spec.isDiffusion && impl_->spec.sampler.samples >= 2;
-}
+bool TorchModel::ProducesUncertainty() const { return impl_->ProducesUncertainty(); }
 
 Volume TorchModel::RunReusing(Volume& input, const RunContext& context) const {
   if (!CanRunInPlace(impl_->spec)) return Run(input, context);

@@ -358,10 +358,14 @@ class SeriesRun {
     }
     UncertaintySummary& summary = result_.uncertainty;
     summary = Summarise(enhanced, spread_, output_.uncertaintyThreshold);
-    summary.samples = info_.sampler.samples;
+    // A diffusion model's samples, or the eight flips and rotations of test-time
+    // augmentation.
+    summary.samples = info_.isDiffusion ? info_.sampler.samples : 8;
     DerivationInfo derivation = derivation_;
     derivation.uncertaintySamples = summary.samples;
-    derivation.windowWidth = std::max(summary.percentile99, 1e-3);
+    if (!info_.isDiffusion) derivation.uncertaintyOver = "flips and rotations of the input";
+    // DICOM allows no window narrower than 1 (without a VOI LUT function).
+    derivation.windowWidth = std::max(summary.percentile99, 1.0);
     derivation.seriesDescriptionSuffix = output_.uncertaintySuffix;
     derivation.seriesInstanceUid = output_.uncertaintySeriesInstanceUid;
     derivation.seriesNumberOffset = output_.seriesNumberOffset + 1;

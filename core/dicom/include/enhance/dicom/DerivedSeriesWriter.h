@@ -53,6 +53,7 @@ struct DerivationInfo {
   // DerivationDescription says so, and it gets its own greyscale window: from 0 to
   // `windowWidth` when that is positive.
   int uncertaintySamples = 0;
+  std::string uncertaintyOver = "samples";  // what the samples are, in the description
   double windowWidth = 0.0;
 };
 

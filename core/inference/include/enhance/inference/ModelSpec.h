@@ -90,6 +90,10 @@ struct ModelSpec {
 
   bool isDiffusion = false;  // a conditional diffusion model, sampled as `sampler` says
   SamplerSpec sampler;
+  // A deterministic model that gives an uncertainty map by test-time augmentation: its
+  // output and the spread over the eight flips and 90-degree rotations of each tile
+  // (manifest: "uncertainty": {"method": "augmentation"}).
+  bool augmentationUncertainty = false;
 
   // Input channels the network expects: 2 * sliceContext + 1, or 2 * max(1, sliceContext)
   // for through-plane models, which see the slices on both sides of a gap.
