@@ -281,8 +281,10 @@ void WriteDerivation(DcmDataset& ds, const SeriesContext& c, const OutputSlice& 
   }
 }
 
-// A greyscale window from 0 to `width`, in place of the source's windows and VOI LUTs.
-void WriteWindow(DcmDataset& ds, double width) {
+// A greyscale window from 0 to `width`, in place of the source's windows and VOI LUTs;
+// never narrower than 1, which DICOM does not allow without a VOI LUT function.
+void WriteWindow(DcmDataset& ds, double requested) {
+  const double width = std::max(requested, 1.0);
   delete ds.remove(DCM_VOILUTSequence);
   PutString(ds, DCM_WindowCenter, FormatDecimal(width / 2, 6));
   PutString(ds, DCM_WindowWidth, FormatDecimal(width, 6));
@@ -380,7 +382,7 @@ std::string DerivedSeriesWriter::Write(size_t k, const float* values) const {
   WriteContributingEquipment(ds, c, where);
   if (!ds.tagExists(DCM_BurnedInAnnotation)) PutString(ds, DCM_BurnedInAnnotation, "NO");
   if (c.plan.resampled) WriteImagePlane(ds, c.plan, c.output, index);
-  if (c.info.windowWidth > 0) WriteWindow(ds, c.info.windowWidth);
+  if (c.info.uncertaintySamples > 0) WriteWindow(ds, c.info.windowWidth);
   WritePixels(ds, c, values, where);
   return SerializeFile(file, where);
 }

@@ -364,8 +364,7 @@ class SeriesRun {
     DerivationInfo derivation = derivation_;
     derivation.uncertaintySamples = summary.samples;
     if (!info_.isDiffusion) derivation.uncertaintyOver = "flips and rotations of the input";
-    // DICOM allows no window narrower than 1 (without a VOI LUT function).
-    derivation.windowWidth = std::max(summary.percentile99, 1.0);
+    derivation.windowWidth = summary.percentile99;
     derivation.seriesDescriptionSuffix = output_.uncertaintySuffix;
     derivation.seriesInstanceUid = output_.uncertaintySeriesInstanceUid;
     derivation.seriesNumberOffset = output_.seriesNumberOffset + 1;

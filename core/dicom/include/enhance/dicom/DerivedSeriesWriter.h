@@ -51,7 +51,7 @@ struct DerivationInfo {
   // An uncertainty series: the per-voxel standard deviation across this many samples of
   // the model, in the output's units (0: an ordinary derived series). Its
   // DerivationDescription says so, and it gets its own greyscale window: from 0 to
-  // `windowWidth` when that is positive.
+  // `windowWidth`, at least 1.
   int uncertaintySamples = 0;
   std::string uncertaintyOver = "samples";  // what the samples are, in the description
   double windowWidth = 0.0;
