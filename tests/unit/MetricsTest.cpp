@@ -167,4 +167,30 @@ TEST(Metrics, TissueClassOverlapWorkedByHand) {
   EXPECT_THROW(CompareClasses(reference, other, classes, {}), Error);
 }
 
+Volume Row(const std::vector<float>& values) {
+  Volume v;
+  v.Resize(1, 1, static_cast<int64_t>(values.size()));
+  v.voxels = values;
+  return v;
+}
+
+TEST(Metrics, SpearmanWorkedByHand) {
+  // Ranks of b: 5 -> 1, 6 -> 2, the two 7s share 3.5, 8 -> 5. Against 1..5 the deviations
+  // are (-2,-1,0,1,2) and (-2,-1,0.5,2,0.5): covariance 8, variances 10 and 9.5.
+  const Volume a = Row({1, 2, 3, 4, 5});
+  const Volume b = Row({5, 6, 7, 8, 7});
+  EXPECT_NEAR(SpearmanCorrelation(a, b, {}), 8.0 / std::sqrt(95.0), 1e-12);
+  // Without the last voxel the order is the same: 1.
+  EXPECT_NEAR(SpearmanCorrelation(a, b, {1, 1, 1, 1, 0}), 1.0, 1e-12);
+  // Any increasing transform keeps the ranks; a decreasing one reverses them.
+  EXPECT_NEAR(SpearmanCorrelation(a, Row({1, 8, 27, 64, 1000}), {}), 1.0, 1e-12);
+  EXPECT_NEAR(SpearmanCorrelation(a, Row({0, -1, -5, -6, -60}), {}), -1.0, 1e-12);
+  // A constant volume or one voxel: undefined, not a perfect score.
+  EXPECT_TRUE(std::isnan(SpearmanCorrelation(a, Row({3, 3, 3, 3, 3}), {})));
+  EXPECT_TRUE(std::isnan(SpearmanCorrelation(a, b, {0, 0, 1, 0, 0})));
+  // A mask of another size and volumes of other sizes are refused.
+  EXPECT_THROW(SpearmanCorrelation(a, b, {1, 1}), Error);
+  EXPECT_THROW(SpearmanCorrelation(a, Row({1, 2}), {}), Error);
+}
+
 }  // namespace enhance

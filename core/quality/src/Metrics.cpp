@@ -8,6 +8,7 @@
 #include <cmath>
 #include <deque>
 #include <limits>
+#include <numeric>
 
 #include "enhance/base/Error.h"
 
@@ -268,6 +269,57 @@ std::vector<ClassOverlap> CompareClasses(const Volume& reference, const Volume& 
     overlaps.push_back(o);
   }
   return overlaps;
+}
+
+namespace {
+
+// Ranks from 1, tied values sharing their mean rank.
+std::vector<double> Ranks(const std::vector<float>& values) {
+  std::vector<size_t> order(values.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::sort(order.begin(), order.end(), [&](size_t i, size_t j) { return values[i] < values[j]; });
+  std::vector<double> ranks(values.size());
+  for (size_t first = 0; first < order.size();) {
+    size_t last = first + 1;
+    while (last < order.size() && values[order[last]] == values[order[first]]) ++last;
+    const double mean = 0.5 * static_cast<double>(first + last - 1) + 1.0;
+    for (size_t k = first; k < last; ++k) ranks[order[k]] = mean;
+    first = last;
+  }
+  return ranks;
+}
+
+double Pearson(const std::vector<double>& x, const std::vector<double>& y) {
+  const auto n = static_cast<double>(x.size());
+  const double mx = std::accumulate(x.begin(), x.end(), 0.0) / n;
+  const double my = std::accumulate(y.begin(), y.end(), 0.0) / n;
+  double sxy = 0, sxx = 0, syy = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    sxy += (x[i] - mx) * (y[i] - my);
+    sxx += (x[i] - mx) * (x[i] - mx);
+    syy += (y[i] - my) * (y[i] - my);
+  }
+  if (sxx <= 0 || syy <= 0) return std::numeric_limits<double>::quiet_NaN();
+  return sxy / std::sqrt(sxx * syy);
+}
+
+}  // namespace
+
+double SpearmanCorrelation(const Volume& a, const Volume& b, const std::vector<uint8_t>& mask) {
+  CheckSameGeometry(a, b);
+  if (!mask.empty() && mask.size() != a.voxels.size()) {
+    throw Error(ErrorKind::kBadInput, "SpearmanCorrelation: the mask has " +
+                                          std::to_string(mask.size()) + " entries for " +
+                                          std::to_string(a.voxels.size()) + " voxels");
+  }
+  std::vector<float> x, y;
+  for (size_t i = 0; i < a.voxels.size(); ++i) {
+    if (!mask.empty() && mask[i] == 0) continue;
+    x.push_back(a.voxels[i]);
+    y.push_back(b.voxels[i]);
+  }
+  if (x.size() < 2) return std::numeric_limits<double>::quiet_NaN();
+  return Pearson(Ranks(x), Ranks(y));
 }
 
 }  // namespace enhance

@@ -75,4 +75,12 @@ std::vector<ClassOverlap> CompareClasses(const Volume& reference, const Volume& 
                                          const std::vector<TissueClass>& classes,
                                          const MetricOptions& options);
 
+// Spearman's rank correlation between two volumes of the same geometry (else
+// Error(kBadInput) as CompareVolumes) over the voxels where `mask` is non-zero (every
+// voxel when it is empty; else one entry per voxel): the Pearson correlation of their
+// ranks, tied values sharing their mean rank. NaN with fewer than two voxels or when
+// either volume is constant there. For example how well an uncertainty map ranks the
+// voxels by their actual error.
+double SpearmanCorrelation(const Volume& a, const Volume& b, const std::vector<uint8_t>& mask);
+
 }  // namespace enhance
