@@ -340,5 +340,55 @@ TEST(DiffusionSampler, ANetworkWithoutTheThreeInputsIsRefusedAtLoad) {
   }
 }
 
+TEST(DiffusionSampler, LoadOptionsOverrideTheSamplesAndTheSeed) {
+  testing::TemporaryFolder folder;
+  const auto path = testing::WriteFixtureModel(folder.path(), "diffusion-epsilon",
+                                               DiffusionManifest("ct-diffusion", "epsilon"));
+  InferenceOptions options;
+  options.device = "cpu";
+  Volume input;
+  input.Resize(2, 32, 32);
+  input.units = "HU";
+  for (size_t i = 0; i < input.voxels.size(); ++i) input.voxels[i] = static_cast<float>(i % 200);
+  RunContext context;
+  context.randomKey = 5;
+  const Volume manifestSeed = TorchModel::Load(path, options)->Run(input, context);
+  // One sample: no uncertainty map; eight: a map, as the manifest's samples would.
+  options.diffusionSamples = 1;
+  EXPECT_FALSE(TorchModel::Load(path, options)->ProducesUncertainty());
+  options.diffusionSamples = 8;
+  const auto eight = TorchModel::Load(path, options);
+  EXPECT_TRUE(eight->ProducesUncertainty());
+  EXPECT_NE(eight->Parameters().find("8 sample(s)"), std::string::npos) << eight->Parameters();
+  // The manifest's seed (42) given explicitly changes nothing; another seed changes the noise.
+  options.diffusionSamples = 0;
+  options.diffusionSeed = 42;
+  EXPECT_EQ(TorchModel::Load(path, options)->Run(input, context).voxels, manifestSeed.voxels);
+  options.diffusionSeed = 43;
+  EXPECT_NE(TorchModel::Load(path, options)->Run(input, context).voxels, manifestSeed.voxels);
+  // Out of range, or for models they do not apply to: refused at load, naming the folder.
+  options.diffusionSeed = -1;
+  options.diffusionSamples = 65;
+  EXPECT_THROW(TorchModel::Load(path, options), Error);
+  options.diffusionSamples = 0;
+  options.augmentationUncertainty = true;
+  EXPECT_THROW(TorchModel::Load(path, options), Error);
+  InferenceOptions plain;
+  plain.device = "cpu";
+  plain.diffusionSamples = 2;
+  const auto identity =
+      testing::WriteFixtureModel(folder.path(), "identity", testing::DenoiseManifest("plain"));
+  try {
+    TorchModel::Load(identity, plain);
+    FAIL() << "loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not a diffusion model"), std::string::npos) << e.what();
+  }
+  // A deterministic model asked for test-time augmentation gives a map.
+  plain.diffusionSamples = 0;
+  plain.augmentationUncertainty = true;
+  EXPECT_TRUE(TorchModel::Load(identity, plain)->ProducesUncertainty());
+}
+
 }  // namespace
 }  // namespace enhance

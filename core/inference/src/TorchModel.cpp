@@ -280,6 +280,32 @@ at::Tensor Augmented(const at::Tensor& batch,
   return at::cat({mean, deviation}, 1).contiguous();
 }
 
+// What InferenceOptions may change in the manifest's model (evaluation, benchmarks).
+void ApplyOverrides(ModelSpec& spec, const InferenceOptions& options, const std::string& where) {
+  if ((options.diffusionSamples > 0 || options.diffusionSeed >= 0) && !spec.isDiffusion) {
+    throw Error(ErrorKind::kBadInput, where +
+                                          ": diffusion samples or a seed were given for a model "
+                                          "that is not a diffusion model");
+  }
+  if (options.diffusionSeed >= 0) spec.sampler.seed = static_cast<uint64_t>(options.diffusionSeed);
+  if (options.diffusionSamples > 0) {
+    if (options.diffusionSamples > 64) {
+      throw Error(ErrorKind::kBadInput, where + ": at most 64 diffusion samples, not " +
+                                            std::to_string(options.diffusionSamples));
+    }
+    spec.sampler.samples = options.diffusionSamples;
+  }
+  if (options.augmentationUncertainty) {
+    if (spec.isDiffusion) {
+      throw Error(ErrorKind::kBadInput,
+                  where +
+                      ": a diffusion model gives its uncertainty from its samples, not by "
+                      "test-time augmentation");
+    }
+    spec.augmentationUncertainty = true;
+  }
+}
+
 }  // namespace
 
 std::string ResolveDevice(const std::string& requested) {
@@ -431,6 +457,7 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
     // The identity of a model is its weights: hash the archive.
     spec.uid = UidFromName(spec.name + "/" + spec.version + "/" + ReadWholeFile(spec.archive));
   }
+  ApplyOverrides(spec, options, where);
   impl->options = options;
   impl->slots = std::make_unique<Slots>(options.maxConcurrentRuns);
   impl->device = c10::Device(EffectiveDevice(options.device));

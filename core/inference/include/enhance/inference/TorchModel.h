@@ -36,6 +36,15 @@ struct InferenceOptions {
   // optimize_for_inference) to use that version without timing.
   std::string cpuLayout = "auto";
   int maxBatch = 0;  // > 0: overrides the manifest's max_batch (benchmarks)
+  // > 0: overrides a diffusion model's `samples` (evaluation at several K, benchmarks);
+  // refused for other models. 1 gives no uncertainty map.
+  int diffusionSamples = 0;
+  // >= 0: overrides a diffusion model's `seed` (evaluation over several seeds).
+  int64_t diffusionSeed = -1;
+  // true: a deterministic model gives an uncertainty map by test-time augmentation as if
+  // its manifest said `"uncertainty": {"method": "augmentation"}` (evaluation); refused
+  // for a diffusion model.
+  bool augmentationUncertainty = false;
   // > 0: the model's device is taken to have only this much memory for activations
   // (estimated as for memoryBudgetBytes); a batch above it fails as an out-of-memory
   // would. For testing the fallbacks on a machine without a GPU.
