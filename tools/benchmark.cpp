@@ -175,8 +175,17 @@ int main(int argc, char** argv) {
       const double msPerSlice = 1000 * t.median / slices;
       // Per input slice of size x size: the output slice has (size x scale)^2 pixels.
       const double outputSide = static_cast<double>(size) * model->Info().inPlaneScale;
+      // A diffusion model runs its network once per step of every sample.
+      const enhance::ModelInfo& info = model->Info();
+      const double passes =
+          info.isDiffusion
+              ? static_cast<double>(info.sampler.samples) *
+                    static_cast<double>(info.sampler.timesteps.empty()
+                                            ? static_cast<size_t>(info.sampler.stepCount)
+                                            : info.sampler.timesteps.size())
+              : 1.0;
       const double gmac =
-          torchModel ? torchModel->MacsPerPixel() * outputSide * outputSide / 1e9 : 0;
+          torchModel ? passes * torchModel->MacsPerPixel() * outputSide * outputSide / 1e9 : 0;
       const double gflops = gmac > 0 ? 2 * gmac * slices / t.median : 0;
       std::string runsAs = "-";
       if (torchModel) {
