@@ -5,7 +5,7 @@
 per slice, for the demo. Integer or float voxels are scaled to 12-bit unsigned values.
 The orientation is taken as RAS with axis-aligned voxels (qform/sform are not read).
 
-usage: nifti_to_dicom_mr.py NIFTI OUT_DIR [--first K] [--count N] [--patient-id ID]
+usage: nifti_to_dicom_mr.py NIFTI OUT_DIR [--first K] [--count N] [--size N] [--patient-id ID]
 """
 import argparse
 import datetime
@@ -42,12 +42,29 @@ def read_nifti(path):
     return volume, (pixdim[1], pixdim[2], pixdim[3])
 
 
+def centred(volume, size):
+    """Each slice padded with zeros or cropped to size x size about its centre."""
+    out = np.zeros((volume.shape[0], size, size), dtype=volume.dtype)
+    spans = []
+    for n in volume.shape[1:]:
+        if n <= size:
+            spans.append((slice(0, n), slice((size - n) // 2, (size - n) // 2 + n)))
+        else:
+            spans.append((slice((n - size) // 2, (n - size) // 2 + size), slice(0, size)))
+    (rows_in, rows_out), (columns_in, columns_out) = spans
+    out[:, rows_out, columns_out] = volume[:, rows_in, columns_in]
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("nifti")
     parser.add_argument("out")
     parser.add_argument("--first", type=int, default=None, help="first axial slice (default: centred)")
     parser.add_argument("--count", type=int, default=24, help="number of slices (default 24)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="an N x N matrix: the slices padded with background (or cropped) "
+                             "about their centre, at the same spacing")
     parser.add_argument("--patient-id", default="ENH-MR-001")
     parser.add_argument("--patient-name", default="PHANTOM^MR")
     args = parser.parse_args()
@@ -58,6 +75,8 @@ def main():
     volume = volume[first:first + count]
     # RAS voxels -> DICOM's LPS display: first row anterior, first column patient right.
     volume = volume[:, ::-1, ::-1]
+    if args.size is not None:
+        volume = centred(volume, args.size)
     top = np.percentile(volume, 99.9)
     pixels = np.clip(np.rint(volume / max(top, 1e-6) * 4000.0), 0, 4095).astype(np.uint16)
 
