@@ -129,6 +129,34 @@ TEST(FusedConvolution, ReplacesConvolutionsAndTheReluThatIsTheirOnlyUse) {
   }
 }
 
+// torch.jit.trace records nn.Conv2d as aten::_convolution: fused as well, unless it is
+// transposed.
+TEST(FusedConvolution, ReplacesTheGeneralConvolutionThatTracedModelsRecord) {
+  torch::manual_seed(4);
+  torch::jit::Module module("Traced");
+  module.register_parameter("w0", at::randn({16, 2, 3, 3}) * 0.3, false);
+  module.register_parameter("b0", at::randn({16}), false);
+  module.register_parameter("w1", at::randn({16, 8, 2, 2}) * 0.1, false);  // transposed
+  module.define(R"(
+    def forward(self, x):
+        h = torch.relu(torch._convolution(x, self.w0, self.b0, [1, 1], [1, 1], [1, 1], False,
+                                          [0, 0], 1, False, False, True, True))
+        return torch._convolution(h, self.w1, None, [2, 2], [0, 0], [1, 1], True, [0, 0], 1,
+                                  False, False, True, True)
+  )");
+  module.eval();
+  const at::Tensor input = at::randn({2, 2, 12, 10});
+  const at::Tensor expected = module.forward({input}).toTensor();
+  int replaced = 0;
+  torch::jit::Module fused = FuseConvolutions(module, &replaced);
+  EXPECT_EQ(replaced, 1);
+  const std::multiset<std::string> kinds = Kinds(fused);
+  EXPECT_EQ(kinds.count("enhance::conv2d_fused"), 1u);
+  EXPECT_EQ(kinds.count("aten::_convolution"), 1u);
+  EXPECT_EQ(kinds.count("aten::relu"), 0u);
+  ExpectClose(fused.forward({input}).toTensor().contiguous(), expected);
+}
+
 TEST(FusedConvolution, ScopeRecyclesOutputsAndOutputsOutliveIt) {
   const at::Tensor input = at::randn({1, 16, 32, 32});
   const at::Tensor weight = at::randn({16, 16, 3, 3});

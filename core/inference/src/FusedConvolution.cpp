@@ -418,17 +418,30 @@ bool TwoPositive(const c10::IValue& value) {
   return values.size() == 2 && values[0] >= 1 && values[1] >= 1;
 }
 
+const c10::Symbol kConv2d = c10::Symbol::fromQualString("aten::conv2d");
+// What torch.jit.trace records for nn.Conv2d: the general convolution, with `transposed`
+// (input 6), `output_padding` (7) and `groups` (8).
+const c10::Symbol kGeneralConvolution = c10::Symbol::fromQualString("aten::_convolution");
+
+// A general convolution that is a plain 2-D one: not transposed, on a 4-D weight.
+bool IsPlainGeneralConvolution(torch::jit::Node* conv) {
+  if (conv->kind() != kGeneralConvolution || conv->inputs().size() < 9) return false;
+  const auto transposed = torch::jit::toIValue(conv->input(6));
+  return transposed && transposed->isBool() && !transposed->toBool();
+}
+
 // Replaces `conv` (and a ReLU that is its only use) when its weights and parameters are
 // constants the fused operator handles.
 bool Replace(torch::jit::Graph& graph, torch::jit::Node* conv) {
   using torch::jit::toIValue;
-  if (!conv->matches(kConvolutionSchema)) return false;
+  const bool general = IsPlainGeneralConvolution(conv);
+  if (!general && !conv->matches(kConvolutionSchema)) return false;
   const auto weight = toIValue(conv->input(1));
   const auto bias = toIValue(conv->input(2));
   const auto stride = toIValue(conv->input(3));
   const auto padding = toIValue(conv->input(4));
   const auto dilation = toIValue(conv->input(5));
-  const auto groups = toIValue(conv->input(6));
+  const auto groups = toIValue(conv->input(general ? 8 : 6));
   if (!weight || !weight->isTensor() || !bias || !(bias->isNone() || bias->isTensor()) || !stride ||
       !AllOnes(*stride) || !dilation || !TwoPositive(*dilation) || !groups || !groups->isInt() ||
       groups->toInt() != 1 || !padding || !padding->isIntList()) {
@@ -514,7 +527,9 @@ torch::jit::Module FuseConvolutions(const torch::jit::Module& module, int* repla
   std::shared_ptr<torch::jit::Graph> graph = frozen.get_method("forward").graph();
   std::vector<torch::jit::Node*> convolutions;
   for (torch::jit::Node* node : graph->nodes()) {
-    if (node->kind() == c10::Symbol::fromQualString("aten::conv2d")) convolutions.push_back(node);
+    if (node->kind() == kConv2d || node->kind() == kGeneralConvolution) {
+      convolutions.push_back(node);
+    }
   }
   int count = 0;
   for (torch::jit::Node* conv : convolutions) count += Replace(*graph, conv) ? 1 : 0;
