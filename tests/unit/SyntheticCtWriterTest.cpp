@@ -74,6 +74,10 @@ TEST(SyntheticCtWriter, MrBecomesAValidSyntheticCtInTheSameStudyAndFrame) {
     EXPECT_EQ(GetString(ds, DCM_RescaleSlope), "1");
     EXPECT_TRUE(ds.tagExists(DCM_KVP));
     EXPECT_EQ(GetString(ds, DCM_KVP), "");
+    // Type 2C, for paired body parts only: not for the chest (a head MR without Body Part
+    // Examined gets it empty: the integration test of the shipped diffusion model).
+    EXPECT_EQ(GetString(ds, DCM_BodyPartExamined), "CHEST");
+    EXPECT_FALSE(ds.tagExists(DCM_Laterality));
     EXPECT_EQ(GetString(ds, DCM_WindowCenter), "40\\400");
     EXPECT_EQ(GetString(ds, DCM_WindowWidth), "400\\1800");
     EXPECT_EQ(GetString(ds, DCM_ImagePositionPatient), GetString(src, DCM_ImagePositionPatient));

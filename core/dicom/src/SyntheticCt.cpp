@@ -96,6 +96,18 @@ std::unique_ptr<DcmDataset> SyntheticCtTemplate(DcmDataset& source) {
   for (const DcmTagKey& tag : kRequiredEvenIfEmpty) {
     if (!ds->tagExists(tag)) PutString(*ds, tag, "");
   }
+  // Laterality (Type 2C) is required of a paired body part unless Image Laterality is sent,
+  // and not allowed otherwise. When the MR does not say which part was imaged, the part
+  // may be paired: present, from the MR's Image Laterality (which a synthetic CT does not
+  // inherit) or empty.
+  OFString bodyPart;
+  if (!ds->tagExists(DCM_Laterality) &&
+      (ds->findAndGetOFString(DCM_BodyPartExamined, bodyPart).bad() || bodyPart.empty())) {
+    OFString imageLaterality;
+    source.findAndGetOFString(DCM_ImageLaterality, imageLaterality);
+    PutString(*ds, DCM_Laterality,
+              imageLaterality == "L" || imageLaterality == "R" ? imageLaterality.c_str() : "");
+  }
 
   PutString(*ds, DCM_SOPClassUID, UID_CTImageStorage);
   PutString(*ds, DCM_Modality, "CT");
