@@ -79,4 +79,10 @@ CtPairs CtDenoiseTuningSet(std::ostream& log) {
   return SimulateCtPairs(1000, 2, options, {}, log);
 }
 
+CtPairs CtDenoiseValidationSet(std::ostream& log) {
+  TrainingPhantomOptions options;
+  options.slices = 4;
+  return SimulateCtPairs(800000, 2, options, {}, log, /*withNoiseFree=*/true);
+}
+
 }  // namespace enhance::models

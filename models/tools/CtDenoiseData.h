@@ -38,5 +38,8 @@ CtPairs CtDenoiseTrainingSet(std::ostream& log);
 CtPairs CtDenoiseTestSet(std::ostream& log);
 // A few training phantoms to tune the classical baselines on.
 CtPairs CtDenoiseTuningSet(std::ostream& log);
+// Phantoms to choose training options on (e.g. ct-denoise-gan's adversarial weight), used
+// neither for training nor for the test (seeds 800000-800001, with the noise-free images).
+CtPairs CtDenoiseValidationSet(std::ostream& log);
 
 }  // namespace enhance::models

@@ -4,7 +4,8 @@
 // baselines on its held-out test set, which is simulated again from fixed seeds that
 // training never uses. The baselines' parameters are first tuned on training data.
 // The model is loaded from its folder with TorchModel::Load, so the shipped archive and
-// manifest are what is measured. Prints a markdown table. See models/evaluate.sh.
+// manifest are what is measured. Prints markdown tables, for the denoisers also of the noise
+// power spectrum of their residuals (NpsTable.h). See models/evaluate.sh.
 #include <ATen/Parallel.h>
 
 #include <chrono>
@@ -21,6 +22,7 @@
 #include "CtDenoiseData.h"
 #include "Mr2CtData.h"
 #include "MrDenoiseData.h"
+#include "NpsTable.h"
 #include "SuperResData.h"
 #include "enhance/inference/BilateralDenoiser.h"
 #include "enhance/inference/ClassicalModels.h"
@@ -33,10 +35,13 @@ using namespace enhance;
 using namespace enhance::models;
 
 constexpr const char* kUsage =
-    "usage: enhance-evaluate MODEL --models DIR\n"
-    "MODEL: ct-denoise | mr-denoise | ct-superres-x2 | mr-superres-x2 | ct-superres-z2 | mr2ct\n"
-    "       | ct-denoise-halfres (not shipped)\n"
-    "Loads DIR/MODEL and prints a markdown table of image-quality figures.\n";
+    "usage: enhance-evaluate MODEL --models DIR [--data test|validation]\n"
+    "MODEL: ct-denoise | ct-denoise-gan | mr-denoise | ct-superres-x2 | mr-superres-x2\n"
+    "       | ct-superres-z2 | mr2ct | ct-denoise-halfres (not shipped)\n"
+    "Loads DIR/MODEL and prints markdown tables of image-quality figures. ct-denoise and\n"
+    "ct-denoise-gan are measured side by side (each when its folder exists); with\n"
+    "--data validation on the validation phantoms instead of the held-out test set, without\n"
+    "the baselines (to choose training options; ct-denoise models only).\n";
 
 struct Metric {
   std::string label;
@@ -86,19 +91,25 @@ std::vector<Measured> RunAll(const std::vector<Candidate>& candidates, const Vol
   return results;
 }
 
+// With `maeUnit`, a column of the mean absolute error under the last metric (in that unit).
 void PrintTable(const Volume& reference, const std::vector<Candidate>& candidates,
-                const std::vector<Measured>& outputs, const std::vector<Metric>& metrics) {
+                const std::vector<Measured>& outputs, const std::vector<Metric>& metrics,
+                const std::string& maeUnit = "") {
   std::cout << "\n| method |";
   for (const Metric& m : metrics) std::cout << " PSNR " << m.label << " | SSIM " << m.label << " |";
+  if (!maeUnit.empty()) std::cout << " MAE " << metrics.back().label << " (" << maeUnit << ") |";
   std::cout << " ms per 512x512 output slice |\n|---|";
   for (size_t i = 0; i < metrics.size(); ++i) std::cout << "---|---|";
-  std::cout << "---|\n";
+  std::cout << (maeUnit.empty() ? "" : "---|") << "---|\n";
   for (size_t i = 0; i < candidates.size(); ++i) {
     std::cout << "| " << candidates[i].label << " |";
+    double mae = 0;
     for (const Metric& m : metrics) {
       const QualityReport r = CompareVolumes(reference, outputs[i].output, m.options);
       std::cout << " " << Fixed(r.overall.psnr, 2) << " | " << Fixed(r.overall.ssim, 4) << " |";
+      mae = r.overall.mae;
     }
+    if (!maeUnit.empty()) std::cout << " " << Fixed(mae, 1) << " |";
     std::cout << " " << (candidates[i].model ? Fixed(outputs[i].msPerSlice, 0) : "-") << " |\n";
   }
   std::cout << "\n" << std::flush;
@@ -162,8 +173,45 @@ std::shared_ptr<const Model> LoadShipped(const std::filesystem::path& folder) {
   return TorchModel::Load(folder, options);
 }
 
-int EvaluateCtDenoise(const std::filesystem::path& models, const std::string& name) {
-  const auto model = LoadShipped(models / name);
+std::vector<NpsRow> NpsRows(const std::vector<Candidate>& candidates,
+                            const std::vector<Measured>& outputs) {
+  std::vector<NpsRow> rows;
+  for (size_t i = 0; i < candidates.size(); ++i)
+    rows.push_back({candidates[i].label, &outputs[i].output});
+  return rows;
+}
+
+// The learned CT denoisers measured side by side: ct-denoise and ct-denoise-gan (each when its
+// folder exists, the one asked for always), or the experimental variant alone.
+std::vector<std::string> CtDenoisers(const std::filesystem::path& models, const std::string& name) {
+  if (name == "ct-denoise-halfres") return {name};
+  std::vector<std::string> names;
+  for (const char* n : {"ct-denoise", "ct-denoise-gan"}) {
+    if (n == name || std::filesystem::is_regular_file(models / n / "manifest.json")) {
+      names.push_back(n);
+    }
+  }
+  return names;
+}
+
+// The noise power spectra of the CT denoisers' residuals inside the body: against the
+// full-dose reference (the output's error plus the reference's own noise), then against the
+// noise-free reconstruction (the output's own noise and error), beside the full-dose
+// image's noise, the texture a denoiser would ideally keep.
+void PrintCtNps(const CtPairs& test, const std::vector<Candidate>& candidates,
+                const std::vector<Measured>& outputs) {
+  std::cout << "noise power spectrum of the residual (output - full-dose reference) inside the "
+               "body, per slice, radially averaged; frequencies in cycles per pixel:\n";
+  PrintNpsTables(test.fullDose, NpsRows(candidates, outputs), "HU", 1.0, std::cout);
+  std::cout << "noise power spectrum of output - noise-free reconstruction (the output's own "
+               "noise and error), beside the full-dose image's own noise:\n";
+  std::vector<NpsRow> rows = NpsRows(candidates, outputs);
+  rows.push_back({"full-dose reference (its own noise)", &test.fullDose});
+  PrintNpsTables(test.noiseFree, rows, "HU", 1.0, std::cout);
+}
+
+int EvaluateCtDenoise(const std::filesystem::path& models, const std::string& name,
+                      bool validation) {
   MetricOptions window;
   window.windowLow = -160;
   window.windowHigh = 240;
@@ -174,24 +222,31 @@ int EvaluateCtDenoise(const std::filesystem::path& models, const std::string& na
   full.bodyMask = true;
   const std::vector<Metric> metrics{{"[-160,240] HU", window}, {"[-1024,3071] HU", full}};
 
-  std::cout << "tuning the baselines on training phantoms (seeds 1000-1001)\n";
-  const CtPairs tuning = CtDenoiseTuningSet(std::cout);
   std::vector<Candidate> candidates{{"low-dose input", nullptr}};
-  for (Candidate& c : TunedBaselines(tuning.fullDose, tuning.lowDose, metrics.front())) {
-    candidates.push_back(std::move(c));
+  if (!validation) {  // validation compares learned models only
+    std::cout << "tuning the baselines on training phantoms (seeds 1000-1001)\n";
+    const CtPairs tuning = CtDenoiseTuningSet(std::cout);
+    for (Candidate& c : TunedBaselines(tuning.fullDose, tuning.lowDose, metrics.front())) {
+      candidates.push_back(std::move(c));
+    }
   }
-  candidates.push_back({name + " " + model->Info().version + " (learned)", model});
+  for (const std::string& n : CtDenoisers(models, name)) {
+    const auto model = LoadShipped(models / n);
+    candidates.push_back({n + " " + model->Info().version + " (learned)", model});
+  }
 
-  std::cout << "simulating the held-out test set (seeds 900000-900002)\n";
-  const CtPairs test = CtDenoiseTestSet(std::cout);
-  std::cout << "\nct-denoise: " << test.lowDose.slices << " held-out slices of "
-            << test.lowDose.rows << "x" << test.lowDose.columns
+  std::cout << (validation ? "simulating the validation set (seeds 800000-800001)\n"
+                           : "simulating the held-out test set (seeds 900000-900002)\n");
+  const CtPairs test = validation ? CtDenoiseValidationSet(std::cout) : CtDenoiseTestSet(std::cout);
+  std::cout << "\nct-denoise: " << test.lowDose.slices << (validation ? " validation" : " held-out")
+            << " slices of " << test.lowDose.rows << "x" << test.lowDose.columns
             << ", quarter dose vs full dose, inside the body; LibTorch CPU threads: "
             << at::get_num_threads() << "\n";
   const std::vector<Measured> outputs = RunAll(candidates, test.lowDose);
-  PrintTable(test.fullDose, candidates, outputs, metrics);
+  PrintTable(test.fullDose, candidates, outputs, metrics, "HU");
   std::cout << "the same outputs against the noise-free reconstruction (infinite dose):\n";
-  PrintTable(test.noiseFree, candidates, outputs, metrics);
+  PrintTable(test.noiseFree, candidates, outputs, metrics, "HU");
+  PrintCtNps(test, candidates, outputs);
   return 0;
 }
 
@@ -231,7 +286,11 @@ int EvaluateMrDenoise(const std::filesystem::path& models) {
     std::cout << "\nmr-denoise: " << p.label << ", " << p.clean.slices << " slices of "
               << p.clean.rows << "x" << p.clean.columns << ", Rician noise sigma "
               << Fixed(100 * p.sigma, 0) << "% of the maximum\n";
-    PrintTable(p.clean, candidates, RunAll(candidates, p.noisy), metrics);
+    const std::vector<Measured> outputs = RunAll(candidates, p.noisy);
+    PrintTable(p.clean, candidates, outputs, metrics);
+    std::cout << "noise power spectrum of the residual (output - clean image) inside the head, "
+                 "intensities in % of the maximum; frequencies in cycles per pixel:\n";
+    PrintNpsTables(p.clean, NpsRows(candidates, outputs), "%", 100.0, std::cout);
   }
   return 0;
 }
@@ -414,6 +473,7 @@ int main(int argc, char** argv) {
   }
   const std::string model = argv[1];
   std::filesystem::path models;
+  std::string data = "test";
   try {
     for (int i = 2; i < argc; ++i) {
       const std::string arg = argv[i];
@@ -421,13 +481,15 @@ int main(int argc, char** argv) {
       const std::string value = argv[++i];
       if (arg == "--models")
         models = value;
+      else if (arg == "--data" && (value == "test" || value == "validation"))
+        data = value;
       else
         throw std::invalid_argument("unknown option " + arg);
     }
     if (models.empty()) throw std::invalid_argument("--models is required");
     at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-    if (model == "ct-denoise" || model == "ct-denoise-halfres") {
-      return EvaluateCtDenoise(models, model);
+    if (model == "ct-denoise" || model == "ct-denoise-gan" || model == "ct-denoise-halfres") {
+      return EvaluateCtDenoise(models, model, data == "validation");
     }
     if (model == "mr-denoise") return EvaluateMrDenoise(models);
     if (model == "mr-superres-x2") return EvaluateMrSuperRes(models);
