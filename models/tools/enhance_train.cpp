@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <random>
@@ -408,6 +409,21 @@ int TrainRecipe(Recipe recipe, const Overrides& overrides, const std::string& ou
   return 0;
 }
 
+// Writes a recipe's training data for trainers outside this program (the Python trainer of
+// the diffusion model, models/tools/train_diffusion.py): a tuple (inputs, targets) in
+// torch::pickle_save's format, which Python reads with torch.load.
+int ExportData(const Recipe& recipe, const std::string& file) {
+  const TrainingData data = recipe.data();
+  const std::vector<char> bytes =
+      torch::jit::pickle_save(c10::ivalue::Tuple::create({data.inputs, data.targets}));
+  std::ofstream out(file, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw std::runtime_error("cannot write " + file);
+  std::cout << "wrote " << data.inputs.size(0) << " slices of inputs " << data.inputs.sizes()
+            << " and targets " << data.targets.sizes() << " to " << file << "\n";
+  return 0;
+}
+
 std::string Usage() {
   std::string models;
   for (const Recipe& r : Recipes()) {
@@ -416,6 +432,7 @@ std::string Usage() {
   return "usage: enhance-train MODEL --out DIR [--steps N] [--threads N]\n"
          "                     [--features N] [--layers N]   (experiments: the network's "
          "width and depth)\n"
+         "       enhance-train MODEL --export-data FILE   (its training data, for torch.load)\n"
          "MODEL: " +
          models +
          "\n"
@@ -430,7 +447,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string model = argv[1];
-  std::string out;
+  std::string out, exportFile;
   int threads = 1;
   Overrides overrides;
   try {
@@ -440,6 +457,8 @@ int main(int argc, char** argv) {
       const std::string value = argv[++i];
       if (arg == "--out")
         out = value;
+      else if (arg == "--export-data")
+        exportFile = value;
       else if (arg == "--steps")
         overrides.steps = std::stoll(value);
       else if (arg == "--threads")
@@ -451,13 +470,15 @@ int main(int argc, char** argv) {
       else
         throw std::invalid_argument("unknown option " + arg);
     }
-    if (out.empty()) throw std::invalid_argument("--out is required");
+    if (out.empty() && exportFile.empty()) throw std::invalid_argument("--out is required");
     // Results depend (slightly) on the thread count through the order of floating-point
     // sums: the shipped models were trained with one thread, the default.
     at::set_num_threads(threads);
     std::cout << "LibTorch threads: " << at::get_num_threads() << "\n";
     for (Recipe& recipe : Recipes()) {
-      if (recipe.name == model) return TrainRecipe(std::move(recipe), overrides, out);
+      if (recipe.name != model) continue;
+      if (!exportFile.empty()) return ExportData(recipe, exportFile);
+      return TrainRecipe(std::move(recipe), overrides, out);
     }
     throw std::invalid_argument("unknown model '" + model + "'");
   } catch (const std::exception& e) {
