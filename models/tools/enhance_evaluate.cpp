@@ -21,6 +21,7 @@
 
 #include "CtDenoiseData.h"
 #include "Mr2CtData.h"
+#include "Mr2CtDiffusionEvaluation.h"
 #include "MrDenoiseData.h"
 #include "NpsTable.h"
 #include "SuperResData.h"
@@ -37,7 +38,7 @@ using namespace enhance::models;
 constexpr const char* kUsage =
     "usage: enhance-evaluate MODEL --models DIR [--data test|validation]\n"
     "MODEL: ct-denoise | ct-denoise-gan | mr-denoise | ct-superres-x2 | mr-superres-x2\n"
-    "       | ct-superres-z2 | mr2ct | ct-denoise-halfres (not shipped)\n"
+    "       | ct-superres-z2 | mr2ct | mr2ct-diffusion | ct-denoise-halfres (not shipped)\n"
     "Loads DIR/MODEL and prints markdown tables of image-quality figures. ct-denoise and\n"
     "ct-denoise-gan are measured side by side (each when its folder exists); with\n"
     "--data validation on the validation phantoms instead of the held-out test set, without\n"
@@ -496,6 +497,7 @@ int main(int argc, char** argv) {
     if (model == "ct-superres-x2") return EvaluateCtSuperRes(models);
     if (model == "ct-superres-z2") return EvaluateCtThroughPlane(models);
     if (model == "mr2ct") return EvaluateMr2Ct(models);
+    if (model == "mr2ct-diffusion") return EvaluateMr2CtDiffusion(models, model);
     throw std::invalid_argument("unknown model '" + model + "'");
   } catch (const std::exception& e) {
     std::cerr << "enhance-evaluate: " << e.what() << "\n" << kUsage;
