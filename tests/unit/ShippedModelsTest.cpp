@@ -5,10 +5,12 @@
 // super-resolution models beat their classical baselines on a phantom they were not
 // trained on; the synthetic-CT model maps a T1-like head to plausible HU.
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 
 #include <json/reader.h>
 #include <json/writer.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -232,13 +234,20 @@ TEST(ShippedModels, TilesGiveTheSameResultAsWholeSlices) {
       std::ofstream(copy.path() / "manifest.json") << manifest;
       InferenceOptions options = Cpu();
       options.cpuLayout = "channels-last";
+      // One sample is enough to compare (the noise of a tile is the crop of the slice's).
+      if (manifest.isMember("diffusion")) options.diffusionSamples = 1;
       return TorchModel::Load(copy.path(), options);
     };
     testing::TemporaryFolder wholeFolder, tiledFolder;
     const auto whole = load(wholeFolder, 0);
     const auto tiled = load(tiledFolder, tile);
     EXPECT_NE(tiled->Parameters().find("tiles " + std::to_string(tile) + " px"), std::string::npos);
-    const Volume input = SmallInputFor(whole->Info(), 2 * tile - overlap);
+    Volume input = SmallInputFor(whole->Info(), 2 * tile - overlap);
+    if (whole->Info().isDiffusion) {  // its slices are independent: one is enough
+      input.slices = 1;
+      input.voxels.resize(static_cast<size_t>(input.VoxelsPerSlice()));
+      input.geometry.slicePositions.resize(1);
+    }
     const Volume expected = whole->Run(input, {});
     const Volume actual = tiled->Run(input, {});
     ExpectSameOutput(actual, expected);
@@ -367,9 +376,12 @@ TEST(ShippedModels, MrSuperResolutionBeatsBicubic) {
   EXPECT_LT(b, a) << "RMSE: bicubic " << a << ", learned " << b;
 }
 
-TEST(ShippedModels, SyntheticCtOfAT1LikeHead) {
-  if (!Shipped("mr2ct")) GTEST_SKIP() << "mr2ct is not shipped";
-  const auto model = TorchModel::Load(kShipped / "mr2ct", Cpu());
+class SyntheticCtModels : public ::testing::TestWithParam<std::string> {};
+
+// The regression model and the diffusion model (the mean of its samples).
+TEST_P(SyntheticCtModels, SyntheticCtOfAT1LikeHead) {
+  if (!Shipped(GetParam())) GTEST_SKIP() << GetParam() << " is not shipped";
+  const auto model = TorchModel::Load(kShipped / GetParam(), Cpu());
   EXPECT_EQ(model->Info().outputUnits, "HU");
   // Bright scalp, a dark skull, then brain (grey and white matter) with dark ventricles.
   Volume mr;
@@ -404,13 +416,46 @@ TEST(ShippedModels, SyntheticCtOfAT1LikeHead) {
   EXPECT_GT(skull, 200.0f) << "the dark ring between scalp and brain should be bone";
 }
 
+INSTANTIATE_TEST_SUITE_P(ShippedModels, SyntheticCtModels,
+                         ::testing::Values("mr2ct", "mr2ct-diffusion"));
+
+// The diffusion model on a GPU gives the CPU's synthetic CT within the tolerance that
+// docs/models.md states: a mean absolute difference under 1 HU and 99.9% of the voxels
+// within 20 HU (the sampler carries rounding differences of the network through its steps).
+// Skipped without a CUDA device.
+TEST(ShippedModels, DiffusionModelAgreesOnCpuAndCuda) {
+  if (!Shipped("mr2ct-diffusion")) GTEST_SKIP() << "mr2ct-diffusion is not shipped";
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: nothing to compare";
+  InferenceOptions gpuOptions;
+  gpuOptions.device = "cuda";
+  const auto gpu = TorchModel::Load(kShipped / "mr2ct-diffusion", gpuOptions);
+  const auto cpu = TorchModel::Load(kShipped / "mr2ct-diffusion", Cpu());
+  const Volume input = SmallInputFor(cpu->Info(), 128);
+  RunContext context;
+  context.randomKey = 11;
+  const Volume a = cpu->Run(input, context);
+  const Volume b = gpu->Run(input, context);
+  ASSERT_EQ(a.voxels.size(), b.voxels.size());
+  std::vector<float> differences;
+  double sum = 0;
+  for (size_t i = 0; i < a.voxels.size(); ++i) {
+    differences.push_back(std::abs(a.voxels[i] - b.voxels[i]));
+    sum += differences.back();
+  }
+  std::sort(differences.begin(), differences.end());
+  EXPECT_LT(sum / static_cast<double>(differences.size()), 1.0);
+  EXPECT_LT(differences[differences.size() * 999 / 1000], 20.0f);
+}
+
 // Multiply-accumulates are counted on the grid each convolution runs on: the figures
 // enhance-train prints for each network (docs/models.md), whether it keeps the
-// resolution, works on the coarse grid before a pixel shuffle, or takes four slices.
+// resolution, works on the coarse grid before a pixel shuffle, or takes four slices; for
+// the diffusion model's U-Net (strided and transposed convolutions), one network pass.
 TEST(ShippedModels, MacsAreCountedOnTheGridEachConvolutionRunsOn) {
   const std::vector<std::pair<std::string, double>> gmacPer512Slice{
       {"ct-denoise", 3.70},     {"mr-denoise", 4.81},     {"mr2ct", 4.81},
-      {"ct-superres-x2", 2.86}, {"mr-superres-x2", 2.86}, {"ct-superres-z2", 4.95}};
+      {"ct-superres-x2", 2.86}, {"mr-superres-x2", 2.86}, {"ct-superres-z2", 4.95},
+      {"mr2ct-diffusion", 5.44}};
   for (const auto& [name, expected] : gmacPer512Slice) {
     const auto model = TorchModel::Load(kShipped / name, Cpu());
     EXPECT_NEAR(model->MacsPerPixel() * 512 * 512 / 1e9, expected, 0.01) << name;
