@@ -2,7 +2,8 @@
 # The demo: installs what is missing, builds, starts Debian's Orthanc with the plugin on
 # loopback, sends a synthetic low-dose CT series and a real T1-weighted head MR series
 # (mricron-data, converted to DICOM) over DICOM C-STORE, waits for the derived series of
-# the demo's rules (CT: denoised; MR: x2 super-resolution and synthetic CT) and keeps
+# the demo's rules (CT: denoised; MR: x2 super-resolution, and a synthetic CT by the
+# diffusion model with its uncertainty map) and keeps
 # Orthanc running until Ctrl-C.
 #
 # Environment: ENHANCE_HTTP_PORT (8042), ENHANCE_DICOM_PORT (4242),
@@ -94,13 +95,13 @@ if len(done) >= int(sys.argv[2]):
     print(" ".join(s["ID"] for s in done))' "$workdir/source.json" "$2"
 }
 
-echo "demo: waiting for the derived series: CT denoised; MR super-resolution and synthetic CT (up to $timeout s)"
+echo "demo: waiting for the derived series: CT denoised; MR super-resolution, synthetic CT and its uncertainty map (up to $timeout s)"
 ct_derived=""
 mr_derived=""
 deadline=$((SECONDS + timeout))
 while ((SECONDS < deadline)); do
   [[ -n "$ct_derived" ]] || ct_derived=$(complete_derived "$ct_series" 1)
-  [[ -n "$mr_derived" ]] || mr_derived=$(complete_derived "$mr_series" 2)
+  [[ -n "$mr_derived" ]] || mr_derived=$(complete_derived "$mr_series" 3)
   [[ -n "$ct_derived" && -n "$mr_derived" ]] && break
   kill -0 "$orthanc_pid" 2>/dev/null || { cat "$workdir/orthanc.log" >&2; exit 1; }
   sleep 1
