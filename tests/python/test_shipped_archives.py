@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Every model shipped under models/ opens in PyTorch (Debian's python3-torch): the
 archive loads with torch.jit.load and keeps the contract of docs/models.md on a zero
-input of the shape its manifest implies. Skipped (exit code 77) without python3-torch."""
+input of the shape its manifest implies (a diffusion model's denoising network: x_t, the
+first inference timestep and the condition). Skipped (exit code 77) without python3-torch."""
 import json
 import os
 import sys
@@ -43,8 +44,14 @@ class ShippedArchives(unittest.TestCase):
                 module = torch.jit.load(os.path.join(MODELS, name, manifest["archive"]),
                                         map_location="cpu")
                 module.eval()
+                condition = torch.zeros(1, channels, 32, 48)
                 with torch.no_grad():
-                    y = module(torch.zeros(1, channels, 32, 48))
+                    if "diffusion" in manifest:
+                        steps = manifest["diffusion"].get("timesteps", [999])
+                        first = float(steps[0]) if isinstance(steps, list) else 999.0
+                        y = module(torch.randn(1, 1, 32, 48), torch.full((1,), first), condition)
+                    else:
+                        y = module(condition)
                 self.assertEqual(tuple(y.shape), (1, 1, 32 * s, 48 * s))
                 self.assertTrue(bool(torch.isfinite(y).all()))
 
