@@ -49,7 +49,7 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="Enhance.Threads (0: the default)")
     args = parser.parse_args()
     os.environ.setdefault("ENHANCE_PLUGIN", os.path.join(args.build, "plugin", "libOrthancEnhance.so"))
-    from orthanc_harness import OrthancServer, logged_on_failure, series_of_uid, wait_for, wait_for_job
+    from orthanc_harness import OrthancServer, logged_on_failure, series_of_uid, wait_for
 
     tmp = tempfile.mkdtemp(prefix="enhance-diffusion-benchmark-")
     models = os.path.join(tmp, "models")
