@@ -86,6 +86,30 @@ bool UncertaintyWanted(const Json::Value& options) {
   return options["Uncertainty"].asBool();
 }
 
+DomainAction DomainActionWanted(const Json::Value& options) {
+  if (!options.isObject() || !options.isMember("DomainCheck")) return DomainAction::kWarn;
+  const Json::Value& value = options["DomainCheck"];
+  const std::string name = value.isString() ? value.asString() : "";
+  if (name == "warn") return DomainAction::kWarn;
+  if (name == "refuse") return DomainAction::kRefuse;
+  if (name == "off") return DomainAction::kOff;
+  throw Error(ErrorKind::kBadInput,
+              "Options.DomainCheck must be \"warn\" (process a series outside the model's "
+              "domain with a warning), \"refuse\" or \"off\"");
+}
+
+const char* DomainActionName(DomainAction action) {
+  switch (action) {
+    case DomainAction::kOff:
+      return "off";
+    case DomainAction::kRefuse:
+      return "refuse";
+    case DomainAction::kWarn:
+      break;
+  }
+  return "warn";
+}
+
 std::string UncertaintySeriesUid(const std::string& derivedSeriesUid, const std::string& uidRoot) {
   return UidFromName(derivedSeriesUid + "/uncertainty", uidRoot);
 }

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "enhance/pipeline/SeriesEnhancer.h"
+
 namespace enhance::plugin {
 
 struct JobRequest {
@@ -33,6 +35,12 @@ struct JobRequest {
 // false; default true) from a model that can give one. Throws Error(kBadInput) naming
 // Options.Uncertainty when it is not a boolean.
 bool UncertaintyWanted(const Json::Value& options);
+
+// What the request's options ask of a model's domain check ("DomainCheck": "warn",
+// "refuse" or "off"; default "warn"). Throws Error(kBadInput) naming Options.DomainCheck
+// for any other value.
+DomainAction DomainActionWanted(const Json::Value& options);
+const char* DomainActionName(DomainAction action);
 
 // The derived series' SeriesInstanceUID for this request: a function of the source
 // series, the task, the model's UID, the options and the nonce, so that running the

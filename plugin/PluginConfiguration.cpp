@@ -192,6 +192,13 @@ RoutingRule ParseRule(const Json::Value& value, const std::string& key,
     if (rule.options.isMember("Uncertainty") && !rule.options["Uncertainty"].isBool()) {
       Fail(key + ".Options.Uncertainty", "must be true or false");
     }
+    if (rule.options.isMember("DomainCheck")) {
+      const Json::Value& action = rule.options["DomainCheck"];
+      const std::string name = action.isString() ? action.asString() : "";
+      if (name != "warn" && name != "refuse" && name != "off") {
+        Fail(key + ".Options.DomainCheck", "must be \"warn\", \"refuse\" or \"off\"");
+      }
+    }
   }
   rule.destinations = GetStrings(value, key, "Destinations");
   for (size_t i = 0; i < rule.destinations.size(); ++i) {

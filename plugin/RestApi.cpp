@@ -6,7 +6,9 @@
 #include <cmath>
 
 #include "OrthancInstanceSource.h"
+#include "SeriesPipeline.h"
 #include "enhance/base/Error.h"
+#include "enhance/inference/DomainCheck.h"
 #include "enhance/inference/Runtime.h"
 #include "enhance/inference/TorchModel.h"
 #include "enhance/pipeline/SeriesEnhancer.h"
@@ -32,6 +34,13 @@ Json::Value ModelJson(const Model& model) {
   entry["ThroughPlaneScale"] = m.throughPlaneScale;
   entry["SliceContext"] = m.sliceContext;
   entry["OutputUnits"] = m.outputUnits;
+  if (m.hasDomainCheck) {
+    Json::Value domain;
+    domain["Archive"] = m.domainCheck.archive.filename().string();
+    domain["Threshold"] = m.domainCheck.threshold;
+    domain["TrainedOn"] = m.domainCheck.trainedOn;
+    entry["DomainCheck"] = domain;
+  }
   return entry;
 }
 
@@ -89,6 +98,46 @@ void ModelOrReload(OrthancPluginRestOutput* output, const char*,
   }
   if (!AllowOnly(output, request, OrthancPluginHttpMethod_Get, "GET")) return;
   SendJson(output, ModelJson(*Plugin().models.Get(name)));
+}
+
+// GET /enhance/series/{id}/domain?Model=NAME: the model's domain check on the series,
+// without running the model or storing anything.
+void GetSeriesDomain(OrthancPluginRestOutput* output, const char*,
+                     const OrthancPluginHttpRequest* request) {
+  if (!AllowOnly(output, request, OrthancPluginHttpMethod_Get, "GET")) return;
+  std::string name;
+  for (uint32_t i = 0; i < request->getCount; ++i) {
+    if (std::string(request->getKeys[i]) == "Model") {
+      name = request->getValues[i];
+    } else {
+      throw Error(ErrorKind::kBadInput, "unknown argument '" + std::string(request->getKeys[i]) +
+                                            "'; GET /enhance/series/{id}/domain takes ?Model=NAME");
+    }
+  }
+  if (name.empty()) {
+    throw Error(ErrorKind::kBadInput,
+                "name the model whose domain check to run: /enhance/series/{id}/domain?Model=NAME");
+  }
+  const auto model = Plugin().models.Get(name);
+  if (model->Domain() == nullptr) {
+    throw Error(ErrorKind::kNotFound,
+                "model '" + name + "' has no domain check (no \"domain_check\" in its manifest)");
+  }
+  const std::string seriesId = request->groups[0];
+  OrthancInstanceSource source(Plugin().api, seriesId);
+  RunContext context;
+  std::vector<SliceDomainFeatures> slices;
+  const DecodedSeries series =
+      FetchSeries(source, context, 1.0, nullptr, [&](SeriesReader::Added& slice) {
+        slices.push_back(model->Domain()->SliceFeatures(slice.values, slice.rows, slice.columns));
+      });
+  Json::Value body =
+      DomainJson(AggregateDomainScore(model->Domain()->Spec(), slices), DomainAction::kWarn);
+  body.removeMember("Action");
+  body["Series"] = seriesId;
+  body["Model"] = name;
+  body["Modality"] = series.modality;
+  SendJson(output, body);
 }
 
 std::string SeriesId(const Json::Value& body, const char* key) {
@@ -247,6 +296,8 @@ void RegisterRestRoutes(PluginContext& plugin) {
   OrthancPluginRegisterRestCallbackNoLock(context, "/enhance/models/([^/]+)",
                                           Protected<ModelOrReload>);
   OrthancPluginRegisterRestCallbackNoLock(context, "/enhance/evaluate", Protected<Evaluate>);
+  OrthancPluginRegisterRestCallbackNoLock(context, "/enhance/series/([^/]+)/domain",
+                                          Protected<GetSeriesDomain>);
 }
 
 }  // namespace enhance::plugin

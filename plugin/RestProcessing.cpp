@@ -59,6 +59,7 @@ JobRequest ParseProcessing(const Json::Value& body, const std::string& modality)
       throw Error(ErrorKind::kBadInput, "\"Options\" must be an object");
     r.options = body["Options"];
     UncertaintyWanted(r.options);  // checks its type
+    DomainActionWanted(r.options);
   }
   if (body.isMember("Destinations")) {
     if (!body["Destinations"].isArray())

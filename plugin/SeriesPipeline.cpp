@@ -178,6 +178,27 @@ void Record(PluginContext& plugin, const EnhancedSeries& result, JobState& state
   plugin.metrics.inferenceMilliseconds += static_cast<uint64_t>(t.inferenceSeconds * 1000);
 }
 
+}  // namespace
+
+Json::Value DomainJson(const DomainScore& score, DomainAction action) {
+  Json::Value domain;
+  domain["Score"] = score.score;
+  domain["Threshold"] = score.threshold;
+  domain["Outside"] = score.outside;
+  domain["Slices"] = static_cast<Json::Int64>(score.slices);
+  domain["MedianLogReconstruction"] = score.logReconstruction;
+  domain["MedianLogKL"] = score.logKl;
+  domain["TrainedOn"] = score.trainedOn;
+  domain["Action"] = DomainActionName(action);
+  if (score.outside) {
+    domain["Warning"] =
+        "outside the domain the model was trained on (" + DescribeDomainScore(score) + ")";
+  }
+  return domain;
+}
+
+namespace {
+
 struct StoredSeries {
   std::string id;                      // Orthanc ID of the derived series
   std::string uncertaintyId;           // of its uncertainty series, when there is one
@@ -207,6 +228,7 @@ StoredSeries ProcessAndStore(PluginContext& plugin, const JobRequest& request, J
   output.uncertainty = !uids.uncertainty.empty();
   output.uncertaintySeriesInstanceUid = uids.uncertainty;
   output.uncertaintyThreshold = plugin.config.uncertaintyThreshold;
+  output.domainAction = DomainActionWanted(request.options);
   RunContext context;
   context.cancelled = [&cancel] { return cancel.load(); };
   context.progress = [&](double f) { state.SetProgress(kProcessingShare * f); };
@@ -228,6 +250,7 @@ StoredSeries ProcessAndStore(PluginContext& plugin, const JobRequest& request, J
   } catch (const std::exception& e) {
     store.Fail(e);
   }
+  if (result.hasDomainScore) state.Set("Domain", DomainJson(result.domain, output.domainAction));
   for (const auto& warning : result.warnings) context.Warn(warning);
   Record(plugin, result, state, timings);
   return {store.seriesId(), store.uncertaintySeriesId(), store.stored()};

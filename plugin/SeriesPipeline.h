@@ -23,6 +23,11 @@ namespace enhance::plugin {
 
 struct PluginContext;
 
+// A domain check's score as the job's content and GET /enhance/series/{id}/domain show it:
+// Score, Threshold, Outside, Slices, the two medians, TrainedOn, Action, and the Warning of
+// a series outside the domain.
+Json::Value DomainJson(const DomainScore& score, DomainAction action);
+
 // Throws enhance::Error with the reason when the job fails (the derived series, once
 // stored, stays even when forwarding fails).
 void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobState& state,

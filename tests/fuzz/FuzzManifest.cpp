@@ -32,6 +32,23 @@ void CheckSpec(const enhance::ModelSpec& s) {
   for (const auto* n : {&s.input, &s.output}) {
     Require(std::isfinite(n->low) && std::isfinite(n->high), "finite normalisation bounds");
   }
+  if (s.hasDomainCheck) {
+    const enhance::DomainCheckSpec& d = s.domainCheck;
+    const auto check = d.archive.lexically_normal();
+    if (check.string().rfind(kFolder.string() + "/", 0) != 0 || check == archive) {
+      enhance::fuzz::Bug(
+          "the domain check's archive is not a file of its own in the model's "
+          "folder: " +
+          check.string());
+    }
+    Require(d.threshold > 0 && std::isfinite(d.threshold), "a positive threshold");
+    Require(d.reconstructionSd > 0 && d.klSd > 0 && std::isfinite(d.reconstructionMean) &&
+                std::isfinite(d.klMean) && std::isfinite(d.reconstructionSd) &&
+                std::isfinite(d.klSd),
+            "finite reference statistics");
+    Require(d.sizeMultiple >= 1, "a size multiple");
+    Require(std::isfinite(d.input.low) && std::isfinite(d.input.high), "finite bounds");
+  }
 }
 
 }  // namespace

@@ -45,19 +45,35 @@ std::string FixtureSource(const std::string& kind) {
   }
   if (kind == "diffusion-sample")
     return "  return " + condition + " + x * 0.0 + " + time + " * 0.0\n";
+  // A domain check's autoencoder, forward(self, x) -> (reconstruction, mu, logvar): the
+  // mean of each 8x8 block, repeated; mu the block means less 0.5; logvar -1.
+  if (kind == "domain-vae") {
+    return "  low = torch.avg_pool2d(x, [8, 8])\n"
+           "  reconstruction = low.repeat_interleave(8, 2).repeat_interleave(8, 3)\n"
+           "  return (reconstruction, low - 0.5, low * 0.0 - 1.0)\n";
+  }
   throw std::invalid_argument("unknown fixture " + kind);
+}
+
+void WriteFixtureArchive(const std::filesystem::path& file, const std::string& kind) {
+  torch::jit::Module module("Fixture");
+  module.register_parameter("weight", torch::full({1, 1, 3, 3}, 1.0f / 9.0f), false);
+  const bool diffusion = kind.rfind("diffusion-", 0) == 0;
+  module.define((diffusion ? "def forward(self, x, t, c):\n" : "def forward(self, x):\n") +
+                FixtureSource(kind));
+  module.save(file.string());
 }
 
 std::filesystem::path WriteFixtureModel(const std::filesystem::path& parent,
                                         const std::string& kind, const Json::Value& manifest) {
   const std::filesystem::path folder = parent / manifest["name"].asString();
   std::filesystem::create_directories(folder);
-  torch::jit::Module module("Fixture");
-  module.register_parameter("weight", torch::full({1, 1, 3, 3}, 1.0f / 9.0f), false);
-  const bool diffusion = kind.rfind("diffusion-", 0) == 0;
-  module.define((diffusion ? "def forward(self, x, t, c):\n" : "def forward(self, x):\n") +
-                FixtureSource(kind));
-  module.save((folder / "model.pt").string());
+  WriteFixtureArchive(folder / "model.pt", kind);
+  const Json::Value& domain = manifest["domain_check"];
+  if (domain.isObject() && domain["archive"].isString() && !domain["archive"].asString().empty() &&
+      domain["archive"].asString().find('/') == std::string::npos) {
+    WriteFixtureArchive(folder / domain["archive"].asString(), "domain-vae");
+  }
   Json::StreamWriterBuilder builder;
   std::ofstream(folder / "manifest.json") << Json::writeString(builder, manifest);
   return folder;
@@ -75,6 +91,18 @@ Json::Value DenoiseManifest(const std::string& name) {
   m["input_normalization"]["low"] = -1000;
   m["input_normalization"]["high"] = 1000;
   return m;
+}
+
+Json::Value DomainCheckSection(double threshold) {
+  Json::Value d;
+  d["archive"] = "domain.pt";
+  d["reference"]["log_reconstruction"].append(-3.7);
+  d["reference"]["log_reconstruction"].append(0.25);
+  d["reference"]["log_kl"].append(-1.4);
+  d["reference"]["log_kl"].append(0.25);
+  d["threshold"] = threshold;
+  d["trained_on"] = "unit test fixtures";
+  return d;
 }
 
 }  // namespace enhance::testing

@@ -33,14 +33,27 @@ class TemporaryFolder {
 //   "interpolate"   mean of the two channels (through-plane)
 //   "shift"         the middle channel moved one column to the right (not symmetric: its
 //                   flips and rotations disagree)
+//   "domain-vae"    a domain check's autoencoder: (reconstruction, mu, logvar) from the
+//                   means of 8x8 blocks
 // and of forward(self, x, t, c) for diffusion models:
 //   "diffusion-epsilon"  0.3 x_t + 0.1 condition + 0.001 t (an epsilon prediction)
 //   "diffusion-sample"   the condition's middle channel (an x_0 prediction)
 std::string FixtureSource(const std::string& kind);
 
-// Writes folder/<name>/{manifest.json, model.pt}; returns the model folder.
+// Writes a fixture of `kind` as a TorchScript archive.
+void WriteFixtureArchive(const std::filesystem::path& file, const std::string& kind);
+
+// Writes folder/<name>/{manifest.json, model.pt}, and the "domain-vae" fixture as the
+// domain check's archive when the manifest has a "domain_check" naming one; returns the
+// model folder.
 std::filesystem::path WriteFixtureModel(const std::filesystem::path& parent,
                                         const std::string& kind, const Json::Value& manifest);
+
+// A "domain_check" section for the "domain-vae" fixture: archive domain.pt, reference
+// log r ~ N(-3.7, 0.25), log k ~ N(-1.4, 0.25) (what the fixture gives for
+// testing::PhantomSeries(48, 48, n, 10.0) through a window of [-1000, 1000]), the given
+// threshold.
+Json::Value DomainCheckSection(double threshold);
 
 // A valid manifest for a denoise model named `name`.
 Json::Value DenoiseManifest(const std::string& name);

@@ -23,6 +23,27 @@ TEST(JobRequest, UncertaintyIsWantedUnlessTheOptionsSayNo) {
   EXPECT_NE(UncertaintySeriesUid("1.2.3", ""), "1.2.3");
 }
 
+TEST(JobRequest, DomainCheckWarnsUnlessTheOptionsSayOtherwise) {
+  EXPECT_EQ(DomainActionWanted(Json::Value(Json::objectValue)), DomainAction::kWarn);
+  Json::Value options;
+  options["DomainCheck"] = "refuse";
+  EXPECT_EQ(DomainActionWanted(options), DomainAction::kRefuse);
+  options["DomainCheck"] = "off";
+  EXPECT_EQ(DomainActionWanted(options), DomainAction::kOff);
+  EXPECT_STREQ(DomainActionName(DomainAction::kOff), "off");
+  options["DomainCheck"] = "warn";
+  EXPECT_EQ(DomainActionWanted(options), DomainAction::kWarn);
+  for (const Json::Value& bad : {Json::Value("Refuse"), Json::Value(true), Json::Value(1)}) {
+    options["DomainCheck"] = bad;
+    try {
+      DomainActionWanted(options);
+      ADD_FAILURE() << "accepted " << bad.toStyledString();
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("Options.DomainCheck must be"), std::string::npos);
+    }
+  }
+}
+
 TEST(JobRequest, RoundTripsThroughJson) {
   JobRequest r;
   r.seriesId = "s1";

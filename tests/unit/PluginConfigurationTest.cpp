@@ -105,6 +105,17 @@ TEST(PluginConfiguration, UncertaintyThresholdAndTheRulesUncertaintyOption) {
                                                    "Options": {"Uncertainty": 1}}]}})json")
                 .find("Enhance.Rules[0].Options.Uncertainty: must be true or false"),
             std::string::npos);
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"Rules": [{"Task": "denoise", "Model": "m",
+                                                   "Options": {"DomainCheck": "block"}}]}})json")
+                .find("Enhance.Rules[0].Options.DomainCheck: must be \"warn\", \"refuse\" or "
+                      "\"off\""),
+            std::string::npos);
+  EXPECT_EQ(ParseConfiguration(Parse(R"json({"Enhance": {"Rules": [{"Task": "denoise",
+                 "Model": "m", "Options": {"DomainCheck": "refuse"}}]}})json"))
+                .rules.front()
+                .options["DomainCheck"]
+                .asString(),
+            "refuse");
 }
 
 TEST(PluginConfiguration, ErrorsNameTheFullKey) {

@@ -126,14 +126,15 @@ DcmDataset& Mutable(const SourceInstance& instance) {
 }
 
 std::string DerivationDescription(const DerivationInfo& info, const std::string& units) {
-  std::string description;
+  // A warning comes first, where no truncation can reach it.
+  std::string description = info.warning.empty() ? "" : "WARNING: " + info.warning + "; ";
   if (info.uncertaintySamples > 0) {
-    description = "uncertainty map: per-voxel standard deviation across " +
-                  std::to_string(info.uncertaintySamples) + " " + info.uncertaintyOver +
-                  (units.empty() ? std::string() : " (" + units + ")") + " of " + info.task +
-                  " by ";
+    description += "uncertainty map: per-voxel standard deviation across " +
+                   std::to_string(info.uncertaintySamples) + " " + info.uncertaintyOver +
+                   (units.empty() ? std::string() : " (" + units + ")") + " of " + info.task +
+                   " by ";
   } else {
-    description = info.task + " by ";
+    description += info.task + " by ";
   }
   description += info.modelName + " " + info.modelVersion;
   if (!info.parameters.empty()) description += " (" + info.parameters + ")";
@@ -252,6 +253,7 @@ void WriteDerivation(DcmDataset& ds, const SeriesContext& c, const OutputSlice& 
                      const std::string& where) {
   if (!c.syntheticCt) PutString(ds, DCM_ImageType, ImageType(ds, c.source.modality));
   PutString(ds, DCM_DerivationDescription, c.description);
+  if (!c.info.warning.empty()) PutString(ds, DCM_ImageComments, "WARNING: " + c.info.warning);
   if (!c.info.derivationCode.value.empty()) {
     AppendCodeItem(ds, DCM_DerivationCodeSequence, c.info.derivationCode);
   }

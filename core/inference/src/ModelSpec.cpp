@@ -4,6 +4,7 @@
 #include <json/reader.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -143,12 +144,12 @@ void ParseIdentity(const ManifestReader& r, const Json::Value& m, ModelSpec& s) 
 }
 
 // The archive's path, which must stay inside the model's folder.
-std::filesystem::path ParseArchive(const ManifestReader& r, const Json::Value& m,
-                                   const std::filesystem::path& folder) {
-  const std::string archive = r.String(m, "archive", true);
+// `archive` is the value of `key`: a file inside the model's folder.
+std::filesystem::path ParseArchive(const ManifestReader& r, const std::string& archive,
+                                   const std::string& key, const std::filesystem::path& folder) {
   const std::filesystem::path relative(archive);
   if (relative.is_absolute() || archive.find("..") != std::string::npos) {
-    r.Fail("archive", "'" + Printable(archive) + "' must be a file name inside the model's folder");
+    r.Fail(key, "'" + Printable(archive) + "' must be a file name inside the model's folder");
   }
   std::error_code ec;
   const auto base = std::filesystem::weakly_canonical(folder, ec);
@@ -156,7 +157,7 @@ std::filesystem::path ParseArchive(const ManifestReader& r, const Json::Value& m
   const auto [baseEnd, _] =
       std::mismatch(base.begin(), base.end(), resolved.begin(), resolved.end());
   if (ec || baseEnd != base.end()) {
-    r.Fail("archive", "'" + Printable(archive) + "' resolves outside the model's folder");
+    r.Fail(key, "'" + Printable(archive) + "' resolves outside the model's folder");
   }
   return resolved;
 }
@@ -359,6 +360,57 @@ void ParseUncertainty(const ManifestReader& r, const Json::Value& u, ModelSpec& 
   s.augmentationUncertainty = true;
 }
 
+// A [mean, sd] pair of the "reference" of a domain check.
+void ParseReference(const ManifestReader& r, const Json::Value& o, const char* key, double& mean,
+                    double& sd) {
+  const std::string name = std::string("domain_check.reference.") + key;
+  const Json::Value& pair = o[key];
+  if (!pair.isArray() || pair.size() != 2 || !pair[0].isNumeric() || !pair[1].isNumeric() ||
+      !std::isfinite(pair[0].asDouble()) || !(pair[1].asDouble() > 0) ||
+      !std::isfinite(pair[1].asDouble())) {
+    r.Fail(name, "must be [mean, standard deviation] with a standard deviation above 0");
+  }
+  mean = pair[0].asDouble();
+  sd = pair[1].asDouble();
+}
+
+// The "domain_check" section: the autoencoder that tells whether a series is like the
+// model's training data (DomainCheck.h).
+void ParseDomainCheck(const ManifestReader& r, const Json::Value& o,
+                      const std::filesystem::path& folder, ModelSpec& s) {
+  const std::string key = "domain_check";
+  if (!o.isObject()) r.Fail(key, "must be an object naming the autoencoder's archive");
+  r.CheckKeys(
+      o, key,
+      {"archive", "input_normalization", "size_multiple", "reference", "threshold", "trained_on"});
+  DomainCheckSpec& d = s.domainCheck;
+  const std::string archive = OptionalString(r, o, key, "archive", "");
+  if (archive.empty()) r.Fail(key + ".archive", "is required: the autoencoder's archive");
+  d.archive = ParseArchive(r, archive, key + ".archive", folder);
+  if (d.archive == s.archive) r.Fail(key + ".archive", "must not be the model's own archive");
+  d.input = o.isMember("input_normalization")
+                ? r.ParseNormalization(o["input_normalization"], key + ".input_normalization")
+                : s.input;
+  const bool ct = std::find(s.modalities.begin(), s.modalities.end(), "CT") != s.modalities.end();
+  d.units = ct ? "HU" : "";
+  d.sizeMultiple = r.Int(o, key, "size_multiple", d.sizeMultiple, 1, 64);
+  const Json::Value& reference = o["reference"];
+  if (!reference.isObject()) {
+    r.Fail(key + ".reference",
+           "is required: {\"log_reconstruction\": [mean, sd], \"log_kl\": [mean, sd]} of the "
+           "training series");
+  }
+  r.CheckKeys(reference, key + ".reference", {"log_reconstruction", "log_kl"});
+  ParseReference(r, reference, "log_reconstruction", d.reconstructionMean, d.reconstructionSd);
+  ParseReference(r, reference, "log_kl", d.klMean, d.klSd);
+  d.threshold = r.Number(o, key, "threshold");
+  if (!(d.threshold > 0) || !std::isfinite(d.threshold)) {
+    r.Fail(key + ".threshold", "must be a number above 0 (a score in standard deviations)");
+  }
+  d.trainedOn = OptionalString(r, o, key, "trained_on", "");
+  s.hasDomainCheck = true;
+}
+
 // The derivation code, and the defaults a synthetic CT model implies.
 void ParseDerivation(const ManifestReader& r, const Json::Value& m, ModelSpec& s) {
   s.derivationCode = DefaultDerivationCode(s.task);
@@ -405,10 +457,11 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
                "derivation_code",
                "description",
                "diffusion",
-               "uncertainty"});
+               "uncertainty",
+               "domain_check"});
   ModelSpec s;
   ParseIdentity(r, m, s);
-  s.archive = ParseArchive(r, m, folder);
+  s.archive = ParseArchive(r, r.String(m, "archive", true), "archive", folder);
   if (m.isMember("model_uid")) {
     s.uid = r.String(m, "model_uid", true);
     if (!IsValidUid(s.uid))
@@ -418,6 +471,7 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
   ParseLayout(r, m, s);
   if (m.isMember("diffusion")) ParseSampler(r, m["diffusion"], s);
   if (m.isMember("uncertainty")) ParseUncertainty(r, m["uncertainty"], s);
+  if (m.isMember("domain_check")) ParseDomainCheck(r, m["domain_check"], folder, s);
   ParseDerivation(r, m, s);
   return s;
 }

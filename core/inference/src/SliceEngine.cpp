@@ -120,6 +120,11 @@ bool IsOutOfMemory(const c10::Error& e) {
 
 }  // namespace
 
+NormalisationMap MapFor(const Normalization& normalization, const Volume& volume) {
+  const Affine a = InputMapping(normalization, volume);
+  return {a.scale, a.offset};
+}
+
 std::vector<int64_t> TileStarts(int64_t length, int64_t size, int64_t overlap) {
   if (size <= 0 || length <= size) return {0};
   std::vector<int64_t> starts;

@@ -95,6 +95,15 @@ void RunSliceEngineInPlace(Volume& volume, const ModelSpec& spec,
                            const PlacedSliceFunction& function, const EngineOptions& options,
                            const RunContext& context, EngineResume& resume);
 
+// The affine map of a normalisation for the values of `volume` (percentiles and z-scores
+// from its body voxels): network value = physical value * scale + offset. For the domain
+// check, which normalises each slice on its own.
+struct NormalisationMap {
+  double scale = 1.0;
+  double offset = 0.0;
+};
+NormalisationMap MapFor(const Normalization& normalization, const Volume& volume);
+
 // Linear ramps that blend overlapping tiles: 0 within overlap/4 of an inner tile edge,
 // 1 from 3 overlap/4 on, so a model whose receptive field radius is at most overlap/4
 // gives the same result tiled as untiled. Exposed for tests.

@@ -21,6 +21,7 @@
 #include "enhance/base/Error.h"
 #include "enhance/base/Slots.h"
 #include "enhance/base/Uid.h"
+#include "enhance/inference/DomainCheck.h"
 #include "enhance/inference/ModelSpec.h"
 
 namespace enhance {
@@ -326,6 +327,7 @@ struct TorchModel::Impl {
   InferenceOptions options;
   LoadedModule loaded;
   double macsPerPixel = 0;
+  std::unique_ptr<const DomainCheck> domain;
   std::unique_ptr<Slots> slots;
   // Loaded on first need, when the GPU runs out of memory even at batch size 1.
   mutable std::mutex fallbackMutex;
@@ -513,6 +515,8 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
             " (" + std::to_string(channels) +
             " channels from the manifest's slice_context): " + e.what_without_backtrace());
   }
+  if (spec.hasDomainCheck)
+    impl->domain = DomainCheck::Load(spec.domainCheck, impl->device.str(), where);
   return std::shared_ptr<const TorchModel>(new TorchModel(std::move(impl)));
 }
 
@@ -551,6 +555,8 @@ Volume TorchModel::Run(const Volume& input, const RunContext& context) const {
 bool TorchModel::TakesPrecomputedSlices() const { return SlicesAreIndependent(impl_->spec); }
 
 bool TorchModel::ProducesUncertainty() const { return impl_->ProducesUncertainty(); }
+
+const DomainCheck* TorchModel::Domain() const { return impl_->domain.get(); }
 
 Volume TorchModel::RunReusing(Volume& input, const RunContext& context) const {
   if (!CanRunInPlace(impl_->spec)) return Run(input, context);

@@ -154,11 +154,13 @@ class SeriesRun {
 
   EnhancedSeries Run() {
     wantSpread_ = output_.uncertainty && model_.ProducesUncertainty();
+    wantDomain_ = output_.domainAction != DomainAction::kOff && model_.Domain() != nullptr;
     Fetch();
     clock_.Lap();
     CheckModality();
     context_.Report(kFetchShare + kDecodeShare);
     derivation_ = Derivation();
+    if (wantDomain_) CheckDomain();
     // The model may write its output over the decoded pixels (Model::RunReusing), so that
     // memory holds one volume; the writer needs the source's sizes, geometry and headers,
     // not its pixels, which stay in `decoded_.volume`.
@@ -183,17 +185,49 @@ class SeriesRun {
     std::function<void(SeriesReader::Added&)> takeEarly;
     if (early_ && !wantSpread_ && model_.TakesPrecomputedSlices() && info_.inPlaneScale == 1) {
       takeEarly = [this](SeriesReader::Added& slice) {
+        ScoreDomain(slice);
         const std::vector<float> values = early_->Take(SliceCache::Key(
             info_.uid, slice.sopInstanceUid, slice.values, slice.rows, slice.columns));
         if (values.size() != static_cast<size_t>(slice.rows * slice.columns)) return;
         std::copy(values.begin(), values.end(), slice.values);
         takenEarly_.insert(slice.id);
       };
+    } else if (wantDomain_) {
+      takeEarly = [this](SeriesReader::Added& slice) { ScoreDomain(slice); };
     }
     decoded_ = FetchSeries(source_, context_, kFetchShare, &result_.timings, takeEarly);
     result_.warnings = decoded_.warnings;
     result_.sourceModality = decoded_.modality;
     result_.sourceSlices = decoded_.volume.slices;
+  }
+
+  // The domain check's figures of a slice just decoded, while it still holds its input.
+  void ScoreDomain(const SeriesReader::Added& slice) {
+    if (!wantDomain_) return;
+    const auto start = std::chrono::steady_clock::now();
+    domainSlices_.push_back(
+        model_.Domain()->SliceFeatures(slice.values, slice.rows, slice.columns));
+    result_.timings.domainSeconds += SecondsSince(start);
+  }
+
+  // Refuses a series outside the model's domain, or marks what is derived from it.
+  void CheckDomain() {
+    DomainScore& score = result_.domain;
+    score = AggregateDomainScore(model_.Domain()->Spec(), domainSlices_);
+    result_.hasDomainScore = true;
+    if (!score.outside) return;
+    const std::string what =
+        "outside the domain the model was trained on (" + DescribeDomainScore(score) + ")";
+    if (output_.domainAction == DomainAction::kRefuse) {
+      throw Error(ErrorKind::kBadInput,
+                  description_ + ": refused: " + what + " of model '" + info_.name + "'" +
+                      (score.trainedOn.empty() ? "" : ", trained on " + score.trainedOn) +
+                      "; nothing was stored. Send the series to a model trained on such "
+                      "images, or set \"DomainCheck\": \"warn\" in the rule or request to "
+                      "process it with a warning");
+    }
+    derivation_.warning = what;
+    result_.warnings.push_back(what + " of model '" + info_.name + "'");
   }
 
   void CheckModality() const {
@@ -403,6 +437,8 @@ class SeriesRun {
   std::atomic<bool> inferenceDone_{false};
   bool wantSpread_ = false;
   Volume spread_;  // the uncertainty, when wanted
+  bool wantDomain_ = false;
+  std::vector<SliceDomainFeatures> domainSlices_;
 };
 
 }  // namespace

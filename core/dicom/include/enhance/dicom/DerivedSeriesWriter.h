@@ -55,6 +55,9 @@ struct DerivationInfo {
   int uncertaintySamples = 0;
   std::string uncertaintyOver = "samples";  // what the samples are, in the description
   double windowWidth = 0.0;
+  // A warning every reader must see (e.g. "outside the domain the model was trained on
+  // (...)"): it opens the DerivationDescription and is the Image Comments.
+  std::string warning;
 };
 
 // The name written as Manufacturer of the contributing equipment. The plugin uses it

@@ -17,6 +17,8 @@
 
 namespace enhance {
 
+class DomainCheck;
+
 // What a model is and how it is fed: its parsed manifest, or the equivalent for a
 // built-in model. Model::Info() returns it.
 using ModelInfo = ModelSpec;
@@ -80,6 +82,8 @@ class Model {
   // Whether Run() fills RunContext::uncertainty (a diffusion model drawing two or more
   // samples).
   virtual bool ProducesUncertainty() const { return false; }
+  // The model's domain check (manifest "domain_check"), or null when it has none.
+  virtual const DomainCheck* Domain() const { return nullptr; }
 };
 
 }  // namespace enhance

@@ -56,6 +56,26 @@ struct SamplerSpec {
   TimeInput timeInput = TimeInput::kIndex;
 };
 
+// A model's domain check (the manifest's "domain_check" section; DomainCheck.h): a
+// variational autoencoder trained on the model's training distribution, the statistics of
+// the training series' features and the threshold of the score.
+struct DomainCheckSpec {
+  std::filesystem::path archive;  // absolute path, inside the model's folder
+  // Applied to each slice on its own: a window as is; percentiles and z-scores from the
+  // slice's own body voxels.
+  Normalization input;
+  // What a slice's body is, for percentile and z-score normalisation: as for this unit
+  // ("HU" for a CT model, "" otherwise), whatever the series turns out to be.
+  std::string units;
+  int sizeMultiple = 8;           // slices are padded with 0 to a multiple of this
+  double reconstructionMean = 0;  // of the training series' median log r ...
+  double reconstructionSd = 1;    // ... and its standard deviation
+  double klMean = 0;              // the same for the median log k
+  double klSd = 1;
+  double threshold = 0;  // a series scoring above it is outside the domain
+  std::string trainedOn;
+};
+
 struct ModelSpec {
   std::string name;
   std::string version;
@@ -94,6 +114,9 @@ struct ModelSpec {
   // output and the spread over the eight flips and 90-degree rotations of each tile
   // (manifest: "uncertainty": {"method": "augmentation"}).
   bool augmentationUncertainty = false;
+
+  bool hasDomainCheck = false;
+  DomainCheckSpec domainCheck;
 
   // Input channels the network expects: 2 * sliceContext + 1, or 2 * max(1, sliceContext)
   // for through-plane models, which see the slices on both sides of a gap.

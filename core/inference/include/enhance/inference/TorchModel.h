@@ -2,9 +2,10 @@
 //
 // A model brought as a TorchScript archive plus manifest.json (docs/models.md).
 // Load() validates the manifest, loads the archive straight onto the device, checks the
-// output shape on a small dummy input (which also warms the model up) and gives a clear
-// error for anything wrong. One loaded instance is shared by all jobs; at most
-// `maxConcurrentRuns` Run() calls execute at once, the others wait.
+// output shape on a small dummy input (which also warms the model up), loads the domain
+// check when the manifest declares one, and gives a clear error for anything wrong. One loaded
+// instance is shared by all jobs; at most `maxConcurrentRuns` Run() calls execute at once, the
+// others wait.
 //
 // On CUDA: fp16 when the manifest allows it, pinned host memory and asynchronous copies.
 // When the device runs out of memory the batch is halved, then the tiles (down to 64
@@ -64,6 +65,7 @@ class TorchModel final : public Model {
   Volume RunReusing(Volume& input, const RunContext& context) const override;
   bool TakesPrecomputedSlices() const override;
   bool ProducesUncertainty() const override;
+  const DomainCheck* Domain() const override;
 
   // "cpu" or "cuda:N", where the model runs.
   std::string Device() const;

@@ -16,6 +16,7 @@
 #include "enhance/dicom/DerivedSeriesWriter.h"
 #include "enhance/dicom/DicomSeriesReader.h"
 #include "enhance/dicom/InstanceSource.h"
+#include "enhance/inference/DomainCheck.h"
 #include "enhance/inference/Model.h"
 #include "enhance/pipeline/SliceCache.h"
 
@@ -25,6 +26,7 @@ struct StageTimings {
   double fetchSeconds = 0;
   double decodeSeconds = 0;
   double inferenceSeconds = 0;
+  double domainSeconds = 0;  // the domain check, while decoding
   double encodeSeconds = 0;  // encoding the files, without the time spent in the sink
   double sinkSeconds = 0;    // in the caller's sink (EnhanceSeries with a sink)
   // From the end of inference to the last file written: what encoding and the sink add
@@ -54,11 +56,20 @@ struct EnhancedSeries {
   bool hasUncertainty = false;
   UncertaintySummary uncertainty;
   std::vector<std::string> uncertaintyFiles;
+  // For a model with a domain check, unless OutputOptions::domainAction is kOff: the
+  // series' score (the job then ran: within the domain, or outside it with kWarn).
+  bool hasDomainScore = false;
+  DomainScore domain;
   std::string sourceModality;
   int64_t sourceSlices = 0;
   std::vector<std::string> warnings;  // irregularities of the source series worth logging
   StageTimings timings;
 };
+
+// What to do with a series that a model's domain check finds outside the domain the
+// model was trained on: nothing (the check is not run), process it with a warning in the
+// derived series and the result, or refuse it (EnhanceSeries throws, nothing written).
+enum class DomainAction { kOff, kWarn, kRefuse };
 
 // Output naming and numbering chosen by the deployment (see DerivationInfo).
 struct OutputOptions {
@@ -74,6 +85,7 @@ struct OutputOptions {
   std::string uncertaintySuffix = " [AI uncertainty]";
   std::string uncertaintySeriesInstanceUid;
   double uncertaintyThreshold = 50.0;  // output units: the summary counts voxels above it
+  DomainAction domainAction = DomainAction::kWarn;  // for a model with a domain check
 };
 
 // Fetches every instance of the source and decodes the series (see ReadSeries).
@@ -85,6 +97,10 @@ DecodedSeries FetchSeries(InstanceSource& source, const RunContext& context,
                           double progressShare = 1.0, StageTimings* timings = nullptr,
                           const std::function<void(SeriesReader::Added&)>& decoded = {});
 
+// A model with a domain check (Model::Domain) scores every source slice as it is decoded,
+// before any slice is computed (and before a slice computed early is written over it); an
+// outside series is then refused with Error(kBadInput) naming the score and the threshold,
+// or processed with the warning in the derived series, as OutputOptions::domainAction says.
 // Progress is reported in [0, 1] over the whole path; cancellation is honoured
 // between instances and between batches of slices. With `early`, output slices computed
 // ahead (PrecomputeInstance) are taken from it instead of being computed again; for a

@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// The domain check of a model (docs/models.md, "Domain checks"): a small variational
+// autoencoder trained on the model's training distribution tells, before the model runs,
+// whether a series looks like what the model was trained on.
+//
+// Each slice is normalised on its own (DomainCheckSpec::input), padded with 0 at the bottom
+// and right to a multiple of sizeMultiple, and passed through the autoencoder, whose
+// forward(x) returns (reconstruction, mu, logvar) with the reconstruction made from the
+// latent mean. Two figures per slice:
+//   r = mean over the slice's pixels of (x - reconstruction)^2
+//   k = mean over the latent elements of 0.5 (mu^2 + exp(logvar) - 1 - logvar)
+// The series' features are the medians over its slices of log r and log k, and its score
+// is their typicality: the distance, in standard deviations of the training series, from
+// the training series' mean,
+//   score = sqrt(((R - R_mean) / R_sd)^2 + ((K - K_mean) / K_sd)^2).
+// Two-sided on purpose: a series that reconstructs better than the training data (a
+// smoother reconstruction kernel, less noise) is as foreign as one that reconstructs
+// worse, and a likelihood alone is known to rank some foreign data as more likely than
+// the training data. A series is outside the domain when its score exceeds the threshold
+// the trainer set from held-out in-distribution series.
+//
+// Thread-safe: SliceFeatures() and Score() may be called from several threads; calls to
+// the network are serialised.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "enhance/base/Volume.h"
+#include "enhance/inference/ModelSpec.h"
+
+namespace enhance {
+
+struct SliceDomainFeatures {
+  double logReconstruction = 0;  // log r
+  double logKl = 0;              // log k
+};
+
+struct DomainScore {
+  double score = 0;
+  double threshold = 0;
+  bool outside = false;          // score > threshold
+  int64_t slices = 0;            // slices scored
+  double logReconstruction = 0;  // the series' median log r
+  double logKl = 0;              // the series' median log k
+  std::string trainedOn;         // what the check was trained on, from the manifest
+};
+
+// The series' score from its slices' features (see above). Throws Error(kBadInput) when
+// `slices` is empty.
+DomainScore AggregateDomainScore(const DomainCheckSpec& spec,
+                                 const std::vector<SliceDomainFeatures>& slices);
+
+// "domain score 7.31 above the threshold 3.20" (or "within"), for messages.
+std::string DescribeDomainScore(const DomainScore& score);
+
+class DomainCheck {
+ public:
+  // Loads the autoencoder onto `device` ("cpu", "cuda:0") and checks its contract on a
+  // small input. Throws Error naming `where` (the model's folder) and what is wrong.
+  static std::unique_ptr<const DomainCheck> Load(const DomainCheckSpec& spec,
+                                                 const std::string& device,
+                                                 const std::string& where);
+  ~DomainCheck();
+  DomainCheck(const DomainCheck&) = delete;
+  DomainCheck& operator=(const DomainCheck&) = delete;
+
+  const DomainCheckSpec& Spec() const;
+
+  // One slice, rows x columns values in physical units (its body as DomainCheckSpec::units
+  // says, whatever the volume's units).
+  SliceDomainFeatures SliceFeatures(const float* values, int64_t rows, int64_t columns) const;
+  // Every slice of the volume, aggregated.
+  DomainScore Score(const Volume& volume) const;
+
+ private:
+  struct Impl;
+  explicit DomainCheck(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace enhance

@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "enhance/inference/DomainCheck.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <c10/util/Exception.h>
+#include <torch/script.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <mutex>
+
+#include "SliceEngine.h"
+#include "enhance/base/Error.h"
+
+namespace enhance {
+namespace {
+
+double Median(std::vector<double> values) {
+  const size_t middle = values.size() / 2;
+  std::nth_element(values.begin(), values.begin() + static_cast<long>(middle), values.end());
+  const double upper = values[middle];
+  if (values.size() % 2 == 1) return upper;
+  const double lower =
+      *std::max_element(values.begin(), values.begin() + static_cast<long>(middle));
+  return 0.5 * (lower + upper);
+}
+
+std::string Fixed(double value, int digits) {
+  char text[64];
+  std::snprintf(text, sizeof(text), "%.*f", digits, value);
+  return text;
+}
+
+// log of a non-negative figure, finite even for a perfect reconstruction.
+double SafeLog(double value) { return std::log(std::max(value, 1e-12)); }
+
+}  // namespace
+
+DomainScore AggregateDomainScore(const DomainCheckSpec& spec,
+                                 const std::vector<SliceDomainFeatures>& slices) {
+  if (slices.empty()) throw Error(ErrorKind::kBadInput, "domain check: no slice to score");
+  std::vector<double> reconstruction, kl;
+  for (const SliceDomainFeatures& f : slices) {
+    reconstruction.push_back(f.logReconstruction);
+    kl.push_back(f.logKl);
+  }
+  DomainScore score;
+  score.slices = static_cast<int64_t>(slices.size());
+  score.logReconstruction = Median(std::move(reconstruction));
+  score.logKl = Median(std::move(kl));
+  const double zr = (score.logReconstruction - spec.reconstructionMean) / spec.reconstructionSd;
+  const double zk = (score.logKl - spec.klMean) / spec.klSd;
+  score.score = std::sqrt(zr * zr + zk * zk);
+  score.threshold = spec.threshold;
+  score.outside = !(score.score <= spec.threshold);  // NaN counts as outside
+  score.trainedOn = spec.trainedOn;
+  return score;
+}
+
+std::string DescribeDomainScore(const DomainScore& score) {
+  return "domain score " + Fixed(score.score, 2) + (score.outside ? " above" : " within") +
+         " the threshold " + Fixed(score.threshold, 2);
+}
+
+struct DomainCheck::Impl {
+  DomainCheckSpec spec;
+  c10::Device device{c10::kCPU};
+  torch::jit::Module module;
+  std::mutex mutex;  // one forward at a time
+
+  // (reconstruction, mu, logvar) of a normalised slice [1, 1, H, W].
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> Forward(const at::Tensor& x) {
+    const c10::IValue result = module.forward({x});
+    if (!result.isTuple() || result.toTuple()->elements().size() != 3) {
+      throw Error(ErrorKind::kBadInput,
+                  "forward(x) must return a tuple (reconstruction, mu, logvar)");
+    }
+    const auto& e = result.toTuple()->elements();
+    if (!e[0].isTensor() || !e[1].isTensor() || !e[2].isTensor()) {
+      throw Error(ErrorKind::kBadInput,
+                  "forward(x) must return three tensors (reconstruction, mu, logvar)");
+    }
+    const at::Tensor reconstruction = e[0].toTensor();
+    const at::Tensor mu = e[1].toTensor();
+    const at::Tensor logvar = e[2].toTensor();
+    if (reconstruction.sizes() != x.sizes()) {
+      throw Error(ErrorKind::kBadInput, "the reconstruction has shape " +
+                                            c10::str(reconstruction.sizes()) + " for an input " +
+                                            c10::str(x.sizes()) + "; it must be the input's");
+    }
+    if (mu.sizes() != logvar.sizes() || mu.numel() == 0) {
+      throw Error(ErrorKind::kBadInput, "mu " + c10::str(mu.sizes()) + " and logvar " +
+                                            c10::str(logvar.sizes()) +
+                                            " must be non-empty and of the same shape");
+    }
+    return {reconstruction, mu, logvar};
+  }
+};
+
+DomainCheck::DomainCheck(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+DomainCheck::~DomainCheck() = default;
+
+std::unique_ptr<const DomainCheck> DomainCheck::Load(const DomainCheckSpec& spec,
+                                                     const std::string& device,
+                                                     const std::string& where) {
+  auto impl = std::make_unique<Impl>();
+  impl->spec = spec;
+  impl->device = c10::Device(device);
+  const std::string name = spec.archive.filename().string();
+  if (!std::filesystem::is_regular_file(spec.archive)) {
+    throw Error(ErrorKind::kNotFound, where + ": the domain check's archive " + name +
+                                          " named in manifest.json does not exist");
+  }
+  try {
+    impl->module = torch::jit::load(spec.archive.string(), impl->device);
+    impl->module.eval();
+  } catch (const c10::Error& e) {
+    throw Error(ErrorKind::kBadInput,
+                where + ": the domain check's archive " + name +
+                    " is not a loadable TorchScript archive: " + e.what_without_backtrace());
+  }
+  std::unique_ptr<DomainCheck> check(new DomainCheck(std::move(impl)));
+  // The contract, on a small slice.
+  const int64_t side = (32 + spec.sizeMultiple - 1) / spec.sizeMultiple * spec.sizeMultiple;
+  std::vector<float> probe(static_cast<size_t>(side * side), 0.0f);
+  for (size_t i = 0; i < probe.size(); ++i) probe[i] = static_cast<float>(i % 97) / 97.0f;
+  try {
+    const SliceDomainFeatures f = check->SliceFeatures(probe.data(), side, side);
+    if (!std::isfinite(f.logReconstruction) || !std::isfinite(f.logKl)) {
+      throw Error(ErrorKind::kBadInput, "its figures are not finite");
+    }
+  } catch (const c10::Error& e) {
+    throw Error(ErrorKind::kBadInput, where + ": the domain check " + name + " fails on a [1, 1, " +
+                                          std::to_string(side) + ", " + std::to_string(side) +
+                                          "] input: " + e.what_without_backtrace());
+  } catch (const Error& e) {
+    throw Error(e.kind(), where + ": the domain check " + name + ": " + e.what());
+  }
+  return check;
+}
+
+const DomainCheckSpec& DomainCheck::Spec() const { return impl_->spec; }
+
+SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows,
+                                               int64_t columns) const {
+  const DomainCheckSpec& spec = impl_->spec;
+  Volume slice;
+  slice.slices = 1;
+  slice.rows = rows;
+  slice.columns = columns;
+  slice.units = spec.units;
+  slice.voxels.assign(values, values + rows * columns);
+  const NormalisationMap map = MapFor(spec.input, slice);
+  const int64_t multiple = spec.sizeMultiple;
+  const int64_t paddedRows = (rows + multiple - 1) / multiple * multiple;
+  const int64_t paddedColumns = (columns + multiple - 1) / multiple * multiple;
+
+  c10::InferenceMode guard;
+  at::Tensor x = at::from_blob(slice.voxels.data(), {1, 1, rows, columns}, at::kFloat)
+                     .mul(map.scale)
+                     .add(map.offset);
+  const at::Tensor padded =
+      at::constant_pad_nd(x, {0, paddedColumns - columns, 0, paddedRows - rows}, 0.0);
+  at::Tensor reconstruction, mu, logvar;
+  {
+    const std::lock_guard<std::mutex> lock(impl_->mutex);
+    std::tie(reconstruction, mu, logvar) = impl_->Forward(padded.to(impl_->device));
+  }
+  reconstruction = reconstruction.to(at::kCPU, at::kFloat).slice(2, 0, rows).slice(3, 0, columns);
+  mu = mu.to(at::kCPU, at::kDouble);
+  logvar = logvar.to(at::kCPU, at::kDouble);
+  const double r = (x - reconstruction).pow(2).mean().item<double>();
+  const double k = (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).mean().item<double>();
+  return {SafeLog(r), SafeLog(k)};
+}
+
+DomainScore DomainCheck::Score(const Volume& volume) const {
+  std::vector<SliceDomainFeatures> features;
+  for (int64_t k = 0; k < volume.slices; ++k) {
+    features.push_back(SliceFeatures(volume.Slice(k), volume.rows, volume.columns));
+  }
+  return AggregateDomainScore(impl_->spec, features);
+}
+
+}  // namespace enhance

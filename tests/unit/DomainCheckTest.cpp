@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "enhance/inference/DomainCheck.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "DicomUtil.h"
+#include "ModelFixtures.h"
+#include "TestData.h"
+#include "TestDicom.h"
+#include "enhance/base/Error.h"
+#include "enhance/inference/TorchModel.h"
+#include "enhance/pipeline/SeriesEnhancer.h"
+
+namespace enhance {
+namespace {
+
+const std::filesystem::path kFolder = "/models/m";
+
+Json::Value WithDomain(const Json::Value& section) {
+  Json::Value m = testing::DenoiseManifest("ct-denoise");
+  m["domain_check"] = section;
+  return m;
+}
+
+std::string ErrorOf(const Json::Value& section) {
+  try {
+    ParseManifest(WithDomain(section), kFolder);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBadInput);
+    return e.what();
+  }
+  return "no error";
+}
+
+std::shared_ptr<const TorchModel> ModelWithDomainCheck(const std::filesystem::path& parent,
+                                                       double threshold) {
+  Json::Value m = testing::DenoiseManifest("ct-checked");
+  m["tile"]["size"] = 0;
+  m["domain_check"] = testing::DomainCheckSection(threshold);
+  InferenceOptions options;
+  options.device = "cpu";
+  return TorchModel::Load(testing::WriteFixtureModel(parent, "identity", m), options);
+}
+
+std::string TagOf(const std::string& file, const DcmTagKey& tag) {
+  const auto parsed = testing::ParseDicom(file);
+  return GetString(*parsed->getDataset(), tag);
+}
+
+}  // namespace
+
+TEST(DomainCheck, ManifestSectionIsParsedWithTheModelsNormalisationByDefault) {
+  const ModelSpec s = ParseManifest(WithDomain(testing::DomainCheckSection(3.5)), kFolder);
+  ASSERT_TRUE(s.hasDomainCheck);
+  const DomainCheckSpec& d = s.domainCheck;
+  EXPECT_EQ(d.archive, kFolder / "domain.pt");
+  EXPECT_EQ(d.input.method, Normalization::Method::kWindow);
+  EXPECT_DOUBLE_EQ(d.input.low, -1000);
+  EXPECT_EQ(d.units, "HU");  // a CT model: the body is above -500 HU
+  EXPECT_EQ(d.sizeMultiple, 8);
+  EXPECT_DOUBLE_EQ(d.reconstructionMean, -3.7);
+  EXPECT_DOUBLE_EQ(d.klSd, 0.25);
+  EXPECT_DOUBLE_EQ(d.threshold, 3.5);
+  EXPECT_EQ(d.trainedOn, "unit test fixtures");
+  EXPECT_FALSE(ParseManifest(testing::DenoiseManifest("plain"), kFolder).hasDomainCheck);
+
+  Json::Value own = testing::DomainCheckSection(3.5);
+  own["input_normalization"]["method"] = "percentile";
+  own["input_normalization"]["low"] = 0;
+  own["input_normalization"]["high"] = 99.5;
+  own["size_multiple"] = 16;
+  const DomainCheckSpec p = ParseManifest(WithDomain(own), kFolder).domainCheck;
+  EXPECT_EQ(p.input.method, Normalization::Method::kPercentile);
+  EXPECT_EQ(p.sizeMultiple, 16);
+}
+
+TEST(DomainCheck, ManifestErrorsNameTheKey) {
+  const Json::Value good = testing::DomainCheckSection(3.5);
+  auto with = [&good](const char* key, const Json::Value& value) {
+    Json::Value d = good;
+    d[key] = value;
+    return d;
+  };
+  auto without = [&good](const char* key) {
+    Json::Value d = good;
+    d.removeMember(key);
+    return d;
+  };
+  EXPECT_NE(ErrorOf("domain.pt").find("domain_check: must be an object"), std::string::npos);
+  EXPECT_NE(ErrorOf(without("archive")).find("domain_check.archive: is required"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(with("archive", "../other/domain.pt")).find("domain_check.archive"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(with("archive", "model.pt")).find("not be the model's own archive"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(without("reference")).find("domain_check.reference: is required"),
+            std::string::npos);
+  Json::Value zeroSd = good;
+  zeroSd["reference"]["log_kl"][1] = 0.0;
+  EXPECT_NE(ErrorOf(zeroSd).find("domain_check.reference.log_kl: must be [mean, standard"),
+            std::string::npos);
+  Json::Value single = good;
+  single["reference"]["log_reconstruction"] = Json::Value(Json::arrayValue);
+  EXPECT_NE(ErrorOf(single).find("domain_check.reference.log_reconstruction"), std::string::npos);
+  Json::Value extra = good;
+  extra["reference"]["likelihood"] = 1;
+  EXPECT_NE(ErrorOf(extra).find("domain_check.reference.likelihood: unknown key"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(without("threshold")).find("domain_check.threshold: must be a number"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(with("threshold", -1)).find("domain_check.threshold: must be a number above 0"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(with("size_multiple", 0)).find("domain_check.size_multiple"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(with("score", "likelihood")).find("domain_check.score: unknown key"),
+            std::string::npos);
+  Json::Value badNorm = with("input_normalization", Json::Value(Json::objectValue));
+  badNorm["input_normalization"]["method"] = "histogram";
+  EXPECT_NE(ErrorOf(badNorm).find("domain_check.input_normalization.method"), std::string::npos);
+}
+
+// The score worked by hand: medians of log r and log k, then their distance in standard
+// deviations from the training series' mean.
+TEST(DomainCheck, ScoreIsTheTypicalityOfTheMedians) {
+  DomainCheckSpec spec;
+  spec.reconstructionMean = -8;
+  spec.reconstructionSd = 0.5;
+  spec.klMean = -1;
+  spec.klSd = 2;
+  spec.threshold = 4;
+  spec.trainedOn = "phantoms";
+  // Medians -8 and -1: the training mean itself.
+  DomainScore s = AggregateDomainScore(spec, {{-9, -1}, {-8, -2}, {-7, 0}});
+  EXPECT_DOUBLE_EQ(s.score, 0.0);
+  EXPECT_FALSE(s.outside);
+  EXPECT_EQ(s.slices, 3);
+  EXPECT_EQ(s.trainedOn, "phantoms");
+  // Two slices: medians are means, -6 and 1 -> z = (4, 1) -> sqrt(17) > 4.
+  s = AggregateDomainScore(spec, {{-7, 0}, {-5, 2}});
+  EXPECT_DOUBLE_EQ(s.logReconstruction, -6);
+  EXPECT_DOUBLE_EQ(s.logKl, 1);
+  EXPECT_NEAR(s.score, std::sqrt(17.0), 1e-12);
+  EXPECT_TRUE(s.outside);
+  EXPECT_EQ(DescribeDomainScore(s), "domain score 4.12 above the threshold 4.00");
+  // Two-sided: reconstructing better than the training data is as foreign.
+  s = AggregateDomainScore(spec, {{-10.5, -1}});
+  EXPECT_NEAR(s.score, 5.0, 1e-12);
+  EXPECT_TRUE(s.outside);
+  // One odd slice does not move the median.
+  s = AggregateDomainScore(spec, {{-8, -1}, {-8, -1}, {0, 20}});
+  EXPECT_DOUBLE_EQ(s.score, 0.0);
+  // A figure that is not a number is outside, never silently within.
+  s = AggregateDomainScore(spec, {{std::nan(""), -1}});
+  EXPECT_TRUE(s.outside);
+  EXPECT_THROW(AggregateDomainScore(spec, {}), Error);
+}
+
+// r and k of one slice as the header defines them, computed here independently of the
+// network: the fixture reconstructs each 8x8 block by its mean, mu = mean - 0.5,
+// logvar = -1. A slice of 20 x 12 is padded with 0 to 24 x 16; r counts only its own pixels.
+TEST(DomainCheck, SliceFiguresFollowTheirDefinition) {
+  testing::TemporaryFolder folder;
+  const auto model = ModelWithDomainCheck(folder.path(), 3.0);
+  ASSERT_NE(model->Domain(), nullptr);
+  const int64_t rows = 20, columns = 12;
+  std::mt19937 random(5);
+  std::normal_distribution<float> noise(0.0f, 80.0f);
+  std::vector<float> hu(rows * columns);
+  for (int64_t i = 0; i < rows * columns; ++i)
+    hu[i] = (i % columns < 6 ? -900.0f : 40.0f) + noise(random);
+  // Normalised by the window [-1000, 1000], padded to 24 x 16.
+  const int64_t pr = 24, pc = 16;
+  std::vector<double> x(pr * pc, 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < columns; ++c) x[r * pc + c] = (hu[r * columns + c] + 1000.0) / 2000.0;
+  double squared = 0, kl = 0;
+  std::vector<double> blockMean((pr / 8) * (pc / 8), 0.0);
+  for (int64_t r = 0; r < pr; ++r)
+    for (int64_t c = 0; c < pc; ++c) blockMean[(r / 8) * (pc / 8) + c / 8] += x[r * pc + c] / 64.0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < columns; ++c) {
+      const double d = x[r * pc + c] - blockMean[(r / 8) * (pc / 8) + c / 8];
+      squared += d * d;
+    }
+  for (double m : blockMean) kl += 0.5 * ((m - 0.5) * (m - 0.5) + std::exp(-1.0) - 1.0 + 1.0);
+  const SliceDomainFeatures f = model->Domain()->SliceFeatures(hu.data(), rows, columns);
+  EXPECT_NEAR(f.logReconstruction, std::log(squared / (rows * columns)), 1e-4);
+  EXPECT_NEAR(f.logKl, std::log(kl / static_cast<double>(blockMean.size())), 1e-4);
+}
+
+TEST(DomainCheck, AnArchiveBreakingTheContractIsRefusedAtLoad) {
+  testing::TemporaryFolder folder;
+  Json::Value m = testing::DenoiseManifest("bad-check");
+  m["domain_check"] = testing::DomainCheckSection(3.0);
+  const auto modelFolder = testing::WriteFixtureModel(folder.path(), "identity", m);
+  InferenceOptions options;
+  options.device = "cpu";
+  // One tensor instead of (reconstruction, mu, logvar).
+  testing::WriteFixtureArchive(modelFolder / "domain.pt", "identity");
+  try {
+    TorchModel::Load(modelFolder, options);
+    FAIL() << "loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("domain.pt"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("(reconstruction, mu, logvar)"), std::string::npos)
+        << e.what();
+  }
+  std::filesystem::remove(modelFolder / "domain.pt");
+  try {
+    TorchModel::Load(modelFolder, options);
+    FAIL() << "loaded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kNotFound);
+    EXPECT_NE(std::string(e.what()).find("domain check's archive domain.pt"), std::string::npos);
+  }
+}
+
+// The three actions on a series outside the domain (noise far above what the fixture's
+// reference expects), and a series within it.
+TEST(DomainCheck, WarnRefuseOrOffDecideWhatHappensToASeriesOutsideTheDomain) {
+  testing::TemporaryFolder folder;
+  const auto model = ModelWithDomainCheck(folder.path(), 3.0);
+  OutputOptions output;
+  output.seriesInstanceUid = "1.2.826.0.1.3680043.10.1234.8";
+
+  // Within: a score, no warning.
+  testing::MemoryInstanceSource calm(testing::PhantomSeries(48, 48, 3, 10.0));
+  EnhancedSeries result = EnhanceSeries(calm, *model, output, {});
+  ASSERT_TRUE(result.hasDomainScore);
+  EXPECT_FALSE(result.domain.outside) << DescribeDomainScore(result.domain);
+  EXPECT_EQ(result.domain.slices, 3);
+  EXPECT_TRUE(result.warnings.empty());
+  EXPECT_EQ(TagOf(result.files.front(), DCM_ImageComments), "");
+  const double calmScore = result.domain.score;
+
+  // Warn (the default): processed, the warning in the result and in every file.
+  testing::MemoryInstanceSource loud(testing::PhantomSeries(48, 48, 3, 1500.0));
+  result = EnhanceSeries(loud, *model, output, {});
+  ASSERT_TRUE(result.hasDomainScore);
+  EXPECT_TRUE(result.domain.outside);
+  EXPECT_GT(result.domain.score, calmScore);
+  ASSERT_EQ(result.files.size(), 3u);
+  ASSERT_EQ(result.warnings.size(), 1u);
+  EXPECT_NE(result.warnings[0].find("outside the domain the model was trained on"),
+            std::string::npos);
+  for (const std::string& file : result.files) {
+    const std::string comments = TagOf(file, DCM_ImageComments);
+    EXPECT_EQ(
+        comments.rfind("WARNING: outside the domain the model was trained on (domain score ", 0),
+        0u)
+        << comments;
+    EXPECT_EQ(TagOf(file, DCM_DerivationDescription).rfind("WARNING: outside the domain", 0), 0u);
+  }
+  testing::ExpectDciodvfyAccepts(result.files, "series outside the domain");
+
+  // Refuse: an error naming the score, the threshold and what to do; nothing written.
+  output.domainAction = DomainAction::kRefuse;
+  size_t handedOver = 0;
+  testing::MemoryInstanceSource refused(testing::PhantomSeries(48, 48, 3, 1500.0));
+  try {
+    EnhanceSeries(refused, *model, output, {}, nullptr,
+                  [&handedOver](size_t, size_t, std::string) { ++handedOver; });
+    FAIL() << "not refused";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kBadInput);
+    const std::string message = e.what();
+    EXPECT_NE(message.find("test series: refused: outside the domain"), std::string::npos)
+        << message;
+    EXPECT_NE(message.find("above the threshold 3.00"), std::string::npos) << message;
+    EXPECT_NE(message.find("trained on unit test fixtures"), std::string::npos) << message;
+    EXPECT_NE(message.find("\"DomainCheck\": \"warn\""), std::string::npos) << message;
+  }
+  EXPECT_EQ(handedOver, 0u);
+
+  // Off: not even scored.
+  output.domainAction = DomainAction::kOff;
+  testing::MemoryInstanceSource unchecked(testing::PhantomSeries(48, 48, 3, 1500.0));
+  result = EnhanceSeries(unchecked, *model, output, {});
+  EXPECT_FALSE(result.hasDomainScore);
+  EXPECT_TRUE(result.warnings.empty());
+  EXPECT_EQ(result.files.size(), 3u);
+}
+
+// Slices computed early (written over their input as they are decoded) are scored from
+// their input all the same: the score does not depend on the early start.
+TEST(DomainCheck, SlicesComputedEarlyAreScoredFromTheirInput) {
+  testing::TemporaryFolder folder;
+  const auto model = ModelWithDomainCheck(folder.path(), 3.0);
+  OutputOptions output;
+  output.seriesInstanceUid = "1.2.826.0.1.3680043.10.1234.9";
+  const std::vector<EncodedInstance> files = testing::PhantomSeries(48, 48, 4, 1500.0);
+  testing::MemoryInstanceSource plain(files);
+  const EnhancedSeries without = EnhanceSeries(plain, *model, output, {});
+
+  SliceCache cache(size_t{64} << 20);
+  for (const EncodedInstance& instance : files) {
+    ASSERT_TRUE(PrecomputeInstance(instance, "test series", nullptr, *model, cache, {}));
+  }
+  testing::MemoryInstanceSource again(files);
+  const EnhancedSeries with = EnhanceSeries(again, *model, output, {}, &cache);
+  EXPECT_EQ(with.timings.precomputedSlices, 4);
+  ASSERT_TRUE(with.hasDomainScore);
+  EXPECT_DOUBLE_EQ(with.domain.score, without.domain.score);
+  EXPECT_TRUE(with.domain.outside);
+}
+
+}  // namespace enhance
