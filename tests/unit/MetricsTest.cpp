@@ -193,4 +193,17 @@ TEST(Metrics, SpearmanWorkedByHand) {
   EXPECT_THROW(SpearmanCorrelation(a, Row({1, 2}), {}), Error);
 }
 
+// The AUC worked by hand: of the 3 x 2 pairs, (0.9 > 0.2, 0.9 > 0.5, 0.5 = 0.5 -> 1/2,
+// 0.5 > 0.2, 0.1 < 0.2, 0.1 < 0.5): 3.5 / 6.
+TEST(Metrics, AreaUnderRocWorkedByHand) {
+  EXPECT_NEAR(AreaUnderRoc({0.9, 0.5, 0.1}, {0.2, 0.5}), 3.5 / 6.0, 1e-12);
+  EXPECT_DOUBLE_EQ(AreaUnderRoc({3, 4}, {1, 2}), 1.0);
+  EXPECT_DOUBLE_EQ(AreaUnderRoc({1, 2}, {3, 4}), 0.0);
+  EXPECT_DOUBLE_EQ(AreaUnderRoc({1, 1}, {1}), 0.5);
+  // Scores closer than a float can tell apart are still ranked.
+  EXPECT_DOUBLE_EQ(AreaUnderRoc({1.0 + 1e-12}, {1.0}), 1.0);
+  EXPECT_TRUE(std::isnan(AreaUnderRoc({}, {1})));
+  EXPECT_TRUE(std::isnan(AreaUnderRoc({1}, {std::nan("")})));
+}
+
 }  // namespace enhance

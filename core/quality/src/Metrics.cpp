@@ -274,7 +274,8 @@ std::vector<ClassOverlap> CompareClasses(const Volume& reference, const Volume& 
 namespace {
 
 // Ranks from 1, tied values sharing their mean rank.
-std::vector<double> Ranks(const std::vector<float>& values) {
+template <typename T>
+std::vector<double> Ranks(const std::vector<T>& values) {
   std::vector<size_t> order(values.size());
   std::iota(order.begin(), order.end(), size_t{0});
   std::sort(order.begin(), order.end(), [&](size_t i, size_t j) { return values[i] < values[j]; });
@@ -320,6 +321,26 @@ double SpearmanCorrelation(const Volume& a, const Volume& b, const std::vector<u
   }
   if (x.size() < 2) return std::numeric_limits<double>::quiet_NaN();
   return Pearson(Ranks(x), Ranks(y));
+}
+
+double AreaUnderRoc(const std::vector<double>& positives, const std::vector<double>& negatives) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  if (positives.empty() || negatives.empty()) return nan;
+  for (const auto* list : {&positives, &negatives}) {
+    for (double v : *list) {
+      if (std::isnan(v)) return nan;
+    }
+  }
+  // Ranks over both lists (ties share their mean rank): U = rank sum of the positives
+  // less its least possible value.
+  std::vector<double> all(positives);
+  all.insert(all.end(), negatives.begin(), negatives.end());
+  const std::vector<double> ranks = Ranks(all);
+  double sum = 0;
+  for (size_t i = 0; i < positives.size(); ++i) sum += ranks[i];
+  const double p = static_cast<double>(positives.size());
+  const double n = static_cast<double>(negatives.size());
+  return (sum - p * (p + 1) / 2) / (p * n);
 }
 
 }  // namespace enhance

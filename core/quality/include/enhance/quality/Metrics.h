@@ -83,4 +83,12 @@ std::vector<ClassOverlap> CompareClasses(const Volume& reference, const Volume& 
 // voxels by their actual error.
 double SpearmanCorrelation(const Volume& a, const Volume& b, const std::vector<uint8_t>& mask);
 
+// The area under the ROC curve of a score that should be higher for `positives` than for
+// `negatives`: the probability that a positive drawn at random scores above a negative
+// drawn at random, ties counting one half (the Mann-Whitney U statistic over the number of
+// pairs). 1: every positive above every negative; 0.5: no better than chance. NaN when
+// either list is empty or holds a NaN. For example how well a domain check's score tells
+// out-of-distribution series (positives) from in-distribution ones.
+double AreaUnderRoc(const std::vector<double>& positives, const std::vector<double>& negatives);
+
 }  // namespace enhance
