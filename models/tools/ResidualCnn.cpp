@@ -2,6 +2,7 @@
 #include "ResidualCnn.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <json/reader.h>
 #include <json/writer.h>
 
 #include <algorithm>
@@ -102,10 +103,22 @@ void SaveModelFolder(torch::jit::Module& module, const Json::Value& manifest,
                      const std::filesystem::path& folder) {
   std::filesystem::create_directories(folder);
   module.save((folder / manifest["archive"].asString()).string());
+  // The domain check describes the training data, which retraining does not change: an
+  // existing "domain_check" section (enhance-domain calibrate) is kept.
+  Json::Value written = manifest;
+  std::ifstream previous(folder / "manifest.json");
+  Json::Value old;
+  Json::CharReaderBuilder reader;
+  std::string errors;
+  if (previous && Json::parseFromStream(reader, previous, &old, &errors) && old.isObject() &&
+      old.isMember("domain_check") && !written.isMember("domain_check")) {
+    written["domain_check"] = old["domain_check"];
+  }
+  previous.close();
   Json::StreamWriterBuilder builder;
   builder["indentation"] = "  ";
   std::ofstream stream(folder / "manifest.json");
-  stream << Json::writeString(builder, manifest) << "\n";
+  stream << Json::writeString(builder, written) << "\n";
   if (!stream) throw std::runtime_error("cannot write " + (folder / "manifest.json").string());
 }
 

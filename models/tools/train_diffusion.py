@@ -256,7 +256,14 @@ def main():
     traced.save(os.path.join(args.out, "model.pt"))
     m = manifest(args, parameters)
     del m["training"]
-    with open(os.path.join(args.out, "manifest.json"), "w") as f:
+    # The domain check describes the training data, which retraining does not change.
+    path = os.path.join(args.out, "manifest.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            previous = json.load(f)
+        if "domain_check" in previous:
+            m["domain_check"] = previous["domain_check"]
+    with open(path, "w") as f:
         json.dump(m, f, indent=2)
         f.write("\n")
     print(f"wrote {args.out}")

@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// The series a domain check is calibrated and evaluated on (docs/models.md, "Domain
+// checks"), for each training distribution: CT phantoms (simulated low-dose acquisitions,
+// as the CT models are trained on) and T1-weighted human heads (the MR models).
+//
+//   reference    in-distribution series never used in training: their features' mean and
+//                standard deviation are the manifest's "reference"
+//   calibration  more such series: the threshold is the 99th percentile of their scores
+//   test         held-out in-distribution series: the negatives of the AUROC, and the
+//                false-warning rate
+//   far, near    out-of-distribution sets, each a list of labelled series
+//
+// Every series is a Volume in physical units (HU for CT). Deterministic; thread-safe.
+#pragma once
+
+#include <filesystem>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "enhance/base/Volume.h"
+
+namespace enhance::models {
+
+struct DomainSet {
+  std::string name;
+  std::vector<Volume> series;
+};
+
+struct DomainSets {
+  std::string trainedOn;  // what the autoencoder was trained on, for the manifest
+  DomainSet reference;
+  DomainSet calibration;
+  DomainSet test;
+  std::vector<DomainSet> far;
+  std::vector<DomainSet> near;
+  std::vector<DomainSet> extra;  // reported, not part of the targets (e.g. an unseen head)
+};
+
+// `templates`: mricron-data's folder; `pydicom`: the folder of pydicom's test files.
+DomainSets CtDomainSets(const std::filesystem::path& templates,
+                        const std::filesystem::path& pydicom, std::ostream& log);
+DomainSets MrDomainSets(const std::filesystem::path& templates,
+                        const std::filesystem::path& pydicom, std::ostream& log);
+
+// The transformations of the near out-of-distribution sets, on a copy.
+Volume Blurred(const Volume& v, double sigmaPixels);                   // a smoother kernel
+Volume Sharpened(const Volume& v, double amount, double sigmaPixels);  // a sharper one
+Volume Ghosted(const Volume& v, double fraction);  // a copy shifted by a quarter of the rows
+
+}  // namespace enhance::models

@@ -1,0 +1,265 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// enhance-domain: calibrates and evaluates the domain checks of the shipped models
+// (docs/models.md, "Domain checks").
+//
+//   enhance-domain calibrate ct|mr --vae FILE --models DIR
+//       copies the autoencoder FILE into each model folder of that training distribution
+//       as domain.pt and writes its manifest's "domain_check": the reference statistics
+//       of the reference series and the threshold, the 99th percentile of the calibration
+//       series' scores (DomainSets.h); then evaluates it as below.
+//   enhance-domain evaluate ct|mr --models DIR
+//       the AUROC of the score for every out-of-distribution set against the held-out
+//       in-distribution series, the false warnings, and the check's cost beside each model's.
+#include <json/reader.h>
+#include <json/writer.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+#include "DomainSets.h"
+#include "MrDenoiseData.h"
+#include "enhance/inference/DomainCheck.h"
+#include "enhance/inference/Runtime.h"
+#include "enhance/inference/TorchModel.h"
+#include "enhance/quality/Metrics.h"
+
+namespace enhance::models {
+namespace {
+
+const char* const kPydicomTestFiles = "/usr/lib/python3/dist-packages/pydicom/data/test_files";
+
+struct Distribution {
+  std::vector<std::string> models;  // the shipped models trained on it
+  Normalization input;              // the autoencoder's, applied to each slice
+  std::string units;
+};
+
+Distribution For(const std::string& name) {
+  Distribution d;
+  if (name == "ct") {
+    d.models = {"ct-denoise", "ct-denoise-gan", "ct-superres-x2", "ct-superres-z2"};
+    d.input = {Normalization::Method::kWindow, -1024.0, 3071.0};
+    d.units = "HU";
+  } else if (name == "mr") {
+    d.models = {"mr-denoise", "mr-superres-x2", "mr2ct", "mr2ct-diffusion"};
+    d.input = {Normalization::Method::kPercentile, 0.0, 99.5};
+  } else {
+    throw std::invalid_argument("the distribution must be ct or mr, not '" + name + "'");
+  }
+  return d;
+}
+
+DomainSets Sets(const std::string& name) {
+  return name == "ct" ? CtDomainSets(kMricronTemplates, kPydicomTestFiles, std::cerr)
+                      : MrDomainSets(kMricronTemplates, kPydicomTestFiles, std::cerr);
+}
+
+std::vector<DomainScore> ScoreAll(const DomainCheck& check, const DomainSet& set) {
+  std::vector<DomainScore> scores;
+  for (const Volume& v : set.series) scores.push_back(check.Score(v));
+  return scores;
+}
+
+double Percentile(std::vector<double> values, double percent) {
+  std::sort(values.begin(), values.end());
+  const double position = percent / 100.0 * static_cast<double>(values.size() - 1);
+  const auto below = static_cast<size_t>(std::floor(position));
+  const size_t above = std::min(below + 1, values.size() - 1);
+  return values[below] + (values[above] - values[below]) * (position - static_cast<double>(below));
+}
+
+std::pair<double, double> MeanSd(const std::vector<double>& values) {
+  double mean = 0;
+  for (double v : values) mean += v / static_cast<double>(values.size());
+  double squares = 0;
+  for (double v : values) squares += (v - mean) * (v - mean);
+  return {mean, std::sqrt(squares / static_cast<double>(std::max<size_t>(1, values.size() - 1)))};
+}
+
+Json::Value Pair(double a, double b) {
+  Json::Value pair(Json::arrayValue);
+  pair.append(a);
+  pair.append(b);
+  return pair;
+}
+
+Json::Value ReadJson(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  Json::Value value;
+  Json::CharReaderBuilder builder;
+  std::string errors;
+  if (!Json::parseFromStream(builder, in, &value, &errors)) {
+    throw std::runtime_error(file.string() + ": " + errors);
+  }
+  return value;
+}
+
+int Evaluate(const std::string& name, const std::filesystem::path& models, const DomainSets& sets);
+
+int Calibrate(const std::string& name, const std::filesystem::path& vae,
+              const std::filesystem::path& models) {
+  const Distribution d = For(name);
+  DomainCheckSpec spec;
+  spec.archive = std::filesystem::absolute(vae);
+  spec.input = d.input;
+  spec.units = d.units;
+  spec.threshold = 1;  // replaced below
+  const auto check = DomainCheck::Load(spec, "cpu", vae.string());
+  const DomainSets sets = Sets(name);
+  std::vector<double> reconstruction, kl;
+  for (const DomainScore& s : ScoreAll(*check, sets.reference)) {
+    reconstruction.push_back(s.logReconstruction);
+    kl.push_back(s.logKl);
+  }
+  std::tie(spec.reconstructionMean, spec.reconstructionSd) = MeanSd(reconstruction);
+  std::tie(spec.klMean, spec.klSd) = MeanSd(kl);
+  std::vector<double> scores;
+  for (const Volume& v : sets.calibration.series) {
+    std::vector<SliceDomainFeatures> slices;
+    for (int64_t k = 0; k < v.slices; ++k) {
+      slices.push_back(check->SliceFeatures(v.Slice(k), v.rows, v.columns));
+    }
+    scores.push_back(AggregateDomainScore(spec, slices).score);
+  }
+  spec.threshold = Percentile(scores, 99.0);
+  std::cout << "reference (" << sets.reference.series.size() << " series): log r "
+            << spec.reconstructionMean << " +- " << spec.reconstructionSd << ", log k "
+            << spec.klMean << " +- " << spec.klSd << "\nthreshold: 99th percentile of "
+            << scores.size() << " calibration series' scores = " << spec.threshold << "\n";
+
+  Json::Value section;
+  section["archive"] = "domain.pt";
+  section["input_normalization"]["method"] = name == "ct" ? "window" : "percentile";
+  section["input_normalization"]["low"] = d.input.low;
+  section["input_normalization"]["high"] = d.input.high;
+  section["size_multiple"] = 8;
+  section["reference"]["log_reconstruction"] = Pair(spec.reconstructionMean, spec.reconstructionSd);
+  section["reference"]["log_kl"] = Pair(spec.klMean, spec.klSd);
+  section["threshold"] = spec.threshold;
+  section["trained_on"] = sets.trainedOn;
+  for (const std::string& model : d.models) {
+    const auto folder = models / model;
+    std::filesystem::copy_file(vae, folder / "domain.pt",
+                               std::filesystem::copy_options::overwrite_existing);
+    Json::Value manifest = ReadJson(folder / "manifest.json");
+    manifest["domain_check"] = section;
+    Json::StreamWriterBuilder builder;
+    builder["indentation"] = "  ";
+    std::ofstream(folder / "manifest.json") << Json::writeString(builder, manifest) << "\n";
+    LoadManifest(folder);  // still valid
+    std::cout << "wrote " << (folder / "domain.pt").string() << " and its manifest section\n";
+  }
+  std::cout << "\n";
+  return Evaluate(name, models, sets);
+}
+
+std::string Fixed(double value, int digits) {
+  std::ostringstream text;
+  text << std::fixed << std::setprecision(digits) << value;
+  return text.str();
+}
+
+double MedianSeconds(const std::function<void()>& run, int repeats) {
+  std::vector<double> seconds;
+  for (int i = 0; i < repeats; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    run();
+    seconds.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return Percentile(seconds, 50.0);
+}
+
+void PrintCost(const Distribution& d, const std::filesystem::path& models, const Volume& series,
+               const DomainCheck& check) {
+  std::cout
+      << "\nCost on one held-out series of " << series.slices << " slices of " << series.rows << "x"
+      << series.columns << " (CPU, " << TorchThreads()
+      << " threads, median of 3):\n\n| model | model s/slice | check s/slice | check / model |\n"
+      << "|---|---|---|---|\n";
+  const double perSlice =
+      MedianSeconds([&] { check.Score(series); }, 3) / static_cast<double>(series.slices);
+  for (const std::string& name : d.models) {
+    InferenceOptions options;
+    options.device = "cpu";
+    const auto model = TorchModel::Load(models / name, options);
+    const double modelPerSlice =
+        MedianSeconds([&] { model->Run(series, {}); }, 3) / static_cast<double>(series.slices);
+    std::cout << "| " << name << " | " << Fixed(modelPerSlice, 3) << " | " << Fixed(perSlice, 3)
+              << " | " << Fixed(100.0 * perSlice / modelPerSlice, 1) << "% |\n";
+  }
+}
+
+int Evaluate(const std::string& name, const std::filesystem::path& models, const DomainSets& sets) {
+  const Distribution d = For(name);
+  const ModelSpec spec = LoadManifest(models / d.models.front());
+  if (!spec.hasDomainCheck) {
+    throw std::runtime_error(d.models.front() +
+                             " has no domain check: run enhance-domain calibrate");
+  }
+  const auto check = DomainCheck::Load(spec.domainCheck, "cpu", (models / spec.name).string());
+  std::vector<double> negatives;
+  size_t warned = 0;
+  for (const DomainScore& s : ScoreAll(*check, sets.test)) {
+    negatives.push_back(s.score);
+    warned += s.outside ? 1 : 0;
+  }
+  std::cout
+      << "Domain check of the " << name << " models (trained on " << sets.trainedOn
+      << "); threshold " << Fixed(spec.domainCheck.threshold, 2) << "\n\n"
+      << "| set | kind | series | AUROC | warned | median score |\n|---|---|---|---|---|---|\n";
+  std::cout << "| " << sets.test.name << " | in-distribution | " << negatives.size() << " | - | "
+            << warned << " (" << Fixed(100.0 * warned / negatives.size(), 1)
+            << "% false warnings) | " << Fixed(Percentile(negatives, 50), 2) << " |\n";
+  auto row = [&](const DomainSet& set, const char* kind) {
+    std::vector<double> positives;
+    size_t outside = 0;
+    for (const DomainScore& s : ScoreAll(*check, set)) {
+      positives.push_back(s.score);
+      outside += s.outside ? 1 : 0;
+    }
+    std::cout << "| " << set.name << " | " << kind << " | " << positives.size() << " | "
+              << Fixed(AreaUnderRoc(positives, negatives), 3) << " | " << outside << " of "
+              << positives.size() << " | " << Fixed(Percentile(positives, 50), 2) << " |\n";
+  };
+  for (const DomainSet& set : sets.far) row(set, "far");
+  for (const DomainSet& set : sets.near) row(set, "near");
+  for (const DomainSet& set : sets.extra) row(set, "other");
+  std::cout << "\nTargets: AUROC >= 0.95 (far), >= 0.80 (near); false warnings <= 5%.\n";
+  PrintCost(d, models, sets.test.series.front(), *check);
+  return 0;
+}
+
+}  // namespace
+}  // namespace enhance::models
+
+int main(int argc, char** argv) {
+  using namespace enhance::models;
+  const std::string usage =
+      "usage: enhance-domain calibrate ct|mr --vae FILE --models DIR\n"
+      "       enhance-domain evaluate ct|mr --models DIR\n";
+  try {
+    if (argc < 3) throw std::invalid_argument("missing arguments");
+    const std::string command = argv[1];
+    const std::string name = argv[2];
+    std::map<std::string, std::string> options;
+    for (int i = 3; i + 1 < argc; i += 2) options[argv[i]] = argv[i + 1];
+    if (options.count("--models") == 0) throw std::invalid_argument("--models is required");
+    if (command == "calibrate") {
+      if (options.count("--vae") == 0) throw std::invalid_argument("--vae is required");
+      return Calibrate(name, options["--vae"], options["--models"]);
+    }
+    if (command == "evaluate") return Evaluate(name, options["--models"], Sets(name));
+    throw std::invalid_argument("unknown command '" + command + "'");
+  } catch (const std::exception& e) {
+    std::cerr << "enhance-domain: " << e.what() << "\n" << usage;
+    return 2;
+  }
+}
