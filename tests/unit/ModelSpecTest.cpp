@@ -304,7 +304,8 @@ TEST(ModelSpec, HostileKeysAndValuesStayReadableInErrors) {
             "/models/m/manifest.json: mod\\x00x: unknown key; known keys are name, version, task, "
             "modalities, intended_use, model_uid, archive, input_normalization, "
             "output_normalization, output_range, output_units, scale, slice_context, tile, "
-            "size_multiple, fp16, max_batch, derivation_code, description, diffusion, uncertainty");
+            "size_multiple, fp16, max_batch, derivation_code, description, diffusion, uncertainty, "
+            "domain_check");
   EXPECT_EQ(
       ErrorOf(With(testing::DenoiseManifest("m"), "task", std::string(300, '\n'))),
       "/models/m/manifest.json: task: '" +
