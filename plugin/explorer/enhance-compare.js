@@ -43,6 +43,15 @@
     return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
   }
 
+  // The warning of a series made outside its model's domain (ImageComments, or the start of
+  // DerivationDescription, as enhance-explorer.js reads them), or ''.
+  function domainWarning(tags) {
+    var comments = String(tags.ImageComments || '');
+    if (/^WARNING: outside the domain/.test(comments)) return comments;
+    var m = /^(WARNING: [^;]*);/.exec(String(tags.DerivationDescription || ''));
+    return m ? m[1] : '';
+  }
+
   // One series as the view needs it, from /series/{id}/instances-tags?simplify: its slices
   // sorted along the normal, each with its position, and the in-plane grid.
   function describeSeries(id, tagsById) {
@@ -81,6 +90,7 @@
       raw: false,  // set when its pixel data is stored uncompressed (see open())
       windowCenter: numbers(first.WindowCenter)[0],
       windowWidth: numbers(first.WindowWidth)[0],
+      warning: domainWarning(first),
       slices: slices
     };
     series.normal = cross(series.rowDirection, series.columnDirection);
@@ -778,6 +788,14 @@
   function build(root, source, derived, uncertainty) {
     root.empty();
     var viewer = new Viewer(root, source, derived, uncertainty);
+    // Styled by enhance-explorer.js (.enhance-domain-warning), like the banner's.
+    if (derived.warning) {
+      root.append($('<div>').addClass('enhance-domain-warning enhance-compare-domain').attr('role', 'alert')
+        .append($('<h3>').text((/outside the domain/.test(derived.warning)
+          ? 'Outside the model\'s training domain' : 'Orthanc Enhance recorded a warning') +
+          ' \u2014 do not trust the right-hand series without review'))
+        .append($('<p>').addClass('enhance-domain-text').text(derived.warning)));
+    }
     root.append($('<p>').addClass('enhance-compare-warning').text(
       'Right: ' + (derived.description || 'the derived series') + ', computed by Orthanc Enhance ' +
       '(AI-derived, not an acquired image). Left: the source series, as acquired.'));

@@ -107,6 +107,31 @@
       .append($('<span>').addClass('enhance-error-message').text(message));
   }
 
+  // A series that a model's domain check found unlike its training images carries the
+  // warning in ImageComments and at the start of its DerivationDescription (dicom.md): the
+  // text, or '' when there is none.
+  function domainWarning(tags) {
+    var comments = tag(tags, 'ImageComments');
+    if (/^WARNING: outside the domain/.test(comments)) return comments;
+    var m = /^(WARNING: [^;]*);/.exec(tag(tags, 'DerivationDescription'));
+    return m ? m[1] : '';
+  }
+
+  // The warning in a block nobody reads past: first in the banner, in red, as an alert.
+  function domainWarningBox(warning) {
+    var outside = /outside the domain/.test(warning);
+    return $('<div>').addClass('enhance-domain-warning').attr('role', 'alert')
+      .append($('<h3>').text(outside
+        ? 'Outside the model\'s training domain \u2014 do not trust this result without review'
+        : 'Orthanc Enhance recorded a warning \u2014 do not trust this result without review'))
+      .append($('<p>').addClass('enhance-domain-text').text(warning))
+      .append($('<p>').text(outside
+        ? 'The model\'s domain check found the source series unlike the images the model was ' +
+          'trained on. The model may have changed or invented structures: read the source ' +
+          'series, and compare the two, before relying on these images.'
+        : 'Read the source series, and compare the two, before relying on these images.'));
+  }
+
   function progressBar(percent) {
     var value = Math.max(0, Math.min(100, Number(percent) || 0));
     return $('<div>').addClass('enhance-progress')
@@ -123,6 +148,15 @@
       '.enhance-banner a{color:#0b4f9c}',
       '.enhance-badge{display:inline-block;background:#b35c00;color:#fff;border-radius:4px;',
       'padding:1px 8px;margin-right:10px;font-size:.8em;text-shadow:none;vertical-align:middle}',
+      '.enhance-badge.enhance-badge-domain{background:#b71c1c}',
+      '.enhance-derived-domain{margin-left:8px}',
+      '.enhance-domain-warning{background:#b71c1c;color:#fff;border:2px solid #7f0000;border-radius:6px;',
+      'padding:10px 14px;margin:0 0 10px 0;text-shadow:none;white-space:normal}',
+      '.enhance-domain-warning h3{margin:0 0 6px 0;font-size:1.3em;color:#fff}',
+      '.enhance-domain-warning p{margin:4px 0}',
+      '.enhance-domain-warning .enhance-domain-text{font-weight:bold;font-size:1.05em}',
+      '.enhance-card .enhance-domain-warning{padding:6px 10px;margin:6px 0}',
+      '.enhance-card .enhance-domain-warning h3{font-size:1em;margin:0 0 3px 0}',
       '.enhance-card{background:#fff;border:1px solid #bbb;border-radius:6px;padding:8px 10px;',
       'margin:8px 0;text-shadow:none}',
       '.enhance-card h4{margin:0 0 4px 0}',
@@ -186,6 +220,10 @@
         node.append($('<p>').append(
           pageLink('series?uuid=' + content.DerivedSeries).addClass('enhance-derived-link')
             .text('Open the derived series (AI-generated)')));
+      }
+      if (content.Domain && content.Domain.Outside) {
+        node.append(domainWarningBox('WARNING: ' + (content.Domain.Warning ||
+                                                    'outside the domain the model was trained on')));
       }
       if (content.Stage === 'forwarding failed') {
         node.append(errorBox('Forwarding failed:', 'see the job details for each destination'));
@@ -314,6 +352,7 @@
     if (!ours) return null;
     var versions = tag(ours, 'SoftwareVersions').split('\\');
     var derivation = tag(tags, 'DerivationDescription');
+    var warning = domainWarning(tags);
     var sourceUid = '';
     if (tags.ReferencedSeriesSequence && tags.ReferencedSeriesSequence.length) {
       sourceUid = tag(tags.ReferencedSeriesSequence[0], 'SeriesInstanceUID');
@@ -323,8 +362,10 @@
     var contribution = tag(ours, 'ContributionDescription');
     var uncertainty = /^uncertainty of (\w+) with /.exec(contribution);
     return {
-      // DerivationDescription and ContributionDescription both start with the task name.
-      task: uncertainty ? uncertainty[1] : (derivation || contribution).split(' ')[0],
+      // DerivationDescription (after a warning) and ContributionDescription both start
+      // with the task name.
+      task: uncertainty ? uncertainty[1]
+                        : (derivation.replace(/^WARNING: [^;]*; /, '') || contribution).split(' ')[0],
       uncertainty: !!uncertainty,
       model: tag(ours, 'ManufacturerModelName'),
       productVersion: versions[0] || '',
@@ -332,6 +373,7 @@
       modelUid: tag(ours, 'DeviceUID'),
       when: tag(ours, 'ContributionDateTime'),
       derivation: derivation,
+      warning: warning,
       synthetic: tag(tags, 'SyntheticData') === 'YES',
       sourceUid: sourceUid
     };
@@ -370,6 +412,7 @@
   // The part of the banner that series and instance pages share.
   function drawProvenance(banner, p, what) {
     banner.empty().addClass('enhance-banner').attr('role', 'note');
+    if (p.warning) banner.append(domainWarningBox(p.warning));
     banner.append($('<h2>').text(p.uncertainty
       ? 'AI uncertainty map: where the model\'s samples disagree, not an image of the patient'
       : (p.synthetic ? 'AI-generated synthetic ' : 'AI-derived ') + what + ': not an acquired image'));
@@ -383,8 +426,13 @@
   }
 
   // First in the title, which jQuery Mobile cuts short with an ellipsis on narrow screens.
-  function markHeader(pageId) {
-    $(pageId + ' [data-role="header"] h1').prepend($('<span>').addClass('enhance-badge').text('AI-derived'));
+  function markHeader(pageId, p) {
+    var title = $(pageId + ' [data-role="header"] h1');
+    if (p.warning) {
+      title.prepend($('<span>').addClass('enhance-badge enhance-badge-domain')
+        .text('Outside training domain'));
+    }
+    title.prepend($('<span>').addClass('enhance-badge').text('AI-derived'));
   }
 
   function drawBanner(banner, ticket, seriesId, p) {
@@ -465,8 +513,13 @@
         if (!found.length) return;
         box.append($('<h4>').text('AI-derived series of this series'));
         $.each(found, function (i, d) {
+          var name = $('<p>').append($('<strong>').text(seriesLabel(d.series)));
+          if (d.provenance.warning) {
+            name.append($('<span>').addClass('enhance-badge enhance-badge-domain enhance-derived-domain')
+              .attr('title', d.provenance.warning).text('Outside training domain'));
+          }
           box.append($('<div>').addClass('enhance-card enhance-derived-item').attr('data-series', d.series.ID)
-            .append($('<p>').append($('<strong>').text(seriesLabel(d.series))))
+            .append(name)
             .append($('<p>').text(taskLabel(d.provenance.task) + ' with ' + d.provenance.model +
                                   (d.provenance.modelVersion ? ' ' + d.provenance.modelVersion : '')))
             .append($('<p>').append(pageLink('series?uuid=' + d.series.ID).text('Open'))
@@ -496,7 +549,7 @@
         if (!isCurrent('series', ticket)) return;
         var p = provenance(tagsAnswer[0]);
         if (p) {
-          markHeader('#series');
+          markHeader('#series', p);
           banner.show();
           drawBanner(banner, ticket, seriesId, p);
         } else {
@@ -522,7 +575,7 @@
       if (!isCurrent('instance', ticket)) return;
       var p = provenance(tags[0]);
       if (!p) return;
-      markHeader('#instance');
+      markHeader('#instance', p);
       drawProvenance(banner, p, 'image');
       banner.append($('<p>').append(
         pageLink('series?uuid=' + instance[0].ParentSeries).attr('id', 'enhance-instance-series')
