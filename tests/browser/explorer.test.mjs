@@ -20,6 +20,8 @@ const MR_SUPERRES = env.ENHANCE_MR_SUPERRES_SERIES;
 const MR_COMPRESSED = env.ENHANCE_MR_COMPRESSED_SERIES;
 const UNCERTAINTY = env.ENHANCE_UNCERTAINTY_SERIES;
 const SAMPLED_MEAN = env.ENHANCE_SAMPLED_MEAN_SERIES;
+const OUTSIDE_SOURCE = env.ENHANCE_OUTSIDE_SOURCE_SERIES;
+const OUTSIDE = env.ENHANCE_OUTSIDE_SERIES;
 const SHOTS = env.ENHANCE_SCREENSHOTS;
 const JOB_TIMEOUT_MS = 120000;
 
@@ -148,6 +150,9 @@ test('a series is denoised from its page and the derived series is marked', { ti
   assert.match(text, /Task: Denoising \(denoise\)/);
   assert.match(text, new RegExp(`Model: classical-bilateral, version ${bilateral.Version}`));
   assert.match(await page.locator('#series .enhance-badge').innerText(), /AI-derived/);
+  // A series within its model's domain (this model has no domain check) carries no warning.
+  assert.equal(await banner.locator('.enhance-domain-warning').count(), 0);
+  assert.equal(await page.locator('#series .enhance-badge-domain').count(), 0);
   assert.equal(await page.locator('#enhance-menu').count(), 0, 'derived series offer no enhancement');
   const sourceLink = page.locator('#enhance-source-link');
   assert.equal(await sourceLink.getAttribute('href'), `#series?uuid=${SOURCE}`);
@@ -166,6 +171,7 @@ test('a series is denoised from its page and the derived series is marked', { ti
   await imageBanner.locator('h2').waitFor();
   assert.match(await imageBanner.innerText(), /AI-derived image: not an acquired image[\s\S]*Task: Denoising/);
   assert.match(await page.locator('#instance .enhance-badge').innerText(), /AI-derived/);
+  assert.equal(await imageBanner.locator('.enhance-domain-warning').count(), 0);
   await shotDown('derived-instance', imageBanner);
   await page.locator('#enhance-instance-series').click();
   await banner.locator('h2').waitFor();
@@ -249,8 +255,9 @@ test('a denoised CT and its source side by side, scrolled, windowed and read in 
   assert.ok(await litPixels('derived') > 1000);
   const panes = () => page.evaluate(() => [...document.querySelectorAll('.enhance-compare-pane')]
     .map((p) => p.getAttribute('data-slice')));
-  // No uncertainty series for this model: no such view.
+  // No uncertainty series for this model: no such view; no domain warning either.
   assert.equal(await page.locator('.enhance-compare-toggle-uncertainty').count(), 0);
+  assert.equal(await page.locator('.enhance-compare-domain').count(), 0);
   // Same grid: the same slice of both series.
   assert.deepEqual((await panes()).slice(0, 2), [String(index), String(index)]);
 
@@ -311,6 +318,7 @@ test('a super-resolved MR lines up with its source by position', async () => {
   const item = page.locator(`#enhance-derived-list .enhance-derived-item[data-series="${MR_SUPERRES}"]`);
   await item.waitFor();
   assert.match(await item.innerText(), /Super-resolution with classical-bicubic-x2/);
+  assert.equal(await item.locator('.enhance-derived-domain').count(), 0);
   await item.locator('a.enhance-derived-compare').click();
   const index = await rendered();
   const slices = await page.evaluate(() => [...document.querySelectorAll('.enhance-compare-pane')]
@@ -398,6 +406,75 @@ test('the compare view shows the uncertainty map of a diffusion model beside its
   assert.equal(series, UNCERTAINTY);
   await page.evaluate(() => window.scrollTo(0, 0));
   await shot('compare-uncertainty');
+});
+
+// The warning of the domain check, as the plugin wrote it into the derived images.
+async function expectDomainWarning(block, warning) {
+  assert.ok(await block.isVisible());
+  assert.equal(await block.getAttribute('role'), 'alert');
+  assert.match(await block.locator('h3').innerText(), /^Outside the model's training domain/);
+  assert.equal(await block.locator('.enhance-domain-text').innerText(), warning);
+  const text = await block.innerText();
+  assert.match(text, /outside the domain the model was trained on/);
+  assert.match(text, /domain score \d+\.\d\d above the threshold 0\.05/);
+}
+
+test('a series outside the model\'s domain is marked as such on every page', async () => {
+  const first = (await api('GET', `/series/${OUTSIDE}`)).body.Instances[0];
+  const tags = (await api('GET', `/instances/${first}/simplified-tags`)).body;
+  const warning = tags.ImageComments;
+  assert.match(warning, /^WARNING: outside the domain the model was trained on \(domain score/);
+
+  // The series page: the warning opens the banner, in a block of its own.
+  await openExplorer(`#series?uuid=${OUTSIDE}`);
+  const banner = page.locator('#enhance-derived-banner');
+  await banner.locator('h2').waitFor();
+  const block = banner.locator('.enhance-domain-warning');
+  await expectDomainWarning(block, warning);
+  assert.equal(await banner.evaluate((b) => b.firstElementChild.className), 'enhance-domain-warning');
+  // Its colours are not the banner's amber.
+  const colours = await block.evaluate(
+    (e) => [getComputedStyle(e).backgroundColor, getComputedStyle(e).color]);
+  assert.deepEqual(colours, ['rgb(183, 28, 28)', 'rgb(255, 255, 255)']);
+  assert.match(await page.locator('#series .enhance-badge-domain').innerText(), /Outside training domain/);
+  // The task is still read from the derivation behind the warning.
+  assert.match(await banner.innerText(), /Task: Denoising \(denoise\)/);
+  assert.match(await banner.innerText(), /Model: ct-outside-domain/);
+  await page.locator('#enhance-compare-link').waitFor();
+  await shotDown('derived-outside-domain', banner);
+
+  // Each image says the same.
+  await settled();
+  await page.locator('#list-instances a').first().click();
+  const imageBanner = page.locator('#enhance-instance-banner');
+  await imageBanner.locator('h2').waitFor();
+  await expectDomainWarning(imageBanner.locator('.enhance-domain-warning'), warning);
+  assert.match(await page.locator('#instance .enhance-badge-domain').innerText(), /Outside training domain/);
+  await page.locator('#enhance-instance-series').click();
+  await banner.locator('h2').waitFor();
+
+  // The compare view, above the panes. A link followed while jQuery Mobile still brings in
+  // the series page may be undone by that transition: the test waits as a reader would.
+  await settled();
+  await page.locator('#enhance-compare-link').click();
+  await rendered();
+  const compared = page.locator('#enhance-compare-view .enhance-compare-domain');
+  assert.ok(await compared.isVisible());
+  assert.equal(await compared.getAttribute('role'), 'alert');
+  assert.match(await compared.locator('h3').innerText(), /^Outside the model's training domain/);
+  assert.equal(await compared.locator('.enhance-domain-text').innerText(), warning);
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await shot('compare-outside-domain');
+
+  // The source series: its list of derived series and the card of the job say so too.
+  await openExplorer(`#series?uuid=${OUTSIDE_SOURCE}`);
+  const item = page.locator(`#enhance-derived-list .enhance-derived-item[data-series="${OUTSIDE}"]`);
+  await item.waitFor();
+  assert.match(await item.locator('.enhance-derived-domain').innerText(), /Outside training domain/);
+  const card = page.locator('#enhance-series-jobs .enhance-job[data-state="Success"]');
+  await card.waitFor();
+  assert.equal(await card.locator('.enhance-domain-warning .enhance-domain-text').innerText(), warning);
+  await shot('source-outside-domain');
 });
 
 test('metrics of a series on another grid show the reason they are refused', async () => {

@@ -97,6 +97,13 @@ class ExplorerTest(unittest.TestCase):
             "training_timesteps": 50, "timesteps": {"count": 2}, "samples": 2, "seed": 1})
         cls.sampled_files = make_phantom(os.path.join(cls.tmp, "sampled"), rows=64, columns=64,
                                          slices=3, seed=6)
+        # A model with a domain check whose threshold every series exceeds: what it derives
+        # carries the warning of a series outside the domain the model was trained on.
+        write_fixture_model(cls.models, "identity", "ct-outside-domain", domain_check={
+            "archive": "domain.pt", "threshold": 0.05, "trained_on": "browser test fixtures",
+            "reference": {"log_reconstruction": [-3.7, 0.25], "log_kl": [-1.4, 0.25]}})
+        cls.outside_files = make_phantom(os.path.join(cls.tmp, "outside"), rows=64, columns=64,
+                                         slices=3, seed=7)
 
         cls.orthanc = OrthancServer(credentials=CREDENTIALS,
                                     extra_config={"Enhance": {"ModelsDirectories": [cls.models]}})
@@ -139,6 +146,16 @@ class ExplorerTest(unittest.TestCase):
             raise AssertionError(f"diffusion failed: {done['Content']}")
         cls.uncertainty = done["Content"]["UncertaintySeries"]
         cls.sampled_mean = done["Content"]["DerivedSeries"]
+
+        # A series outside the domain check's model's domain, processed with a warning
+        # (another study).
+        cls.outside_source = store_series(o, cls.outside_files)
+        done = wait_for_job(o, o.post(f"/enhance/series/{cls.outside_source}", {
+            "Task": "denoise", "Model": "ct-outside-domain",
+            "Options": {"DomainCheck": "warn"}})["ID"])
+        if done["State"] != "Success" or not done["Content"].get("Domain", {}).get("Outside"):
+            raise AssertionError(f"no derived series outside the domain: {done['Content']}")
+        cls.outside = done["Content"]["DerivedSeries"]
 
         # A real MR head and its x2 super-resolution (another study), for the compare view.
         mr_dir = os.path.join(cls.tmp, "mr")
@@ -197,6 +214,8 @@ class ExplorerTest(unittest.TestCase):
                    ENHANCE_MR_COMPRESSED_SERIES=self.mr_compressed,
                    ENHANCE_UNCERTAINTY_SERIES=self.uncertainty,
                    ENHANCE_SAMPLED_MEAN_SERIES=self.sampled_mean,
+                   ENHANCE_OUTSIDE_SOURCE_SERIES=self.outside_source,
+                   ENHANCE_OUTSIDE_SERIES=self.outside,
                    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1")
         started = time.monotonic()
         # Its own process group, so that a browser test that hangs goes with its Chromium.
@@ -218,13 +237,14 @@ class ExplorerTest(unittest.TestCase):
             sys.stderr.write(f"--- log of Orthanc ---\n{o.log()[-20000:]}\n")
         self.assertEqual(process.returncode, 0, "the browser test failed (output above)")
 
-        # What the browser did is what the server holds: besides the super-resolution made
-        # over REST, the denoising started from the series page and the two jobs of the
-        # study action (one of which found its work already done).
+        # What the browser did is what the server holds: besides the super-resolutions, the
+        # diffusion model's and the domain check's denoising made over REST, the denoising
+        # started from the series page and the two jobs of the study action (one of which
+        # found its work already done).
         jobs = [o.get(f"/jobs/{j}") for j in o.get("/jobs")]
         ours = [j for j in jobs if j["Type"] == "EnhanceSeries"]
         self.assertEqual(sorted(j["Content"]["Task"] for j in ours),
-                         ["denoise", "denoise", "denoise", "denoise", "superres", "superres"])
+                         ["denoise"] * 5 + ["superres"] * 2)
         self.assertTrue(all(j["State"] == "Success" for j in ours), ours)
         # The source, the late phase, the report and the three AI-derived series.
         self.assertEqual(len(o.get(f"/studies/{self.study}")["Series"]), 6)
