@@ -117,9 +117,9 @@ std::unique_ptr<const DomainCheck> DomainCheck::Load(const DomainCheckSpec& spec
     impl->module = torch::jit::load(spec.archive.string(), impl->device);
     impl->module.eval();
   } catch (const c10::Error& e) {
-    throw Error(ErrorKind::kBadInput, where + ": the domain check's archive " + name +
-                                          " is not a loadable TorchScript archive: " +
-                                          e.what_without_backtrace());
+    throw Error(ErrorKind::kBadInput,
+                where + ": the domain check's archive " + name +
+                    " is not a loadable TorchScript archive: " + e.what_without_backtrace());
   }
   if (impl->device.is_cpu()) {
     // Frozen, with LibTorch's fused CPU operators: about three times as fast as the graph as
