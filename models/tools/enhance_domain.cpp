@@ -245,6 +245,7 @@ int main(int argc, char** argv) {
   const std::string usage =
       "usage: enhance-domain calibrate ct|mr --vae FILE --models DIR\n"
       "       enhance-domain evaluate ct|mr --models DIR\n";
+  enhance::ConfigureRuntime({});  // every hardware thread, as the node by default
   try {
     if (argc < 3) throw std::invalid_argument("missing arguments");
     const std::string command = argv[1];
