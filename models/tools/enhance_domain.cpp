@@ -3,12 +3,12 @@
 // enhance-domain: calibrates and evaluates the domain checks of the shipped models
 // (docs/models.md, "Domain checks").
 //
-//   enhance-domain calibrate ct|mr --vae FILE --models DIR
+//   enhance-domain calibrate ct|ct-x2|mr|mr-x2 --vae FILE --models DIR
 //       copies the autoencoder FILE into each model folder of that training distribution
 //       as domain.pt and writes its manifest's "domain_check": the reference statistics
 //       of the reference series and the threshold, the 99th percentile of the calibration
 //       series' scores (DomainSets.h); then evaluates it as below.
-//   enhance-domain evaluate ct|mr --models DIR
+//   enhance-domain evaluate ct|ct-x2|mr|mr-x2 --models DIR
 //       the AUROC of the score for every out-of-distribution set against the held-out
 //       in-distribution series, the false warnings, and the check's cost beside each model's.
 #include <json/reader.h>
@@ -41,24 +41,51 @@ struct Distribution {
   std::string units;
 };
 
+// ct, mr: the inputs of the models on the acquisition's grid; ct-x2, mr-x2: those of the
+// in-plane super-resolution models, acquisitions with pixels twice as large.
 Distribution For(const std::string& name) {
   Distribution d;
   if (name == "ct") {
-    d.models = {"ct-denoise", "ct-denoise-gan", "ct-superres-x2", "ct-superres-z2"};
+    d.models = {"ct-denoise", "ct-denoise-gan", "ct-superres-z2"};
+  } else if (name == "ct-x2") {
+    d.models = {"ct-superres-x2"};
+  } else if (name == "mr") {
+    d.models = {"mr-denoise", "mr2ct", "mr2ct-diffusion"};
+  } else if (name == "mr-x2") {
+    d.models = {"mr-superres-x2"};
+  } else {
+    throw std::invalid_argument("the distribution must be ct, ct-x2, mr or mr-x2, not '" + name +
+                                "'");
+  }
+  if (name.rfind("ct", 0) == 0) {
     d.input = {Normalization::Method::kWindow, -1024.0, 3071.0};
     d.units = "HU";
-  } else if (name == "mr") {
-    d.models = {"mr-denoise", "mr-superres-x2", "mr2ct", "mr2ct-diffusion"};
-    d.input = {Normalization::Method::kPercentile, 0.0, 99.5};
   } else {
-    throw std::invalid_argument("the distribution must be ct or mr, not '" + name + "'");
+    d.input = {Normalization::Method::kPercentile, 0.0, 99.5};
   }
   return d;
 }
 
+void HalveResolution(DomainSet& set) {
+  for (Volume& v : set.series) v = Downsample2(v);
+}
+
 DomainSets Sets(const std::string& name) {
-  return name == "ct" ? CtDomainSets(kMricronTemplates, kPydicomTestFiles, std::cerr)
-                      : MrDomainSets(kMricronTemplates, kPydicomTestFiles, std::cerr);
+  DomainSets sets = name.rfind("ct", 0) == 0
+                        ? CtDomainSets(kMricronTemplates, kPydicomTestFiles, std::cerr)
+                        : MrDomainSets(kMricronTemplates, kPydicomTestFiles, std::cerr);
+  if (name.size() > 3 && name.substr(name.size() - 3) == "-x2") {
+    // The same acquisitions with pixels twice as large (2x2 means), as the super-resolution
+    // models are trained on.
+    sets.trainedOn +=
+        ", at half the resolution (2x2 means), as the in-plane super-resolution "
+        "model sees them";
+    for (DomainSet* set : {&sets.reference, &sets.calibration, &sets.test}) HalveResolution(*set);
+    for (auto* list : {&sets.far, &sets.near, &sets.extra}) {
+      for (DomainSet& set : *list) HalveResolution(set);
+    }
+  }
+  return sets;
 }
 
 std::vector<DomainScore> ScoreAll(const DomainCheck& check, const DomainSet& set) {
@@ -136,7 +163,8 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
 
   Json::Value section;
   section["archive"] = "domain.pt";
-  section["input_normalization"]["method"] = name == "ct" ? "window" : "percentile";
+  section["input_normalization"]["method"] =
+      d.input.method == Normalization::Method::kWindow ? "window" : "percentile";
   section["input_normalization"]["low"] = d.input.low;
   section["input_normalization"]["high"] = d.input.high;
   section["size_multiple"] = 8;
@@ -243,8 +271,8 @@ int Evaluate(const std::string& name, const std::filesystem::path& models, const
 int main(int argc, char** argv) {
   using namespace enhance::models;
   const std::string usage =
-      "usage: enhance-domain calibrate ct|mr --vae FILE --models DIR\n"
-      "       enhance-domain evaluate ct|mr --models DIR\n";
+      "usage: enhance-domain calibrate ct|ct-x2|mr|mr-x2 --vae FILE --models DIR\n"
+      "       enhance-domain evaluate ct|ct-x2|mr|mr-x2 --models DIR\n";
   enhance::ConfigureRuntime({});  // every hardware thread, as the node by default
   try {
     if (argc < 3) throw std::invalid_argument("missing arguments");
