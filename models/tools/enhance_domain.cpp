@@ -66,14 +66,101 @@ Distribution For(const std::string& name) {
   return d;
 }
 
+// The sets of a distribution kept in a file, so that calibrating and evaluating several
+// checks on the same acquisitions simulates them once (sizes, units and voxels only).
+void Write(std::ostream& out, const std::string& text) {
+  const uint64_t size = text.size();
+  out.write(reinterpret_cast<const char*>(&size), sizeof(size));
+  out.write(text.data(), static_cast<std::streamsize>(size));
+}
+
+std::string ReadText(std::istream& in) {
+  uint64_t size = 0;
+  in.read(reinterpret_cast<char*>(&size), sizeof(size));
+  std::string text(size, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(size));
+  return text;
+}
+
+void Write(std::ostream& out, const DomainSet& set) {
+  Write(out, set.name);
+  const uint64_t count = set.series.size();
+  out.write(reinterpret_cast<const char*>(&count), sizeof(count));
+  for (const Volume& v : set.series) {
+    const int64_t dims[3] = {v.slices, v.rows, v.columns};
+    out.write(reinterpret_cast<const char*>(dims), sizeof(dims));
+    Write(out, v.units);
+    out.write(reinterpret_cast<const char*>(v.voxels.data()),
+              static_cast<std::streamsize>(v.voxels.size() * sizeof(float)));
+  }
+}
+
+DomainSet ReadSet(std::istream& in) {
+  DomainSet set;
+  set.name = ReadText(in);
+  uint64_t count = 0;
+  in.read(reinterpret_cast<char*>(&count), sizeof(count));
+  for (uint64_t i = 0; i < count && in; ++i) {
+    Volume v;
+    int64_t dims[3] = {0, 0, 0};
+    in.read(reinterpret_cast<char*>(dims), sizeof(dims));
+    v.slices = dims[0];
+    v.rows = dims[1];
+    v.columns = dims[2];
+    v.units = ReadText(in);
+    v.voxels.resize(static_cast<size_t>(v.slices * v.rows * v.columns));
+    in.read(reinterpret_cast<char*>(v.voxels.data()),
+            static_cast<std::streamsize>(v.voxels.size() * sizeof(float)));
+    set.series.push_back(std::move(v));
+  }
+  return set;
+}
+
+void WriteSets(const std::filesystem::path& file, const DomainSets& sets) {
+  std::ofstream out(file, std::ios::binary);
+  Write(out, sets.trainedOn);
+  for (const DomainSet* set : {&sets.reference, &sets.calibration, &sets.test}) Write(out, *set);
+  for (const auto* list : {&sets.far, &sets.near, &sets.extra}) {
+    const uint64_t count = list->size();
+    out.write(reinterpret_cast<const char*>(&count), sizeof(count));
+    for (const DomainSet& set : *list) Write(out, set);
+  }
+  if (!out) throw std::runtime_error("cannot write " + file.string());
+}
+
+DomainSets ReadSets(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  DomainSets sets;
+  sets.trainedOn = ReadText(in);
+  for (DomainSet* set : {&sets.reference, &sets.calibration, &sets.test}) *set = ReadSet(in);
+  for (auto* list : {&sets.far, &sets.near, &sets.extra}) {
+    uint64_t count = 0;
+    in.read(reinterpret_cast<char*>(&count), sizeof(count));
+    for (uint64_t i = 0; i < count && in; ++i) list->push_back(ReadSet(in));
+  }
+  if (!in) throw std::runtime_error(file.string() + ": not a complete cache of domain sets");
+  return sets;
+}
+
 void HalveResolution(DomainSet& set) {
   for (Volume& v : set.series) v = Downsample2(v);
 }
 
-DomainSets Sets(const std::string& name) {
-  DomainSets sets = name.rfind("ct", 0) == 0
-                        ? CtDomainSets(kMricronTemplates, kPydicomTestFiles, std::cerr)
-                        : MrDomainSets(kMricronTemplates, kPydicomTestFiles, std::cerr);
+// With a cache folder, the acquisitions of "ct" and "mr" are simulated once and read back.
+DomainSets Sets(const std::string& name, const std::string& cache) {
+  const bool ct = name.rfind("ct", 0) == 0;
+  const std::filesystem::path file =
+      cache.empty() ? std::filesystem::path()
+                    : std::filesystem::path(cache) / (ct ? "ct.sets" : "mr.sets");
+  DomainSets sets;
+  if (!file.empty() && std::filesystem::exists(file)) {
+    sets = ReadSets(file);
+    std::cerr << "read the " << (ct ? "CT" : "MR") << " sets from " << file.string() << "\n";
+  } else {
+    sets = ct ? CtDomainSets(kMricronTemplates, kPydicomTestFiles, std::cerr)
+              : MrDomainSets(kMricronTemplates, kPydicomTestFiles, std::cerr);
+    if (!file.empty()) WriteSets(file, sets);
+  }
   if (name.size() > 3 && name.substr(name.size() - 3) == "-x2") {
     // The same acquisitions with pixels twice as large (2x2 means), as the super-resolution
     // models are trained on.
@@ -131,7 +218,7 @@ Json::Value ReadJson(const std::filesystem::path& file) {
 int Evaluate(const std::string& name, const std::filesystem::path& models, const DomainSets& sets);
 
 int Calibrate(const std::string& name, const std::filesystem::path& vae,
-              const std::filesystem::path& models) {
+              const std::filesystem::path& models, const std::string& cache) {
   const Distribution d = For(name);
   DomainCheckSpec spec;
   spec.archive = std::filesystem::absolute(vae);
@@ -139,7 +226,7 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   spec.units = d.units;
   spec.threshold = 1;  // replaced below
   const auto check = DomainCheck::Load(spec, "cpu", vae.string());
-  const DomainSets sets = Sets(name);
+  const DomainSets sets = Sets(name, cache);
   std::vector<double> reconstruction, kl;
   for (const DomainScore& s : ScoreAll(*check, sets.reference)) {
     reconstruction.push_back(s.logReconstruction);
@@ -271,8 +358,9 @@ int Evaluate(const std::string& name, const std::filesystem::path& models, const
 int main(int argc, char** argv) {
   using namespace enhance::models;
   const std::string usage =
-      "usage: enhance-domain calibrate ct|ct-x2|mr|mr-x2 --vae FILE --models DIR\n"
-      "       enhance-domain evaluate ct|ct-x2|mr|mr-x2 --models DIR\n";
+      "usage: enhance-domain calibrate ct|ct-x2|mr|mr-x2 --vae FILE --models DIR [--cache DIR]\n"
+      "       enhance-domain evaluate ct|ct-x2|mr|mr-x2 --models DIR [--cache DIR]\n"
+      "--cache DIR keeps the simulated series in DIR for the next run\n";
   enhance::ConfigureRuntime({});  // every hardware thread, as the node by default
   try {
     if (argc < 3) throw std::invalid_argument("missing arguments");
@@ -283,9 +371,11 @@ int main(int argc, char** argv) {
     if (options.count("--models") == 0) throw std::invalid_argument("--models is required");
     if (command == "calibrate") {
       if (options.count("--vae") == 0) throw std::invalid_argument("--vae is required");
-      return Calibrate(name, options["--vae"], options["--models"]);
+      return Calibrate(name, options["--vae"], options["--models"], options["--cache"]);
     }
-    if (command == "evaluate") return Evaluate(name, options["--models"], Sets(name));
+    if (command == "evaluate") {
+      return Evaluate(name, options["--models"], Sets(name, options["--cache"]));
+    }
     throw std::invalid_argument("unknown command '" + command + "'");
   } catch (const std::exception& e) {
     std::cerr << "enhance-domain: " << e.what() << "\n" << usage;
