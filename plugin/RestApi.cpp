@@ -127,9 +127,15 @@ void GetSeriesDomain(OrthancPluginRestOutput* output, const char*,
   OrthancInstanceSource source(Plugin().api, seriesId);
   RunContext context;
   std::vector<SliceDomainFeatures> slices;
+  const std::vector<bool> scored = DomainSlicesScored(
+      static_cast<int64_t>(source.ListInstances().size()), model->Domain()->Spec().maxSlices);
+  size_t index = 0;
   const DecodedSeries series =
       FetchSeries(source, context, 1.0, nullptr, [&](SeriesReader::Added& slice) {
-        slices.push_back(model->Domain()->SliceFeatures(slice.values, slice.rows, slice.columns));
+        if (index < scored.size() && scored[index]) {
+          slices.push_back(model->Domain()->SliceFeatures(slice.values, slice.rows, slice.columns));
+        }
+        ++index;
       });
   Json::Value body =
       DomainJson(AggregateDomainScore(model->Domain()->Spec(), slices), DomainAction::kWarn);

@@ -46,7 +46,7 @@ void CheckSpec(const enhance::ModelSpec& s) {
                 std::isfinite(d.klMean) && std::isfinite(d.reconstructionSd) &&
                 std::isfinite(d.klSd),
             "finite reference statistics");
-    Require(d.sizeMultiple >= 1, "a size multiple");
+    Require(d.sizeMultiple >= 1 && d.maxSlices >= 1, "a size multiple and a slice count");
     Require(std::isfinite(d.input.low) && std::isfinite(d.input.high), "finite bounds");
   }
 }

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -158,6 +159,25 @@ TEST(DomainCheck, ScoreIsTheTypicalityOfTheMedians) {
   EXPECT_THROW(AggregateDomainScore(spec, {}), Error);
 }
 
+// All slices up to the limit, then that many evenly spaced: of 10 with at most 4, the
+// k-th at floor((k + 1/2) 10 / 4) = 1, 3, 6, 8.
+TEST(DomainCheck, ALongSeriesIsScoredOnEvenlySpacedSlices) {
+  EXPECT_EQ(DomainSlicesScored(3, 4), std::vector<bool>(3, true));
+  EXPECT_EQ(DomainSlicesScored(10, 4),
+            (std::vector<bool>{false, true, false, true, false, false, true, false, true, false}));
+  const std::vector<bool> many = DomainSlicesScored(512, 32);
+  EXPECT_EQ(std::count(many.begin(), many.end(), true), 32);
+  EXPECT_TRUE(DomainSlicesScored(0, 4).empty());
+  Json::Value section = testing::DomainCheckSection(3.0);
+  section["max_slices"] = 16;
+  EXPECT_EQ(ParseManifest(WithDomain(section), kFolder).domainCheck.maxSlices, 16);
+  EXPECT_EQ(
+      ParseManifest(WithDomain(testing::DomainCheckSection(3.0)), kFolder).domainCheck.maxSlices,
+      32);
+  section["max_slices"] = 0;
+  EXPECT_NE(ErrorOf(section).find("domain_check.max_slices"), std::string::npos);
+}
+
 // r and k of one slice as the header defines them, computed here independently of the
 // network: the fixture reconstructs each 8x8 block by its mean, mu = mean - 0.5,
 // logvar = -1. A slice of 20 x 12 is padded with 0 to 24 x 16; r counts only its own pixels.
@@ -274,6 +294,22 @@ TEST(DomainCheck, WarnRefuseOrOffDecideWhatHappensToASeriesOutsideTheDomain) {
     EXPECT_NE(message.find("\"DomainCheck\": \"warn\""), std::string::npos) << message;
   }
   EXPECT_EQ(handedOver, 0u);
+
+  // A series longer than max_slices is scored on that many slices.
+  output.domainAction = DomainAction::kWarn;
+  {
+    testing::TemporaryFolder other;
+    Json::Value m = testing::DenoiseManifest("ct-few");
+    m["tile"]["size"] = 0;
+    m["domain_check"] = testing::DomainCheckSection(3.0);
+    m["domain_check"]["max_slices"] = 2;
+    InferenceOptions options;
+    options.device = "cpu";
+    const auto few =
+        TorchModel::Load(testing::WriteFixtureModel(other.path(), "identity", m), options);
+    testing::MemoryInstanceSource five(testing::PhantomSeries(48, 48, 5, 10.0));
+    EXPECT_EQ(EnhanceSeries(five, *few, output, {}).domain.slices, 2);
+  }
 
   // Off: not even scored.
   output.domainAction = DomainAction::kOff;

@@ -38,6 +38,15 @@ double SafeLog(double value) { return std::log(std::max(value, 1e-12)); }
 
 }  // namespace
 
+std::vector<bool> DomainSlicesScored(int64_t count, int maxSlices) {
+  std::vector<bool> scored(static_cast<size_t>(std::max<int64_t>(0, count)), count <= maxSlices);
+  if (count <= maxSlices) return scored;
+  for (int64_t k = 0; k < maxSlices; ++k) {
+    scored[static_cast<size_t>((2 * k + 1) * count / (2 * static_cast<int64_t>(maxSlices)))] = true;
+  }
+  return scored;
+}
+
 DomainScore AggregateDomainScore(const DomainCheckSpec& spec,
                                  const std::vector<SliceDomainFeatures>& slices) {
   if (slices.empty()) throw Error(ErrorKind::kBadInput, "domain check: no slice to score");
@@ -187,8 +196,11 @@ SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows
 
 DomainScore DomainCheck::Score(const Volume& volume) const {
   std::vector<SliceDomainFeatures> features;
+  const std::vector<bool> scored = DomainSlicesScored(volume.slices, impl_->spec.maxSlices);
   for (int64_t k = 0; k < volume.slices; ++k) {
-    features.push_back(SliceFeatures(volume.Slice(k), volume.rows, volume.columns));
+    if (scored[static_cast<size_t>(k)]) {
+      features.push_back(SliceFeatures(volume.Slice(k), volume.rows, volume.columns));
+    }
   }
   return AggregateDomainScore(impl_->spec, features);
 }

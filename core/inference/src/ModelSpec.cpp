@@ -380,9 +380,9 @@ void ParseDomainCheck(const ManifestReader& r, const Json::Value& o,
                       const std::filesystem::path& folder, ModelSpec& s) {
   const std::string key = "domain_check";
   if (!o.isObject()) r.Fail(key, "must be an object naming the autoencoder's archive");
-  r.CheckKeys(
-      o, key,
-      {"archive", "input_normalization", "size_multiple", "reference", "threshold", "trained_on"});
+  r.CheckKeys(o, key,
+              {"archive", "input_normalization", "size_multiple", "max_slices", "reference",
+               "threshold", "trained_on"});
   DomainCheckSpec& d = s.domainCheck;
   const std::string archive = OptionalString(r, o, key, "archive", "");
   if (archive.empty()) r.Fail(key + ".archive", "is required: the autoencoder's archive");
@@ -394,6 +394,7 @@ void ParseDomainCheck(const ManifestReader& r, const Json::Value& o,
   const bool ct = std::find(s.modalities.begin(), s.modalities.end(), "CT") != s.modalities.end();
   d.units = ct ? "HU" : "";
   d.sizeMultiple = r.Int(o, key, "size_multiple", d.sizeMultiple, 1, 64);
+  d.maxSlices = r.Int(o, key, "max_slices", d.maxSlices, 1, 100000);
   const Json::Value& reference = o["reference"];
   if (!reference.isObject()) {
     r.Fail(key + ".reference",

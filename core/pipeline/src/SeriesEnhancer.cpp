@@ -155,6 +155,10 @@ class SeriesRun {
   EnhancedSeries Run() {
     wantSpread_ = output_.uncertainty && model_.ProducesUncertainty();
     wantDomain_ = output_.domainAction != DomainAction::kOff && model_.Domain() != nullptr;
+    if (wantDomain_) {
+      domainScored_ = DomainSlicesScored(static_cast<int64_t>(source_.ListInstances().size()),
+                                         model_.Domain()->Spec().maxSlices);
+    }
     Fetch();
     clock_.Lap();
     CheckModality();
@@ -204,6 +208,8 @@ class SeriesRun {
   // The domain check's figures of a slice just decoded, while it still holds its input.
   void ScoreDomain(const SeriesReader::Added& slice) {
     if (!wantDomain_) return;
+    const size_t index = domainIndex_++;
+    if (index >= domainScored_.size() || !domainScored_[index]) return;
     const auto start = std::chrono::steady_clock::now();
     domainSlices_.push_back(
         model_.Domain()->SliceFeatures(slice.values, slice.rows, slice.columns));
@@ -439,6 +445,8 @@ class SeriesRun {
   Volume spread_;  // the uncertainty, when wanted
   bool wantDomain_ = false;
   std::vector<SliceDomainFeatures> domainSlices_;
+  std::vector<bool> domainScored_;  // by position in the source's list of instances
+  size_t domainIndex_ = 0;
 };
 
 }  // namespace

@@ -49,6 +49,11 @@ struct DomainScore {
   std::string trainedOn;         // what the check was trained on, from the manifest
 };
 
+// Which of a series' `count` slices (in the order they are read) are scored: all of them
+// up to `maxSlices`, else `maxSlices` evenly spaced ones (the k-th at floor((k + 1/2) count
+// / maxSlices)), so that the check's cost stays a small share of the model's on long series.
+std::vector<bool> DomainSlicesScored(int64_t count, int maxSlices);
+
 // The series' score from its slices' features (see above). Throws Error(kBadInput) when
 // `slices` is empty.
 DomainScore AggregateDomainScore(const DomainCheckSpec& spec,
@@ -73,7 +78,7 @@ class DomainCheck {
   // One slice, rows x columns values in physical units (its body as DomainCheckSpec::units
   // says, whatever the volume's units).
   SliceDomainFeatures SliceFeatures(const float* values, int64_t rows, int64_t columns) const;
-  // Every slice of the volume, aggregated.
+  // The slices of the volume that DomainSlicesScored selects, aggregated.
   DomainScore Score(const Volume& volume) const;
 
  private:

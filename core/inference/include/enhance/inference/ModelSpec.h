@@ -68,6 +68,7 @@ struct DomainCheckSpec {
   // ("HU" for a CT model, "" otherwise), whatever the series turns out to be.
   std::string units;
   int sizeMultiple = 8;           // slices are padded with 0 to a multiple of this
+  int maxSlices = 32;             // a longer series is scored on this many, evenly spaced
   double reconstructionMean = 0;  // of the training series' median log r ...
   double reconstructionSd = 1;    // ... and its standard deviation
   double klMean = 0;              // the same for the median log k
