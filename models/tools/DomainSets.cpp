@@ -243,12 +243,22 @@ DomainSets MrDomainSets(const std::filesystem::path& templates,
       "Rician noise up to 15% and bias, gamma and noise changes: the data of mr-denoise and "
       "mr2ct)";
   const ReferenceMr mr = ReferenceMrHeads(templates);
-  // Another human head, never in the autoencoder's training data: reference and threshold.
+  // Reference and threshold: another human head, never in the autoencoder's training data,
+  // and the slices around the training head's held-out block, left out of mr-denoise's
+  // training: two subjects, so that the spread between heads counts as in-distribution.
   const Volume& jhu = mr.jhu189;
-  sets.reference = {"jhu189 axial slabs (another human head), noise 0-10%",
-                    MrSlabs(jhu, 30, jhu.slices - 30, {0.0, 0.05, 0.1}, 11)};
-  sets.calibration = {"jhu189 axial slabs, noise 2.5-7.5%",
+  sets.reference = {
+      "jhu189 axial slabs (another human head) and ch2better slices 170-177, "
+      "noise 0-12%",
+      MrSlabs(jhu, 30, jhu.slices - 30, {0.0, 0.05, 0.1}, 11)};
+  for (Volume& v : MrSlabs(mr.ch2better, 170, 178, {0.0, 0.03, 0.06, 0.09, 0.12}, 21)) {
+    sets.reference.series.push_back(std::move(v));
+  }
+  sets.calibration = {"jhu189 axial slabs and ch2better slices 204-211, noise 2-10%",
                       MrSlabs(jhu, 34, jhu.slices - 30, {0.025, 0.075}, 31)};
+  for (Volume& v : MrSlabs(mr.ch2better, 204, 212, {0.02, 0.04, 0.06, 0.08, 0.1}, 41)) {
+    sets.calibration.series.push_back(std::move(v));
+  }
   sets.test = {"ch2better held-out slices, noise 0-12%",
                MrSlabs(mr.ch2better, 180, 204, {0.0, 0.03, 0.07, 0.12}, 51)};
   for (const Mr2CtPair& p : Mr2CtTestSet(templates)) {

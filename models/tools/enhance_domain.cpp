@@ -297,8 +297,10 @@ void PrintCost(const Distribution& d, const std::filesystem::path& models, const
   std::cout
       << "\nCost on one held-out series of " << series.slices << " slices of " << series.rows << "x"
       << series.columns << " (CPU, " << TorchThreads()
-      << " threads, median of 3):\n\n| model | model s/slice | check s/slice | check / model |\n"
-      << "|---|---|---|---|\n";
+      << " threads, median of 3); a series of more than max_slices (" << check.Spec().maxSlices
+      << ") is checked on that many:\n\n| model | model s/slice | check s/slice | check / model, "
+         "per slice | per 64-slice series | per 256-slice series |\n"
+      << "|---|---|---|---|---|---|\n";
   const double perSlice =
       MedianSeconds([&] { check.Score(series); }, 3) / static_cast<double>(series.slices);
   for (const std::string& name : d.models) {
@@ -307,8 +309,12 @@ void PrintCost(const Distribution& d, const std::filesystem::path& models, const
     const auto model = TorchModel::Load(models / name, options);
     const double modelPerSlice =
         MedianSeconds([&] { model->Run(series, {}); }, 3) / static_cast<double>(series.slices);
+    auto share = [&](int slices) {
+      const double checked = std::min(slices, check.Spec().maxSlices);
+      return Fixed(100.0 * checked * perSlice / (slices * modelPerSlice), 1) + "%";
+    };
     std::cout << "| " << name << " | " << Fixed(modelPerSlice, 3) << " | " << Fixed(perSlice, 3)
-              << " | " << Fixed(100.0 * perSlice / modelPerSlice, 1) << "% |\n";
+              << " | " << share(1) << " | " << share(64) << " | " << share(256) << " |\n";
   }
 }
 
