@@ -11,10 +11,40 @@ shift || true
 models=("$@")
 if [[ ${#models[@]} -eq 0 ]]; then
   models=(ct-denoise ct-denoise-gan mr-denoise ct-superres-x2 mr-superres-x2 ct-superres-z2 mr2ct
-          mr2ct-diffusion)
+          mr2ct-diffusion domain-ct domain-ct-x2 domain-mr domain-mr-x2)
 fi
+# The series the domain checks are calibrated and evaluated on, simulated once for all four.
+cache="$(mktemp -d -t enhance-domain-sets-XXXXXX)"
+trap 'rm -rf "$cache"' EXIT
 for model in "${models[@]}"; do
   echo "== $model"
+  if [[ "$model" == domain-* ]]; then
+    # The domain checks: a variational autoencoder per training distribution, trained in
+    # Python on the CT models' (ct-denoise's) or the MR models' (mr-denoise's and mr2ct's)
+    # inputs, at the acquisition's resolution or at half of it (the in-plane
+    # super-resolution models'), then calibrated and written into the model folders.
+    work="$(mktemp -d -t enhance-domain-XXXXXX)"
+    distribution="${model#domain-}"
+    if [[ "$distribution" == ct* ]]; then
+      "$build/models/enhance-train" ct-denoise --export-data "$work/ct-denoise.pt"
+      data=("$work/ct-denoise.pt")
+      normalisation=window
+    else
+      "$build/models/enhance-train" mr-denoise --export-data "$work/mr-denoise.pt"
+      "$build/models/enhance-train" mr2ct --export-data "$work/mr2ct.pt"
+      data=("$work/mr-denoise.pt" "$work/mr2ct.pt")
+      normalisation=slice-percentile
+    fi
+    downsample=1
+    [[ "$distribution" == *-x2 ]] && downsample=2
+    time nice -n 15 /usr/bin/python3 "$root/models/tools/train_vae.py" --data "${data[@]}" \
+      --normalisation "$normalisation" --downsample "$downsample" --out "$work/domain.pt" \
+      --threads 2
+    time nice -n 15 "$build/models/enhance-domain" calibrate "$distribution" \
+      --vae "$work/domain.pt" --models "$root/models" --cache "$cache"
+    rm -rf "$work"
+    continue
+  fi
   if [[ "$model" == mr2ct-diffusion ]]; then
     # The diffusion model is trained in Python (Debian's python3-torch) on mr2ct's data.
     data="$(mktemp -t mr2ct-data-XXXXXX.pt)"

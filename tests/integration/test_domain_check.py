@@ -1,0 +1,128 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The shipped domain checks in a real Orthanc.
+
+A site has listed CT among the modalities of the MR denoiser (its manifest's "modalities"),
+so that only the domain check stands between a CT series and the MR model: the CT series
+routed to it by a rule is processed with the warning in every derived instance and in the
+job; asked for by REST with "DomainCheck": "refuse" it is refused with the score, the
+threshold and what to do, and nothing is stored; with "off" nobody looks. A real T1 head
+MR sent to the same model is within its domain. GET /enhance/series/{id}/domain answers the
+score without running the model."""
+import io
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+import pydicom
+
+from orthanc_harness import (HttpError, OrthancServer, dciodvfy_errors, fingerprints,
+                             logged_on_failure, make_phantom, store_series, wait_for_ended_job,
+                             wait_for_job)
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+HEAD = "/usr/share/mricron/templates/ch2.nii.gz"
+WARNING = "outside the domain the model was trained on"
+
+
+class DomainCheckTest(unittest.TestCase):
+    def test_a_ct_series_sent_to_the_mr_model_is_warned_about_or_refused(self):
+        tmp = tempfile.mkdtemp(prefix="enhance-domain-")
+        models = os.path.join(tmp, "models")
+        for name in ("mr-denoise", "ct-denoise"):
+            shutil.copytree(os.path.join(ROOT, "models", name), os.path.join(models, name))
+        manifest_path = os.path.join(models, "mr-denoise", "manifest.json")
+        with open(manifest_path) as f:
+            manifest = json.load(f)
+        self.assertIn("domain_check", manifest, "the shipped mr-denoise has no domain check")
+        manifest["modalities"] = ["MR", "CT"]
+        with open(manifest_path, "w") as f:
+            json.dump(manifest, f)
+        ct_files = make_phantom(os.path.join(tmp, "ct"), rows=256, columns=256, slices=4)
+        mr = os.path.join(tmp, "mr")
+        subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tools", "nifti_to_dicom_mr.py"),
+                        HEAD, mr, "--count", "4"], check=True, capture_output=True)
+        mr_files = sorted(os.path.join(mr, f) for f in os.listdir(mr))
+        server = OrthancServer(stable_age=2, extra_config={"Enhance": {
+            "ModelsDirectories": [models], "Device": "cpu",
+            "Rules": [{"Name": "any-denoise", "Modalities": ["CT"], "Task": "denoise",
+                       "Model": "mr-denoise"}]}})
+        with logged_on_failure(server, tmp):
+            server.start(timeout=120)
+            info = server.get("/enhance/models/mr-denoise")["DomainCheck"]
+            self.assertEqual(info["Archive"], "domain.pt")
+            self.assertIn("T1-weighted", info["TrainedOn"])
+
+            # Routed by the rule (warn, the default): processed, and said everywhere.
+            ct = store_series(server, ct_files)
+            originals = fingerprints(server, ct)
+            study = server.get(f"/series/{ct}")["ParentStudy"]
+            job = wait_for_ended_job(server, lambda j: j["Content"].get("SourceSeries") == ct,
+                                     timeout=240, what="the rule's job")
+            self.assertEqual(job["State"], "Success", job["Content"])
+            domain = job["Content"]["Domain"]
+            self.assertTrue(domain["Outside"], domain)
+            self.assertGreater(domain["Score"], domain["Threshold"])
+            self.assertEqual(domain["Action"], "warn")
+            self.assertEqual(domain["Slices"], 4)
+            self.assertIn(WARNING, domain["Warning"])
+            self.assertTrue(any(WARNING in w for w in job["Content"]["Warnings"]))
+            derived = job["Content"]["DerivedSeries"]
+            for k, instance in enumerate(server.get(f"/series/{derived}")["Instances"]):
+                data = server.get_bytes(f"/instances/{instance}/file")
+                ds = pydicom.dcmread(io.BytesIO(data))
+                self.assertTrue(ds.ImageComments.startswith("WARNING: " + WARNING), ds.ImageComments)
+                self.assertIn(f"above the threshold {domain['Threshold']:.2f}", ds.ImageComments)
+                self.assertTrue(ds.DerivationDescription.startswith("WARNING: " + WARNING))
+                self.assertEqual(dciodvfy_errors(data, tmp, f"derived-{k}.dcm"), [])
+            tags = server.get(f"/instances/{server.get(f'/series/{derived}')['Instances'][0]}"
+                              "/simplified-tags")
+            self.assertTrue(tags["ImageComments"].startswith("WARNING: "))
+
+            # The same series by REST with "refuse": failed, named, nothing stored.
+            series_before = sorted(server.get(f"/studies/{study}")["Series"])
+            refused = wait_for_job(server, server.post(f"/enhance/series/{ct}", {
+                "Task": "denoise", "Model": "mr-denoise", "Options": {"DomainCheck": "refuse"}})["ID"])
+            self.assertEqual(refused["State"], "Failure")
+            message = json.dumps(refused)
+            self.assertIn("refused: " + WARNING, message)
+            self.assertIn("threshold", message)
+            self.assertIn('\\"DomainCheck\\": \\"warn\\"', message)
+            self.assertEqual(sorted(server.get(f"/studies/{study}")["Series"]), series_before)
+
+            # "off": no score at all.
+            unchecked = wait_for_job(server, server.post(f"/enhance/series/{ct}", {
+                "Task": "denoise", "Model": "mr-denoise", "Options": {"DomainCheck": "off"}})["ID"])
+            self.assertEqual(unchecked["State"], "Success", unchecked["Content"])
+            self.assertNotIn("Domain", unchecked["Content"])
+
+            # A wrong action is refused before any job starts.
+            with self.assertRaises(HttpError) as bad:
+                server.post(f"/enhance/series/{ct}", {"Task": "denoise", "Model": "mr-denoise",
+                                                      "Options": {"DomainCheck": "block"}})
+            self.assertEqual(bad.exception.status, 400)
+
+            # The score alone, without running the model: the CT series is outside the MR
+            # models' domain; a real T1 head is within it.
+            answer = server.get(f"/enhance/series/{ct}/domain?Model=mr-denoise")
+            self.assertTrue(answer["Outside"])
+            self.assertAlmostEqual(answer["Score"], domain["Score"], places=6)
+            self.assertEqual(answer["Modality"], "CT")
+            head = store_series(server, mr_files)
+            answer = server.get(f"/enhance/series/{head}/domain?Model=mr-denoise")
+            self.assertFalse(answer["Outside"], answer)
+            with self.assertRaises(HttpError) as missing:
+                server.get(f"/enhance/series/{head}/domain")
+            self.assertEqual(missing.exception.status, 400)
+            job = wait_for_job(server, server.post(f"/enhance/series/{head}", {
+                "Task": "denoise", "Model": "mr-denoise"})["ID"])
+            self.assertEqual(job["State"], "Success", job["Content"])
+            self.assertFalse(job["Content"]["Domain"]["Outside"])
+            self.assertFalse(any(WARNING in w for w in job["Content"].get("Warnings", [])))
+            self.assertEqual(fingerprints(server, ct), originals)
+
+
+if __name__ == "__main__":
+    unittest.main()
