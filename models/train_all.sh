@@ -27,19 +27,22 @@ for model in "${models[@]}"; do
     distribution="${model#domain-}"
     if [[ "$distribution" == ct* ]]; then
       "$build/models/enhance-train" ct-denoise --export-data "$work/ct-denoise.pt"
-      data=("$work/ct-denoise.pt")
-      normalisation=window
+      options=(--data "$work/ct-denoise.pt" --normalisation window --held-out 0:40-48 --flips hv)
     else
       "$build/models/enhance-train" mr-denoise --export-data "$work/mr-denoise.pt"
       "$build/models/enhance-train" mr2ct --export-data "$work/mr2ct.pt"
-      data=("$work/mr-denoise.pt" "$work/mr2ct.pt")
-      normalisation=slice-percentile
+      # Held out: slices near the models' own held-out blocks (train_vae.py's docstring).
+      options=(--data "$work/mr-denoise.pt" "$work/mr2ct.pt" --normalisation slice-percentile
+               --slabs 12 10 --held-out 0:60-84 1:40-60 1:150-160 1:250-260
+               --exclude 1:140-150 1:160-170 1:240-250 1:260-270)
     fi
-    downsample=1
-    [[ "$distribution" == *-x2 ]] && downsample=2
-    time nice -n 15 /usr/bin/python3 "$root/models/tools/train_vae.py" --data "${data[@]}" \
-      --normalisation "$normalisation" --downsample "$downsample" --out "$work/domain.pt" \
-      --threads 2
+    if [[ "$distribution" == *-x2 ]]; then
+      options+=(--downsample 2 --steps 1200 --threads 1)
+    else
+      options+=(--threads 2)
+    fi
+    time nice -n 15 /usr/bin/python3 "$root/models/tools/train_vae.py" "${options[@]}" \
+      --out "$work/domain.pt"
     time nice -n 15 "$build/models/enhance-domain" calibrate "$distribution" \
       --vae "$work/domain.pt" --models "$root/models" --cache "$cache"
     rm -rf "$work"
