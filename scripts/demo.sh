@@ -133,6 +133,12 @@ for source in "$ct_series" "$mr_series"; do
   echo "  Source series:    $source  ($(describe "$source"))"
   for derived in $( [[ "$source" == "$ct_series" ]] && echo "$ct_derived" || echo "$mr_derived" ); do
     echo "    Derived series: $derived  ($(describe "$derived"))"
+    # A series outside its model's training domain says so in every instance.
+    warning=$(curl -sf "$url/series/$derived" | python3 -c '
+import json, sys
+print(json.load(sys.stdin)["Instances"][0])' | xargs -I{} curl -sf "$url/instances/{}/simplified-tags" |
+      python3 -c 'import json, sys; print(json.load(sys.stdin).get("ImageComments", ""))')
+    if [[ "$warning" == WARNING:* ]]; then echo "      $warning"; fi
     echo "      Orthanc Explorer: $url/app/explorer.html#series?uuid=$derived"
   done
 done

@@ -229,6 +229,7 @@ TEST(ShippedModels, TilesGiveTheSameResultAsWholeSlices) {
     const int64_t tile = 2 * overlap + 16;
     const auto load = [&](const testing::TemporaryFolder& copy, int64_t tileSize) {
       manifest["tile"]["size"] = Json::Int64(tileSize);
+      manifest.removeMember("domain_check");  // the network alone is compared
       std::filesystem::copy_file(folder / manifest["archive"].asString(),
                                  copy.path() / manifest["archive"].asString());
       std::ofstream(copy.path() / "manifest.json") << manifest;
