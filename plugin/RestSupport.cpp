@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "enhance/base/Error.h"
+#include "enhance/base/LargeStack.h"
 
 namespace enhance::plugin::rest {
 namespace {
@@ -83,8 +84,11 @@ Json::Value Strings(const std::vector<std::string>& items) {
   return list;
 }
 
-OrthancPluginErrorCode Guard(Handler handler, OrthancPluginRestOutput* output, const char* url,
-                             const OrthancPluginHttpRequest* request) {
+namespace {
+
+// The handler, with every exception turned into an HTTP error answer.
+OrthancPluginErrorCode Answer(Handler handler, OrthancPluginRestOutput* output, const char* url,
+                              const OrthancPluginHttpRequest* request) {
   try {
     handler(output, url, request);
     return OrthancPluginErrorCode_Success;
@@ -104,6 +108,27 @@ OrthancPluginErrorCode Guard(Handler handler, OrthancPluginRestOutput* output, c
   } catch (...) {
   }
   return OrthancPluginErrorCode_Plugin;
+}
+
+}  // namespace
+
+OrthancPluginErrorCode Guard(Handler handler, OrthancPluginRestOutput* output, const char* url,
+                             const OrthancPluginHttpRequest* request) {
+  // The web server's thread has too small a stack for a model load, a forward or a decode
+  // (see LargeStack.h): the handler runs on a thread of its own, this one waiting.
+  OrthancPluginErrorCode code = OrthancPluginErrorCode_Plugin;
+  try {
+    RunWithStack(kWorkStackBytes, [&] { code = Answer(handler, output, url, request); });
+  } catch (const std::exception& e) {
+    try {
+      g_plugin->api.LogError(std::string(url) + ": " + e.what());
+      SendError(output, url, 503, ToString(ErrorKind::kInternal), e.what());
+      return OrthancPluginErrorCode_Success;
+    } catch (...) {
+    }
+  } catch (...) {
+  }
+  return code;
 }
 
 }  // namespace enhance::plugin::rest

@@ -33,6 +33,9 @@ void CheckKeys(const Json::Value& body, const std::vector<std::string>& known);
 Json::Value Strings(const std::vector<std::string>& items);
 
 using Handler = void (*)(OrthancPluginRestOutput*, const char*, const OrthancPluginHttpRequest*);
+// Runs `handler` on a thread of a main thread's stack (kWorkStackBytes; the web server's
+// own threads have 100 KB) and answers what it throws as an HTTP error: nothing crosses
+// into Orthanc.
 OrthancPluginErrorCode Guard(Handler handler, OrthancPluginRestOutput* output, const char* url,
                              const OrthancPluginHttpRequest* request);
 

@@ -151,9 +151,24 @@ class OrthancServer:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
-            sys.stderr.write(f"--- log of Orthanc {self.aet} ---\n{self.log()}\n")
+            sys.stderr.write(f"--- log of Orthanc {self.aet} ---\n{self.failure_report()}\n")
         self.cleanup()
         return False
+
+    def failure_report(self):
+        """The log, with how the process ended when it is no longer running (a crash shows
+        as the signal that killed it, which Orthanc's own log cannot say)."""
+        report = self.log()
+        if self.process is not None and self.process.poll() is not None:
+            code = self.process.returncode
+            how = f"exited with status {code}"
+            if code < 0:
+                try:
+                    how = f"killed by signal {signal.Signals(-code).name}"
+                except ValueError:
+                    how = f"killed by signal {-code}"
+            report += f"\n--- Orthanc {self.aet} {how} during the test ---\n"
+        return report
 
     def log(self):
         try:
@@ -257,7 +272,7 @@ def logged_on_failure(server, *folders):
     try:
         yield server
     except BaseException:
-        sys.stderr.write(f"--- log of Orthanc {server.aet} ---\n{server.log()[-8000:]}\n")
+        sys.stderr.write(f"--- log of Orthanc {server.aet} ---\n{server.failure_report()[-8000:]}\n")
         raise
     finally:
         server.cleanup()

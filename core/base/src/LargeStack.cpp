@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "enhance/base/LargeStack.h"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "enhance/base/Error.h"
+
+namespace enhance {
+namespace {
+
+struct Call {
+  const std::function<void()>* work = nullptr;
+  std::exception_ptr error;
+};
+
+extern "C" void* RunCall(void* argument) {
+  Call& call = *static_cast<Call*>(argument);
+  try {
+    (*call.work)();
+  } catch (...) {
+    call.error = std::current_exception();
+  }
+  return nullptr;
+}
+
+// Owns a pthread attribute object.
+class ThreadAttributes {
+ public:
+  ThreadAttributes() {
+    const int code = pthread_attr_init(&attributes_);
+    if (code != 0) Fail("pthread_attr_init", code);
+  }
+  ~ThreadAttributes() { pthread_attr_destroy(&attributes_); }
+  ThreadAttributes(const ThreadAttributes&) = delete;
+  ThreadAttributes& operator=(const ThreadAttributes&) = delete;
+
+  pthread_attr_t* get() { return &attributes_; }
+
+  [[noreturn]] static void Fail(const char* what, int code) {
+    throw Error(ErrorKind::kInternal, std::string("cannot start a worker thread (") + what + ": " +
+                                          std::strerror(code) +
+                                          "); the server is out of memory or of threads");
+  }
+
+ private:
+  pthread_attr_t attributes_;
+};
+
+}  // namespace
+
+void RunWithStack(size_t stackBytes, const std::function<void()>& work) {
+  ThreadAttributes attributes;
+  const size_t bytes = std::max<size_t>(stackBytes, PTHREAD_STACK_MIN);
+  int code = pthread_attr_setstacksize(attributes.get(), bytes);
+  if (code != 0) ThreadAttributes::Fail("pthread_attr_setstacksize", code);
+  Call call;
+  call.work = &work;
+  pthread_t thread;
+  code = pthread_create(&thread, attributes.get(), RunCall, &call);
+  if (code != 0) ThreadAttributes::Fail("pthread_create", code);
+  code = pthread_join(thread, nullptr);
+  if (code != 0) ThreadAttributes::Fail("pthread_join", code);
+  if (call.error) std::rethrow_exception(call.error);
+}
+
+}  // namespace enhance
