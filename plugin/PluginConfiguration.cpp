@@ -310,6 +310,12 @@ void ParseInference(const Json::Value& section, const std::string& key,
   config.concurrentInferences =
       GetInt(section, key, "ConcurrentInferences", config.concurrentInferences, 1, 64);
   config.optimizeForCpu = GetBool(section, key, "OptimizeForCpu", config.optimizeForCpu);
+  config.cpuPrecision = GetString(section, key, "CpuPrecision", config.cpuPrecision);
+  if (config.cpuPrecision != "auto" && config.cpuPrecision != "float") {
+    Fail(key + ".CpuPrecision", "'" + Printable(config.cpuPrecision) +
+                                    "' must be auto (bf16 where a model allows it and the "
+                                    "processor has it) or float");
+  }
   config.earlyStartMb = GetInt(section, key, "EarlyStartMB", config.earlyStartMb, 0, 1 << 20);
   config.simulatedDeviceMemoryMb =
       GetInt(section, key, "SimulatedDeviceMemoryMB", config.simulatedDeviceMemoryMb, 0, 1 << 20);
@@ -360,11 +366,26 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
   const std::string key = "Enhance";
   if (!section.isObject()) Fail(key, "must be an object");
   CheckKeys(section, key,
-            {"Enable", "Threads", "ConcurrentSeries", "ProcessDerivedSeries", "UidRoot",
-             "SeriesNumberOffset", "SeriesDescriptionSuffix", "Rules", "RuleEvaluation",
-             "ForwardAttempts", "ForwardRetryDelaySeconds", "ModelsDirectories", "Device",
-             "MemoryBudgetMB", "ConcurrentInferences", "OptimizeForCpu", "EarlyStartMB",
-             "SimulatedDeviceMemoryMB", "UncertaintyThreshold"});
+            {"Enable",
+             "Threads",
+             "ConcurrentSeries",
+             "ProcessDerivedSeries",
+             "UidRoot",
+             "SeriesNumberOffset",
+             "SeriesDescriptionSuffix",
+             "Rules",
+             "RuleEvaluation",
+             "ForwardAttempts",
+             "ForwardRetryDelaySeconds",
+             "ModelsDirectories",
+             "Device",
+             "MemoryBudgetMB",
+             "ConcurrentInferences",
+             "OptimizeForCpu",
+             "CpuPrecision",
+             "EarlyStartMB",
+             "SimulatedDeviceMemoryMB",
+             "UncertaintyThreshold"});
 
   config.enabled = GetBool(section, key, "Enable", config.enabled);
   config.threads = GetInt(section, key, "Threads", config.threads, 0, 1024);

@@ -87,6 +87,10 @@ struct PluginConfiguration {
   int earlyStartMb = 512;
   int concurrentInferences = 1;  // per model
   bool optimizeForCpu = true;
+  // "auto": a model whose manifest allows bf16 runs in it where the processor has bf16
+  // instructions, its output stays within the manifest's tolerance and it is faster;
+  // "float": every model in float.
+  std::string cpuPrecision = "auto";
   int simulatedDeviceMemoryMb = 0;  // > 0: rehearse out-of-memory fallbacks (testing only)
   // Uncertainty maps: the share of body voxels whose standard deviation across a model's
   // samples is above this (output units: HU for CT) is reported with each series.

@@ -16,6 +16,7 @@ InferenceOptions ToInferenceOptions(const PluginConfiguration& config) {
   options.memoryBudgetBytes = static_cast<size_t>(config.memoryBudgetMb) << 20;
   options.maxConcurrentRuns = config.concurrentInferences;
   options.optimizeForCpu = config.optimizeForCpu;
+  options.precision = config.cpuPrecision;
   options.simulatedDeviceMemoryBytes = static_cast<size_t>(config.simulatedDeviceMemoryMb) << 20;
   return options;
 }
@@ -62,8 +63,18 @@ ModelLoadReport PluginContext::ReloadModels() {
   ModelLoadReport report = models.LoadDirectories(directories, inference);
   for (const auto& name : report.loaded) {
     const auto model = models.Find(name);
+    std::string precision;
+    if (const LowPrecisionReport* low = model->LowPrecision()) {
+      precision = "; " + low->runs;
+      if (low->compared) {
+        precision += " (bf16 deviates from float by " + std::to_string(low->meanDeviation) +
+                     " mean, " + std::to_string(low->p999Deviation) +
+                     " 99.9th percentile, in normalised output units)";
+      }
+      if (!low->note.empty()) precision += ": " + low->note;
+    }
     api.LogWarning("model " + name + " " + model->Info().version + " (" + model->Info().task +
-                   ") loaded: " + model->Parameters());
+                   ") loaded: " + model->Parameters() + precision);
   }
   for (const auto& problem : report.problems) {
     api.LogError("model not available: " + problem.message);

@@ -41,6 +41,26 @@ Json::Value ModelJson(const Model& model) {
     domain["TrainedOn"] = m.domainCheck.trainedOn;
     entry["DomainCheck"] = domain;
   }
+  if (const LowPrecisionReport* low = model.LowPrecision()) {
+    // What runs, and how far bf16 is from float on the manifest's calibration input.
+    Json::Value precision;
+    precision["Runs"] = low->runs;
+    precision["Allowed"] = Strings(m.lowPrecision.bf16 ? std::vector<std::string>{"float", "bf16"}
+                                                       : std::vector<std::string>{"float"});
+    precision["Compared"] = low->compared;
+    if (low->compared) {
+      precision["MeanDeviation"] = low->meanDeviation;
+      precision["P999Deviation"] = low->p999Deviation;
+      precision["MeanTolerance"] = m.lowPrecision.meanTolerance;
+      precision["P999Tolerance"] = m.lowPrecision.p999Tolerance;
+    }
+    if (low->floatSeconds > 0 && low->bf16Seconds > 0) {
+      precision["FloatMilliseconds"] = 1000 * low->floatSeconds;
+      precision["Bf16Milliseconds"] = 1000 * low->bf16Seconds;
+    }
+    if (!low->note.empty()) precision["Note"] = low->note;
+    entry["Precision"] = precision;
+  }
   return entry;
 }
 

@@ -7,6 +7,10 @@
 //   enhance-benchmark [--models DIR]... [--slices N] [--size N] [--repeats N]
 //                     [--threads N] [--device cpu|cuda] [--batches 1,4,8] [--no-optimize]
 //                     [--layouts auto,plain,channels-last,fused,optimised]
+//                     [--precisions auto,float,bf16]
+// Beside each model's runs it measures the float matrix-multiply rate and, on the CPU, the
+// bf16 one (1024^3 products), so that each row's share of the rate its precision has is
+// taken in the same moment.
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
@@ -40,7 +44,7 @@ double Seconds(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// One timing of the single-precision matrix-multiply rate, in GFLOP/s.
+// One timing of the matrix-multiply rate of a and b's type, in GFLOP/s.
 double MatmulRate(const at::Tensor& a, const at::Tensor& b) {
   c10::InferenceMode guard;
   const auto start = Clock::now();
@@ -76,6 +80,7 @@ int main(int argc, char** argv) {
   std::vector<int> batches{1, 4, 8};
   bool optimize = true;
   std::vector<std::string> layouts{"auto"};
+  std::vector<std::string> precisions{"auto"};
   try {
     for (int i = 1; i < argc; ++i) {
       const std::string arg = argv[i];
@@ -101,6 +106,8 @@ int main(int argc, char** argv) {
         batches = ParseList(value);
       else if (arg == "--layouts")
         layouts = ParseWords(value);
+      else if (arg == "--precisions")
+        precisions = ParseWords(value);
       else
         throw std::invalid_argument("unknown option " + arg);
     }
@@ -109,7 +116,8 @@ int main(int argc, char** argv) {
         << "enhance-benchmark: " << e.what()
         << "\nusage: enhance-benchmark [--models DIR]... [--slices N] [--size N] [--repeats N]"
            " [--threads N] [--device cpu|cuda] [--batches 1,4,8] [--no-optimize]"
-           " [--layouts auto,plain,channels-last,fused,optimised]\n";
+           " [--layouts auto,plain,channels-last,fused,optimised]"
+           " [--precisions auto,float,bf16]\n";
     return 2;
   }
 
@@ -128,19 +136,32 @@ int main(int argc, char** argv) {
     const int64_t n = 1024;
     const at::Tensor a = at::rand({n, n}).to(torchDevice);
     const at::Tensor b = at::rand({n, n}).to(torchDevice);
+    // bf16 on the CPU only (a GPU's rates are another table).
+    const bool bf16 = torchDevice.is_cpu();
+    const at::Tensor a16 = bf16 ? a.to(at::kBFloat16) : at::Tensor();
+    const at::Tensor b16 = bf16 ? b.to(at::kBFloat16) : at::Tensor();
     MatmulRate(a, b);  // warm-up
-    std::vector<double> allRates;
-    for (int r = 0; r < std::max(3, repeats); ++r) allRates.push_back(MatmulRate(a, b));
+    if (bf16) MatmulRate(a16, b16);
+    std::vector<double> allRates, allRates16;
+    for (int r = 0; r < std::max(3, repeats); ++r) {
+      allRates.push_back(MatmulRate(a, b));
+      if (bf16) allRates16.push_back(MatmulRate(a16, b16));
+    }
     const Stats peak = Summarise(allRates);
     std::printf("LibTorch %s, device %s, %d threads; %d slices of %dx%d, %d runs each\n\n",
                 enhance::TorchVersion().c_str(), effective.c_str(), enhance::TorchThreads(), slices,
                 size, size, repeats);
-    std::printf("Matrix multiply (1024^3, fp32): %.1f GFLOP/s median (%.1f-%.1f)\n\n", peak.median,
+    std::printf("Matrix multiply (1024^3, fp32): %.1f GFLOP/s median (%.1f-%.1f)\n", peak.median,
                 peak.min, peak.max);
+    if (bf16) {
+      const Stats peak16 = Summarise(allRates16);
+      std::printf("Matrix multiply (1024^3, bf16): %.1f GFLOP/s median (%.1f-%.1f)\n",
+                  peak16.median, peak16.min, peak16.max);
+    }
     std::printf(
-        "| model | runs as | batch | ms/slice | slices/s | GMAC/slice | GFLOP/s | matmul GFLOP/s |"
-        " of matmul rate |\n");
-    std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+        "\n| model | runs as | batch | ms/slice | slices/s | GMAC/slice | GFLOP/s | matmul "
+        "GFLOP/s | of matmul rate | bf16 matmul GFLOP/s | of bf16 rate |\n");
+    std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
 
     std::vector<std::pair<std::shared_ptr<const enhance::Model>, int>> runs;
     enhance::ModelRegistry builtins;
@@ -149,13 +170,17 @@ int main(int argc, char** argv) {
       for (const auto& entry : std::filesystem::directory_iterator(dir)) {
         if (!std::filesystem::exists(entry.path() / "manifest.json")) continue;
         for (const std::string& layout : layouts) {
-          for (int batch : batches) {
-            enhance::InferenceOptions options;
-            options.device = device;
-            options.maxBatch = batch;
-            options.optimizeForCpu = optimize;
-            options.cpuLayout = layout;
-            runs.push_back({enhance::TorchModel::Load(entry.path(), options), batch});
+          for (const std::string& precision : precisions) {
+            if (precision == "bf16" && layout != "auto" && layout != "fused") continue;
+            for (int batch : batches) {
+              enhance::InferenceOptions options;
+              options.device = device;
+              options.maxBatch = batch;
+              options.optimizeForCpu = optimize;
+              options.cpuLayout = layout;
+              options.precision = precision;
+              runs.push_back({enhance::TorchModel::Load(entry.path(), options), batch});
+            }
           }
         }
       }
@@ -163,15 +188,17 @@ int main(int argc, char** argv) {
     for (const auto& [model, batch] : runs) {
       const auto* torchModel = dynamic_cast<const enhance::TorchModel*>(model.get());
       model->Run(volume, {});  // warm-up
-      std::vector<double> times, rates;
+      std::vector<double> times, rates, rates16;
       for (int r = 0; r < repeats; ++r) {
         rates.push_back(MatmulRate(a, b));
+        if (bf16) rates16.push_back(MatmulRate(a16, b16));
         const auto start = Clock::now();
         model->Run(volume, {});
         times.push_back(Seconds(start));
       }
       const Stats t = Summarise(times);
       const double matmul = Summarise(rates).median;
+      const double matmul16 = bf16 ? Summarise(rates16).median : 0;
       const double msPerSlice = 1000 * t.median / slices;
       // Per input slice of size x size: the output slice has (size x scale)^2 pixels.
       const double outputSide = static_cast<double>(size) * model->Info().inPlaneScale;
@@ -195,15 +222,19 @@ int main(int argc, char** argv) {
           runsAs = parameters.substr(open + 1, close - open - 1);
         }
       }
-      std::printf("| %s | %s | %s | %.1f (%.1f-%.1f) | %.2f | %s | %s | %.1f | %s |\n",
+      const auto share = [gflops](double rate) {
+        return gflops > 0 && rate > 0 ? std::to_string(static_cast<int>(100 * gflops / rate)) + "%"
+                                      : std::string("-");
+      };
+      std::printf("| %s | %s | %s | %.1f (%.1f-%.1f) | %.2f | %s | %s | %.1f | %s | %s | %s |\n",
                   model->Info().name.c_str(), runsAs.c_str(),
                   batch > 0 ? std::to_string(batch).c_str() : "-", msPerSlice,
                   1000 * t.min / slices, 1000 * t.max / slices, slices / t.median,
                   gmac > 0 ? std::to_string(gmac).substr(0, 5).c_str() : "-",
                   gflops > 0 ? std::to_string(gflops).substr(0, 5).c_str() : "-", matmul,
-                  gflops > 0
-                      ? (std::to_string(static_cast<int>(100 * gflops / matmul)) + "%").c_str()
-                      : "-");
+                  share(matmul).c_str(),
+                  matmul16 > 0 ? std::to_string(matmul16).substr(0, 5).c_str() : "-",
+                  share(matmul16).c_str());
     }
     return 0;
   } catch (const std::exception& e) {

@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "EvaluationOptions.h"
 #include "Mr2CtData.h"
 #include "MrDenoiseData.h"
 #include "enhance/inference/TorchModel.h"
@@ -43,6 +44,7 @@ std::shared_ptr<const Model> Load(const std::filesystem::path& folder, int sampl
   options.diffusionSamples = samples;
   options.diffusionSeed = seed;
   options.augmentationUncertainty = augmentation;
+  options.precision = EvaluationPrecision();
   return TorchModel::Load(folder, options);
 }
 

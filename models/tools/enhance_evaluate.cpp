@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "CtDenoiseData.h"
+#include "EvaluationOptions.h"
 #include "Mr2CtData.h"
 #include "Mr2CtDiffusionEvaluation.h"
 #include "MrDenoiseData.h"
@@ -36,13 +37,15 @@ using namespace enhance;
 using namespace enhance::models;
 
 constexpr const char* kUsage =
-    "usage: enhance-evaluate MODEL --models DIR [--data test|validation]\n"
+    "usage: enhance-evaluate MODEL --models DIR [--data test|validation] [--precision "
+    "float|bf16]\n"
     "MODEL: ct-denoise | ct-denoise-gan | mr-denoise | ct-superres-x2 | mr-superres-x2\n"
     "       | ct-superres-z2 | mr2ct | mr2ct-diffusion | ct-denoise-halfres (not shipped)\n"
     "Loads DIR/MODEL and prints markdown tables of image-quality figures. ct-denoise and\n"
     "ct-denoise-gan are measured side by side (each when its folder exists); with\n"
     "--data validation on the validation phantoms instead of the held-out test set, without\n"
-    "the baselines (to choose training options; ct-denoise models only).\n";
+    "the baselines (to choose training options; ct-denoise models only). --precision bf16\n"
+    "runs the models in bf16 on the CPU (default float).\n";
 
 struct Metric {
   std::string label;
@@ -171,6 +174,7 @@ std::vector<Candidate> TunedBaselines(const Volume& reference, const Volume& inp
 std::shared_ptr<const Model> LoadShipped(const std::filesystem::path& folder) {
   InferenceOptions options;
   options.device = "cpu";
+  options.precision = EvaluationPrecision();
   return TorchModel::Load(folder, options);
 }
 
@@ -484,6 +488,8 @@ int main(int argc, char** argv) {
         models = value;
       else if (arg == "--data" && (value == "test" || value == "validation"))
         data = value;
+      else if (arg == "--precision" && (value == "float" || value == "bf16"))
+        EvaluationPrecision() = value;
       else
         throw std::invalid_argument("unknown option " + arg);
     }

@@ -2,10 +2,13 @@
 #include "ModelFixtures.h"
 
 #include <json/writer.h>
+#include <torch/csrc/jit/serialization/pickle.h>
 #include <torch/script.h>
 
+#include <cmath>
 #include <fstream>
 #include <random>
+#include <vector>
 
 namespace enhance::testing {
 
@@ -36,6 +39,14 @@ std::string FixtureSource(const std::string& kind) {
   }
   if (kind == "interpolate") return "  return (x[:, 0:1] + x[:, 1:2]) * 0.5\n";
   if (kind == "shift") return "  return torch.roll(" + middle + ", [1], [3])\n";
+  if (kind == "residual-cnn") {
+    return "  h = torch.relu(torch.conv2d(" + middle +
+           ", self.w0, self.b0, 1, 1))\n"
+           "  h = torch.relu(torch.conv2d(h, self.w1, self.b1, 1, 1))\n"
+           "  h = torch.relu(torch.conv2d(h, self.w2, self.b2, 1, 2, 2))\n"
+           "  return " +
+           middle + " + 0.1 * torch.conv2d(h, self.w3, self.b3, 1, 1)\n";
+  }
   // Denoisers of a diffusion model, forward(self, x, t, c): an epsilon that depends on x_t,
   // the time and the condition; and an x_0 prediction that is the condition itself.
   const std::string condition = "c.narrow(1, c.size(1) // 2, 1)";
@@ -58,6 +69,18 @@ std::string FixtureSource(const std::string& kind) {
 void WriteFixtureArchive(const std::filesystem::path& file, const std::string& kind) {
   torch::jit::Module module("Fixture");
   module.register_parameter("weight", torch::full({1, 1, 3, 3}, 1.0f / 9.0f), false);
+  if (kind == "residual-cnn") {
+    // Fixed weights of a He initialisation: 16 features, the third layer dilated.
+    torch::manual_seed(11);
+    const int64_t shapes[4][2] = {{16, 1}, {16, 16}, {16, 16}, {1, 16}};
+    for (int k = 0; k < 4; ++k) {
+      const int64_t out = shapes[k][0], in = shapes[k][1];
+      const double scale = std::sqrt(2.0 / (9.0 * static_cast<double>(in)));
+      module.register_parameter("w" + std::to_string(k), torch::randn({out, in, 3, 3}) * scale,
+                                false);
+      module.register_parameter("b" + std::to_string(k), torch::randn({out}) * 0.05, false);
+    }
+  }
   const bool diffusion = kind.rfind("diffusion-", 0) == 0;
   module.define((diffusion ? "def forward(self, x, t, c):\n" : "def forward(self, x):\n") +
                 FixtureSource(kind));
@@ -74,9 +97,28 @@ std::filesystem::path WriteFixtureModel(const std::filesystem::path& parent,
       domain["archive"].asString().find('/') == std::string::npos) {
     WriteFixtureArchive(folder / domain["archive"].asString(), "domain-vae");
   }
+  const Json::Value& low = manifest["low_precision"];
+  if (low.isObject() && low["calibration"].isString() &&
+      low["calibration"].asString().find('/') == std::string::npos) {
+    // Inputs like the tests' volumes: uniform over the window's middle.
+    torch::manual_seed(12);
+    const std::vector<char> bytes =
+        torch::jit::pickle_save(torch::rand({2, 1, 32, 32}) * 0.9 + 0.05);
+    std::ofstream(folder / low["calibration"].asString(), std::ios::binary)
+        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
   Json::StreamWriterBuilder builder;
   std::ofstream(folder / "manifest.json") << Json::writeString(builder, manifest);
   return folder;
+}
+
+Json::Value LowPrecisionSection(double meanTolerance, double p999Tolerance) {
+  Json::Value l;
+  l["allow"].append("bf16");
+  l["calibration"] = "calibration.pt";
+  l["tolerance"]["mean"] = meanTolerance;
+  l["tolerance"]["p999"] = p999Tolerance;
+  return l;
 }
 
 Json::Value DenoiseManifest(const std::string& name) {

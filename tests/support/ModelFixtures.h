@@ -33,6 +33,9 @@ class TemporaryFolder {
 //   "interpolate"   mean of the two channels (through-plane)
 //   "shift"         the middle channel moved one column to the right (not symmetric: its
 //                   flips and rotations disagree)
+//   "residual-cnn"  the middle channel plus 0.1 x a small convolution network of it (16
+//                   features, ReLUs, one dilated layer; fixed random weights): what the
+//                   fused operator and bf16 take
 //   "domain-vae"    a domain check's autoencoder: (reconstruction, mu, logvar) from the
 //                   means of 8x8 blocks
 // and of forward(self, x, t, c) for diffusion models:
@@ -43,8 +46,9 @@ std::string FixtureSource(const std::string& kind);
 // Writes a fixture of `kind` as a TorchScript archive.
 void WriteFixtureArchive(const std::filesystem::path& file, const std::string& kind);
 
-// Writes folder/<name>/{manifest.json, model.pt}, and the "domain-vae" fixture as the
-// domain check's archive when the manifest has a "domain_check" naming one; returns the
+// Writes folder/<name>/{manifest.json, model.pt}, the "domain-vae" fixture as the
+// domain check's archive when the manifest has a "domain_check" naming one, and a
+// calibration input [2, 1, 32, 32] when it has a "low_precision" naming one; returns the
 // model folder.
 std::filesystem::path WriteFixtureModel(const std::filesystem::path& parent,
                                         const std::string& kind, const Json::Value& manifest);
@@ -54,6 +58,9 @@ std::filesystem::path WriteFixtureModel(const std::filesystem::path& parent,
 // testing::PhantomSeries(48, 48, n, 10.0) through a window of [-1000, 1000]), the given
 // threshold.
 Json::Value DomainCheckSection(double threshold);
+
+// A "low_precision" section allowing bf16 with these tolerances, calibration.pt.
+Json::Value LowPrecisionSection(double meanTolerance, double p999Tolerance);
 
 // A valid manifest for a denoise model named `name`.
 Json::Value DenoiseManifest(const std::string& name);

@@ -211,5 +211,87 @@ TEST(FusedConvolution, RunsFromSeveralThreadsAtOnce) {
   for (double error : errors) EXPECT_LT(error, 1e-3);
 }
 
+// In bf16 each wide convolution rounds its input and weights to bfloat16 (8 significant
+// bits) and sums in float: within about 1% of the largest output of float's. The output
+// is float or bfloat16 as asked, the input may be either, and narrow layers stay float.
+TEST(FusedConvolution, Bf16IsCloseToFloatInEveryPrecision) {
+  torch::manual_seed(21);
+  struct Case {
+    int64_t inputs, outputs, padding, dilation;
+  };
+  for (const Case c : {Case{16, 16, 1, 1}, Case{20, 28, 1, 1}, Case{16, 16, 2, 2},
+                       Case{24, 9, 1, 1}, Case{16, 1, 1, 1}}) {
+    SCOPED_TRACE(std::to_string(c.inputs) + "->" + std::to_string(c.outputs) + " d" +
+                 std::to_string(c.dilation));
+    const at::Tensor input = at::rand({2, c.inputs, 23, 30});
+    const at::Tensor weight = at::randn({c.outputs, c.inputs, 3, 3}) * 0.1;
+    const at::Tensor bias = at::randn({c.outputs});
+    const std::vector<int64_t> padding{c.padding, c.padding};
+    const std::vector<int64_t> dilation{c.dilation, c.dilation};
+    const at::Tensor expected = Expected(input, weight, bias, padding, true, dilation);
+    const double scale = expected.abs().max().item<double>();
+    const bool narrow = c.outputs < 8;
+    for (const FusedPrecision precision :
+         {FusedPrecision::kBFloat16FloatOutput, FusedPrecision::kBFloat16}) {
+      for (const bool lowInput : {false, true}) {
+        const at::Tensor given = lowInput ? input.to(at::kBFloat16) : input;
+        const at::Tensor actual =
+            FusedConv2d(given, weight, bias, padding, true, dilation, precision);
+        EXPECT_EQ(actual.scalar_type(),
+                  precision == FusedPrecision::kBFloat16 ? at::kBFloat16 : at::kFloat);
+        EXPECT_TRUE(actual.is_contiguous(at::MemoryFormat::ChannelsLast));
+        const double error = (actual.to(at::kFloat) - expected).abs().max().item<double>();
+        EXPECT_LT(error, 0.02 * scale);
+        // A float input to a narrow layer is computed in float: float's rounding alone.
+        if (narrow && !lowInput && precision == FusedPrecision::kBFloat16FloatOutput) {
+          EXPECT_LT(error, 1e-5 * scale);
+        } else if (!narrow) {
+          EXPECT_GT(error, 1e-6 * scale);  // bfloat16 did round
+        }
+      }
+    }
+  }
+}
+
+// Fused in bf16, the graph keeps float where precision matters: the first layer (reading
+// the image), the narrow output layer, and every layer read by an operation that is not a
+// bf16 convolution; the layers in between pass bfloat16 to each other.
+TEST(FusedConvolution, Bf16GraphKeepsTheImageAndOutputLayersInFloat) {
+  torch::manual_seed(22);
+  torch::jit::Module module("Net");
+  module.register_parameter("w0", at::randn({16, 1, 3, 3}) * 0.5, false);
+  module.register_parameter("w1", at::randn({16, 16, 3, 3}) * 0.12, false);
+  module.register_parameter("w2", at::randn({16, 16, 3, 3}) * 0.12, false);
+  module.register_parameter("w3", at::randn({16, 16, 3, 3}) * 0.12, false);
+  module.register_parameter("w4", at::randn({1, 16, 3, 3}) * 0.1, false);
+  module.define(R"(
+    def forward(self, x):
+        h = torch.relu(torch.conv2d(x, self.w0, None, 1, 1))
+        h = torch.relu(torch.conv2d(h, self.w1, None, 1, 1))
+        h = torch.relu(torch.conv2d(h, self.w2, None, 1, 1))
+        h = torch.relu(torch.conv2d(h, self.w3, None, 1, 1)) + h * 0.5
+        return torch.conv2d(h, self.w4, None, 1, 1) + x
+  )");
+  module.eval();
+  const at::Tensor input = at::rand({1, 1, 40, 36});
+  const at::Tensor expected = module.forward({input}).toTensor();
+  int replaced = 0;
+  torch::jit::Module fused = FuseConvolutions(module, &replaced, FusedPrecision::kBFloat16);
+  EXPECT_EQ(replaced, 5);
+  std::vector<int64_t> precisions;
+  for (torch::jit::Node* node : fused.get_method("forward").graph()->nodes()) {
+    if (std::string(node->kind().toQualString()) != "enhance::conv2d_fused") continue;
+    precisions.push_back(torch::jit::toIValue(node->input(6))->toInt());
+  }
+  // w0 float (one input channel); w1 bf16 out (read by w2); w2 bf16 compute, float out
+  // (read by w3 and by the addition); w3 float out (read by the addition); w4 narrow.
+  EXPECT_EQ(precisions, (std::vector<int64_t>{0, 2, 1, 1, 0}));
+  const at::Tensor actual = fused.forward({input}).toTensor();
+  EXPECT_EQ(actual.scalar_type(), at::kFloat);
+  const double error = (actual.contiguous() - expected).abs().max().item<double>();
+  EXPECT_GT(error, 0.0);
+  EXPECT_LT(error, 0.02 * expected.abs().max().item<double>());
+}
+
 }  // namespace
 }  // namespace enhance

@@ -269,6 +269,51 @@ TEST(ModelSpec, UncertaintyByTestTimeAugmentation) {
             file + "uncertainty: a diffusion model's uncertainty comes from its samples");
 }
 
+TEST(ModelSpec, LowPrecisionAllowsBf16WithACalibrationAndATolerance) {
+  EXPECT_FALSE(ParseManifest(testing::DenoiseManifest("m"), kFolder).lowPrecision.bf16);
+  Json::Value m = testing::DenoiseManifest("m");
+  m["low_precision"] = testing::LowPrecisionSection(0.0002, 0.002);
+  const LowPrecisionSpec spec = ParseManifest(m, kFolder).lowPrecision;
+  EXPECT_TRUE(spec.bf16);
+  EXPECT_EQ(spec.calibration.filename(), "calibration.pt");
+  EXPECT_DOUBLE_EQ(spec.meanTolerance, 0.0002);
+  EXPECT_DOUBLE_EQ(spec.p999Tolerance, 0.002);
+
+  const std::string file = "/models/m/manifest.json: ";
+  const auto problem = [&](const std::function<void(Json::Value&)>& change) {
+    Json::Value changed = m;
+    change(changed["low_precision"]);
+    return ErrorOf(changed);
+  };
+  EXPECT_EQ(problem([](Json::Value& l) { l["allow"][0] = "int4"; }),
+            file + "low_precision.allow: unknown precision; the node runs \"bf16\" besides float");
+  EXPECT_EQ(problem([](Json::Value& l) { l["allow"] = "bf16"; }),
+            file + "low_precision.allow: must be a list of precisions: [\"bf16\"]");
+  EXPECT_NE(problem([](Json::Value& l) {
+              l.removeMember("calibration");
+            }).find("low_precision.calibration: is required"),
+            std::string::npos);
+  EXPECT_NE(problem([](Json::Value& l) {
+              l["calibration"] = "../x/calibration.pt";
+            }).find("low_precision.calibration: '../x/calibration.pt' must be a file name inside"),
+            std::string::npos);
+  EXPECT_NE(problem([](Json::Value& l) {
+              l.removeMember("tolerance");
+            }).find("low_precision.tolerance: is required"),
+            std::string::npos);
+  EXPECT_EQ(problem([](Json::Value& l) { l["tolerance"]["mean"] = 0; }),
+            file + "low_precision.tolerance: mean and p999 must be numbers above 0");
+  EXPECT_EQ(problem([](Json::Value& l) { l["tolerance"].removeMember("p999"); }),
+            file + "low_precision.tolerance.p999: must be a number");
+  EXPECT_NE(problem([](Json::Value& l) {
+              l["tolerance"]["max"] = 1;
+            }).find("low_precision.tolerance.max: unknown key"),
+            std::string::npos);
+  EXPECT_NE(
+      problem([](Json::Value& l) { l["int8"] = true; }).find("low_precision.int8: unknown key"),
+      std::string::npos);
+}
+
 TEST(ModelSpec, MissingManifestFileIsNotFound) {
   testing::TemporaryFolder dir;
   try {
@@ -305,7 +350,7 @@ TEST(ModelSpec, HostileKeysAndValuesStayReadableInErrors) {
             "modalities, intended_use, model_uid, archive, input_normalization, "
             "output_normalization, output_range, output_units, scale, slice_context, tile, "
             "size_multiple, fp16, max_batch, derivation_code, description, diffusion, uncertainty, "
-            "domain_check");
+            "domain_check, low_precision");
   EXPECT_EQ(
       ErrorOf(With(testing::DenoiseManifest("m"), "task", std::string(300, '\n'))),
       "/models/m/manifest.json: task: '" +

@@ -51,6 +51,16 @@ TEST(PluginConfiguration, SimulatedDeviceMemory) {
             std::string::npos);
 }
 
+TEST(PluginConfiguration, CpuPrecision) {
+  EXPECT_EQ(ParseConfiguration(Parse(R"json({"Name": "x"})json")).cpuPrecision, "auto");
+  EXPECT_EQ(
+      ParseConfiguration(Parse(R"json({"Enhance": {"CpuPrecision": "float"}})json")).cpuPrecision,
+      "float");
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"CpuPrecision": "bf16"}})json")
+                .find("Enhance.CpuPrecision: 'bf16' must be auto"),
+            std::string::npos);
+}
+
 TEST(PluginConfiguration, ReadsEveryKey) {
   const PluginConfiguration c = ParseConfiguration(Parse(R"json({"Enhance": {
     "Enable": false, "Threads": 3, "ConcurrentSeries": 2, "ProcessDerivedSeries": true,

@@ -3,11 +3,13 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <torch/csrc/jit/serialization/pickle.h>
 #include <torch/cuda.h>
 
 #include <fstream>
 #include <random>
 
+#include "FusedConvolution.h"
 #include "ModelFixtures.h"
 #include "enhance/base/Error.h"
 #include "enhance/inference/ModelRegistry.h"
@@ -513,6 +515,128 @@ TEST(TorchModel, AugmentationGivesTheSpreadOfFlipsAndRotations) {
                                                            testing::DenoiseManifest("plain")),
                                 Cpu())
                    ->ProducesUncertainty());
+}
+
+}  // namespace enhance
+
+namespace enhance {
+namespace {
+
+// The "residual-cnn" fixture with bf16 allowed at `mean` and `p999` tolerances, or not.
+std::filesystem::path Bf16Fixture(const TemporaryFolder& dir, const std::string& name,
+                                  double mean = 0, double p999 = 0) {
+  Json::Value manifest = DenoiseManifest(name);
+  manifest["tile"]["size"] = 0;
+  if (mean > 0) manifest["low_precision"] = testing::LowPrecisionSection(mean, p999);
+  return WriteFixtureModel(dir.path(), "residual-cnn", manifest);
+}
+
+double LargestDifference(const Volume& a, const Volume& b) {
+  EXPECT_EQ(a.voxels.size(), b.voxels.size());
+  double largest = 0;
+  for (size_t i = 0; i < a.voxels.size() && i < b.voxels.size(); ++i)
+    largest = std::max(largest, static_cast<double>(std::abs(a.voxels[i] - b.voxels[i])));
+  return largest;
+}
+
+}  // namespace
+
+// A model whose bf16 output drifts beyond its manifest's tolerance runs in float, and says
+// why; on a processor without bf16 instructions, float runs and the reason is that.
+TEST(TorchModelPrecision, Bf16BeyondTheToleranceIsKeptInFloatWithTheReason) {
+  TemporaryFolder dir;
+  const auto model = TorchModel::Load(Bf16Fixture(dir, "strict", 1e-9, 1e-9), Cpu());
+  const LowPrecisionReport* report = model->LowPrecision();
+  ASSERT_NE(report, nullptr);
+  EXPECT_EQ(report->runs, "float");
+  EXPECT_EQ(model->Parameters().find("bf16"), std::string::npos) << model->Parameters();
+  if (CpuHasBf16()) {
+    EXPECT_TRUE(report->compared);
+    EXPECT_GT(report->meanDeviation, 1e-9);
+    EXPECT_NE(report->note.find("deviates from float by a mean of"), std::string::npos)
+        << report->note;
+    EXPECT_NE(report->note.find("calibration.pt"), std::string::npos) << report->note;
+  } else {
+    EXPECT_FALSE(report->compared);
+    EXPECT_NE(report->note.find("no bf16 instructions"), std::string::npos) << report->note;
+  }
+}
+
+// Within the tolerance, bf16 runs when it is the fastest version, and its output is close
+// to float's; otherwise the note says it was slower.
+TEST(TorchModelPrecision, Bf16WithinTheToleranceRunsWhenFaster) {
+  if (!CpuHasBf16()) GTEST_SKIP() << "this processor has no bf16 instructions";
+  TemporaryFolder dir;
+  const auto model = TorchModel::Load(Bf16Fixture(dir, "loose", 0.01, 0.1), Cpu());
+  const LowPrecisionReport* report = model->LowPrecision();
+  ASSERT_NE(report, nullptr);
+  EXPECT_TRUE(report->compared);
+  EXPECT_GT(report->meanDeviation, 0);
+  EXPECT_LE(report->meanDeviation, 0.01);
+  EXPECT_LE(report->meanDeviation, report->p999Deviation);
+  EXPECT_GT(report->floatSeconds, 0);
+  EXPECT_GT(report->bf16Seconds, 0);
+  if (report->runs == "bf16") {
+    EXPECT_TRUE(report->note.empty()) << report->note;
+    EXPECT_NE(model->Parameters().find("fused convolutions, bf16"), std::string::npos);
+  } else {
+    EXPECT_NE(report->note.find("not the fastest"), std::string::npos) << report->note;
+  }
+}
+
+// "float" forces the float path: the output is that of the same network without the
+// manifest's section, to the bit; "bf16" forces bf16, whose output stays close to float's.
+TEST(TorchModelPrecision, TheOptionsForceEitherPath) {
+  TemporaryFolder dir;
+  const auto allowed = Bf16Fixture(dir, "allowed", 0.01, 0.1);
+  const auto plain = Bf16Fixture(dir, "plain");
+  const Volume input = RandomVolume(2, 40, 36);
+  InferenceOptions fused = Cpu();
+  fused.cpuLayout = "fused";
+  const Volume reference = TorchModel::Load(plain, fused)->Run(input, {});
+  EXPECT_EQ(TorchModel::Load(plain, fused)->LowPrecision(), nullptr);
+
+  InferenceOptions noBf16 = fused;
+  noBf16.precision = "float";
+  const auto floatModel = TorchModel::Load(allowed, noBf16);
+  ASSERT_NE(floatModel->LowPrecision(), nullptr);
+  EXPECT_EQ(floatModel->LowPrecision()->runs, "float");
+  EXPECT_NE(floatModel->LowPrecision()->note.find("forced"), std::string::npos);
+  EXPECT_EQ(floatModel->Run(input, {}).voxels, reference.voxels);
+
+  InferenceOptions bf16 = Cpu();
+  bf16.precision = "bf16";
+  const auto lowModel = TorchModel::Load(allowed, bf16);
+  EXPECT_EQ(lowModel->LowPrecision()->runs, "bf16");
+  EXPECT_NE(lowModel->Parameters().find("bf16"), std::string::npos);
+  const Volume low = lowModel->Run(input, {});
+  // The window is 2000 HU wide; bfloat16 keeps 8 bits of each activation.
+  EXPECT_GT(LargestDifference(low, reference), 0.0);
+  EXPECT_LT(LargestDifference(low, reference), 20.0);
+
+  InferenceOptions wrong = Cpu();
+  wrong.precision = "fp8";
+  EXPECT_THROW(TorchModel::Load(allowed, wrong), Error);
+  InferenceOptions plainLayout = Cpu();
+  plainLayout.precision = "bf16";
+  plainLayout.cpuLayout = "channels-last";
+  EXPECT_THROW(TorchModel::Load(allowed, plainLayout), Error);
+}
+
+// A calibration input that does not fit the network is named at load, on every machine.
+TEST(TorchModelPrecision, AWrongCalibrationInputIsNamed) {
+  TemporaryFolder dir;
+  const auto folder = Bf16Fixture(dir, "miscalibrated", 0.01, 0.1);
+  const std::vector<char> bytes = torch::jit::pickle_save(at::rand({2, 3, 32, 32}));
+  std::ofstream(folder / "calibration.pt", std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  const std::string error = LoadError(folder);
+  EXPECT_NE(error.find("calibration.pt"), std::string::npos) << error;
+  EXPECT_NE(error.find("[N, 1, H, W]"), std::string::npos) << error;
+  std::ofstream(folder / "calibration.pt", std::ios::binary) << "not a tensor";
+  EXPECT_NE(LoadError(folder).find("calibration.pt"), std::string::npos);
+  std::filesystem::remove(folder / "calibration.pt");
+  EXPECT_NE(LoadError(folder).find("does not exist"), std::string::npos);
 }
 
 }  // namespace enhance

@@ -31,10 +31,10 @@ constexpr int64_t kNarrowOutputs = 8;
 // that runs it. Freed outputs may come back from any thread, hence the mutex.
 class OutputPool : public std::enable_shared_from_this<OutputPool> {
  public:
-  // A channels-last float tensor of `sizes` ([N, C, H, W]).
-  at::Tensor Empty(c10::IntArrayRef sizes) {
+  // A channels-last tensor of `sizes` ([N, C, H, W]) and `type` (float or bfloat16).
+  at::Tensor Empty(c10::IntArrayRef sizes, at::ScalarType type) {
     const int64_t n = sizes[0], c = sizes[1], h = sizes[2], w = sizes[3];
-    const size_t bytes = static_cast<size_t>(n * c * h * w) * sizeof(float);
+    const size_t bytes = static_cast<size_t>(n * c * h * w) * c10::elementSize(type);
     void* data = nullptr;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -50,8 +50,7 @@ class OutputPool : public std::enable_shared_from_this<OutputPool> {
     auto self = shared_from_this();
     return at::from_blob(
         data, sizes, {h * w * c, 1, w * c, c},
-        [self, bytes](void* released) { self->Give(released, bytes); },
-        at::TensorOptions(at::kFloat));
+        [self, bytes](void* released) { self->Give(released, bytes); }, at::TensorOptions(type));
   }
 
   void Close() {
@@ -80,11 +79,10 @@ class OutputPool : public std::enable_shared_from_this<OutputPool> {
 
 thread_local std::shared_ptr<OutputPool> tlsOutputPool;
 
-// A channels-last float output: from this thread's pool when a scope is open.
-at::Tensor EmptyOutput(c10::IntArrayRef sizes) {
-  if (tlsOutputPool) return tlsOutputPool->Empty(sizes);
-  return at::empty(sizes,
-                   at::TensorOptions(at::kFloat).memory_format(at::MemoryFormat::ChannelsLast));
+// A channels-last output: from this thread's pool when a scope is open.
+at::Tensor EmptyOutput(c10::IntArrayRef sizes, at::ScalarType type = at::kFloat) {
+  if (tlsOutputPool) return tlsOutputPool->Empty(sizes, type);
+  return at::empty(sizes, at::TensorOptions(type).memory_format(at::MemoryFormat::ChannelsLast));
 }
 
 // The direct loop is compiled for plain x86-64, AVX2 and AVX-512, chosen when the library
@@ -263,13 +261,14 @@ struct Prepared {
 };
 
 using PreparedKey = std::tuple<const void*, const void*, int64_t, int64_t, int64_t, int64_t,
-                               int64_t, int64_t, int64_t, int64_t, bool>;
+                               int64_t, int64_t, int64_t, int64_t, bool, int>;
 
 class PreparedCache {
  public:
   std::shared_ptr<const Prepared> Get(const at::Tensor& input, const at::Tensor& weight,
                                       const at::Tensor& bias, int64_t padH, int64_t padW,
-                                      int64_t dilationH, int64_t dilationW, bool relu) {
+                                      int64_t dilationH, int64_t dilationW, bool relu,
+                                      FusedPrecision precision) {
     const PreparedKey key{weight.data_ptr(),
                           bias.defined() ? bias.data_ptr() : nullptr,
                           input.size(0),
@@ -280,13 +279,14 @@ class PreparedCache {
                           padW,
                           dilationH,
                           dilationW,
-                          relu};
+                          relu,
+                          static_cast<int>(precision)};
     {
       std::lock_guard<std::mutex> lock(mutex_);
       const auto found = entries_.find(key);
       if (found != entries_.end()) return found->second;
     }
-    auto prepared = Prepare(input, weight, bias, padH, padW, dilationH, dilationW, relu);
+    auto prepared = Prepare(input, weight, bias, padH, padW, dilationH, dilationW, relu, precision);
     std::lock_guard<std::mutex> lock(mutex_);
     // Bounded: a long-running node that loads and unloads models never grows it further.
     if (entries_.size() >= 256) entries_.clear();
@@ -296,7 +296,8 @@ class PreparedCache {
  private:
   static std::shared_ptr<const Prepared> Prepare(const at::Tensor& input, const at::Tensor& weight,
                                                  const at::Tensor& bias, int64_t padH, int64_t padW,
-                                                 int64_t dilationH, int64_t dilationW, bool relu) {
+                                                 int64_t dilationH, int64_t dilationW, bool relu,
+                                                 FusedPrecision precision) {
     using tag = dnnl::memory::format_tag;
     using dt = dnnl::memory::data_type;
     const int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
@@ -306,9 +307,13 @@ class PreparedCache {
     auto result = std::make_shared<Prepared>();
     result->weight = weight;
     result->bias = bias;
-    result->source = dnnl::memory::desc({n, c, h, w}, dt::f32, tag::nhwc);
-    result->destination = dnnl::memory::desc({n, o, oh, ow}, dt::f32, tag::nhwc);
-    const dnnl::memory::desc anyWeights({o, c, kh, kw}, dt::f32, tag::any);
+    // bf16: inputs and weights in bfloat16, products summed in float, the output in either.
+    const bool low = precision != FusedPrecision::kFloat;
+    const dt compute = low ? dt::bf16 : dt::f32;
+    const dt written = precision == FusedPrecision::kBFloat16 ? dt::bf16 : dt::f32;
+    result->source = dnnl::memory::desc({n, c, h, w}, compute, tag::nhwc);
+    result->destination = dnnl::memory::desc({n, o, oh, ow}, written, tag::nhwc);
+    const dnnl::memory::desc anyWeights({o, c, kh, kw}, compute, tag::any);
     // oneDNN counts dilation from 0 (none), LibTorch from 1.
     const dnnl::memory::dims strides{1, 1}, padding{padH, padW},
         dilates{dilationH - 1, dilationW - 1};
@@ -358,10 +363,13 @@ PreparedCache& Cache() {
 
 at::Tensor OneDnnConvolution(const at::Tensor& input, const at::Tensor& weight,
                              const at::Tensor& bias, int64_t padH, int64_t padW, int64_t dilationH,
-                             int64_t dilationW, bool relu) {
-  const auto prepared = Cache().Get(input, weight, bias, padH, padW, dilationH, dilationW, relu);
+                             int64_t dilationW, bool relu, FusedPrecision precision) {
+  const auto prepared =
+      Cache().Get(input, weight, bias, padH, padW, dilationH, dilationW, relu, precision);
   const auto& dims = prepared->destination.dims();
-  at::Tensor output = EmptyOutput({dims[0], dims[1], dims[2], dims[3]});
+  at::Tensor output =
+      EmptyOutput({dims[0], dims[1], dims[2], dims[3]},
+                  precision == FusedPrecision::kBFloat16 ? at::kBFloat16 : at::kFloat);
   at::Tensor scratch =
       at::empty({static_cast<int64_t>(prepared->scratch.get_size())}, at::TensorOptions(at::kByte));
   dnnl::memory source(prepared->source, CpuEngine(), input.data_ptr());
@@ -393,11 +401,22 @@ at::Tensor LibTorchConvolution(const at::Tensor& input, const at::Tensor& weight
   return relu ? output.relu_() : output;
 }
 
+at::Tensor FusedConv2dOperator(const at::Tensor& input, const at::Tensor& weight,
+                               const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding,
+                               bool relu, c10::IntArrayRef dilation, int64_t precision) {
+  if (precision < 0 || precision > static_cast<int64_t>(FusedPrecision::kBFloat16)) {
+    throw std::invalid_argument("enhance::conv2d_fused: precision " + std::to_string(precision) +
+                                " must be 0 (float), 1 (bf16, float output) or 2 (bf16)");
+  }
+  return FusedConv2d(input, weight, bias, padding, relu, dilation,
+                     static_cast<FusedPrecision>(precision));
+}
+
 TORCH_LIBRARY(enhance, library) {
   library.def(
       "conv2d_fused(Tensor input, Tensor weight, Tensor? bias, int[] padding, bool relu, "
-      "int[] dilation) -> Tensor",
-      &FusedConv2d);
+      "int[] dilation, int precision=0) -> Tensor",
+      &FusedConv2dOperator);
 }
 
 const char* const kConvolutionSchema =
@@ -430,12 +449,21 @@ bool IsPlainGeneralConvolution(torch::jit::Node* conv) {
   return transposed && transposed->isBool() && !transposed->toBool();
 }
 
+// True when the operator computes a convolution of these weights and dilation with the
+// direct loop, in float (see the header).
+bool IsNarrow(const at::Tensor& weight, c10::IntArrayRef dilation) {
+  const bool dilated = dilation.size() == 2 && (dilation[0] != 1 || dilation[1] != 1);
+  return weight.size(0) < kNarrowOutputs && weight.size(1) >= 8 && !dilated;
+}
+
+const c10::Symbol kFused = c10::Symbol::fromQualString("enhance::conv2d_fused");
+
 // Replaces `conv` (and a ReLU that is its only use) when its weights and parameters are
-// constants the fused operator handles.
-bool Replace(torch::jit::Graph& graph, torch::jit::Node* conv) {
+// constants the fused operator handles; returns the new node, or nullptr.
+torch::jit::Node* Replace(torch::jit::Graph& graph, torch::jit::Node* conv, bool bf16) {
   using torch::jit::toIValue;
   const bool general = IsPlainGeneralConvolution(conv);
-  if (!general && !conv->matches(kConvolutionSchema)) return false;
+  if (!general && !conv->matches(kConvolutionSchema)) return nullptr;
   const auto weight = toIValue(conv->input(1));
   const auto bias = toIValue(conv->input(2));
   const auto stride = toIValue(conv->input(3));
@@ -445,12 +473,17 @@ bool Replace(torch::jit::Graph& graph, torch::jit::Node* conv) {
   if (!weight || !weight->isTensor() || !bias || !(bias->isNone() || bias->isTensor()) || !stride ||
       !AllOnes(*stride) || !dilation || !TwoPositive(*dilation) || !groups || !groups->isInt() ||
       groups->toInt() != 1 || !padding || !padding->isIntList()) {
-    return false;
+    return nullptr;
   }
   const at::Tensor& w = weight->toTensor();
-  if (w.dim() != 4 || w.scalar_type() != at::kFloat || !w.device().is_cpu()) return false;
+  if (w.dim() != 4 || w.scalar_type() != at::kFloat || !w.device().is_cpu()) return nullptr;
   const std::vector<int64_t> pads = padding->toIntVector();
-  if (pads.size() != 2 || pads[0] < 0 || pads[1] < 0) return false;
+  if (pads.size() != 2 || pads[0] < 0 || pads[1] < 0) return nullptr;
+  // In bf16, every wide convolution computes in bfloat16 and writes float; FuseConvolutions
+  // then lets those whose only readers are other bf16 convolutions write bfloat16. Those
+  // reading few channels (a network's first layer, reading the image itself) stay in
+  // float: bfloat16 would round the image to 3 significant digits, and they cost little.
+  const bool low = bf16 && !IsNarrow(w, dilation->toIntVector()) && w.size(1) >= kNarrowOutputs;
 
   torch::jit::Node* relu = nullptr;
   const auto& uses = conv->output()->uses();
@@ -462,22 +495,46 @@ bool Replace(torch::jit::Graph& graph, torch::jit::Node* conv) {
   }
   torch::jit::WithInsertPoint insertPoint(conv);
   torch::jit::Value* reluFlag = graph.insertConstant(relu != nullptr);
-  torch::jit::Node* fused = graph.create(
-      c10::Symbol::fromQualString("enhance::conv2d_fused"),
-      {conv->input(0), conv->input(1), conv->input(2), conv->input(4), reluFlag, conv->input(5)},
-      1);
+  torch::jit::Value* precision = graph.insertConstant(
+      static_cast<int64_t>(low ? FusedPrecision::kBFloat16FloatOutput : FusedPrecision::kFloat));
+  torch::jit::Node* fused = graph.create(kFused,
+                                         {conv->input(0), conv->input(1), conv->input(2),
+                                          conv->input(4), reluFlag, conv->input(5), precision},
+                                         1);
   fused->insertBefore(conv);
   fused->output()->setType(c10::TensorType::get());
   torch::jit::Node* last = relu ? relu : conv;
   last->output()->replaceAllUsesWith(fused->output());
   if (relu) relu->destroy();
   conv->destroy();
-  return true;
+  return fused;
+}
+
+FusedPrecision PrecisionOf(torch::jit::Node* fused) {
+  const auto value = torch::jit::toIValue(fused->input(6));
+  return value && value->isInt() ? static_cast<FusedPrecision>(value->toInt())
+                                 : FusedPrecision::kFloat;
 }
 
 }  // namespace
 
 bool FusedConvolutionUsesOneDnn() { return ENHANCE_WITH_ONEDNN != 0; }
+
+bool CpuHasBf16() {
+#if ENHANCE_WITH_ONEDNN && defined(__GNUC__) && defined(__x86_64__)
+  static const bool has = [] {
+    __builtin_cpu_init();
+#if defined(__clang__)
+    return __builtin_cpu_supports("avx512bf16");
+#else
+    return __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+#endif
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
 
 FusedOutputScope::FusedOutputScope() : previous_(std::move(tlsOutputPool)) {
   tlsOutputPool = std::make_shared<OutputPool>();
@@ -490,39 +547,52 @@ FusedOutputScope::~FusedOutputScope() {
 
 at::Tensor FusedConv2d(const at::Tensor& input, const at::Tensor& weight,
                        const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu,
-                       c10::IntArrayRef dilation) {
+                       c10::IntArrayRef dilation, FusedPrecision precision) {
   const std::vector<int64_t> dilations =
       dilation.empty() ? std::vector<int64_t>{1, 1} : dilation.vec();
+  const bool floatInput = input.scalar_type() == at::kFloat;
   const bool handled =
       input.dim() == 4 && weight.dim() == 4 && input.is_cpu() && weight.is_cpu() &&
-      input.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat &&
+      (floatInput || input.scalar_type() == at::kBFloat16) && weight.scalar_type() == at::kFloat &&
       input.size(1) == weight.size(1) && padding.size() == 2 && dilations.size() == 2 &&
       dilations[0] >= 1 && dilations[1] >= 1 &&
       input.size(2) + 2 * padding[0] > (weight.size(2) - 1) * dilations[0] &&
       input.size(3) + 2 * padding[1] > (weight.size(3) - 1) * dilations[1] &&
       (!bias || !bias->defined() ||
        (bias->is_cpu() && bias->scalar_type() == at::kFloat && bias->numel() == weight.size(0)));
-  if (!handled) return LibTorchConvolution(input, weight, bias, padding, dilations, relu);
-  at::internal::lazy_init_num_threads();
-  const at::Tensor nhwc = input.contiguous(at::MemoryFormat::ChannelsLast);
-  const at::Tensor w = weight.contiguous();
-  const bool dilated = dilations[0] != 1 || dilations[1] != 1;
-  if (weight.size(0) < kNarrowOutputs && weight.size(1) >= 8 && !dilated) {
-    return NarrowConvolution(nhwc, w, bias, padding[0], padding[1], relu);
+  const auto asWritten = [precision](at::Tensor output) {
+    return precision == FusedPrecision::kBFloat16 ? output.to(at::kBFloat16) : output;
+  };
+  if (!handled) {
+    return asWritten(LibTorchConvolution(input.to(weight.scalar_type()), weight, bias, padding,
+                                         dilations, relu));
   }
+  at::internal::lazy_init_num_threads();
+  const at::Tensor w = weight.contiguous();
+  if (IsNarrow(weight, dilations)) {
+    // Float only: its readers (the output layer of a network) are never bf16.
+    const at::Tensor nhwc = input.to(at::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
+    return asWritten(NarrowConvolution(nhwc, w, bias, padding[0], padding[1], relu));
+  }
+  const bool low = precision != FusedPrecision::kFloat;
+  const at::Tensor nhwc =
+      input.to(low ? at::kBFloat16 : at::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
 #if ENHANCE_WITH_ONEDNN
   try {
     return OneDnnConvolution(nhwc, w, bias && bias->defined() ? bias->contiguous() : at::Tensor(),
-                             padding[0], padding[1], dilations[0], dilations[1], relu);
+                             padding[0], padding[1], dilations[0], dilations[1], relu, precision);
   } catch (const dnnl::error&) {
-    // A shape oneDNN has no implementation for: LibTorch computes it.
+    // A shape (or, in bf16, a processor) oneDNN has no implementation for: LibTorch
+    // computes it, in float.
   }
 #endif
-  return LibTorchConvolution(nhwc, w.contiguous(at::MemoryFormat::ChannelsLast), bias, padding,
-                             dilations, relu);
+  return asWritten(LibTorchConvolution(nhwc.to(at::kFloat),
+                                       w.contiguous(at::MemoryFormat::ChannelsLast), bias, padding,
+                                       dilations, relu));
 }
 
-torch::jit::Module FuseConvolutions(const torch::jit::Module& module, int* replaced) {
+torch::jit::Module FuseConvolutions(const torch::jit::Module& module, int* replaced,
+                                    FusedPrecision precision) {
   torch::jit::Module frozen = torch::jit::freeze(module);
   std::shared_ptr<torch::jit::Graph> graph = frozen.get_method("forward").graph();
   std::vector<torch::jit::Node*> convolutions;
@@ -531,8 +601,25 @@ torch::jit::Module FuseConvolutions(const torch::jit::Module& module, int* repla
       convolutions.push_back(node);
     }
   }
-  int count = 0;
-  for (torch::jit::Node* conv : convolutions) count += Replace(*graph, conv) ? 1 : 0;
+  const bool bf16 = precision != FusedPrecision::kFloat;
+  std::vector<torch::jit::Node*> fused;
+  for (torch::jit::Node* conv : convolutions) {
+    if (torch::jit::Node* node = Replace(*graph, conv, bf16)) fused.push_back(node);
+  }
+  // A bf16 convolution whose every reader is a bf16 convolution writes bfloat16: the
+  // activations between such layers are never converted.
+  for (torch::jit::Node* node : fused) {
+    if (PrecisionOf(node) != FusedPrecision::kBFloat16FloatOutput) continue;
+    const auto& uses = node->output()->uses();
+    const bool allLow = !uses.empty() && std::all_of(uses.begin(), uses.end(), [](const auto& use) {
+      return use.user->kind() == kFused && use.offset == 0 &&
+             PrecisionOf(use.user) != FusedPrecision::kFloat;
+    });
+    if (!allLow) continue;
+    torch::jit::WithInsertPoint insertPoint(node);
+    node->replaceInput(6, graph->insertConstant(static_cast<int64_t>(FusedPrecision::kBFloat16)));
+  }
+  const int count = static_cast<int>(fused.size());
   torch::jit::EliminateDeadCode(graph);
   if (replaced) *replaced = count;
   return frozen;

@@ -16,6 +16,14 @@
 // Every other operation stays as LibTorch runs it. Results equal at::conv2d's up to
 // floating-point rounding (tests/unit/FusedConvolutionTest.cpp).
 //
+// In bf16 (FusedPrecision), the wide convolutions take bfloat16 inputs and weights and sum
+// their products in float; a layer whose every reader is another such convolution writes
+// bfloat16, every other layer float, so each operation outside the convolutions (the
+// residual addition of a denoiser, a pixel shuffle) still sees float. The narrow output
+// layers stay in float. On a processor with AVX-512 BF16 (or AMX) oneDNN computes these
+// at twice the float rate or more; elsewhere it emulates them, more slowly, so the model
+// loader tries bf16 only on such processors (CpuHasBf16).
+//
 // Thread-safety: the operator may run from several threads at once. oneDNN primitives and
 // their reordered weights are cached per weight tensor and input shape under a mutex (the
 // cache holds a reference to the weights, so an address is never reused while cached);
@@ -29,6 +37,17 @@ namespace enhance {
 
 // True when this build calls oneDNN directly for the wide convolutions.
 bool FusedConvolutionUsesOneDnn();
+
+// True when the processor has bfloat16 dot-product instructions (AVX-512 BF16 or AMX-BF16)
+// and this build calls oneDNN directly, so that bf16 convolutions can be faster than float.
+bool CpuHasBf16();
+
+// What a fused convolution computes in (the operator's `precision` argument).
+enum class FusedPrecision : int64_t {
+  kFloat = 0,                // float in, float out
+  kBFloat16FloatOutput = 1,  // bfloat16 inputs and weights, float sums, float output
+  kBFloat16 = 2,             // the same, bfloat16 output
+};
 
 // While one lives on a thread, the outputs of the fused operator run on that thread reuse the
 // memory of those already freed (a network's layers alternate between two or three buffers
@@ -47,15 +66,18 @@ class FusedOutputScope {
 };
 
 // A frozen copy of `module` (which must be in eval mode) with its convolutions replaced as
-// above; `replaced` receives how many were. Throws c10::Error when the module cannot be
-// frozen.
-torch::jit::Module FuseConvolutions(const torch::jit::Module& module, int* replaced);
+// above, in `precision` (kFloat, or kBFloat16 for bf16 where the operator supports it);
+// `replaced` receives how many were. Throws c10::Error when the module cannot be frozen.
+torch::jit::Module FuseConvolutions(const torch::jit::Module& module, int* replaced,
+                                    FusedPrecision precision = FusedPrecision::kFloat);
 
 // The operator itself: at::conv2d(input, weight, bias, 1, padding, dilation), then a ReLU
-// when `relu`; the result is channels-last. An empty `dilation` means 1. Inputs it was not
-// made for (other dtypes or devices) are handed to at::conv2d.
+// when `relu`; the result is channels-last, float or (kBFloat16) bfloat16. An empty
+// `dilation` means 1. The input may be float or bfloat16. Inputs it was not made for (other
+// dtypes or devices) are handed to at::conv2d.
 at::Tensor FusedConv2d(const at::Tensor& input, const at::Tensor& weight,
                        const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu,
-                       c10::IntArrayRef dilation = {});
+                       c10::IntArrayRef dilation = {},
+                       FusedPrecision precision = FusedPrecision::kFloat);
 
 }  // namespace enhance

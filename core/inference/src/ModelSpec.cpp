@@ -412,6 +412,45 @@ void ParseDomainCheck(const ManifestReader& r, const Json::Value& o,
   s.hasDomainCheck = true;
 }
 
+// The "low_precision" section: {"allow": ["bf16"], "calibration": FILE,
+// "tolerance": {"mean": M, "p999": P}} (LowPrecisionSpec).
+void ParseLowPrecision(const ManifestReader& r, const Json::Value& o,
+                       const std::filesystem::path& folder, ModelSpec& s) {
+  const std::string key = "low_precision";
+  if (!o.isObject()) {
+    r.Fail(key,
+           "must be {\"allow\": [\"bf16\"], \"calibration\": FILE, \"tolerance\": "
+           "{\"mean\": M, \"p999\": P}}");
+  }
+  r.CheckKeys(o, key, {"allow", "calibration", "tolerance"});
+  LowPrecisionSpec& p = s.lowPrecision;
+  const Json::Value& allow = o["allow"];
+  if (!allow.isArray()) r.Fail(key + ".allow", "must be a list of precisions: [\"bf16\"]");
+  for (const auto& item : allow) {
+    if (!item.isString() || item.asString() != "bf16") {
+      r.Fail(key + ".allow", "unknown precision; the node runs \"bf16\" besides float");
+    }
+    p.bf16 = true;
+  }
+  const std::string calibration = OptionalString(r, o, key, "calibration", "");
+  if (calibration.empty()) {
+    r.Fail(key + ".calibration",
+           "is required: a tensor file of network inputs to compare the precisions on");
+  }
+  p.calibration = ParseArchive(r, calibration, key + ".calibration", folder);
+  const Json::Value& tolerance = o["tolerance"];
+  if (!tolerance.isObject()) {
+    r.Fail(key + ".tolerance", "is required: {\"mean\": M, \"p999\": P} in output units");
+  }
+  r.CheckKeys(tolerance, key + ".tolerance", {"mean", "p999"});
+  p.meanTolerance = r.Number(tolerance, key + ".tolerance", "mean");
+  p.p999Tolerance = r.Number(tolerance, key + ".tolerance", "p999");
+  if (!(p.meanTolerance > 0) || !(p.p999Tolerance > 0) || !std::isfinite(p.meanTolerance) ||
+      !std::isfinite(p.p999Tolerance)) {
+    r.Fail(key + ".tolerance", "mean and p999 must be numbers above 0");
+  }
+}
+
 // The derivation code, and the defaults a synthetic CT model implies.
 void ParseDerivation(const ManifestReader& r, const Json::Value& m, ModelSpec& s) {
   s.derivationCode = DefaultDerivationCode(s.task);
@@ -459,7 +498,8 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
                "description",
                "diffusion",
                "uncertainty",
-               "domain_check"});
+               "domain_check",
+               "low_precision"});
   ModelSpec s;
   ParseIdentity(r, m, s);
   s.archive = ParseArchive(r, r.String(m, "archive", true), "archive", folder);
@@ -473,6 +513,7 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
   if (m.isMember("diffusion")) ParseSampler(r, m["diffusion"], s);
   if (m.isMember("uncertainty")) ParseUncertainty(r, m["uncertainty"], s);
   if (m.isMember("domain_check")) ParseDomainCheck(r, m["domain_check"], folder, s);
+  if (m.isMember("low_precision")) ParseLowPrecision(r, m["low_precision"], folder, s);
   ParseDerivation(r, m, s);
   return s;
 }

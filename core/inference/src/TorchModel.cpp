@@ -2,11 +2,13 @@
 #include "enhance/inference/TorchModel.h"
 
 #include <ATen/record_function.h>
+#include <torch/csrc/jit/serialization/pickle.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -131,6 +133,7 @@ enum class CpuLayout {
   kPlain,         // the graph as saved, NCHW tensors
   kChannelsLast,  // same graph, 4-D weights and inputs in channels-last (NHWC) memory order
   kFused,         // frozen, convolutions (+ ReLU) replaced by enhance::conv2d_fused, NHWC
+  kFusedBf16,     // the same, the wide convolutions in bf16 (FusedConvolution.h)
   kOptimised,     // frozen and optimised for inference (fused operators, oneDNN layouts)
 };
 
@@ -140,6 +143,8 @@ const char* Describe(CpuLayout layout) {
       return "channels-last";
     case CpuLayout::kFused:
       return "fused convolutions";
+    case CpuLayout::kFusedBf16:
+      return "fused convolutions, bf16";
     case CpuLayout::kOptimised:
       return "optimised graph";
     default:
@@ -153,7 +158,8 @@ struct LoadedModule {
 };
 
 at::Tensor Prepare(const at::Tensor& batch, CpuLayout layout) {
-  return layout == CpuLayout::kChannelsLast || layout == CpuLayout::kFused
+  return layout == CpuLayout::kChannelsLast || layout == CpuLayout::kFused ||
+                 layout == CpuLayout::kFusedBf16
              ? batch.contiguous(at::MemoryFormat::ChannelsLast)
              : batch;
 }
@@ -171,9 +177,12 @@ std::shared_ptr<torch::jit::Module> Build(const torch::jit::Module& module, CpuL
       }
       return std::make_shared<torch::jit::Module>(channelsLast);
     }
-    case CpuLayout::kFused: {
+    case CpuLayout::kFused:
+    case CpuLayout::kFusedBf16: {
       int replaced = 0;
-      torch::jit::Module fused = FuseConvolutions(module, &replaced);
+      torch::jit::Module fused = FuseConvolutions(
+          module, &replaced,
+          layout == CpuLayout::kFusedBf16 ? FusedPrecision::kBFloat16 : FusedPrecision::kFloat);
       // Nothing to fuse: the same graph as channels-last, and not worth a place.
       if (replaced == 0) return nullptr;
       return std::make_shared<torch::jit::Module>(fused);
@@ -187,21 +196,92 @@ std::shared_ptr<torch::jit::Module> Build(const torch::jit::Module& module, CpuL
   }
 }
 
+// The manifest's calibration input: a tensor [N, C, H, W] of network inputs (torch.save).
+at::Tensor ReadCalibration(const ModelSpec& spec) {
+  const std::filesystem::path& file = spec.lowPrecision.calibration;
+  const std::string where = file.string() + " (the manifest's low_precision.calibration)";
+  if (!std::filesystem::is_regular_file(file)) {
+    throw Error(ErrorKind::kNotFound, where + " does not exist");
+  }
+  const std::string bytes = ReadWholeFile(file);
+  at::Tensor tensor;
+  try {
+    const c10::IValue value =
+        torch::jit::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
+    if (value.isTensor()) tensor = value.toTensor();
+  } catch (const c10::Error& e) {
+    throw Error(ErrorKind::kBadInput, where + " is not a tensor file written by torch.save: " +
+                                          e.what_without_backtrace());
+  }
+  if (!tensor.defined() || tensor.dim() != 4 || tensor.size(0) < 1 ||
+      tensor.size(1) != spec.InputChannels() || tensor.size(2) % spec.sizeMultiple != 0 ||
+      tensor.size(3) % spec.sizeMultiple != 0 || tensor.size(2) < 8 || tensor.size(3) < 8) {
+    throw Error(ErrorKind::kBadInput,
+                where + " must hold one tensor [N, " + std::to_string(spec.InputChannels()) +
+                    ", H, W] of network inputs, H and W multiples of " +
+                    std::to_string(spec.sizeMultiple) + " (at least 8)" +
+                    (tensor.defined() ? "; it holds " + c10::str(tensor.sizes()) : ""));
+  }
+  return tensor.to(at::kFloat).contiguous();
+}
+
+// |a - b| of the two versions on the calibration input: its mean and 99.9th percentile.
+void CompareOnCalibration(const ModelSpec& spec, torch::jit::Module& reference,
+                          torch::jit::Module& candidate, LowPrecisionReport& report) {
+  c10::InferenceMode guard;
+  FusedOutputScope recycle;
+  const at::Tensor calibration = ReadCalibration(spec);
+  at::manual_seed(0);  // a diffusion model's x_t: the same for both
+  const std::vector<c10::IValue> arguments =
+      ForwardArguments(spec, calibration.contiguous(at::MemoryFormat::ChannelsLast));
+  const at::Tensor expected = reference.forward(arguments).toTensor().to(at::kFloat);
+  const at::Tensor actual = candidate.forward(arguments).toTensor().to(at::kFloat);
+  const at::Tensor deviation = (actual - expected).abs().flatten().to(at::kDouble);
+  report.compared = true;
+  report.meanDeviation = deviation.mean().item<double>();
+  const int64_t rank = std::max<int64_t>(
+      1, static_cast<int64_t>(std::ceil(0.999 * static_cast<double>(deviation.numel()))));
+  report.p999Deviation = std::get<0>(deviation.kthvalue(rank)).item<double>();
+}
+
+std::string Figure(double value) {
+  std::ostringstream text;
+  text.precision(2);
+  text << std::scientific << value;
+  return text.str();
+}
+
 // Loads the archive onto the device. On the CPU, when asked ("auto"), the graph as saved is
 // timed against the same graph with weights and inputs in channels-last memory order
 // (oneDNN's direct convolutions are several times faster in that order for the narrow
 // layers of small networks) and against the frozen graph with fused convolutions
 // (FusedConvolution.h), and the fastest is kept; for tiny networks layout conversions can
 // cost more than they save, so none is assumed to win. The graph frozen and optimised by
-// LibTorch is used only when asked for by name.
+// LibTorch is used only when asked for by name. A model whose manifest allows bf16 also
+// has its fused graph in bf16 timed, when the processor has bf16 instructions and its
+// output on the calibration input stays within the manifest's tolerance; `report` says
+// what was decided and why.
 LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool fp16,
-                        const InferenceOptions& options) {
+                        const InferenceOptions& options, LowPrecisionReport* report = nullptr) {
+  LowPrecisionReport unused;
+  LowPrecisionReport& decided = report ? *report : unused;
+  decided = LowPrecisionReport();
   torch::jit::Module module = torch::jit::load(spec.archive.string(), device);
   module.eval();
   if (fp16) module.to(torch::kHalf);
   const LoadedModule plain{std::make_shared<torch::jit::Module>(module), CpuLayout::kPlain};
   const std::string& wanted = options.cpuLayout;
-  if (!options.optimizeForCpu || !device.is_cpu() || wanted == "plain") return plain;
+  const std::string& precision = options.precision;
+  if (precision != "auto" && precision != "float" && precision != "bf16") {
+    throw Error(ErrorKind::kBadInput,
+                "CPU precision '" + precision + "' must be auto, float or bf16");
+  }
+  const bool cpu = device.is_cpu() && options.optimizeForCpu;
+  if (precision == "bf16" && (!cpu || (wanted != "auto" && wanted != "fused"))) {
+    throw Error(ErrorKind::kBadInput,
+                "bf16 runs on the CPU with fused convolutions only (layout auto or fused)");
+  }
+  if (!cpu || wanted == "plain") return plain;
   const std::map<std::string, CpuLayout> named{{"channels-last", CpuLayout::kChannelsLast},
                                                {"fused", CpuLayout::kFused},
                                                {"optimised", CpuLayout::kOptimised}};
@@ -211,9 +291,30 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
                                           "' must be auto, plain, channels-last, fused or "
                                           "optimised");
   }
-  const std::vector<CpuLayout> layouts =
+  if (precision == "bf16") {
+    decided.runs = "bf16";
+    return {Build(module, CpuLayout::kFusedBf16), CpuLayout::kFusedBf16};
+  }
+  // Whether to try bf16, and if not, why not.
+  bool tryBf16 = false;
+  if (spec.lowPrecision.bf16) {
+    if (precision == "float") {
+      decided.note = "float is forced by the options";
+    } else if (!timed && wanted != "fused") {
+      decided.note =
+          "bf16 runs with fused convolutions only; the " + wanted + " layout was asked for";
+    } else if (!CpuHasBf16()) {
+      decided.note =
+          "this processor has no bf16 instructions (AVX-512 BF16 or AMX), or this build does "
+          "not call oneDNN";
+    } else {
+      tryBf16 = true;
+    }
+  }
+  std::vector<CpuLayout> layouts =
       timed ? std::vector<CpuLayout>{CpuLayout::kPlain, CpuLayout::kChannelsLast, CpuLayout::kFused}
             : std::vector<CpuLayout>{named.at(wanted)};
+  if (tryBf16) layouts.push_back(CpuLayout::kFusedBf16);
 
   struct Candidate {
     LoadedModule loaded;
@@ -228,6 +329,36 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
     } catch (const std::exception&) {
       // A graph that insists on contiguous tensors, or that cannot be frozen (mutable
       // attributes), runs in the other ways.
+    }
+  }
+  const auto find = [&candidates](CpuLayout layout) -> Candidate* {
+    for (Candidate& c : candidates) {
+      if (c.loaded.layout == layout) return &c;
+    }
+    return nullptr;
+  };
+  if (tryBf16) {
+    Candidate* low = find(CpuLayout::kFusedBf16);
+    Candidate* high = find(CpuLayout::kFused);
+    if (!low || !high) {
+      decided.note = "the network has no convolution the fused operator takes";
+      candidates.erase(std::remove_if(candidates.begin(), candidates.end(),
+                                      [](const Candidate& c) {
+                                        return c.loaded.layout == CpuLayout::kFusedBf16;
+                                      }),
+                       candidates.end());
+    } else {
+      CompareOnCalibration(spec, *high->loaded.module, *low->loaded.module, decided);
+      const LowPrecisionSpec& allowed = spec.lowPrecision;
+      if (decided.meanDeviation > allowed.meanTolerance ||
+          decided.p999Deviation > allowed.p999Tolerance || !std::isfinite(decided.meanDeviation)) {
+        decided.note = "bf16 deviates from float by a mean of " + Figure(decided.meanDeviation) +
+                       " (tolerance " + Figure(allowed.meanTolerance) +
+                       ") and a 99.9th percentile of " + Figure(decided.p999Deviation) +
+                       " (tolerance " + Figure(allowed.p999Tolerance) + ") on " +
+                       allowed.calibration.filename().string() + "; float runs";
+        low->failed = true;
+      }
     }
   }
   if (candidates.empty()) return plain;
@@ -247,6 +378,7 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
     for (Candidate& candidate : candidates) {
       if (candidate.failed) continue;
       try {
+        FusedOutputScope recycle;
         const double time = TimeOnce(*candidate.loaded.module, candidate.arguments);
         if (round > 0) candidate.fastest = std::min(candidate.fastest, time);
       } catch (const std::exception&) {
@@ -258,7 +390,21 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
   for (const Candidate& candidate : candidates) {
     if (!candidate.failed && (!best || candidate.fastest < best->fastest)) best = &candidate;
   }
-  return best ? best->loaded : plain;
+  if (!best) return plain;
+  const Candidate* low = find(CpuLayout::kFusedBf16);
+  const Candidate* high = find(CpuLayout::kFused);
+  if (low && high && decided.note.empty()) {
+    decided.floatSeconds = high->fastest;
+    decided.bf16Seconds = low->fastest;
+    if (low->failed) {
+      decided.note = "bf16 failed on the timing input; float runs";
+    } else if (best != low) {
+      decided.note = "bf16 was not the fastest (" + Figure(low->fastest * 1000) + " ms against " +
+                     Figure(best->fastest * 1000) + " ms a pass); float runs";
+    }
+  }
+  if (best->loaded.layout == CpuLayout::kFusedBf16) decided.runs = "bf16";
+  return best->loaded;
 }
 
 // Test-time augmentation: the network on the eight flips and 90-degree rotations of the
@@ -326,6 +472,7 @@ struct TorchModel::Impl {
   bool fp16 = false;
   InferenceOptions options;
   LoadedModule loaded;
+  LowPrecisionReport lowPrecision;
   double macsPerPixel = 0;
   std::unique_ptr<const DomainCheck> domain;
   std::unique_ptr<Slots> slots;
@@ -466,7 +613,7 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
   impl->fp16 = spec.allowFp16 && impl->device.is_cuda();
 
   try {
-    impl->loaded = LoadModule(spec, impl->device, impl->fp16, options);
+    impl->loaded = LoadModule(spec, impl->device, impl->fp16, options, &impl->lowPrecision);
   } catch (const c10::Error& e) {
     throw Error(ErrorKind::kBadInput,
                 where + ": " + spec.archive.filename().string() +
@@ -515,6 +662,8 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
             " (" + std::to_string(channels) +
             " channels from the manifest's slice_context): " + e.what_without_backtrace());
   }
+  // A defect of the calibration input shows on every machine, not only on those with bf16.
+  if (spec.lowPrecision.bf16) ReadCalibration(spec);
   if (spec.hasDomainCheck)
     impl->domain = DomainCheck::Load(spec.domainCheck, impl->device.str(), where);
   return std::shared_ptr<const TorchModel>(new TorchModel(std::move(impl)));
@@ -557,6 +706,11 @@ bool TorchModel::TakesPrecomputedSlices() const { return SlicesAreIndependent(im
 bool TorchModel::ProducesUncertainty() const { return impl_->ProducesUncertainty(); }
 
 const DomainCheck* TorchModel::Domain() const { return impl_->domain.get(); }
+
+const LowPrecisionReport* TorchModel::LowPrecision() const {
+  return impl_->spec.lowPrecision.bf16 || impl_->lowPrecision.runs != "float" ? &impl_->lowPrecision
+                                                                              : nullptr;
+}
 
 Volume TorchModel::RunReusing(Volume& input, const RunContext& context) const {
   if (!CanRunInPlace(impl_->spec)) return Run(input, context);

@@ -62,6 +62,20 @@ struct RunContext {
   void ThrowIfCancelled() const;
 };
 
+// What a model's loader decided about lower precisions on the CPU (the manifest's
+// "low_precision"; TorchModel).
+struct LowPrecisionReport {
+  std::string runs = "float";  // the precision the network runs in: "float" or "bf16"
+  bool compared = false;       // bf16 was compared with float on the calibration input
+  double meanDeviation = 0;    // mean |bf16 - float| there, in network output units
+  double p999Deviation = 0;    // its 99.9th percentile
+  double floatSeconds = 0;     // the fastest float and bf16 timing passes (0: not timed)
+  double bf16Seconds = 0;
+  // Why float runs when the manifest allows bf16 (no instructions for it, too far from
+  // float, slower, or forced by the options); empty otherwise.
+  std::string note;
+};
+
 class Model {
  public:
   virtual ~Model() = default;
@@ -84,6 +98,8 @@ class Model {
   virtual bool ProducesUncertainty() const { return false; }
   // The model's domain check (manifest "domain_check"), or null when it has none.
   virtual const DomainCheck* Domain() const { return nullptr; }
+  // What runs in lower precision, for a model whose manifest allows it; null otherwise.
+  virtual const LowPrecisionReport* LowPrecision() const { return nullptr; }
 };
 
 }  // namespace enhance

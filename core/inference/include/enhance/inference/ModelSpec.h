@@ -77,6 +77,19 @@ struct DomainCheckSpec {
   std::string trainedOn;
 };
 
+// Lower precisions the network may run in on a CPU with the instructions for them (the
+// manifest's "low_precision" section; TorchModel tries them at load). Absent: float only.
+struct LowPrecisionSpec {
+  bool bf16 = false;  // "allow": ["bf16"]
+  // A tensor file (torch.save) of network inputs [N, C, H, W] in normalised units, on
+  // which a lower precision's output is compared with float's.
+  std::filesystem::path calibration;
+  // The largest deviation accepted, in the network's output units (normalised): the mean
+  // of |low - float| over the calibration outputs, and its 99.9th percentile.
+  double meanTolerance = 0;
+  double p999Tolerance = 0;
+};
+
 struct ModelSpec {
   std::string name;
   std::string version;
@@ -118,6 +131,8 @@ struct ModelSpec {
 
   bool hasDomainCheck = false;
   DomainCheckSpec domainCheck;
+
+  LowPrecisionSpec lowPrecision;
 
   // Input channels the network expects: 2 * sliceContext + 1, or 2 * max(1, sliceContext)
   // for through-plane models, which see the slices on both sides of a gap.

@@ -36,6 +36,11 @@ struct InferenceOptions {
   // "channels-last", "fused", "optimised" (frozen, fused operators: torch::jit::
   // optimize_for_inference) to use that version without timing.
   std::string cpuLayout = "auto";
+  // CPU: "auto" runs the network in bf16 when its manifest allows it, the processor has
+  // bf16 instructions (CpuHasBf16), its output on the manifest's calibration input stays
+  // within the manifest's tolerance of float's, and it is faster; "float" never; "bf16"
+  // always (with the fused layout, untimed and unchecked: benchmarks and evaluation).
+  std::string precision = "auto";
   int maxBatch = 0;  // > 0: overrides the manifest's max_batch (benchmarks)
   // > 0: overrides a diffusion model's `samples` (evaluation at several K, benchmarks);
   // refused for other models. 1 gives no uncertainty map.
@@ -66,6 +71,7 @@ class TorchModel final : public Model {
   bool TakesPrecomputedSlices() const override;
   bool ProducesUncertainty() const override;
   const DomainCheck* Domain() const override;
+  const LowPrecisionReport* LowPrecision() const override;
 
   // "cpu" or "cuda:N", where the model runs.
   std::string Device() const;
