@@ -44,7 +44,7 @@ std::shared_ptr<const Model> Load(const std::filesystem::path& folder, int sampl
   options.diffusionSamples = samples;
   options.diffusionSeed = seed;
   options.augmentationUncertainty = augmentation;
-  options.precision = EvaluationPrecision();
+  options.precision = EvaluationPrecisions().back();
   return TorchModel::Load(folder, options);
 }
 

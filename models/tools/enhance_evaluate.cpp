@@ -15,6 +15,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,15 +38,16 @@ using namespace enhance;
 using namespace enhance::models;
 
 constexpr const char* kUsage =
-    "usage: enhance-evaluate MODEL --models DIR [--data test|validation] [--precision "
-    "float|bf16]\n"
+    "usage: enhance-evaluate MODEL --models DIR [--data test|validation]\n"
+    "                        [--precision float|bf16|float,bf16]\n"
     "MODEL: ct-denoise | ct-denoise-gan | mr-denoise | ct-superres-x2 | mr-superres-x2\n"
     "       | ct-superres-z2 | mr2ct | mr2ct-diffusion | ct-denoise-halfres (not shipped)\n"
     "Loads DIR/MODEL and prints markdown tables of image-quality figures. ct-denoise and\n"
     "ct-denoise-gan are measured side by side (each when its folder exists); with\n"
     "--data validation on the validation phantoms instead of the held-out test set, without\n"
     "the baselines (to choose training options; ct-denoise models only). --precision bf16\n"
-    "runs the models in bf16 on the CPU (default float).\n";
+    "runs the learned models in bf16 on the CPU (default float); float,bf16 measures them in\n"
+    "both, side by side, without the baselines.\n";
 
 struct Metric {
   std::string label;
@@ -171,11 +173,25 @@ std::vector<Candidate> TunedBaselines(const Volume& reference, const Volume& inp
            std::make_shared<BilateralDenoiser>(bilateral)}};
 }
 
-std::shared_ptr<const Model> LoadShipped(const std::filesystem::path& folder) {
+std::shared_ptr<const Model> LoadShipped(const std::filesystem::path& folder,
+                                         const std::string& precision = "float") {
   InferenceOptions options;
   options.device = "cpu";
-  options.precision = EvaluationPrecision();
+  options.precision = precision;
   return TorchModel::Load(folder, options);
+}
+
+// The model in `folder` in each precision asked for, labelled "NAME VERSION (learned)", with
+// ", bf16" for bf16.
+std::vector<Candidate> Learned(const std::filesystem::path& folder) {
+  std::vector<Candidate> learned;
+  for (const std::string& precision : EvaluationPrecisions()) {
+    const auto model = LoadShipped(folder, precision);
+    learned.push_back({folder.filename().string() + " " + model->Info().version + " (learned" +
+                           (precision == "float" ? "" : ", " + precision) + ")",
+                       model});
+  }
+  return learned;
 }
 
 std::vector<NpsRow> NpsRows(const std::vector<Candidate>& candidates,
@@ -228,7 +244,7 @@ int EvaluateCtDenoise(const std::filesystem::path& models, const std::string& na
   const std::vector<Metric> metrics{{"[-160,240] HU", window}, {"[-1024,3071] HU", full}};
 
   std::vector<Candidate> candidates{{"low-dose input", nullptr}};
-  if (!validation) {  // validation compares learned models only
+  if (!validation && !ComparingPrecisions()) {  // validation compares learned models only
     std::cout << "tuning the baselines on training phantoms (seeds 1000-1001)\n";
     const CtPairs tuning = CtDenoiseTuningSet(std::cout);
     for (Candidate& c : TunedBaselines(tuning.fullDose, tuning.lowDose, metrics.front())) {
@@ -236,8 +252,7 @@ int EvaluateCtDenoise(const std::filesystem::path& models, const std::string& na
     }
   }
   for (const std::string& n : CtDenoisers(models, name)) {
-    const auto model = LoadShipped(models / n);
-    candidates.push_back({n + " " + model->Info().version + " (learned)", model});
+    for (Candidate& c : Learned(models / n)) candidates.push_back(std::move(c));
   }
 
   std::cout << (validation ? "simulating the validation set (seeds 800000-800001)\n"
@@ -267,7 +282,7 @@ std::vector<Metric> MrMetrics() {
 }
 
 int EvaluateMrDenoise(const std::filesystem::path& models) {
-  const auto model = LoadShipped(models / "mr-denoise");
+  const std::vector<Candidate> learned = Learned(models / "mr-denoise");
   const std::vector<Metric> metrics = MrMetrics();
   const std::vector<MrPair> training = MrDenoiseTrainingSet(kMricronTemplates);
   const std::vector<MrPair> test = MrDenoiseTestSet(kMricronTemplates);
@@ -278,14 +293,17 @@ int EvaluateMrDenoise(const std::filesystem::path& models) {
     if (p.sigma != tunedFor) {
       // Tune the baselines for this noise level on part of a training slab, fresh noise.
       const Volume slab = SliceRange(training[training.size() / 2].clean, 0, 6);
-      std::cout << "tuning the baselines on " << training[training.size() / 2].label
-                << " (first 6 slices) at sigma " << p.sigma << "\n";
+      if (!ComparingPrecisions())
+        std::cout << "tuning the baselines on " << training[training.size() / 2].label
+                  << " (first 6 slices) at sigma " << p.sigma << "\n";
       const Volume tuningNoisy = AddRicianNoise(slab, p.sigma, 5000 + i);
       candidates = {{"noisy input", nullptr}};
-      for (Candidate& c : TunedBaselines(slab, tuningNoisy, metrics.front())) {
-        candidates.push_back(std::move(c));
+      if (!ComparingPrecisions()) {
+        for (Candidate& c : TunedBaselines(slab, tuningNoisy, metrics.front())) {
+          candidates.push_back(std::move(c));
+        }
       }
-      candidates.push_back({"mr-denoise " + model->Info().version + " (learned)", model});
+      candidates.insert(candidates.end(), learned.begin(), learned.end());
       tunedFor = p.sigma;
     }
     std::cout << "\nmr-denoise: " << p.label << ", " << p.clean.slices << " slices of "
@@ -301,12 +319,10 @@ int EvaluateMrDenoise(const std::filesystem::path& models) {
 }
 
 int EvaluateMrSuperRes(const std::filesystem::path& models) {
-  const auto model = LoadShipped(models / "mr-superres-x2");
+  std::vector<Candidate> candidates{{"bicubic", MakeBicubicUpsampler(2)}};
+  for (Candidate& c : Learned(models / "mr-superres-x2")) candidates.push_back(std::move(c));
   const std::vector<Metric> metrics = MrMetrics();
   for (const MrPair& p : MrSuperResTestSet(kMricronTemplates)) {
-    const std::vector<Candidate> candidates{
-        {"bicubic", MakeBicubicUpsampler(2)},
-        {"mr-superres-x2 " + model->Info().version + " (learned)", model}};
     std::cout << "\nmr-superres-x2: " << p.label << ", " << p.noisy.slices << " slices of "
               << p.noisy.rows << "x" << p.noisy.columns << " (2x2 means) -> " << p.clean.rows << "x"
               << p.clean.columns << "\n";
@@ -328,12 +344,10 @@ std::vector<Metric> CtMetrics() {
 }
 
 int EvaluateCtSuperRes(const std::filesystem::path& models) {
-  const auto model = LoadShipped(models / "ct-superres-x2");
+  std::vector<Candidate> candidates{{"bicubic", MakeBicubicUpsampler(2)}};
+  for (Candidate& c : Learned(models / "ct-superres-x2")) candidates.push_back(std::move(c));
   std::cout << "simulating the held-out test set (seeds 910000-910003)\n";
   const SuperResPairs test = CtSuperResTestSet(std::cout);
-  const std::vector<Candidate> candidates{
-      {"bicubic", MakeBicubicUpsampler(2)},
-      {"ct-superres-x2 " + model->Info().version + " (learned)", model}};
   std::cout << "\nct-superres-x2: " << test.low.slices << " held-out slices of " << test.low.rows
             << "x" << test.low.columns << " (2x2 means) -> " << test.high.rows << "x"
             << test.high.columns
@@ -374,12 +388,11 @@ Volume GapsOf(const Volume& output) {
 }
 
 int EvaluateCtThroughPlane(const std::filesystem::path& models) {
-  const auto model = LoadShipped(models / "ct-superres-z2");
+  std::vector<Candidate> candidates{
+      {"linear interpolation (classical-linear-z2)", MakeLinearThroughPlane()}};
+  for (Candidate& c : Learned(models / "ct-superres-z2")) candidates.push_back(std::move(c));
   std::cout << "simulating the held-out test set (seeds 920000-920002)\n";
   const ThroughPlanePairs test = CtThroughPlaneTestSet(std::cout);
-  const std::vector<Candidate> candidates{
-      {"linear interpolation (classical-linear-z2)", MakeLinearThroughPlane()},
-      {"ct-superres-z2 " + model->Info().version + " (learned)", model}};
   std::vector<Measured> outputs;
   int64_t gaps = 0;
   for (const Volume& v : test.gaps) gaps += v.slices;
@@ -428,7 +441,7 @@ void PrintMr2CtTable(const Volume& reference, const std::vector<std::string>& la
 }
 
 int EvaluateMr2Ct(const std::filesystem::path& models) {
-  const auto model = LoadShipped(models / "mr2ct");
+  const std::vector<Candidate> learned = Learned(models / "mr2ct");
   MetricOptions body;
   body.windowLow = -1024;
   body.windowHigh = 3071;
@@ -453,15 +466,14 @@ int EvaluateMr2Ct(const std::filesystem::path& models) {
   }
   std::cout << "threshold baseline tuned on training slabs: dark below " << bestLevel
             << " of the 99.5th percentile -> " << bestHu << " HU, else 30 HU\n";
-  const std::vector<std::string> labels{
-      "bulk density (head 30 HU, air outside)",
-      "two-class threshold (dark " + Fixed(bestHu, 0) + " HU, tuned)",
-      "mr2ct " + model->Info().version + " (learned)"};
+  std::vector<std::string> labels{"bulk density (head 30 HU, air outside)",
+                                  "two-class threshold (dark " + Fixed(bestHu, 0) + " HU, tuned)"};
+  for (const Candidate& c : learned) labels.push_back(c.label);
   for (const Mr2CtPair& p : Mr2CtTestSet(kMricronTemplates)) {
     std::vector<Measured> outputs;
     outputs.push_back({ThresholdPseudoCt(p.mr, 0.1, -1.0, 0.0, 30.0), 0});
     outputs.push_back({ThresholdPseudoCt(p.mr, 0.1, bestLevel, bestHu, 30.0), 0});
-    outputs.push_back(RunTimed(*model, p.mr));
+    for (const Candidate& c : learned) outputs.push_back(RunTimed(*c.model, p.mr));
     std::cout << "\nmr2ct: ch2 " << p.label << ", " << p.mr.slices << " slices of " << p.mr.rows
               << "x" << p.mr.columns << ", against the segmentation-based pseudo-CT\n";
     PrintMr2CtTable(p.ct, labels, outputs);
@@ -470,6 +482,20 @@ int EvaluateMr2Ct(const std::filesystem::path& models) {
 }
 
 }  // namespace
+
+std::vector<std::string> ParsePrecisions(const std::string& text) {
+  std::vector<std::string> precisions;
+  std::stringstream stream(text);
+  std::string item;
+  while (std::getline(stream, item, ',')) {
+    if (item != "float" && item != "bf16") {
+      throw std::invalid_argument("--precision: '" + item + "' must be float or bf16");
+    }
+    precisions.push_back(item);
+  }
+  if (precisions.empty()) throw std::invalid_argument("--precision: name float, bf16 or both");
+  return precisions;
+}
 
 int main(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "--help") {
@@ -488,8 +514,8 @@ int main(int argc, char** argv) {
         models = value;
       else if (arg == "--data" && (value == "test" || value == "validation"))
         data = value;
-      else if (arg == "--precision" && (value == "float" || value == "bf16"))
-        EvaluationPrecision() = value;
+      else if (arg == "--precision")
+        EvaluationPrecisions() = ParsePrecisions(value);
       else
         throw std::invalid_argument("unknown option " + arg);
     }

@@ -231,6 +231,9 @@ def main():
     parser.add_argument("--early-start-mb", default="0,512",
                         help="values of Enhance.EarlyStartMB to compare (0: no slice is "
                              "computed before the series is stable)")
+    parser.add_argument("--cpu-precision", default="auto", choices=["auto", "float"],
+                        help="Enhance.CpuPrecision: auto (bf16 where the model allows it and "
+                             "the processor has it) or float")
     args = parser.parse_args()
     os.environ.setdefault("ENHANCE_PLUGIN", os.path.join(args.build, "plugin", "libOrthancEnhance.so"))
     os.environ.setdefault("ENHANCE_PHANTOM", os.path.join(args.build, "tools", "enhance-make-phantom"))
@@ -242,13 +245,15 @@ def main():
         rule = {"Name": "bench", "Modalities": ["CT"], "Task": "denoise", "Model": args.model,
                 "Destinations": destinations}
         config = {"Enhance": {"ModelsDirectories": [os.path.join(ROOT, "models")],
-                              "Rules": [rule], "EarlyStartMB": early}}
+                              "Rules": [rule], "EarlyStartMB": early,
+                              "CpuPrecision": args.cpu_precision}}
         if args.storage_cache_mb is not None:
             config["MaximumStorageCacheSize"] = args.storage_cache_mb
         return config
     cache = ("Orthanc's default" if args.storage_cache_mb is None
              else f"{args.storage_cache_mb} MB")
-    print(f"model {args.model}, StableAge {args.stable_age} s, storage cache {cache}, "
+    print(f"model {args.model}, CpuPrecision {args.cpu_precision}, "
+          f"StableAge {args.stable_age} s, storage cache {cache}, "
           f"{os.cpu_count()} cores, "
           f"load {open('/proc/loadavg').read().split()[0]} at the start\n")
     tmp = tempfile.mkdtemp(prefix="enhance-bench-")

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "FusedConvolution.h"
 #include "ModelFixtures.h"
 #include "enhance/inference/ClassicalModels.h"
 #include "enhance/inference/TorchModel.h"
@@ -28,9 +29,11 @@ namespace {
 
 const std::filesystem::path kShipped = ENHANCE_SHIPPED_MODELS;
 
+// Float: these tests compare the networks as trained (bf16 has its own test below).
 InferenceOptions Cpu() {
   InferenceOptions o;
   o.device = "cpu";
+  o.precision = "float";
   return o;
 }
 
@@ -194,6 +197,48 @@ TEST(ShippedModels, EachLoadsAndKeepsItsContract) {
   }
 }
 
+// A shipped model that allows bf16 has a calibration input that fits it, and its bf16 version
+// stays within its manifest's tolerance there; where the processor has bf16 instructions,
+// the loader compares them itself and keeps bf16 only within that tolerance. On a small
+// phantom, bf16's output stays within 1% of the output's range of float's.
+TEST(ShippedModels, Bf16StaysWithinEachManifestsTolerance) {
+  int allowing = 0;
+  for (const auto& folder : ShippedFolders()) {
+    SCOPED_TRACE(folder.string());
+    InferenceOptions automatic = Cpu(), low = Cpu();
+    automatic.precision = "auto";
+    low.precision = "bf16";
+    const auto model = TorchModel::Load(folder, automatic);
+    const LowPrecisionReport* report = model->LowPrecision();
+    if (report == nullptr) continue;
+    ++allowing;
+    const LowPrecisionSpec& allowed = model->Info().lowPrecision;
+    if (CpuHasBf16()) {
+      ASSERT_TRUE(report->compared) << report->note;
+      EXPECT_LE(report->meanDeviation, allowed.meanTolerance);
+      EXPECT_LE(report->p999Deviation, allowed.p999Tolerance);
+      EXPECT_TRUE(report->runs == "bf16" ||
+                  report->note.find("not the fastest") != std::string::npos)
+          << report->note;
+    } else {
+      EXPECT_EQ(report->runs, "float");
+    }
+    InferenceOptions one = Cpu();
+    if (model->Info().isDiffusion) one.diffusionSamples = low.diffusionSamples = 1;
+    const Volume input = SmallInputFor(model->Info());
+    const Volume expected = TorchModel::Load(folder, one)->Run(input, {});
+    const Volume actual = TorchModel::Load(folder, low)->Run(input, {});
+    ASSERT_EQ(actual.voxels.size(), expected.voxels.size());
+    const auto [lowest, highest] =
+        std::minmax_element(expected.voxels.begin(), expected.voxels.end());
+    double sum = 0;
+    for (size_t i = 0; i < actual.voxels.size(); ++i)
+      sum += std::abs(actual.voxels[i] - expected.voxels[i]);
+    EXPECT_LT(sum / static_cast<double>(actual.voxels.size()), 0.01 * (*highest - *lowest));
+  }
+  EXPECT_GT(allowing, 0) << "no shipped model allows bf16";
+}
+
 // The fused CPU layout (FusedConvolution.h) computes what the graph as saved computes.
 TEST(ShippedModels, FusedConvolutionsGiveTheSameResults) {
   for (const auto& folder : ShippedFolders()) {
@@ -229,7 +274,8 @@ TEST(ShippedModels, TilesGiveTheSameResultAsWholeSlices) {
     const int64_t tile = 2 * overlap + 16;
     const auto load = [&](const testing::TemporaryFolder& copy, int64_t tileSize) {
       manifest["tile"]["size"] = Json::Int64(tileSize);
-      manifest.removeMember("domain_check");  // the network alone is compared
+      manifest.removeMember("domain_check");   // the network alone is compared ...
+      manifest.removeMember("low_precision");  // ... in float
       std::filesystem::copy_file(folder / manifest["archive"].asString(),
                                  copy.path() / manifest["archive"].asString());
       std::ofstream(copy.path() / "manifest.json") << manifest;
