@@ -3,6 +3,8 @@
 # tables quoted in the model cards and docs/models.md.
 # Usage: models/evaluate.sh [BUILD_DIR] [MODEL...]   (default: build, every model folder)
 #        models/evaluate.sh build domain-ct domain-mr   (the domain checks)
+#        ENHANCE_EVALUATE_PRECISION=float,bf16 models/evaluate.sh build ct-denoise
+#          (the learned models in float and bf16 side by side, without the baselines)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-$root/build}"
@@ -18,5 +20,6 @@ for model in "${models[@]}"; do
     nice -n 15 "$build/models/enhance-domain" evaluate "${model#domain-}" --models "$root/models"
     continue
   fi
-  nice -n 15 "$build/models/enhance-evaluate" "$model" --models "$root/models"
+  nice -n 15 "$build/models/enhance-evaluate" "$model" --models "$root/models" \
+    --precision "${ENHANCE_EVALUATE_PRECISION:-float}"
 done

@@ -47,7 +47,7 @@ constexpr const char* kUsage =
     "--data validation on the validation phantoms instead of the held-out test set, without\n"
     "the baselines (to choose training options; ct-denoise models only). --precision bf16\n"
     "runs the learned models in bf16 on the CPU (default float); float,bf16 measures them in\n"
-    "both, side by side, without the baselines.\n";
+    "both, side by side, without the baselines and noise power spectra.\n";
 
 struct Metric {
   std::string label;
@@ -266,7 +266,7 @@ int EvaluateCtDenoise(const std::filesystem::path& models, const std::string& na
   PrintTable(test.fullDose, candidates, outputs, metrics, "HU");
   std::cout << "the same outputs against the noise-free reconstruction (infinite dose):\n";
   PrintTable(test.noiseFree, candidates, outputs, metrics, "HU");
-  PrintCtNps(test, candidates, outputs);
+  if (!ComparingPrecisions()) PrintCtNps(test, candidates, outputs);
   return 0;
 }
 
@@ -311,6 +311,7 @@ int EvaluateMrDenoise(const std::filesystem::path& models) {
               << Fixed(100 * p.sigma, 0) << "% of the maximum\n";
     const std::vector<Measured> outputs = RunAll(candidates, p.noisy);
     PrintTable(p.clean, candidates, outputs, metrics);
+    if (ComparingPrecisions()) continue;  // the figures of the two precisions only
     std::cout << "noise power spectrum of the residual (output - clean image) inside the head, "
                  "intensities in % of the maximum; frequencies in cycles per pixel:\n";
     PrintNpsTables(p.clean, NpsRows(candidates, outputs), "%", 100.0, std::cout);
