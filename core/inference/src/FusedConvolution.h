@@ -65,6 +65,10 @@ class FusedOutputScope {
   std::shared_ptr<void> previous_;
 };
 
+// True when the operator computes a convolution of these weights and dilation with the
+// direct loop, in float: fewer than 8 outputs, at least 8 inputs, no dilation.
+bool IsNarrowConvolution(const at::Tensor& weight, c10::IntArrayRef dilation);
+
 // A frozen copy of `module` (which must be in eval mode) with its convolutions replaced as
 // above, in `precision` (kFloat, or kBFloat16 for bf16 where the operator supports it);
 // `replaced` receives how many were. Throws c10::Error when the module cannot be frozen.
