@@ -621,6 +621,19 @@ TEST(TorchModelPrecision, TheOptionsForceEitherPath) {
   plainLayout.precision = "bf16";
   plainLayout.cpuLayout = "channels-last";
   EXPECT_THROW(TorchModel::Load(allowed, plainLayout), Error);
+  // A network without a convolution to fuse cannot run in bf16: said at load.
+  Json::Value identity = DenoiseManifest("identity");
+  identity["tile"]["size"] = 0;
+  try {
+    TorchModel::Load(WriteFixtureModel(dir.path(), "identity", identity), bf16);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model 'identity': bf16 was asked for"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("no convolution the fused operator takes"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 // A calibration input that does not fit the network is named at load, on every machine.

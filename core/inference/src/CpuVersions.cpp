@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "CpuVersions.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/csrc/jit/serialization/pickle.h>
 
 #include <algorithm>
@@ -64,9 +65,10 @@ void CompareOnCalibration(const ModelSpec& spec, torch::jit::Module& reference,
   c10::InferenceMode guard;
   FusedOutputScope recycle;
   const at::Tensor calibration = ReadCalibration(spec);
-  at::manual_seed(0);  // a diffusion model's x_t: the same for both
+  // A diffusion model's x_t from a generator of its own: the same deviation at every load.
   const std::vector<c10::IValue> arguments =
-      ForwardArguments(spec, calibration.contiguous(at::MemoryFormat::ChannelsLast));
+      ForwardArguments(spec, calibration.contiguous(at::MemoryFormat::ChannelsLast),
+                       at::detail::createCPUGenerator(0));
   const at::Tensor expected = reference.forward(arguments).toTensor().to(at::kFloat);
   const at::Tensor actual = candidate.forward(arguments).toTensor().to(at::kFloat);
   const at::Tensor deviation = (actual - expected).abs().flatten().to(at::kDouble);
@@ -190,15 +192,15 @@ void ExplainBf16(std::vector<Candidate>& candidates, const Candidate& best,
 }
 
 // The layouts asked for: each by name, or "auto"; Error(kBadInput) for an unknown name or
-// a precision that cannot run with them.
-std::vector<CpuLayout> LayoutsAsked(const InferenceOptions& options) {
+// a precision that cannot run with them (bf16 runs on the CPU, `cpu`, only).
+std::vector<CpuLayout> LayoutsAsked(const InferenceOptions& options, bool cpu) {
   const std::string& wanted = options.cpuLayout;
   const std::string& precision = options.precision;
   if (precision != "auto" && precision != "float" && precision != "bf16") {
     throw Error(ErrorKind::kBadInput,
                 "CPU precision '" + precision + "' must be auto, float or bf16");
   }
-  if (precision == "bf16" && wanted != "auto" && wanted != "fused") {
+  if (precision == "bf16" && (!cpu || (wanted != "auto" && wanted != "fused"))) {
     throw Error(ErrorKind::kBadInput,
                 "bf16 runs on the CPU with fused convolutions only (layout auto or fused)");
   }
@@ -218,18 +220,16 @@ std::vector<CpuLayout> LayoutsAsked(const InferenceOptions& options) {
 
 }  // namespace
 
-// The arguments of forward() for a batch of network inputs `condition`: the batch alone,
-// or for a diffusion model (x_t, t, condition) with x_t standard normal and t the first
-// inference timestep.
-std::vector<c10::IValue> ForwardArguments(const ModelSpec& spec, const at::Tensor& condition) {
+std::vector<c10::IValue> ForwardArguments(const ModelSpec& spec, const at::Tensor& condition,
+                                          c10::optional<at::Generator> generator) {
   if (!spec.isDiffusion) return {condition};
   const std::vector<int> steps = InferenceTimesteps(spec.sampler);
   const double first = steps.empty() ? 0.0 : steps.front();
   const double time = spec.sampler.timeInput == SamplerSpec::TimeInput::kFraction
                           ? first / spec.sampler.trainingTimesteps
                           : first;
-  at::Tensor xt =
-      at::randn({condition.size(0), 1, condition.size(2), condition.size(3)}, condition.options());
+  at::Tensor xt = at::randn({condition.size(0), 1, condition.size(2), condition.size(3)}, generator,
+                            condition.options());
   if (condition.is_contiguous(at::MemoryFormat::ChannelsLast) && !condition.is_contiguous()) {
     xt = xt.contiguous(at::MemoryFormat::ChannelsLast);
   }
@@ -303,15 +303,19 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
   if (fp16) module.to(torch::kHalf);
   const LoadedModule plain{std::make_shared<torch::jit::Module>(module), CpuLayout::kPlain};
   const bool cpu = device.is_cpu() && options.optimizeForCpu;
-  if (options.precision == "bf16" && !cpu) {
-    throw Error(ErrorKind::kBadInput,
-                "bf16 runs on the CPU with fused convolutions only (layout auto or fused)");
-  }
-  std::vector<CpuLayout> layouts = LayoutsAsked(options);
+  std::vector<CpuLayout> layouts = LayoutsAsked(options, cpu);
   if (!cpu || layouts == std::vector<CpuLayout>{CpuLayout::kPlain}) return plain;
   if (options.precision == "bf16") {
+    auto built = Build(module, CpuLayout::kFusedBf16);
+    if (!built) {
+      throw Error(ErrorKind::kBadInput,
+                  "model '" + spec.name +
+                      "': bf16 was asked for, but the network has no convolution the fused "
+                      "operator takes (2-D, stride 1, one group, constant weights); run it in "
+                      "float");
+    }
     decided.runs = "bf16";
-    return {Build(module, CpuLayout::kFusedBf16), CpuLayout::kFusedBf16};
+    return {built, CpuLayout::kFusedBf16};
   }
   if (spec.lowPrecision.bf16) decided.note = WhyNotBf16(options);
   const bool tryBf16 = spec.lowPrecision.bf16 && decided.note.empty();

@@ -40,9 +40,10 @@ struct LoadedModule {
 at::Tensor Prepare(const at::Tensor& batch, CpuLayout layout);
 
 // The arguments of forward() for a batch of conditions: the batch itself, or for a
-// diffusion model (x_t from the global generator, t at the first inference step, the
-// condition).
-std::vector<c10::IValue> ForwardArguments(const ModelSpec& spec, const at::Tensor& condition);
+// diffusion model (x_t standard normal from `generator`, or the global one; t at the first
+// inference step; the condition).
+std::vector<c10::IValue> ForwardArguments(const ModelSpec& spec, const at::Tensor& condition,
+                                          c10::optional<at::Generator> generator = c10::nullopt);
 
 std::string ReadWholeFile(const std::filesystem::path& path);
 

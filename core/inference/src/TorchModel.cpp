@@ -346,8 +346,9 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
             " (" + std::to_string(channels) +
             " channels from the manifest's slice_context): " + e.what_without_backtrace());
   }
-  // A defect of the calibration input shows on every machine, not only on those with bf16.
-  if (spec.lowPrecision.bf16) ReadCalibration(spec);
+  // A defect of the calibration input shows on every machine, not only where the loader
+  // has already read it to compare bf16 with float.
+  if (spec.lowPrecision.bf16 && !impl->lowPrecision.compared) ReadCalibration(spec);
   if (spec.hasDomainCheck)
     impl->domain = DomainCheck::Load(spec.domainCheck, impl->device.str(), where);
   return std::shared_ptr<const TorchModel>(new TorchModel(std::move(impl)));
