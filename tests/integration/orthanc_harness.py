@@ -42,15 +42,59 @@ class HttpError(Exception):
         self.body = body
 
 
-class OrthancServer:
+class OrthancClient:
+    """REST (with basic authentication when `credentials` is given) and C-STORE to an
+    Orthanc that is already running: one of ours (OrthancServer) or one in a container."""
+
+    def __init__(self, url, aet, dicom_port, credentials=None):
+        self.url = url
+        self.aet = aet
+        self.dicom_port = dicom_port
+        self.credentials = credentials
+
+    # -- REST ------------------------------------------------------------------
+    def request(self, method, path, body=None, content_type="application/json"):
+        data = None
+        headers = {}
+        if self.credentials:
+            token = base64.b64encode(":".join(self.credentials).encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        if body is not None:
+            data = body if isinstance(body, (bytes, bytearray)) else json.dumps(body).encode()
+            headers["Content-Type"] = content_type
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as response:
+                return response.read()
+        except urllib.error.HTTPError as e:
+            raise HttpError(e.code, e.read(), path) from None
+
+    def get(self, path):
+        return json.loads(self.request("GET", path))
+
+    def get_bytes(self, path):
+        return self.request("GET", path)
+
+    def post(self, path, body=None):
+        return json.loads(self.request("POST", path, body if body is not None else {}))
+
+    # -- DICOM -----------------------------------------------------------------
+    def store_files(self, paths, calling_aet="MODALITY"):
+        """C-STORE files to this Orthanc with DCMTK's storescu."""
+        result = subprocess.run(
+            ["storescu", "-aet", calling_aet, "-aec", self.aet, "127.0.0.1", str(self.dicom_port),
+             *paths], capture_output=True, text=True, timeout=300)
+        if result.returncode != 0:
+            raise RuntimeError(f"storescu failed ({result.returncode}): {result.stderr}")
+
+
+class OrthancServer(OrthancClient):
     def __init__(self, name="ENHANCE", plugin=True, extra_config=None, stable_age=2,
                  credentials=None):
-        self.aet = name
-        self.credentials = credentials
-        self.workdir = tempfile.mkdtemp(prefix=f"orthanc-{name.lower()}-")
         self.http_port = free_port()
-        self.dicom_port = (extra_config or {}).get("DicomPort") or free_port()
-        self.url = f"http://127.0.0.1:{self.http_port}"
+        super().__init__(f"http://127.0.0.1:{self.http_port}", name,
+                         (extra_config or {}).get("DicomPort") or free_port(), credentials)
+        self.workdir = tempfile.mkdtemp(prefix=f"orthanc-{name.lower()}-")
         self.log_path = os.path.join(self.workdir, "orthanc.log")
         config = {
             "Name": name,
@@ -176,42 +220,6 @@ class OrthancServer:
                 return f.read()
         except OSError:
             return ""
-
-    # -- REST ------------------------------------------------------------------
-    def request(self, method, path, body=None, content_type="application/json"):
-        data = None
-        headers = {}
-        if self.credentials:
-            token = base64.b64encode(":".join(self.credentials).encode()).decode()
-            headers["Authorization"] = f"Basic {token}"
-        if body is not None:
-            data = body if isinstance(body, (bytes, bytearray)) else json.dumps(body).encode()
-            headers["Content-Type"] = content_type
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=60) as response:
-                return response.read()
-        except urllib.error.HTTPError as e:
-            raise HttpError(e.code, e.read(), path) from None
-
-    def get(self, path):
-        return json.loads(self.request("GET", path))
-
-    def get_bytes(self, path):
-        return self.request("GET", path)
-
-    def post(self, path, body=None):
-        return json.loads(self.request("POST", path, body if body is not None else {}))
-
-    # -- DICOM -----------------------------------------------------------------
-    def store_files(self, paths, calling_aet="MODALITY"):
-        """C-STORE files to this Orthanc with DCMTK's storescu."""
-        result = subprocess.run(
-            ["storescu", "-aet", calling_aet, "-aec", self.aet, "127.0.0.1", str(self.dicom_port),
-             *paths], capture_output=True, text=True, timeout=300)
-        if result.returncode != 0:
-            raise RuntimeError(f"storescu failed ({result.returncode}): {result.stderr}")
-
 
 def make_phantom(directory, rows=128, columns=128, slices=12, noise=30.0, seed=1):
     """Writes a phantom CT series with enhance-make-phantom; returns the file paths."""
