@@ -289,6 +289,10 @@ class ContainerTest(unittest.TestCase):
     def test_c_single_node_round_trip_restart_with_queued_jobs(self):
         with self.deployment() as deployment:
             deployment.compose("up", "-d")
+            # Host networking only: no bridge, no network of the project's own.
+            networks = run(["docker", "network", "ls", "--format", "{{.Name}} {{.Driver}}"],
+                           env=self.daemon.env).stdout.split("\n")
+            self.assertEqual(sorted(n for n in networks if n), ["host host", "none null"])
             deployment.wait_healthy()
             client = deployment.orthanc
             self.assertIn("ct-denoise", [m["Name"] for m in client.get("/enhance/models")])
