@@ -28,21 +28,25 @@ at::Tensor View(const float* data, int64_t slices, int64_t rows, int64_t columns
 
 }  // namespace
 
-double EstimateNoiseSigma(const float* slice, int64_t rows, int64_t columns) {
-  if (rows < 3 || columns < 3) return 0.0;
-  // Response to the Laplacian-difference mask [1 -2 1; -2 4 -2; 1 -2 1], which cancels
-  // constant and linear structure; for white noise of deviation sigma its response has
-  // deviation 6 sigma. The median of |response| is robust to edges; exact zeros come
-  // from constant regions (padding, clipped air) that carry no noise and are skipped.
+double EstimateNoiseSigmaAtSpacing(const float* slice, int64_t rows, int64_t columns,
+                                   int64_t spacing) {
+  const int64_t d = spacing;
+  if (d < 1 || rows < 2 * d + 1 || columns < 2 * d + 1) return 0.0;
+  // Response to the Laplacian-difference mask [1 -2 1; -2 4 -2; 1 -2 1] with its taps d
+  // pixels apart, which cancels constant and linear structure; for noise of deviation
+  // sigma that is uncorrelated at distance d its response has deviation 6 sigma. The
+  // median of |response| is robust to edges; exact zeros come from constant regions
+  // (padding, clipped air) that carry no noise and are skipped.
   std::vector<float> response;
-  response.reserve(static_cast<size_t>((rows - 2) * (columns - 2)));
-  for (int64_t r = 1; r + 1 < rows; ++r) {
-    const float* above = slice + (r - 1) * columns;
+  response.reserve(static_cast<size_t>((rows - 2 * d) * (columns - 2 * d)));
+  for (int64_t r = d; r + d < rows; ++r) {
+    const float* above = slice + (r - d) * columns;
     const float* row = slice + r * columns;
-    const float* below = slice + (r + 1) * columns;
-    for (int64_t c = 1; c + 1 < columns; ++c) {
-      const float value = above[c - 1] - 2 * above[c] + above[c + 1] - 2 * row[c - 1] + 4 * row[c] -
-                          2 * row[c + 1] + below[c - 1] - 2 * below[c] + below[c + 1];
+    const float* below = slice + (r + d) * columns;
+    for (int64_t c = d; c + d < columns; ++c) {
+      const float value = above[c - d] - 2 * above[c] + above[c + d] - 2 * row[c - d] +
+                          4 * row[c] - 2 * row[c + d] + below[c - d] - 2 * below[c] +
+                          below[c + d];
       if (value != 0.0f) response.push_back(std::abs(value));
     }
   }
@@ -53,6 +57,26 @@ double EstimateNoiseSigma(const float* slice, int64_t rows, int64_t columns) {
   return *middle * kMadToSigma / 6.0;
 }
 
+double EstimateNoiseSigma(const float* slice, int64_t rows, int64_t columns) {
+  // Spatially correlated noise (CT reconstructed by filtered back-projection, resampled or
+  // smoothed images) differs little between neighbouring pixels, so the mask with adjacent
+  // taps sees only part of it. With its taps further apart the estimate grows until they
+  // are past the noise's correlation length, then stays flat (or grows slowly with the
+  // anatomy): the first spacing past which it grows by less than kGrowth is taken. When
+  // it never levels off, what grows it is the image's structure (a small image, dense
+  // edges), not the noise, and the adjacent-tap estimate stands.
+  constexpr int64_t kMaxSpacing = 6;
+  constexpr double kGrowth = 1.10;
+  const double adjacent = EstimateNoiseSigmaAtSpacing(slice, rows, columns, 1);
+  double sigma = adjacent;
+  for (int64_t d = 2; d <= kMaxSpacing && sigma > 0; ++d) {
+    const double wider = EstimateNoiseSigmaAtSpacing(slice, rows, columns, d);
+    if (wider < sigma * kGrowth) return sigma;
+    sigma = wider;
+  }
+  return adjacent;
+}
+
 BilateralDenoiser::BilateralDenoiser(BilateralParameters parameters) : parameters_(parameters) {
   if (parameters_.radius < 1 || parameters_.sigmaSpatial <= 0 || parameters_.rangeFactor <= 0 ||
       parameters_.slicesPerBatch < 1) {
@@ -60,7 +84,7 @@ BilateralDenoiser::BilateralDenoiser(BilateralParameters parameters) : parameter
                 "bilateral filter needs radius >= 1, positive sigmas and batch size >= 1");
   }
   info_.name = "classical-bilateral";
-  info_.version = "1.0.0";
+  info_.version = "1.1.0";  // 1.1: the noise estimate holds for correlated noise
   info_.task = "denoise";
   info_.modalities = {"CT", "MR"};
   info_.intendedUse =

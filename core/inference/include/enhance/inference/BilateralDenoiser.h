@@ -6,8 +6,8 @@
 // weight is a Gaussian of the spatial distance (sigmaSpatial, in pixels) times a
 // Gaussian of the intensity difference (sigmaRange). sigmaRange is derived per series
 // from the measured noise level (rangeFactor x the noise standard deviation estimated
-// with Immerkaer's Laplacian method, median over slices) so the same model suits CT in
-// HU and MR in arbitrary units. Output units and range are those of the input.
+// with Immerkaer's Laplacian method, extended to correlated noise: EstimateNoiseSigma,
+// median over slices) so the same model suits CT in HU and MR in arbitrary units. Output units and range are those of the input.
 //
 // Thread-safe: Run() is const and keeps no state.
 #pragma once
@@ -40,8 +40,18 @@ class BilateralDenoiser final : public Model {
   ModelInfo info_;
 };
 
-// Robust estimate of the standard deviation of white noise in one slice
-// (J. Immerkaer, "Fast noise variance estimation", CVIU 1996), in the slice's units.
+// Robust estimate of the standard deviation of the noise in one slice, in the slice's
+// units, for white noise (MR) and for spatially correlated noise (CT's filtered
+// back-projection) alike: Immerkaer's estimate (below) with its taps 1, 2, ... 6 pixels
+// apart, taken at the first spacing past which it grows by less than 10%, i.e. once the
+// taps are further apart than the noise is correlated (the adjacent-tap estimate when it
+// never levels off: then the image's structure, not its noise, makes it grow).
 double EstimateNoiseSigma(const float* slice, int64_t rows, int64_t columns);
+
+// J. Immerkaer, "Fast noise variance estimation", CVIU 1996, with the 3 x 3 mask's taps
+// `spacing` pixels apart: the standard deviation of noise that is uncorrelated at that
+// distance (spacing 1: white noise), robust to edges. 0 for a slice too small or constant.
+double EstimateNoiseSigmaAtSpacing(const float* slice, int64_t rows, int64_t columns,
+                                   int64_t spacing);
 
 }  // namespace enhance
