@@ -125,7 +125,7 @@ int main(int argc, char** argv) {
           EstimateNoiseSigmaAtSpacing(volume->Slice(s), volume->rows, volume->columns, 1));
     }
     std::cout << label << ": noise " << noise.overall.rmse
-              << " HU RMS inside the body; estimated from the image "
-              << Median(estimated) << " HU (white-noise estimate " << Median(white) << " HU)\n";
+              << " HU RMS inside the body; estimated from the image " << Median(estimated)
+              << " HU (white-noise estimate " << Median(white) << " HU)\n";
   }
 }

@@ -44,9 +44,8 @@ double EstimateNoiseSigmaAtSpacing(const float* slice, int64_t rows, int64_t col
     const float* row = slice + r * columns;
     const float* below = slice + (r + d) * columns;
     for (int64_t c = d; c + d < columns; ++c) {
-      const float value = above[c - d] - 2 * above[c] + above[c + d] - 2 * row[c - d] +
-                          4 * row[c] - 2 * row[c + d] + below[c - d] - 2 * below[c] +
-                          below[c + d];
+      const float value = above[c - d] - 2 * above[c] + above[c + d] - 2 * row[c - d] + 4 * row[c] -
+                          2 * row[c + d] + below[c - d] - 2 * below[c] + below[c + d];
       if (value != 0.0f) response.push_back(std::abs(value));
     }
   }

@@ -7,7 +7,8 @@
 // Gaussian of the intensity difference (sigmaRange). sigmaRange is derived per series
 // from the measured noise level (rangeFactor x the noise standard deviation estimated
 // with Immerkaer's Laplacian method, extended to correlated noise: EstimateNoiseSigma,
-// median over slices) so the same model suits CT in HU and MR in arbitrary units. Output units and range are those of the input.
+// median over slices) so the same model suits CT in HU and MR in arbitrary units.
+// Output units and range are those of the input.
 //
 // Thread-safe: Run() is const and keeps no state.
 #pragma once
