@@ -7,7 +7,8 @@ FROM debian:12 AS build
 # The build packages of scripts/packages.txt (one list, not two copies): every line not
 # marked test-only.
 COPY scripts/packages.txt /tmp/packages.txt
-RUN apt-get update \
+RUN echo 'Acquire::Retries "3";' > /etc/apt/apt.conf.d/80retries \
+ && apt-get update \
  && sed -e '/#[[:space:]]*test-only/d' -e 's/#.*//' -e '/^[[:space:]]*$/d' /tmp/packages.txt \
     | xargs apt-get install -y --no-install-recommends \
  && rm -rf /var/lib/apt/lists/*
@@ -23,7 +24,8 @@ RUN cmake -S /src -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DENHANCE_BUILD_
 
 FROM debian:12
 COPY --from=build /out/runtime-packages.txt /usr/share/orthanc-enhance/runtime-packages.txt
-RUN apt-get update \
+RUN echo 'Acquire::Retries "3";' > /etc/apt/apt.conf.d/80retries \
+ && apt-get update \
  && xargs apt-get install -y --no-install-recommends < /usr/share/orthanc-enhance/runtime-packages.txt \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /var/lib/orthanc/db /var/lib/orthanc-enhance/models

@@ -18,10 +18,20 @@ done
 rootfs=$(mktemp -d /tmp/enhance-debian12.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT
 # minbase: essential packages and apt, as the registry's debian:12 has.
-debootstrap --variant=minbase bookworm "$rootfs" ${mirror:+"$mirror"} >"$rootfs.log" 2>&1 || {
-  tail -n 20 "$rootfs.log" >&2; rm -f "$rootfs.log"
-  echo "make-debian-image: debootstrap failed (see above)" >&2; exit 1
-}
+# A second try after a failed download: the mirror may have been busy.
+for attempt in 1 2; do
+  if debootstrap --variant=minbase bookworm "$rootfs" ${mirror:+"$mirror"} >"$rootfs.log" 2>&1; then
+    break
+  fi
+  tail -n 20 "$rootfs.log" >&2
+  if [[ $attempt == 2 ]]; then
+    rm -f "$rootfs.log"
+    echo "make-debian-image: debootstrap failed twice (see above)" >&2
+    exit 1
+  fi
+  echo "make-debian-image: debootstrap failed; trying again" >&2
+  rm -rf "$rootfs" && mkdir -p "$rootfs"
+done
 rm -f "$rootfs.log"
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
 tar -C "$rootfs" --numeric-owner -c . |
