@@ -321,6 +321,32 @@ void ParseInference(const Json::Value& section, const std::string& key,
       GetInt(section, key, "SimulatedDeviceMemoryMB", config.simulatedDeviceMemoryMb, 0, 1 << 20);
 }
 
+// The built-in self-supervised denoiser: how long and how much it learns from each series.
+void ParseSelfSupervised(const Json::Value& section, const std::string& parent,
+                         PluginConfiguration& config) {
+  SelfSupervisedParameters& p = config.selfSupervised;
+  p.device = config.device;
+  if (!section.isMember("SelfSupervised")) return;
+  const Json::Value& s = section["SelfSupervised"];
+  const std::string key = parent + ".SelfSupervised";
+  if (!s.isObject()) Fail(key, "must be an object, e.g. {\"TimeBudgetSeconds\": 60}");
+  CheckKeys(s, key, {"TimeBudgetSeconds", "Steps", "Seed", "Augmentations"});
+  if (s.isMember("TimeBudgetSeconds")) {
+    const Json::Value& budget = s["TimeBudgetSeconds"];
+    if (!budget.isNumeric() || budget.asDouble() <= 0 || budget.asDouble() > 86400) {
+      Fail(key + ".TimeBudgetSeconds", "must be a number of seconds above 0, at most 86400");
+    }
+    p.timeBudgetSeconds = budget.asDouble();
+  }
+  p.steps = GetInt(s, key, "Steps", p.steps, 1, 1000000);
+  p.seed = static_cast<uint64_t>(GetInt(s, key, "Seed", static_cast<int>(p.seed), 0, 1 << 30));
+  p.augmentations = GetInt(s, key, "Augmentations", p.augmentations, 1, 8);
+  if (p.augmentations != 1 && p.augmentations != 2 && p.augmentations != 4 &&
+      p.augmentations != 8) {
+    Fail(key + ".Augmentations", "must be 1, 2, 4 or 8 (flips and transposes averaged)");
+  }
+}
+
 // Rules, how they are evaluated, and forwarding to their destinations.
 void ParseRules(const Json::Value& section, const std::string& key,
                 const Json::Value& orthancConfiguration, PluginConfiguration& config) {
@@ -385,6 +411,7 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
              "CpuPrecision",
              "EarlyStartMB",
              "SimulatedDeviceMemoryMB",
+             "SelfSupervised",
              "UncertaintyThreshold"});
 
   config.enabled = GetBool(section, key, "Enable", config.enabled);
@@ -403,6 +430,7 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
   }
   ParseNaming(section, key, config);
   ParseInference(section, key, config);
+  ParseSelfSupervised(section, key, config);
   if (section.isMember("UncertaintyThreshold")) {
     const Json::Value& threshold = section["UncertaintyThreshold"];
     if (!threshold.isNumeric() || threshold.asDouble() < 0) {

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "enhance/inference/SelfSupervisedDenoiser.h"
+
 namespace enhance::plugin {
 
 // A regular expression with the text it was written as (for messages and the API).
@@ -92,6 +94,9 @@ struct PluginConfiguration {
   // "float": every model in float.
   std::string cpuPrecision = "auto";
   int simulatedDeviceMemoryMb = 0;  // > 0: rehearse out-of-memory fallbacks (testing only)
+  // The built-in self-supervised denoiser ("SelfSupervised": TimeBudgetSeconds, Steps,
+  // Seed, Augmentations); it runs on `device`.
+  SelfSupervisedParameters selfSupervised;
   // Uncertainty maps: the share of body voxels whose standard deviation across a model's
   // samples is above this (output units: HU for CT) is reported with each series.
   double uncertaintyThreshold = 50.0;

@@ -60,6 +60,7 @@ ModelLoadReport PluginContext::ReloadModels() {
   std::lock_guard<std::mutex> lock(reloadMutex_);
   std::vector<std::filesystem::path> directories(config.modelsDirectories.begin(),
                                                  config.modelsDirectories.end());
+  models.ReplaceBuiltin(std::make_shared<SelfSupervisedDenoiser>(config.selfSupervised));
   ModelLoadReport report = models.LoadDirectories(directories, inference);
   for (const auto& name : report.loaded) {
     const auto model = models.Find(name);

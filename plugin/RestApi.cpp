@@ -30,6 +30,7 @@ Json::Value ModelJson(const Model& model) {
   entry["IntendedUse"] = m.intendedUse;
   entry["Parameters"] = model.Parameters();
   entry["Builtin"] = m.archive.empty();
+  entry["LearnsFromSeries"] = model.LearnsFromSeries();
   entry["InPlaneScale"] = m.inPlaneScale;
   entry["ThroughPlaneScale"] = m.throughPlaneScale;
   entry["SliceContext"] = m.sliceContext;

@@ -197,6 +197,34 @@ Json::Value DomainJson(const DomainScore& score, DomainAction action) {
   return domain;
 }
 
+Json::Value LearningJson(const LearningReport& r) {
+  Json::Value learning;
+  learning["Method"] = r.method;
+  learning["Applied"] = r.applied;
+  if (!r.fallback.empty()) learning["Fallback"] = r.fallback;
+  learning["AnatomyToNoise"] = r.anatomyToNoise;
+  if (r.plannedSteps > 0 && r.steps > 0) {
+    learning["Device"] = r.device;
+    learning["PlannedSteps"] = r.plannedSteps;
+    learning["Steps"] = r.steps;
+    learning["StoppedByTimeBudget"] = r.stoppedByTimeBudget;
+    learning["TrainingSeconds"] = r.trainingSeconds;
+    learning["FinalLoss"] = r.finalLoss;
+    learning["HeldOutSlices"] = r.heldOutSlices;
+    learning["HeldOutLoss"] = r.heldOutLoss;
+    learning["HeldOutInputLoss"] = r.heldOutInputLoss;
+    Json::Value curve(Json::arrayValue);
+    for (const LearningReport::Point& p : r.curve) {
+      Json::Value point(Json::arrayValue);
+      point.append(p.step);
+      point.append(p.loss);
+      curve.append(point);
+    }
+    learning["Curve"] = curve;  // [step, mean training loss since the previous point]
+  }
+  return learning;
+}
+
 namespace {
 
 struct StoredSeries {
@@ -251,6 +279,7 @@ StoredSeries ProcessAndStore(PluginContext& plugin, const JobRequest& request, J
     store.Fail(e);
   }
   if (result.hasDomainScore) state.Set("Domain", DomainJson(result.domain, output.domainAction));
+  if (result.hasLearning) state.Set("Learning", LearningJson(result.learning));
   for (const auto& warning : result.warnings) context.Warn(warning);
   Record(plugin, result, state, timings);
   return {store.seriesId(), store.uncertaintySeriesId(), store.stored()};

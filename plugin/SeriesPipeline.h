@@ -28,6 +28,10 @@ struct PluginContext;
 // a series outside the domain.
 Json::Value DomainJson(const DomainScore& score, DomainAction action);
 
+// What a model that learns from the series learned there, for the job's content ("Learning"):
+// method, steps, time, losses and the training curve, or what ran instead.
+Json::Value LearningJson(const LearningReport& report);
+
 // Throws enhance::Error with the reason when the job fails (the derived series, once
 // stored, stays even when forwarding fails).
 void RunSeriesPipeline(PluginContext& plugin, const JobRequest& request, JobState& state,

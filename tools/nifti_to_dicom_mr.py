@@ -5,7 +5,8 @@
 per slice, for the demo. Integer or float voxels are scaled to 12-bit unsigned values.
 The orientation is taken as RAS with axis-aligned voxels (qform/sform are not read).
 
-usage: nifti_to_dicom_mr.py NIFTI OUT_DIR [--first K] [--count N] [--size N] [--patient-id ID]
+usage: nifti_to_dicom_mr.py NIFTI OUT_DIR [--first K] [--count N] [--size N] [--rician SIGMA]
+                            [--seed S] [--patient-id ID]
 """
 import argparse
 import datetime
@@ -65,6 +66,10 @@ def main():
     parser.add_argument("--size", type=int, default=None,
                         help="an N x N matrix: the slices padded with background (or cropped) "
                              "about their centre, at the same spacing")
+    parser.add_argument("--rician", type=float, default=0.0,
+                        help="Rician noise of this deviation, a fraction of the 99.9th "
+                             "percentile (magnitude of the image plus complex Gaussian noise)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the noise")
     parser.add_argument("--patient-id", default="ENH-MR-001")
     parser.add_argument("--patient-name", default="PHANTOM^MR")
     args = parser.parse_args()
@@ -78,6 +83,11 @@ def main():
     if args.size is not None:
         volume = centred(volume, args.size)
     top = np.percentile(volume, 99.9)
+    if args.rician > 0:
+        rng = np.random.default_rng(args.seed)
+        sigma = args.rician * top
+        volume = np.hypot(volume + rng.normal(0.0, sigma, volume.shape),
+                          rng.normal(0.0, sigma, volume.shape))
     pixels = np.clip(np.rint(volume / max(top, 1e-6) * 4000.0), 0, 4095).astype(np.uint16)
 
     os.makedirs(args.out, exist_ok=True)

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "CtDenoiseData.h"
+#include "CtSimulator.h"
 #include "EvaluationOptions.h"
 #include "Mr2CtData.h"
 #include "Mr2CtDiffusionEvaluation.h"
@@ -29,8 +31,10 @@
 #include "SuperResData.h"
 #include "enhance/inference/BilateralDenoiser.h"
 #include "enhance/inference/ClassicalModels.h"
+#include "enhance/inference/SelfSupervisedDenoiser.h"
 #include "enhance/inference/TorchModel.h"
 #include "enhance/quality/Metrics.h"
+#include "enhance/samples/Phantom.h"
 
 namespace {
 
@@ -38,16 +42,20 @@ using namespace enhance;
 using namespace enhance::models;
 
 constexpr const char* kUsage =
-    "usage: enhance-evaluate MODEL --models DIR [--data test|validation]\n"
-    "                        [--precision float|bf16|float,bf16]\n"
+    "usage: enhance-evaluate MODEL --models DIR [--data test|validation|mr|ct]\n"
+    "                        [--precision float|bf16|float,bf16] [--seeds N]\n"
     "MODEL: ct-denoise | ct-denoise-gan | mr-denoise | ct-superres-x2 | mr-superres-x2\n"
-    "       | ct-superres-z2 | mr2ct | mr2ct-diffusion | ct-denoise-halfres (not shipped)\n"
+    "       | ct-superres-z2 | mr2ct | mr2ct-diffusion | self-supervised-denoise\n"
+    "       | ct-denoise-halfres (not shipped)\n"
     "Loads DIR/MODEL and prints markdown tables of image-quality figures. ct-denoise and\n"
     "ct-denoise-gan are measured side by side (each when its folder exists); with\n"
     "--data validation on the validation phantoms instead of the held-out test set, without\n"
     "the baselines (to choose training options; ct-denoise models only). --precision bf16\n"
     "runs the learned models in bf16 on the CPU (default float); float,bf16 measures them in\n"
-    "both, side by side, without the baselines and noise power spectra.\n";
+    "both, side by side, without the baselines and noise power spectra.\n"
+    "self-supervised-denoise (built in, learns from each series) is measured over --seeds\n"
+    "noise draws and model seeds (default 3) on MR heads and low-dose CT phantoms never used\n"
+    "for tuning; --data mr or ct for one of them.\n";
 
 struct Metric {
   std::string label;
@@ -484,6 +492,233 @@ int EvaluateMr2Ct(const std::filesystem::path& models) {
 
 }  // namespace
 
+// ---- self-supervised-denoise: learns from each test series itself, so every figure is
+// over several seeds (noise draw and the model's seed together).
+
+struct SeedRow {
+  std::string label;
+  std::vector<double> psnr;
+  std::vector<double> ssim;
+  double seconds = 0;  // summed over the seeds
+};
+
+std::string MeanSpread(const std::vector<double>& values, int decimals) {
+  double mean = 0;
+  for (double v : values) mean += v;
+  mean /= static_cast<double>(std::max<size_t>(1, values.size()));
+  double variance = 0;
+  for (double v : values) variance += (v - mean) * (v - mean);
+  const double sd =
+      values.size() > 1 ? std::sqrt(variance / static_cast<double>(values.size() - 1)) : 0;
+  return Fixed(mean, decimals) + " ± " + Fixed(sd, decimals);
+}
+
+double Mean(const std::vector<double>& values) {
+  double sum = 0;
+  for (double v : values) sum += v;
+  return sum / static_cast<double>(std::max<size_t>(1, values.size()));
+}
+
+std::shared_ptr<const Model> SelfSupervisedModel(uint64_t seed) {
+  SelfSupervisedParameters p;
+  p.seed = seed;
+  p.device = "cpu";
+  // Other settings than the built-in model's, to explore them.
+  if (const char* steps = std::getenv("ENHANCE_SELF_SUPERVISED_STEPS")) p.steps = std::atoi(steps);
+  if (const char* a = std::getenv("ENHANCE_SELF_SUPERVISED_AUGMENTATIONS"))
+    p.augmentations = std::atoi(a);
+  return std::make_shared<SelfSupervisedDenoiser>(p);
+}
+
+// Rows: the candidates (the input first), then the self-supervised model; its PSNR gain
+// over the input, the best tuned classical filter and each learned model is printed below.
+void PrintSeedTable(const std::vector<SeedRow>& rows, size_t classical, const Metric& metric) {
+  std::cout << "\n| method | PSNR " << metric.label << " (dB) | SSIM " << metric.label
+            << " | s per run |\n|---|---|---|---|\n";
+  for (const SeedRow& row : rows) {
+    std::cout << "| " << row.label << " | " << MeanSpread(row.psnr, 2) << " | "
+              << MeanSpread(row.ssim, 4) << " | "
+              << (row.seconds > 0 ? Fixed(row.seconds / static_cast<double>(row.psnr.size()), 1)
+                                  : "-")
+              << " |\n";
+  }
+  const SeedRow& self = rows.back();
+  size_t best = 1;
+  for (size_t i = 1; i <= classical; ++i) {
+    if (Mean(rows[i].psnr) > Mean(rows[best].psnr)) best = i;
+  }
+  const auto gain = [&self](const SeedRow& other) {
+    std::vector<double> g;
+    for (size_t s = 0; s < self.psnr.size(); ++s) g.push_back(self.psnr[s] - other.psnr[s]);
+    return MeanSpread(g, 2) + " dB (min " + Fixed(*std::min_element(g.begin(), g.end()), 2) + ")";
+  };
+  std::cout << "\nself-supervised over the input: " << gain(rows.front()) << "\n";
+  if (classical > 0)
+    std::cout << "over the best tuned classical filter (" << rows[best].label
+              << "): " << gain(rows[best]) << "\n";
+  for (size_t i = classical + 1; i + 1 < rows.size(); ++i)
+    std::cout << "over " << rows[i].label << ": " << gain(rows[i]) << "\n";
+  std::cout << std::flush;
+}
+
+// Runs the candidates and the self-supervised model on `seeds` noisy versions of `clean`.
+std::vector<SeedRow> RunOverSeeds(const Volume& clean, const std::vector<Candidate>& candidates,
+                                  const std::function<Volume(uint64_t)>& noisy, int firstSeed,
+                                  int seeds, const Metric& metric) {
+  std::vector<SeedRow> rows;
+  for (const Candidate& c : candidates) rows.push_back({c.label, {}, {}, 0});
+  rows.push_back({"self-supervised-denoise (learned from the series)", {}, {}, 0});
+  for (int seed = firstSeed; seed < firstSeed + seeds; ++seed) {
+    const Volume input = noisy(static_cast<uint64_t>(seed));
+    std::vector<Candidate> all = candidates;
+    all.push_back({rows.back().label, SelfSupervisedModel(static_cast<uint64_t>(seed))});
+    for (size_t i = 0; i < all.size(); ++i) {
+      const auto start = std::chrono::steady_clock::now();
+      RunContext context;
+      context.learned = [](const LearningReport& r) {
+        std::cout << "  " << DescribeLearning(r) << "\n";
+      };
+      const Volume output = all[i].model ? all[i].model->Run(input, context) : input;
+      if (all[i].model)
+        rows[i].seconds +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const QualityReport r = CompareVolumes(clean, output, metric.options);
+      rows[i].psnr.push_back(r.overall.psnr);
+      rows[i].ssim.push_back(r.overall.ssim);
+    }
+    std::cout << "  seed " << seed << ": self-supervised " << Fixed(rows.back().psnr.back(), 2)
+              << " dB, input " << Fixed(rows.front().psnr.back(), 2) << " dB\n"
+              << std::flush;
+  }
+  return rows;
+}
+
+// A series without added noise: how much the model changes it.
+void PrintUnchanged(const std::string& label, const Volume& clean, const Metric& metric) {
+  RunContext context;
+  context.learned = [](const LearningReport& r) {
+    std::cout << "  " << DescribeLearning(r) << "\n";
+  };
+  const Volume output = SelfSupervisedModel(1)->Run(clean, context);
+  const QualityReport r = CompareVolumes(clean, output, metric.options);
+  std::cout << "\n"
+            << label << " without added noise: output against input PSNR " << metric.label << " "
+            << Fixed(r.overall.psnr, 2) << " dB, SSIM " << Fixed(r.overall.ssim, 4) << ", MAE "
+            << Fixed(r.overall.mae, 4) << "\n"
+            << std::flush;
+}
+
+void EvaluateSelfSupervisedMr(const std::filesystem::path& models, int seeds) {
+  const Metric head = MrMetrics().front();
+  const Volume tuning = SliceRange(MrDenoiseTrainingSet(kMricronTemplates)[0].clean, 0, 6);
+  const Volume inia =
+      LoadMrReference(std::filesystem::path(kMricronTemplates) / "inia19-t1-brain.nii.gz");
+  const Volume jhu = LoadMrReference(std::filesystem::path(kMricronTemplates) / "jhu189.nii.gz");
+  const std::vector<std::pair<std::string, Volume>> volumes{
+      {"inia19 macaque T1, 24 axial slices", SliceRange(inia, inia.slices / 2 - 12, 24)},
+      {"jhu189 human T1, 24 axial slices", SliceRange(jhu, jhu.slices / 2 - 12, 24)}};
+  const std::vector<Candidate> learned = Learned(models / "mr-denoise");
+  uint64_t noiseSeed = 930000;
+  for (double sigma : {0.03, 0.07, 0.12}) {
+    std::cout << "\ntuning the classical filters on ch2better (6 training slices) at sigma "
+              << sigma << "\n";
+    std::vector<Candidate> candidates{{"noisy input", nullptr}};
+    for (Candidate& c : TunedBaselines(tuning, AddRicianNoise(tuning, sigma, 5100), head))
+      candidates.push_back(std::move(c));
+    const size_t classical = candidates.size() - 1;
+    candidates.insert(candidates.end(), learned.begin(), learned.end());
+    for (const auto& [label, clean] : volumes) {
+      std::cout << "\nself-supervised-denoise: " << label << " of " << clean.rows << "x"
+                << clean.columns << ", Rician noise sigma " << Fixed(100 * sigma, 0)
+                << "% of the maximum, " << seeds << " seeds\n";
+      const uint64_t base = noiseSeed;
+      noiseSeed += 100;
+      const Volume& c = clean;
+      const auto rows = RunOverSeeds(
+          clean, candidates,
+          [&c, sigma, base](uint64_t s) { return AddRicianNoise(c, sigma, base + s); }, 1, seeds,
+          head);
+      PrintSeedTable(rows, classical, head);
+    }
+  }
+  for (const auto& [label, clean] : volumes) PrintUnchanged(label, clean, head);
+}
+
+// Low-dose CT of `slices` slices 2.5 mm apart from the middle of a phantom of 400 mm
+// (its anatomy goes from thorax to abdomen over its length, as slowly as a body's),
+// simulated in the projection domain; reference: the noise-free reconstruction.
+CtPairs SimulateCtSeries(uint64_t phantomSeed, int64_t slices, uint64_t noiseSeed) {
+  PhantomOptions o;
+  o.slices = 160;
+  o.seed = phantomSeed;
+  const Volume whole = MakeCtPhantom(o);
+  Volume phantom = SliceRange(whole, (o.slices - slices) / 2, slices);
+  const at::Tensor hu = at::from_blob(phantom.voxels.data(),
+                                      {phantom.slices, phantom.rows, phantom.columns}, at::kFloat);
+  const CtScanner scanner;
+  const at::Tensor sinogram = Project(hu, o.pixelSpacing, scanner);
+  const auto toVolume = [&phantom](const at::Tensor& t) {
+    Volume v = phantom;
+    const at::Tensor c = t.contiguous();
+    std::copy(c.data_ptr<float>(), c.data_ptr<float>() + c.numel(), v.voxels.begin());
+    return v;
+  };
+  CtPairs pairs;
+  pairs.noiseFree = toVolume(Reconstruct(sinogram, o.pixelSpacing, scanner));
+  pairs.lowDose = toVolume(
+      Reconstruct(AddDoseNoise(sinogram, 0.25e6, scanner, noiseSeed), o.pixelSpacing, scanner));
+  return pairs;
+}
+
+void EvaluateSelfSupervisedCt(const std::filesystem::path& models, int seeds) {
+  MetricOptions window;
+  window.windowLow = -160;
+  window.windowHigh = 240;
+  window.bodyMask = true;
+  const Metric metric{"[-160,240] HU", window};
+  std::cout << "\ntuning the classical filters on phantom seed 1 (8 slices)\n" << std::flush;
+  const CtPairs tuning = SimulateCtSeries(1, 8, 1);
+  std::vector<Candidate> candidates{{"quarter-dose input", nullptr}};
+  for (Candidate& c : TunedBaselines(tuning.noiseFree, tuning.lowDose, metric))
+    candidates.push_back(std::move(c));
+  const size_t classical = candidates.size() - 1;
+  for (const std::string name : {"ct-denoise", "ct-denoise-gan"}) {
+    if (std::filesystem::exists(models / name)) {
+      for (Candidate& c : Learned(models / name)) candidates.push_back(std::move(c));
+    }
+  }
+  std::cout << "\nself-supervised-denoise: quarter-dose CT, phantom seeds 101-" << 100 + seeds
+            << " (one per seed, 16 slices of 512x512, 2.5 mm apart), against the noise-free "
+               "reconstruction\n"
+            << std::flush;
+  std::vector<SeedRow> all;
+  for (const Candidate& c : candidates) all.push_back({c.label, {}, {}, 0});
+  all.push_back({"self-supervised-denoise (learned from the series)", {}, {}, 0});
+  for (int seed = 1; seed <= seeds; ++seed) {
+    const CtPairs series =
+        SimulateCtSeries(100 + static_cast<uint64_t>(seed), 16, 7000 + static_cast<uint64_t>(seed));
+    const auto one = RunOverSeeds(
+        series.noiseFree, candidates, [&series](uint64_t) { return series.lowDose; }, seed, 1,
+        metric);
+    for (size_t i = 0; i < all.size(); ++i) {
+      all[i].psnr.push_back(one[i].psnr[0]);
+      all[i].ssim.push_back(one[i].ssim[0]);
+      all[i].seconds += one[i].seconds;
+    }
+    if (seed == 1)
+      PrintUnchanged("phantom seed 101, noise-free reconstruction,", series.noiseFree, metric);
+  }
+  PrintSeedTable(all, classical, metric);
+}
+
+int EvaluateSelfSupervised(const std::filesystem::path& models, const std::string& data,
+                           int seeds) {
+  std::cout << "LibTorch CPU threads: " << at::get_num_threads() << "\n";
+  if (data != "ct") EvaluateSelfSupervisedMr(models, seeds);
+  if (data != "mr") EvaluateSelfSupervisedCt(models, seeds);
+  return 0;
+}
+
 std::vector<std::string> ParsePrecisions(const std::string& text) {
   std::vector<std::string> precisions;
   std::stringstream stream(text);
@@ -506,6 +741,7 @@ int main(int argc, char** argv) {
   const std::string model = argv[1];
   std::filesystem::path models;
   std::string data = "test";
+  int seeds = 3;
   try {
     for (int i = 2; i < argc; ++i) {
       const std::string arg = argv[i];
@@ -513,8 +749,11 @@ int main(int argc, char** argv) {
       const std::string value = argv[++i];
       if (arg == "--models")
         models = value;
-      else if (arg == "--data" && (value == "test" || value == "validation"))
+      else if (arg == "--data" &&
+               (value == "test" || value == "validation" || value == "mr" || value == "ct"))
         data = value;
+      else if (arg == "--seeds" && std::atoi(value.c_str()) >= 1)
+        seeds = std::atoi(value.c_str());
       else if (arg == "--precision")
         EvaluationPrecisions() = ParsePrecisions(value);
       else
@@ -526,6 +765,7 @@ int main(int argc, char** argv) {
       return EvaluateCtDenoise(models, model, data == "validation");
     }
     if (model == "mr-denoise") return EvaluateMrDenoise(models);
+    if (model == "self-supervised-denoise") return EvaluateSelfSupervised(models, data, seeds);
     if (model == "mr-superres-x2") return EvaluateMrSuperRes(models);
     if (model == "ct-superres-x2") return EvaluateCtSuperRes(models);
     if (model == "ct-superres-z2") return EvaluateCtThroughPlane(models);

@@ -11,6 +11,7 @@
 #include "SliceEngine.h"
 #include "enhance/base/Error.h"
 #include "enhance/inference/ModelRegistry.h"
+#include "enhance/inference/SelfSupervisedDenoiser.h"
 
 namespace enhance {
 namespace {
@@ -38,7 +39,19 @@ TEST(ClassicalModels, RegistryHoldsEveryBuiltinModelOnce) {
   }
   EXPECT_EQ(names, (std::set<std::string>{"classical-bilateral", "classical-gaussian",
                                           "classical-bicubic-x2", "classical-bicubic-x4",
-                                          "classical-linear-z2"}));
+                                          "classical-linear-z2", "self-supervised-denoise"}));
+}
+
+TEST(ClassicalModels, ABuiltinModelCanBeConfiguredOtherwise) {
+  ModelRegistry registry;
+  SelfSupervisedParameters p;
+  p.steps = 12;
+  registry.ReplaceBuiltin(std::make_shared<SelfSupervisedDenoiser>(p));
+  EXPECT_NE(registry.Get("self-supervised-denoise")->Parameters().find("12 steps"),
+            std::string::npos);
+  EXPECT_EQ(registry.List().size(), 6u);
+  registry.ReplaceBuiltin(MakeGaussianDenoiser(2.0));
+  EXPECT_EQ(registry.Get("classical-gaussian")->Parameters(), "sigma 2.00 px");
 }
 
 TEST(ClassicalModels, GaussianKeepsALinearRampAwayFromTheBorder) {

@@ -128,6 +128,30 @@ TEST(PluginConfiguration, UncertaintyThresholdAndTheRulesUncertaintyOption) {
             "refuse");
 }
 
+TEST(PluginConfiguration, SelfSupervisedDenoiser) {
+  const PluginConfiguration defaults = ParseConfiguration(Parse(R"json({"Enhance": {}})json"));
+  EXPECT_EQ(defaults.selfSupervised.timeBudgetSeconds, 60.0);
+  EXPECT_EQ(defaults.selfSupervised.device, "auto");
+  const PluginConfiguration c = ParseConfiguration(Parse(R"json({"Enhance": {
+      "Device": "cpu",
+      "SelfSupervised": {"TimeBudgetSeconds": 12.5, "Steps": 40, "Seed": 3,
+                         "Augmentations": 8}}})json"));
+  EXPECT_EQ(c.selfSupervised.timeBudgetSeconds, 12.5);
+  EXPECT_EQ(c.selfSupervised.steps, 40);
+  EXPECT_EQ(c.selfSupervised.seed, 3u);
+  EXPECT_EQ(c.selfSupervised.augmentations, 8);
+  EXPECT_EQ(c.selfSupervised.device, "cpu");
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"SelfSupervised": {"TimeBudgetSeconds": 0}}})json")
+                .find("Enhance.SelfSupervised.TimeBudgetSeconds: must be a number of seconds"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"SelfSupervised": {"Augmentations": 3}}})json")
+                .find("Enhance.SelfSupervised.Augmentations: must be 1, 2, 4 or 8"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"SelfSupervised": {"Step": 3}}})json")
+                .find("Enhance.SelfSupervised"),
+            std::string::npos);
+}
+
 TEST(PluginConfiguration, ErrorsNameTheFullKey) {
   EXPECT_NE(ErrorOf(R"json({"Enhance": {"Rulez": []}})json").find("Enhance.Rulez: unknown key"),
             std::string::npos);

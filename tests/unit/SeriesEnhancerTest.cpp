@@ -425,4 +425,69 @@ TEST(SeriesEnhancer, AnAugmentationMapNamesItsFlipsAndRotations) {
             std::string::npos);
 }
 
+namespace {
+
+// Learns (it says so) before it writes anything, then doubles every voxel in place.
+class LearningModel final : public Model {
+ public:
+  LearningModel() {
+    info_.name = "learning";
+    info_.version = "1";
+    info_.task = "denoise";
+    info_.modalities = {"CT"};
+    info_.uid = "1.2.3.5";
+  }
+  const ModelInfo& Info() const override { return info_; }
+  std::string Parameters() const override { return "learns"; }
+  bool LearnsFromSeries() const override { return true; }
+  Volume Run(const Volume& input, const RunContext& context) const override {
+    Volume copy = input;
+    return RunReusing(copy, context);
+  }
+  Volume RunReusing(Volume& input, const RunContext& context) const override {
+    if (context.learned) context.learned(Report());
+    for (int64_t k = 0; k < input.slices; ++k) {
+      float* slice = input.Slice(k);
+      for (int64_t i = 0; i < input.VoxelsPerSlice(); ++i) slice[i] *= 2;
+      if (context.outputReady) context.outputReady(k);
+    }
+    return std::move(input);
+  }
+  static LearningReport Report() {
+    LearningReport r;
+    r.method = "test method";
+    r.device = "cpu";
+    r.plannedSteps = r.steps = 7;
+    r.applied = true;
+    r.curve = {{7, 0.5}};
+    return r;
+  }
+
+ private:
+  ModelInfo info_;
+};
+
+}  // namespace
+
+// What a model learned from the series is in the result and in every derived instance's
+// DerivationDescription, files handed over while it runs included.
+TEST(SeriesEnhancer, SaysWhatTheModelLearnedFromTheSeries) {
+  Received received;
+  const EnhancedSeries result = Overlapped(LearningModel(), received);
+  ASSERT_TRUE(result.hasLearning);
+  EXPECT_EQ(result.learning.steps, 7);
+  EXPECT_EQ(result.learning.curve.size(), 1u);
+  EXPECT_EQ(received.discarded, 0);
+  EXPECT_EQ(received.order, (std::vector<size_t>{0, 1, 2, 3, 4, 5}));
+  const std::string learned = DescribeLearning(LearningModel::Report());
+  for (const std::string& file : received.files) {
+    EXPECT_NE(TagOf(file, DCM_DerivationDescription).find("(learns); " + learned),
+              std::string::npos)
+        << TagOf(file, DCM_DerivationDescription);
+  }
+  testing::ExpectDciodvfyAccepts(received.files, "learned");
+  testing::MemoryInstanceSource source(testing::PhantomSeries(24, 24, 6, 30.0));
+  EXPECT_FALSE(EnhanceSeries(source, BilateralDenoiser(), {}, {}).hasLearning);
+}
+
 }  // namespace enhance

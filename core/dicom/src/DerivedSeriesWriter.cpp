@@ -138,6 +138,7 @@ std::string DerivationDescription(const DerivationInfo& info, const std::string&
   }
   description += info.modelName + " " + info.modelVersion;
   if (!info.parameters.empty()) description += " (" + info.parameters + ")";
+  if (!info.learned.empty()) description += "; " + info.learned;
   description += "; produced by " + std::string(kEquipmentManufacturer) + " " +
                  info.softwareVersion + "; algorithm output, not an acquired image";
   return Truncate(description, 1024);

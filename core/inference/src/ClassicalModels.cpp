@@ -6,6 +6,7 @@
 #include "EngineModel.h"
 #include "enhance/base/Uid.h"
 #include "enhance/inference/BilateralDenoiser.h"
+#include "enhance/inference/SelfSupervisedDenoiser.h"
 
 namespace enhance {
 namespace {
@@ -81,8 +82,12 @@ std::shared_ptr<const Model> MakeLinearThroughPlane() {
 }
 
 std::vector<std::shared_ptr<const Model>> BuiltinModels() {
-  return {std::make_shared<BilateralDenoiser>(), MakeGaussianDenoiser(1.0), MakeBicubicUpsampler(2),
-          MakeBicubicUpsampler(4), MakeLinearThroughPlane()};
+  return {std::make_shared<BilateralDenoiser>(),
+          MakeGaussianDenoiser(1.0),
+          MakeBicubicUpsampler(2),
+          MakeBicubicUpsampler(4),
+          MakeLinearThroughPlane(),
+          std::make_shared<SelfSupervisedDenoiser>()};
 }
 
 }  // namespace enhance

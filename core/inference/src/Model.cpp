@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "enhance/inference/Model.h"
 
+#include <cstdio>
 #include <regex>
 
 #include "enhance/base/Error.h"
@@ -10,6 +11,21 @@ namespace enhance {
 
 void RunContext::ThrowIfCancelled() const {
   if (cancelled && cancelled()) throw Error(ErrorKind::kCancelled, "cancelled on request");
+}
+
+std::string DescribeLearning(const LearningReport& r) {
+  if (!r.applied) return "not learned from this series: " + r.fallback;
+  std::string steps = std::to_string(r.steps);
+  if (r.steps != r.plannedSteps) steps += " of " + std::to_string(r.plannedSteps);
+  steps += " steps";
+  if (r.stoppedByTimeBudget) steps += " (time budget reached)";
+  char figures[240];
+  std::snprintf(figures, sizeof(figures),
+                " in %.0f s on %s, training loss %.3g, held-out loss %.3g against %.3g for the "
+                "input (%d slices), anatomy change %.2f of the noise power",
+                r.trainingSeconds, r.device.c_str(), r.finalLoss, r.heldOutLoss, r.heldOutInputLoss,
+                r.heldOutSlices, r.anatomyToNoise);
+  return "learned from this series: " + r.method + ", " + steps + figures;
 }
 
 void CheckDeviceName(const std::string& requested) {

@@ -11,12 +11,26 @@ namespace enhance {
 
 ModelRegistry::ModelRegistry() : builtin_(BuiltinModels()) {}
 
+void ModelRegistry::ReplaceBuiltin(std::shared_ptr<const Model> model) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& builtin : builtin_) {
+    if (builtin->Info().name == model->Info().name) {
+      builtin = std::move(model);
+      return;
+    }
+  }
+  throw Error(ErrorKind::kNotFound, "no built-in model is named '" + model->Info().name + "'");
+}
+
 ModelLoadReport ModelRegistry::LoadDirectories(
     const std::vector<std::filesystem::path>& directories, const InferenceOptions& options) {
   ModelLoadReport report;
   std::vector<std::shared_ptr<const Model>> models;
   std::set<std::string> names;
-  for (const auto& model : builtin_) names.insert(model->Info().name);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& model : builtin_) names.insert(model->Info().name);
+  }
 
   for (const auto& directory : directories) {
     std::error_code ec;

@@ -170,7 +170,9 @@ class SeriesRun {
     // not its pixels, which stay in `decoded_.volume`.
     pixels_ = Header(decoded_.volume);
     pixels_.voxels.swap(decoded_.volume.voxels);
-    StartOverlappedWriter();
+    // A model that learns from the series says what it learned before its first output
+    // slice, and the derived series' description says it too: the writer starts then.
+    if (!model_.LearnsFromSeries()) StartOverlappedWriter();
     const Volume enhanced = Infer();
     result_.timings.inferenceSeconds = clock_.Lap();
     inferenceDone_ = true;
@@ -325,9 +327,10 @@ class SeriesRun {
     inference.progress = [this](double fraction) {
       context_.Report(kFetchShare + kDecodeShare + kInferenceShare * fraction);
     };
-    if (overlapped_) {
-      inference.outputReady = [this](int64_t slice) { overlapped_->Ready(slice); };
-    }
+    inference.outputReady = [this](int64_t slice) {
+      if (overlapped_) overlapped_->Ready(slice);
+    };
+    inference.learned = [this](const LearningReport& report) { Learned(report); };
     if (early_) inference.precomputed = [this](int64_t slice) { return Precomputed(slice); };
     if (wantSpread_) inference.uncertainty = &spread_;
     Volume enhanced;
@@ -343,6 +346,13 @@ class SeriesRun {
     }
     std::vector<float>().swap(pixels_.voxels);
     return enhanced;
+  }
+
+  void Learned(const LearningReport& report) {
+    result_.hasLearning = true;
+    result_.learning = report;
+    derivation_.learned = DescribeLearning(report);
+    StartOverlappedWriter();
   }
 
   // Lets the overlapped writer finish the series; true when it did. Otherwise what it

@@ -37,8 +37,11 @@ struct DerivationInfo {
   std::string task;       // "denoise", "superres", "mr2ct"
   std::string modelName;  // manufacturer model name in contributing equipment
   std::string modelVersion;
-  std::string modelUid;         // DeviceUID: changes whenever the model's weights change
-  std::string parameters;       // key parameters, human readable, for DerivationDescription
+  std::string modelUid;    // DeviceUID: changes whenever the model's weights change
+  std::string parameters;  // key parameters, human readable, for DerivationDescription
+  // What a model that learns from each series learned from this one (method, steps, loss),
+  // for the DerivationDescription.
+  std::string learned;
   CodedConcept derivationCode;  // what kind of processing (CID 7203 or local scheme)
   std::string softwareVersion;  // this product's version
   std::string seriesDescriptionSuffix = " [AI enhanced]";

@@ -23,6 +23,38 @@ class DomainCheck;
 // built-in model. Model::Info() returns it.
 using ModelInfo = ModelSpec;
 
+// What a model that learns from the series it runs on (Model::LearnsFromSeries) learned
+// there, for the derived series' DerivationDescription and the job's content.
+struct LearningReport {
+  std::string method;    // e.g. "neighbouring-slice Noise2Noise"
+  std::string device;    // where it trained: "cpu", "cuda:0"
+  int plannedSteps = 0;  // the model's step count
+  int steps = 0;         // steps taken: fewer when the time budget ran out first
+  bool stoppedByTimeBudget = false;
+  double trainingSeconds = 0;
+  double finalLoss = 0;  // mean training loss over the last stretch of the curve
+  // How far the anatomy of a slice differs from the mean of its neighbours, beyond what
+  // their noise explains, as a fraction of the noise power of one slice (measured before
+  // training; 0 when not measured). Near 0: neighbours are views of the same anatomy.
+  double anatomyToNoise = 0;
+  int heldOutSlices = 0;        // slices whose pairs were never trained on
+  double heldOutLoss = 0;       // the self-supervised loss of the network on them
+  double heldOutInputLoss = 0;  // the same loss with the input itself as the prediction
+  // Whether the network's output is the result. false: `fallback` says what is instead
+  // (the input unchanged, or a classical filter) and why.
+  bool applied = false;
+  std::string fallback;
+  struct Point {
+    int step = 0;     // the last step of a stretch of steps
+    double loss = 0;  // their mean training loss, in normalised units
+  };
+  std::vector<Point> curve;
+};
+
+// One line for a DerivationDescription: what was learned from the series, how long,
+// with what loss, or what ran instead.
+std::string DescribeLearning(const LearningReport& report);
+
 // Passed to Run(): lets a long computation report progress and stop early.
 struct RunContext {
   // Called with a fraction in [0, 1]. May be empty.
@@ -52,6 +84,11 @@ struct RunContext {
   // (Model::RunReusing), when output slice k is final: from then on slice k of the volume
   // holds output and is not written again, so another thread may read it. May be empty.
   std::function<void(int64_t slice)> outputReady;
+
+  // Called once by a model that learns from the series it runs on (LearnsFromSeries),
+  // when it has learned and before any output slice is final (outputReady), from the
+  // computing thread. May be empty.
+  std::function<void(const LearningReport&)> learned;
 
   void Warn(const std::string& message) const {
     if (warning) warning(message);
@@ -96,6 +133,9 @@ class Model {
   // Whether Run() fills RunContext::uncertainty (a diffusion model drawing two or more
   // samples).
   virtual bool ProducesUncertainty() const { return false; }
+  // Whether Run() first learns from the series it is given (a self-supervised denoiser):
+  // it then reports what it learned through RunContext::learned before any output.
+  virtual bool LearnsFromSeries() const { return false; }
   // The model's domain check (manifest "domain_check"), or null when it has none.
   virtual const DomainCheck* Domain() const { return nullptr; }
   // What runs in lower precision, for a model whose manifest allows it; null otherwise.

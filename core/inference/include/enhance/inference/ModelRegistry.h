@@ -42,6 +42,10 @@ class ModelRegistry {
   ModelLoadReport LoadDirectories(const std::vector<std::filesystem::path>& directories,
                                   const InferenceOptions& options);
 
+  // Puts `model` in place of the built-in model of the same name (e.g. one configured
+  // otherwise than by default); Error(kNotFound) when there is none.
+  void ReplaceBuiltin(std::shared_ptr<const Model> model);
+
   // The model with this name, or nullptr.
   std::shared_ptr<const Model> Find(const std::string& name) const;
 

@@ -60,6 +60,10 @@ struct EnhancedSeries {
   // series' score (the job then ran: within the domain, or outside it with kWarn).
   bool hasDomainScore = false;
   DomainScore domain;
+  // For a model that learns from the series (Model::LearnsFromSeries): what it learned,
+  // also in the derived series' DerivationDescription.
+  bool hasLearning = false;
+  LearningReport learning;
   std::string sourceModality;
   int64_t sourceSlices = 0;
   std::vector<std::string> warnings;  // irregularities of the source series worth logging

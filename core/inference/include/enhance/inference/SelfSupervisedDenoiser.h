@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// A denoiser that needs no training data: it learns the noise of the series it is given
+// and then removes it, inside that series' run (built-in model
+// "self-supervised-denoise", task denoise, CT and MR).
+//
+// Method: neighbouring-slice Noise2Noise (Lehtinen et al. 2018, with the neighbouring
+// slices of a volume as the independent noisy views, as in Noise2Noise for CT by
+// Hasan et al. and Wu et al.). Where slices do not overlap (spacing >= thickness), the
+// noise of slice k is independent of that of slices k - 1 and k + 1 whether it is white
+// (MR, Rician in magnitude images) or spatially correlated within the slice (CT's
+// filtered back-projection), while the anatomy changes little. A small residual CNN
+// learns to map slice k to the mean of its two neighbours; the expectation of that
+// target is slice k's anatomy (to the anatomy's curvature along the slice normal), so the
+// network learns to remove the noise, not to reproduce it. Slices are then denoised one
+// by one, optionally averaged over flips and transposes.
+//
+// Safeguards: slices that overlap or whose thickness is unknown, and series of fewer
+// than three slices, are not learned from (their neighbours share noise); nor are series
+// whose anatomy changes from slice to slice by more than `maxAnatomyToNoise` of the noise
+// power (thick slices, fine anatomy, little noise: the network would learn to blur across
+// slices). The bilateral filter runs instead and the derived series says so. Pairs around every
+// 16th slice are held out of training; when the network does not lower the self-supervised loss on
+// them below the loss of the input itself, the network is not applied either.
+//
+// Training is deterministic for a seed, a series (RunContext::randomKey) and a thread
+// count: patch positions come from the seed and the series, the weights start from the
+// seed, and `steps` is fixed; `timeBudgetSeconds` stops it sooner when reached (then
+// reported). Memory: the input volume, one batch of patches and the network; the output
+// is written over the input slice by slice (RunReusing).
+//
+// Thread-safe: Run() is const; every run builds and trains its own network.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "enhance/base/Geometry.h"
+#include "enhance/inference/Model.h"
+
+namespace enhance {
+
+struct SelfSupervisedParameters {
+  int steps = 1500;               // Adam steps; the result depends on these
+  double timeBudgetSeconds = 60;  // training stops when it has taken this long
+  int batch = 8;                  // patches per step
+  int patch = 48;                 // patch side, pixels
+  int features = 32;              // channels of the hidden layers
+  int layers = 5;                 // 3x3 convolutions
+  double learningRate = 1e-3;     // Adam; the last third of the steps decays it to 10%
+  uint64_t seed = 1;
+  int heldOutEvery = 16;  // the pairs around every 16th slice are held out
+  // Beyond this ratio of the anatomy's slice-to-slice change to the noise power
+  // (LearningReport::anatomyToNoise), the bilateral filter runs instead.
+  double maxAnatomyToNoise = 0.5;
+  int augmentations = 4;        // output averaged over 1, 2, 4 or 8 flips/transposes
+  int slicesPerBatch = 2;       // slices denoised at once
+  std::string device = "auto";  // "auto" (CUDA when present), "cpu", "cuda", "cuda:N"
+};
+
+// Why neighbouring slices of this geometry cannot serve as independent noisy views of
+// each other, or "" when they can: at least three slices, a known thickness, and slice
+// centres at least one thickness apart (a 1% tolerance for rounded values).
+std::string WhyNeighboursShareNoise(const Geometry& geometry, int64_t slices);
+
+// Which slices are the centres of training pairs (input slice k, target the mean of
+// slices k - 1 and k + 1) and which are held out to check the network: every
+// `heldOutEvery`-th slice from heldOutEvery / 2 on, provided that leaves a training
+// centre; no training pair reads a slice of a held-out pair.
+struct NeighbourPairs {
+  std::vector<int64_t> training;
+  std::vector<int64_t> heldOut;
+};
+NeighbourPairs PlanNeighbourPairs(int64_t slices, int heldOutEvery);
+
+// The anatomy's change from slice to slice against the noise (LearningReport::
+// anatomyToNoise): for up to 8 pair centres spread over the series, from d = slice k - the
+// mean of slices k - 1 and k + 1, the noise's deviation from the median of |d| (most
+// pixels show no change of anatomy; valid for white and correlated noise alike) and the
+// anatomy's change from the mean of d^2 beyond what that noise explains, over the noise
+// power of one slice; the median over those slices. 0 for a constant volume.
+double AnatomyToNoise(const Volume& volume, const std::vector<int64_t>& centres);
+
+class SelfSupervisedDenoiser final : public Model {
+ public:
+  explicit SelfSupervisedDenoiser(SelfSupervisedParameters parameters = {});
+  const ModelInfo& Info() const override { return info_; }
+  std::string Parameters() const override;
+  Volume Run(const Volume& input, const RunContext& context) const override;
+  Volume RunReusing(Volume& input, const RunContext& context) const override;
+  bool LearnsFromSeries() const override { return true; }
+
+  const SelfSupervisedParameters& parameters() const { return parameters_; }
+
+ private:
+  SelfSupervisedParameters parameters_;
+  ModelInfo info_;
+};
+
+}  // namespace enhance

@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "enhance/inference/SelfSupervisedDenoiser.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <set>
+
+#include "SliceDenoiserNetwork.h"
+#include "enhance/base/Error.h"
+#include "enhance/base/Uid.h"
+#include "enhance/inference/BilateralDenoiser.h"
+#include "enhance/inference/TorchModel.h"
+
+namespace enhance {
+namespace {
+
+constexpr const char* kMethod = "neighbouring-slice Noise2Noise";
+// Shares of the progress: training, then the slices.
+constexpr double kTrainingShare = 0.4;
+
+std::string Millimetres(double value) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.3g mm", value);
+  return text;
+}
+
+void Check(bool ok, const std::string& what) {
+  if (!ok) throw Error(ErrorKind::kBadInput, "self-supervised-denoise: " + what);
+}
+
+}  // namespace
+
+std::string WhyNeighboursShareNoise(const Geometry& geometry, int64_t slices) {
+  if (slices < 3) {
+    return "the series has " + std::to_string(slices) + " slice" + (slices == 1 ? "" : "s") +
+           ", fewer than the three a pair of neighbours needs";
+  }
+  if (!(geometry.sliceThickness > 0)) {
+    return "the slice thickness is unknown, so the slices may overlap";
+  }
+  if (geometry.sliceSpacing < 0.99 * geometry.sliceThickness) {
+    return "the slices overlap (" + Millimetres(geometry.sliceSpacing) + " apart, " +
+           Millimetres(geometry.sliceThickness) + " thick)";
+  }
+  return "";
+}
+
+NeighbourPairs PlanNeighbourPairs(int64_t slices, int heldOutEvery) {
+  NeighbourPairs pairs;
+  std::set<int64_t> held;
+  if (heldOutEvery >= 1) {
+    for (int64_t k = heldOutEvery / 2; k + 1 < slices; k += heldOutEvery) {
+      if (k >= 1) held.insert(k);
+    }
+  }
+  // A training pair (k - 1, k, k + 1) must not read a slice of a held-out pair.
+  const auto touchesHeldOut = [&held](int64_t k) {
+    for (int64_t d = -2; d <= 2; ++d) {
+      if (held.count(k + d) != 0) return true;
+    }
+    return false;
+  };
+  for (int64_t k = 1; k + 1 < slices; ++k) {
+    if (!touchesHeldOut(k)) pairs.training.push_back(k);
+  }
+  if (pairs.training.empty()) {  // too few slices to hold any out
+    for (int64_t k = 1; k + 1 < slices; ++k) pairs.training.push_back(k);
+    return pairs;
+  }
+  pairs.heldOut.assign(held.begin(), held.end());
+  return pairs;
+}
+
+double AnatomyToNoise(const Volume& volume, const std::vector<int64_t>& centres) {
+  // d = slice k - (slice k-1 + slice k+1) / 2. Where the anatomy does not change (most
+  // pixels), d is noise alone, of variance 1.5 sigma^2 (the slices' noise is independent,
+  // white or not): the median of |d| gives sigma. Where it changes, d grows: the mean of
+  // d^2 beyond 1.5 sigma^2 is the anatomy's change. Pixels equal in all three slices
+  // (padding, clipped air) carry no noise and are skipped.
+  // The median over the slices checked: a few slices where an organ ends abruptly do not
+  // decide for the series.
+  constexpr size_t kChecked = 8;
+  constexpr double kMadToSigma = 1.0 / 0.6744897501960817;
+  const size_t count = std::min(kChecked, centres.size());
+  std::vector<double> ratios;
+  std::vector<float> magnitudes;
+  for (size_t i = 0; i < count; ++i) {
+    const int64_t k = centres[i * centres.size() / count];
+    const float* x = volume.Slice(k);
+    const float* above = volume.Slice(k - 1);
+    const float* below = volume.Slice(k + 1);
+    magnitudes.clear();
+    double squares = 0;
+    for (int64_t p = 0; p < volume.VoxelsPerSlice(); ++p) {
+      if (x[p] == above[p] && x[p] == below[p]) continue;
+      const double d = x[p] - 0.5 * (static_cast<double>(above[p]) + below[p]);
+      squares += d * d;
+      magnitudes.push_back(static_cast<float>(std::abs(d)));
+    }
+    if (magnitudes.empty()) continue;
+    const auto middle = magnitudes.begin() + static_cast<long>(magnitudes.size() / 2);
+    std::nth_element(magnitudes.begin(), middle, magnitudes.end());
+    const double sigma = *middle * kMadToSigma / std::sqrt(1.5);
+    const double anatomy =
+        std::max(0.0, squares / static_cast<double>(magnitudes.size()) - 1.5 * sigma * sigma);
+    ratios.push_back(sigma > 0 ? anatomy / (sigma * sigma) : (anatomy > 0 ? 1e9 : 0.0));
+  }
+  if (ratios.empty()) return 0.0;
+  const auto middle = ratios.begin() + static_cast<long>(ratios.size() / 2);
+  std::nth_element(ratios.begin(), middle, ratios.end());
+  return *middle;
+}
+
+SelfSupervisedDenoiser::SelfSupervisedDenoiser(SelfSupervisedParameters parameters)
+    : parameters_(std::move(parameters)) {
+  const SelfSupervisedParameters& p = parameters_;
+  Check(p.steps >= 1, "steps must be at least 1");
+  Check(p.timeBudgetSeconds > 0, "the time budget must be positive");
+  Check(p.batch >= 1 && p.patch >= 8, "batch must be at least 1 and patch at least 8 pixels");
+  Check(p.features >= 1 && p.layers >= 2, "the network needs at least 2 layers and 1 feature");
+  Check(p.learningRate > 0, "the learning rate must be positive");
+  Check(
+      p.augmentations == 1 || p.augmentations == 2 || p.augmentations == 4 || p.augmentations == 8,
+      "augmentations must be 1, 2, 4 or 8");
+  Check(p.slicesPerBatch >= 1, "slices per batch must be at least 1");
+  Check(p.maxAnatomyToNoise > 0, "the anatomy-to-noise limit must be positive");
+  CheckDeviceName(p.device);
+  info_.name = "self-supervised-denoise";
+  info_.version = "1.0.0";
+  info_.task = "denoise";
+  info_.modalities = {"CT", "MR"};
+  info_.intendedUse =
+      "Learns the noise of each series from the series itself (neighbouring slices as "
+      "independent noisy views) and removes it; needs no training data. For series whose "
+      "slices do not overlap.";
+  info_.derivationCode = DefaultDerivationCode("denoise");
+  info_.tileSize = 0;
+  info_.uid = UidFromName(info_.name + "/" + info_.version + "/" + Parameters());
+}
+
+std::string SelfSupervisedDenoiser::Parameters() const {
+  const SelfSupervisedParameters& p = parameters_;
+  char text[256];
+  std::snprintf(text, sizeof(text),
+                "%s; %d-layer CNN of %d features, %d steps of %d patches of %d px, seed %llu, "
+                "%d orientations averaged",
+                kMethod, p.layers, p.features, p.steps, p.batch, p.patch,
+                static_cast<unsigned long long>(p.seed), p.augmentations);
+  return text;
+}
+
+Volume SelfSupervisedDenoiser::Run(const Volume& input, const RunContext& context) const {
+  Volume copy = input;
+  return RunReusing(copy, context);
+}
+
+Volume SelfSupervisedDenoiser::RunReusing(Volume& volume, const RunContext& context) const {
+  LearningReport report;
+  report.method = kMethod;
+  report.plannedSteps = parameters_.steps;
+  std::string why = WhyNeighboursShareNoise(volume.geometry, volume.slices);
+  if (!why.empty()) {
+    why += "; neighbouring slices are then no independent views of the noise";
+  }
+  const NeighbourPairs pairs = PlanNeighbourPairs(volume.slices, parameters_.heldOutEvery);
+  if (why.empty()) {
+    report.anatomyToNoise = AnatomyToNoise(volume, pairs.training);
+    if (report.anatomyToNoise > parameters_.maxAnatomyToNoise) {
+      char text[240];
+      std::snprintf(text, sizeof(text),
+                    "the anatomy changes from slice to slice by %.3g times the noise power "
+                    "(at most %.3g is learned from), so the network would learn to blur "
+                    "across slices",
+                    report.anatomyToNoise, parameters_.maxAnatomyToNoise);
+      why = text;
+    }
+  }
+  if (!why.empty()) {
+    report.fallback = why + "; the bilateral filter ran instead";
+    context.Warn(info_.name + ": " + report.fallback);
+    if (context.learned) context.learned(report);
+    return BilateralDenoiser().Run(volume, context);
+  }
+  const c10::Device device(EffectiveDevice(parameters_.device));
+  report.device = device.str();
+  const NormalisationMap map =
+      MapFor(Normalization{Normalization::Method::kPercentile, 1.0, 99.0}, volume);
+  SliceDenoiserNetwork network(parameters_.layers, parameters_.features, parameters_.seed, device);
+  TrainOnNeighbours(network, volume, map, parameters_, pairs, context, kTrainingShare, device,
+                    report);
+  if (!report.applied) {
+    char text[200];
+    std::snprintf(text, sizeof(text),
+                  "the network did not lower the self-supervised loss on held-out slices "
+                  "(%.3g against %.3g for the input), so the input is returned unchanged",
+                  report.heldOutLoss, report.heldOutInputLoss);
+    report.fallback = text;
+    context.Warn(info_.name + ": " + report.fallback);
+  }
+  if (context.learned) context.learned(report);
+  std::vector<float> out;
+  for (int64_t begin = 0; begin < volume.slices; begin += parameters_.slicesPerBatch) {
+    context.ThrowIfCancelled();
+    const int64_t count = std::min<int64_t>(parameters_.slicesPerBatch, volume.slices - begin);
+    if (report.applied) {
+      out.resize(static_cast<size_t>(count * volume.VoxelsPerSlice()));
+      DenoiseSlices(network, volume, map, begin, count, parameters_.augmentations, device,
+                    out.data());
+      std::copy(out.begin(), out.end(), volume.Slice(begin));
+    }
+    for (int64_t k = begin; k < begin + count; ++k) {
+      if (context.outputReady) context.outputReady(k);
+    }
+    context.Report(kTrainingShare + (1 - kTrainingShare) * static_cast<double>(begin + count) /
+                                        static_cast<double>(volume.slices));
+  }
+  return std::move(volume);
+}
+
+}  // namespace enhance

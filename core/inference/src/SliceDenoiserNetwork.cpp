@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "SliceDenoiserNetwork.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/optim/adam.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+namespace enhance {
+namespace {
+
+constexpr int kCurvePoints = 30;        // points of the training curve
+constexpr size_t kNoHeldOutChecks = 4;  // training slices checked when none is held out
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// One of the eight flips and transposes of [B, 1, h, w] (bits: 1 columns reversed,
+// 2 rows reversed, 4 transposed), and its inverse.
+at::Tensor Transform(const at::Tensor& x, int d) {
+  at::Tensor y = x;
+  if (d & 4) y = y.transpose(2, 3);
+  if (d & 1) y = y.flip({3});
+  if (d & 2) y = y.flip({2});
+  return y.contiguous();
+}
+
+at::Tensor Untransform(const at::Tensor& y, int d) {
+  at::Tensor x = y;
+  if (d & 2) x = x.flip({2});
+  if (d & 1) x = x.flip({3});
+  if (d & 4) x = x.transpose(2, 3);
+  return x;
+}
+
+// A window of the pair of slice k, in network values: the input (slice k) and the target
+// (the mean of slices k - 1 and k + 1).
+void CopyPair(const Volume& v, const NormalisationMap& map, int64_t k, int64_t row, int64_t column,
+              int64_t height, int64_t width, float* input, float* target) {
+  const auto scale = static_cast<float>(map.scale);
+  const auto offset = static_cast<float>(map.offset);
+  for (int64_t r = 0; r < height; ++r) {
+    const int64_t at = (row + r) * v.columns + column;
+    const float* x = v.Slice(k) + at;
+    const float* above = v.Slice(k - 1) + at;
+    const float* below = v.Slice(k + 1) + at;
+    for (int64_t c = 0; c < width; ++c) {
+      input[r * width + c] = x[c] * scale + offset;
+      target[r * width + c] = 0.5f * (above[c] + below[c]) * scale + offset;
+    }
+  }
+}
+
+// Random patches of the training pairs, each in one of its eight orientations; the
+// sequence is a function of the seed alone.
+class PatchSampler {
+ public:
+  PatchSampler(const Volume& volume, const NormalisationMap& map,
+               const std::vector<int64_t>& centres, int64_t patch, uint64_t seed)
+      : volume_(volume), map_(map), centres_(centres), patch_(patch), rng_(seed) {}
+
+  void Next(int batch, at::Tensor& input, at::Tensor& target) {
+    input = at::empty({batch, 1, patch_, patch_}, at::kFloat);
+    target = at::empty_like(input);
+    std::uniform_int_distribution<size_t> centre(0, centres_.size() - 1);
+    std::uniform_int_distribution<int64_t> row(0, volume_.rows - patch_);
+    std::uniform_int_distribution<int64_t> column(0, volume_.columns - patch_);
+    std::uniform_int_distribution<int> orientation(0, 7);
+    for (int i = 0; i < batch; ++i) {
+      const int64_t k = centres_[centre(rng_)];
+      const int64_t r = row(rng_);
+      const int64_t c = column(rng_);
+      CopyPair(volume_, map_, k, r, c, patch_, patch_, input[i].data_ptr<float>(),
+               target[i].data_ptr<float>());
+      const int d = orientation(rng_);
+      input[i].copy_(Transform(input[i].unsqueeze(0), d)[0]);
+      target[i].copy_(Transform(target[i].unsqueeze(0), d)[0]);
+    }
+  }
+
+ private:
+  const Volume& volume_;
+  NormalisationMap map_;
+  const std::vector<int64_t>& centres_;
+  int64_t patch_;
+  std::mt19937_64 rng_;
+};
+
+// The learning rate: constant, then down linearly to 10% over the last third.
+double RateAt(int step, const SelfSupervisedParameters& p) {
+  const double decayStart = 2.0 * p.steps / 3.0;
+  if (step < decayStart) return p.learningRate;
+  const double t = (step - decayStart) / std::max(1.0, p.steps - decayStart);
+  return p.learningRate * (1.0 - 0.9 * std::min(1.0, t));
+}
+
+// The self-supervised loss of the network and of the input itself on whole slices.
+void CheckHeldOut(const SliceDenoiserNetwork& network, const Volume& volume,
+                  const NormalisationMap& map, const NeighbourPairs& pairs,
+                  const c10::Device& device, LearningReport& report) {
+  std::vector<int64_t> slices = pairs.heldOut;
+  if (slices.empty()) {
+    slices.assign(pairs.training.begin(),
+                  pairs.training.begin() +
+                      static_cast<long>(std::min(kNoHeldOutChecks, pairs.training.size())));
+  }
+  at::NoGradGuard noGrad;
+  double networkLoss = 0;
+  double inputLoss = 0;
+  for (const int64_t k : slices) {
+    at::Tensor input = at::empty({1, 1, volume.rows, volume.columns}, at::kFloat);
+    at::Tensor target = at::empty_like(input);
+    CopyPair(volume, map, k, 0, 0, volume.rows, volume.columns, input.data_ptr<float>(),
+             target.data_ptr<float>());
+    const at::Tensor output = network.Forward(input.to(device)).cpu();
+    networkLoss += at::mse_loss(output, target).item<double>();
+    inputLoss += at::mse_loss(input, target).item<double>();
+  }
+  const auto count = static_cast<double>(std::max<size_t>(1, slices.size()));
+  report.heldOutSlices = static_cast<int>(pairs.heldOut.size());
+  report.heldOutLoss = networkLoss / count;
+  report.heldOutInputLoss = inputLoss / count;
+  report.applied = report.heldOutLoss < report.heldOutInputLoss;
+}
+
+}  // namespace
+
+SliceDenoiserNetwork::SliceDenoiserNetwork(int layers, int features, uint64_t seed,
+                                           const c10::Device& device) {
+  at::Generator generator = at::detail::createCPUGenerator(seed);
+  for (int i = 0; i < layers; ++i) {
+    const int64_t in = i == 0 ? 1 : features;
+    const int64_t out = i + 1 == layers ? 1 : features;
+    at::Tensor weight = i + 1 == layers ? at::zeros({out, in, 3, 3}, at::kFloat)
+                                        : at::randn({out, in, 3, 3}, generator, at::kFloat)
+                                              .mul_(std::sqrt(2.0 / static_cast<double>(in * 9)));
+    parameters_.push_back(weight.to(device).set_requires_grad(true));
+    parameters_.push_back(at::zeros({out}, at::kFloat).to(device).set_requires_grad(true));
+  }
+}
+
+at::Tensor SliceDenoiserNetwork::Forward(const at::Tensor& x) const {
+  at::Tensor h = x;
+  const size_t layers = parameters_.size() / 2;
+  for (size_t i = 0; i < layers; ++i) {
+    h = at::conv2d(h, parameters_[2 * i], parameters_[2 * i + 1], 1, 1);
+    if (i + 1 < layers) h = at::relu(h);
+  }
+  return x + h;
+}
+
+void TrainOnNeighbours(SliceDenoiserNetwork& network, const Volume& volume,
+                       const NormalisationMap& map, const SelfSupervisedParameters& parameters,
+                       const NeighbourPairs& pairs, const RunContext& context, double progressShare,
+                       const c10::Device& device, LearningReport& report) {
+  // The caller may be inside an inference-mode or no-grad scope.
+  c10::InferenceMode notInference(false);
+  at::AutoGradMode gradients(true);
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t patch = std::min<int64_t>({parameters.patch, volume.rows, volume.columns});
+  // Patch positions depend on the seed and the series.
+  std::seed_seq seeds{
+      static_cast<uint32_t>(parameters.seed), static_cast<uint32_t>(parameters.seed >> 32),
+      static_cast<uint32_t>(context.randomKey), static_cast<uint32_t>(context.randomKey >> 32)};
+  std::mt19937_64 seeder(seeds);
+  PatchSampler sampler(volume, map, pairs.training, patch, seeder());
+  torch::optim::Adam optimizer(network.Parameters(),
+                               torch::optim::AdamOptions(parameters.learningRate));
+  report.plannedSteps = parameters.steps;
+  const int stretch = std::max(1, parameters.steps / kCurvePoints);
+  double stretchSum = 0;
+  int stretchCount = 0;
+  for (int step = 0; step < parameters.steps; ++step) {
+    context.ThrowIfCancelled();
+    if (step > 0 && SecondsSince(start) >= parameters.timeBudgetSeconds) {
+      report.stoppedByTimeBudget = true;
+      break;
+    }
+    for (auto& group : optimizer.param_groups()) {
+      static_cast<torch::optim::AdamOptions&>(group.options()).lr(RateAt(step, parameters));
+    }
+    at::Tensor input, target;
+    sampler.Next(parameters.batch, input, target);
+    optimizer.zero_grad();
+    at::Tensor loss = at::mse_loss(network.Forward(input.to(device)), target.to(device));
+    loss.backward();
+    optimizer.step();
+    stretchSum += loss.item<double>();
+    report.steps = step + 1;
+    if (++stretchCount == stretch) {
+      report.curve.push_back({step + 1, stretchSum / stretchCount});
+      stretchSum = 0;
+      stretchCount = 0;
+    }
+    context.Report(progressShare * (step + 1) / parameters.steps);
+  }
+  if (stretchCount > 0) report.curve.push_back({report.steps, stretchSum / stretchCount});
+  report.trainingSeconds = SecondsSince(start);
+  report.finalLoss = report.curve.empty() ? 0.0 : report.curve.back().loss;
+  CheckHeldOut(network, volume, map, pairs, device, report);
+}
+
+void DenoiseSlices(const SliceDenoiserNetwork& network, const Volume& volume,
+                   const NormalisationMap& map, int64_t begin, int64_t count, int augmentations,
+                   const c10::Device& device, float* out) {
+  at::NoGradGuard noGrad;
+  // The tensor never writes through this view of the input.
+  const at::Tensor x = at::from_blob(const_cast<float*>(volume.Slice(begin)),
+                                     {count, 1, volume.rows, volume.columns}, at::kFloat)
+                           .mul(map.scale)
+                           .add_(map.offset)
+                           .to(device);
+  at::Tensor sum = at::zeros_like(x);
+  for (int d = 0; d < augmentations; ++d) {
+    sum.add_(Untransform(network.Forward(Transform(x, d)), d));
+  }
+  const at::Tensor y =
+      sum.div_(augmentations).sub_(map.offset).div_(map.scale).to(c10::kCPU).contiguous();
+  std::memcpy(out, y.data_ptr<float>(), sizeof(float) * static_cast<size_t>(y.numel()));
+}
+
+}  // namespace enhance

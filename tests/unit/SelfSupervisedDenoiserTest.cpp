@@ -1,0 +1,296 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "enhance/inference/SelfSupervisedDenoiser.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "enhance/base/Error.h"
+#include "enhance/inference/BilateralDenoiser.h"
+#include "enhance/samples/Phantom.h"
+
+namespace enhance {
+namespace {
+
+// Small and quick: a few seconds of training on two cores.
+SelfSupervisedParameters Quick() {
+  SelfSupervisedParameters p;
+  p.steps = 120;
+  p.batch = 8;
+  p.patch = 32;
+  p.features = 16;
+  p.layers = 4;
+  p.augmentations = 2;
+  p.device = "cpu";
+  return p;
+}
+
+// 16 slices of 96x96, 2.5 mm apart and thick, without noise. `changing`: the whole
+// phantom, whose anatomy goes from thorax to abdomen over the 16 slices (much faster than
+// a body's); otherwise its middle slice 16 times (the same anatomy in every slice).
+Volume Clean(bool changing = false) {
+  PhantomOptions o;
+  o.rows = 96;
+  o.columns = 96;
+  o.slices = 16;
+  o.pixelSpacing = 4.0;
+  o.sliceSpacing = 2.5;
+  Volume v = MakeCtPhantom(o);
+  if (changing) return v;
+  for (int64_t s = 0; s < v.slices; ++s) {
+    if (s != 8) std::copy(v.Slice(8), v.Slice(9), v.Slice(s));
+  }
+  return v;
+}
+
+// Noise of deviation `sigma`, independent between slices; within a slice white
+// (smoothing 0) or correlated (blurred by a 3-tap kernel along rows and columns, then
+// scaled back to `sigma`), as CT's filtered back-projection leaves it.
+Volume WithNoise(const Volume& clean, double sigma, bool correlated, uint64_t seed) {
+  Volume v = clean;
+  std::mt19937 rng(static_cast<unsigned>(seed));
+  std::normal_distribution<float> gauss(0.0f, 1.0f);
+  std::vector<float> n(static_cast<size_t>(v.VoxelsPerSlice()));
+  std::vector<float> m(n.size());
+  for (int64_t s = 0; s < v.slices; ++s) {
+    for (float& x : n) x = gauss(rng);
+    double gain = 1.0;
+    if (correlated) {
+      for (int pass = 0; pass < 2; ++pass) {  // rows, then columns
+        for (int64_t r = 0; r < v.rows; ++r) {
+          for (int64_t c = 0; c < v.columns; ++c) {
+            const auto at = [&](int64_t rr, int64_t cc) {
+              rr = std::clamp<int64_t>(rr, 0, v.rows - 1);
+              cc = std::clamp<int64_t>(cc, 0, v.columns - 1);
+              return n[static_cast<size_t>(rr * v.columns + cc)];
+            };
+            m[static_cast<size_t>(r * v.columns + c)] =
+                pass == 0 ? 0.25f * at(r, c - 1) + 0.5f * at(r, c) + 0.25f * at(r, c + 1)
+                          : 0.25f * at(r - 1, c) + 0.5f * at(r, c) + 0.25f * at(r + 1, c);
+          }
+        }
+        n.swap(m);
+      }
+      gain = 1.0 / (0.375 * 1.0);  // each pass keeps sqrt(0.375) of the deviation
+    }
+    float* slice = v.Slice(s);
+    for (size_t i = 0; i < n.size(); ++i) slice[i] += static_cast<float>(sigma * gain) * n[i];
+  }
+  return v;
+}
+
+double Rmse(const Volume& a, const Volume& b) {
+  double sum = 0;
+  for (size_t i = 0; i < a.voxels.size(); ++i) {
+    const double d = a.voxels[i] - b.voxels[i];
+    sum += d * d;
+  }
+  return std::sqrt(sum / static_cast<double>(a.voxels.size()));
+}
+
+TEST(SelfSupervisedDenoiser, PlansPairsThatNeverReadAHeldOutSlice) {
+  const NeighbourPairs pairs = PlanNeighbourPairs(40, 16);
+  EXPECT_EQ(pairs.heldOut, (std::vector<int64_t>{8, 24}));
+  ASSERT_FALSE(pairs.training.empty());
+  for (const int64_t k : pairs.training) {
+    EXPECT_GE(k, 1);
+    EXPECT_LE(k, 38);  // slice 39 has no neighbour above it
+    for (const int64_t h : pairs.heldOut) {
+      // The triples (k - 1, k, k + 1) and (h - 1, h, h + 1) share no slice.
+      EXPECT_GT(std::abs(k - h), 2) << "training pair " << k << " reads held-out pair " << h;
+    }
+  }
+  // Every other centre trains: 1..38 without 6..10 and 22..26.
+  EXPECT_EQ(pairs.training.size(), 38u - 10u);
+}
+
+TEST(SelfSupervisedDenoiser, HoldsNothingOutOfAShortSeries) {
+  const NeighbourPairs five = PlanNeighbourPairs(5, 16);
+  EXPECT_TRUE(five.heldOut.empty());
+  EXPECT_EQ(five.training, (std::vector<int64_t>{1, 2, 3}));
+  // Holding slice 2 of 5 out would leave no training pair: nothing is held out.
+  const NeighbourPairs held = PlanNeighbourPairs(5, 4);
+  EXPECT_TRUE(held.heldOut.empty());
+  EXPECT_EQ(held.training.size(), 3u);
+  EXPECT_TRUE(PlanNeighbourPairs(2, 16).training.empty());
+}
+
+TEST(SelfSupervisedDenoiser, LearnsOnlyFromSlicesThatDoNotOverlap) {
+  Geometry g;
+  g.sliceSpacing = 2.5;
+  g.sliceThickness = 2.5;
+  EXPECT_EQ(WhyNeighboursShareNoise(g, 10), "");
+  g.sliceThickness = 2.52;  // rounded values
+  EXPECT_EQ(WhyNeighboursShareNoise(g, 10), "");
+  g.sliceThickness = 1.0;  // gaps between slices
+  EXPECT_EQ(WhyNeighboursShareNoise(g, 10), "");
+  g.sliceThickness = 5.0;
+  EXPECT_NE(WhyNeighboursShareNoise(g, 10).find("overlap (2.5 mm apart, 5 mm thick)"),
+            std::string::npos);
+  g.sliceThickness = 0.0;
+  EXPECT_NE(WhyNeighboursShareNoise(g, 10).find("thickness is unknown"), std::string::npos);
+  g.sliceThickness = 2.5;
+  EXPECT_NE(WhyNeighboursShareNoise(g, 2).find("2 slices"), std::string::npos);
+}
+
+TEST(SelfSupervisedDenoiser, RemovesWhiteAndCorrelatedNoiseItLearnedFromTheSeriesItself) {
+  const Volume clean = Clean();
+  for (const bool correlated : {false, true}) {
+    const Volume noisy = WithNoise(clean, 40.0, correlated, 5);
+    LearningReport report;
+    RunContext context;
+    context.learned = [&report](const LearningReport& r) { report = r; };
+    SelfSupervisedParameters p = Quick();
+    p.steps = correlated ? 300 : 120;
+    const Volume output = SelfSupervisedDenoiser(p).Run(noisy, context);
+    const double before = Rmse(noisy, clean);
+    const double after = Rmse(output, clean);
+    EXPECT_NEAR(before, 40.0, 2.5);
+    EXPECT_LT(after, 0.75 * before) << (correlated ? "correlated" : "white") << " noise";
+    EXPECT_LT(report.anatomyToNoise, 0.1);  // the same anatomy in every slice
+    EXPECT_TRUE(report.applied) << report.fallback;
+    EXPECT_LT(report.heldOutLoss, report.heldOutInputLoss);
+    EXPECT_EQ(report.steps, p.steps);
+    EXPECT_EQ(report.heldOutSlices, 1);  // slice 8 of 16
+    EXPECT_FALSE(report.curve.empty());
+    EXPECT_EQ(report.curve.back().step, p.steps);
+    EXPECT_EQ(report.device, "cpu");
+  }
+}
+
+TEST(SelfSupervisedDenoiser, IsDeterministicForASeedAndASeries) {
+  const Volume noisy = WithNoise(Clean(), 40.0, false, 9);
+  SelfSupervisedParameters p = Quick();
+  p.steps = 20;
+  RunContext context;
+  context.randomKey = 77;
+  const Volume a = SelfSupervisedDenoiser(p).Run(noisy, context);
+  const Volume b = SelfSupervisedDenoiser(p).Run(noisy, context);
+  EXPECT_EQ(a.voxels, b.voxels);
+  context.randomKey = 78;  // another series: other patches
+  const Volume c = SelfSupervisedDenoiser(p).Run(noisy, context);
+  EXPECT_NE(a.voxels, c.voxels);
+  p.seed = 2;  // another seed: other starting weights
+  context.randomKey = 77;
+  const Volume d = SelfSupervisedDenoiser(p).Run(noisy, context);
+  EXPECT_NE(a.voxels, d.voxels);
+}
+
+TEST(SelfSupervisedDenoiser, StopsTrainingWhenTheTimeBudgetIsSpentAndSaysSo) {
+  const Volume noisy = WithNoise(Clean(), 40.0, false, 3);
+  SelfSupervisedParameters p = Quick();
+  p.steps = 100000;
+  p.timeBudgetSeconds = 0.5;
+  LearningReport report;
+  std::vector<std::string> order;
+  RunContext context;
+  context.learned = [&](const LearningReport& r) {
+    report = r;
+    order.push_back("learned");
+  };
+  context.outputReady = [&](int64_t) { order.push_back("ready"); };
+  const auto start = std::chrono::steady_clock::now();
+  Volume copy = noisy;
+  const Volume output = SelfSupervisedDenoiser(p).RunReusing(copy, context);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_TRUE(report.stoppedByTimeBudget);
+  EXPECT_GE(report.steps, 1);
+  EXPECT_LT(report.steps, 100000);
+  EXPECT_EQ(report.plannedSteps, 100000);
+  EXPECT_GE(report.trainingSeconds, 0.5);
+  EXPECT_LT(seconds, 60.0);      // bounded by the budget, not by the steps
+  ASSERT_EQ(order.size(), 17u);  // learned once, before any of the 16 slices is final
+  EXPECT_EQ(order.front(), "learned");
+  EXPECT_NE(DescribeLearning(report).find("of 100000 steps (time budget reached)"),
+            std::string::npos);
+  EXPECT_EQ(output.slices, 16);
+}
+
+TEST(SelfSupervisedDenoiser, CanBeCancelledWhileItTrains) {
+  const Volume noisy = WithNoise(Clean(), 40.0, false, 3);
+  SelfSupervisedParameters p = Quick();
+  p.steps = 100000;
+  p.timeBudgetSeconds = 600;
+  int reports = 0;
+  bool learned = false;
+  RunContext context;
+  context.progress = [&reports](double) { ++reports; };
+  context.cancelled = [&reports] { return reports >= 5; };
+  context.learned = [&learned](const LearningReport&) { learned = true; };
+  try {
+    SelfSupervisedDenoiser(p).Run(noisy, context);
+    FAIL() << "not cancelled";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kCancelled);
+  }
+  EXPECT_EQ(reports, 5);  // stopped at the next step
+  EXPECT_FALSE(learned);
+}
+
+TEST(SelfSupervisedDenoiser, RunsTheBilateralFilterWhereSlicesOverlap) {
+  Volume noisy = WithNoise(Clean(), 40.0, false, 4);
+  noisy.geometry.sliceThickness = 5.0;  // 2.5 mm apart: neighbours share signal and noise
+  LearningReport report;
+  report.applied = true;
+  std::vector<std::string> warnings;
+  RunContext context;
+  context.learned = [&report](const LearningReport& r) { report = r; };
+  context.warning = [&warnings](const std::string& w) { warnings.push_back(w); };
+  const Volume output = SelfSupervisedDenoiser(Quick()).Run(noisy, context);
+  EXPECT_FALSE(report.applied);
+  EXPECT_EQ(report.steps, 0);
+  EXPECT_EQ(output.voxels, BilateralDenoiser().Run(noisy, {}).voxels);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("overlap"), std::string::npos);
+  EXPECT_NE(DescribeLearning(report).find("not learned from this series: the slices overlap"),
+            std::string::npos);
+}
+
+TEST(SelfSupervisedDenoiser, RunsTheBilateralFilterWhereTheAnatomyChangesMoreThanTheNoise) {
+  const Volume fast = Clean(true);
+  EXPECT_GT(AnatomyToNoise(WithNoise(fast, 10.0, false, 6), PlanNeighbourPairs(16, 16).training),
+            0.5);
+  EXPECT_LT(AnatomyToNoise(WithNoise(Clean(), 40.0, false, 6), PlanNeighbourPairs(16, 16).training),
+            0.5);
+  LearningReport report;
+  RunContext context;
+  context.learned = [&report](const LearningReport& r) { report = r; };
+  const Volume noisy = WithNoise(fast, 10.0, false, 6);
+  const Volume output = SelfSupervisedDenoiser(Quick()).Run(noisy, context);
+  EXPECT_FALSE(report.applied);
+  EXPECT_GT(report.anatomyToNoise, 0.5);
+  EXPECT_NE(report.fallback.find("the anatomy changes from slice to slice"), std::string::npos);
+  EXPECT_EQ(output.voxels, BilateralDenoiser().Run(noisy, {}).voxels);
+}
+
+TEST(SelfSupervisedDenoiser, DescribesWhatItLearned) {
+  LearningReport r;
+  r.method = "neighbouring-slice Noise2Noise";
+  r.device = "cpu";
+  r.plannedSteps = 300;
+  r.steps = 300;
+  r.trainingSeconds = 41.2;
+  r.finalLoss = 0.00123;
+  r.heldOutLoss = 0.00125;
+  r.heldOutInputLoss = 0.00201;
+  r.heldOutSlices = 16;
+  r.anatomyToNoise = 0.12;
+  r.applied = true;
+  EXPECT_EQ(DescribeLearning(r),
+            "learned from this series: neighbouring-slice Noise2Noise, 300 steps in 41 s on cpu, "
+            "training loss 0.00123, held-out loss 0.00125 against 0.00201 for the input (16 "
+            "slices), anatomy change 0.12 of the noise power");
+  const SelfSupervisedDenoiser model;
+  EXPECT_TRUE(model.LearnsFromSeries());
+  EXPECT_EQ(model.Info().name, "self-supervised-denoise");
+  EXPECT_EQ(model.Info().task, "denoise");
+  SelfSupervisedParameters bad;
+  bad.augmentations = 3;
+  EXPECT_THROW(SelfSupervisedDenoiser{bad}, Error);
+}
+
+}  // namespace
+}  // namespace enhance
