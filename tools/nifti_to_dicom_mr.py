@@ -116,6 +116,9 @@ def main():
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         ds.ScanningSequence, ds.SequenceVariant, ds.ScanOptions = "GR", "SP", ""
         ds.MRAcquisitionType = "3D"
+        # A T1-weighted 3D gradient echo's parameters (the template's are not recorded).
+        ds.RepetitionTime, ds.EchoTime, ds.EchoTrainLength = "8.1", "3.7", 1
+        ds.Laterality, ds.PatientPosition, ds.PositionReferenceIndicator = "", "HFS", ""
         ds.PixelSpacing = [f"{dy:g}", f"{dx:g}"]
         ds.SliceThickness = ds.SpacingBetweenSlices = f"{dz:g}"
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
