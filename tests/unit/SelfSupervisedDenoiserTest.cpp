@@ -281,8 +281,11 @@ TEST(SelfSupervisedDenoiser, DescribesWhatItLearned) {
   r.applied = true;
   EXPECT_EQ(DescribeLearning(r),
             "learned from this series: neighbouring-slice Noise2Noise, 300 steps in 41 s on cpu, "
-            "training loss 0.00123, held-out loss 0.00125 against 0.00201 for the input (16 "
-            "slices), anatomy change 0.12 of the noise power");
+            "training loss 0.00123, self-supervised loss 0.00125 against 0.00201 for the input "
+            "on 16 held-out slices, anatomy change 0.12 of the noise power");
+  r.heldOutSlices = 0;
+  EXPECT_NE(DescribeLearning(r).find("on training slices: too few to hold any out"),
+            std::string::npos);
   const SelfSupervisedDenoiser model;
   EXPECT_TRUE(model.LearnsFromSeries());
   EXPECT_EQ(model.Info().name, "self-supervised-denoise");

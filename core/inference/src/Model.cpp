@@ -19,12 +19,16 @@ std::string DescribeLearning(const LearningReport& r) {
   if (r.steps != r.plannedSteps) steps += " of " + std::to_string(r.plannedSteps);
   steps += " steps";
   if (r.stoppedByTimeBudget) steps += " (time budget reached)";
-  char figures[240];
+  // Too short a series to hold slices out: the check ran on training slices.
+  const std::string checked = r.heldOutSlices > 0
+                                  ? std::to_string(r.heldOutSlices) + " held-out slices"
+                                  : std::string("training slices: too few to hold any out");
+  char figures[280];
   std::snprintf(figures, sizeof(figures),
-                " in %.0f s on %s, training loss %.3g, held-out loss %.3g against %.3g for the "
-                "input (%d slices), anatomy change %.2f of the noise power",
+                " in %.0f s on %s, training loss %.3g, self-supervised loss %.3g against %.3g "
+                "for the input on %s, anatomy change %.2f of the noise power",
                 r.trainingSeconds, r.device.c_str(), r.finalLoss, r.heldOutLoss, r.heldOutInputLoss,
-                r.heldOutSlices, r.anatomyToNoise);
+                checked.c_str(), r.anatomyToNoise);
   return "learned from this series: " + r.method + ", " + steps + figures;
 }
 
