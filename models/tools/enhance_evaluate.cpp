@@ -19,6 +19,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "CtDenoiseData.h"
@@ -563,24 +564,34 @@ void PrintSeedTable(const std::vector<SeedRow>& rows, size_t classical, const Me
   std::cout << std::flush;
 }
 
-// Runs the candidates and the self-supervised model on `seeds` noisy versions of `clean`.
-std::vector<SeedRow> RunOverSeeds(const Volume& clean, const std::vector<Candidate>& candidates,
-                                  const std::function<Volume(uint64_t)>& noisy, int firstSeed,
-                                  int seeds, const Metric& metric) {
+// A context that prints what the self-supervised model learned (or why it did not).
+RunContext PrintingWhatIsLearned() {
+  RunContext context;
+  context.learned = [](const LearningReport& r) {
+    std::cout << "  " << DescribeLearning(r) << "\n";
+  };
+  return context;
+}
+
+// A test series for one seed: the reference and the noisy input.
+using SeededSeries = std::function<std::pair<Volume, Volume>(uint64_t seed)>;
+
+// Runs the candidates and the self-supervised model (of the same seed) on the series of
+// seeds firstSeed ... firstSeed + seeds - 1.
+std::vector<SeedRow> RunOverSeeds(const std::vector<Candidate>& candidates,
+                                  const SeededSeries& series, int firstSeed, int seeds,
+                                  const Metric& metric) {
   std::vector<SeedRow> rows;
   for (const Candidate& c : candidates) rows.push_back({c.label, {}, {}, 0});
   rows.push_back({"self-supervised-denoise (learned from the series)", {}, {}, 0});
   for (int seed = firstSeed; seed < firstSeed + seeds; ++seed) {
-    const Volume input = noisy(static_cast<uint64_t>(seed));
+    const auto [clean, input] = series(static_cast<uint64_t>(seed));
     std::vector<Candidate> all = candidates;
     all.push_back({rows.back().label, SelfSupervisedModel(static_cast<uint64_t>(seed))});
     for (size_t i = 0; i < all.size(); ++i) {
       const auto start = std::chrono::steady_clock::now();
-      RunContext context;
-      context.learned = [](const LearningReport& r) {
-        std::cout << "  " << DescribeLearning(r) << "\n";
-      };
-      const Volume output = all[i].model ? all[i].model->Run(input, context) : input;
+      const Volume output =
+          all[i].model ? all[i].model->Run(input, PrintingWhatIsLearned()) : input;
       if (all[i].model)
         rows[i].seconds +=
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -597,11 +608,7 @@ std::vector<SeedRow> RunOverSeeds(const Volume& clean, const std::vector<Candida
 
 // A series without added noise: how much the model changes it.
 void PrintUnchanged(const std::string& label, const Volume& clean, const Metric& metric) {
-  RunContext context;
-  context.learned = [](const LearningReport& r) {
-    std::cout << "  " << DescribeLearning(r) << "\n";
-  };
-  const Volume output = SelfSupervisedModel(1)->Run(clean, context);
+  const Volume output = SelfSupervisedModel(1)->Run(clean, PrintingWhatIsLearned());
   const QualityReport r = CompareVolumes(clean, output, metric.options);
   std::cout << "\n"
             << label << " without added noise: output against input PSNR " << metric.label << " "
@@ -637,9 +644,11 @@ void EvaluateSelfSupervisedMr(const std::filesystem::path& models, int seeds) {
       noiseSeed += 100;
       const Volume& c = clean;
       const auto rows = RunOverSeeds(
-          clean, candidates,
-          [&c, sigma, base](uint64_t s) { return AddRicianNoise(c, sigma, base + s); }, 1, seeds,
-          head);
+          candidates,
+          [&c, sigma, base](uint64_t s) {
+            return std::make_pair(c, AddRicianNoise(c, sigma, base + s));
+          },
+          1, seeds, head);
       PrintSeedTable(rows, classical, head);
     }
   }
@@ -694,24 +703,14 @@ void EvaluateSelfSupervisedCt(const std::filesystem::path& models, int seeds) {
             << " (one per seed, 16 slices of 512x512, 1.25 mm apart), against the noise-free "
                "reconstruction\n"
             << std::flush;
-  std::vector<SeedRow> all;
-  for (const Candidate& c : candidates) all.push_back({c.label, {}, {}, 0});
-  all.push_back({"self-supervised-denoise (learned from the series)", {}, {}, 0});
-  for (int seed = 1; seed <= seeds; ++seed) {
-    const CtPairs series =
-        SimulateCtSeries(100 + static_cast<uint64_t>(seed), 16, 7000 + static_cast<uint64_t>(seed));
-    const auto one = RunOverSeeds(
-        series.noiseFree, candidates, [&series](uint64_t) { return series.lowDose; }, seed, 1,
-        metric);
-    for (size_t i = 0; i < all.size(); ++i) {
-      all[i].psnr.push_back(one[i].psnr[0]);
-      all[i].ssim.push_back(one[i].ssim[0]);
-      all[i].seconds += one[i].seconds;
+  const auto series = [&metric](uint64_t seed) {
+    CtPairs pairs = SimulateCtSeries(100 + seed, 16, 7000 + seed);
+    if (seed == 1) {
+      PrintUnchanged("phantom seed 101, noise-free reconstruction,", pairs.noiseFree, metric);
     }
-    if (seed == 1)
-      PrintUnchanged("phantom seed 101, noise-free reconstruction,", series.noiseFree, metric);
-  }
-  PrintSeedTable(all, classical, metric);
+    return std::make_pair(std::move(pairs.noiseFree), std::move(pairs.lowDose));
+  };
+  PrintSeedTable(RunOverSeeds(candidates, series, 1, seeds, metric), classical, metric);
 }
 
 int EvaluateSelfSupervised(const std::filesystem::path& models, const std::string& data,

@@ -172,7 +172,6 @@ void TrainOnNeighbours(SliceDenoiserNetwork& network, const Volume& volume,
   PatchSampler sampler(volume, map, pairs.training, patch, seeder());
   torch::optim::Adam optimizer(network.Parameters(),
                                torch::optim::AdamOptions(parameters.learningRate));
-  report.plannedSteps = parameters.steps;
   const int stretch = std::max(1, parameters.steps / kCurvePoints);
   double stretchSum = 0;
   int stretchCount = 0;
