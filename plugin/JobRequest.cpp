@@ -35,6 +35,7 @@ Json::Value JobRequest::ToJson() const {
   v["Force"] = force;
   v["Nonce"] = nonce;
   v["Origin"] = origin;
+  if (cluster) v["Cluster"] = true;
   return v;
 }
 
@@ -65,6 +66,7 @@ JobRequest JobRequest::FromJson(const Json::Value& v) {
   r.force = v.isMember("Force") && v["Force"].isBool() && v["Force"].asBool();
   r.nonce = Optional(v, "Nonce");
   r.origin = Optional(v, "Origin");
+  r.cluster = v.isMember("Cluster") && v["Cluster"].isBool() && v["Cluster"].asBool();
   return r;
 }
 

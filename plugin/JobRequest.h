@@ -25,6 +25,10 @@ struct JobRequest {
   bool force = false;  // process even if the same series, task and model were processed
   std::string nonce;   // set when forced: gives the derived series new UIDs
   std::string origin;  // "rule 'ct-denoise'", "REST", "retrieve"
+  // Submitted by the cluster for a series this node claimed: the job runs only while the
+  // node holds that claim (a job saved before a restart does not run again: the queue
+  // hands the series to whichever node claims it).
+  bool cluster = false;
 
   Json::Value ToJson() const;
   // Throws enhance::Error(kBadInput) naming the key that is missing or wrong.

@@ -169,6 +169,14 @@ class SeriesJob : public ThreadedJob {
   }
   Json::Value Serialize() const override { return request_.ToJson(); }
   void Work(JobState& state, const std::atomic<bool>& cancel) override {
+    if (request_.cluster && !(plugin_.cluster && plugin_.cluster->Holds(request_.seriesId))) {
+      // Saved before this node restarted: the cluster's queue gives the series to the
+      // node that claims it, which may be this one again under a new job.
+      state.Set("Stage", "done");
+      state.Set("HandedToCluster", true);
+      state.SetProgress(1.0);
+      return;
+    }
     RunSeriesPipeline(plugin_, request_, state, cancel);
   }
 

@@ -34,6 +34,7 @@ OrthancPluginErrorCode OnChange(OrthancPluginChangeType change, OrthancPluginRes
     if (!g_plugin) return OrthancPluginErrorCode_Success;
     switch (change) {
       case OrthancPluginChangeType_OrthancStarted:
+        if (g_plugin->cluster) g_plugin->cluster->Start();
         g_plugin->stableSeries.Start();
         g_plugin->stableSeries.Push(kRecoverToken);
         if (g_plugin->earlySlices) g_plugin->storedInstances.Start();
@@ -41,6 +42,7 @@ OrthancPluginErrorCode OnChange(OrthancPluginChangeType change, OrthancPluginRes
       case OrthancPluginChangeType_OrthancStopped:
         g_plugin->storedInstances.Stop();
         g_plugin->stableSeries.Stop();
+        if (g_plugin->cluster) g_plugin->cluster->Stop();
         break;
       case OrthancPluginChangeType_StableSeries:
         if (type == OrthancPluginResourceType_Series && resourceId != nullptr) {
@@ -136,6 +138,7 @@ ORTHANC_PLUGINS_API int32_t OrthancPluginInitialize(OrthancPluginContext* contex
         std::to_string(enhance::TorchThreads()) + " threads, " +
         std::to_string(g_plugin->config.rules.size()) + " routing rule(s)" +
         (g_plugin->config.enabled ? "" : "; automatic processing disabled (Enhance.Enable)") +
+        (g_plugin->cluster ? "; cluster node " + g_plugin->config.cluster.node : "") +
         (g_plugin->config.simulatedDeviceMemoryMb > 0
              ? "; Enhance.SimulatedDeviceMemoryMB: the device is taken to have " +
                    std::to_string(g_plugin->config.simulatedDeviceMemoryMb) + " MB (testing only)"
@@ -152,7 +155,10 @@ ORTHANC_PLUGINS_API int32_t OrthancPluginInitialize(OrthancPluginContext* contex
 
 ORTHANC_PLUGINS_API void OrthancPluginFinalize() {
   try {
-    if (enhance::plugin::g_plugin) enhance::plugin::g_plugin->stableSeries.Stop();
+    if (enhance::plugin::g_plugin) {
+      enhance::plugin::g_plugin->stableSeries.Stop();
+      if (enhance::plugin::g_plugin->cluster) enhance::plugin::g_plugin->cluster->Stop();
+    }
     enhance::plugin::g_plugin.reset();
   } catch (...) {
   }

@@ -347,6 +347,73 @@ void ParseSelfSupervised(const Json::Value& section, const std::string& parent,
   }
 }
 
+// The PostgreSQL database of the claims: Enhance.Cluster.Database, or else the
+// PostgreSQL section of Orthanc's index plugin, whose database the nodes share anyway.
+std::map<std::string, std::string> ParseClusterDatabase(const Json::Value& cluster,
+                                                        const std::string& key,
+                                                        const Json::Value& orthancConfiguration) {
+  const bool own = cluster.isMember("Database");
+  const Json::Value& db = own ? cluster["Database"] : orthancConfiguration["PostgreSQL"];
+  const std::string dbKey = own ? key + ".Database" : "PostgreSQL";
+  if (!db.isObject()) {
+    Fail(key + ".Database",
+         "no PostgreSQL database for the claims: set it, or configure Orthanc's PostgreSQL "
+         "index plugin (the nodes of a cluster share its index)");
+  }
+  if (own) CheckKeys(db, dbKey, {"Host", "Port", "Database", "Username", "Password"});
+  if (!own && db.isMember("Lock") && !(db["Lock"].isBool() && !db["Lock"].asBool())) {
+    Fail("PostgreSQL.Lock", "must be false in a cluster: every node writes to the same index");
+  }
+  std::map<std::string, std::string> keywords;
+  keywords["host"] = GetString(db, dbKey, "Host", "127.0.0.1");
+  keywords["port"] = std::to_string(GetInt(db, dbKey, "Port", 5432, 1, 65535));
+  keywords["dbname"] = GetString(db, dbKey, "Database", "", true);
+  keywords["user"] = GetString(db, dbKey, "Username", "", true);
+  keywords["password"] = GetString(db, dbKey, "Password", "");
+  return keywords;
+}
+
+void ParseCluster(const Json::Value& section, const std::string& parent,
+                  const Json::Value& orthancConfiguration, PluginConfiguration& config) {
+  ClusterSettings& c = config.cluster;
+  if (!section.isMember("Cluster")) return;
+  const Json::Value& s = section["Cluster"];
+  const std::string key = parent + ".Cluster";
+  if (!s.isObject()) Fail(key, "must be an object, e.g. {\"Enable\": true, \"Broker\": {...}}");
+  CheckKeys(s, key,
+            {"Enable", "NodeName", "Broker", "Queue", "MaxDeliveries", "Prefetch", "LeaseSeconds",
+             "Database"});
+  c.enabled = GetBool(s, key, "Enable", false);
+  if (!c.enabled) return;
+  const std::string serverId = orthancConfiguration["DatabaseServerIdentifier"].isString()
+                                   ? orthancConfiguration["DatabaseServerIdentifier"].asString()
+                                   : "";
+  c.node = GetString(s, key, "NodeName", serverId);
+  if (c.node.empty()) {
+    Fail(key + ".NodeName",
+         "is required (or Orthanc's DatabaseServerIdentifier): a name unique to this node");
+  }
+  if (s.isMember("Broker")) {
+    const Json::Value& b = s["Broker"];
+    const std::string brokerKey = key + ".Broker";
+    if (!b.isObject()) Fail(brokerKey, "must be an object, e.g. {\"Host\": \"rabbitmq\"}");
+    CheckKeys(b, brokerKey, {"Host", "Port", "Username", "Password", "VirtualHost"});
+    c.brokerHost = GetString(b, brokerKey, "Host", c.brokerHost);
+    c.brokerPort = GetInt(b, brokerKey, "Port", c.brokerPort, 1, 65535);
+    c.brokerUser = GetString(b, brokerKey, "Username", c.brokerUser);
+    c.brokerPassword = GetString(b, brokerKey, "Password", c.brokerPassword);
+    c.brokerVirtualHost = GetString(b, brokerKey, "VirtualHost", c.brokerVirtualHost);
+  }
+  c.queue = GetString(s, key, "Queue", c.queue);
+  if (c.queue.empty() || c.queue.size() > 200) Fail(key + ".Queue", "must be 1 to 200 characters");
+  c.maxDeliveries = GetInt(s, key, "MaxDeliveries", c.maxDeliveries, 1, 1000);
+  c.prefetch = GetInt(s, key, "Prefetch", config.concurrentSeries + 1, 1, 1000);
+  c.leaseSeconds = GetInt(s, key, "LeaseSeconds", c.leaseSeconds, 3, 3600);
+  c.database = ParseClusterDatabase(s, key, orthancConfiguration);
+  const Json::Value& stableAge = orthancConfiguration["StableAge"];
+  c.stableAgeSeconds = stableAge.isInt() ? stableAge.asInt() : 60;
+}
+
 // Rules, how they are evaluated, and forwarding to their destinations.
 void ParseRules(const Json::Value& section, const std::string& key,
                 const Json::Value& orthancConfiguration, PluginConfiguration& config) {
@@ -412,7 +479,8 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
              "EarlyStartMB",
              "SimulatedDeviceMemoryMB",
              "SelfSupervised",
-             "UncertaintyThreshold"});
+             "UncertaintyThreshold",
+             "Cluster"});
 
   config.enabled = GetBool(section, key, "Enable", config.enabled);
   config.threads = GetInt(section, key, "Threads", config.threads, 0, 1024);
@@ -439,6 +507,7 @@ PluginConfiguration ParseConfiguration(const Json::Value& orthancConfiguration) 
     config.uncertaintyThreshold = threshold.asDouble();
   }
   ParseRules(section, key, orthancConfiguration, config);
+  ParseCluster(section, key, orthancConfiguration, config);
   return config;
 }
 

@@ -62,6 +62,27 @@ struct ForwardingPolicy {
   double firstDelaySeconds = 2;  // doubled after each failed try
 };
 
+// Cluster mode (Enhance.Cluster): several nodes on one PostgreSQL index share a RabbitMQ
+// queue of stable series and claim each series in PostgreSQL before processing it.
+struct ClusterSettings {
+  bool enabled = false;
+  std::string node;  // this node's name, unique in the cluster
+  // The AMQP broker and its queues.
+  std::string brokerHost = "127.0.0.1";
+  int brokerPort = 5672;
+  std::string brokerUser = "guest";
+  std::string brokerPassword = "guest";
+  std::string brokerVirtualHost = "/";
+  std::string queue = "orthanc-enhance.series";  // the dead-letter queue is queue + ".dead"
+  int maxDeliveries = 5;  // deliveries of one message before it goes to the dead letters
+  int prefetch = 0;       // series a node takes at once; 0: ConcurrentSeries + 1
+  // The PostgreSQL database holding the claims (by default the index's): libpq keywords
+  // (host, port, dbname, user, password).
+  std::map<std::string, std::string> database;
+  int leaseSeconds = 30;      // a claim not renewed for this long can be taken over
+  int stableAgeSeconds = 60;  // Orthanc's StableAge: quiet time before a series is processed
+};
+
 struct PluginConfiguration {
   bool enabled = true;
   int threads = 0;           // LibTorch intra-op threads; 0 = all hardware threads
@@ -100,6 +121,7 @@ struct PluginConfiguration {
   // Uncertainty maps: the share of body voxels whose standard deviation across a model's
   // samples is above this (output units: HU for CT) is reported with each series.
   double uncertaintyThreshold = 50.0;
+  ClusterSettings cluster;
 
   const std::string& SuffixFor(const std::string& task) const;
   int SeriesNumberOffsetFor(const std::string& task) const;

@@ -38,7 +38,9 @@ PluginContext::PluginContext(OrthancPluginContext* context, PluginConfiguration 
                       : nullptr),
       storedInstances(1, [this](const std::string& id, const std::atomic<bool>& stopping) {
         PrecomputeStoredInstance(*this, id, stopping);
-      }) {}
+      }) {
+  if (config.cluster.enabled) cluster = std::make_unique<ClusterNode>(*this);
+}
 
 void PluginContext::PublishMetrics() const {
   auto set = [this](const char* name, double value) {

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 
+#include "Cluster.h"
 #include "Forwarder.h"
 #include "KeyedLock.h"
 #include "OrthancApi.h"
@@ -64,6 +65,9 @@ struct PluginContext {
   // arrives, and the queue of stored instances feeding it.
   std::unique_ptr<SliceCache> earlySlices;
   WorkQueue storedInstances;
+  // Cluster mode (Enhance.Cluster.Enable; null otherwise): stable series go to the
+  // cluster's queue and the node processes what it claims from it.
+  std::unique_ptr<ClusterNode> cluster;
 
  private:
   std::mutex reloadMutex_;

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "RestApi.h"
 
+#include "Cluster.h"
+
 #include "RestSupport.h"
 
 #include <cmath>
@@ -298,6 +300,11 @@ Json::Value SystemInformation(const PluginContext& plugin) {
   for (const auto& rule : plugin.config.rules) rules.append(rule.name);
   info["Rules"] = rules;
   info["RuleProblems"] = Strings(plugin.RuleProblems());
+  if (plugin.cluster) {
+    info["Cluster"] = plugin.cluster->Status();
+  } else {
+    info["Cluster"]["Enabled"] = false;
+  }
   Json::Value jobs;
   jobs["Submitted"] = static_cast<Json::UInt64>(plugin.metrics.jobsSubmitted.load());
   jobs["Running"] = static_cast<Json::UInt64>(plugin.metrics.jobsRunning.load());

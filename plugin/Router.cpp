@@ -61,6 +61,9 @@ void Recover(PluginContext& plugin) {
 }
 
 void AdvanceCheckpoint(PluginContext& plugin) {
+  // Series the broker has not taken yet stay behind the checkpoint, so that a restart
+  // publishes them again.
+  if (plugin.cluster && plugin.cluster->Unpublished() > 0) return;
   const std::string saved = ReadCheckpoint(plugin.api);
   const int64_t checkpoint = saved.empty() ? 0 : std::stoll(saved);
   int64_t last = 0;
@@ -118,6 +121,12 @@ void Route(PluginContext& plugin, const std::string& seriesId) {
       plugin.metrics.seriesSkipped++;
       plugin.PublishMetrics();
       plugin.api.LogInfo("series " + seriesId + " not processed: " + decision.reason);
+      return;
+    }
+    if (plugin.cluster) {  // any node of the cluster processes it, once
+      plugin.cluster->Announce(seriesId);
+      plugin.api.LogInfo("series " + seriesId + ": " + decision.reason +
+                         "; published for the cluster");
       return;
     }
     for (const RoutingRule* rule : decision.rules) {

@@ -152,6 +152,60 @@ TEST(PluginConfiguration, SelfSupervisedDenoiser) {
             std::string::npos);
 }
 
+TEST(PluginConfiguration, ClusterIsOffByDefaultAndTakesTheIndexDatabase) {
+  EXPECT_FALSE(ParseConfiguration(Parse(R"json({"Enhance": {}})json")).cluster.enabled);
+  const PluginConfiguration c = ParseConfiguration(Parse(R"json({
+      "DatabaseServerIdentifier": "node-b", "StableAge": 5,
+      "PostgreSQL": {"EnableIndex": true, "Host": "db", "Port": 5433, "Database": "orthanc",
+                     "Username": "orthanc", "Password": "secret", "Lock": false},
+      "Enhance": {"ConcurrentSeries": 2,
+                  "Cluster": {"Enable": true, "Broker": {"Host": "mq", "Port": 5673},
+                              "LeaseSeconds": 12, "MaxDeliveries": 3}}})json"));
+  EXPECT_TRUE(c.cluster.enabled);
+  EXPECT_EQ(c.cluster.node, "node-b");
+  EXPECT_EQ(c.cluster.brokerHost, "mq");
+  EXPECT_EQ(c.cluster.brokerPort, 5673);
+  EXPECT_EQ(c.cluster.brokerUser, "guest");
+  EXPECT_EQ(c.cluster.queue, "orthanc-enhance.series");
+  EXPECT_EQ(c.cluster.prefetch, 3);  // ConcurrentSeries + 1
+  EXPECT_EQ(c.cluster.leaseSeconds, 12);
+  EXPECT_EQ(c.cluster.maxDeliveries, 3);
+  EXPECT_EQ(c.cluster.stableAgeSeconds, 5);
+  EXPECT_EQ(c.cluster.database.at("host"), "db");
+  EXPECT_EQ(c.cluster.database.at("port"), "5433");
+  EXPECT_EQ(c.cluster.database.at("dbname"), "orthanc");
+  EXPECT_EQ(c.cluster.database.at("user"), "orthanc");
+  EXPECT_EQ(c.cluster.database.at("password"), "secret");
+}
+
+TEST(PluginConfiguration, ClusterErrorsSayWhatIsMissing) {
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"Cluster": {"Enable": true}}})json")
+                .find("Enhance.Cluster.NodeName: is required"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"Cluster": {"Enable": true, "NodeName": "a"}}})json")
+                .find("Enhance.Cluster.Database: no PostgreSQL database"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(R"json({"PostgreSQL": {"Database": "o", "Username": "u", "Lock": true},
+                            "Enhance": {"Cluster": {"Enable": true, "NodeName": "a"}}})json")
+                .find("PostgreSQL.Lock: must be false in a cluster"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"Cluster": {"Enable": true, "NodeName": "a",
+                            "Database": {"Database": "o", "Username": "u", "Hots": "x"}}}})json")
+                .find("Enhance.Cluster.Database.Hots: unknown key"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"Cluster": {"Enable": true, "NodeName": "a",
+                            "Database": {"Database": "o", "Username": "u"},
+                            "LeaseSeconds": 1}}})json")
+                .find("Enhance.Cluster.LeaseSeconds: must be an integer from 3"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"Cluster": {"Enable": true, "NodeName": "a",
+                            "Broker": {"Host": 3}}}})json")
+                .find("Enhance.Cluster.Broker.Host: must be a string"),
+            std::string::npos);
+  // Off: nothing else is looked at.
+  EXPECT_EQ(ErrorOf(R"json({"Enhance": {"Cluster": {"Enable": false}}})json"), "no error");
+}
+
 TEST(PluginConfiguration, ErrorsNameTheFullKey) {
   EXPECT_NE(ErrorOf(R"json({"Enhance": {"Rulez": []}})json").find("Enhance.Rulez: unknown key"),
             std::string::npos);
