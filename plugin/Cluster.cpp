@@ -116,14 +116,21 @@ void ClusterNode::Work() {
       delivery = std::move(deliveries_.front());
       deliveries_.pop_front();
     }
+    std::string error;
     try {
       Handle(delivery);
     } catch (const std::exception& e) {
-      // Left unacknowledged: the broker gives it again when this connection ends, and
-      // dead-letters it after MaxDeliveries.
-      plugin_.api.LogError("cluster: message " + delivery.body + ": " + e.what());
+      error = e.what();
     } catch (...) {
-      plugin_.api.LogError("cluster: message " + delivery.body + " failed");
+      error = "unknown error";
+    }
+    if (!error.empty()) {
+      // Back to the queue (for any node), and to the dead letters after MaxDeliveries.
+      plugin_.api.LogError("cluster: message " + delivery.body + ": " + error +
+                           "; given back to the queue (dead-lettered after " +
+                           std::to_string(plugin_.config.cluster.maxDeliveries) + " deliveries)");
+      Sleep(1);
+      broker_.Reject(delivery);
     }
   }
 }
@@ -276,16 +283,8 @@ std::vector<std::string> ClusterNode::SubmitJobs(const std::string& seriesId,
       outcome.detail = decision.reason;
     }
     for (const RoutingRule* rule : decision.rules) {
-      JobRequest request;
-      request.seriesId = seriesId;
-      request.task = rule->task;
-      request.model = rule->model;
-      request.options = rule->options;
-      request.destinations = rule->destinations;
-      request.senderAet = facts.callingAet;
-      request.priority = rule->priority;
-      request.origin =
-          "rule '" + rule->name + "' (cluster node " + plugin_.config.cluster.node + ")";
+      JobRequest request = RequestForRule(*rule, seriesId, facts);
+      request.origin += " (cluster node " + plugin_.config.cluster.node + ")";
       request.cluster = true;
       jobs.push_back(SubmitSeriesJob(plugin_, request));
       plugin_.api.LogInfo("cluster: series " + seriesId + ": " + decision.reason + "; job " +

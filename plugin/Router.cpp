@@ -83,6 +83,20 @@ SeriesFacts ReadSeriesFacts(const PluginContext& plugin, const Json::Value& seri
                             plugin.api.GetJson("/instances/" + instanceId + "/metadata?expand"));
 }
 
+JobRequest RequestForRule(const RoutingRule& rule, const std::string& seriesId,
+                          const SeriesFacts& facts) {
+  JobRequest request;
+  request.seriesId = seriesId;
+  request.task = rule.task;
+  request.model = rule.model;
+  request.options = rule.options;
+  request.destinations = rule.destinations;
+  request.senderAet = facts.callingAet;
+  request.priority = rule.priority;
+  request.origin = "rule '" + rule.name + "'";
+  return request;
+}
+
 void RouteStableSeries(PluginContext& plugin, const std::string& item) {
   try {
     if (item == kRecoverToken) {
@@ -130,15 +144,7 @@ void Route(PluginContext& plugin, const std::string& seriesId) {
       return;
     }
     for (const RoutingRule* rule : decision.rules) {
-      JobRequest request;
-      request.seriesId = seriesId;
-      request.task = rule->task;
-      request.model = rule->model;
-      request.options = rule->options;
-      request.destinations = rule->destinations;
-      request.senderAet = facts.callingAet;
-      request.priority = rule->priority;
-      request.origin = "rule '" + rule->name + "'";
+      const JobRequest request = RequestForRule(*rule, seriesId, facts);
       const std::string job = SubmitSeriesJob(plugin, request);
       plugin.api.LogInfo("series " + seriesId + ": " + decision.reason + "; job " + job +
                          " submitted");

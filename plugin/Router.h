@@ -8,6 +8,7 @@
 
 #include <json/value.h>
 
+#include "JobRequest.h"
 #include "SeriesRouting.h"
 
 namespace enhance::plugin {
@@ -20,6 +21,10 @@ extern const char* const kCheckpointToken;  // advance the checkpoint in the cha
 
 // Routes a series, or handles a token. Never throws: outcomes are logged and counted.
 void RouteStableSeries(PluginContext& plugin, const std::string& seriesId);
+
+// The job a rule asks for on a series.
+JobRequest RequestForRule(const RoutingRule& rule, const std::string& seriesId,
+                          const SeriesFacts& facts);
 
 // The facts the rules look at for a series (its JSON from GET /series/{id}), read from
 // one of its instances' tags and metadata (sender and called AE titles), as a stable

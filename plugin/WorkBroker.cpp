@@ -195,7 +195,9 @@ void WorkBroker::Consume() {
       for (const auto& d : acks) {
         if (d.connection != number)
           continue;  // the broker put it back when that connection dropped
-        if (amqp_basic_ack(c->state, 1, d.tag, 0) != AMQP_STATUS_OK) {
+        const int sent = d.requeue ? amqp_basic_nack(c->state, 1, d.tag, 0, 1)
+                                   : amqp_basic_ack(c->state, 1, d.tag, 0);
+        if (sent != AMQP_STATUS_OK) {
           lost = "cannot acknowledge a message";
           break;
         }
@@ -243,6 +245,13 @@ void WorkBroker::Consume() {
 void WorkBroker::Acknowledge(const Delivery& delivery) {
   std::lock_guard<std::mutex> lock(ackMutex_);
   acks_.push_back(delivery);
+}
+
+void WorkBroker::Reject(const Delivery& delivery) {
+  Delivery d = delivery;
+  d.requeue = true;
+  std::lock_guard<std::mutex> lock(ackMutex_);
+  acks_.push_back(std::move(d));
 }
 
 bool WorkBroker::Publish(const std::string& body) {

@@ -51,6 +51,7 @@ struct Delivery {
   uint64_t tag = 0;
   bool redelivered = false;
   std::string body;
+  bool requeue = false;  // set by Reject(): a negative acknowledgement
 };
 
 class WorkBroker {
@@ -73,6 +74,9 @@ class WorkBroker {
   // Acknowledges a delivery (from any thread). A delivery from a connection that has
   // since dropped is not acknowledged: the broker has already put it back.
   void Acknowledge(const Delivery& delivery);
+  // Gives a delivery back to the queue, whose delivery count it raises: after
+  // MaxDeliveries the broker moves it to the dead-letter queue.
+  void Reject(const Delivery& delivery);
 
   struct Status {
     bool consuming = false;

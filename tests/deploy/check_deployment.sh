@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
-export ENHANCE_ADMIN_PASSWORD=test ENHANCE_POSTGRES_PASSWORD=test
+export ENHANCE_ADMIN_PASSWORD=test ENHANCE_POSTGRES_PASSWORD=test ENHANCE_RABBITMQ_PASSWORD=test
 failures=0
 check() {
   if "$@" >/tmp/enhance-deploy-check.$$ 2>&1; then
@@ -18,6 +18,12 @@ check() {
 check docker-compose -f docker-compose.yml config -q
 check docker-compose -f docker-compose.yml -f docker-compose.postgresql.yml config -q
 check docker-compose -f docker-compose.yml -f docker-compose.cuda.yml config -q
+check docker-compose -f docker-compose.cluster.yml config -q
+check bash -c '! env -u ENHANCE_RABBITMQ_PASSWORD docker-compose -f docker-compose.cluster.yml config -q'
+# The cluster's load balancer configuration is valid for Debian's HAProxy.
+if command -v haproxy >/dev/null; then
+  check haproxy -c -q -f docker/haproxy/haproxy.cfg
+fi
 # A missing password must be refused, not defaulted.
 check bash -c '! env -u ENHANCE_ADMIN_PASSWORD docker-compose -f docker-compose.yml config -q'
 for dockerfile in Dockerfile Dockerfile.cuda; do

@@ -53,7 +53,39 @@ def stop_group(process, sig, timeout):
         pass
 
 
-class PostgresServer:
+class ServerProcess:
+    """What the servers below share: a log, and use as a context manager (started on
+    entry, always stopped and its folder removed on exit)."""
+    workdir = None
+    log_path = None
+
+    def setup(self):
+        return self.start()
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()[-4000:]
+        except OSError:
+            return ""
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        try:
+            return self.setup()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def __exit__(self, *exc):
+        self.cleanup()
+        return False
+
+
+class PostgresServer(ServerProcess):
     """A throw-away PostgreSQL cluster (initdb) with a password-protected user and database."""
 
     def __init__(self, user="orthanc", password="orthanc-test", database="orthanc"):
@@ -125,32 +157,13 @@ class PostgresServer:
                 "Database": self.database, "Username": self.user, "Password": self.password,
                 "Lock": False, "MaximumConnectionRetries": 30, "ConnectionRetryInterval": 1}
 
-    def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()[-4000:]
-        except OSError:
-            return ""
-
-    def cleanup(self):
-        self.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self):
-        try:
-            self.start()
-            self.create_database()
-            return self
-        except BaseException:
-            self.cleanup()
-            raise
-
-    def __exit__(self, *exc):
-        self.cleanup()
-        return False
+    def setup(self):
+        self.start()
+        self.create_database()
+        return self
 
 
-class RabbitServer:
+class RabbitServer(ServerProcess):
     """A RabbitMQ node of its own (node name, ports, data and log folders, Erlang cookie),
     listening on loopback only. Its data survive stop() and start() (durable queues)."""
 
@@ -201,28 +214,6 @@ class RabbitServer:
         stop_group(self.process, signal.SIGKILL, 10)
         self.process = None
 
-    def queue_depths(self):
-        """{queue: (ready messages, consumers)} from rabbitmqctl."""
-        result = subprocess.run(
-            ["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", self.name, "list_queues", "-q",
-             "name", "messages", "consumers"],
-            env=self.env, capture_output=True, text=True, timeout=60)
-        if result.returncode != 0:
-            raise RuntimeError(f"rabbitmqctl failed: {result.stderr}")
-        out = {}
-        for line in result.stdout.splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[1].isdigit():
-                out[parts[0]] = (int(parts[1]), int(parts[2]))
-        return out
-
-    def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()[-4000:]
-        except OSError:
-            return ""
-
     def cleanup(self):
         self.stop()
         # The Erlang port mapper the node started detaches from it: end it too.
@@ -240,15 +231,4 @@ class RabbitServer:
             if b"epmd" in cmdline and f"ERL_EPMD_PORT={self.epmd_port}".encode() in environ:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    def __exit__(self, *exc):
-        self.cleanup()
-        return False
+        super().cleanup()

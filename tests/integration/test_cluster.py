@@ -10,6 +10,8 @@ and one storage folder (cluster_harness.py). Everything is stopped by the test.
   does not process it again.
 - The broker stopped mid-run (series sent meanwhile are kept and published when it is
   back) and started again: every series ends with one complete derived series.
+- A node stopped gracefully while it processes a series: its claim is released at once and
+  another node completes the series.
 - PostgreSQL refusing new connections for a few seconds, the claims' connections cut, while
   a series is processed: the nodes reconnect and finish. (Orthanc's own index connections
   stay up: how Orthanc's PostgreSQL plugin rides out a restart of the server is its own.)
@@ -267,6 +269,33 @@ class ClusterTest(unittest.TestCase):
             self.set_store_delay(0)
         self.assert_one_complete_derived_series(source, slices)
         self.assertEqual(len(self.pipeline_jobs(source)), 1)
+
+    def test_5_a_stopped_node_gives_its_series_back_at_once(self):
+        """docker stop or a service restart: the node releases its claim as it stops, and
+        another node takes the series without waiting for the lease."""
+        slices = 16
+        self.set_store_delay(250)
+        try:
+            files, uid = self.phantom(slices, rows=96)
+            self.nodes[1].store_files(files)
+            source = series_of_uid(self.nodes[1], uid)
+            claim = wait_for(lambda: (c := self.claims().get(source)) and c["state"] == "claimed" and c,
+                             60, interval=0.1, what="the series being processed")
+            owner = self.nodes[int(claim["owner"][-1])]
+            stopped_at = time.monotonic()
+            owner.stop()
+            taken = wait_for(lambda: (c := self.claims().get(source)) and c["attempts"] == 2 and c,
+                             60, interval=0.1, what="another node claiming the series")
+            self.assertNotEqual(taken["owner"], claim["owner"])
+            self.assertLess(time.monotonic() - stopped_at, LEASE + 5)
+            self.wait_all_done([source], timeout=120)
+            self.assertIn("released it", self.nodes[int(taken["owner"][-1])].log())
+        finally:
+            self.set_store_delay(0)
+        self.assert_one_complete_derived_series(source, slices)
+        owner.start()
+        wait_for(lambda: owner.get("/enhance/system")["Cluster"]["Broker"]["Consuming"], 60,
+                 what="the restarted node consuming")
 
 
 if __name__ == "__main__":

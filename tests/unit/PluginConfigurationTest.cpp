@@ -89,7 +89,8 @@ TEST(PluginConfiguration, ReadsEveryKey) {
 
 // The configuration files shipped in orthanc-config/ are valid for the plugin.
 TEST(PluginConfiguration, ShippedConfigurationFilesParse) {
-  for (const char* name : {"production.json", "docker.json", "orthanc.json"}) {
+  for (const char* name :
+       {"production.json", "docker.json", "orthanc.json", "docker-cluster.json"}) {
     std::ifstream stream(std::string(ENHANCE_CONFIG_DIR) + "/" + name);
     ASSERT_TRUE(stream) << name;
     std::stringstream text;
@@ -98,6 +99,12 @@ TEST(PluginConfiguration, ShippedConfigurationFilesParse) {
     const std::string filled = std::regex_replace(text.str(), std::regex("@[A-Z_]+@"), "1");
     const PluginConfiguration c = ParseConfiguration(Parse(filled));
     EXPECT_FALSE(c.rules.empty()) << name;
+    if (std::string(name) == "docker-cluster.json") {
+      EXPECT_TRUE(c.cluster.enabled);
+      EXPECT_EQ(c.cluster.node, "${HOSTNAME}");  // Orthanc puts the container's name there
+      EXPECT_EQ(c.cluster.database.at("host"), "postgres");
+      EXPECT_EQ(c.cluster.brokerHost, "rabbitmq");
+    }
   }
 }
 
