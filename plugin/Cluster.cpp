@@ -138,8 +138,9 @@ void ClusterNode::Work() {
 void ClusterNode::Handle(const Delivery& delivery) {
   const std::string seriesId = SeriesOf(delivery.body);
   if (seriesId.empty()) {
-    plugin_.api.LogError("cluster: a message that names no series was dropped: " + delivery.body);
-    broker_.Acknowledge(delivery);
+    plugin_.api.LogError("cluster: a message that names no series goes to the dead letters (" +
+                         broker_.DeadLetterQueue() + "): " + delivery.body.substr(0, 200));
+    broker_.Reject(delivery, true);
     return;
   }
   std::string lastReason;

@@ -195,8 +195,10 @@ void WorkBroker::Consume() {
       for (const auto& d : acks) {
         if (d.connection != number)
           continue;  // the broker put it back when that connection dropped
-        const int sent = d.requeue ? amqp_basic_nack(c->state, 1, d.tag, 0, 1)
-                                   : amqp_basic_ack(c->state, 1, d.tag, 0);
+        const int sent = d.answer == Delivery::Answer::kAcknowledge
+                             ? amqp_basic_ack(c->state, 1, d.tag, 0)
+                             : amqp_basic_nack(c->state, 1, d.tag, 0,
+                                               d.answer == Delivery::Answer::kRequeue ? 1 : 0);
         if (sent != AMQP_STATUS_OK) {
           lost = "cannot acknowledge a message";
           break;
@@ -247,9 +249,9 @@ void WorkBroker::Acknowledge(const Delivery& delivery) {
   acks_.push_back(delivery);
 }
 
-void WorkBroker::Reject(const Delivery& delivery) {
+void WorkBroker::Reject(const Delivery& delivery, bool deadLetter) {
   Delivery d = delivery;
-  d.requeue = true;
+  d.answer = deadLetter ? Delivery::Answer::kDeadLetter : Delivery::Answer::kRequeue;
   std::lock_guard<std::mutex> lock(ackMutex_);
   acks_.push_back(std::move(d));
 }

@@ -51,7 +51,7 @@ struct Delivery {
   uint64_t tag = 0;
   bool redelivered = false;
   std::string body;
-  bool requeue = false;  // set by Reject(): a negative acknowledgement
+  enum class Answer { kAcknowledge, kRequeue, kDeadLetter } answer = Answer::kAcknowledge;
 };
 
 class WorkBroker {
@@ -75,8 +75,9 @@ class WorkBroker {
   // since dropped is not acknowledged: the broker has already put it back.
   void Acknowledge(const Delivery& delivery);
   // Gives a delivery back to the queue, whose delivery count it raises: after
-  // MaxDeliveries the broker moves it to the dead-letter queue.
-  void Reject(const Delivery& delivery);
+  // MaxDeliveries the broker moves it to the dead-letter queue. With `deadLetter`, moves it
+  // there at once (a message no node can ever handle).
+  void Reject(const Delivery& delivery, bool deadLetter = false);
 
   struct Status {
     bool consuming = false;

@@ -12,11 +12,14 @@ and one storage folder (cluster_harness.py). Everything is stopped by the test.
   back) and started again: every series ends with one complete derived series.
 - A node stopped gracefully while it processes a series: its claim is released at once and
   another node completes the series.
+- Messages no node can handle (not JSON, no series) go to the dead-letter queue, counted
+  in GET /enhance/system and the Prometheus metrics.
 - PostgreSQL refusing new connections for a few seconds, the claims' connections cut, while
   a series is processed: the nodes reconnect and finish. (Orthanc's own index connections
   stay up: how Orthanc's PostgreSQL plugin rides out a restart of the server is its own.)
 """
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -296,6 +299,25 @@ class ClusterTest(unittest.TestCase):
         owner.start()
         wait_for(lambda: owner.get("/enhance/system")["Cluster"]["Broker"]["Consuming"], 60,
                  what="the restarted node consuming")
+
+    def test_6_a_message_no_node_can_handle_goes_to_the_dead_letters(self):
+        import pika
+        connection = pika.BlockingConnection(pika.ConnectionParameters(host="127.0.0.1", port=self.mq.port))
+        try:
+            channel = connection.channel()
+            for body in (b"not JSON", b'{"Series": 3}'):
+                channel.basic_publish(exchange="", routing_key="orthanc-enhance.series", body=body,
+                                      properties=pika.BasicProperties(delivery_mode=2))
+        finally:
+            connection.close()
+        wait_for(lambda: self.nodes[0].get("/enhance/system")["Cluster"]["Broker"]["DeadLetters"] == 2, 60,
+                 what="two dead letters")
+        logs = "".join(node.log() for node in self.nodes)
+        self.assertIn("a message that names no series goes to the dead letters "
+                      "(orthanc-enhance.series.dead): not JSON", logs)
+        wait_for(lambda: re.search(r"^orthanc_enhance_cluster_dead_letters 2(\.0*)?\b",
+                                   self.nodes[0].request("GET", "/tools/metrics-prometheus").decode(),
+                                   re.M), 30, what="the dead letters in the metrics")
 
 
 if __name__ == "__main__":
