@@ -11,6 +11,8 @@
 #include <cstring>
 #include <random>
 
+#include "FusedConvolution.h"
+
 namespace enhance {
 namespace {
 
@@ -118,7 +120,7 @@ void CheckHeldOut(const SliceDenoiserNetwork& network, const Volume& volume,
     at::Tensor target = at::empty_like(input);
     CopyPair(volume, map, k, 0, 0, volume.rows, volume.columns, input.data_ptr<float>(),
              target.data_ptr<float>());
-    const at::Tensor output = network.Forward(input.to(device)).cpu();
+    const at::Tensor output = network.Infer(input.to(device)).cpu();
     networkLoss += at::mse_loss(output, target).item<double>();
     inputLoss += at::mse_loss(input, target).item<double>();
   }
@@ -153,6 +155,19 @@ at::Tensor SliceDenoiserNetwork::Forward(const at::Tensor& x) const {
     if (i + 1 < layers) h = at::relu(h);
   }
   return x + h;
+}
+
+at::Tensor SliceDenoiserNetwork::Infer(const at::Tensor& x) const {
+  at::NoGradGuard noGrad;
+  if (!x.is_cpu()) return Forward(x);
+  at::Tensor h = x.contiguous(at::MemoryFormat::ChannelsLast);
+  const size_t layers = parameters_.size() / 2;
+  for (size_t i = 0; i < layers; ++i) {
+    h = FusedConv2d(h, parameters_[2 * i].detach(), parameters_[2 * i + 1].detach(), {1, 1},
+                    i + 1 < layers);
+  }
+  // One channel: channels-last and contiguous are the same layout.
+  return x + h.contiguous();
 }
 
 void TrainOnNeighbours(SliceDenoiserNetwork& network, const Volume& volume,
@@ -209,6 +224,7 @@ void DenoiseSlices(const SliceDenoiserNetwork& network, const Volume& volume,
                    const NormalisationMap& map, int64_t begin, int64_t count, int augmentations,
                    const c10::Device& device, float* out) {
   at::NoGradGuard noGrad;
+  FusedOutputScope reuse;  // the layers' outputs reuse each other's memory
   // The tensor never writes through this view of the input.
   const at::Tensor x = at::from_blob(const_cast<float*>(volume.Slice(begin)),
                                      {count, 1, volume.rows, volume.columns}, at::kFloat)
@@ -217,7 +233,7 @@ void DenoiseSlices(const SliceDenoiserNetwork& network, const Volume& volume,
                            .to(device);
   at::Tensor sum = at::zeros_like(x);
   for (int d = 0; d < augmentations; ++d) {
-    sum.add_(Untransform(network.Forward(Transform(x, d)), d));
+    sum.add_(Untransform(network.Infer(Transform(x, d)), d));
   }
   const at::Tensor y =
       sum.div_(augmentations).sub_(map.offset).div_(map.scale).to(c10::kCPU).contiguous();

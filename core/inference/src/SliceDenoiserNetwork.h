@@ -25,6 +25,10 @@ class SliceDenoiserNetwork {
  public:
   SliceDenoiserNetwork(int layers, int features, uint64_t seed, const c10::Device& device);
   at::Tensor Forward(const at::Tensor& x) const;  // [B, 1, h, w] -> [B, 1, h, w]
+  // The same without gradients, on the CPU through the fused convolutions
+  // (FusedConvolution.h: oneDNN with the ReLU fused, channels-last, the last layer's
+  // direct loop), equal to Forward's up to floating-point rounding; elsewhere Forward.
+  at::Tensor Infer(const at::Tensor& x) const;
   std::vector<at::Tensor>& Parameters() { return parameters_; }
 
  private:
