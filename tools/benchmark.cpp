@@ -10,12 +10,15 @@
 //                     [--precisions auto,float,bf16]
 //   enhance-benchmark --self-supervised [--slices N] [--size N] [--repeats N] [--threads N]
 //                     [--device cpu|cuda] [--steps N] [--augmentations N]
+//                     [--time-budget SECONDS]
 // Beside each model's runs it measures the float matrix-multiply rate and, on the CPU, the
 // bf16 one (1024^3 products), so that each row's share of the rate its precision has is
 // taken in the same moment.
 // --self-supervised times the built-in self-supervised denoiser on one whole series instead
 // (default 256 slices of 512x512 from a phantom of a body's length, 30 HU of noise): its
-// training, its denoising and their sum, and the process's peak memory.
+// training, its denoising and their sum, and the process's peak memory. Every step is
+// taken unless --time-budget gives training the budget a node gives it
+// (Enhance.SelfSupervised.TimeBudgetSeconds, 60 s by default).
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
@@ -65,7 +68,7 @@ double MatmulRate(const at::Tensor& a, const at::Tensor& b) {
 
 // The self-supervised denoiser on one series: training, denoising, total, peak memory.
 int BenchmarkSelfSupervised(int slices, int size, int repeats, const std::string& device, int steps,
-                            int augmentations) {
+                            int augmentations, double timeBudget) {
   enhance::PhantomOptions phantom;
   phantom.rows = phantom.columns = size;
   phantom.slices = slices;
@@ -75,7 +78,8 @@ int BenchmarkSelfSupervised(int slices, int size, int repeats, const std::string
   p.device = device;
   if (steps > 0) p.steps = steps;
   if (augmentations > 0) p.augmentations = augmentations;
-  p.timeBudgetSeconds = 1e9;  // the steps as configured, whatever they take
+  // Without a budget, the steps as configured, whatever they take.
+  p.timeBudgetSeconds = timeBudget > 0 ? timeBudget : 1e9;
   const enhance::SelfSupervisedDenoiser model(p);
   std::printf("LibTorch %s, device %s, %d threads; %s\n%d slices of %dx%d, %d runs\n\n",
               enhance::TorchVersion().c_str(), enhance::EffectiveDevice(device).c_str(),
@@ -137,6 +141,7 @@ int main(int argc, char** argv) {
   bool optimize = true;
   bool selfSupervised = false;
   int steps = 0, augmentations = 0;
+  double timeBudget = 0;
   std::vector<std::string> layouts{"auto"};
   std::vector<std::string> precisions{"auto"};
   try {
@@ -174,6 +179,8 @@ int main(int argc, char** argv) {
         steps = std::stoi(value);
       else if (arg == "--augmentations")
         augmentations = std::stoi(value);
+      else if (arg == "--time-budget")
+        timeBudget = std::stod(value);
       else
         throw std::invalid_argument("unknown option " + arg);
     }
@@ -185,7 +192,8 @@ int main(int argc, char** argv) {
            " [--layouts auto,plain,channels-last,fused,optimised]"
            " [--precisions auto,float,bf16]\n"
            "       enhance-benchmark --self-supervised [--slices N] [--size N] [--repeats N]"
-           " [--threads N] [--device cpu|cuda] [--steps N] [--augmentations N]\n";
+           " [--threads N] [--device cpu|cuda] [--steps N] [--augmentations N]"
+           " [--time-budget SECONDS]\n";
     return 2;
   }
 
@@ -193,7 +201,7 @@ int main(int argc, char** argv) {
     enhance::ConfigureRuntime({threads});
     if (selfSupervised) {
       return BenchmarkSelfSupervised(slices == 16 ? 256 : slices, size, repeats == 3 ? 1 : repeats,
-                                     device, steps, augmentations);
+                                     device, steps, augmentations, timeBudget);
     }
     const std::string effective = enhance::EffectiveDevice(device);
     const c10::Device torchDevice(effective);

@@ -530,6 +530,8 @@ std::shared_ptr<const Model> SelfSupervisedModel(uint64_t seed) {
   if (const char* steps = std::getenv("ENHANCE_SELF_SUPERVISED_STEPS")) p.steps = std::atoi(steps);
   if (const char* a = std::getenv("ENHANCE_SELF_SUPERVISED_AUGMENTATIONS"))
     p.augmentations = std::atoi(a);
+  if (const char* m = std::getenv("ENHANCE_SELF_SUPERVISED_MAX_ANATOMY"))
+    p.maxAnatomyToNoise = std::atof(m);
   return std::make_shared<SelfSupervisedDenoiser>(p);
 }
 

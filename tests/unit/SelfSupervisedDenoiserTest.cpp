@@ -200,7 +200,9 @@ TEST(SelfSupervisedDenoiser, StopsTrainingWhenTheTimeBudgetIsSpentAndSaysSo) {
   EXPECT_GE(report.steps, 1);
   EXPECT_LT(report.steps, 100000);
   EXPECT_EQ(report.plannedSteps, 100000);
-  EXPECT_GE(report.trainingSeconds, 0.5);
+  // Timed on its first steps, training is shortened to what fits in the budget (so that
+  // its learning rate still decays): it ends close to the budget, not far past it.
+  EXPECT_GT(report.trainingSeconds, 0.25);
   EXPECT_LT(seconds, 60.0);      // bounded by the budget, not by the steps
   ASSERT_EQ(order.size(), 17u);  // learned once, before any of the 16 slices is final
   EXPECT_EQ(order.front(), "learned");

@@ -95,12 +95,15 @@ class PatchSampler {
 };
 
 // The learning rate: constant, then down linearly to 10% over the last third.
-double RateAt(int step, const SelfSupervisedParameters& p) {
-  const double decayStart = 2.0 * p.steps / 3.0;
+double RateAt(int step, int steps, const SelfSupervisedParameters& p) {
+  const double decayStart = 2.0 * steps / 3.0;
   if (step < decayStart) return p.learningRate;
-  const double t = (step - decayStart) / std::max(1.0, p.steps - decayStart);
+  const double t = (step - decayStart) / std::max(1.0, steps - decayStart);
   return p.learningRate * (1.0 - 0.9 * std::min(1.0, t));
 }
+
+// Steps timed before the time budget is checked against the steps planned.
+constexpr int kTimedSteps = 20;
 
 // The self-supervised loss of the network and of the input itself on whole slices.
 void CheckHeldOut(const SliceDenoiserNetwork& network, const Volume& volume,
@@ -190,14 +193,26 @@ void TrainOnNeighbours(SliceDenoiserNetwork& network, const Volume& volume,
   const int stretch = std::max(1, parameters.steps / kCurvePoints);
   double stretchSum = 0;
   int stretchCount = 0;
-  for (int step = 0; step < parameters.steps; ++step) {
+  // When the steps planned would not fit in the time budget, as timed on the first
+  // steps, training is shortened at once to what fits, so that its learning rate still
+  // decays over the last third of the steps actually taken.
+  int steps = parameters.steps;
+  for (int step = 0; step < steps; ++step) {
     context.ThrowIfCancelled();
+    if (step == kTimedSteps && steps > kTimedSteps) {
+      const double perStep = SecondsSince(start) / kTimedSteps;
+      const double fit = 0.95 * parameters.timeBudgetSeconds / std::max(perStep, 1e-9);
+      if (fit < steps) {
+        steps = std::max(kTimedSteps + 1, static_cast<int>(fit));
+        report.stoppedByTimeBudget = true;
+      }
+    }
     if (step > 0 && SecondsSince(start) >= parameters.timeBudgetSeconds) {
       report.stoppedByTimeBudget = true;
       break;
     }
     for (auto& group : optimizer.param_groups()) {
-      static_cast<torch::optim::AdamOptions&>(group.options()).lr(RateAt(step, parameters));
+      static_cast<torch::optim::AdamOptions&>(group.options()).lr(RateAt(step, steps, parameters));
     }
     at::Tensor input, target;
     sampler.Next(parameters.batch, input, target);
@@ -212,7 +227,7 @@ void TrainOnNeighbours(SliceDenoiserNetwork& network, const Volume& volume,
       stretchSum = 0;
       stretchCount = 0;
     }
-    context.Report(progressShare * (step + 1) / parameters.steps);
+    context.Report(progressShare * (step + 1) / steps);
   }
   if (stretchCount > 0) report.curve.push_back({report.steps, stretchSum / stretchCount});
   report.trainingSeconds = SecondsSince(start);

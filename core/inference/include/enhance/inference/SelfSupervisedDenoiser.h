@@ -42,7 +42,7 @@
 namespace enhance {
 
 struct SelfSupervisedParameters {
-  int steps = 1500;               // Adam steps; the result depends on these
+  int steps = 3000;               // Adam steps; the result depends on these
   double timeBudgetSeconds = 60;  // training stops when it has taken this long
   int batch = 8;                  // patches per step
   int patch = 48;                 // patch side, pixels
@@ -54,7 +54,7 @@ struct SelfSupervisedParameters {
   // Beyond this ratio of the anatomy's slice-to-slice change to the noise power
   // (LearningReport::anatomyToNoise), the bilateral filter runs instead.
   double maxAnatomyToNoise = 0.5;
-  int augmentations = 4;        // output averaged over 1, 2, 4 or 8 flips/transposes
+  int augmentations = 8;        // output averaged over 1, 2, 4 or 8 flips/transposes
   int slicesPerBatch = 2;       // slices denoised at once
   std::string device = "auto";  // "auto" (CUDA when present), "cpu", "cuda", "cuda:N"
 };
