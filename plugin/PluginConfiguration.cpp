@@ -362,14 +362,23 @@ std::map<std::string, std::string> ParseClusterDatabase(const Json::Value& clust
   }
   if (own) CheckKeys(db, dbKey, {"Host", "Port", "Database", "Username", "Password"});
   if (!own && db.isMember("Lock") && !(db["Lock"].isBool() && !db["Lock"].asBool())) {
-    Fail("PostgreSQL.Lock", "must be false in a cluster: every node writes to the same index");
+    Fail(key, "PostgreSQL.Lock must be false in a cluster: every node writes to the same index");
   }
   std::map<std::string, std::string> keywords;
-  keywords["host"] = GetString(db, dbKey, "Host", "127.0.0.1");
-  keywords["port"] = std::to_string(GetInt(db, dbKey, "Port", 5432, 1, 65535));
-  keywords["dbname"] = GetString(db, dbKey, "Database", "", true);
-  keywords["user"] = GetString(db, dbKey, "Username", "", true);
-  keywords["password"] = GetString(db, dbKey, "Password", "");
+  try {
+    keywords["host"] = GetString(db, dbKey, "Host", "127.0.0.1");
+    keywords["port"] = std::to_string(GetInt(db, dbKey, "Port", 5432, 1, 65535));
+    keywords["dbname"] = GetString(db, dbKey, "Database", "", true);
+    keywords["user"] = GetString(db, dbKey, "Username", "", true);
+    keywords["password"] = GetString(db, dbKey, "Password", "");
+  } catch (const Error& e) {
+    if (own) throw;
+    // The index plugin's section, read for the claims: the message says so.
+    const std::string what = e.what();
+    const std::string prefix = "configuration ";
+    Fail(key, "the claims use the index's database, and " +
+                  (what.rfind(prefix, 0) == 0 ? what.substr(prefix.size()) : what));
+  }
   return keywords;
 }
 

@@ -194,7 +194,7 @@ TEST(PluginConfiguration, ClusterErrorsSayWhatIsMissing) {
             std::string::npos);
   EXPECT_NE(ErrorOf(R"json({"PostgreSQL": {"Database": "o", "Username": "u", "Lock": true},
                             "Enhance": {"Cluster": {"Enable": true, "NodeName": "a"}}})json")
-                .find("PostgreSQL.Lock: must be false in a cluster"),
+                .find("Enhance.Cluster: PostgreSQL.Lock must be false in a cluster"),
             std::string::npos);
   EXPECT_NE(ErrorOf(R"json({"Enhance": {"Cluster": {"Enable": true, "NodeName": "a",
                             "Database": {"Database": "o", "Username": "u", "Hots": "x"}}}})json")
@@ -208,6 +208,12 @@ TEST(PluginConfiguration, ClusterErrorsSayWhatIsMissing) {
   EXPECT_NE(ErrorOf(R"json({"Enhance": {"Cluster": {"Enable": true, "NodeName": "a",
                             "Broker": {"Host": 3}}}})json")
                 .find("Enhance.Cluster.Broker.Host: must be a string"),
+            std::string::npos);
+  // Every message starts with the plugin's key, also for the index plugin's section.
+  EXPECT_NE(ErrorOf(R"json({"PostgreSQL": {"Host": 3, "Database": "o", "Username": "u"},
+                            "Enhance": {"Cluster": {"Enable": true, "NodeName": "a"}}})json")
+                .find("configuration Enhance.Cluster: the claims use the index's database, and "
+                      "PostgreSQL.Host: must be a string"),
             std::string::npos);
   // Off: nothing else is looked at.
   EXPECT_EQ(ErrorOf(R"json({"Enhance": {"Cluster": {"Enable": false}}})json"), "no error");
