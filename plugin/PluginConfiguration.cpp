@@ -2,6 +2,7 @@
 #include "PluginConfiguration.h"
 
 #include <algorithm>
+#include <cctype>
 #include <set>
 
 #include "enhance/base/Error.h"
@@ -143,6 +144,23 @@ std::optional<Pattern> GetPattern(const Json::Value& object, const std::string& 
          "'" + Printable(text) + "': " + why +
              ", which can make matching take exponential time; write it without nested "
              "repetition (for example 'a*' instead of 'a?*' or '(a+)*')");
+  }
+  // The standard library reads a repetition count such as {99999999999999999999} into a
+  // long without checking for overflow: counts of more than 4 digits are refused first.
+  bool inBraces = false;
+  size_t digits = 0;
+  size_t run = 0;  // a back-reference such as \\60000000000000000000 overflows the same way
+  for (const char c : text) {
+    if (c == '{') inBraces = true;
+    if (c == '}') inBraces = false;
+    const bool digit = std::isdigit(static_cast<unsigned char>(c)) != 0;
+    digits = inBraces && digit ? digits + 1 : 0;
+    run = digit ? run + 1 : 0;
+    if (digits > 4 || run > 9) {
+      Fail(parent + "." + name, "'" + Printable(text) +
+                                    "': a repetition count of more than 4 digits, or a number "
+                                    "of more than 9, is not accepted");
+    }
   }
   try {
     return Pattern{

@@ -219,6 +219,20 @@ TEST(PluginConfiguration, ClusterErrorsSayWhatIsMissing) {
   EXPECT_EQ(ErrorOf(R"json({"Enhance": {"Cluster": {"Enable": false}}})json"), "no error");
 }
 
+TEST(PluginConfiguration, AHugeRepetitionCountIsRefused) {
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"Rules": [{"Task": "denoise", "Model": "m",
+                            "SeriesDescription": "(a)\\60000000000000000000"}]}})json")
+                .find("or a number of more than 9, is not accepted"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"Rules": [{"Task": "denoise", "Model": "m",
+                            "SeriesDescription": "a{60000000000000000000}"}]}})json")
+                .find("a repetition count of more than 4 digits"),
+            std::string::npos);
+  EXPECT_EQ(ErrorOf(R"json({"Enhance": {"Rules": [{"Task": "denoise", "Model": "m",
+                            "SeriesDescription": "^12345 a{2,9999}"}]}})json"),
+            "no error");
+}
+
 TEST(PluginConfiguration, ErrorsNameTheFullKey) {
   EXPECT_NE(ErrorOf(R"json({"Enhance": {"Rulez": []}})json").find("Enhance.Rulez: unknown key"),
             std::string::npos);
