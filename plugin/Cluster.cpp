@@ -347,12 +347,17 @@ ClusterNode::Waited ClusterNode::WaitForJobs(const std::string& seriesId,
   return Waited::kEnded;
 }
 
-void ClusterNode::Announce(const std::string& seriesId) {
+bool ClusterNode::Publish(const std::string& seriesId) {
   Json::Value message;
   message["Series"] = seriesId;
   message["From"] = plugin_.config.cluster.node;
-  if (broker_.Publish(WriteJson(message))) {
-    published_++;
+  if (!broker_.Publish(WriteJson(message))) return false;
+  published_++;
+  return true;
+}
+
+void ClusterNode::Announce(const std::string& seriesId) {
+  if (Publish(seriesId)) {
     return;
   }
   {
@@ -395,11 +400,7 @@ void ClusterNode::RetryUnpublished() {
     }
     size_t sent = 0;
     for (const auto& id : pending) {
-      Json::Value message;
-      message["Series"] = id;
-      message["From"] = plugin_.config.cluster.node;
-      if (!stopping_ && broker_.Publish(WriteJson(message))) {
-        published_++;
+      if (!stopping_ && Publish(id)) {
         sent++;
       } else {
         std::lock_guard<std::mutex> lock(mutex_);

@@ -85,6 +85,8 @@ class ClusterNode {
                                       Outcome& outcome);
   Waited WaitForJobs(const std::string& seriesId, const std::vector<std::string>& jobs,
                      Outcome& outcome);
+  // Sends {"Series": ID, "From": this node}; true once the broker confirmed it.
+  bool Publish(const std::string& seriesId);
   void RetryUnpublished();
   bool Sleep(double seconds);  // false when stopping
 
