@@ -124,7 +124,8 @@ class OrthancServer(OrthancClient):
     def start(self, timeout=60):
         self.log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [ORTHANC, self.config_path],
+            # ENHANCE_TEST_VERBOSE=1 keeps Orthanc's (and the plugin's) informational lines.
+            [ORTHANC, self.config_path] + (["--verbose"] if os.environ.get("ENHANCE_TEST_VERBOSE") else []),
             stdout=self.log_file, stderr=subprocess.STDOUT, cwd=self.workdir,
             start_new_session=True)
         deadline = time.monotonic() + timeout

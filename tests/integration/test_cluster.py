@@ -77,7 +77,15 @@ class ClusterTest(unittest.TestCase):
         outcome = super().run(result)
         if result and len(result.failures) + len(result.errors) > failures:
             for node in self.nodes:
-                sys.stderr.write(f"--- log of Orthanc {node.aet} ---\n{node.failure_report()[-6000:]}\n")
+                sys.stderr.write(f"--- log of Orthanc {node.aet} ---\n{node.failure_report()[-3000:]}\n")
+                lines = [line for line in node.log().splitlines() if "Enhance: cluster" in line]
+                sys.stderr.write(f"--- cluster lines of {node.aet} ---\n" + "\n".join(lines[-40:]) + "\n")
+                if node.process is not None:
+                    try:
+                        status = node.get("/enhance/system")["Cluster"]
+                        sys.stderr.write(f"--- cluster status of {node.aet} ---\n{status}\n")
+                    except Exception as e:  # the report must not hide the failure
+                        sys.stderr.write(f"--- no cluster status from {node.aet}: {e}\n")
             sys.stderr.write(f"--- RabbitMQ ---\n{self.mq.log()}\n")
         return outcome
 
@@ -132,6 +140,22 @@ class ClusterTest(unittest.TestCase):
                         and not content.get("HandedToCluster")):
                     jobs.append((node.aet, job))
         return jobs
+
+    def dead_letters(self):
+        """The bodies of the messages in the dead-letter queue, which stay there (read without
+        acknowledgement, they go back when the connection closes)."""
+        import pika
+        connection = pika.BlockingConnection(pika.ConnectionParameters(host="127.0.0.1", port=self.mq.port))
+        try:
+            channel = connection.channel()
+            bodies = []
+            while True:
+                method, _, body = channel.basic_get("orthanc-enhance.series.dead", auto_ack=False)
+                if method is None:
+                    return bodies
+                bodies.append(body)
+        finally:
+            connection.close()
 
     def set_store_delay(self, milliseconds):
         mode = {"Mode": "delay", "DelayMs": milliseconds} if milliseconds else {"Mode": "off"}
@@ -302,6 +326,9 @@ class ClusterTest(unittest.TestCase):
 
     def test_6_a_message_no_node_can_handle_goes_to_the_dead_letters(self):
         import pika
+        # Killed, stopped and restarted nodes and a restarted broker in the tests before
+        # must not have sent any series' message to the dead letters.
+        self.assertEqual(self.dead_letters(), [])
         connection = pika.BlockingConnection(pika.ConnectionParameters(host="127.0.0.1", port=self.mq.port))
         try:
             channel = connection.channel()
