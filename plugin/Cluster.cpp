@@ -116,22 +116,38 @@ void ClusterNode::Work() {
       delivery = std::move(deliveries_.front());
       deliveries_.pop_front();
     }
+    HandleWithRetries(delivery);
+  }
+}
+
+void ClusterNode::HandleWithRetries(const Delivery& delivery) {
+  // A failure that passes (Orthanc busy, a database or broker hiccup) is retried here, after
+  // 2, 4 and 8 s, before the message goes back to the queue: each return counts towards
+  // MaxDeliveries, after which the broker dead-letters it, and a series must not end there
+  // for a few seconds' outage.
+  constexpr int kRetriesHere = 3;
+  for (int attempt = 0;; ++attempt) {
     std::string error;
     try {
       Handle(delivery);
+      return;
     } catch (const std::exception& e) {
       error = e.what();
     } catch (...) {
       error = "unknown error";
     }
-    if (!error.empty()) {
-      // Back to the queue (for any node), and to the dead letters after MaxDeliveries.
-      plugin_.api.LogError("cluster: message " + delivery.body + ": " + error +
-                           "; given back to the queue (dead-lettered after " +
-                           std::to_string(plugin_.config.cluster.maxDeliveries) + " deliveries)");
-      Sleep(1);
-      broker_.Reject(delivery);
+    const double wait = 2 << attempt;
+    if (attempt < kRetriesHere && !stopping_) {
+      plugin_.api.LogWarning("cluster: message " + delivery.body + ": " + error + "; retrying in " +
+                             std::to_string(static_cast<int>(wait)) + " s");
+      if (Sleep(wait)) continue;
     }
+    // Back to the queue (for any node), and to the dead letters after MaxDeliveries.
+    plugin_.api.LogError("cluster: message " + delivery.body + ": " + error +
+                         "; given back to the queue (dead-lettered after " +
+                         std::to_string(plugin_.config.cluster.maxDeliveries) + " deliveries)");
+    broker_.Reject(delivery);
+    return;
   }
 }
 

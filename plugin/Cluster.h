@@ -64,6 +64,7 @@ class ClusterNode {
  private:
   void OnDelivery(Delivery delivery);
   void Work();
+  void HandleWithRetries(const Delivery& delivery);
   void Handle(const Delivery& delivery);
   DeliveryFacts FactsOf(const std::string& seriesId, const Json::Value& series,
                         const Delivery& delivery) const;
