@@ -76,10 +76,8 @@ class OutputPool : public std::enable_shared_from_this<OutputPool> {
 
 thread_local std::shared_ptr<OutputPool> tlsOutputPool;
 
-// A channels-last output: from this thread's pool when a scope is open.
 at::Tensor EmptyOutput(c10::IntArrayRef sizes, at::ScalarType type = at::kFloat) {
-  if (tlsOutputPool) return tlsOutputPool->Empty(sizes, type);
-  return at::empty(sizes, at::TensorOptions(type).memory_format(at::MemoryFormat::ChannelsLast));
+  return FusedOutput(sizes, type);
 }
 
 // The direct loop is compiled for plain x86-64, AVX2 and AVX-512, chosen when the library
@@ -439,6 +437,11 @@ bool CpuHasBf16() {
 #else
   return false;
 #endif
+}
+
+at::Tensor FusedOutput(c10::IntArrayRef sizes, at::ScalarType type) {
+  if (tlsOutputPool) return tlsOutputPool->Empty(sizes, type);
+  return at::empty(sizes, at::TensorOptions(type).memory_format(at::MemoryFormat::ChannelsLast));
 }
 
 FusedOutputScope::FusedOutputScope() : previous_(std::move(tlsOutputPool)) {

@@ -65,6 +65,10 @@ class FusedOutputScope {
   std::shared_ptr<void> previous_;
 };
 
+// A channels-last tensor of `sizes` ([N, C, H, W]) and `type` for an operator's output: from
+// this thread's pool while a FusedOutputScope is open, otherwise fresh.
+at::Tensor FusedOutput(c10::IntArrayRef sizes, at::ScalarType type);
+
 // True when the operator computes a convolution of these weights and dilation with the
 // direct loop, in float: fewer than 8 outputs, at least 8 inputs, no dilation.
 bool IsNarrowConvolution(const at::Tensor& weight, c10::IntArrayRef dilation);

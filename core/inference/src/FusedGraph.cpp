@@ -2,15 +2,19 @@
 //
 // The graph pass of the fused CPU layout (FusedConvolution.h): each convolution the fused
 // operator takes, with a ReLU that is its only use, becomes one enhance::conv2d_fused node,
-// in float or bf16.
+// in float or bf16, or for int8 one enhance::conv2d_int8 node (Int8Convolution.h).
 #include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
 #include <vector>
 
 #include "FusedConvolution.h"
+#include "Int8Convolution.h"
 
 namespace enhance {
 namespace {
@@ -49,10 +53,33 @@ bool IsPlainGeneralConvolution(torch::jit::Node* conv) {
 }
 
 const c10::Symbol kFused = c10::Symbol::fromQualString("enhance::conv2d_fused");
+const c10::Symbol kInt8Operator = c10::Symbol::fromQualString("enhance::conv2d_int8");
+
+enum class Mode { kFloat, kBf16, kInt8 };
+
+// The int8 layers of a graph: each one's quantization tensor, in graph order, and the
+// layers reading its output when every reader is one (empty otherwise).
+struct Int8Layers {
+  std::vector<at::Tensor> quantization;
+  std::vector<std::vector<size_t>> int8Readers;
+};
+
+// The quantization tensor of a new int8 layer: calibrated, or to be calibrated.
+at::Tensor QuantizationOf(size_t layer, const std::vector<at::Tensor>* calibrated) {
+  if (calibrated) return (*calibrated).at(layer).clone();
+  at::Tensor q = at::zeros({kQuantizationEntries});
+  q[kObservedMin] = std::numeric_limits<float>::infinity();
+  q[kObservedMax] = -std::numeric_limits<float>::infinity();
+  q[kLayer] = static_cast<double>(layer);
+  return q;
+}
 
 // Replaces `conv` (and a ReLU that is its only use) when its weights and parameters are
-// constants the fused operator handles; returns the new node, or nullptr.
-torch::jit::Node* Replace(torch::jit::Graph& graph, torch::jit::Node* conv, bool bf16) {
+// constants the fused operator handles; returns the new node, or nullptr. In int8, a wide
+// convolution becomes int8 layer number `layer`, quantized as `calibrated` says (or to be
+// calibrated).
+torch::jit::Node* Replace(torch::jit::Graph& graph, torch::jit::Node* conv, Mode mode, size_t layer,
+                          const std::vector<at::Tensor>* calibrated) {
   using torch::jit::toIValue;
   const bool general = IsPlainGeneralConvolution(conv);
   if (!general && !conv->matches(kConvolutionSchema)) return nullptr;
@@ -75,8 +102,8 @@ torch::jit::Node* Replace(torch::jit::Graph& graph, torch::jit::Node* conv, bool
   // then lets those whose only readers are other bf16 convolutions write bfloat16. Those
   // reading few channels (a network's first layer, reading the image itself) stay in
   // float: bfloat16 would round the image to 3 significant digits, and they cost little.
-  const bool low =
-      bf16 && !IsNarrowConvolution(w, dilation->toIntVector()) && w.size(1) >= kNarrowInputs;
+  const bool low = mode != Mode::kFloat && !IsNarrowConvolution(w, dilation->toIntVector()) &&
+                   w.size(1) >= kNarrowInputs;
 
   torch::jit::Node* relu = nullptr;
   const auto& uses = conv->output()->uses();
@@ -88,16 +115,18 @@ torch::jit::Node* Replace(torch::jit::Graph& graph, torch::jit::Node* conv, bool
   }
   torch::jit::WithInsertPoint insertPoint(conv);
   torch::jit::Value* reluFlag = graph.insertConstant(relu != nullptr);
-  torch::jit::Value* precision = graph.insertConstant(
-      static_cast<int64_t>(low ? FusedPrecision::kBFloat16FloatOutput : FusedPrecision::kFloat));
-  torch::jit::Node* fused = graph.create(kFused,
+  const bool int8 = low && mode == Mode::kInt8;
+  torch::jit::Value* last = graph.insertConstant(
+      int8 ? c10::IValue(QuantizationOf(layer, calibrated))
+           : c10::IValue(static_cast<int64_t>(low ? FusedPrecision::kBFloat16FloatOutput
+                                                  : FusedPrecision::kFloat)));
+  torch::jit::Node* fused = graph.create(int8 ? kInt8Operator : kFused,
                                          {conv->input(0), conv->input(1), conv->input(2),
-                                          conv->input(4), reluFlag, conv->input(5), precision},
+                                          conv->input(4), reluFlag, conv->input(5), last},
                                          1);
   fused->insertBefore(conv);
   fused->output()->setType(c10::TensorType::get());
-  torch::jit::Node* last = relu ? relu : conv;
-  last->output()->replaceAllUsesWith(fused->output());
+  (relu ? relu : conv)->output()->replaceAllUsesWith(fused->output());
   if (relu) relu->destroy();
   conv->destroy();
   return fused;
@@ -109,10 +138,10 @@ FusedPrecision PrecisionOf(torch::jit::Node* fused) {
                                  : FusedPrecision::kFloat;
 }
 
-}  // namespace
-
-torch::jit::Module FuseConvolutions(const torch::jit::Module& module, int* replaced,
-                                    FusedPrecision precision) {
+// The pass itself, on a frozen copy of `module`; `layers` receives the int8 layers.
+torch::jit::Module Fuse(const torch::jit::Module& module, Mode mode,
+                        const std::vector<at::Tensor>* calibrated, int* replaced,
+                        Int8Layers* layers) {
   torch::jit::Module frozen = torch::jit::freeze(module);
   std::shared_ptr<torch::jit::Graph> graph = frozen.get_method("forward").graph();
   std::vector<torch::jit::Node*> convolutions;
@@ -121,15 +150,22 @@ torch::jit::Module FuseConvolutions(const torch::jit::Module& module, int* repla
       convolutions.push_back(node);
     }
   }
-  const bool bf16 = precision != FusedPrecision::kFloat;
-  std::vector<torch::jit::Node*> fused;
+  std::vector<torch::jit::Node*> fused, int8;
   for (torch::jit::Node* conv : convolutions) {
-    if (torch::jit::Node* node = Replace(*graph, conv, bf16)) fused.push_back(node);
+    if (torch::jit::Node* node = Replace(*graph, conv, mode, int8.size(), calibrated)) {
+      fused.push_back(node);
+      if (node->kind() == kInt8Operator) int8.push_back(node);
+    }
+  }
+  if (calibrated && calibrated->size() != int8.size()) {
+    throw std::runtime_error("int8: the graph has " + std::to_string(int8.size()) +
+                             " int8 layers, calibrated for " + std::to_string(calibrated->size()));
   }
   // A bf16 convolution whose every reader is a bf16 convolution writes bfloat16: the
   // activations between such layers are never converted.
   for (torch::jit::Node* node : fused) {
-    if (PrecisionOf(node) != FusedPrecision::kBFloat16FloatOutput) continue;
+    if (node->kind() != kFused || PrecisionOf(node) != FusedPrecision::kBFloat16FloatOutput)
+      continue;
     const auto& uses = node->output()->uses();
     const bool allLow = !uses.empty() && std::all_of(uses.begin(), uses.end(), [](const auto& use) {
       return use.user->kind() == kFused && use.offset == 0 &&
@@ -139,10 +175,74 @@ torch::jit::Module FuseConvolutions(const torch::jit::Module& module, int* repla
     torch::jit::WithInsertPoint insertPoint(node);
     node->replaceInput(6, graph->insertConstant(static_cast<int64_t>(FusedPrecision::kBFloat16)));
   }
-  const int count = static_cast<int>(fused.size());
+  if (layers) {
+    for (torch::jit::Node* node : int8) {
+      layers->quantization.push_back(torch::jit::toIValue(node->input(6))->toTensor());
+      std::vector<size_t> readers;
+      for (const auto& use : node->output()->uses()) {
+        const auto found = std::find(int8.begin(), int8.end(), use.user);
+        if (found == int8.end() || use.offset != 0) {
+          readers.clear();
+          break;
+        }
+        readers.push_back(static_cast<size_t>(found - int8.begin()));
+      }
+      layers->int8Readers.push_back(readers);
+    }
+  }
   torch::jit::EliminateDeadCode(graph);
-  if (replaced) *replaced = count;
+  if (replaced) *replaced = static_cast<int>(mode == Mode::kInt8 ? int8.size() : fused.size());
   return frozen;
+}
+
+// The scales of int8 layer `i` from what calibration saw: an input never negative (after a
+// ReLU) is read as unsigned 8-bit, [0, max] in 255 steps; any other as signed, [-m, m] in
+// 2 x 127 steps. A layer whose every reader is an int8 layer writes in its readers' scale.
+std::vector<at::Tensor> Calibrated(const Int8Layers& layers) {
+  std::vector<at::Tensor> result;
+  for (const at::Tensor& q : layers.quantization) {
+    at::Tensor c = q.clone();
+    const float low = q[kObservedMin].item<float>(), high = q[kObservedMax].item<float>();
+    if (!(low <= high) || !std::isfinite(low) || !std::isfinite(high)) {
+      throw std::runtime_error("int8 calibration: layer " + std::to_string(result.size()) +
+                               " saw no finite input");
+    }
+    const bool isSigned = low < 0;
+    const float range = isSigned ? std::max(-low, high) / 127.0f : high / 255.0f;
+    c[kInputScale] = range > 0 ? range : 1.0f;
+    c[kInputSigned] = isSigned ? 1.0f : 0.0f;
+    result.push_back(c);
+  }
+  for (size_t i = 0; i < result.size(); ++i) {
+    const auto& readers = layers.int8Readers[i];
+    if (readers.empty()) continue;
+    result[i][kOutputScale] = result[readers.front()][kInputScale];
+    result[i][kOutputSigned] = result[readers.front()][kInputSigned];
+  }
+  return result;
+}
+
+}  // namespace
+
+torch::jit::Module FuseConvolutions(const torch::jit::Module& module, int* replaced,
+                                    FusedPrecision precision) {
+  return Fuse(module, precision != FusedPrecision::kFloat ? Mode::kBf16 : Mode::kFloat, nullptr,
+              replaced, nullptr);
+}
+
+torch::jit::Module FuseConvolutionsInt8(const torch::jit::Module& module,
+                                        const std::vector<std::vector<c10::IValue>>& calibration,
+                                        int* replaced) {
+  Int8Layers layers;
+  int count = 0;
+  torch::jit::Module calibrating = Fuse(module, Mode::kInt8, nullptr, &count, &layers);
+  if (count > 0) {
+    c10::InferenceMode guard;
+    FusedOutputScope recycle;
+    for (const auto& arguments : calibration) calibrating.forward(arguments);
+  }
+  const std::vector<at::Tensor> scales = Calibrated(layers);
+  return Fuse(module, Mode::kInt8, &scales, replaced, nullptr);
 }
 
 }  // namespace enhance

@@ -1,0 +1,320 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "Int8Convolution.h"
+
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "FusedConvolution.h"
+
+#if ENHANCE_WITH_ONEDNN
+#include <oneapi/dnnl/dnnl.hpp>
+#endif
+
+namespace enhance {
+namespace {
+
+struct Quantization {
+  float inputScale = 0, outputScale = 0;
+  bool inputSigned = false, outputSigned = false;
+};
+
+Quantization Read(const at::Tensor& q) {
+  if (q.scalar_type() != at::kFloat || q.numel() != kQuantizationEntries || !q.is_contiguous()) {
+    throw std::invalid_argument("enhance::conv2d_int8: quantization must be " +
+                                std::to_string(kQuantizationEntries) + " contiguous floats");
+  }
+  const float* v = q.data_ptr<float>();
+  return {v[kInputScale], v[kOutputScale], v[kInputSigned] != 0, v[kOutputSigned] != 0};
+}
+
+at::ScalarType EightBit(bool isSigned) { return isSigned ? at::kChar : at::kByte; }
+
+// What an int8 layer computes, in float: for builds without oneDNN and inputs oneDNN cannot
+// take. 8-bit inputs are scaled back; an 8-bit output is rounded as oneDNN would.
+at::Tensor Reference(const at::Tensor& input, const at::Tensor& weight,
+                     const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu,
+                     c10::IntArrayRef dilation, const Quantization& q) {
+  at::Tensor x = input.scalar_type() == at::kFloat ? input : input.to(at::kFloat) * q.inputScale;
+  at::Tensor output = FusedConv2d(x.contiguous(at::MemoryFormat::ChannelsLast), weight, bias,
+                                  padding, relu, dilation, FusedPrecision::kFloat);
+  if (q.outputScale == 0) return output;
+  const double low = q.outputSigned ? -128 : 0, high = q.outputSigned ? 127 : 255;
+  return (output / q.outputScale)
+      .round_()
+      .clamp_(low, high)
+      .to(EightBit(q.outputSigned))
+      .contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+#if ENHANCE_WITH_ONEDNN
+
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+dt DataType(at::ScalarType type) {
+  return type == at::kChar ? dt::s8 : type == at::kByte ? dt::u8 : dt::f32;
+}
+
+// One int8 layer prepared for one input shape: the primitive, its weights quantized per
+// output channel and reordered into the layout it chose, and the bias in its units.
+struct Prepared {
+  at::Tensor weight, bias;  // held so that their addresses, the cache key, stay theirs
+  dnnl::convolution_forward primitive;
+  dnnl::memory::desc source, destination, scratch;
+  dnnl::memory weights;
+  at::Tensor reorderedWeights;  // owns weights' data
+  at::Tensor scaledBias;        // bias / (input scale x weight scale), per output channel
+};
+
+std::shared_ptr<const Prepared> Prepare(const at::Tensor& input, const at::Tensor& weight,
+                                        const at::Tensor& bias, int64_t padH, int64_t padW,
+                                        int64_t dilationH, int64_t dilationW, bool relu,
+                                        const Quantization& q) {
+  const int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
+  const int64_t o = weight.size(0), kh = weight.size(2), kw = weight.size(3);
+  const int64_t oh = h + 2 * padH - (kh - 1) * dilationH;
+  const int64_t ow = w + 2 * padW - (kw - 1) * dilationW;
+  auto result = std::make_shared<Prepared>();
+  result->weight = weight;
+  result->bias = bias;
+  // Per output channel: the weight scale, and the output scale that turns the 32-bit sums
+  // into the output's units (float, or the readers' 8-bit scale).
+  const at::Tensor weightScale =
+      (weight.abs().amax({1, 2, 3}) / 127.0).clamp_min(1e-12).to(at::kFloat).contiguous();
+  const at::Tensor outputScale =
+      (weightScale * q.inputScale / (q.outputScale > 0 ? q.outputScale : 1.0f)).contiguous();
+  if (bias.defined()) result->scaledBias = (bias / (weightScale * q.inputScale)).contiguous();
+
+  const dt written = q.outputScale > 0 ? (q.outputSigned ? dt::s8 : dt::u8) : dt::f32;
+  result->source = dnnl::memory::desc({n, c, h, w}, q.inputSigned ? dt::s8 : dt::u8, tag::nhwc);
+  result->destination = dnnl::memory::desc({n, o, oh, ow}, written, tag::nhwc);
+  const dnnl::memory::desc anyWeights({o, c, kh, kw}, dt::s8, tag::any);
+  const dnnl::memory::dims strides{1, 1}, padding{padH, padW},
+      dilates{dilationH - 1, dilationW - 1};
+  dnnl::primitive_attr attributes;
+  attributes.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  const float* scales = outputScale.data_ptr<float>();
+  attributes.set_output_scales(1 << 1, std::vector<float>(scales, scales + o));
+  if (relu) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    attributes.set_post_ops(ops);
+  }
+  const auto descriptor =
+      bias.defined()
+          ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                            dnnl::algorithm::convolution_direct, result->source,
+                                            anyWeights, dnnl::memory::desc({o}, dt::f32, tag::x),
+                                            result->destination, strides, dilates, padding, padding)
+          : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                            dnnl::algorithm::convolution_direct, result->source,
+                                            anyWeights, result->destination, strides, dilates,
+                                            padding, padding);
+  const dnnl::convolution_forward::primitive_desc primitiveDesc(descriptor, attributes, Engine());
+  result->primitive = dnnl::convolution_forward(primitiveDesc);
+  result->scratch = primitiveDesc.scratchpad_desc();
+
+  // The float weights, quantized (w / scale, rounded) and reordered in one pass; the
+  // reorder also computes what a signed 8-bit input needs on processors that want it.
+  const dnnl::memory::desc wanted = primitiveDesc.weights_desc();
+  result->reorderedWeights =
+      at::empty({static_cast<int64_t>(wanted.get_size())}, at::TensorOptions(at::kByte));
+  result->weights = dnnl::memory(wanted, Engine(), result->reorderedWeights.data_ptr());
+  const at::Tensor inverse = weightScale.reciprocal().contiguous();
+  dnnl::primitive_attr quantize;
+  quantize.set_output_scales(
+      1 << 0, std::vector<float>(inverse.data_ptr<float>(), inverse.data_ptr<float>() + o));
+  const dnnl::memory::desc given({o, c, kh, kw}, dt::f32, tag::oihw);
+  dnnl::memory source(given, Engine(), weight.data_ptr());
+  dnnl::stream stream(Engine());
+  dnnl::reorder(dnnl::reorder::primitive_desc(source, result->weights, quantize))
+      .execute(stream, source, result->weights);
+  stream.wait();
+  return result;
+}
+
+using Key = std::tuple<const void*, const void*, int64_t, int64_t, int64_t, int64_t, int64_t,
+                       int64_t, int64_t, int64_t, bool, float, bool, float, bool>;
+
+class PreparedCache {
+ public:
+  std::shared_ptr<const Prepared> Get(const at::Tensor& input, const at::Tensor& weight,
+                                      const at::Tensor& bias, int64_t padH, int64_t padW,
+                                      int64_t dilationH, int64_t dilationW, bool relu,
+                                      const Quantization& q) {
+    const Key key{weight.data_ptr(),
+                  bias.defined() ? bias.data_ptr() : nullptr,
+                  input.size(0),
+                  input.size(1),
+                  input.size(2),
+                  input.size(3),
+                  padH,
+                  padW,
+                  dilationH,
+                  dilationW,
+                  relu,
+                  q.inputScale,
+                  q.inputSigned,
+                  q.outputScale,
+                  q.outputSigned};
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      const auto found = entries_.find(key);
+      if (found != entries_.end()) return found->second;
+    }
+    auto prepared = Prepare(input, weight, bias, padH, padW, dilationH, dilationW, relu, q);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (entries_.size() >= 256) entries_.clear();  // bounded, as the float cache
+    return entries_.emplace(key, std::move(prepared)).first->second;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<Key, std::shared_ptr<const Prepared>> entries_;
+};
+
+PreparedCache& Cache() {
+  static PreparedCache cache;
+  return cache;
+}
+
+// A float input in 8 bits (rounded to the nearest step, saturated), channels-last.
+at::Tensor Quantize(const at::Tensor& input, const Quantization& q) {
+  const at::Tensor x = input.contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor output = FusedOutput(x.sizes(), EightBit(q.inputSigned));
+  const dnnl::memory::dims dims(x.sizes().begin(), x.sizes().end());
+  const dnnl::memory::desc from(dims, dt::f32, tag::nhwc);
+  const dnnl::memory::desc to(dims, q.inputSigned ? dt::s8 : dt::u8, tag::nhwc);
+  dnnl::memory source(from, Engine(), x.data_ptr());
+  dnnl::memory destination(to, Engine(), output.data_ptr());
+  dnnl::primitive_attr attributes;
+  attributes.set_output_scales(0, {1.0f / q.inputScale});
+  dnnl::stream stream(Engine());
+  dnnl::reorder(dnnl::reorder::primitive_desc(source, destination, attributes))
+      .execute(stream, source, destination);
+  stream.wait();
+  return output;
+}
+
+at::Tensor OneDnnInt8(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                      c10::IntArrayRef padding, bool relu, c10::IntArrayRef dilation,
+                      const Quantization& q) {
+  const at::Tensor x = input.scalar_type() == at::kFloat
+                           ? Quantize(input, q)
+                           : input.contiguous(at::MemoryFormat::ChannelsLast);
+  const auto prepared =
+      Cache().Get(x, weight, bias, padding[0], padding[1], dilation[0], dilation[1], relu, q);
+  const auto& dims = prepared->destination.dims();
+  at::Tensor output = FusedOutput({dims[0], dims[1], dims[2], dims[3]},
+                                  q.outputScale > 0 ? EightBit(q.outputSigned) : at::kFloat);
+  at::Tensor scratch =
+      at::empty({static_cast<int64_t>(prepared->scratch.get_size())}, at::TensorOptions(at::kByte));
+  dnnl::memory source(prepared->source, Engine(), x.data_ptr());
+  dnnl::memory destination(prepared->destination, Engine(), output.data_ptr());
+  dnnl::memory scratchpad(prepared->scratch, Engine(), scratch.data_ptr());
+  std::unordered_map<int, dnnl::memory> arguments{{DNNL_ARG_SRC, source},
+                                                  {DNNL_ARG_WEIGHTS, prepared->weights},
+                                                  {DNNL_ARG_DST, destination},
+                                                  {DNNL_ARG_SCRATCHPAD, scratchpad}};
+  if (bias.defined()) {
+    arguments.emplace(DNNL_ARG_BIAS, dnnl::memory({{dims[1]}, dt::f32, tag::x}, Engine(),
+                                                  prepared->scaledBias.data_ptr()));
+  }
+  dnnl::stream stream(Engine());
+  prepared->primitive.execute(stream, arguments);
+  stream.wait();
+  return output;
+}
+
+#endif  // ENHANCE_WITH_ONEDNN
+
+at::Tensor Int8Operator(const at::Tensor& input, const at::Tensor& weight,
+                        const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu,
+                        c10::IntArrayRef dilation, const at::Tensor& quantization) {
+  return Int8Conv2d(input, weight, bias, padding, relu, dilation, quantization);
+}
+
+TORCH_LIBRARY_FRAGMENT(enhance, library) {
+  library.def(
+      "conv2d_int8(Tensor input, Tensor weight, Tensor? bias, int[] padding, bool relu, "
+      "int[] dilation, Tensor quantization) -> Tensor",
+      &Int8Operator);
+}
+
+}  // namespace
+
+bool CpuHasInt8() {
+#if ENHANCE_WITH_ONEDNN && defined(__GNUC__) && defined(__x86_64__)
+  static const bool has = [] {
+    __builtin_cpu_init();
+#if defined(__clang__)
+    return __builtin_cpu_supports("avx512vnni");
+#else
+    return __builtin_cpu_supports("avx512vnni") || __builtin_cpu_supports("avxvnni") ||
+           __builtin_cpu_supports("amx-int8");
+#endif
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
+at::Tensor Int8Conv2d(const at::Tensor& input, const at::Tensor& weight,
+                      const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu,
+                      c10::IntArrayRef dilation, const at::Tensor& quantization) {
+  const Quantization q = Read(quantization);
+  if (q.inputScale == 0) {  // calibration: float, and the input's range recorded
+    const at::Tensor x = input.to(at::kFloat);
+    float* v = quantization.data_ptr<float>();
+    v[kObservedMin] = std::min(v[kObservedMin], x.min().item<float>());
+    v[kObservedMax] = std::max(v[kObservedMax], x.max().item<float>());
+    return FusedConv2d(x, weight, bias, padding, relu, dilation, FusedPrecision::kFloat);
+  }
+  const std::vector<int64_t> dilations =
+      dilation.empty() ? std::vector<int64_t>{1, 1} : dilation.vec();
+  const bool eightBit = input.scalar_type() == EightBit(q.inputSigned);
+  const bool handled =
+      input.dim() == 4 && weight.dim() == 4 && input.is_cpu() && weight.is_cpu() &&
+      (input.scalar_type() == at::kFloat || eightBit) && weight.scalar_type() == at::kFloat &&
+      input.size(1) == weight.size(1) && padding.size() == 2 && dilations.size() == 2 &&
+      dilations[0] >= 1 && dilations[1] >= 1 && q.inputScale > 0 && q.outputScale >= 0 &&
+      input.size(2) + 2 * padding[0] > (weight.size(2) - 1) * dilations[0] &&
+      input.size(3) + 2 * padding[1] > (weight.size(3) - 1) * dilations[1] &&
+      (!bias || !bias->defined() ||
+       (bias->is_cpu() && bias->scalar_type() == at::kFloat && bias->numel() == weight.size(0)));
+#if ENHANCE_WITH_ONEDNN
+  if (handled) {
+    at::internal::lazy_init_num_threads();
+    try {
+      return OneDnnInt8(input, weight.contiguous(),
+                        bias && bias->defined() ? bias->contiguous() : at::Tensor(), padding, relu,
+                        dilations, q);
+    } catch (const dnnl::error&) {
+      // A shape or processor oneDNN has no int8 implementation for: computed in float.
+    }
+  }
+#endif
+  if (!handled && input.scalar_type() != at::kFloat && !eightBit) {
+    throw std::invalid_argument("enhance::conv2d_int8: an input of type " +
+                                std::string(c10::toString(input.scalar_type())) +
+                                " does not match the layer's quantization");
+  }
+  return Reference(input, weight, bias, padding, relu, dilations, q);
+}
+
+}  // namespace enhance
