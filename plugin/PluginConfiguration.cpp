@@ -331,8 +331,8 @@ void ParseInference(const Json::Value& section, const std::string& key,
   config.cpuPrecision = GetString(section, key, "CpuPrecision", config.cpuPrecision);
   if (config.cpuPrecision != "auto" && config.cpuPrecision != "float") {
     Fail(key + ".CpuPrecision", "'" + Printable(config.cpuPrecision) +
-                                    "' must be auto (bf16 where a model allows it and the "
-                                    "processor has it) or float");
+                                    "' must be auto (bf16 or int8 where a model allows it "
+                                    "and the processor has it) or float");
   }
   config.earlyStartMb = GetInt(section, key, "EarlyStartMB", config.earlyStartMb, 0, 1 << 20);
   config.simulatedDeviceMemoryMb =

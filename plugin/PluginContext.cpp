@@ -69,12 +69,18 @@ ModelLoadReport PluginContext::ReloadModels() {
     std::string precision;
     if (const LowPrecisionReport* low = model->LowPrecision()) {
       precision = "; " + low->runs;
-      if (low->compared) {
-        precision += " (bf16 deviates from float by " + std::to_string(low->meanDeviation) +
-                     " mean, " + std::to_string(low->p999Deviation) +
-                     " 99.9th percentile, in normalised output units)";
-      }
-      if (!low->note.empty()) precision += ": " + low->note;
+      const auto trial = [&](const char* which, bool compared, double mean, double p999,
+                             const std::string& note) {
+        if (compared) {
+          precision += std::string("; ") + which + " deviates from float by " +
+                       std::to_string(mean) + " mean, " + std::to_string(p999) +
+                       " 99.9th percentile, in normalised output units";
+        }
+        if (!note.empty()) precision += "; " + note;
+      };
+      trial("bf16", low->compared, low->meanDeviation, low->p999Deviation, low->note);
+      trial("int8", low->int8.compared, low->int8.meanDeviation, low->int8.p999Deviation,
+            low->int8.note);
     }
     api.LogWarning("model " + name + " " + model->Info().version + " (" + model->Info().task +
                    ") loaded: " + model->Parameters() + precision);

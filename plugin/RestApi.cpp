@@ -45,23 +45,39 @@ Json::Value ModelJson(const Model& model) {
     entry["DomainCheck"] = domain;
   }
   if (const LowPrecisionReport* low = model.LowPrecision()) {
-    // What runs, and how far bf16 is from float on the manifest's calibration input.
+    // What runs, and how far bf16 and int8 are from float on the calibration input.
     Json::Value precision;
     precision["Runs"] = low->runs;
-    precision["Allowed"] = Strings(m.lowPrecision.bf16 ? std::vector<std::string>{"float", "bf16"}
-                                                       : std::vector<std::string>{"float"});
-    precision["Compared"] = low->compared;
-    if (low->compared) {
-      precision["MeanDeviation"] = low->meanDeviation;
-      precision["P999Deviation"] = low->p999Deviation;
-      precision["MeanTolerance"] = m.lowPrecision.meanTolerance;
-      precision["P999Tolerance"] = m.lowPrecision.p999Tolerance;
+    std::vector<std::string> allowed{"float"};
+    if (m.lowPrecision.bf16) allowed.push_back("bf16");
+    if (m.lowPrecision.int8) allowed.push_back("int8");
+    precision["Allowed"] = Strings(allowed);
+    if (low->floatSeconds > 0) precision["FloatMilliseconds"] = 1000 * low->floatSeconds;
+    const auto trial = [&](bool compared, double mean, double p999, double meanTolerance,
+                           double p999Tolerance, double seconds, const std::string& note) {
+      Json::Value t;
+      t["Compared"] = compared;
+      if (compared) {
+        t["MeanDeviation"] = mean;
+        t["P999Deviation"] = p999;
+        t["MeanTolerance"] = meanTolerance;
+        t["P999Tolerance"] = p999Tolerance;
+      }
+      if (seconds > 0) t["Milliseconds"] = 1000 * seconds;
+      if (!note.empty()) t["Note"] = note;
+      return t;
+    };
+    if (m.lowPrecision.bf16) {
+      precision["Bf16"] =
+          trial(low->compared, low->meanDeviation, low->p999Deviation, m.lowPrecision.meanTolerance,
+                m.lowPrecision.p999Tolerance, low->bf16Seconds, low->note);
     }
-    if (low->floatSeconds > 0 && low->bf16Seconds > 0) {
-      precision["FloatMilliseconds"] = 1000 * low->floatSeconds;
-      precision["Bf16Milliseconds"] = 1000 * low->bf16Seconds;
+    if (m.lowPrecision.int8) {
+      precision["Int8"] =
+          trial(low->int8.compared, low->int8.meanDeviation, low->int8.p999Deviation,
+                m.lowPrecision.int8MeanTolerance, m.lowPrecision.int8P999Tolerance,
+                low->int8.seconds, low->int8.note);
     }
-    if (!low->note.empty()) precision["Note"] = low->note;
     entry["Precision"] = precision;
   }
   return entry;

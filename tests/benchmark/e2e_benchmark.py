@@ -232,7 +232,7 @@ def main():
                         help="values of Enhance.EarlyStartMB to compare (0: no slice is "
                              "computed before the series is stable)")
     parser.add_argument("--cpu-precision", default="auto", choices=["auto", "float"],
-                        help="Enhance.CpuPrecision: auto (bf16 where the model allows it and "
+                        help="Enhance.CpuPrecision: auto (bf16 or int8 where the model allows it and "
                              "the processor has it) or float")
     args = parser.parse_args()
     os.environ.setdefault("ENHANCE_PLUGIN", os.path.join(args.build, "plugin", "libOrthancEnhance.so"))

@@ -286,9 +286,33 @@ TEST(ModelSpec, LowPrecisionAllowsBf16WithACalibrationAndATolerance) {
     return ErrorOf(changed);
   };
   EXPECT_EQ(problem([](Json::Value& l) { l["allow"][0] = "int4"; }),
-            file + "low_precision.allow: unknown precision; the node runs \"bf16\" besides float");
+            file +
+                "low_precision.allow: unknown precision; the node runs \"bf16\" and \"int8\" "
+                "besides float");
   EXPECT_EQ(problem([](Json::Value& l) { l["allow"] = "bf16"; }),
-            file + "low_precision.allow: must be a list of precisions: [\"bf16\"]");
+            file + "low_precision.allow: must be a list of precisions: [\"bf16\", \"int8\"]");
+  // int8 has a tolerance of its own, required when int8 is allowed.
+  EXPECT_FALSE(spec.int8);
+  EXPECT_EQ(problem([](Json::Value& l) { l["allow"].append("int8"); }),
+            file +
+                "low_precision.int8_tolerance: is required: {\"mean\": M, \"p999\": P} in "
+                "output units");
+  Json::Value both = m;
+  both["low_precision"]["allow"].append("int8");
+  both["low_precision"]["int8_tolerance"]["mean"] = 0.003;
+  both["low_precision"]["int8_tolerance"]["p999"] = 0.02;
+  const LowPrecisionSpec withInt8 = ParseManifest(both, kFolder).lowPrecision;
+  EXPECT_TRUE(withInt8.bf16);
+  EXPECT_TRUE(withInt8.int8);
+  EXPECT_DOUBLE_EQ(withInt8.int8MeanTolerance, 0.003);
+  EXPECT_DOUBLE_EQ(withInt8.int8P999Tolerance, 0.02);
+  EXPECT_DOUBLE_EQ(withInt8.meanTolerance, 0.0002);
+  Json::Value onlyInt8 = both;
+  onlyInt8["low_precision"]["allow"] = Json::Value(Json::arrayValue);
+  onlyInt8["low_precision"]["allow"].append("int8");
+  onlyInt8["low_precision"].removeMember("tolerance");
+  EXPECT_FALSE(ParseManifest(onlyInt8, kFolder).lowPrecision.bf16);
+  EXPECT_TRUE(ParseManifest(onlyInt8, kFolder).lowPrecision.int8);
   EXPECT_NE(problem([](Json::Value& l) {
               l.removeMember("calibration");
             }).find("low_precision.calibration: is required"),

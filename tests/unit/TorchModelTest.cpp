@@ -10,6 +10,7 @@
 #include <random>
 
 #include "FusedConvolution.h"
+#include "Int8Convolution.h"
 #include "ModelFixtures.h"
 #include "enhance/base/Error.h"
 #include "enhance/inference/ModelRegistry.h"
@@ -531,6 +532,21 @@ std::filesystem::path Bf16Fixture(const TemporaryFolder& dir, const std::string&
   return WriteFixtureModel(dir.path(), "residual-cnn", manifest);
 }
 
+// The same network with int8 allowed (alone, or besides bf16), within `mean` and `p999`.
+std::filesystem::path Int8Fixture(const TemporaryFolder& dir, const std::string& name, double mean,
+                                  double p999, bool bf16 = false) {
+  Json::Value manifest = DenoiseManifest(name);
+  manifest["tile"]["size"] = 0;
+  Json::Value section = testing::LowPrecisionSection(1, 1);
+  section["allow"] = Json::Value(Json::arrayValue);
+  if (bf16) section["allow"].append("bf16");
+  section["allow"].append("int8");
+  section["int8_tolerance"]["mean"] = mean;
+  section["int8_tolerance"]["p999"] = p999;
+  manifest["low_precision"] = section;
+  return WriteFixtureModel(dir.path(), "residual-cnn", manifest);
+}
+
 double LargestDifference(const Volume& a, const Volume& b) {
   EXPECT_EQ(a.voxels.size(), b.voxels.size());
   double largest = 0;
@@ -634,6 +650,73 @@ TEST(TorchModelPrecision, TheOptionsForceEitherPath) {
               std::string::npos)
         << e.what();
   }
+}
+
+// Int8 beyond its own tolerance runs in float, and says why; within it, int8 runs when it is
+// the fastest version. Without 8-bit dot-product instructions, the reason is that.
+TEST(TorchModelPrecision, Int8IsKeptOnlyWithinItsToleranceAndWhenFaster) {
+  TemporaryFolder dir;
+  const auto strict = TorchModel::Load(Int8Fixture(dir, "strict", 1e-9, 1e-9), Cpu());
+  const LowPrecisionReport* report = strict->LowPrecision();
+  ASSERT_NE(report, nullptr);
+  EXPECT_EQ(report->runs, "float");
+  if (!CpuHasInt8()) {
+    EXPECT_FALSE(report->int8.compared);
+    EXPECT_NE(report->int8.note.find("no 8-bit dot-product instructions"), std::string::npos)
+        << report->int8.note;
+    return;
+  }
+  EXPECT_TRUE(report->int8.compared);
+  EXPECT_GT(report->int8.meanDeviation, 1e-9);
+  EXPECT_NE(report->int8.note.find("int8 deviates from float by a mean of"), std::string::npos)
+      << report->int8.note;
+  EXPECT_FALSE(report->compared);  // bf16 is not allowed by this manifest
+  EXPECT_TRUE(report->note.empty()) << report->note;
+
+  const auto loose = TorchModel::Load(Int8Fixture(dir, "loose", 0.02, 0.2, true), Cpu());
+  report = loose->LowPrecision();
+  EXPECT_TRUE(report->int8.compared);
+  EXPECT_GT(report->int8.meanDeviation, 0);
+  EXPECT_LE(report->int8.meanDeviation, report->int8.p999Deviation);
+  EXPECT_GT(report->int8.seconds, 0);
+  EXPECT_GT(report->floatSeconds, 0);
+  if (report->runs == "int8") {
+    EXPECT_TRUE(report->int8.note.empty()) << report->int8.note;
+    EXPECT_NE(loose->Parameters().find("fused convolutions, int8"), std::string::npos);
+  } else {
+    EXPECT_NE(report->int8.note.find("not the fastest"), std::string::npos) << report->int8.note;
+  }
+}
+
+// "int8" forces int8 (calibrated, unchecked), whose output stays close to float's; "float"
+// forces float, to the bit.
+TEST(TorchModelPrecision, TheOptionsForceInt8OrFloat) {
+  TemporaryFolder dir;
+  const auto allowed = Int8Fixture(dir, "allowed", 0.02, 0.2);
+  const auto plain = Bf16Fixture(dir, "plain");
+  const Volume input = RandomVolume(2, 40, 36);
+  InferenceOptions fused = Cpu();
+  fused.cpuLayout = "fused";
+  const Volume reference = TorchModel::Load(plain, fused)->Run(input, {});
+  InferenceOptions noInt8 = fused;
+  noInt8.precision = "float";
+  const auto floatModel = TorchModel::Load(allowed, noInt8);
+  EXPECT_EQ(floatModel->LowPrecision()->runs, "float");
+  EXPECT_NE(floatModel->LowPrecision()->int8.note.find("forced"), std::string::npos);
+  EXPECT_EQ(floatModel->Run(input, {}).voxels, reference.voxels);
+
+  InferenceOptions int8 = Cpu();
+  int8.precision = "int8";
+  const auto lowModel = TorchModel::Load(allowed, int8);
+  EXPECT_EQ(lowModel->LowPrecision()->runs, "int8");
+  EXPECT_NE(lowModel->Parameters().find("int8"), std::string::npos);
+  const Volume low = lowModel->Run(input, {});
+  // The window is 2000 HU wide; 8-bit activations keep steps of a few HU.
+  EXPECT_GT(LargestDifference(low, reference), 0.0);
+  EXPECT_LT(LargestDifference(low, reference), 60.0);
+  InferenceOptions plainLayout = int8;
+  plainLayout.cpuLayout = "plain";
+  EXPECT_THROW(TorchModel::Load(allowed, plainLayout), Error);
 }
 
 // A calibration input that does not fit the network is named at load, on every machine.

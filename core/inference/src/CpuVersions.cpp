@@ -14,6 +14,7 @@
 
 #include "DiffusionSampler.h"
 #include "FusedConvolution.h"
+#include "Int8Convolution.h"
 #include "enhance/base/Error.h"
 
 namespace enhance {
@@ -59,24 +60,36 @@ std::shared_ptr<torch::jit::Module> Build(const torch::jit::Module& module, CpuL
   }
 }
 
+// The forward arguments of the calibration input. A diffusion model's x_t comes from a
+// generator of its own: the same deviation at every load.
+std::vector<c10::IValue> CalibrationArguments(const ModelSpec& spec) {
+  const at::Tensor calibration = ReadCalibration(spec);
+  return ForwardArguments(spec, calibration.contiguous(at::MemoryFormat::ChannelsLast),
+                          at::detail::createCPUGenerator(0));
+}
+
+// The int8 version: the fused graph with its wide convolutions in int8, calibrated on the
+// calibration input; null when it has none.
+std::shared_ptr<torch::jit::Module> BuildInt8(const ModelSpec& spec,
+                                              const torch::jit::Module& module) {
+  int replaced = 0;
+  torch::jit::Module int8 = FuseConvolutionsInt8(module, {CalibrationArguments(spec)}, &replaced);
+  if (replaced == 0) return nullptr;
+  return std::make_shared<torch::jit::Module>(int8);
+}
+
 // |a - b| of the two versions on the calibration input: its mean and 99.9th percentile.
-void CompareOnCalibration(const ModelSpec& spec, torch::jit::Module& reference,
-                          torch::jit::Module& candidate, LowPrecisionReport& report) {
+std::pair<double, double> CompareOnCalibration(const ModelSpec& spec, torch::jit::Module& reference,
+                                               torch::jit::Module& candidate) {
   c10::InferenceMode guard;
   FusedOutputScope recycle;
-  const at::Tensor calibration = ReadCalibration(spec);
-  // A diffusion model's x_t from a generator of its own: the same deviation at every load.
-  const std::vector<c10::IValue> arguments =
-      ForwardArguments(spec, calibration.contiguous(at::MemoryFormat::ChannelsLast),
-                       at::detail::createCPUGenerator(0));
+  const std::vector<c10::IValue> arguments = CalibrationArguments(spec);
   const at::Tensor expected = reference.forward(arguments).toTensor().to(at::kFloat);
   const at::Tensor actual = candidate.forward(arguments).toTensor().to(at::kFloat);
   const at::Tensor deviation = (actual - expected).abs().flatten().to(at::kDouble);
-  report.compared = true;
-  report.meanDeviation = deviation.mean().item<double>();
   const int64_t rank = std::max<int64_t>(
       1, static_cast<int64_t>(std::ceil(0.999 * static_cast<double>(deviation.numel()))));
-  report.p999Deviation = std::get<0>(deviation.kthvalue(rank)).item<double>();
+  return {deviation.mean().item<double>(), std::get<0>(deviation.kthvalue(rank)).item<double>()};
 }
 
 std::string Figure(double value) {
@@ -101,44 +114,87 @@ Candidate* Find(std::vector<Candidate>& candidates, CpuLayout layout) {
   return nullptr;
 }
 
-// Why bf16 is not tried for this model with these options ("" when it is, or when the
-// manifest does not allow it).
-std::string WhyNotBf16(const InferenceOptions& options) {
+// One lower precision being considered: its layout, what the manifest allows, and where
+// the report on it goes.
+struct Trial {
+  const char* name;  // "bf16" | "int8"
+  CpuLayout layout;
+  double meanTolerance, p999Tolerance;
+  bool& compared;
+  double &meanDeviation, &p999Deviation, &seconds;
+  std::string& note;
+};
+
+Trial Bf16Trial(const ModelSpec& spec, LowPrecisionReport& r) {
+  return {"bf16",
+          CpuLayout::kFusedBf16,
+          spec.lowPrecision.meanTolerance,
+          spec.lowPrecision.p999Tolerance,
+          r.compared,
+          r.meanDeviation,
+          r.p999Deviation,
+          r.bf16Seconds,
+          r.note};
+}
+
+Trial Int8Trial(const ModelSpec& spec, LowPrecisionReport& r) {
+  return {"int8",
+          CpuLayout::kFusedInt8,
+          spec.lowPrecision.int8MeanTolerance,
+          spec.lowPrecision.int8P999Tolerance,
+          r.int8.compared,
+          r.int8.meanDeviation,
+          r.int8.p999Deviation,
+          r.int8.seconds,
+          r.int8.note};
+}
+
+// Why a lower precision is not tried for this model with these options ("" when it is).
+std::string WhyNot(const Trial& trial, const InferenceOptions& options) {
   if (options.precision == "float") return "float is forced by the options";
-  if (options.cpuLayout != "auto" && options.cpuLayout != "fused") {
-    return "bf16 runs with fused convolutions only; the " + options.cpuLayout +
-           " layout was asked for";
+  if (options.precision != "auto") {
+    return std::string("the options force ") + options.precision;
   }
-  if (!CpuHasBf16()) {
+  if (options.cpuLayout != "auto" && options.cpuLayout != "fused") {
+    return std::string(trial.name) + " runs with fused convolutions only; the " +
+           options.cpuLayout + " layout was asked for";
+  }
+  if (trial.layout == CpuLayout::kFusedBf16 && !CpuHasBf16()) {
     return "this processor has no bf16 instructions (AVX-512 BF16 or AMX), or this build does "
            "not call oneDNN";
+  }
+  if (trial.layout == CpuLayout::kFusedInt8 && !CpuHasInt8()) {
+    return "this processor has no 8-bit dot-product instructions (AVX-512 VNNI, AVX-VNNI or "
+           "AMX), or this build does not call oneDNN";
   }
   return "";
 }
 
-// Compares the bf16 version with the float one on the calibration input, and drops it
-// (with the reason in `decided`) beyond the manifest's tolerance or when it was not built.
-void CheckBf16(const ModelSpec& spec, std::vector<Candidate>& candidates,
-               LowPrecisionReport& decided) {
-  Candidate* low = Find(candidates, CpuLayout::kFusedBf16);
+// Compares the lower-precision version with the fused float one on the calibration input,
+// and drops it (with the reason in the report) beyond the manifest's tolerance or when it
+// was not built.
+void Check(const ModelSpec& spec, std::vector<Candidate>& candidates, const Trial& trial) {
+  Candidate* low = Find(candidates, trial.layout);
   Candidate* high = Find(candidates, CpuLayout::kFused);
   if (!low || !high) {
-    decided.note = "the network has no convolution the fused operator takes";
+    trial.note =
+        "the network has no convolution the fused operator takes in " + std::string(trial.name);
     candidates.erase(
         std::remove_if(candidates.begin(), candidates.end(),
-                       [](const Candidate& c) { return c.loaded.layout == CpuLayout::kFusedBf16; }),
+                       [&](const Candidate& c) { return c.loaded.layout == trial.layout; }),
         candidates.end());
     return;
   }
-  CompareOnCalibration(spec, *high->loaded.module, *low->loaded.module, decided);
-  const LowPrecisionSpec& allowed = spec.lowPrecision;
-  if (decided.meanDeviation > allowed.meanTolerance ||
-      decided.p999Deviation > allowed.p999Tolerance || !std::isfinite(decided.meanDeviation)) {
-    decided.note = "bf16 deviates from float by a mean of " + Figure(decided.meanDeviation) +
-                   " (tolerance " + Figure(allowed.meanTolerance) +
-                   ") and a 99.9th percentile of " + Figure(decided.p999Deviation) +
-                   " (tolerance " + Figure(allowed.p999Tolerance) + ") on " +
-                   allowed.calibration.filename().string() + "; float runs";
+  std::tie(trial.meanDeviation, trial.p999Deviation) =
+      CompareOnCalibration(spec, *high->loaded.module, *low->loaded.module);
+  trial.compared = true;
+  if (trial.meanDeviation > trial.meanTolerance || trial.p999Deviation > trial.p999Tolerance ||
+      !std::isfinite(trial.meanDeviation)) {
+    trial.note = std::string(trial.name) + " deviates from float by a mean of " +
+                 Figure(trial.meanDeviation) + " (tolerance " + Figure(trial.meanTolerance) +
+                 ") and a 99.9th percentile of " + Figure(trial.p999Deviation) + " (tolerance " +
+                 Figure(trial.p999Tolerance) + ") on " +
+                 spec.lowPrecision.calibration.filename().string() + "; float runs";
     low->failed = true;
   }
 }
@@ -173,38 +229,42 @@ const Candidate* Fastest(const ModelSpec& spec, std::vector<Candidate>& candidat
   return best;
 }
 
-// What the timing decided about bf16, into `decided`.
-void ExplainBf16(std::vector<Candidate>& candidates, const Candidate& best,
-                 LowPrecisionReport& decided) {
-  const Candidate* low = Find(candidates, CpuLayout::kFusedBf16);
+// What the timing decided about a lower precision, into its report.
+void Explain(std::vector<Candidate>& candidates, const Candidate& best, const Trial& trial,
+             LowPrecisionReport& decided) {
+  const Candidate* low = Find(candidates, trial.layout);
   const Candidate* high = Find(candidates, CpuLayout::kFused);
-  if (low && high && decided.note.empty()) {
+  if (low && high && trial.note.empty()) {
     decided.floatSeconds = high->fastest;
-    decided.bf16Seconds = low->fastest;
+    trial.seconds = low->fastest;
     if (low->failed) {
-      decided.note = "bf16 failed on the timing input; float runs";
+      trial.note = std::string(trial.name) + " failed on the timing input; it does not run";
     } else if (&best != low) {
-      decided.note = "bf16 was not the fastest (" + Figure(low->fastest * 1000) + " ms against " +
-                     Figure(best.fastest * 1000) + " ms a pass); float runs";
+      trial.note = std::string(trial.name) + " was not the fastest (" +
+                   Figure(low->fastest * 1000) + " ms against " + Figure(best.fastest * 1000) +
+                   " ms a pass, " + Describe(best.loaded.layout) + ")";
     }
   }
-  if (best.loaded.layout == CpuLayout::kFusedBf16) decided.runs = "bf16";
+  if (best.loaded.layout == trial.layout) decided.runs = trial.name;
 }
 
 // The layouts asked for: each by name, or "auto"; Error(kBadInput) for an unknown name or
-// a precision that cannot run with them (bf16 runs on the CPU, `cpu`, only).
+// a precision that cannot run with them (bf16 and int8 run on the CPU, `cpu`, only).
 std::vector<CpuLayout> LayoutsAsked(const InferenceOptions& options, bool cpu) {
   const std::string& wanted = options.cpuLayout;
   const std::string& precision = options.precision;
-  if (precision != "auto" && precision != "float" && precision != "bf16") {
+  if (precision != "auto" && precision != "float" && precision != "bf16" && precision != "int8") {
     throw Error(ErrorKind::kBadInput,
-                "CPU precision '" + precision + "' must be auto, float or bf16");
+                "CPU precision '" + precision + "' must be auto, float, bf16 or int8");
   }
-  if (precision == "bf16" && (!cpu || (wanted != "auto" && wanted != "fused"))) {
-    throw Error(ErrorKind::kBadInput,
-                "bf16 runs on the CPU with fused convolutions only (layout auto or fused)");
+  const bool low = precision == "bf16" || precision == "int8";
+  if (low && (!cpu || (wanted != "auto" && wanted != "fused"))) {
+    throw Error(ErrorKind::kBadInput, precision +
+                                          " runs on the CPU with fused convolutions only (layout "
+                                          "auto or fused)");
   }
   if (precision == "bf16") return {CpuLayout::kFusedBf16};
+  if (precision == "int8") return {CpuLayout::kFusedInt8};
   if (wanted == "auto") return {CpuLayout::kPlain, CpuLayout::kChannelsLast, CpuLayout::kFused};
   const std::map<std::string, CpuLayout> named{{"plain", CpuLayout::kPlain},
                                                {"channels-last", CpuLayout::kChannelsLast},
@@ -251,6 +311,8 @@ const char* Describe(CpuLayout layout) {
       return "fused convolutions";
     case CpuLayout::kFusedBf16:
       return "fused convolutions, bf16";
+    case CpuLayout::kFusedInt8:
+      return "fused convolutions, int8";
     case CpuLayout::kOptimised:
       return "optimised graph";
     default:
@@ -260,7 +322,7 @@ const char* Describe(CpuLayout layout) {
 
 at::Tensor Prepare(const at::Tensor& batch, CpuLayout layout) {
   return layout == CpuLayout::kChannelsLast || layout == CpuLayout::kFused ||
-                 layout == CpuLayout::kFusedBf16
+                 layout == CpuLayout::kFusedBf16 || layout == CpuLayout::kFusedInt8
              ? batch.contiguous(at::MemoryFormat::ChannelsLast)
              : batch;
 }
@@ -305,21 +367,26 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
   const bool cpu = device.is_cpu() && options.optimizeForCpu;
   std::vector<CpuLayout> layouts = LayoutsAsked(options, cpu);
   if (!cpu || layouts == std::vector<CpuLayout>{CpuLayout::kPlain}) return plain;
-  if (options.precision == "bf16") {
-    auto built = Build(module, CpuLayout::kFusedBf16);
+  if (options.precision == "bf16" || options.precision == "int8") {
+    const bool int8 = options.precision == "int8";
+    auto built = int8 ? BuildInt8(spec, module) : Build(module, CpuLayout::kFusedBf16);
     if (!built) {
       throw Error(ErrorKind::kBadInput,
-                  "model '" + spec.name +
-                      "': bf16 was asked for, but the network has no convolution the fused "
-                      "operator takes (2-D, stride 1, one group, constant weights); run it in "
-                      "float");
+                  "model '" + spec.name + "': " + options.precision +
+                      " was asked for, but the network has no convolution the fused operator "
+                      "takes in it (2-D, stride 1, one group, constant weights, 8 inputs or "
+                      "more); run it in float");
     }
-    decided.runs = "bf16";
-    return {built, CpuLayout::kFusedBf16};
+    decided.runs = options.precision;
+    return {built, int8 ? CpuLayout::kFusedInt8 : CpuLayout::kFusedBf16};
   }
-  if (spec.lowPrecision.bf16) decided.note = WhyNotBf16(options);
-  const bool tryBf16 = spec.lowPrecision.bf16 && decided.note.empty();
-  if (tryBf16) layouts.push_back(CpuLayout::kFusedBf16);
+  std::vector<Trial> trials;  // those the manifest allows and the options and processor permit
+  const auto consider = [&](const Trial& trial) {
+    trial.note = WhyNot(trial, options);
+    if (trial.note.empty()) trials.push_back(trial);
+  };
+  if (spec.lowPrecision.bf16) consider(Bf16Trial(spec, decided));
+  if (spec.lowPrecision.int8) consider(Int8Trial(spec, decided));
 
   std::vector<Candidate> candidates;
   for (CpuLayout layout : layouts) {
@@ -330,12 +397,24 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
       // attributes), runs in the other ways.
     }
   }
-  if (tryBf16) CheckBf16(spec, candidates, decided);
+  for (const Trial& trial : trials) {
+    try {
+      auto built = trial.layout == CpuLayout::kFusedInt8 ? BuildInt8(spec, module)
+                                                         : Build(module, trial.layout);
+      if (built) candidates.push_back({{built, trial.layout}, {}});
+    } catch (const Error&) {
+      throw;  // the calibration input: the manifest's defect
+    } catch (const std::exception& e) {
+      trial.note = std::string(trial.name) + " could not be built: " + e.what();
+      continue;
+    }
+    Check(spec, candidates, trial);
+  }
   if (candidates.empty()) return plain;
   if (candidates.size() == 1) return candidates.front().loaded;
   const Candidate* best = Fastest(spec, candidates);
   if (!best) return plain;
-  ExplainBf16(candidates, *best, decided);
+  for (const Trial& trial : trials) Explain(candidates, *best, trial, decided);
   return best->loaded;
 }
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //
 // The versions of a TorchScript model on the CPU that TorchModel's loader chooses between
-// (layouts, and bf16 where the manifest allows it), and the calling convention of a model's
+// (layouts, and bf16 or int8 where the manifest allows it), and the calling convention of a model's
 // forward(). Internal to the inference layer. Thread-safety: the functions keep no state;
 // a LoadedModule is run as TorchModel says (one forward per module at a time is not
 // required: TorchScript modules may run from several threads).
@@ -26,6 +26,7 @@ enum class CpuLayout {
   kChannelsLast,  // same graph, 4-D weights and inputs in channels-last (NHWC) memory order
   kFused,         // frozen, convolutions (+ ReLU) replaced by enhance::conv2d_fused, NHWC
   kFusedBf16,     // the same, the wide convolutions in bf16 (FusedConvolution.h)
+  kFusedInt8,     // the same, the wide convolutions in int8, calibrated (Int8Convolution.h)
   kOptimised,     // frozen and optimised for inference (fused operators, oneDNN layouts)
 };
 
@@ -57,10 +58,10 @@ at::Tensor ReadCalibration(const ModelSpec& spec);
 // layers of small networks) and against the frozen graph with fused convolutions
 // (FusedConvolution.h), and the fastest is kept; for tiny networks layout conversions can
 // cost more than they save, so none is assumed to win. The graph frozen and optimised by
-// LibTorch is used only when asked for by name. A model whose manifest allows bf16 also
-// has its fused graph in bf16 timed, when the processor has bf16 instructions and its
-// output on the calibration input stays within the manifest's tolerance; `report` says
-// what was decided and why.
+// LibTorch is used only when asked for by name. A model whose manifest allows bf16 (int8)
+// also has its fused graph in bf16 (in int8, calibrated on the calibration input) timed,
+// when the processor has the instructions for it and its output on the calibration input
+// stays within the manifest's tolerance; `report` says what was decided and why.
 LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool fp16,
                         const InferenceOptions& options, LowPrecisionReport* report = nullptr);
 

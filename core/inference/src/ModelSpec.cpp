@@ -412,25 +412,43 @@ void ParseDomainCheck(const ManifestReader& r, const Json::Value& o,
   s.hasDomainCheck = true;
 }
 
-// The "low_precision" section: {"allow": ["bf16"], "calibration": FILE,
-// "tolerance": {"mean": M, "p999": P}} (LowPrecisionSpec).
+// A tolerance object {"mean": M, "p999": P} of the "low_precision" section.
+void ParseTolerance(const ManifestReader& r, const Json::Value& o, const std::string& key,
+                    double& mean, double& p999) {
+  const Json::Value& tolerance = o[key.substr(key.rfind('.') + 1)];
+  if (!tolerance.isObject()) {
+    r.Fail(key, "is required: {\"mean\": M, \"p999\": P} in output units");
+  }
+  r.CheckKeys(tolerance, key, {"mean", "p999"});
+  mean = r.Number(tolerance, key, "mean");
+  p999 = r.Number(tolerance, key, "p999");
+  if (!(mean > 0) || !(p999 > 0) || !std::isfinite(mean) || !std::isfinite(p999)) {
+    r.Fail(key, "mean and p999 must be numbers above 0");
+  }
+}
+
+// The "low_precision" section: {"allow": ["bf16", "int8"], "calibration": FILE,
+// "tolerance": {"mean": M, "p999": P}, "int8_tolerance": {...}} (LowPrecisionSpec).
 void ParseLowPrecision(const ManifestReader& r, const Json::Value& o,
                        const std::filesystem::path& folder, ModelSpec& s) {
   const std::string key = "low_precision";
   if (!o.isObject()) {
     r.Fail(key,
-           "must be {\"allow\": [\"bf16\"], \"calibration\": FILE, \"tolerance\": "
-           "{\"mean\": M, \"p999\": P}}");
+           "must be {\"allow\": [\"bf16\", \"int8\"], \"calibration\": FILE, \"tolerance\": "
+           "{\"mean\": M, \"p999\": P}, \"int8_tolerance\": {...}}");
   }
-  r.CheckKeys(o, key, {"allow", "calibration", "tolerance"});
+  r.CheckKeys(o, key, {"allow", "calibration", "tolerance", "int8_tolerance"});
   LowPrecisionSpec& p = s.lowPrecision;
   const Json::Value& allow = o["allow"];
-  if (!allow.isArray()) r.Fail(key + ".allow", "must be a list of precisions: [\"bf16\"]");
+  if (!allow.isArray())
+    r.Fail(key + ".allow", "must be a list of precisions: [\"bf16\", \"int8\"]");
   for (const auto& item : allow) {
-    if (!item.isString() || item.asString() != "bf16") {
-      r.Fail(key + ".allow", "unknown precision; the node runs \"bf16\" besides float");
+    const std::string name = item.isString() ? item.asString() : "";
+    if (name != "bf16" && name != "int8") {
+      r.Fail(key + ".allow",
+             "unknown precision; the node runs \"bf16\" and \"int8\" besides float");
     }
-    p.bf16 = true;
+    (name == "bf16" ? p.bf16 : p.int8) = true;
   }
   const std::string calibration = OptionalString(r, o, key, "calibration", "");
   if (calibration.empty()) {
@@ -438,17 +456,10 @@ void ParseLowPrecision(const ManifestReader& r, const Json::Value& o,
            "is required: a tensor file of network inputs to compare the precisions on");
   }
   p.calibration = ParseArchive(r, calibration, key + ".calibration", folder);
-  const Json::Value& tolerance = o["tolerance"];
-  if (!tolerance.isObject()) {
-    r.Fail(key + ".tolerance", "is required: {\"mean\": M, \"p999\": P} in output units");
-  }
-  r.CheckKeys(tolerance, key + ".tolerance", {"mean", "p999"});
-  p.meanTolerance = r.Number(tolerance, key + ".tolerance", "mean");
-  p.p999Tolerance = r.Number(tolerance, key + ".tolerance", "p999");
-  if (!(p.meanTolerance > 0) || !(p.p999Tolerance > 0) || !std::isfinite(p.meanTolerance) ||
-      !std::isfinite(p.p999Tolerance)) {
-    r.Fail(key + ".tolerance", "mean and p999 must be numbers above 0");
-  }
+  if (p.bf16 || !p.int8 || o.isMember("tolerance"))
+    ParseTolerance(r, o, key + ".tolerance", p.meanTolerance, p.p999Tolerance);
+  if (p.int8 || o.isMember("int8_tolerance"))
+    ParseTolerance(r, o, key + ".int8_tolerance", p.int8MeanTolerance, p.int8P999Tolerance);
 }
 
 // The derivation code, and the defaults a synthetic CT model implies.

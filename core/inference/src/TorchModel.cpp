@@ -348,7 +348,10 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
   }
   // A defect of the calibration input shows on every machine, not only where the loader
   // has already read it to compare bf16 with float.
-  if (spec.lowPrecision.bf16 && !impl->lowPrecision.compared) ReadCalibration(spec);
+  if ((spec.lowPrecision.bf16 || spec.lowPrecision.int8) && !impl->lowPrecision.compared &&
+      !impl->lowPrecision.int8.compared) {
+    ReadCalibration(spec);
+  }
   if (spec.hasDomainCheck)
     impl->domain = DomainCheck::Load(spec.domainCheck, impl->device.str(), where);
   return std::shared_ptr<const TorchModel>(new TorchModel(std::move(impl)));
@@ -393,8 +396,10 @@ bool TorchModel::ProducesUncertainty() const { return impl_->ProducesUncertainty
 const DomainCheck* TorchModel::Domain() const { return impl_->domain.get(); }
 
 const LowPrecisionReport* TorchModel::LowPrecision() const {
-  return impl_->spec.lowPrecision.bf16 || impl_->lowPrecision.runs != "float" ? &impl_->lowPrecision
-                                                                              : nullptr;
+  return impl_->spec.lowPrecision.bf16 || impl_->spec.lowPrecision.int8 ||
+                 impl_->lowPrecision.runs != "float"
+             ? &impl_->lowPrecision
+             : nullptr;
 }
 
 Volume TorchModel::RunReusing(Volume& input, const RunContext& context) const {

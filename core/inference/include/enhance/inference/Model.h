@@ -102,15 +102,22 @@ struct RunContext {
 // What a model's loader decided about lower precisions on the CPU (the manifest's
 // "low_precision"; TorchModel).
 struct LowPrecisionReport {
-  std::string runs = "float";  // the precision the network runs in: "float" or "bf16"
+  std::string runs = "float";  // the precision the network runs in: "float", "bf16" or "int8"
   bool compared = false;       // bf16 was compared with float on the calibration input
   double meanDeviation = 0;    // mean |bf16 - float| there, in network output units
   double p999Deviation = 0;    // its 99.9th percentile
   double floatSeconds = 0;     // the fastest float and bf16 timing passes (0: not timed)
   double bf16Seconds = 0;
-  // Why float runs when the manifest allows bf16 (no instructions for it, too far from
+  // Why bf16 does not run when the manifest allows it (no instructions for it, too far from
   // float, slower, or forced by the options); empty otherwise.
   std::string note;
+  // The same for int8.
+  struct Int8 {
+    bool compared = false;
+    double meanDeviation = 0, p999Deviation = 0;
+    double seconds = 0;
+    std::string note;
+  } int8;
 };
 
 class Model {

@@ -80,7 +80,8 @@ struct DomainCheckSpec {
 // Lower precisions the network may run in on a CPU with the instructions for them (the
 // manifest's "low_precision" section; TorchModel tries them at load). Absent: float only.
 struct LowPrecisionSpec {
-  bool bf16 = false;  // "allow": ["bf16"]
+  bool bf16 = false;  // "allow": ["bf16", "int8"]
+  bool int8 = false;
   // A tensor file (torch.save) of network inputs [N, C, H, W] in normalised units, on
   // which a lower precision's output is compared with float's.
   std::filesystem::path calibration;
@@ -88,6 +89,9 @@ struct LowPrecisionSpec {
   // of |low - float| over the calibration outputs, and its 99.9th percentile.
   double meanTolerance = 0;
   double p999Tolerance = 0;
+  // The same for int8 ("int8_tolerance"; required when int8 is allowed).
+  double int8MeanTolerance = 0;
+  double int8P999Tolerance = 0;
 };
 
 struct ModelSpec {

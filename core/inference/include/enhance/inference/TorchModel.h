@@ -36,10 +36,11 @@ struct InferenceOptions {
   // "channels-last", "fused", "optimised" (frozen, fused operators: torch::jit::
   // optimize_for_inference) to use that version without timing.
   std::string cpuLayout = "auto";
-  // CPU: "auto" runs the network in bf16 when its manifest allows it, the processor has
-  // bf16 instructions (CpuHasBf16), its output on the manifest's calibration input stays
-  // within the manifest's tolerance of float's, and it is faster; "float" never; "bf16"
-  // always (with the fused layout, untimed and unchecked: benchmarks and evaluation).
+  // CPU: "auto" runs the network in bf16 (int8) when its manifest allows it, the processor
+  // has bf16 (8-bit dot-product) instructions (CpuHasBf16, CpuHasInt8), its output on the
+  // manifest's calibration input stays within the manifest's tolerance of float's, and it is
+  // the fastest; "float" never; "bf16" or "int8" always (with the fused layout, untimed and
+  // unchecked: benchmarks and evaluation; int8 still calibrated on the calibration input).
   std::string precision = "auto";
   int maxBatch = 0;  // > 0: overrides the manifest's max_batch (benchmarks)
   // > 0: overrides a diffusion model's `samples` (evaluation at several K, benchmarks);
