@@ -7,13 +7,13 @@
 //   enhance-benchmark [--models DIR]... [--slices N] [--size N] [--repeats N]
 //                     [--threads N] [--device cpu|cuda] [--batches 1,4,8] [--no-optimize]
 //                     [--layouts auto,plain,channels-last,fused,optimised]
-//                     [--precisions auto,float,bf16]
+//                     [--precisions auto,float,bf16,int8]
 //   enhance-benchmark --self-supervised [--slices N] [--size N] [--repeats N] [--threads N]
 //                     [--device cpu|cuda] [--steps N] [--augmentations N]
 //                     [--time-budget SECONDS]
 // Beside each model's runs it measures the float matrix-multiply rate and, on the CPU, the
-// bf16 one (1024^3 products), so that each row's share of the rate its precision has is
-// taken in the same moment.
+// bf16 one and the int8 one (1024^3 products; int8 through oneDNN), so that each row's
+// share of the rate its precision has is taken in the same moment.
 // --self-supervised times the built-in self-supervised denoiser on one whole series instead
 // (default 256 slices of 512x512 from a phantom of a body's length, 30 HU of noise): its
 // training, its denoising and their sum, and the process's peak memory. Every step is
@@ -28,9 +28,16 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#if ENHANCE_BENCHMARK_ONEDNN
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <cstring>
+#endif
 
 #include "enhance/inference/ModelRegistry.h"
 #include "enhance/inference/Runtime.h"
@@ -56,6 +63,43 @@ double Seconds(Clock::time_point start) {
 }
 
 // One timing of the matrix-multiply rate of a and b's type, in GFLOP/s.
+#if ENHANCE_BENCHMARK_ONEDNN
+// The int8 matrix-multiply rate (u8 x s8, 32-bit sums) through oneDNN, which the int8
+// convolutions use: LibTorch has no int8 matrix product on the CPU.
+class Int8Matmul {
+ public:
+  explicit Int8Matmul(int64_t n) : n_(n), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {
+    using dt = dnnl::memory::data_type;
+    using tag = dnnl::memory::format_tag;
+    const dnnl::memory::desc a({n, n}, dt::u8, tag::ab), b({n, n}, dt::s8, tag::any),
+        c({n, n}, dt::s32, tag::ab);
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), engine_);
+    primitive_ = dnnl::matmul(pd);
+    a_ = dnnl::memory(a, engine_);
+    b_ = dnnl::memory(pd.weights_desc(), engine_);
+    c_ = dnnl::memory(c, engine_);
+    std::memset(a_.get_data_handle(), 3, a.get_size());
+    std::memset(b_.get_data_handle(), 1, pd.weights_desc().get_size());
+  }
+  double Rate() {
+    const auto start = Clock::now();
+    for (int i = 0; i < 4; ++i) {
+      primitive_.execute(stream_, {{DNNL_ARG_SRC, a_}, {DNNL_ARG_WEIGHTS, b_}, {DNNL_ARG_DST, c_}});
+    }
+    stream_.wait();
+    const double n = static_cast<double>(n_);
+    return 4 * 2.0 * n * n * n / Seconds(start) / 1e9;
+  }
+
+ private:
+  int64_t n_;
+  dnnl::engine engine_;
+  dnnl::stream stream_;
+  dnnl::matmul primitive_;
+  dnnl::memory a_, b_, c_;
+};
+#endif
+
 double MatmulRate(const at::Tensor& a, const at::Tensor& b) {
   c10::InferenceMode guard;
   const auto start = Clock::now();
@@ -190,7 +234,7 @@ int main(int argc, char** argv) {
         << "\nusage: enhance-benchmark [--models DIR]... [--slices N] [--size N] [--repeats N]"
            " [--threads N] [--device cpu|cuda] [--batches 1,4,8] [--no-optimize]"
            " [--layouts auto,plain,channels-last,fused,optimised]"
-           " [--precisions auto,float,bf16]\n"
+           " [--precisions auto,float,bf16,int8]\n"
            "       enhance-benchmark --self-supervised [--slices N] [--size N] [--repeats N]"
            " [--threads N] [--device cpu|cuda] [--steps N] [--augmentations N]"
            " [--time-budget SECONDS]\n";
@@ -220,12 +264,21 @@ int main(int argc, char** argv) {
     const bool bf16 = torchDevice.is_cpu();
     const at::Tensor a16 = bf16 ? a.to(at::kBFloat16) : at::Tensor();
     const at::Tensor b16 = bf16 ? b.to(at::kBFloat16) : at::Tensor();
+#if ENHANCE_BENCHMARK_ONEDNN
+    std::unique_ptr<Int8Matmul> int8Matmul;
+    if (bf16) int8Matmul = std::make_unique<Int8Matmul>(n);
+    const auto int8Rate = [&] { return int8Matmul ? int8Matmul->Rate() : 0.0; };
+#else
+    const auto int8Rate = [] { return 0.0; };
+#endif
     MatmulRate(a, b);  // warm-up
     if (bf16) MatmulRate(a16, b16);
-    std::vector<double> allRates, allRates16;
+    int8Rate();
+    std::vector<double> allRates, allRates16, allRates8;
     for (int r = 0; r < std::max(3, repeats); ++r) {
       allRates.push_back(MatmulRate(a, b));
       if (bf16) allRates16.push_back(MatmulRate(a16, b16));
+      allRates8.push_back(int8Rate());
     }
     const Stats peak = Summarise(allRates);
     std::printf("LibTorch %s, device %s, %d threads; %d slices of %dx%d, %d runs each\n\n",
@@ -238,10 +291,17 @@ int main(int argc, char** argv) {
       std::printf("Matrix multiply (1024^3, bf16): %.1f GFLOP/s median (%.1f-%.1f)\n",
                   peak16.median, peak16.min, peak16.max);
     }
+    const Stats peak8 = Summarise(allRates8);
+    if (peak8.median > 0) {
+      std::printf("Matrix multiply (1024^3, int8 through oneDNN): %.1f GOP/s median (%.1f-%.1f)\n",
+                  peak8.median, peak8.min, peak8.max);
+    }
     std::printf(
         "\n| model | runs as | batch | ms/slice | slices/s | GMAC/slice | GFLOP/s | matmul "
-        "GFLOP/s | of matmul rate | bf16 matmul GFLOP/s | of bf16 rate |\n");
-    std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+        "GFLOP/s | of matmul rate | bf16 matmul GFLOP/s | of bf16 rate | int8 matmul GOP/s | "
+        "of int8 rate |\n");
+    std::printf(
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
 
     std::vector<std::pair<std::shared_ptr<const enhance::Model>, int>> runs;
     enhance::ModelRegistry builtins;
@@ -254,7 +314,10 @@ int main(int argc, char** argv) {
         if (!std::filesystem::exists(entry.path() / "manifest.json")) continue;
         for (const std::string& layout : layouts) {
           for (const std::string& precision : precisions) {
-            if (precision == "bf16" && layout != "auto" && layout != "fused") continue;
+            if (precision != "auto" && precision != "float" && layout != "auto" &&
+                layout != "fused") {
+              continue;  // bf16 and int8 run with fused convolutions only
+            }
             for (int batch : batches) {
               enhance::InferenceOptions options;
               options.device = device;
@@ -271,10 +334,11 @@ int main(int argc, char** argv) {
     for (const auto& [model, batch] : runs) {
       const auto* torchModel = dynamic_cast<const enhance::TorchModel*>(model.get());
       model->Run(volume, {});  // warm-up
-      std::vector<double> times, rates, rates16;
+      std::vector<double> times, rates, rates16, rates8;
       for (int r = 0; r < repeats; ++r) {
         rates.push_back(MatmulRate(a, b));
         if (bf16) rates16.push_back(MatmulRate(a16, b16));
+        rates8.push_back(int8Rate());
         const auto start = Clock::now();
         model->Run(volume, {});
         times.push_back(Seconds(start));
@@ -282,6 +346,7 @@ int main(int argc, char** argv) {
       const Stats t = Summarise(times);
       const double matmul = Summarise(rates).median;
       const double matmul16 = bf16 ? Summarise(rates16).median : 0;
+      const double matmul8 = Summarise(rates8).median;
       const double msPerSlice = 1000 * t.median / slices;
       // Per input slice of size x size: the output slice has (size x scale)^2 pixels.
       const double outputSide = static_cast<double>(size) * model->Info().inPlaneScale;
@@ -309,15 +374,17 @@ int main(int argc, char** argv) {
         return gflops > 0 && rate > 0 ? std::to_string(static_cast<int>(100 * gflops / rate)) + "%"
                                       : std::string("-");
       };
-      std::printf("| %s | %s | %s | %.1f (%.1f-%.1f) | %.2f | %s | %s | %.1f | %s | %s | %s |\n",
-                  model->Info().name.c_str(), runsAs.c_str(),
-                  batch > 0 ? std::to_string(batch).c_str() : "-", msPerSlice,
-                  1000 * t.min / slices, 1000 * t.max / slices, slices / t.median,
-                  gmac > 0 ? std::to_string(gmac).substr(0, 5).c_str() : "-",
-                  gflops > 0 ? std::to_string(gflops).substr(0, 5).c_str() : "-", matmul,
-                  share(matmul).c_str(),
-                  matmul16 > 0 ? std::to_string(matmul16).substr(0, 5).c_str() : "-",
-                  share(matmul16).c_str());
+      std::printf(
+          "| %s | %s | %s | %.1f (%.1f-%.1f) | %.2f | %s | %s | %.1f | %s | %s | %s | %s | "
+          "%s |\n",
+          model->Info().name.c_str(), runsAs.c_str(),
+          batch > 0 ? std::to_string(batch).c_str() : "-", msPerSlice, 1000 * t.min / slices,
+          1000 * t.max / slices, slices / t.median,
+          gmac > 0 ? std::to_string(gmac).substr(0, 5).c_str() : "-",
+          gflops > 0 ? std::to_string(gflops).substr(0, 5).c_str() : "-", matmul,
+          share(matmul).c_str(), matmul16 > 0 ? std::to_string(matmul16).substr(0, 5).c_str() : "-",
+          share(matmul16).c_str(), matmul8 > 0 ? std::to_string(matmul8).substr(0, 6).c_str() : "-",
+          share(matmul8).c_str());
     }
     return 0;
   } catch (const std::exception& e) {

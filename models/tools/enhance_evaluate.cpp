@@ -44,7 +44,7 @@ using namespace enhance::models;
 
 constexpr const char* kUsage =
     "usage: enhance-evaluate MODEL --models DIR [--data test|validation|mr|ct]\n"
-    "                        [--precision float|bf16|float,bf16] [--seeds N]\n"
+    "                        [--precision float|bf16|int8|float,bf16,int8] [--seeds N]\n"
     "MODEL: ct-denoise | ct-denoise-gan | mr-denoise | ct-superres-x2 | mr-superres-x2\n"
     "       | ct-superres-z2 | mr2ct | mr2ct-diffusion | self-supervised-denoise\n"
     "       | ct-denoise-halfres (not shipped)\n"
@@ -52,8 +52,9 @@ constexpr const char* kUsage =
     "ct-denoise-gan are measured side by side (each when its folder exists); with\n"
     "--data validation on the validation phantoms instead of the held-out test set, without\n"
     "the baselines (to choose training options; ct-denoise models only). --precision bf16\n"
-    "runs the learned models in bf16 on the CPU (default float); float,bf16 measures them in\n"
-    "both, side by side, without the baselines and noise power spectra.\n"
+    "(int8) runs the learned models in bf16 (in int8, calibrated on the manifest's\n"
+    "calibration input) on the CPU (default float); float,bf16,int8 measures them in each,\n"
+    "side by side, without the baselines and noise power spectra.\n"
     "self-supervised-denoise (built in, learns from each series) is measured over --seeds\n"
     "noise draws and model seeds (default 3) on MR heads and low-dose CT phantoms never used\n"
     "for tuning; --data mr or ct for one of them.\n";
@@ -728,12 +729,13 @@ std::vector<std::string> ParsePrecisions(const std::string& text) {
   std::stringstream stream(text);
   std::string item;
   while (std::getline(stream, item, ',')) {
-    if (item != "float" && item != "bf16") {
-      throw std::invalid_argument("--precision: '" + item + "' must be float or bf16");
+    if (item != "float" && item != "bf16" && item != "int8") {
+      throw std::invalid_argument("--precision: '" + item + "' must be float, bf16 or int8");
     }
     precisions.push_back(item);
   }
-  if (precisions.empty()) throw std::invalid_argument("--precision: name float, bf16 or both");
+  if (precisions.empty())
+    throw std::invalid_argument("--precision: name float, bf16, int8 or several");
   return precisions;
 }
 
