@@ -175,6 +175,35 @@ std::vector<int> ParseList(const std::string& text) {
   return values;
 }
 
+// What the loader decided about lower precisions for each model run, with the deviations
+// from float it measured on the calibration input (network output units).
+void PrintPrecisionDecisions(
+    const std::vector<std::pair<std::shared_ptr<const enhance::Model>, int>>& runs) {
+  bool header = false;
+  for (const auto& run : runs) {
+    const enhance::LowPrecisionReport* low = run.first->LowPrecision();
+    if (!low) continue;
+    if (!header) {
+      std::printf(
+          "\n| model | runs | bf16 mean / p99.9 deviation | int8 mean / p99.9 deviation | "
+          "notes |\n| --- | --- | --- | --- | --- |\n");
+      header = true;
+    }
+    const auto deviation = [](bool compared, double mean, double p999) {
+      char text[64] = "-";
+      if (compared) std::snprintf(text, sizeof text, "%.2e / %.2e", mean, p999);
+      return std::string(text);
+    };
+    std::string notes = low->note;
+    if (!low->int8.note.empty()) notes += (notes.empty() ? "" : "; ") + low->int8.note;
+    std::printf(
+        "| %s | %s | %s | %s | %s |\n", run.first->Info().name.c_str(), low->runs.c_str(),
+        deviation(low->compared, low->meanDeviation, low->p999Deviation).c_str(),
+        deviation(low->int8.compared, low->int8.meanDeviation, low->int8.p999Deviation).c_str(),
+        notes.empty() ? "-" : notes.c_str());
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -386,6 +415,7 @@ int main(int argc, char** argv) {
           share(matmul16).c_str(), matmul8 > 0 ? std::to_string(matmul8).substr(0, 6).c_str() : "-",
           share(matmul8).c_str());
     }
+    PrintPrecisionDecisions(runs);
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "enhance-benchmark: " << e.what() << "\n";

@@ -8,6 +8,8 @@
 #include <thread>
 #include <vector>
 
+#include "TestNetworks.h"
+
 namespace enhance {
 namespace {
 
@@ -257,22 +259,7 @@ TEST(FusedConvolution, Bf16IsCloseToFloatInEveryPrecision) {
 // the image), the narrow output layer, and every layer read by an operation that is not a
 // bf16 convolution; the layers in between pass bfloat16 to each other.
 TEST(FusedConvolution, Bf16GraphKeepsTheImageAndOutputLayersInFloat) {
-  torch::manual_seed(22);
-  torch::jit::Module module("Net");
-  module.register_parameter("w0", at::randn({16, 1, 3, 3}) * 0.5, false);
-  module.register_parameter("w1", at::randn({16, 16, 3, 3}) * 0.12, false);
-  module.register_parameter("w2", at::randn({16, 16, 3, 3}) * 0.12, false);
-  module.register_parameter("w3", at::randn({16, 16, 3, 3}) * 0.12, false);
-  module.register_parameter("w4", at::randn({1, 16, 3, 3}) * 0.1, false);
-  module.define(R"(
-    def forward(self, x):
-        h = torch.relu(torch.conv2d(x, self.w0, None, 1, 1))
-        h = torch.relu(torch.conv2d(h, self.w1, None, 1, 1))
-        h = torch.relu(torch.conv2d(h, self.w2, None, 1, 1))
-        h = torch.relu(torch.conv2d(h, self.w3, None, 1, 1)) + h * 0.5
-        return torch.conv2d(h, self.w4, None, 1, 1) + x
-  )");
-  module.eval();
+  torch::jit::Module module = testing::FiveLayerDenoiser(22);
   const at::Tensor input = at::rand({1, 1, 40, 36});
   const at::Tensor expected = module.forward({input}).toTensor();
   int replaced = 0;

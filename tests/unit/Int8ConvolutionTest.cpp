@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "TestNetworks.h"
+
 #include "FusedConvolution.h"
 
 namespace enhance {
@@ -108,22 +110,7 @@ TEST(Int8Convolution, CalibrationRunsInFloatAndRecordsTheInputRange) {
 // float, the layers between run in int8 and pass 8-bit activations to each other where
 // every reader is an int8 layer; the result stays close to float.
 TEST(Int8Convolution, CalibratedGraphIsCloseToFloat) {
-  torch::manual_seed(33);
-  torch::jit::Module module("Net");
-  module.register_parameter("w0", at::randn({16, 1, 3, 3}) * 0.5, false);
-  module.register_parameter("w1", at::randn({16, 16, 3, 3}) * 0.12, false);
-  module.register_parameter("w2", at::randn({16, 16, 3, 3}) * 0.12, false);
-  module.register_parameter("w3", at::randn({16, 16, 3, 3}) * 0.12, false);
-  module.register_parameter("w4", at::randn({1, 16, 3, 3}) * 0.1, false);
-  module.define(R"(
-    def forward(self, x):
-        h = torch.relu(torch.conv2d(x, self.w0, None, 1, 1))
-        h = torch.relu(torch.conv2d(h, self.w1, None, 1, 1))
-        h = torch.relu(torch.conv2d(h, self.w2, None, 1, 1))
-        h = torch.relu(torch.conv2d(h, self.w3, None, 1, 1)) + h * 0.5
-        return torch.conv2d(h, self.w4, None, 1, 1) + x
-  )");
-  module.eval();
+  torch::jit::Module module = testing::FiveLayerDenoiser(33);
   const at::Tensor calibration = at::rand({2, 1, 32, 32});
   int replaced = 0;
   torch::jit::Module int8 = FuseConvolutionsInt8(module, {{calibration}}, &replaced);

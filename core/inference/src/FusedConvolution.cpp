@@ -15,7 +15,7 @@
 #include <vector>
 
 #if ENHANCE_WITH_ONEDNN
-#include <oneapi/dnnl/dnnl.hpp>
+#include "OneDnnConvolution.h"
 #endif
 
 namespace enhance {
@@ -240,149 +240,55 @@ at::Tensor NarrowConvolution(const at::Tensor& input, const at::Tensor& weight,
 
 #if ENHANCE_WITH_ONEDNN
 
-dnnl::engine& CpuEngine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
-
-// One convolution prepared for one input shape: the primitive and the weights reordered
-// into the layout it chose.
-struct Prepared {
-  at::Tensor weight, bias;  // held so that their addresses, the cache key, stay theirs
-  dnnl::convolution_forward primitive;
-  dnnl::memory::desc source, destination, scratch;
-  dnnl::memory weights;
-  at::Tensor reorderedWeights;  // owns weights' data
-};
+using onednn::dt;
+using onednn::tag;
 
 using PreparedKey = std::tuple<const void*, const void*, int64_t, int64_t, int64_t, int64_t,
                                int64_t, int64_t, int64_t, int64_t, bool, int>;
 
-class PreparedCache {
- public:
-  std::shared_ptr<const Prepared> Get(const at::Tensor& input, const at::Tensor& weight,
-                                      const at::Tensor& bias, int64_t padH, int64_t padW,
-                                      int64_t dilationH, int64_t dilationW, bool relu,
-                                      FusedPrecision precision) {
-    const PreparedKey key{weight.data_ptr(),
-                          bias.defined() ? bias.data_ptr() : nullptr,
-                          input.size(0),
-                          input.size(1),
-                          input.size(2),
-                          input.size(3),
-                          padH,
-                          padW,
-                          dilationH,
-                          dilationW,
-                          relu,
-                          static_cast<int>(precision)};
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      const auto found = entries_.find(key);
-      if (found != entries_.end()) return found->second;
-    }
-    auto prepared = Prepare(input, weight, bias, padH, padW, dilationH, dilationW, relu, precision);
-    std::lock_guard<std::mutex> lock(mutex_);
-    // Bounded: a long-running node that loads and unloads models never grows it further.
-    if (entries_.size() >= 256) entries_.clear();
-    return entries_.emplace(key, std::move(prepared)).first->second;
-  }
-
- private:
-  static std::shared_ptr<const Prepared> Prepare(const at::Tensor& input, const at::Tensor& weight,
-                                                 const at::Tensor& bias, int64_t padH, int64_t padW,
-                                                 int64_t dilationH, int64_t dilationW, bool relu,
-                                                 FusedPrecision precision) {
-    using tag = dnnl::memory::format_tag;
-    using dt = dnnl::memory::data_type;
-    const int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
-    const int64_t o = weight.size(0), kh = weight.size(2), kw = weight.size(3);
-    const int64_t oh = h + 2 * padH - (kh - 1) * dilationH;
-    const int64_t ow = w + 2 * padW - (kw - 1) * dilationW;
-    auto result = std::make_shared<Prepared>();
-    result->weight = weight;
-    result->bias = bias;
-    // bf16: inputs and weights in bfloat16, products summed in float, the output in either.
-    const bool low = precision != FusedPrecision::kFloat;
-    const dt compute = low ? dt::bf16 : dt::f32;
-    const dt written = precision == FusedPrecision::kBFloat16 ? dt::bf16 : dt::f32;
-    result->source = dnnl::memory::desc({n, c, h, w}, compute, tag::nhwc);
-    result->destination = dnnl::memory::desc({n, o, oh, ow}, written, tag::nhwc);
-    const dnnl::memory::desc anyWeights({o, c, kh, kw}, compute, tag::any);
-    // oneDNN counts dilation from 0 (none), LibTorch from 1.
-    const dnnl::memory::dims strides{1, 1}, padding{padH, padW},
-        dilates{dilationH - 1, dilationW - 1};
-    dnnl::primitive_attr attributes;
-    attributes.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    if (relu) {
-      dnnl::post_ops ops;
-      ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
-      attributes.set_post_ops(ops);
-    }
-    const auto descriptor =
-        bias.defined()
-            ? dnnl::convolution_forward::desc(
-                  dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                  result->source, anyWeights, dnnl::memory::desc({o}, dt::f32, tag::x),
-                  result->destination, strides, dilates, padding, padding)
-            : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                              dnnl::algorithm::convolution_direct, result->source,
-                                              anyWeights, result->destination, strides, dilates,
-                                              padding, padding);
-    const dnnl::convolution_forward::primitive_desc primitiveDesc(descriptor, attributes,
-                                                                  CpuEngine());
-    result->primitive = dnnl::convolution_forward(primitiveDesc);
-    result->scratch = primitiveDesc.scratchpad_desc();
-
-    // The weights, once, in the layout the primitive wants.
-    const dnnl::memory::desc wanted = primitiveDesc.weights_desc();
-    result->reorderedWeights =
-        at::empty({static_cast<int64_t>(wanted.get_size())}, at::TensorOptions(at::kByte));
-    result->weights = dnnl::memory(wanted, CpuEngine(), result->reorderedWeights.data_ptr());
-    const dnnl::memory::desc given({o, c, kh, kw}, dt::f32, tag::oihw);
-    dnnl::memory source(given, CpuEngine(), weight.data_ptr());
-    dnnl::stream stream(CpuEngine());
-    dnnl::reorder(source, result->weights).execute(stream, source, result->weights);
-    stream.wait();
-    return result;
-  }
-
-  std::mutex mutex_;
-  std::map<PreparedKey, std::shared_ptr<const Prepared>> entries_;
-};
-
-PreparedCache& Cache() {
-  static PreparedCache cache;
+onednn::PreparedCache<PreparedKey>& Cache() {
+  static onednn::PreparedCache<PreparedKey> cache;
   return cache;
 }
 
 at::Tensor OneDnnConvolution(const at::Tensor& input, const at::Tensor& weight,
                              const at::Tensor& bias, int64_t padH, int64_t padW, int64_t dilationH,
                              int64_t dilationW, bool relu, FusedPrecision precision) {
-  const auto prepared =
-      Cache().Get(input, weight, bias, padH, padW, dilationH, dilationW, relu, precision);
-  const auto& dims = prepared->destination.dims();
+  const onednn::Geometry g{input.size(0),  input.size(1),  input.size(2),  input.size(3),
+                           weight.size(0), weight.size(2), weight.size(3), padH,
+                           padW,           dilationH,      dilationW};
+  const PreparedKey key{weight.data_ptr(),
+                        bias.defined() ? bias.data_ptr() : nullptr,
+                        g.n,
+                        g.c,
+                        g.h,
+                        g.w,
+                        padH,
+                        padW,
+                        dilationH,
+                        dilationW,
+                        relu,
+                        static_cast<int>(precision)};
+  const auto prepared = Cache().Get(key, [&] {
+    auto result = std::make_shared<onednn::Prepared>();
+    result->weight = weight;
+    result->bias = result->runBias = bias;
+    // bf16: inputs and weights in bfloat16, products summed in float, the output in either.
+    const dt compute = precision != FusedPrecision::kFloat ? dt::bf16 : dt::f32;
+    const dt written = precision == FusedPrecision::kBFloat16 ? dt::bf16 : dt::f32;
+    dnnl::primitive_attr attributes;
+    if (relu) {
+      dnnl::post_ops ops;
+      ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+      attributes.set_post_ops(ops);
+    }
+    onednn::Build(*result, g, compute, compute, written, bias.defined(), attributes, {});
+    return result;
+  });
   at::Tensor output =
-      EmptyOutput({dims[0], dims[1], dims[2], dims[3]},
+      EmptyOutput({g.n, g.o, g.OutHeight(), g.OutWidth()},
                   precision == FusedPrecision::kBFloat16 ? at::kBFloat16 : at::kFloat);
-  at::Tensor scratch =
-      at::empty({static_cast<int64_t>(prepared->scratch.get_size())}, at::TensorOptions(at::kByte));
-  dnnl::memory source(prepared->source, CpuEngine(), input.data_ptr());
-  dnnl::memory destination(prepared->destination, CpuEngine(), output.data_ptr());
-  dnnl::memory scratchpad(prepared->scratch, CpuEngine(), scratch.data_ptr());
-  std::unordered_map<int, dnnl::memory> arguments{{DNNL_ARG_SRC, source},
-                                                  {DNNL_ARG_WEIGHTS, prepared->weights},
-                                                  {DNNL_ARG_DST, destination},
-                                                  {DNNL_ARG_SCRATCHPAD, scratchpad}};
-  if (bias.defined()) {
-    arguments.emplace(
-        DNNL_ARG_BIAS,
-        dnnl::memory({{dims[1]}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::x},
-                     CpuEngine(), bias.data_ptr()));
-  }
-  dnnl::stream stream(CpuEngine());
-  prepared->primitive.execute(stream, arguments);
-  stream.wait();
+  onednn::Run(*prepared, input, output);
   return output;
 }
 
@@ -415,6 +321,76 @@ TORCH_LIBRARY(enhance, library) {
 }
 
 }  // namespace
+
+#if ENHANCE_WITH_ONEDNN
+namespace onednn {
+
+dnnl::engine& CpuEngine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+void Build(Prepared& prepared, const Geometry& g, dt sourceType, dt weightType, dt destinationType,
+           bool withBias, const dnnl::primitive_attr& attributes,
+           const dnnl::primitive_attr& weightAttributes) {
+  prepared.source = dnnl::memory::desc({g.n, g.c, g.h, g.w}, sourceType, tag::nhwc);
+  prepared.destination =
+      dnnl::memory::desc({g.n, g.o, g.OutHeight(), g.OutWidth()}, destinationType, tag::nhwc);
+  const dnnl::memory::desc anyWeights({g.o, g.c, g.kh, g.kw}, weightType, tag::any);
+  // oneDNN counts dilation from 0 (none), LibTorch from 1.
+  const dnnl::memory::dims strides{1, 1}, padding{g.padH, g.padW},
+      dilates{g.dilationH - 1, g.dilationW - 1};
+  dnnl::primitive_attr withScratch = attributes;
+  withScratch.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  const auto kind = dnnl::prop_kind::forward_inference;
+  const auto direct = dnnl::algorithm::convolution_direct;
+  const auto descriptor = withBias ? dnnl::convolution_forward::desc(
+                                         kind, direct, prepared.source, anyWeights,
+                                         dnnl::memory::desc({g.o}, dt::f32, tag::x),
+                                         prepared.destination, strides, dilates, padding, padding)
+                                   : dnnl::convolution_forward::desc(
+                                         kind, direct, prepared.source, anyWeights,
+                                         prepared.destination, strides, dilates, padding, padding);
+  const dnnl::convolution_forward::primitive_desc primitiveDesc(descriptor, withScratch,
+                                                                CpuEngine());
+  prepared.primitive = dnnl::convolution_forward(primitiveDesc);
+  prepared.scratch = primitiveDesc.scratchpad_desc();
+
+  // The weights, once, in the layout the primitive wants.
+  const dnnl::memory::desc wanted = primitiveDesc.weights_desc();
+  prepared.reorderedWeights =
+      at::empty({static_cast<int64_t>(wanted.get_size())}, at::TensorOptions(at::kByte));
+  prepared.weights = dnnl::memory(wanted, CpuEngine(), prepared.reorderedWeights.data_ptr());
+  const dnnl::memory::desc given({g.o, g.c, g.kh, g.kw}, dt::f32, tag::oihw);
+  dnnl::memory source(given, CpuEngine(), prepared.weight.data_ptr());
+  dnnl::stream stream(CpuEngine());
+  dnnl::reorder(dnnl::reorder::primitive_desc(source, prepared.weights, weightAttributes))
+      .execute(stream, source, prepared.weights);
+  stream.wait();
+}
+
+void Run(const Prepared& prepared, const at::Tensor& input, at::Tensor& output) {
+  at::Tensor scratch =
+      at::empty({static_cast<int64_t>(prepared.scratch.get_size())}, at::TensorOptions(at::kByte));
+  dnnl::memory source(prepared.source, CpuEngine(), input.data_ptr());
+  dnnl::memory destination(prepared.destination, CpuEngine(), output.data_ptr());
+  dnnl::memory scratchpad(prepared.scratch, CpuEngine(), scratch.data_ptr());
+  std::unordered_map<int, dnnl::memory> arguments{{DNNL_ARG_SRC, source},
+                                                  {DNNL_ARG_WEIGHTS, prepared.weights},
+                                                  {DNNL_ARG_DST, destination},
+                                                  {DNNL_ARG_SCRATCHPAD, scratchpad}};
+  if (prepared.runBias.defined()) {
+    const int64_t outputs = prepared.destination.dims()[1];
+    arguments.emplace(DNNL_ARG_BIAS, dnnl::memory({{outputs}, dt::f32, tag::x}, CpuEngine(),
+                                                  prepared.runBias.data_ptr()));
+  }
+  dnnl::stream stream(CpuEngine());
+  prepared.primitive.execute(stream, arguments);
+  stream.wait();
+}
+
+}  // namespace onednn
+#endif  // ENHANCE_WITH_ONEDNN
 
 bool FusedConvolutionUsesOneDnn() { return ENHANCE_WITH_ONEDNN != 0; }
 

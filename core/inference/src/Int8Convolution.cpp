@@ -16,7 +16,7 @@
 #include "FusedConvolution.h"
 
 #if ENHANCE_WITH_ONEDNN
-#include <oneapi/dnnl/dnnl.hpp>
+#include "OneDnnConvolution.h"
 #endif
 
 namespace enhance {
@@ -57,38 +57,16 @@ at::Tensor Reference(const at::Tensor& input, const at::Tensor& weight,
 
 #if ENHANCE_WITH_ONEDNN
 
-using dt = dnnl::memory::data_type;
-using tag = dnnl::memory::format_tag;
+using onednn::CpuEngine;
+using onednn::dt;
+using onednn::tag;
 
-dnnl::engine& Engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
-
-dt DataType(at::ScalarType type) {
-  return type == at::kChar ? dt::s8 : type == at::kByte ? dt::u8 : dt::f32;
-}
-
-// One int8 layer prepared for one input shape: the primitive, its weights quantized per
-// output channel and reordered into the layout it chose, and the bias in its units.
-struct Prepared {
-  at::Tensor weight, bias;  // held so that their addresses, the cache key, stay theirs
-  dnnl::convolution_forward primitive;
-  dnnl::memory::desc source, destination, scratch;
-  dnnl::memory weights;
-  at::Tensor reorderedWeights;  // owns weights' data
-  at::Tensor scaledBias;        // bias / (input scale x weight scale), per output channel
-};
-
-std::shared_ptr<const Prepared> Prepare(const at::Tensor& input, const at::Tensor& weight,
-                                        const at::Tensor& bias, int64_t padH, int64_t padW,
-                                        int64_t dilationH, int64_t dilationW, bool relu,
-                                        const Quantization& q) {
-  const int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
-  const int64_t o = weight.size(0), kh = weight.size(2), kw = weight.size(3);
-  const int64_t oh = h + 2 * padH - (kh - 1) * dilationH;
-  const int64_t ow = w + 2 * padW - (kw - 1) * dilationW;
-  auto result = std::make_shared<Prepared>();
+// One int8 layer prepared for one input shape: its weights quantized per output channel
+// and reordered into the layout the primitive chose, and the bias in its units.
+std::shared_ptr<const onednn::Prepared> Prepare(const onednn::Geometry& g, const at::Tensor& weight,
+                                                const at::Tensor& bias, bool relu,
+                                                const Quantization& q) {
+  auto result = std::make_shared<onednn::Prepared>();
   result->weight = weight;
   result->bias = bias;
   // Per output channel: the weight scale, and the output scale that turns the 32-bit sums
@@ -97,98 +75,33 @@ std::shared_ptr<const Prepared> Prepare(const at::Tensor& input, const at::Tenso
       (weight.abs().amax({1, 2, 3}) / 127.0).clamp_min(1e-12).to(at::kFloat).contiguous();
   const at::Tensor outputScale =
       (weightScale * q.inputScale / (q.outputScale > 0 ? q.outputScale : 1.0f)).contiguous();
-  if (bias.defined()) result->scaledBias = (bias / (weightScale * q.inputScale)).contiguous();
-
-  const dt written = q.outputScale > 0 ? (q.outputSigned ? dt::s8 : dt::u8) : dt::f32;
-  result->source = dnnl::memory::desc({n, c, h, w}, q.inputSigned ? dt::s8 : dt::u8, tag::nhwc);
-  result->destination = dnnl::memory::desc({n, o, oh, ow}, written, tag::nhwc);
-  const dnnl::memory::desc anyWeights({o, c, kh, kw}, dt::s8, tag::any);
-  const dnnl::memory::dims strides{1, 1}, padding{padH, padW},
-      dilates{dilationH - 1, dilationW - 1};
+  // oneDNN adds the bias to the 32-bit sums before the output scale.
+  if (bias.defined()) result->runBias = (bias / (weightScale * q.inputScale)).contiguous();
   dnnl::primitive_attr attributes;
-  attributes.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   const float* scales = outputScale.data_ptr<float>();
-  attributes.set_output_scales(1 << 1, std::vector<float>(scales, scales + o));
+  attributes.set_output_scales(1 << 1, std::vector<float>(scales, scales + g.o));
   if (relu) {
     dnnl::post_ops ops;
     ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
     attributes.set_post_ops(ops);
   }
-  const auto descriptor =
-      bias.defined()
-          ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                            dnnl::algorithm::convolution_direct, result->source,
-                                            anyWeights, dnnl::memory::desc({o}, dt::f32, tag::x),
-                                            result->destination, strides, dilates, padding, padding)
-          : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                            dnnl::algorithm::convolution_direct, result->source,
-                                            anyWeights, result->destination, strides, dilates,
-                                            padding, padding);
-  const dnnl::convolution_forward::primitive_desc primitiveDesc(descriptor, attributes, Engine());
-  result->primitive = dnnl::convolution_forward(primitiveDesc);
-  result->scratch = primitiveDesc.scratchpad_desc();
-
-  // The float weights, quantized (w / scale, rounded) and reordered in one pass; the
-  // reorder also computes what a signed 8-bit input needs on processors that want it.
-  const dnnl::memory::desc wanted = primitiveDesc.weights_desc();
-  result->reorderedWeights =
-      at::empty({static_cast<int64_t>(wanted.get_size())}, at::TensorOptions(at::kByte));
-  result->weights = dnnl::memory(wanted, Engine(), result->reorderedWeights.data_ptr());
+  // The float weights are quantized (w / scale, rounded) as they are reordered; the reorder
+  // also computes what a signed 8-bit input needs on processors that want it.
   const at::Tensor inverse = weightScale.reciprocal().contiguous();
   dnnl::primitive_attr quantize;
   quantize.set_output_scales(
-      1 << 0, std::vector<float>(inverse.data_ptr<float>(), inverse.data_ptr<float>() + o));
-  const dnnl::memory::desc given({o, c, kh, kw}, dt::f32, tag::oihw);
-  dnnl::memory source(given, Engine(), weight.data_ptr());
-  dnnl::stream stream(Engine());
-  dnnl::reorder(dnnl::reorder::primitive_desc(source, result->weights, quantize))
-      .execute(stream, source, result->weights);
-  stream.wait();
+      1 << 0, std::vector<float>(inverse.data_ptr<float>(), inverse.data_ptr<float>() + g.o));
+  const dt written = q.outputScale > 0 ? (q.outputSigned ? dt::s8 : dt::u8) : dt::f32;
+  onednn::Build(*result, g, q.inputSigned ? dt::s8 : dt::u8, dt::s8, written, bias.defined(),
+                attributes, quantize);
   return result;
 }
 
 using Key = std::tuple<const void*, const void*, int64_t, int64_t, int64_t, int64_t, int64_t,
                        int64_t, int64_t, int64_t, bool, float, bool, float, bool>;
 
-class PreparedCache {
- public:
-  std::shared_ptr<const Prepared> Get(const at::Tensor& input, const at::Tensor& weight,
-                                      const at::Tensor& bias, int64_t padH, int64_t padW,
-                                      int64_t dilationH, int64_t dilationW, bool relu,
-                                      const Quantization& q) {
-    const Key key{weight.data_ptr(),
-                  bias.defined() ? bias.data_ptr() : nullptr,
-                  input.size(0),
-                  input.size(1),
-                  input.size(2),
-                  input.size(3),
-                  padH,
-                  padW,
-                  dilationH,
-                  dilationW,
-                  relu,
-                  q.inputScale,
-                  q.inputSigned,
-                  q.outputScale,
-                  q.outputSigned};
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      const auto found = entries_.find(key);
-      if (found != entries_.end()) return found->second;
-    }
-    auto prepared = Prepare(input, weight, bias, padH, padW, dilationH, dilationW, relu, q);
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (entries_.size() >= 256) entries_.clear();  // bounded, as the float cache
-    return entries_.emplace(key, std::move(prepared)).first->second;
-  }
-
- private:
-  std::mutex mutex_;
-  std::map<Key, std::shared_ptr<const Prepared>> entries_;
-};
-
-PreparedCache& Cache() {
-  static PreparedCache cache;
+onednn::PreparedCache<Key>& Cache() {
+  static onednn::PreparedCache<Key> cache;
   return cache;
 }
 
@@ -199,11 +112,11 @@ at::Tensor Quantize(const at::Tensor& input, const Quantization& q) {
   const dnnl::memory::dims dims(x.sizes().begin(), x.sizes().end());
   const dnnl::memory::desc from(dims, dt::f32, tag::nhwc);
   const dnnl::memory::desc to(dims, q.inputSigned ? dt::s8 : dt::u8, tag::nhwc);
-  dnnl::memory source(from, Engine(), x.data_ptr());
-  dnnl::memory destination(to, Engine(), output.data_ptr());
+  dnnl::memory source(from, CpuEngine(), x.data_ptr());
+  dnnl::memory destination(to, CpuEngine(), output.data_ptr());
   dnnl::primitive_attr attributes;
   attributes.set_output_scales(0, {1.0f / q.inputScale});
-  dnnl::stream stream(Engine());
+  dnnl::stream stream(CpuEngine());
   dnnl::reorder(dnnl::reorder::primitive_desc(source, destination, attributes))
       .execute(stream, source, destination);
   stream.wait();
@@ -216,27 +129,28 @@ at::Tensor OneDnnInt8(const at::Tensor& input, const at::Tensor& weight, const a
   const at::Tensor x = input.scalar_type() == at::kFloat
                            ? Quantize(input, q)
                            : input.contiguous(at::MemoryFormat::ChannelsLast);
-  const auto prepared =
-      Cache().Get(x, weight, bias, padding[0], padding[1], dilation[0], dilation[1], relu, q);
-  const auto& dims = prepared->destination.dims();
-  at::Tensor output = FusedOutput({dims[0], dims[1], dims[2], dims[3]},
+  const onednn::Geometry g{x.size(0),      x.size(1),      x.size(2),      x.size(3),
+                           weight.size(0), weight.size(2), weight.size(3), padding[0],
+                           padding[1],     dilation[0],    dilation[1]};
+  const Key key{weight.data_ptr(),
+                bias.defined() ? bias.data_ptr() : nullptr,
+                g.n,
+                g.c,
+                g.h,
+                g.w,
+                g.padH,
+                g.padW,
+                g.dilationH,
+                g.dilationW,
+                relu,
+                q.inputScale,
+                q.inputSigned,
+                q.outputScale,
+                q.outputSigned};
+  const auto prepared = Cache().Get(key, [&] { return Prepare(g, weight, bias, relu, q); });
+  at::Tensor output = FusedOutput({g.n, g.o, g.OutHeight(), g.OutWidth()},
                                   q.outputScale > 0 ? EightBit(q.outputSigned) : at::kFloat);
-  at::Tensor scratch =
-      at::empty({static_cast<int64_t>(prepared->scratch.get_size())}, at::TensorOptions(at::kByte));
-  dnnl::memory source(prepared->source, Engine(), x.data_ptr());
-  dnnl::memory destination(prepared->destination, Engine(), output.data_ptr());
-  dnnl::memory scratchpad(prepared->scratch, Engine(), scratch.data_ptr());
-  std::unordered_map<int, dnnl::memory> arguments{{DNNL_ARG_SRC, source},
-                                                  {DNNL_ARG_WEIGHTS, prepared->weights},
-                                                  {DNNL_ARG_DST, destination},
-                                                  {DNNL_ARG_SCRATCHPAD, scratchpad}};
-  if (bias.defined()) {
-    arguments.emplace(DNNL_ARG_BIAS, dnnl::memory({{dims[1]}, dt::f32, tag::x}, Engine(),
-                                                  prepared->scaledBias.data_ptr()));
-  }
-  dnnl::stream stream(Engine());
-  prepared->primitive.execute(stream, arguments);
-  stream.wait();
+  onednn::Run(*prepared, x, output);
   return output;
 }
 

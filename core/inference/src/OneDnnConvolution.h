@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// What the float/bf16 (FusedConvolution.cpp) and int8 (Int8Convolution.cpp) fused
+// convolutions share when they call oneDNN: a convolution prepared once per weight tensor
+// and input shape (the primitive, and the weights reordered into the layout it chose), a
+// bounded cache of them, and running one. Included only where ENHANCE_WITH_ONEDNN is 1.
+//
+// Thread-safety: PreparedCache is safe to use from several threads (a mutex guards it);
+// a Prepared is immutable once built and may run from several threads at once, each run
+// with its own scratch memory.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+
+namespace enhance::onednn {
+
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+
+dnnl::engine& CpuEngine();
+
+// One convolution prepared for one input shape.
+struct Prepared {
+  at::Tensor weight, bias;  // held so that their addresses, the cache keys, stay theirs
+  at::Tensor runBias;       // the bias the primitive reads (the int8 one is rescaled)
+  dnnl::convolution_forward primitive;
+  dnnl::memory::desc source, destination, scratch;
+  dnnl::memory weights;
+  at::Tensor reorderedWeights;  // owns weights' data
+};
+
+// The geometry of a stride-1 convolution of an NHWC input [n, c, h, w] by OIHW `weight`.
+struct Geometry {
+  int64_t n, c, h, w, o, kh, kw, padH, padW, dilationH, dilationW;
+  int64_t OutHeight() const { return h + 2 * padH - (kh - 1) * dilationH; }
+  int64_t OutWidth() const { return w + 2 * padW - (kw - 1) * dilationW; }
+};
+
+// Builds `prepared`'s primitive for source and destination in NHWC of the given types,
+// weights of `weightType` in the layout oneDNN prefers, the bias (when `withBias`) in
+// float, and `attributes` (scratchpad: user); then reorders the float OIHW `weight` into
+// it, through `weightAttributes` (for int8: the per-channel quantization scales).
+void Build(Prepared& prepared, const Geometry& g, dt sourceType, dt weightType, dt destinationType,
+           bool withBias, const dnnl::primitive_attr& attributes,
+           const dnnl::primitive_attr& weightAttributes);
+
+// Runs a prepared convolution on `input` (NHWC, of the prepared source type) into `output`
+// (NHWC, of the prepared destination type).
+void Run(const Prepared& prepared, const at::Tensor& input, at::Tensor& output);
+
+// Prepared convolutions by key, built on first use; bounded (cleared at 256 entries), so
+// that a node that loads and unloads models for long never grows it further.
+template <typename Key>
+class PreparedCache {
+ public:
+  template <typename Make>
+  std::shared_ptr<const Prepared> Get(const Key& key, Make make) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      const auto found = entries_.find(key);
+      if (found != entries_.end()) return found->second;
+    }
+    std::shared_ptr<const Prepared> prepared = make();
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (entries_.size() >= 256) entries_.clear();
+    return entries_.emplace(key, std::move(prepared)).first->second;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<Key, std::shared_ptr<const Prepared>> entries_;
+};
+
+}  // namespace enhance::onednn
