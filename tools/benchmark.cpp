@@ -195,7 +195,8 @@ void PrintPrecisionDecisions(
       return std::string(text);
     };
     std::string notes = low->note;
-    if (!low->int8.note.empty()) notes += (notes.empty() ? "" : "; ") + low->int8.note;
+    if (!low->int8.note.empty() && low->int8.note != notes)
+      notes += (notes.empty() ? "" : "; ") + low->int8.note;
     std::printf(
         "| %s | %s | %s | %s | %s |\n", run.first->Info().name.c_str(), low->runs.c_str(),
         deviation(low->compared, low->meanDeviation, low->p999Deviation).c_str(),

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "FusedConvolution.h"
+#include "Int8Convolution.h"
 #include "ModelFixtures.h"
 #include "enhance/inference/ClassicalModels.h"
 #include "enhance/inference/TorchModel.h"
@@ -237,6 +238,49 @@ TEST(ShippedModels, Bf16StaysWithinEachManifestsTolerance) {
     EXPECT_LT(sum / static_cast<double>(actual.voxels.size()), 0.01 * (*highest - *lowest));
   }
   EXPECT_GT(allowing, 0) << "no shipped model allows bf16";
+}
+
+// A shipped model that allows int8 stays within its int8 tolerance on its calibration input
+// where the processor has 8-bit dot-product instructions (the loader keeps int8 only
+// then), and forced int8's output on a small phantom stays within 1% of the output's range
+// of float's on average.
+TEST(ShippedModels, Int8StaysWithinEachManifestsTolerance) {
+  int allowing = 0;
+  for (const auto& folder : ShippedFolders()) {
+    SCOPED_TRACE(folder.string());
+    InferenceOptions automatic = Cpu();
+    automatic.precision = "auto";
+    const auto model = TorchModel::Load(folder, automatic);
+    const LowPrecisionReport* report = model->LowPrecision();
+    if (report == nullptr || !model->Info().lowPrecision.int8) continue;
+    ++allowing;
+    const LowPrecisionSpec& allowed = model->Info().lowPrecision;
+    if (CpuHasInt8()) {
+      ASSERT_TRUE(report->int8.compared) << report->int8.note;
+      EXPECT_LE(report->int8.meanDeviation, allowed.int8MeanTolerance);
+      EXPECT_LE(report->int8.p999Deviation, allowed.int8P999Tolerance);
+      EXPECT_TRUE(report->runs == "int8" ||
+                  report->int8.note.find("not the fastest") != std::string::npos)
+          << report->int8.note;
+    } else {
+      EXPECT_NE(report->runs, "int8");
+    }
+    InferenceOptions float32 = Cpu(), int8 = Cpu();
+    float32.precision = "float";
+    int8.precision = "int8";
+    const Volume input = SmallInputFor(model->Info());
+    const Volume expected = TorchModel::Load(folder, float32)->Run(input, {});
+    const Volume actual = TorchModel::Load(folder, int8)->Run(input, {});
+    ASSERT_EQ(actual.voxels.size(), expected.voxels.size());
+    const auto [lowest, highest] =
+        std::minmax_element(expected.voxels.begin(), expected.voxels.end());
+    double sum = 0;
+    for (size_t i = 0; i < actual.voxels.size(); ++i)
+      sum += std::abs(actual.voxels[i] - expected.voxels[i]);
+    EXPECT_GT(sum, 0.0);
+    EXPECT_LT(sum / static_cast<double>(actual.voxels.size()), 0.01 * (*highest - *lowest));
+  }
+  EXPECT_GT(allowing, 0) << "no shipped model allows int8";
 }
 
 // The fused CPU layout (FusedConvolution.h) computes what the graph as saved computes.
