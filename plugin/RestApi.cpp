@@ -73,10 +73,14 @@ Json::Value ModelJson(const Model& model) {
                 m.lowPrecision.p999Tolerance, low->bf16Seconds, low->note);
     }
     if (m.lowPrecision.int8) {
-      precision["Int8"] =
+      Json::Value& int8 = precision["Int8"] =
           trial(low->int8.compared, low->int8.meanDeviation, low->int8.p999Deviation,
                 m.lowPrecision.int8MeanTolerance, m.lowPrecision.int8P999Tolerance,
                 low->int8.seconds, low->int8.note);
+      if (low->int8.wideLayers > 0) {
+        int8["Layers"] = low->int8.layers;  // wide convolutions in int8, of WideLayers
+        int8["WideLayers"] = low->int8.wideLayers;
+      }
     }
     entry["Precision"] = precision;
   }

@@ -136,6 +136,39 @@ TEST(Int8Convolution, CalibratedGraphIsCloseToFloat) {
   EXPECT_LT(error, 0.03);
 }
 
+// Layers may be left out of int8: they run as the float (or bf16) fused layout, and an int8
+// layer read by one of them writes float.
+TEST(Int8Convolution, ChosenLayersRunInInt8AndTheOthersInFloat) {
+  torch::jit::Module module = testing::FiveLayerDenoiser(34);
+  const Int8Calibration calibration = CalibrateInt8(module, {{at::rand({2, 1, 32, 32})}});
+  ASSERT_EQ(calibration.Layers(), 3u);  // w1, w2, w3
+  int replaced = 0;
+  torch::jit::Module mixed =
+      FuseConvolutionsInt8(module, calibration, {true, false, true}, false, &replaced);
+  EXPECT_EQ(replaced, 2);
+  std::vector<std::string> kinds;
+  std::vector<float> outputScales;
+  for (torch::jit::Node* node : mixed.get_method("forward").graph()->nodes()) {
+    const std::string kind = node->kind().toQualString();
+    if (kind == "enhance::conv2d_int8") {
+      outputScales.push_back(
+          torch::jit::toIValue(node->input(6))->toTensor()[kOutputScale].item<float>());
+    }
+    if (kind == "enhance::conv2d_int8" || kind == "enhance::conv2d_fused") kinds.push_back(kind);
+  }
+  EXPECT_EQ(kinds, (std::vector<std::string>{"enhance::conv2d_fused", "enhance::conv2d_int8",
+                                             "enhance::conv2d_fused", "enhance::conv2d_int8",
+                                             "enhance::conv2d_fused"}));
+  EXPECT_EQ(outputScales, (std::vector<float>{0.0f, 0.0f}));  // w1 is read by a float layer
+  const at::Tensor input = at::rand({1, 1, 40, 36});
+  const at::Tensor expected = module.forward({input}).toTensor();
+  const double error = RelativeError(mixed.forward({input}).toTensor(), expected);
+  EXPECT_GT(error, 0.0);
+  EXPECT_LT(error, 0.03);
+  EXPECT_THROW(FuseConvolutionsInt8(module, calibration, {true}, false, nullptr),
+               std::invalid_argument);
+}
+
 TEST(Int8Convolution, AGraphWithoutWideConvolutionsHasNoInt8Layer) {
   torch::jit::Module module("Tiny");
   module.register_parameter("w", at::randn({4, 1, 3, 3}), false);

@@ -688,6 +688,39 @@ TEST(TorchModelPrecision, Int8IsKeptOnlyWithinItsToleranceAndWhenFaster) {
   }
 }
 
+// When int8 everywhere is beyond its tolerance, the loader keeps in int8 the wide layers that
+// cost least, as long as the whole stays within it, and runs the others in bf16 or float.
+TEST(TorchModelPrecision, Int8BeyondTheToleranceKeepsTheLayersThatFit) {
+  if (!CpuHasInt8()) GTEST_SKIP() << "this processor has no 8-bit dot-product instructions";
+  TemporaryFolder dir;
+  const auto everywhere = TorchModel::Load(Int8Fixture(dir, "everywhere", 1, 1), Cpu());
+  const LowPrecisionReport::Int8 all = everywhere->LowPrecision()->int8;
+  ASSERT_TRUE(all.compared);
+  ASSERT_GE(all.wideLayers, 2);
+  EXPECT_EQ(all.layers, all.wideLayers);
+  const double tolerance = 0.6 * all.meanDeviation;
+  const auto mixed = TorchModel::Load(Int8Fixture(dir, "mixed", tolerance, 1), Cpu());
+  const LowPrecisionReport::Int8 some = mixed->LowPrecision()->int8;
+  ASSERT_TRUE(some.compared);
+  EXPECT_EQ(some.wideLayers, all.wideLayers);
+  ASSERT_GT(some.layers, 0) << some.note;
+  EXPECT_LT(some.layers, some.wideLayers);
+  EXPECT_LE(some.meanDeviation, tolerance);
+  EXPECT_GT(some.meanDeviation, 0);
+  if (mixed->LowPrecision()->runs == "int8") {
+    EXPECT_NE(
+        mixed->Parameters().find("of " + std::to_string(some.wideLayers) + " wide layers in int8"),
+        std::string::npos)
+        << mixed->Parameters();
+  }
+  // Below what any one layer costs, int8 does not run, and the note says why.
+  const auto none = TorchModel::Load(Int8Fixture(dir, "none", 1e-12, 1e-12), Cpu());
+  EXPECT_EQ(none->LowPrecision()->runs, "float");
+  EXPECT_NE(none->LowPrecision()->int8.note.find("no wide convolution alone stays within it"),
+            std::string::npos)
+      << none->LowPrecision()->int8.note;
+}
+
 // "int8" forces int8 (calibrated, unchecked), whose output stays close to float's; "float"
 // forces float, to the bit.
 TEST(TorchModelPrecision, TheOptionsForceInt8OrFloat) {

@@ -68,13 +68,15 @@ std::vector<c10::IValue> CalibrationArguments(const ModelSpec& spec) {
                           at::detail::createCPUGenerator(0));
 }
 
-// The int8 version: the fused graph with its wide convolutions in int8, calibrated on the
+// The int8 version: the fused graph with every wide convolution in int8, calibrated on the
 // calibration input; null when it has none.
 std::shared_ptr<torch::jit::Module> BuildInt8(const ModelSpec& spec,
-                                              const torch::jit::Module& module) {
+                                              const torch::jit::Module& module,
+                                              LowPrecisionReport& decided) {
   int replaced = 0;
   torch::jit::Module int8 = FuseConvolutionsInt8(module, {CalibrationArguments(spec)}, &replaced);
   if (replaced == 0) return nullptr;
+  decided.int8.layers = decided.int8.wideLayers = replaced;
   return std::make_shared<torch::jit::Module>(int8);
 }
 
@@ -194,9 +196,63 @@ void Check(const ModelSpec& spec, std::vector<Candidate>& candidates, const Tria
                  Figure(trial.meanDeviation) + " (tolerance " + Figure(trial.meanTolerance) +
                  ") and a 99.9th percentile of " + Figure(trial.p999Deviation) + " (tolerance " +
                  Figure(trial.p999Tolerance) + ") on " +
-                 spec.lowPrecision.calibration.filename().string() + "; float runs";
+                 spec.lowPrecision.calibration.filename().string() + "; " + trial.name +
+                 " does not run";
     low->failed = true;
   }
+}
+
+// An int8 version beyond its tolerance: the wide convolutions whose int8 costs the least
+// accuracy are kept in int8, cheapest first (each ranked by the mean deviation it causes
+// alone), as long as the whole stays within the tolerance; the others run in bf16 (float
+// on a processor without bf16 instructions). The int8 candidate becomes that mix when at
+// least one layer stays in int8. 2n + 1 graphs are built and compared for n wide layers.
+void MixInt8(const ModelSpec& spec, const torch::jit::Module& module,
+             std::vector<Candidate>& candidates, const Trial& trial, LowPrecisionReport& decided) {
+  Candidate* low = Find(candidates, CpuLayout::kFusedInt8);
+  Candidate* high = Find(candidates, CpuLayout::kFused);
+  if (!low || !high || !low->failed || !trial.compared) return;
+  const Int8Calibration calibration = CalibrateInt8(module, {CalibrationArguments(spec)});
+  const size_t n = calibration.Layers();
+  const bool bf16 = CpuHasBf16();
+  const auto build = [&](const std::vector<bool>& int8) {
+    return std::make_shared<torch::jit::Module>(
+        FuseConvolutionsInt8(module, calibration, int8, bf16, nullptr));
+  };
+  std::vector<std::pair<double, size_t>> cost;
+  for (size_t i = 0; i < n; ++i) {
+    std::vector<bool> alone(n, false);
+    alone[i] = true;
+    auto version = build(alone);
+    cost.emplace_back(CompareOnCalibration(spec, *high->loaded.module, *version).first, i);
+  }
+  std::sort(cost.begin(), cost.end());
+  std::vector<bool> chosen(n, false);
+  std::shared_ptr<torch::jit::Module> best;
+  std::pair<double, double> bestDeviation;
+  int layers = 0;
+  for (const auto& [alone, layer] : cost) {
+    chosen[layer] = true;
+    auto version = build(chosen);
+    const auto deviation = CompareOnCalibration(spec, *high->loaded.module, *version);
+    if (deviation.first <= trial.meanTolerance && deviation.second <= trial.p999Tolerance) {
+      best = version;
+      bestDeviation = deviation;
+      ++layers;
+    } else {
+      chosen[layer] = false;
+    }
+  }
+  if (!best) {
+    trial.note += "; no wide convolution alone stays within it in int8";
+    return;
+  }
+  low->loaded.module = best;
+  low->failed = false;
+  std::tie(trial.meanDeviation, trial.p999Deviation) = bestDeviation;
+  trial.note.clear();
+  decided.int8.layers = layers;
+  decided.int8.wideLayers = static_cast<int>(n);
 }
 
 // One small item: enough to rank the versions, cheap enough for start-up. They are timed
@@ -369,7 +425,7 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
   if (!cpu || layouts == std::vector<CpuLayout>{CpuLayout::kPlain}) return plain;
   if (options.precision == "bf16" || options.precision == "int8") {
     const bool int8 = options.precision == "int8";
-    auto built = int8 ? BuildInt8(spec, module) : Build(module, CpuLayout::kFusedBf16);
+    auto built = int8 ? BuildInt8(spec, module, decided) : Build(module, CpuLayout::kFusedBf16);
     if (!built) {
       throw Error(ErrorKind::kBadInput,
                   "model '" + spec.name + "': " + options.precision +
@@ -399,7 +455,7 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
   }
   for (const Trial& trial : trials) {
     try {
-      auto built = trial.layout == CpuLayout::kFusedInt8 ? BuildInt8(spec, module)
+      auto built = trial.layout == CpuLayout::kFusedInt8 ? BuildInt8(spec, module, decided)
                                                          : Build(module, trial.layout);
       if (built) candidates.push_back({{built, trial.layout}, {}});
     } catch (const Error&) {
@@ -409,6 +465,7 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
       continue;
     }
     Check(spec, candidates, trial);
+    if (trial.layout == CpuLayout::kFusedInt8) MixInt8(spec, module, candidates, trial, decided);
   }
   if (candidates.empty()) return plain;
   if (candidates.size() == 1) return candidates.front().loaded;

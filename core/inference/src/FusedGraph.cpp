@@ -57,11 +57,13 @@ const c10::Symbol kInt8Operator = c10::Symbol::fromQualString("enhance::conv2d_i
 
 enum class Mode { kFloat, kBf16, kInt8 };
 
-// The int8 layers of a graph: each one's quantization tensor, in graph order, and the
-// layers reading its output when every reader is one (empty otherwise).
-struct Int8Layers {
-  std::vector<at::Tensor> quantization;
-  std::vector<std::vector<size_t>> int8Readers;
+// How a graph pass treats the wide convolutions in int8: calibrated (null while
+// calibrating) and, per wide convolution in graph order, whether it runs in int8 (null: all
+// do) or, when not, in bf16 (`demoteToBf16`) or float.
+struct Int8Plan {
+  const std::vector<at::Tensor>* calibrated = nullptr;
+  const std::vector<bool>* int8 = nullptr;
+  bool demoteToBf16 = false;
 };
 
 // The quantization tensor of a new int8 layer: calibrated, or to be calibrated.
@@ -75,11 +77,10 @@ at::Tensor QuantizationOf(size_t layer, const std::vector<at::Tensor>* calibrate
 }
 
 // Replaces `conv` (and a ReLU that is its only use) when its weights and parameters are
-// constants the fused operator handles; returns the new node, or nullptr. In int8, a wide
-// convolution becomes int8 layer number `layer`, quantized as `calibrated` says (or to be
-// calibrated).
-torch::jit::Node* Replace(torch::jit::Graph& graph, torch::jit::Node* conv, Mode mode, size_t layer,
-                          const std::vector<at::Tensor>* calibrated) {
+// constants the fused operator handles; returns the new node, or nullptr. In int8, wide
+// convolution number `layer` (counted here) runs as `plan` says.
+torch::jit::Node* Replace(torch::jit::Graph& graph, torch::jit::Node* conv, Mode mode,
+                          size_t& layer, const Int8Plan& plan) {
   using torch::jit::toIValue;
   const bool general = IsPlainGeneralConvolution(conv);
   if (!general && !conv->matches(kConvolutionSchema)) return nullptr;
@@ -115,11 +116,16 @@ torch::jit::Node* Replace(torch::jit::Graph& graph, torch::jit::Node* conv, Mode
   }
   torch::jit::WithInsertPoint insertPoint(conv);
   torch::jit::Value* reluFlag = graph.insertConstant(relu != nullptr);
-  const bool int8 = low && mode == Mode::kInt8;
+  bool int8 = false, bf16 = low && mode == Mode::kBf16;
+  if (low && mode == Mode::kInt8) {
+    int8 = !plan.int8 || plan.int8->at(layer);
+    bf16 = !int8 && plan.demoteToBf16;
+  }
   torch::jit::Value* last = graph.insertConstant(
-      int8 ? c10::IValue(QuantizationOf(layer, calibrated))
-           : c10::IValue(static_cast<int64_t>(low ? FusedPrecision::kBFloat16FloatOutput
-                                                  : FusedPrecision::kFloat)));
+      int8 ? c10::IValue(QuantizationOf(layer, plan.calibrated))
+           : c10::IValue(static_cast<int64_t>(bf16 ? FusedPrecision::kBFloat16FloatOutput
+                                                   : FusedPrecision::kFloat)));
+  if (low && mode == Mode::kInt8) ++layer;
   torch::jit::Node* fused = graph.create(int8 ? kInt8Operator : kFused,
                                          {conv->input(0), conv->input(1), conv->input(2),
                                           conv->input(4), reluFlag, conv->input(5), last},
@@ -138,10 +144,10 @@ FusedPrecision PrecisionOf(torch::jit::Node* fused) {
                                  : FusedPrecision::kFloat;
 }
 
-// The pass itself, on a frozen copy of `module`; `layers` receives the int8 layers.
-torch::jit::Module Fuse(const torch::jit::Module& module, Mode mode,
-                        const std::vector<at::Tensor>* calibrated, int* replaced,
-                        Int8Layers* layers) {
+// The pass itself, on a frozen copy of `module`; `quantization` receives the int8 layers'
+// quantization tensors, in graph order.
+torch::jit::Module Fuse(const torch::jit::Module& module, Mode mode, const Int8Plan& plan,
+                        int* replaced, std::vector<at::Tensor>* quantization) {
   torch::jit::Module frozen = torch::jit::freeze(module);
   std::shared_ptr<torch::jit::Graph> graph = frozen.get_method("forward").graph();
   std::vector<torch::jit::Node*> convolutions;
@@ -151,56 +157,60 @@ torch::jit::Module Fuse(const torch::jit::Module& module, Mode mode,
     }
   }
   std::vector<torch::jit::Node*> fused, int8;
+  size_t wide = 0;
   for (torch::jit::Node* conv : convolutions) {
-    if (torch::jit::Node* node = Replace(*graph, conv, mode, int8.size(), calibrated)) {
+    if (torch::jit::Node* node = Replace(*graph, conv, mode, wide, plan)) {
       fused.push_back(node);
       if (node->kind() == kInt8Operator) int8.push_back(node);
     }
   }
-  if (calibrated && calibrated->size() != int8.size()) {
-    throw std::runtime_error("int8: the graph has " + std::to_string(int8.size()) +
-                             " int8 layers, calibrated for " + std::to_string(calibrated->size()));
+  if (plan.calibrated && plan.calibrated->size() != wide) {
+    throw std::runtime_error("int8: the graph has " + std::to_string(wide) +
+                             " wide convolutions, calibrated for " +
+                             std::to_string(plan.calibrated->size()));
   }
-  // A bf16 convolution whose every reader is a bf16 convolution writes bfloat16: the
-  // activations between such layers are never converted.
+  // A bf16 convolution whose every reader is a bf16 convolution writes bfloat16, and an
+  // int8 one whose every reader is an int8 convolution writes 8 bits in its readers' scale:
+  // the activations between such layers are never converted.
   for (torch::jit::Node* node : fused) {
+    const auto& uses = node->output()->uses();
+    const auto all = [&uses](const auto& test) {
+      return !uses.empty() && std::all_of(uses.begin(), uses.end(), [&](const auto& use) {
+        return use.offset == 0 && test(use.user);
+      });
+    };
+    if (node->kind() == kInt8Operator && plan.calibrated &&
+        all([](torch::jit::Node* user) { return user->kind() == kInt8Operator; })) {
+      at::Tensor q = torch::jit::toIValue(node->input(6))->toTensor();
+      const at::Tensor reader = torch::jit::toIValue(uses[0].user->input(6))->toTensor();
+      q[kOutputScale] = reader[kInputScale];
+      q[kOutputSigned] = reader[kInputSigned];
+    }
     if (node->kind() != kFused || PrecisionOf(node) != FusedPrecision::kBFloat16FloatOutput)
       continue;
-    const auto& uses = node->output()->uses();
-    const bool allLow = !uses.empty() && std::all_of(uses.begin(), uses.end(), [](const auto& use) {
-      return use.user->kind() == kFused && use.offset == 0 &&
-             PrecisionOf(use.user) != FusedPrecision::kFloat;
-    });
-    if (!allLow) continue;
+    if (!all([](torch::jit::Node* user) {
+          return user->kind() == kFused && PrecisionOf(user) != FusedPrecision::kFloat;
+        })) {
+      continue;
+    }
     torch::jit::WithInsertPoint insertPoint(node);
     node->replaceInput(6, graph->insertConstant(static_cast<int64_t>(FusedPrecision::kBFloat16)));
   }
-  if (layers) {
-    for (torch::jit::Node* node : int8) {
-      layers->quantization.push_back(torch::jit::toIValue(node->input(6))->toTensor());
-      std::vector<size_t> readers;
-      for (const auto& use : node->output()->uses()) {
-        const auto found = std::find(int8.begin(), int8.end(), use.user);
-        if (found == int8.end() || use.offset != 0) {
-          readers.clear();
-          break;
-        }
-        readers.push_back(static_cast<size_t>(found - int8.begin()));
-      }
-      layers->int8Readers.push_back(readers);
-    }
+  if (quantization) {
+    for (torch::jit::Node* node : int8)
+      quantization->push_back(torch::jit::toIValue(node->input(6))->toTensor());
   }
   torch::jit::EliminateDeadCode(graph);
   if (replaced) *replaced = static_cast<int>(mode == Mode::kInt8 ? int8.size() : fused.size());
   return frozen;
 }
 
-// The scales of int8 layer `i` from what calibration saw: an input never negative (after a
-// ReLU) is read as unsigned 8-bit, [0, max] in 255 steps; any other as signed, [-m, m] in
-// 2 x 127 steps. A layer whose every reader is an int8 layer writes in its readers' scale.
-std::vector<at::Tensor> Calibrated(const Int8Layers& layers) {
+// The input scale of each int8 layer from what calibration saw: an input never negative
+// (after a ReLU) is read as unsigned 8-bit, [0, max] in 255 steps; any other as signed,
+// [-m, m] in 2 x 127 steps. Outputs are float until a graph pass finds the readers.
+std::vector<at::Tensor> Calibrated(const std::vector<at::Tensor>& observed) {
   std::vector<at::Tensor> result;
-  for (const at::Tensor& q : layers.quantization) {
+  for (const at::Tensor& q : observed) {
     at::Tensor c = q.clone();
     const float low = q[kObservedMin].item<float>(), high = q[kObservedMax].item<float>();
     if (!(low <= high) || !std::isfinite(low) || !std::isfinite(high)) {
@@ -211,13 +221,8 @@ std::vector<at::Tensor> Calibrated(const Int8Layers& layers) {
     const float range = isSigned ? std::max(-low, high) / 127.0f : high / 255.0f;
     c[kInputScale] = range > 0 ? range : 1.0f;
     c[kInputSigned] = isSigned ? 1.0f : 0.0f;
+    c[kOutputScale] = 0.0f;
     result.push_back(c);
-  }
-  for (size_t i = 0; i < result.size(); ++i) {
-    const auto& readers = layers.int8Readers[i];
-    if (readers.empty()) continue;
-    result[i][kOutputScale] = result[readers.front()][kInputScale];
-    result[i][kOutputSigned] = result[readers.front()][kInputSigned];
   }
   return result;
 }
@@ -226,23 +231,44 @@ std::vector<at::Tensor> Calibrated(const Int8Layers& layers) {
 
 torch::jit::Module FuseConvolutions(const torch::jit::Module& module, int* replaced,
                                     FusedPrecision precision) {
-  return Fuse(module, precision != FusedPrecision::kFloat ? Mode::kBf16 : Mode::kFloat, nullptr,
+  return Fuse(module, precision != FusedPrecision::kFloat ? Mode::kBf16 : Mode::kFloat, {},
               replaced, nullptr);
 }
 
-torch::jit::Module FuseConvolutionsInt8(const torch::jit::Module& module,
-                                        const std::vector<std::vector<c10::IValue>>& calibration,
-                                        int* replaced) {
-  Int8Layers layers;
+Int8Calibration CalibrateInt8(const torch::jit::Module& module,
+                              const std::vector<std::vector<c10::IValue>>& calibration) {
+  std::vector<at::Tensor> observed;
   int count = 0;
-  torch::jit::Module calibrating = Fuse(module, Mode::kInt8, nullptr, &count, &layers);
+  torch::jit::Module calibrating = Fuse(module, Mode::kInt8, {}, &count, &observed);
   if (count > 0) {
     c10::InferenceMode guard;
     FusedOutputScope recycle;
     for (const auto& arguments : calibration) calibrating.forward(arguments);
   }
-  const std::vector<at::Tensor> scales = Calibrated(layers);
-  return Fuse(module, Mode::kInt8, &scales, replaced, nullptr);
+  return {Calibrated(observed)};
+}
+
+torch::jit::Module FuseConvolutionsInt8(const torch::jit::Module& module,
+                                        const Int8Calibration& calibration,
+                                        const std::vector<bool>& int8, bool demoteToBf16,
+                                        int* replaced) {
+  if (int8.size() != calibration.quantization.size()) {
+    throw std::invalid_argument("int8: " + std::to_string(int8.size()) + " layers chosen for " +
+                                std::to_string(calibration.quantization.size()));
+  }
+  Int8Plan plan;
+  plan.calibrated = &calibration.quantization;
+  plan.int8 = &int8;
+  plan.demoteToBf16 = demoteToBf16;
+  return Fuse(module, Mode::kInt8, plan, replaced, nullptr);
+}
+
+torch::jit::Module FuseConvolutionsInt8(const torch::jit::Module& module,
+                                        const std::vector<std::vector<c10::IValue>>& calibration,
+                                        int* replaced) {
+  const Int8Calibration calibrated = CalibrateInt8(module, calibration);
+  return FuseConvolutionsInt8(
+      module, calibrated, std::vector<bool>(calibrated.quantization.size(), true), false, replaced);
 }
 
 }  // namespace enhance

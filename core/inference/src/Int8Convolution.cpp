@@ -43,7 +43,8 @@ at::ScalarType EightBit(bool isSigned) { return isSigned ? at::kChar : at::kByte
 at::Tensor Reference(const at::Tensor& input, const at::Tensor& weight,
                      const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu,
                      c10::IntArrayRef dilation, const Quantization& q) {
-  at::Tensor x = input.scalar_type() == at::kFloat ? input : input.to(at::kFloat) * q.inputScale;
+  const bool eightBit = input.scalar_type() == at::kByte || input.scalar_type() == at::kChar;
+  at::Tensor x = eightBit ? input.to(at::kFloat) * q.inputScale : input.to(at::kFloat);
   at::Tensor output = FusedConv2d(x.contiguous(at::MemoryFormat::ChannelsLast), weight, bias,
                                   padding, relu, dilation, FusedPrecision::kFloat);
   if (q.outputScale == 0) return output;

@@ -48,11 +48,27 @@ at::Tensor Int8Conv2d(const at::Tensor& input, const at::Tensor& weight,
                       const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu,
                       c10::IntArrayRef dilation, const at::Tensor& quantization);
 
-// A frozen copy of `module` (in eval mode) whose wide convolutions (those bf16 would take,
-// FusedGraph.cpp) run in int8 with scales calibrated by running `calibration` (forward
-// arguments, in turn) through it; the other convolutions run as in the fused float layout.
-// `replaced` receives how many convolutions run in int8. Throws c10::Error when the module
-// cannot be frozen, std::runtime_error when a calibration input fails.
+// The activation scales of a network's wide convolutions (those bf16 would take,
+// FusedGraph.cpp), in graph order, calibrated by running `calibration` (forward arguments,
+// in turn) through it in float. Throws c10::Error when the module cannot be frozen,
+// std::runtime_error when a calibration input fails or a layer sees no finite input.
+struct Int8Calibration {
+  std::vector<at::Tensor> quantization;  // one per wide convolution
+  size_t Layers() const { return quantization.size(); }
+};
+Int8Calibration CalibrateInt8(const torch::jit::Module& module,
+                              const std::vector<std::vector<c10::IValue>>& calibration);
+
+// A frozen copy of `module` (in eval mode) whose wide convolutions run in int8 with those
+// scales where `int8` (one flag per wide convolution) says so, and otherwise in bf16
+// (`demoteToBf16`) or float; the other convolutions run as in the fused float layout.
+// `replaced` receives how many convolutions run in int8.
+torch::jit::Module FuseConvolutionsInt8(const torch::jit::Module& module,
+                                        const Int8Calibration& calibration,
+                                        const std::vector<bool>& int8, bool demoteToBf16,
+                                        int* replaced);
+
+// Both at once, every wide convolution in int8.
 torch::jit::Module FuseConvolutionsInt8(const torch::jit::Module& module,
                                         const std::vector<std::vector<c10::IValue>>& calibration,
                                         int* replaced);

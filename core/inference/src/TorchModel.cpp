@@ -367,7 +367,15 @@ std::string TorchModel::Parameters() const {
   const ModelSpec& s = impl_->spec;
   std::string text = "TorchScript on " + impl_->device.str();
   if (impl_->fp16) text += " fp16";
-  if (impl_->device.is_cpu()) text += std::string(" (") + Describe(impl_->loaded.layout) + ")";
+  if (impl_->device.is_cpu()) {
+    text += std::string(" (") + Describe(impl_->loaded.layout);
+    const LowPrecisionReport::Int8& int8 = impl_->lowPrecision.int8;
+    if (impl_->loaded.layout == CpuLayout::kFusedInt8 && int8.layers < int8.wideLayers) {
+      text += ", " + std::to_string(int8.layers) + " of " + std::to_string(int8.wideLayers) +
+              " wide layers in int8";
+    }
+    text += ")";
+  }
   if (s.sliceContext > 0) text += ", " + std::to_string(s.InputChannels()) + " slices as context";
   if (s.tileSize > 0) text += ", tiles " + std::to_string(s.tileSize) + " px";
   if (s.isDiffusion) {

@@ -111,11 +111,14 @@ struct LowPrecisionReport {
   // Why bf16 does not run when the manifest allows it (no instructions for it, too far from
   // float, slower, or forced by the options); empty otherwise.
   std::string note;
-  // The same for int8.
+  // The same for int8, with how many of the network's wide convolutions run in int8 (fewer
+  // than all when int8 everywhere was beyond the tolerance and the loader kept the most
+  // costly ones in bf16 or float) of how many there are.
   struct Int8 {
     bool compared = false;
     double meanDeviation = 0, p999Deviation = 0;
     double seconds = 0;
+    int layers = 0, wideLayers = 0;
     std::string note;
   } int8;
 };
