@@ -44,7 +44,7 @@ using namespace enhance::models;
 
 constexpr const char* kUsage =
     "usage: enhance-evaluate MODEL --models DIR [--data test|validation|mr|ct]\n"
-    "                        [--precision float|bf16|int8|float,bf16,int8] [--seeds N]\n"
+    "                        [--precision float|bf16|int8|auto|float,bf16,int8] [--seeds N]\n"
     "MODEL: ct-denoise | ct-denoise-gan | mr-denoise | ct-superres-x2 | mr-superres-x2\n"
     "       | ct-superres-z2 | mr2ct | mr2ct-diffusion | self-supervised-denoise\n"
     "       | ct-denoise-halfres (not shipped)\n"
@@ -54,7 +54,8 @@ constexpr const char* kUsage =
     "the baselines (to choose training options; ct-denoise models only). --precision bf16\n"
     "(int8) runs the learned models in bf16 (in int8, calibrated on the manifest's\n"
     "calibration input) on the CPU (default float); float,bf16,int8 measures them in each,\n"
-    "side by side, without the baselines and noise power spectra.\n"
+    "side by side, without the baselines and noise power spectra; auto is what the node's\n"
+    "loader chooses on this processor (a mix of int8 and bf16 layers, for instance).\n"
     "self-supervised-denoise (built in, learns from each series) is measured over --seeds\n"
     "noise draws and model seeds (default 3) on MR heads and low-dose CT phantoms never used\n"
     "for tuning; --data mr or ct for one of them.\n";
@@ -192,13 +193,22 @@ std::shared_ptr<const Model> LoadShipped(const std::filesystem::path& folder,
 }
 
 // The model in `folder` in each precision asked for, labelled "NAME VERSION (learned)", with
-// ", bf16" for bf16.
+// ", bf16" for bf16; "auto" is what the node's loader chooses, labelled with what runs.
 std::vector<Candidate> Learned(const std::filesystem::path& folder) {
   std::vector<Candidate> learned;
   for (const std::string& precision : EvaluationPrecisions()) {
     const auto model = LoadShipped(folder, precision);
+    std::string label = precision;
+    if (precision == "auto") {
+      const LowPrecisionReport* low = model->LowPrecision();
+      label = "auto: " + (low ? low->runs : std::string("float"));
+      if (low && low->runs == "int8" && low->int8.layers < low->int8.wideLayers) {
+        label += " in " + std::to_string(low->int8.layers) + " of " +
+                 std::to_string(low->int8.wideLayers) + " wide layers";
+      }
+    }
     learned.push_back({folder.filename().string() + " " + model->Info().version + " (learned" +
-                           (precision == "float" ? "" : ", " + precision) + ")",
+                           (precision == "float" ? "" : ", " + label) + ")",
                        model});
   }
   return learned;
@@ -729,8 +739,8 @@ std::vector<std::string> ParsePrecisions(const std::string& text) {
   std::stringstream stream(text);
   std::string item;
   while (std::getline(stream, item, ',')) {
-    if (item != "float" && item != "bf16" && item != "int8") {
-      throw std::invalid_argument("--precision: '" + item + "' must be float, bf16 or int8");
+    if (item != "float" && item != "bf16" && item != "int8" && item != "auto") {
+      throw std::invalid_argument("--precision: '" + item + "' must be float, bf16, int8 or auto");
     }
     precisions.push_back(item);
   }
