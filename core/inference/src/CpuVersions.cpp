@@ -68,30 +68,53 @@ std::vector<c10::IValue> CalibrationArguments(const ModelSpec& spec) {
                           at::detail::createCPUGenerator(0));
 }
 
+// The calibration input during one load: its forward arguments, read from the file once,
+// and the reference (fused float) version's output on it, computed once however many lower-
+// precision versions are compared with it. Not thread-safe: one load uses it.
+class CalibrationRun {
+ public:
+  explicit CalibrationRun(const ModelSpec& spec) : spec_(spec) {}
+
+  const std::vector<c10::IValue>& Arguments() {
+    if (arguments_.empty()) arguments_ = CalibrationArguments(spec_);
+    return arguments_;
+  }
+
+  // |candidate - reference| on the calibration input: its mean and 99.9th percentile.
+  std::pair<double, double> Deviation(torch::jit::Module& reference,
+                                      torch::jit::Module& candidate) {
+    c10::InferenceMode guard;
+    FusedOutputScope recycle;
+    if (&reference != reference_) {
+      expected_ = reference.forward(Arguments()).toTensor().to(at::kFloat);
+      reference_ = &reference;
+    }
+    const at::Tensor actual = candidate.forward(Arguments()).toTensor().to(at::kFloat);
+    const at::Tensor deviation = (actual - expected_).abs().flatten().to(at::kDouble);
+    const int64_t rank = std::max<int64_t>(
+        1, static_cast<int64_t>(std::ceil(0.999 * static_cast<double>(deviation.numel()))));
+    return {deviation.mean().item<double>(), std::get<0>(deviation.kthvalue(rank)).item<double>()};
+  }
+
+ private:
+  const ModelSpec& spec_;
+  std::vector<c10::IValue> arguments_;
+  const torch::jit::Module* reference_ = nullptr;
+  at::Tensor expected_;
+};
+
 // The int8 version: the fused graph with every wide convolution in int8, calibrated on the
-// calibration input; null when it has none.
-std::shared_ptr<torch::jit::Module> BuildInt8(const ModelSpec& spec,
-                                              const torch::jit::Module& module,
-                                              LowPrecisionReport& decided) {
+// calibration input (the scales go to `scales`, for MixInt8); null when it has none.
+std::shared_ptr<torch::jit::Module> BuildInt8(CalibrationRun& run, const torch::jit::Module& module,
+                                              LowPrecisionReport& decided,
+                                              Int8Calibration& scales) {
+  scales = CalibrateInt8(module, {run.Arguments()});
   int replaced = 0;
-  torch::jit::Module int8 = FuseConvolutionsInt8(module, {CalibrationArguments(spec)}, &replaced);
+  torch::jit::Module int8 = FuseConvolutionsInt8(
+      module, scales, std::vector<bool>(scales.Layers(), true), false, &replaced);
   if (replaced == 0) return nullptr;
   decided.int8.layers = decided.int8.wideLayers = replaced;
   return std::make_shared<torch::jit::Module>(int8);
-}
-
-// |a - b| of the two versions on the calibration input: its mean and 99.9th percentile.
-std::pair<double, double> CompareOnCalibration(const ModelSpec& spec, torch::jit::Module& reference,
-                                               torch::jit::Module& candidate) {
-  c10::InferenceMode guard;
-  FusedOutputScope recycle;
-  const std::vector<c10::IValue> arguments = CalibrationArguments(spec);
-  const at::Tensor expected = reference.forward(arguments).toTensor().to(at::kFloat);
-  const at::Tensor actual = candidate.forward(arguments).toTensor().to(at::kFloat);
-  const at::Tensor deviation = (actual - expected).abs().flatten().to(at::kDouble);
-  const int64_t rank = std::max<int64_t>(
-      1, static_cast<int64_t>(std::ceil(0.999 * static_cast<double>(deviation.numel()))));
-  return {deviation.mean().item<double>(), std::get<0>(deviation.kthvalue(rank)).item<double>()};
 }
 
 std::string Figure(double value) {
@@ -175,7 +198,8 @@ std::string WhyNot(const Trial& trial, const InferenceOptions& options) {
 // Compares the lower-precision version with the fused float one on the calibration input,
 // and drops it (with the reason in the report) beyond the manifest's tolerance or when it
 // was not built.
-void Check(const ModelSpec& spec, std::vector<Candidate>& candidates, const Trial& trial) {
+void Check(const ModelSpec& spec, CalibrationRun& run, std::vector<Candidate>& candidates,
+           const Trial& trial) {
   Candidate* low = Find(candidates, trial.layout);
   Candidate* high = Find(candidates, CpuLayout::kFused);
   if (!low || !high) {
@@ -188,7 +212,7 @@ void Check(const ModelSpec& spec, std::vector<Candidate>& candidates, const Tria
     return;
   }
   std::tie(trial.meanDeviation, trial.p999Deviation) =
-      CompareOnCalibration(spec, *high->loaded.module, *low->loaded.module);
+      run.Deviation(*high->loaded.module, *low->loaded.module);
   trial.compared = true;
   if (trial.meanDeviation > trial.meanTolerance || trial.p999Deviation > trial.p999Tolerance ||
       !std::isfinite(trial.meanDeviation)) {
@@ -207,12 +231,12 @@ void Check(const ModelSpec& spec, std::vector<Candidate>& candidates, const Tria
 // alone), as long as the whole stays within the tolerance; the others run in bf16 (float
 // on a processor without bf16 instructions). The int8 candidate becomes that mix when at
 // least one layer stays in int8. 2n + 1 graphs are built and compared for n wide layers.
-void MixInt8(const ModelSpec& spec, const torch::jit::Module& module,
-             std::vector<Candidate>& candidates, const Trial& trial, LowPrecisionReport& decided) {
+void MixInt8(CalibrationRun& run, const torch::jit::Module& module,
+             const Int8Calibration& calibration, std::vector<Candidate>& candidates,
+             const Trial& trial, LowPrecisionReport& decided) {
   Candidate* low = Find(candidates, CpuLayout::kFusedInt8);
   Candidate* high = Find(candidates, CpuLayout::kFused);
   if (!low || !high || !low->failed || !trial.compared) return;
-  const Int8Calibration calibration = CalibrateInt8(module, {CalibrationArguments(spec)});
   const size_t n = calibration.Layers();
   const bool bf16 = CpuHasBf16();
   const auto build = [&](const std::vector<bool>& int8) {
@@ -224,7 +248,7 @@ void MixInt8(const ModelSpec& spec, const torch::jit::Module& module,
     std::vector<bool> alone(n, false);
     alone[i] = true;
     auto version = build(alone);
-    cost.emplace_back(CompareOnCalibration(spec, *high->loaded.module, *version).first, i);
+    cost.emplace_back(run.Deviation(*high->loaded.module, *version).first, i);
   }
   std::sort(cost.begin(), cost.end());
   std::vector<bool> chosen(n, false);
@@ -234,7 +258,7 @@ void MixInt8(const ModelSpec& spec, const torch::jit::Module& module,
   for (const auto& [alone, layer] : cost) {
     chosen[layer] = true;
     auto version = build(chosen);
-    const auto deviation = CompareOnCalibration(spec, *high->loaded.module, *version);
+    const auto deviation = run.Deviation(*high->loaded.module, *version);
     if (deviation.first <= trial.meanTolerance && deviation.second <= trial.p999Tolerance) {
       best = version;
       bestDeviation = deviation;
@@ -423,9 +447,12 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
   const bool cpu = device.is_cpu() && options.optimizeForCpu;
   std::vector<CpuLayout> layouts = LayoutsAsked(options, cpu);
   if (!cpu || layouts == std::vector<CpuLayout>{CpuLayout::kPlain}) return plain;
+  CalibrationRun run(spec);
+  Int8Calibration scales;
   if (options.precision == "bf16" || options.precision == "int8") {
     const bool int8 = options.precision == "int8";
-    auto built = int8 ? BuildInt8(spec, module, decided) : Build(module, CpuLayout::kFusedBf16);
+    auto built =
+        int8 ? BuildInt8(run, module, decided, scales) : Build(module, CpuLayout::kFusedBf16);
     if (!built) {
       throw Error(ErrorKind::kBadInput,
                   "model '" + spec.name + "': " + options.precision +
@@ -455,7 +482,7 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
   }
   for (const Trial& trial : trials) {
     try {
-      auto built = trial.layout == CpuLayout::kFusedInt8 ? BuildInt8(spec, module, decided)
+      auto built = trial.layout == CpuLayout::kFusedInt8 ? BuildInt8(run, module, decided, scales)
                                                          : Build(module, trial.layout);
       if (built) candidates.push_back({{built, trial.layout}, {}});
     } catch (const Error&) {
@@ -464,8 +491,9 @@ LoadedModule LoadModule(const ModelSpec& spec, const c10::Device& device, bool f
       trial.note = std::string(trial.name) + " could not be built: " + e.what();
       continue;
     }
-    Check(spec, candidates, trial);
-    if (trial.layout == CpuLayout::kFusedInt8) MixInt8(spec, module, candidates, trial, decided);
+    Check(spec, run, candidates, trial);
+    if (trial.layout == CpuLayout::kFusedInt8)
+      MixInt8(run, module, scales, candidates, trial, decided);
   }
   if (candidates.empty()) return plain;
   if (candidates.size() == 1) return candidates.front().loaded;
