@@ -7,13 +7,15 @@
 //   enhance-benchmark [--models DIR]... [--slices N] [--size N] [--repeats N]
 //                     [--threads N] [--device cpu|cuda] [--batches 1,4,8] [--no-optimize]
 //                     [--layouts auto,plain,channels-last,fused,optimised]
-//                     [--precisions auto,float,bf16,int8]
+//                     [--precisions auto,float,bf16,int8] [--profile N]
 //   enhance-benchmark --self-supervised [--slices N] [--size N] [--repeats N] [--threads N]
 //                     [--device cpu|cuda] [--steps N] [--augmentations N]
 //                     [--time-budget SECONDS]
 // Beside each model's runs it measures the float matrix-multiply rate and, on the CPU, the
 // bf16 one and the int8 one (1024^3 products; int8 through oneDNN), so that each row's
 // share of the rate its precision has is taken in the same moment.
+// --profile N runs each model once more, after its timed runs, with every operator timed
+// (OperatorProfile.h), and prints the N operators with the most self time per slice.
 // --self-supervised times the built-in self-supervised denoiser on one whole series instead
 // (default 256 slices of 512x512 from a phantom of a body's length, 30 HU of noise): its
 // training, its denoising and their sum, and the process's peak memory. Every step is
@@ -39,6 +41,7 @@
 #include <cstring>
 #endif
 
+#include "OperatorProfile.h"
 #include "enhance/inference/ModelRegistry.h"
 #include "enhance/inference/Runtime.h"
 #include "enhance/inference/SelfSupervisedDenoiser.h"
@@ -207,6 +210,29 @@ void PrintPrecisionDecisions(
 
 }  // namespace
 
+// Runs `model` once on `volume` with every operator timed; prints the `count` operators
+// with the most self time.
+void PrintProfile(const enhance::Model& model, const std::string& runsAs,
+                  const enhance::Volume& volume, int slices, int count) {
+  std::vector<enhance::tools::OperatorTime> totals;
+  double seconds = 0;
+  {
+    enhance::tools::OperatorProfile profile;
+    const auto start = Clock::now();
+    model.Run(volume, {});
+    seconds = Seconds(start);
+    totals = profile.Totals();
+  }
+  std::printf("\n%s (%s), profiled run: %.1f ms/slice\n\n", model.Info().name.c_str(),
+              runsAs.c_str(), 1000 * seconds / slices);
+  std::printf("| operator | calls/slice | self ms/slice | share |\n| --- | --- | --- | --- |\n");
+  for (size_t i = 0; i < totals.size() && static_cast<int>(i) < count; ++i) {
+    std::printf("| %s | %.1f | %.2f | %.0f%% |\n", totals[i].name.c_str(),
+                static_cast<double>(totals[i].calls) / slices,
+                1000 * totals[i].selfSeconds / slices, 100 * totals[i].selfSeconds / seconds);
+  }
+}
+
 int main(int argc, char** argv) {
   std::vector<std::filesystem::path> directories;
   int slices = 16, size = 512, repeats = 3, threads = 0;
@@ -214,7 +240,7 @@ int main(int argc, char** argv) {
   std::vector<int> batches{1, 4, 8};
   bool optimize = true;
   bool selfSupervised = false;
-  int steps = 0, augmentations = 0;
+  int steps = 0, augmentations = 0, profile = 0;
   double timeBudget = 0;
   std::vector<std::string> layouts{"auto"};
   std::vector<std::string> precisions{"auto"};
@@ -253,6 +279,8 @@ int main(int argc, char** argv) {
         steps = std::stoi(value);
       else if (arg == "--augmentations")
         augmentations = std::stoi(value);
+      else if (arg == "--profile")
+        profile = std::stoi(value);
       else if (arg == "--time-budget")
         timeBudget = std::stod(value);
       else
@@ -264,7 +292,7 @@ int main(int argc, char** argv) {
         << "\nusage: enhance-benchmark [--models DIR]... [--slices N] [--size N] [--repeats N]"
            " [--threads N] [--device cpu|cuda] [--batches 1,4,8] [--no-optimize]"
            " [--layouts auto,plain,channels-last,fused,optimised]"
-           " [--precisions auto,float,bf16,int8]\n"
+           " [--precisions auto,float,bf16,int8] [--profile N]\n"
            "       enhance-benchmark --self-supervised [--slices N] [--size N] [--repeats N]"
            " [--threads N] [--device cpu|cuda] [--steps N] [--augmentations N]"
            " [--time-budget SECONDS]\n";
@@ -415,6 +443,13 @@ int main(int argc, char** argv) {
           share(matmul).c_str(), matmul16 > 0 ? std::to_string(matmul16).substr(0, 5).c_str() : "-",
           share(matmul16).c_str(), matmul8 > 0 ? std::to_string(matmul8).substr(0, 6).c_str() : "-",
           share(matmul8).c_str());
+    }
+    if (profile > 0) {
+      for (const auto& [model, batch] : runs) {
+        const auto* torchModel = dynamic_cast<const enhance::TorchModel*>(model.get());
+        PrintProfile(*model, torchModel ? torchModel->Parameters() : "built in", volume, slices,
+                     profile);
+      }
     }
     PrintPrecisionDecisions(runs);
     return 0;
