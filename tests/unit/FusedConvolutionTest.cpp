@@ -15,8 +15,8 @@ namespace {
 
 at::Tensor Expected(const at::Tensor& input, const at::Tensor& weight,
                     const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu,
-                    c10::IntArrayRef dilation = {1, 1}) {
-  at::Tensor output = at::conv2d(input.contiguous(), weight, bias, 1, padding, dilation);
+                    c10::IntArrayRef dilation = {1, 1}, c10::IntArrayRef stride = {1, 1}) {
+  at::Tensor output = at::conv2d(input.contiguous(), weight, bias, stride, padding, dilation);
   return relu ? output.relu() : output;
 }
 
@@ -37,17 +37,20 @@ std::multiset<std::string> Kinds(torch::jit::Module& module) {
 // Shapes of the shipped networks (16, 20, 28 features; 1 and 4 outputs; 1 and 4 inputs) and
 // awkward ones: channels not a multiple of 8, images narrower than one block of 8 pixels,
 // kernels of 1 and 5, no padding and padding wider than the kernel's half; dilations as
-// mr2ct's (2, 4, 8, padded to keep the size), wide and narrow.
+// mr2ct's (2, 4, 8, padded to keep the size), wide and narrow; strides of 2 (a U-Net's
+// downsampling) and 3, wide and narrow.
 TEST(FusedConvolution, EqualsLibTorchsConvolutionForEveryShape) {
   torch::manual_seed(7);
   struct Case {
-    int64_t inputs, outputs, kernel, padding, dilation = 1;
+    int64_t inputs, outputs, kernel, padding, dilation = 1, stride = 1;
   };
   const std::vector<Case> cases{
-      {1, 16, 3, 1},     {4, 20, 3, 1},    {16, 16, 3, 1},  {16, 1, 3, 1}, {20, 1, 3, 1},
-      {28, 4, 3, 1},     {16, 3, 5, 2},    {9, 2, 3, 0},    {8, 5, 1, 0},  {3, 2, 3, 1},
-      {32, 7, 3, 3},     {12, 1, 5, 1},    {16, 16, 1, 0},  {24, 9, 3, 2}, {20, 20, 3, 2, 2},
-      {20, 20, 3, 8, 8}, {16, 1, 3, 4, 4}, {9, 12, 3, 0, 2}};
+      {1, 16, 3, 1},        {4, 20, 3, 1},       {16, 16, 3, 1},       {16, 1, 3, 1},
+      {20, 1, 3, 1},        {28, 4, 3, 1},       {16, 3, 5, 2},        {9, 2, 3, 0},
+      {8, 5, 1, 0},         {3, 2, 3, 1},        {32, 7, 3, 3},        {12, 1, 5, 1},
+      {16, 16, 1, 0},       {24, 9, 3, 2},       {20, 20, 3, 2, 2},    {20, 20, 3, 8, 8},
+      {16, 1, 3, 4, 4},     {9, 12, 3, 0, 2},    {24, 48, 3, 1, 1, 2}, {16, 3, 3, 1, 1, 2},
+      {12, 16, 5, 2, 1, 3}, {16, 16, 3, 2, 2, 2}};
   const std::vector<std::pair<int64_t, int64_t>> sizes{{13, 29}, {5, 3}, {40, 21}};
   for (const Case& c : cases) {
     for (const auto& [height, width] : sizes) {
@@ -56,8 +59,9 @@ TEST(FusedConvolution, EqualsLibTorchsConvolutionForEveryShape) {
           for (const bool channelsLast : {false, true}) {
             SCOPED_TRACE(std::to_string(c.inputs) + "->" + std::to_string(c.outputs) + " k" +
                          std::to_string(c.kernel) + " p" + std::to_string(c.padding) + " d" +
-                         std::to_string(c.dilation) + " " + std::to_string(height) + "x" +
-                         std::to_string(width) + (relu ? " relu" : "") + (withBias ? " bias" : "") +
+                         std::to_string(c.dilation) + " s" + std::to_string(c.stride) + " " +
+                         std::to_string(height) + "x" + std::to_string(width) +
+                         (relu ? " relu" : "") + (withBias ? " bias" : "") +
                          (channelsLast ? " nhwc" : " nchw"));
             at::Tensor input = at::randn({2, c.inputs, height, width});
             if (channelsLast) input = input.contiguous(at::MemoryFormat::ChannelsLast);
@@ -66,11 +70,13 @@ TEST(FusedConvolution, EqualsLibTorchsConvolutionForEveryShape) {
                 withBias ? c10::optional<at::Tensor>(at::randn({c.outputs})) : c10::nullopt;
             const std::vector<int64_t> padding{c.padding, c.padding};
             const std::vector<int64_t> dilation{c.dilation, c.dilation};
+            const std::vector<int64_t> stride{c.stride, c.stride};
             const int64_t reach = (c.kernel - 1) * c.dilation;
             if (height + 2 * c.padding <= reach || width + 2 * c.padding <= reach) continue;
-            const at::Tensor actual = FusedConv2d(input, weight, bias, padding, relu, dilation);
+            const at::Tensor actual = FusedConv2d(input, weight, bias, padding, relu, dilation,
+                                                  FusedPrecision::kFloat, c10::nullopt, stride);
             EXPECT_TRUE(actual.is_contiguous(at::MemoryFormat::ChannelsLast));
-            ExpectClose(actual, Expected(input, weight, bias, padding, relu, dilation));
+            ExpectClose(actual, Expected(input, weight, bias, padding, relu, dilation, stride));
           }
         }
       }
@@ -115,12 +121,12 @@ TEST(FusedConvolution, ReplacesConvolutionsAndTheReluThatIsTheirOnlyUse) {
 
   int replaced = 0;
   torch::jit::Module fused = FuseConvolutions(module, &replaced);
-  // w0 with its ReLU, w1 (whose output has two uses: the ReLU stays), the dilated w5 with
-  // its ReLU, w4; not the grouped or strided ones.
-  EXPECT_EQ(replaced, 4);
+  // w0 with its ReLU, w1 (whose output has two uses: the ReLU stays), the strided w3, the
+  // dilated w5 with its ReLU, w4; not the grouped one.
+  EXPECT_EQ(replaced, 5);
   const std::multiset<std::string> kinds = Kinds(fused);
-  EXPECT_EQ(kinds.count("enhance::conv2d_fused"), 4u);
-  EXPECT_EQ(kinds.count("aten::conv2d"), 2u);
+  EXPECT_EQ(kinds.count("enhance::conv2d_fused"), 5u);
+  EXPECT_EQ(kinds.count("aten::conv2d"), 1u);
   EXPECT_EQ(kinds.count("aten::relu"), 2u);
   ExpectClose(fused.forward({input}).toTensor().contiguous(), expected);
   {
@@ -131,8 +137,8 @@ TEST(FusedConvolution, ReplacesConvolutionsAndTheReluThatIsTheirOnlyUse) {
   }
 }
 
-// torch.jit.trace records nn.Conv2d as aten::_convolution: fused as well, unless it is
-// transposed.
+// torch.jit.trace records nn.Conv2d as aten::_convolution: fused as well; a transposed one
+// whose kernel equals its stride becomes a 1x1 convolution and a pixel shuffle.
 TEST(FusedConvolution, ReplacesTheGeneralConvolutionThatTracedModelsRecord) {
   torch::manual_seed(4);
   torch::jit::Module module("Traced");
@@ -151,12 +157,87 @@ TEST(FusedConvolution, ReplacesTheGeneralConvolutionThatTracedModelsRecord) {
   const at::Tensor expected = module.forward({input}).toTensor();
   int replaced = 0;
   torch::jit::Module fused = FuseConvolutions(module, &replaced);
-  EXPECT_EQ(replaced, 1);
+  EXPECT_EQ(replaced, 2);
   const std::multiset<std::string> kinds = Kinds(fused);
-  EXPECT_EQ(kinds.count("enhance::conv2d_fused"), 1u);
-  EXPECT_EQ(kinds.count("aten::_convolution"), 1u);
+  EXPECT_EQ(kinds.count("enhance::conv2d_fused"), 2u);
+  EXPECT_EQ(kinds.count("aten::_convolution"), 0u);
+  EXPECT_EQ(kinds.count("aten::pixel_shuffle"), 1u);
   EXPECT_EQ(kinds.count("aten::relu"), 0u);
   ExpectClose(fused.forward({input}).toTensor().contiguous(), expected);
+}
+
+// A transposed convolution whose kernel equals its stride (a U-Net's upsampling) becomes a
+// 1x1 convolution and a pixel shuffle, with a ReLU that follows it; others stay as they are.
+TEST(FusedConvolution, RewritesTransposedConvolutionsWhoseKernelIsTheirStride) {
+  torch::manual_seed(5);
+  torch::jit::Module module("Unet");
+  module.register_parameter("w0", at::randn({16, 12, 2, 2}) * 0.2, false);  // k2 s2
+  module.register_parameter("b0", at::randn({12}), false);
+  module.register_parameter("w1", at::randn({12, 9, 3, 3}) * 0.2, false);  // k3 s3
+  module.register_parameter("w2", at::randn({9, 8, 3, 3}) * 0.2, false);   // k3 s2: overlaps
+  module.register_parameter("b2", at::randn({8}), false);
+  module.define(R"(
+    def forward(self, x):
+        u = torch.relu(torch.conv_transpose2d(x, self.w0, self.b0, 2))
+        v = torch.conv_transpose2d(u, self.w1, None, 3)
+        return torch.conv_transpose2d(v, self.w2, self.b2, 2, 1)
+  )");
+  module.eval();
+  const at::Tensor input = at::randn({2, 16, 7, 5});
+  const at::Tensor expected = module.forward({input}).toTensor();
+  for (const FusedPrecision precision : {FusedPrecision::kFloat, FusedPrecision::kBFloat16}) {
+    int replaced = 0;
+    torch::jit::Module fused = FuseConvolutions(module, &replaced, precision);
+    EXPECT_EQ(replaced, 2);
+    const std::multiset<std::string> kinds = Kinds(fused);
+    EXPECT_EQ(kinds.count("enhance::conv2d_fused"), 2u);
+    EXPECT_EQ(kinds.count("aten::pixel_shuffle"), 2u);
+    EXPECT_EQ(kinds.count("aten::conv_transpose2d"), 1u);
+    EXPECT_EQ(kinds.count("aten::relu"), 0u);
+    const at::Tensor actual = fused.forward({input}).toTensor().contiguous();
+    ASSERT_EQ(actual.sizes(), expected.sizes());
+    const double scale = expected.abs().max().item<double>();
+    const double error = (actual - expected).abs().max().item<double>();
+    EXPECT_LT(error, (precision == FusedPrecision::kFloat ? 1e-5 : 0.02) * scale);
+  }
+}
+
+// A convolution feeding an addition alone takes the addition's other operand as its shift:
+// added with the bias when it is per channel (a diffusion network's timestep embedding, the
+// same for the whole batch or one per image), added afterwards otherwise (a residual); a
+// ReLU after the addition is taken too.
+TEST(FusedConvolution, TakesTheAdditionAndReluThatFollowAConvolution) {
+  torch::manual_seed(6);
+  torch::jit::Module module("Block");
+  module.register_parameter("w0", at::randn({16, 16, 3, 3}) * 0.1, false);
+  module.register_parameter("b0", at::randn({16}), false);
+  module.register_parameter("w1", at::randn({16, 16, 3, 3}) * 0.1, false);
+  module.register_parameter("e", at::randn({8, 16}), false);
+  module.define(R"(
+    def forward(self, x, t):
+        h = torch.conv2d(x, self.w0, self.b0, 1, 1)
+        shift = torch.matmul(t, self.e).unsqueeze(2).unsqueeze(3)
+        h = torch.relu(h + shift)
+        return x + torch.conv2d(h, self.w1, None, 1, 1)
+  )");
+  module.eval();
+  const at::Tensor x = at::randn({3, 16, 11, 9});
+  const at::Tensor same = at::randn({1, 8}).expand({3, 8}).contiguous();
+  for (const at::Tensor& t : {same, at::randn({3, 8}), at::randn({1, 8})}) {
+    const at::Tensor expected = module.forward({x, t}).toTensor();
+    for (const FusedPrecision precision : {FusedPrecision::kFloat, FusedPrecision::kBFloat16}) {
+      int replaced = 0;
+      torch::jit::Module fused = FuseConvolutions(module, &replaced, precision);
+      EXPECT_EQ(replaced, 2);
+      const std::multiset<std::string> kinds = Kinds(fused);
+      EXPECT_EQ(kinds.count("aten::add"), 0u);
+      EXPECT_EQ(kinds.count("aten::relu"), 0u);
+      const at::Tensor actual = fused.forward({x, t}).toTensor().contiguous();
+      const double scale = expected.abs().max().item<double>();
+      const double error = (actual - expected).abs().max().item<double>();
+      EXPECT_LT(error, (precision == FusedPrecision::kFloat ? 1e-5 : 0.02) * scale);
+    }
+  }
 }
 
 TEST(FusedConvolution, ScopeRecyclesOutputsAndOutputsOutliveIt) {

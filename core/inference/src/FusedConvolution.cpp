@@ -243,20 +243,25 @@ at::Tensor NarrowConvolution(const at::Tensor& input, const at::Tensor& weight,
 using onednn::dt;
 using onednn::tag;
 
-using PreparedKey = std::tuple<const void*, const void*, int64_t, int64_t, int64_t, int64_t,
-                               int64_t, int64_t, int64_t, int64_t, bool, int>;
+using PreparedKey =
+    std::tuple<const void*, const void*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+               int64_t, int64_t, int64_t, int64_t, bool, int, bool>;
 
 onednn::PreparedCache<PreparedKey>& Cache() {
   static onednn::PreparedCache<PreparedKey> cache;
   return cache;
 }
 
+// The convolution through oneDNN; `runBias`, when defined, is the bias of this call (the
+// weights' own plus a per-channel shift), added in place of `bias`.
 at::Tensor OneDnnConvolution(const at::Tensor& input, const at::Tensor& weight,
                              const at::Tensor& bias, int64_t padH, int64_t padW, int64_t dilationH,
-                             int64_t dilationW, bool relu, FusedPrecision precision) {
+                             int64_t dilationW, int64_t strideH, int64_t strideW, bool relu,
+                             FusedPrecision precision, const at::Tensor& runBias = at::Tensor()) {
   const onednn::Geometry g{input.size(0),  input.size(1),  input.size(2),  input.size(3),
                            weight.size(0), weight.size(2), weight.size(3), padH,
-                           padW,           dilationH,      dilationW};
+                           padW,           dilationH,      dilationW,      strideH,
+                           strideW};
   const PreparedKey key{weight.data_ptr(),
                         bias.defined() ? bias.data_ptr() : nullptr,
                         g.n,
@@ -267,8 +272,11 @@ at::Tensor OneDnnConvolution(const at::Tensor& input, const at::Tensor& weight,
                         padW,
                         dilationH,
                         dilationW,
+                        strideH,
+                        strideW,
                         relu,
-                        static_cast<int>(precision)};
+                        static_cast<int>(precision),
+                        runBias.defined()};
   const auto prepared = Cache().Get(key, [&] {
     auto result = std::make_shared<onednn::Prepared>();
     result->weight = weight;
@@ -282,13 +290,14 @@ at::Tensor OneDnnConvolution(const at::Tensor& input, const at::Tensor& weight,
       ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
       attributes.set_post_ops(ops);
     }
-    onednn::Build(*result, g, compute, compute, written, bias.defined(), attributes, {});
+    onednn::Build(*result, g, compute, compute, written, bias.defined() || runBias.defined(),
+                  attributes, {});
     return result;
   });
   at::Tensor output =
       EmptyOutput({g.n, g.o, g.OutHeight(), g.OutWidth()},
                   precision == FusedPrecision::kBFloat16 ? at::kBFloat16 : at::kFloat);
-  onednn::Run(*prepared, input, output);
+  onednn::Run(*prepared, input, output, runBias);
   return output;
 }
 
@@ -297,27 +306,60 @@ at::Tensor OneDnnConvolution(const at::Tensor& input, const at::Tensor& weight,
 // What the operator computes, as LibTorch computes it: for inputs the operator was not made for.
 at::Tensor LibTorchConvolution(const at::Tensor& input, const at::Tensor& weight,
                                const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding,
-                               c10::IntArrayRef dilation, bool relu) {
-  at::Tensor output = at::conv2d(input, weight, bias, 1, padding, dilation);
+                               c10::IntArrayRef dilation, c10::IntArrayRef stride, bool relu) {
+  at::Tensor output = at::conv2d(input, weight, bias, stride, padding, dilation);
   return relu ? output.relu_() : output;
 }
 
 at::Tensor FusedConv2dOperator(const at::Tensor& input, const at::Tensor& weight,
                                const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding,
-                               bool relu, c10::IntArrayRef dilation, int64_t precision) {
+                               bool relu, c10::IntArrayRef dilation, int64_t precision,
+                               const c10::optional<at::Tensor>& shift, c10::IntArrayRef stride) {
   if (precision < 0 || precision > static_cast<int64_t>(FusedPrecision::kBFloat16)) {
     throw std::invalid_argument("enhance::conv2d_fused: precision " + std::to_string(precision) +
                                 " must be 0 (float), 1 (bf16, float output) or 2 (bf16)");
   }
   return FusedConv2d(input, weight, bias, padding, relu, dilation,
-                     static_cast<FusedPrecision>(precision));
+                     static_cast<FusedPrecision>(precision), shift, stride);
 }
 
 TORCH_LIBRARY(enhance, library) {
   library.def(
       "conv2d_fused(Tensor input, Tensor weight, Tensor? bias, int[] padding, bool relu, "
-      "int[] dilation, int precision=0) -> Tensor",
+      "int[] dilation, int precision=0, Tensor? shift=None, int[2] stride=1) -> Tensor",
       &FusedConv2dOperator);
+}
+
+// Dilation and stride as two values each (empty: 1).
+std::vector<int64_t> Pair(c10::IntArrayRef values) {
+  return values.empty() ? std::vector<int64_t>{1, 1} : values.vec();
+}
+
+// True when the operator computes this convolution itself (float or bfloat16 input on the
+// CPU, float weights and bias of matching shapes, a non-empty output); otherwise LibTorch
+// does.
+bool Handled(const at::Tensor& input, const at::Tensor& weight,
+             const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding,
+             const std::vector<int64_t>& dilation, const std::vector<int64_t>& stride) {
+  return input.dim() == 4 && weight.dim() == 4 && input.is_cpu() && weight.is_cpu() &&
+         (input.scalar_type() == at::kFloat || input.scalar_type() == at::kBFloat16) &&
+         weight.scalar_type() == at::kFloat && input.size(1) == weight.size(1) &&
+         padding.size() == 2 && dilation.size() == 2 && dilation[0] >= 1 && dilation[1] >= 1 &&
+         stride.size() == 2 && stride[0] >= 1 && stride[1] >= 1 &&
+         input.size(2) + 2 * padding[0] > (weight.size(2) - 1) * dilation[0] &&
+         input.size(3) + 2 * padding[1] > (weight.size(3) - 1) * dilation[1] &&
+         (!bias || !bias->defined() ||
+          (bias->is_cpu() && bias->scalar_type() == at::kFloat && bias->numel() == weight.size(0)));
+}
+
+// The shift rows ([N or 1, O]) when `shift` is a float per-channel tensor ([N or 1, O, 1, 1])
+// for a convolution of `input` by `weight`; otherwise undefined.
+at::Tensor ShiftRows(const at::Tensor& shift, const at::Tensor& input, const at::Tensor& weight) {
+  const bool perChannel = shift.dim() == 4 && shift.is_cpu() && shift.scalar_type() == at::kFloat &&
+                          shift.size(1) == weight.size(0) && shift.size(2) == 1 &&
+                          shift.size(3) == 1 &&
+                          (shift.size(0) == 1 || shift.size(0) == input.size(0));
+  return perChannel ? shift.reshape({shift.size(0), shift.size(1)}) : at::Tensor();
 }
 
 }  // namespace
@@ -338,7 +380,7 @@ void Build(Prepared& prepared, const Geometry& g, dt sourceType, dt weightType, 
       dnnl::memory::desc({g.n, g.o, g.OutHeight(), g.OutWidth()}, destinationType, tag::nhwc);
   const dnnl::memory::desc anyWeights({g.o, g.c, g.kh, g.kw}, weightType, tag::any);
   // oneDNN counts dilation from 0 (none), LibTorch from 1.
-  const dnnl::memory::dims strides{1, 1}, padding{g.padH, g.padW},
+  const dnnl::memory::dims strides{g.strideH, g.strideW}, padding{g.padH, g.padW},
       dilates{g.dilationH - 1, g.dilationW - 1};
   dnnl::primitive_attr withScratch = attributes;
   withScratch.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -369,7 +411,8 @@ void Build(Prepared& prepared, const Geometry& g, dt sourceType, dt weightType, 
   stream.wait();
 }
 
-void Run(const Prepared& prepared, const at::Tensor& input, at::Tensor& output) {
+void Run(const Prepared& prepared, const at::Tensor& input, at::Tensor& output,
+         const at::Tensor& bias) {
   at::Tensor scratch =
       at::empty({static_cast<int64_t>(prepared.scratch.get_size())}, at::TensorOptions(at::kByte));
   dnnl::memory source(prepared.source, CpuEngine(), input.data_ptr());
@@ -379,10 +422,11 @@ void Run(const Prepared& prepared, const at::Tensor& input, at::Tensor& output) 
                                                   {DNNL_ARG_WEIGHTS, prepared.weights},
                                                   {DNNL_ARG_DST, destination},
                                                   {DNNL_ARG_SCRATCHPAD, scratchpad}};
-  if (prepared.runBias.defined()) {
+  const at::Tensor& added = bias.defined() ? bias : prepared.runBias;
+  if (added.defined()) {
     const int64_t outputs = prepared.destination.dims()[1];
-    arguments.emplace(DNNL_ARG_BIAS, dnnl::memory({{outputs}, dt::f32, tag::x}, CpuEngine(),
-                                                  prepared.runBias.data_ptr()));
+    arguments.emplace(DNNL_ARG_BIAS,
+                      dnnl::memory({{outputs}, dt::f32, tag::x}, CpuEngine(), added.data_ptr()));
   }
   dnnl::stream stream(CpuEngine());
   prepared.primitive.execute(stream, arguments);
@@ -429,42 +473,86 @@ FusedOutputScope::~FusedOutputScope() {
   tlsOutputPool = std::static_pointer_cast<OutputPool>(std::move(previous_));
 }
 
+namespace {
+
+// The convolution, plus `shift`, then the ReLU. A per-channel shift is added to the bias of
+// a oneDNN convolution, so that it costs nothing; any other is added as LibTorch adds it.
+at::Tensor ShiftedConv2d(const at::Tensor& input, const at::Tensor& weight,
+                         const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu,
+                         c10::IntArrayRef dilation, FusedPrecision precision,
+                         const at::Tensor& shift, c10::IntArrayRef stride) {
+#if ENHANCE_WITH_ONEDNN
+  const std::vector<int64_t> dilations = Pair(dilation), strides = Pair(stride);
+  const at::Tensor rows = ShiftRows(shift, input, weight);
+  if (rows.defined() && Handled(input, weight, bias, padding, dilations, strides) &&
+      !IsNarrowConvolution(weight, dilations)) {
+    at::internal::lazy_init_num_threads();
+    const bool low = precision != FusedPrecision::kFloat;
+    const at::Tensor nhwc =
+        input.to(low ? at::kBFloat16 : at::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
+    const at::Tensor w = weight.contiguous();
+    const at::Tensor base = bias && bias->defined() ? bias->contiguous() : at::Tensor();
+    const auto run = [&](const at::Tensor& x, int64_t row) {
+      const at::Tensor r = rows[row];
+      return OneDnnConvolution(x, w, base, padding[0], padding[1], dilations[0], dilations[1],
+                               strides[0], strides[1], relu, precision,
+                               (base.defined() ? base + r : r.clone()).contiguous());
+    };
+    try {
+      // One shift for the whole batch (a sampler's step), or one convolution per image.
+      if (rows.size(0) == 1 || at::equal(rows, rows[0].expand_as(rows))) return run(nhwc, 0);
+      std::vector<at::Tensor> images;
+      for (int64_t b = 0; b < nhwc.size(0); ++b) images.push_back(run(nhwc.narrow(0, b, 1), b));
+      return at::cat(images, 0).contiguous(at::MemoryFormat::ChannelsLast);
+    } catch (const dnnl::error&) {
+      // As below.
+    }
+  }
+#endif
+  const FusedPrecision inner =
+      precision == FusedPrecision::kBFloat16 ? FusedPrecision::kBFloat16FloatOutput : precision;
+  at::Tensor output =
+      FusedConv2d(input, weight, bias, padding, false, dilation, inner, c10::nullopt, stride) +
+      shift;
+  if (relu) output.relu_();
+  return precision == FusedPrecision::kBFloat16 ? output.to(at::kBFloat16) : output;
+}
+
+}  // namespace
+
 at::Tensor FusedConv2d(const at::Tensor& input, const at::Tensor& weight,
                        const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu,
-                       c10::IntArrayRef dilation, FusedPrecision precision) {
-  const std::vector<int64_t> dilations =
-      dilation.empty() ? std::vector<int64_t>{1, 1} : dilation.vec();
-  const bool floatInput = input.scalar_type() == at::kFloat;
-  const bool handled =
-      input.dim() == 4 && weight.dim() == 4 && input.is_cpu() && weight.is_cpu() &&
-      (floatInput || input.scalar_type() == at::kBFloat16) && weight.scalar_type() == at::kFloat &&
-      input.size(1) == weight.size(1) && padding.size() == 2 && dilations.size() == 2 &&
-      dilations[0] >= 1 && dilations[1] >= 1 &&
-      input.size(2) + 2 * padding[0] > (weight.size(2) - 1) * dilations[0] &&
-      input.size(3) + 2 * padding[1] > (weight.size(3) - 1) * dilations[1] &&
-      (!bias || !bias->defined() ||
-       (bias->is_cpu() && bias->scalar_type() == at::kFloat && bias->numel() == weight.size(0)));
+                       c10::IntArrayRef dilation, FusedPrecision precision,
+                       const c10::optional<at::Tensor>& shift, c10::IntArrayRef stride) {
+  if (shift && shift->defined()) {
+    return ShiftedConv2d(input, weight, bias, padding, relu, dilation, precision, *shift, stride);
+  }
+  const std::vector<int64_t> dilations = Pair(dilation), strides = Pair(stride);
   const auto asWritten = [precision](at::Tensor output) {
     return precision == FusedPrecision::kBFloat16 ? output.to(at::kBFloat16) : output;
   };
-  if (!handled) {
+  if (!Handled(input, weight, bias, padding, dilations, strides)) {
     return asWritten(LibTorchConvolution(input.to(weight.scalar_type()), weight, bias, padding,
-                                         dilations, relu));
+                                         dilations, strides, relu));
   }
   at::internal::lazy_init_num_threads();
   const at::Tensor w = weight.contiguous();
-  if (IsNarrowConvolution(weight, dilations)) {
+  const bool unitStride = strides[0] == 1 && strides[1] == 1;
+  if (IsNarrowConvolution(weight, dilations) && unitStride) {
     // Float only: its readers (the output layer of a network) are never bf16.
     const at::Tensor nhwc = input.to(at::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
     return asWritten(NarrowConvolution(nhwc, w, bias, padding[0], padding[1], relu));
   }
-  const bool low = precision != FusedPrecision::kFloat;
+  const bool low = precision != FusedPrecision::kFloat && !IsNarrowConvolution(weight, dilations);
   const at::Tensor nhwc =
       input.to(low ? at::kBFloat16 : at::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
 #if ENHANCE_WITH_ONEDNN
   try {
-    return OneDnnConvolution(nhwc, w, bias && bias->defined() ? bias->contiguous() : at::Tensor(),
-                             padding[0], padding[1], dilations[0], dilations[1], relu, precision);
+    const at::Tensor output =
+        OneDnnConvolution(nhwc, w, bias && bias->defined() ? bias->contiguous() : at::Tensor(),
+                          padding[0], padding[1], dilations[0], dilations[1], strides[0],
+                          strides[1], relu, low ? precision : FusedPrecision::kFloat);
+    return low ? output : asWritten(output);
   } catch (const dnnl::error&) {
     // A shape (or, in bf16, a processor) oneDNN has no implementation for: LibTorch
     // computes it, in float.
@@ -472,7 +560,7 @@ at::Tensor FusedConv2d(const at::Tensor& input, const at::Tensor& weight,
 #endif
   return asWritten(LibTorchConvolution(nhwc.to(at::kFloat),
                                        w.contiguous(at::MemoryFormat::ChannelsLast), bias, padding,
-                                       dilations, relu));
+                                       dilations, strides, relu));
 }
 
 }  // namespace enhance

@@ -3,8 +3,10 @@
 // Fused convolutions for networks that run on the CPU (TorchModel's "fused" layout).
 //
 // FuseConvolutions() freezes a TorchScript module (its weights become constants) and
-// replaces each 2-D convolution with constant weights, stride 1 and one group (any dilation),
-// together with a ReLU that is its only use, by the operator enhance::conv2d_fused. That
+// replaces each 2-D convolution with constant weights and one group (any stride or dilation),
+// together with what it feeds alone (an addition, such as a per-channel timestep shift, then
+// a ReLU), by the operator enhance::conv2d_fused. A transposed convolution whose kernel equals
+// its stride becomes a 1x1 convolution and a pixel shuffle first (FusedGraph.cpp). The
 // operator reads and writes channels-last (NHWC) tensors and computes:
 //   - with 8 output channels or more: one oneDNN convolution with the ReLU as a post-
 //     operation (when the build has oneDNN; otherwise LibTorch's convolution and an
@@ -79,13 +81,17 @@ bool IsNarrowConvolution(const at::Tensor& weight, c10::IntArrayRef dilation);
 torch::jit::Module FuseConvolutions(const torch::jit::Module& module, int* replaced,
                                     FusedPrecision precision = FusedPrecision::kFloat);
 
-// The operator itself: at::conv2d(input, weight, bias, 1, padding, dilation), then a ReLU
-// when `relu`; the result is channels-last, float or (kBFloat16) bfloat16. An empty
-// `dilation` means 1. The input may be float or bfloat16. Inputs it was not made for (other
-// dtypes or devices) are handed to at::conv2d.
+// The operator itself: at::conv2d(input, weight, bias, stride, padding, dilation), plus `shift`
+// when one is given, then a ReLU when `relu`; the result is channels-last, float or
+// (kBFloat16) bfloat16. An empty `dilation` or `stride` means 1. The input may be float or
+// bfloat16. A per-channel shift ([N or 1, C, 1, 1], float: a diffusion network's timestep
+// embedding) is added with the bias, in the same pass; any other is added as at::add would. Inputs
+// it was not made for (other dtypes or devices) are handed to at::conv2d.
 at::Tensor FusedConv2d(const at::Tensor& input, const at::Tensor& weight,
                        const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu,
                        c10::IntArrayRef dilation = {},
-                       FusedPrecision precision = FusedPrecision::kFloat);
+                       FusedPrecision precision = FusedPrecision::kFloat,
+                       const c10::optional<at::Tensor>& shift = c10::nullopt,
+                       c10::IntArrayRef stride = {});
 
 }  // namespace enhance

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //
 // The graph pass of the fused CPU layout (FusedConvolution.h): each convolution the fused
-// operator takes, with a ReLU that is its only use, becomes one enhance::conv2d_fused node,
-// in float or bf16, or for int8 one enhance::conv2d_int8 node (Int8Convolution.h).
+// operator takes, with an addition and a ReLU that it feeds alone, becomes one
+// enhance::conv2d_fused node, in float or bf16, or for int8 (stride 1, no addition) one
+// enhance::conv2d_int8 node (Int8Convolution.h). Transposed convolutions whose kernel equals
+// their stride are first rewritten as convolutions (RewriteTransposed).
 #include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
@@ -52,6 +54,90 @@ bool IsPlainGeneralConvolution(torch::jit::Node* conv) {
   return transposed && transposed->isBool() && !transposed->toBool();
 }
 
+const c10::Symbol kConvTranspose2d = c10::Symbol::fromQualString("aten::conv_transpose2d");
+
+// The constant arguments of a transposed convolution, from aten::_convolution (transposed)
+// or aten::conv_transpose2d; false when one of them is not a constant.
+struct TransposedArguments {
+  c10::optional<c10::IValue> weight, bias, stride, padding, outputPadding, dilation, groups;
+};
+
+bool ReadTransposed(torch::jit::Node* node, TransposedArguments& a) {
+  using torch::jit::toIValue;
+  if (node->kind() == kGeneralConvolution && node->inputs().size() >= 9) {
+    const auto transposed = toIValue(node->input(6));
+    if (!transposed || !transposed->isBool() || !transposed->toBool()) return false;
+    a = {toIValue(node->input(1)), toIValue(node->input(2)), toIValue(node->input(3)),
+         toIValue(node->input(4)), toIValue(node->input(7)), toIValue(node->input(5)),
+         toIValue(node->input(8))};
+    return true;
+  }
+  if (node->kind() == kConvTranspose2d && node->inputs().size() == 8) {
+    a = {toIValue(node->input(1)), toIValue(node->input(2)), toIValue(node->input(3)),
+         toIValue(node->input(4)), toIValue(node->input(5)), toIValue(node->input(7)),
+         toIValue(node->input(6))};
+    return true;
+  }
+  return false;
+}
+
+bool IntsEqual(const c10::optional<c10::IValue>& value, std::vector<int64_t> expected) {
+  return value && value->isIntList() && value->toIntVector() == expected;
+}
+
+// A transposed convolution whose square kernel equals its stride, with no padding, output
+// padding or dilation and one group, writes each input pixel's k x k block of outputs on
+// its own: it is exactly a 1x1 convolution to k*k*C outputs (output channel o*k*k + a*k + b
+// holding block position (a, b) of channel o) followed by a pixel shuffle by k. LibTorch's
+// CPU kernel for the transposed form is a slow generic one; the rewritten form runs as a
+// fused convolution. A ReLU that is the transposed convolution's only use moves before the
+// shuffle (they commute), where the fused convolution takes it. True when rewritten.
+bool RewriteTransposed(torch::jit::Graph& graph, torch::jit::Node* node) {
+  TransposedArguments a;
+  if (!ReadTransposed(node, a)) return false;
+  if (!a.weight || !a.weight->isTensor() || !a.bias || !(a.bias->isNone() || a.bias->isTensor()))
+    return false;
+  const at::Tensor w = a.weight->toTensor();
+  if (w.dim() != 4 || w.scalar_type() != at::kFloat || !w.device().is_cpu() ||
+      w.size(2) != w.size(3)) {
+    return false;
+  }
+  const int64_t k = w.size(2), inputs = w.size(0), outputs = w.size(1);
+  if (!IntsEqual(a.stride, {k, k}) || !IntsEqual(a.padding, {0, 0}) ||
+      !IntsEqual(a.outputPadding, {0, 0}) || !IntsEqual(a.dilation, {1, 1}) || !a.groups ||
+      !a.groups->isInt() || a.groups->toInt() != 1) {
+    return false;
+  }
+  const at::Tensor weight =
+      w.permute({1, 2, 3, 0}).reshape({outputs * k * k, inputs, 1, 1}).contiguous();
+  c10::IValue bias;
+  if (a.bias->isTensor()) {
+    const at::Tensor b = a.bias->toTensor();
+    if (b.dim() != 1 || b.size(0) != outputs || b.scalar_type() != at::kFloat) return false;
+    bias = b.repeat_interleave(k * k).contiguous();
+  }
+  torch::jit::Node* relu = nullptr;
+  const auto& uses = node->output()->uses();
+  if (uses.size() == 1 && uses[0].user->owningBlock() == node->owningBlock() &&
+      (uses[0].user->kind() == c10::Symbol::fromQualString("aten::relu") ||
+       uses[0].user->kind() == c10::Symbol::fromQualString("aten::relu_"))) {
+    relu = uses[0].user;
+  }
+  torch::jit::WithInsertPoint insertPoint(node);
+  const std::vector<int64_t> ones{1, 1}, zeros{0, 0};
+  torch::jit::Value* value = graph.insert(
+      kConv2d, {node->input(0), graph.insertConstant(weight), graph.insertConstant(bias),
+                graph.insertConstant(ones), graph.insertConstant(zeros), graph.insertConstant(ones),
+                graph.insertConstant(static_cast<int64_t>(1))});
+  if (relu) value = graph.insert(c10::Symbol::fromQualString("aten::relu"), {value});
+  value = graph.insert(c10::Symbol::fromQualString("aten::pixel_shuffle"),
+                       {value, graph.insertConstant(k)});
+  (relu ? relu : node)->output()->replaceAllUsesWith(value);
+  if (relu) relu->destroy();
+  node->destroy();
+  return true;
+}
+
 const c10::Symbol kFused = c10::Symbol::fromQualString("enhance::conv2d_fused");
 const c10::Symbol kInt8Operator = c10::Symbol::fromQualString("enhance::conv2d_int8");
 
@@ -65,6 +151,35 @@ struct Int8Plan {
   const std::vector<bool>* int8 = nullptr;
   bool demoteToBf16 = false;
 };
+
+const c10::Symbol kAdd = c10::Symbol::fromQualString("aten::add");
+const c10::Symbol kRelu = c10::Symbol::fromQualString("aten::relu");
+const c10::Symbol kReluInPlace = c10::Symbol::fromQualString("aten::relu_");
+
+// The node of kind `kind` in `value`'s block that is its only use, or nullptr.
+torch::jit::Node* OnlyUser(torch::jit::Value* value, c10::Symbol kind) {
+  const auto& uses = value->uses();
+  if (uses.size() != 1) return nullptr;
+  torch::jit::Node* user = uses[0].user;
+  return user->kind() == kind && user->owningBlock() == value->node()->owningBlock() ? user
+                                                                                     : nullptr;
+}
+
+// The other operand of `add` (aten::add(a, b, alpha) with alpha 1) when `value` is exactly
+// one of a and b and the other is a tensor; otherwise nullptr.
+torch::jit::Value* AddedTo(torch::jit::Node* add, torch::jit::Value* value) {
+  if (add->inputs().size() != 3) return nullptr;
+  const auto alpha = torch::jit::toIValue(add->input(2));
+  if (!alpha || !((alpha->isInt() && alpha->toInt() == 1) ||
+                  (alpha->isDouble() && alpha->toDouble() == 1.0))) {
+    return nullptr;
+  }
+  torch::jit::Value* a = add->input(0);
+  torch::jit::Value* b = add->input(1);
+  if ((a == value) == (b == value)) return nullptr;
+  torch::jit::Value* other = a == value ? b : a;
+  return other->type()->cast<c10::TensorType>() ? other : nullptr;
+}
 
 // The quantization tensor of a new int8 layer: calibrated, or to be calibrated.
 at::Tensor QuantizationOf(size_t layer, const std::vector<at::Tensor>* calibrated) {
@@ -91,8 +206,9 @@ torch::jit::Node* Replace(torch::jit::Graph& graph, torch::jit::Node* conv, Mode
   const auto dilation = toIValue(conv->input(5));
   const auto groups = toIValue(conv->input(general ? 8 : 6));
   if (!weight || !weight->isTensor() || !bias || !(bias->isNone() || bias->isTensor()) || !stride ||
-      !AllOnes(*stride) || !dilation || !TwoPositive(*dilation) || !groups || !groups->isInt() ||
-      groups->toInt() != 1 || !padding || !padding->isIntList()) {
+      !TwoPositive(*stride) || (mode == Mode::kInt8 && !AllOnes(*stride)) || !dilation ||
+      !TwoPositive(*dilation) || !groups || !groups->isInt() || groups->toInt() != 1 || !padding ||
+      !padding->isIntList()) {
     return nullptr;
   }
   const at::Tensor& w = weight->toTensor();
@@ -106,34 +222,46 @@ torch::jit::Node* Replace(torch::jit::Graph& graph, torch::jit::Node* conv, Mode
   const bool low = mode != Mode::kFloat && !IsNarrowConvolution(w, dilation->toIntVector()) &&
                    w.size(1) >= kNarrowInputs;
 
-  torch::jit::Node* relu = nullptr;
-  const auto& uses = conv->output()->uses();
-  if (uses.size() == 1) {
-    torch::jit::Node* user = uses[0].user;
-    const bool isRelu = user->kind() == c10::Symbol::fromQualString("aten::relu") ||
-                        user->kind() == c10::Symbol::fromQualString("aten::relu_");
-    if (isRelu && user->owningBlock() == conv->owningBlock()) relu = user;
-  }
-  torch::jit::WithInsertPoint insertPoint(conv);
-  torch::jit::Value* reluFlag = graph.insertConstant(relu != nullptr);
   bool int8 = false, bf16 = low && mode == Mode::kBf16;
   if (low && mode == Mode::kInt8) {
     int8 = !plan.int8 || plan.int8->at(layer);
     bf16 = !int8 && plan.demoteToBf16;
   }
+  // What the convolution feeds alone: an addition (the float and bf16 operator takes it as
+  // its shift; not int8), then a ReLU.
+  torch::jit::Node* add = int8 ? nullptr : OnlyUser(conv->output(), kAdd);
+  torch::jit::Value* shift = add ? AddedTo(add, conv->output()) : nullptr;
+  if (!shift) add = nullptr;
+  torch::jit::Node* relu = OnlyUser((add ? add : conv)->output(), kRelu);
+  if (!relu) relu = OnlyUser((add ? add : conv)->output(), kReluInPlace);
+  // The addition's other operand may be computed after the convolution (a timestep shift):
+  // the fused node goes where the addition was.
+  torch::jit::Node* position = add ? add : conv;
+  torch::jit::WithInsertPoint insertPoint(position);
+  torch::jit::Value* reluFlag = graph.insertConstant(relu != nullptr);
   torch::jit::Value* last = graph.insertConstant(
       int8 ? c10::IValue(QuantizationOf(layer, plan.calibrated))
            : c10::IValue(static_cast<int64_t>(bf16 ? FusedPrecision::kBFloat16FloatOutput
                                                    : FusedPrecision::kFloat)));
   if (low && mode == Mode::kInt8) ++layer;
-  torch::jit::Node* fused = graph.create(int8 ? kInt8Operator : kFused,
-                                         {conv->input(0), conv->input(1), conv->input(2),
-                                          conv->input(4), reluFlag, conv->input(5), last},
-                                         1);
-  fused->insertBefore(conv);
+  std::vector<torch::jit::Value*> inputs{conv->input(0),
+                                         conv->input(1),
+                                         conv->input(2),
+                                         conv->input(4),
+                                         reluFlag,
+                                         conv->input(5),
+                                         last};
+  if (!int8) {
+    inputs.push_back(shift ? shift : graph.insertConstant(c10::IValue()));
+    inputs.push_back(conv->input(3));  // the stride
+  }
+  torch::jit::Node* fused = graph.create(int8 ? kInt8Operator : kFused, inputs, 1);
+  fused->insertBefore(position);
   fused->output()->setType(c10::TensorType::get());
-  (relu ? relu : conv)->output()->replaceAllUsesWith(fused->output());
+  torch::jit::Node* replaced = relu ? relu : add ? add : conv;
+  replaced->output()->replaceAllUsesWith(fused->output());
   if (relu) relu->destroy();
+  if (add) add->destroy();
   conv->destroy();
   return fused;
 }
@@ -150,6 +278,13 @@ torch::jit::Module Fuse(const torch::jit::Module& module, Mode mode, const Int8P
                         int* replaced, std::vector<at::Tensor>* quantization) {
   torch::jit::Module frozen = torch::jit::freeze(module);
   std::shared_ptr<torch::jit::Graph> graph = frozen.get_method("forward").graph();
+  std::vector<torch::jit::Node*> transposed;
+  for (torch::jit::Node* node : graph->nodes()) {
+    if (node->kind() == kGeneralConvolution || node->kind() == kConvTranspose2d) {
+      transposed.push_back(node);
+    }
+  }
+  for (torch::jit::Node* node : transposed) RewriteTransposed(*graph, node);
   std::vector<torch::jit::Node*> convolutions;
   for (torch::jit::Node* node : graph->nodes()) {
     if (node->kind() == kConv2d || node->kind() == kGeneralConvolution) {

@@ -33,11 +33,12 @@ struct Prepared {
   at::Tensor reorderedWeights;  // owns weights' data
 };
 
-// The geometry of a stride-1 convolution of an NHWC input [n, c, h, w] by OIHW `weight`.
+// The geometry of a convolution of an NHWC input [n, c, h, w] by OIHW `weight`.
 struct Geometry {
   int64_t n, c, h, w, o, kh, kw, padH, padW, dilationH, dilationW;
-  int64_t OutHeight() const { return h + 2 * padH - (kh - 1) * dilationH; }
-  int64_t OutWidth() const { return w + 2 * padW - (kw - 1) * dilationW; }
+  int64_t strideH = 1, strideW = 1;
+  int64_t OutHeight() const { return (h + 2 * padH - (kh - 1) * dilationH - 1) / strideH + 1; }
+  int64_t OutWidth() const { return (w + 2 * padW - (kw - 1) * dilationW - 1) / strideW + 1; }
 };
 
 // Builds `prepared`'s primitive for source and destination in NHWC of the given types,
@@ -49,8 +50,11 @@ void Build(Prepared& prepared, const Geometry& g, dt sourceType, dt weightType, 
            const dnnl::primitive_attr& weightAttributes);
 
 // Runs a prepared convolution on `input` (NHWC, of the prepared source type) into `output`
-// (NHWC, of the prepared destination type).
-void Run(const Prepared& prepared, const at::Tensor& input, at::Tensor& output);
+// (NHWC, of the prepared destination type), adding `bias` (float, one per output channel)
+// instead of the prepared one when it is defined (the primitive must have been built with a
+// bias).
+void Run(const Prepared& prepared, const at::Tensor& input, at::Tensor& output,
+         const at::Tensor& bias = at::Tensor());
 
 // Prepared convolutions by key, built on first use; bounded (cleared at 256 entries), so
 // that a node that loads and unloads models for long never grows it further.
