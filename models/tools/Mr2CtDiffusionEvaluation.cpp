@@ -38,13 +38,14 @@ struct Figures {
 };
 
 std::shared_ptr<const Model> Load(const std::filesystem::path& folder, int samples, int64_t seed,
-                                  bool augmentation) {
+                                  bool augmentation,
+                                  const std::string& precision = EvaluationPrecisions().back()) {
   InferenceOptions options;
   options.device = "cpu";
   options.diffusionSamples = samples;
   options.diffusionSeed = seed;
   options.augmentationUncertainty = augmentation;
-  options.precision = EvaluationPrecisions().back();
+  options.precision = precision;
   return TorchModel::Load(folder, options);
 }
 
@@ -143,8 +144,30 @@ void PrintUncertainty(const std::vector<Row>& rows) {
   std::cout << "\n" << std::flush;
 }
 
+// With several precisions (--precision float,bf16): the diffusion model alone, with the
+// manifest's number of samples, in each precision, over the same seeds.
+std::vector<Row> ComparePrecisions(const std::filesystem::path& models, const std::string& name,
+                                   const Mr2CtPair& pair) {
+  std::vector<Row> rows;
+  for (const std::string& precision : EvaluationPrecisions()) {
+    Row row;
+    for (const int64_t seed : kSeeds) {
+      const auto diffusion = Load(models / name, 0, seed, false, precision);
+      if (row.label.empty()) {
+        const std::string& parameters = diffusion->Parameters();
+        row.label = name + " " + diffusion->Info().version + ", " + precision + " (" +
+                    parameters.substr(0, parameters.find(", tiles")) + ")";
+      }
+      row.runs.push_back(Measure(pair.ct, RunModel(*diffusion, pair.mr)));
+    }
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
 std::vector<Row> EvaluatePair(const std::filesystem::path& models, const std::string& name,
                               const Mr2CtPair& pair) {
+  if (ComparingPrecisions()) return ComparePrecisions(models, name, pair);
   std::vector<Row> rows;
   const auto regression = Load(models / "mr2ct", 0, -1, false);
   rows.push_back({"mr2ct " + regression->Info().version + " (regression)",

@@ -786,12 +786,7 @@ int main(int argc, char** argv) {
     if (model == "ct-superres-x2") return EvaluateCtSuperRes(models);
     if (model == "ct-superres-z2") return EvaluateCtThroughPlane(models);
     if (model == "mr2ct") return EvaluateMr2Ct(models);
-    if (model == "mr2ct-diffusion") {
-      if (ComparingPrecisions()) {
-        throw std::invalid_argument("mr2ct-diffusion is evaluated in one --precision at a time");
-      }
-      return EvaluateMr2CtDiffusion(models, model);
-    }
+    if (model == "mr2ct-diffusion") return EvaluateMr2CtDiffusion(models, model);
     throw std::invalid_argument("unknown model '" + model + "'");
   } catch (const std::exception& e) {
     std::cerr << "enhance-evaluate: " << e.what() << "\n" << kUsage;
