@@ -240,6 +240,44 @@ TEST(FusedConvolution, TakesTheAdditionAndReluThatFollowAConvolution) {
   }
 }
 
+// A SiLU after a convolution (an autoencoder's activation) is applied as the output is
+// written, wide (oneDNN's swish), narrow (the direct loop) and strided; the graph pass takes
+// it as it takes a ReLU.
+TEST(FusedConvolution, AppliesASiluAsItWrites) {
+  torch::manual_seed(8);
+  struct Case {
+    int64_t inputs, outputs, stride;
+  };
+  for (const Case c : {Case{16, 16, 1}, Case{16, 4, 1}, Case{1, 16, 2}, Case{24, 32, 2}}) {
+    SCOPED_TRACE(std::to_string(c.inputs) + "->" + std::to_string(c.outputs) + " s" +
+                 std::to_string(c.stride));
+    const at::Tensor input = at::randn({2, c.inputs, 17, 22});
+    const at::Tensor weight = at::randn({c.outputs, c.inputs, 3, 3}) * 0.3;
+    const at::Tensor bias = at::randn({c.outputs});
+    const std::vector<int64_t> padding{1, 1}, stride{c.stride, c.stride};
+    const at::Tensor expected = at::silu(at::conv2d(input, weight, bias, stride, padding));
+    ExpectClose(FusedConv2d(input, weight, bias, padding, FusedActivation::kSilu, {},
+                            FusedPrecision::kFloat, c10::nullopt, stride),
+                expected);
+  }
+  torch::jit::Module module("Encoder");
+  module.register_parameter("w0", at::randn({16, 1, 3, 3}) * 0.3, false);
+  module.register_parameter("w1", at::randn({24, 16, 3, 3}) * 0.1, false);
+  module.define(R"(
+    def forward(self, x):
+        h = torch.silu(torch.conv2d(x, self.w0, None, 2, 1))
+        return torch.silu(torch.conv2d(h, self.w1, None, 2, 1))
+  )");
+  module.eval();
+  const at::Tensor input = at::randn({1, 1, 40, 36});
+  const at::Tensor expected = module.forward({input}).toTensor();
+  int replaced = 0;
+  torch::jit::Module fused = FuseConvolutions(module, &replaced);
+  EXPECT_EQ(replaced, 2);
+  EXPECT_EQ(Kinds(fused).count("aten::silu"), 0u);
+  ExpectClose(fused.forward({input}).toTensor().contiguous(), expected);
+}
+
 TEST(FusedConvolution, ScopeRecyclesOutputsAndOutputsOutliveIt) {
   const at::Tensor input = at::randn({1, 16, 32, 32});
   const at::Tensor weight = at::randn({16, 16, 3, 3});

@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -23,6 +24,23 @@ namespace {
 
 // Fewer output channels than this: the direct loop (see the header).
 constexpr int64_t kNarrowOutputs = 8;
+
+inline float Activate(FusedActivation activation, float v) {
+  switch (activation) {
+    case FusedActivation::kRelu:
+      return v < 0 ? 0.0f : v;
+    case FusedActivation::kSilu:
+      return v / (1.0f + std::exp(-v));
+    default:
+      return v;
+  }
+}
+
+at::Tensor ActivateInPlace(FusedActivation activation, at::Tensor output) {
+  if (activation == FusedActivation::kRelu) return output.relu_();
+  if (activation == FusedActivation::kSilu) return at::silu_(output);
+  return output;
+}
 
 // Output memory of the fused operator, recycled while a FusedOutputScope lives on the thread
 // that runs it. Freed outputs may come back from any thread, hence the mutex.
@@ -169,8 +187,8 @@ ENHANCE_ALWAYS_INLINE inline float NarrowPixel(const float* plane, const float* 
 // time, so that the 8 sums are independent and the multiply-adds overlap.
 ENHANCE_VECTOR_CLONES
 void NarrowConvolutionRows(const float* input, const float* weights, const float* bias,
-                           const NarrowShape& s, bool relu, float* output, int64_t begin,
-                           int64_t end) {
+                           const NarrowShape& s, FusedActivation activation, float* output,
+                           int64_t begin, int64_t end) {
   constexpr int64_t kPixels = 8;
   // Columns whose taps all fall inside the image.
   const int64_t inner0 = std::min(s.padLeft, s.outWidth);
@@ -185,7 +203,7 @@ void NarrowConvolutionRows(const float* input, const float* weights, const float
       const float b = bias ? bias[o] : 0.0f;
       auto store = [&](int64_t x, float v) {
         v += b;
-        out[x * s.outputs + o] = relu && v < 0 ? 0.0f : v;
+        out[x * s.outputs + o] = Activate(activation, v);
       };
       for (int64_t x = 0; x < inner0; ++x) store(x, NarrowPixel(plane, weights, s, y, x, o));
       int64_t x = inner0;
@@ -212,7 +230,7 @@ void NarrowConvolutionRows(const float* input, const float* weights, const float
 
 at::Tensor NarrowConvolution(const at::Tensor& input, const at::Tensor& weight,
                              const c10::optional<at::Tensor>& bias, int64_t padH, int64_t padW,
-                             bool relu) {
+                             FusedActivation activation) {
   NarrowShape s;
   s.height = input.size(2);
   s.width = input.size(3);
@@ -233,7 +251,7 @@ at::Tensor NarrowConvolution(const at::Tensor& input, const at::Tensor& weight,
   const float* b = bias1d.defined() ? bias1d.data_ptr<float>() : nullptr;
   float* out = output.data_ptr<float>();
   at::parallel_for(0, input.size(0) * s.outHeight, 4, [&](int64_t begin, int64_t end) {
-    NarrowConvolutionRows(in, w, b, s, relu, out, begin, end);
+    NarrowConvolutionRows(in, w, b, s, activation, out, begin, end);
   });
   return output;
 }
@@ -256,8 +274,9 @@ onednn::PreparedCache<PreparedKey>& Cache() {
 // weights' own plus a per-channel shift), added in place of `bias`.
 at::Tensor OneDnnConvolution(const at::Tensor& input, const at::Tensor& weight,
                              const at::Tensor& bias, int64_t padH, int64_t padW, int64_t dilationH,
-                             int64_t dilationW, int64_t strideH, int64_t strideW, bool relu,
-                             FusedPrecision precision, const at::Tensor& runBias = at::Tensor()) {
+                             int64_t dilationW, int64_t strideH, int64_t strideW,
+                             FusedActivation activation, FusedPrecision precision,
+                             const at::Tensor& runBias = at::Tensor()) {
   const onednn::Geometry g{input.size(0),  input.size(1),  input.size(2),  input.size(3),
                            weight.size(0), weight.size(2), weight.size(3), padH,
                            padW,           dilationH,      dilationW,      strideH,
@@ -274,7 +293,7 @@ at::Tensor OneDnnConvolution(const at::Tensor& input, const at::Tensor& weight,
                         dilationW,
                         strideH,
                         strideW,
-                        relu,
+                        static_cast<int>(activation),
                         static_cast<int>(precision),
                         runBias.defined()};
   const auto prepared = Cache().Get(key, [&] {
@@ -285,9 +304,13 @@ at::Tensor OneDnnConvolution(const at::Tensor& input, const at::Tensor& weight,
     const dt compute = precision != FusedPrecision::kFloat ? dt::bf16 : dt::f32;
     const dt written = precision == FusedPrecision::kBFloat16 ? dt::bf16 : dt::f32;
     dnnl::primitive_attr attributes;
-    if (relu) {
+    if (activation != FusedActivation::kNone) {
       dnnl::post_ops ops;
-      ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+      // SiLU is oneDNN's swish with alpha 1: x * sigmoid(x).
+      ops.append_eltwise(1.0f,
+                         activation == FusedActivation::kRelu ? dnnl::algorithm::eltwise_relu
+                                                              : dnnl::algorithm::eltwise_swish,
+                         activation == FusedActivation::kRelu ? 0.0f : 1.0f, 0.0f);
       attributes.set_post_ops(ops);
     }
     onednn::Build(*result, g, compute, compute, written, bias.defined() || runBias.defined(),
@@ -306,26 +329,30 @@ at::Tensor OneDnnConvolution(const at::Tensor& input, const at::Tensor& weight,
 // What the operator computes, as LibTorch computes it: for inputs the operator was not made for.
 at::Tensor LibTorchConvolution(const at::Tensor& input, const at::Tensor& weight,
                                const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding,
-                               c10::IntArrayRef dilation, c10::IntArrayRef stride, bool relu) {
-  at::Tensor output = at::conv2d(input, weight, bias, stride, padding, dilation);
-  return relu ? output.relu_() : output;
+                               c10::IntArrayRef dilation, c10::IntArrayRef stride,
+                               FusedActivation activation) {
+  return ActivateInPlace(activation, at::conv2d(input, weight, bias, stride, padding, dilation));
 }
 
 at::Tensor FusedConv2dOperator(const at::Tensor& input, const at::Tensor& weight,
                                const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding,
-                               bool relu, c10::IntArrayRef dilation, int64_t precision,
+                               int64_t activation, c10::IntArrayRef dilation, int64_t precision,
                                const c10::optional<at::Tensor>& shift, c10::IntArrayRef stride) {
   if (precision < 0 || precision > static_cast<int64_t>(FusedPrecision::kBFloat16)) {
     throw std::invalid_argument("enhance::conv2d_fused: precision " + std::to_string(precision) +
                                 " must be 0 (float), 1 (bf16, float output) or 2 (bf16)");
   }
-  return FusedConv2d(input, weight, bias, padding, relu, dilation,
-                     static_cast<FusedPrecision>(precision), shift, stride);
+  if (activation < 0 || activation > static_cast<int64_t>(FusedActivation::kSilu)) {
+    throw std::invalid_argument("enhance::conv2d_fused: activation " + std::to_string(activation) +
+                                " must be 0 (none), 1 (ReLU) or 2 (SiLU)");
+  }
+  return FusedConv2d(input, weight, bias, padding, static_cast<FusedActivation>(activation),
+                     dilation, static_cast<FusedPrecision>(precision), shift, stride);
 }
 
 TORCH_LIBRARY(enhance, library) {
   library.def(
-      "conv2d_fused(Tensor input, Tensor weight, Tensor? bias, int[] padding, bool relu, "
+      "conv2d_fused(Tensor input, Tensor weight, Tensor? bias, int[] padding, int activation, "
       "int[] dilation, int precision=0, Tensor? shift=None, int[2] stride=1) -> Tensor",
       &FusedConv2dOperator);
 }
@@ -478,9 +505,10 @@ namespace {
 // The convolution, plus `shift`, then the ReLU. A per-channel shift is added to the bias of
 // a oneDNN convolution, so that it costs nothing; any other is added as LibTorch adds it.
 at::Tensor ShiftedConv2d(const at::Tensor& input, const at::Tensor& weight,
-                         const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu,
-                         c10::IntArrayRef dilation, FusedPrecision precision,
-                         const at::Tensor& shift, c10::IntArrayRef stride) {
+                         const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding,
+                         FusedActivation activation, c10::IntArrayRef dilation,
+                         FusedPrecision precision, const at::Tensor& shift,
+                         c10::IntArrayRef stride) {
 #if ENHANCE_WITH_ONEDNN
   const std::vector<int64_t> dilations = Pair(dilation), strides = Pair(stride);
   const at::Tensor rows = ShiftRows(shift, input, weight);
@@ -495,7 +523,7 @@ at::Tensor ShiftedConv2d(const at::Tensor& input, const at::Tensor& weight,
     const auto run = [&](const at::Tensor& x, int64_t row) {
       const at::Tensor r = rows[row];
       return OneDnnConvolution(x, w, base, padding[0], padding[1], dilations[0], dilations[1],
-                               strides[0], strides[1], relu, precision,
+                               strides[0], strides[1], activation, precision,
                                (base.defined() ? base + r : r.clone()).contiguous());
     };
     try {
@@ -514,18 +542,20 @@ at::Tensor ShiftedConv2d(const at::Tensor& input, const at::Tensor& weight,
   at::Tensor output =
       FusedConv2d(input, weight, bias, padding, false, dilation, inner, c10::nullopt, stride) +
       shift;
-  if (relu) output.relu_();
+  ActivateInPlace(activation, output);
   return precision == FusedPrecision::kBFloat16 ? output.to(at::kBFloat16) : output;
 }
 
 }  // namespace
 
 at::Tensor FusedConv2d(const at::Tensor& input, const at::Tensor& weight,
-                       const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu,
-                       c10::IntArrayRef dilation, FusedPrecision precision,
-                       const c10::optional<at::Tensor>& shift, c10::IntArrayRef stride) {
+                       const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding,
+                       FusedActivation activation, c10::IntArrayRef dilation,
+                       FusedPrecision precision, const c10::optional<at::Tensor>& shift,
+                       c10::IntArrayRef stride) {
   if (shift && shift->defined()) {
-    return ShiftedConv2d(input, weight, bias, padding, relu, dilation, precision, *shift, stride);
+    return ShiftedConv2d(input, weight, bias, padding, activation, dilation, precision, *shift,
+                         stride);
   }
   const std::vector<int64_t> dilations = Pair(dilation), strides = Pair(stride);
   const auto asWritten = [precision](at::Tensor output) {
@@ -533,7 +563,7 @@ at::Tensor FusedConv2d(const at::Tensor& input, const at::Tensor& weight,
   };
   if (!Handled(input, weight, bias, padding, dilations, strides)) {
     return asWritten(LibTorchConvolution(input.to(weight.scalar_type()), weight, bias, padding,
-                                         dilations, strides, relu));
+                                         dilations, strides, activation));
   }
   at::internal::lazy_init_num_threads();
   const at::Tensor w = weight.contiguous();
@@ -541,7 +571,7 @@ at::Tensor FusedConv2d(const at::Tensor& input, const at::Tensor& weight,
   if (IsNarrowConvolution(weight, dilations) && unitStride) {
     // Float only: its readers (the output layer of a network) are never bf16.
     const at::Tensor nhwc = input.to(at::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
-    return asWritten(NarrowConvolution(nhwc, w, bias, padding[0], padding[1], relu));
+    return asWritten(NarrowConvolution(nhwc, w, bias, padding[0], padding[1], activation));
   }
   const bool low = precision != FusedPrecision::kFloat && !IsNarrowConvolution(weight, dilations);
   const at::Tensor nhwc =
@@ -551,7 +581,7 @@ at::Tensor FusedConv2d(const at::Tensor& input, const at::Tensor& weight,
     const at::Tensor output =
         OneDnnConvolution(nhwc, w, bias && bias->defined() ? bias->contiguous() : at::Tensor(),
                           padding[0], padding[1], dilations[0], dilations[1], strides[0],
-                          strides[1], relu, low ? precision : FusedPrecision::kFloat);
+                          strides[1], activation, low ? precision : FusedPrecision::kFloat);
     return low ? output : asWritten(output);
   } catch (const dnnl::error&) {
     // A shape (or, in bf16, a processor) oneDNN has no implementation for: LibTorch
@@ -560,7 +590,7 @@ at::Tensor FusedConv2d(const at::Tensor& input, const at::Tensor& weight,
 #endif
   return asWritten(LibTorchConvolution(nhwc.to(at::kFloat),
                                        w.contiguous(at::MemoryFormat::ChannelsLast), bias, padding,
-                                       dilations, strides, relu));
+                                       dilations, strides, activation));
 }
 
 }  // namespace enhance

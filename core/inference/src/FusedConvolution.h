@@ -5,12 +5,12 @@
 // FuseConvolutions() freezes a TorchScript module (its weights become constants) and
 // replaces each 2-D convolution with constant weights and one group (any stride or dilation),
 // together with what it feeds alone (an addition, such as a per-channel timestep shift, then
-// a ReLU), by the operator enhance::conv2d_fused. A transposed convolution whose kernel equals
-// its stride becomes a 1x1 convolution and a pixel shuffle first (FusedGraph.cpp). The
+// a ReLU or a SiLU), by the operator enhance::conv2d_fused. A transposed convolution whose kernel
+// equals its stride becomes a 1x1 convolution and a pixel shuffle first (FusedGraph.cpp). The
 // operator reads and writes channels-last (NHWC) tensors and computes:
-//   - with 8 output channels or more: one oneDNN convolution with the ReLU as a post-
-//     operation (when the build has oneDNN; otherwise LibTorch's convolution and an
-//     in-place ReLU), so no layer makes a separate pass over memory for its ReLU;
+//   - with 8 output channels or more: one oneDNN convolution with the activation as a
+//     post-operation (when the build has oneDNN; otherwise LibTorch's convolution and an
+//     in-place activation), so no layer makes a separate pass over memory for it;
 //   - with fewer and no dilation (the last layer of an image-to-image network): a direct
 //     loop over the NHWC input, vectorised over the input channels. oneDNN and LibTorch
 //     pad the output channels to the vector width, so a 16-to-1 convolution would cost
@@ -43,6 +43,10 @@ bool FusedConvolutionUsesOneDnn();
 // True when the processor has bfloat16 dot-product instructions (AVX-512 BF16 or AMX-BF16)
 // and this build calls oneDNN directly, so that bf16 convolutions can be faster than float.
 bool CpuHasBf16();
+
+// What a fused convolution applies to its output as it writes it (the operator's
+// `activation` argument).
+enum class FusedActivation : int64_t { kNone = 0, kRelu = 1, kSilu = 2 };
 
 // What a fused convolution computes in (the operator's `precision` argument).
 enum class FusedPrecision : int64_t {
@@ -82,16 +86,28 @@ torch::jit::Module FuseConvolutions(const torch::jit::Module& module, int* repla
                                     FusedPrecision precision = FusedPrecision::kFloat);
 
 // The operator itself: at::conv2d(input, weight, bias, stride, padding, dilation), plus `shift`
-// when one is given, then a ReLU when `relu`; the result is channels-last, float or
-// (kBFloat16) bfloat16. An empty `dilation` or `stride` means 1. The input may be float or
+// when one is given, then the activation (a ReLU or a SiLU, or none); the result is channels-last,
+// float or (kBFloat16) bfloat16. An empty `dilation` or `stride` means 1. The input may be float or
 // bfloat16. A per-channel shift ([N or 1, C, 1, 1], float: a diffusion network's timestep
 // embedding) is added with the bias, in the same pass; any other is added as at::add would. Inputs
 // it was not made for (other dtypes or devices) are handed to at::conv2d.
 at::Tensor FusedConv2d(const at::Tensor& input, const at::Tensor& weight,
-                       const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding, bool relu,
-                       c10::IntArrayRef dilation = {},
+                       const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding,
+                       FusedActivation activation, c10::IntArrayRef dilation = {},
                        FusedPrecision precision = FusedPrecision::kFloat,
                        const c10::optional<at::Tensor>& shift = c10::nullopt,
                        c10::IntArrayRef stride = {});
+
+// The same with a ReLU or none.
+inline at::Tensor FusedConv2d(const at::Tensor& input, const at::Tensor& weight,
+                              const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding,
+                              bool relu, c10::IntArrayRef dilation = {},
+                              FusedPrecision precision = FusedPrecision::kFloat,
+                              const c10::optional<at::Tensor>& shift = c10::nullopt,
+                              c10::IntArrayRef stride = {}) {
+  return FusedConv2d(input, weight, bias, padding,
+                     relu ? FusedActivation::kRelu : FusedActivation::kNone, dilation, precision,
+                     shift, stride);
+}
 
 }  // namespace enhance

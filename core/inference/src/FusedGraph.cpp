@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //
 // The graph pass of the fused CPU layout (FusedConvolution.h): each convolution the fused
-// operator takes, with an addition and a ReLU that it feeds alone, becomes one
+// operator takes, with an addition and a ReLU (or SiLU) that it feeds alone, becomes one
 // enhance::conv2d_fused node, in float or bf16, or for int8 (stride 1, no addition) one
 // enhance::conv2d_int8 node (Int8Convolution.h). Transposed convolutions whose kernel equals
 // their stride are first rewritten as convolutions (RewriteTransposed).
@@ -155,6 +155,8 @@ struct Int8Plan {
 const c10::Symbol kAdd = c10::Symbol::fromQualString("aten::add");
 const c10::Symbol kRelu = c10::Symbol::fromQualString("aten::relu");
 const c10::Symbol kReluInPlace = c10::Symbol::fromQualString("aten::relu_");
+const c10::Symbol kSilu = c10::Symbol::fromQualString("aten::silu");
+const c10::Symbol kSiluInPlace = c10::Symbol::fromQualString("aten::silu_");
 
 // The node of kind `kind` in `value`'s block that is its only use, or nullptr.
 torch::jit::Node* OnlyUser(torch::jit::Value* value, c10::Symbol kind) {
@@ -191,7 +193,37 @@ at::Tensor QuantizationOf(size_t layer, const std::vector<at::Tensor>* calibrate
   return q;
 }
 
-// Replaces `conv` (and a ReLU that is its only use) when its weights and parameters are
+// What a convolution feeds alone, which its fused node takes: an addition (its other
+// operand becomes the shift; not in int8), then a ReLU (or, not in int8, a SiLU).
+struct Followers {
+  torch::jit::Node* add = nullptr;
+  torch::jit::Value* shift = nullptr;
+  torch::jit::Node* activationNode = nullptr;
+  FusedActivation activation = FusedActivation::kNone;
+};
+
+Followers FollowersOf(torch::jit::Node* conv, bool int8) {
+  Followers f;
+  f.add = int8 ? nullptr : OnlyUser(conv->output(), kAdd);
+  f.shift = f.add ? AddedTo(f.add, conv->output()) : nullptr;
+  if (!f.shift) f.add = nullptr;
+  torch::jit::Value* before = (f.add ? f.add : conv)->output();
+  const std::vector<std::pair<c10::Symbol, FusedActivation>> activations{
+      {kRelu, FusedActivation::kRelu},
+      {kReluInPlace, FusedActivation::kRelu},
+      {kSilu, FusedActivation::kSilu},
+      {kSiluInPlace, FusedActivation::kSilu}};
+  for (const auto& [kind, activation] : activations) {
+    if (int8 && activation != FusedActivation::kRelu) continue;
+    if ((f.activationNode = OnlyUser(before, kind))) {
+      f.activation = activation;
+      break;
+    }
+  }
+  return f;
+}
+
+// Replaces `conv` (and what it feeds alone, FollowersOf) when its weights and parameters are
 // constants the fused operator handles; returns the new node, or nullptr. In int8, wide
 // convolution number `layer` (counted here) runs as `plan` says.
 torch::jit::Node* Replace(torch::jit::Graph& graph, torch::jit::Node* conv, Mode mode,
@@ -227,18 +259,17 @@ torch::jit::Node* Replace(torch::jit::Graph& graph, torch::jit::Node* conv, Mode
     int8 = !plan.int8 || plan.int8->at(layer);
     bf16 = !int8 && plan.demoteToBf16;
   }
-  // What the convolution feeds alone: an addition (the float and bf16 operator takes it as
-  // its shift; not int8), then a ReLU.
-  torch::jit::Node* add = int8 ? nullptr : OnlyUser(conv->output(), kAdd);
-  torch::jit::Value* shift = add ? AddedTo(add, conv->output()) : nullptr;
-  if (!shift) add = nullptr;
-  torch::jit::Node* relu = OnlyUser((add ? add : conv)->output(), kRelu);
-  if (!relu) relu = OnlyUser((add ? add : conv)->output(), kReluInPlace);
+  const Followers followers = FollowersOf(conv, int8);
+  torch::jit::Node* add = followers.add;
+  torch::jit::Value* shift = followers.shift;
+  torch::jit::Node* relu = followers.activationNode;
+  const FusedActivation activation = followers.activation;
   // The addition's other operand may be computed after the convolution (a timestep shift):
   // the fused node goes where the addition was.
   torch::jit::Node* position = add ? add : conv;
   torch::jit::WithInsertPoint insertPoint(position);
-  torch::jit::Value* reluFlag = graph.insertConstant(relu != nullptr);
+  torch::jit::Value* reluFlag = int8 ? graph.insertConstant(relu != nullptr)
+                                     : graph.insertConstant(static_cast<int64_t>(activation));
   torch::jit::Value* last = graph.insertConstant(
       int8 ? c10::IValue(QuantizationOf(layer, plan.calibrated))
            : c10::IValue(static_cast<int64_t>(bf16 ? FusedPrecision::kBFloat16FloatOutput
