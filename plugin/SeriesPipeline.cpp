@@ -188,6 +188,7 @@ Json::Value DomainJson(const DomainScore& score, DomainAction action) {
   domain["Slices"] = static_cast<Json::Int64>(score.slices);
   domain["MedianLogReconstruction"] = score.logReconstruction;
   domain["MedianLogKL"] = score.logKl;
+  domain["MedianLogResidual"] = score.logResidual;
   domain["TrainedOn"] = score.trainedOn;
   domain["Action"] = DomainActionName(action);
   if (score.outside) {

@@ -227,13 +227,16 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   spec.threshold = 1;  // replaced below
   const auto check = DomainCheck::Load(spec, "cpu", vae.string());
   const DomainSets sets = Sets(name, cache);
-  std::vector<double> reconstruction, kl;
+  std::vector<double> reconstruction, kl, residual;
   for (const DomainScore& s : ScoreAll(*check, sets.reference)) {
     reconstruction.push_back(s.logReconstruction);
     kl.push_back(s.logKl);
+    residual.push_back(s.logResidual);
   }
   std::tie(spec.reconstructionMean, spec.reconstructionSd) = MeanSd(reconstruction);
   std::tie(spec.klMean, spec.klSd) = MeanSd(kl);
+  std::tie(spec.residualMean, spec.residualSd) = MeanSd(residual);
+  spec.hasResidualReference = true;
   std::vector<double> scores;
   for (const Volume& v : sets.calibration.series) {
     std::vector<SliceDomainFeatures> slices;
@@ -245,8 +248,9 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   spec.threshold = Percentile(scores, 99.0);
   std::cout << "reference (" << sets.reference.series.size() << " series): log r "
             << spec.reconstructionMean << " +- " << spec.reconstructionSd << ", log k "
-            << spec.klMean << " +- " << spec.klSd << "\nthreshold: 99th percentile of "
-            << scores.size() << " calibration series' scores = " << spec.threshold << "\n";
+            << spec.klMean << " +- " << spec.klSd << ", log m " << spec.residualMean << " +- "
+            << spec.residualSd << "\nthreshold: 99th percentile of " << scores.size()
+            << " calibration series' scores = " << spec.threshold << "\n";
 
   Json::Value section;
   section["archive"] = "domain.pt";
@@ -257,6 +261,7 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   section["size_multiple"] = 8;
   section["reference"]["log_reconstruction"] = Pair(spec.reconstructionMean, spec.reconstructionSd);
   section["reference"]["log_kl"] = Pair(spec.klMean, spec.klSd);
+  section["reference"]["log_residual"] = Pair(spec.residualMean, spec.residualSd);
   section["threshold"] = spec.threshold;
   section["trained_on"] = sets.trainedOn;
   for (const std::string& model : d.models) {

@@ -103,6 +103,17 @@ TEST(DomainCheck, ManifestErrorsNameTheKey) {
   zeroSd["reference"]["log_kl"][1] = 0.0;
   EXPECT_NE(ErrorOf(zeroSd).find("domain_check.reference.log_kl: must be [mean, standard"),
             std::string::npos);
+  EXPECT_FALSE(ParseManifest(WithDomain(good), kFolder).domainCheck.hasResidualReference);
+  Json::Value residual = good;
+  residual["reference"]["log_residual"].append(-4.5);
+  residual["reference"]["log_residual"].append(0.1);
+  const DomainCheckSpec withResidual = ParseManifest(WithDomain(residual), kFolder).domainCheck;
+  EXPECT_TRUE(withResidual.hasResidualReference);
+  EXPECT_DOUBLE_EQ(withResidual.residualMean, -4.5);
+  EXPECT_DOUBLE_EQ(withResidual.residualSd, 0.1);
+  residual["reference"]["log_residual"][1] = -1.0;
+  EXPECT_NE(ErrorOf(residual).find("domain_check.reference.log_residual: must be [mean"),
+            std::string::npos);
   Json::Value single = good;
   single["reference"]["log_reconstruction"] = Json::Value(Json::arrayValue);
   EXPECT_NE(ErrorOf(single).find("domain_check.reference.log_reconstruction"), std::string::npos);
@@ -123,8 +134,8 @@ TEST(DomainCheck, ManifestErrorsNameTheKey) {
   EXPECT_NE(ErrorOf(badNorm).find("domain_check.input_normalization.method"), std::string::npos);
 }
 
-// The score worked by hand: medians of log r and log k, then their distance in standard
-// deviations from the training series' mean.
+// The score worked by hand: medians of log r, log k (and log m), then their distance in
+// standard deviations from the training series' mean.
 TEST(DomainCheck, ScoreIsTheTypicalityOfTheMedians) {
   DomainCheckSpec spec;
   spec.reconstructionMean = -8;
@@ -157,6 +168,18 @@ TEST(DomainCheck, ScoreIsTheTypicalityOfTheMedians) {
   s = AggregateDomainScore(spec, {{std::nan(""), -1}});
   EXPECT_TRUE(s.outside);
   EXPECT_THROW(AggregateDomainScore(spec, {}), Error);
+  // The median log m counts only when the reference has it: medians -8, -1, -3 against a
+  // residual reference of -4 +- 0.25 -> z = (0, 0, 4) -> 4, within (not above) 4.
+  const std::vector<SliceDomainFeatures> noisy{{-8, -1, -3}, {-8, -1, -3.2}, {-8, -1, -2.8}};
+  EXPECT_DOUBLE_EQ(AggregateDomainScore(spec, noisy).score, 0.0);
+  spec.hasResidualReference = true;
+  spec.residualMean = -4;
+  spec.residualSd = 0.25;
+  s = AggregateDomainScore(spec, noisy);
+  EXPECT_DOUBLE_EQ(s.logResidual, -3);
+  EXPECT_NEAR(s.score, 4.0, 1e-12);
+  spec.residualSd = 0.2;
+  EXPECT_TRUE(AggregateDomainScore(spec, noisy).outside);
 }
 
 // All slices up to the limit, then that many evenly spaced: of 10 with at most 4, the
@@ -178,7 +201,7 @@ TEST(DomainCheck, ALongSeriesIsScoredOnEvenlySpacedSlices) {
   EXPECT_NE(ErrorOf(section).find("domain_check.max_slices"), std::string::npos);
 }
 
-// r and k of one slice as the header defines them, computed here independently of the
+// r, k and m of one slice as the header defines them, computed here independently of the
 // network: the fixture reconstructs each 8x8 block by its mean, mu = mean - 0.5,
 // logvar = -1. A slice of 20 x 12 is padded with 0 to 24 x 16; r counts only its own pixels.
 TEST(DomainCheck, SliceFiguresFollowTheirDefinition) {
@@ -197,6 +220,7 @@ TEST(DomainCheck, SliceFiguresFollowTheirDefinition) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < columns; ++c) x[r * pc + c] = (hu[r * columns + c] + 1000.0) / 2000.0;
   double squared = 0, kl = 0;
+  std::vector<double> absolute;
   std::vector<double> blockMean((pr / 8) * (pc / 8), 0.0);
   for (int64_t r = 0; r < pr; ++r)
     for (int64_t c = 0; c < pc; ++c) blockMean[(r / 8) * (pc / 8) + c / 8] += x[r * pc + c] / 64.0;
@@ -204,11 +228,16 @@ TEST(DomainCheck, SliceFiguresFollowTheirDefinition) {
     for (int64_t c = 0; c < columns; ++c) {
       const double d = x[r * pc + c] - blockMean[(r / 8) * (pc / 8) + c / 8];
       squared += d * d;
+      absolute.push_back(std::abs(d));
     }
+  // The lower of the two middle values, as LibTorch's median takes for an even count.
+  std::sort(absolute.begin(), absolute.end());
+  const double median = absolute[(absolute.size() - 1) / 2];
   for (double m : blockMean) kl += 0.5 * ((m - 0.5) * (m - 0.5) + std::exp(-1.0) - 1.0 + 1.0);
   const SliceDomainFeatures f = model->Domain()->SliceFeatures(hu.data(), rows, columns);
   EXPECT_NEAR(f.logReconstruction, std::log(squared / (rows * columns)), 1e-4);
   EXPECT_NEAR(f.logKl, std::log(kl / static_cast<double>(blockMean.size())), 1e-4);
+  EXPECT_NEAR(f.logResidual, std::log(median), 1e-4);
 }
 
 TEST(DomainCheck, AnArchiveBreakingTheContractIsRefusedAtLoad) {

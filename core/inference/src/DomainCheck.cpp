@@ -53,18 +53,22 @@ std::vector<bool> DomainSlicesScored(int64_t count, int maxSlices) {
 DomainScore AggregateDomainScore(const DomainCheckSpec& spec,
                                  const std::vector<SliceDomainFeatures>& slices) {
   if (slices.empty()) throw Error(ErrorKind::kBadInput, "domain check: no slice to score");
-  std::vector<double> reconstruction, kl;
+  std::vector<double> reconstruction, kl, residual;
   for (const SliceDomainFeatures& f : slices) {
     reconstruction.push_back(f.logReconstruction);
     kl.push_back(f.logKl);
+    residual.push_back(f.logResidual);
   }
   DomainScore score;
   score.slices = static_cast<int64_t>(slices.size());
   score.logReconstruction = Median(std::move(reconstruction));
   score.logKl = Median(std::move(kl));
+  score.logResidual = Median(std::move(residual));
   const double zr = (score.logReconstruction - spec.reconstructionMean) / spec.reconstructionSd;
   const double zk = (score.logKl - spec.klMean) / spec.klSd;
-  score.score = std::sqrt(zr * zr + zk * zk);
+  const double zm =
+      spec.hasResidualReference ? (score.logResidual - spec.residualMean) / spec.residualSd : 0.0;
+  score.score = std::sqrt(zr * zr + zk * zk + zm * zm);
   score.threshold = spec.threshold;
   score.outside = !(score.score <= spec.threshold);  // NaN counts as outside
   score.trainedOn = spec.trainedOn;
@@ -185,7 +189,8 @@ std::unique_ptr<const DomainCheck> DomainCheck::Load(const DomainCheckSpec& spec
   for (size_t i = 0; i < probe.size(); ++i) probe[i] = static_cast<float>(i % 97) / 97.0f;
   try {
     const SliceDomainFeatures f = check->SliceFeatures(probe.data(), side, side);
-    if (!std::isfinite(f.logReconstruction) || !std::isfinite(f.logKl)) {
+    if (!std::isfinite(f.logReconstruction) || !std::isfinite(f.logKl) ||
+        !std::isfinite(f.logResidual)) {
       throw Error(ErrorKind::kBadInput, "its figures are not finite");
     }
   } catch (const c10::Error& e) {
@@ -228,9 +233,11 @@ SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows
   reconstruction = reconstruction.to(at::kCPU, at::kFloat).slice(2, 0, rows).slice(3, 0, columns);
   mu = mu.to(at::kCPU, at::kDouble);
   logvar = logvar.to(at::kCPU, at::kDouble);
-  const double r = (x - reconstruction).pow(2).mean().item<double>();
+  const at::Tensor residual = x - reconstruction;
+  const double r = residual.pow(2).mean().item<double>();
   const double k = (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).mean().item<double>();
-  return {SafeLog(r), SafeLog(k)};
+  const double m = residual.abs().flatten().median().item<double>();
+  return {SafeLog(r), SafeLog(k), SafeLog(m)};
 }
 
 DomainScore DomainCheck::Score(const Volume& volume) const {

@@ -398,12 +398,16 @@ void ParseDomainCheck(const ManifestReader& r, const Json::Value& o,
   const Json::Value& reference = o["reference"];
   if (!reference.isObject()) {
     r.Fail(key + ".reference",
-           "is required: {\"log_reconstruction\": [mean, sd], \"log_kl\": [mean, sd]} of the "
-           "training series");
+           "is required: {\"log_reconstruction\": [mean, sd], \"log_kl\": [mean, sd], "
+           "\"log_residual\": [mean, sd] (optional)} of the training series");
   }
-  r.CheckKeys(reference, key + ".reference", {"log_reconstruction", "log_kl"});
+  r.CheckKeys(reference, key + ".reference", {"log_reconstruction", "log_kl", "log_residual"});
   ParseReference(r, reference, "log_reconstruction", d.reconstructionMean, d.reconstructionSd);
   ParseReference(r, reference, "log_kl", d.klMean, d.klSd);
+  d.hasResidualReference = reference.isMember("log_residual");
+  if (d.hasResidualReference) {
+    ParseReference(r, reference, "log_residual", d.residualMean, d.residualSd);
+  }
   d.threshold = r.Number(o, key, "threshold");
   if (!(d.threshold > 0) || !std::isfinite(d.threshold)) {
     r.Fail(key + ".threshold", "must be a number above 0 (a score in standard deviations)");

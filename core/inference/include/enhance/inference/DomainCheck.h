@@ -7,13 +7,18 @@
 // Each slice is normalised on its own (DomainCheckSpec::input), padded with 0 at the bottom
 // and right to a multiple of sizeMultiple, and passed through the autoencoder, whose
 // forward(x) returns (reconstruction, mu, logvar) with the reconstruction made from the
-// latent mean. Two figures per slice:
+// latent mean. Three figures per slice:
 //   r = mean over the slice's pixels of (x - reconstruction)^2
 //   k = mean over the latent elements of 0.5 (mu^2 + exp(logvar) - 1 - logvar)
-// The series' features are the medians over its slices of log r and log k, and its score
-// is their typicality: the distance, in standard deviations of the training series, from
-// the training series' mean,
-//   score = sqrt(((R - R_mean) / R_sd)^2 + ((K - K_mean) / K_sd)^2).
+//   m = median over the slice's pixels of |x - reconstruction|
+// r follows the structures the autoencoder cannot reproduce (edges dominate it); m, robust
+// to them, follows the noise, which the autoencoder does not reproduce either. The series'
+// features are the medians over its slices of log r, log k and log m, and its score is
+// their typicality: the distance, in standard deviations of the training series, from the
+// training series' mean,
+//   score = sqrt(((R - R_mean) / R_sd)^2 + ((K - K_mean) / K_sd)^2 + ((M - M_mean) / M_sd)^2)
+// (the last term when the manifest's reference has it: checks calibrated before it score
+// with R and K alone).
 // Two-sided on purpose: a series that reconstructs better than the training data (a
 // smoother reconstruction kernel, less noise) is as foreign as one that reconstructs
 // worse, and a likelihood alone is known to rank some foreign data as more likely than
@@ -37,6 +42,7 @@ namespace enhance {
 struct SliceDomainFeatures {
   double logReconstruction = 0;  // log r
   double logKl = 0;              // log k
+  double logResidual = 0;        // log m
 };
 
 struct DomainScore {
@@ -46,6 +52,7 @@ struct DomainScore {
   int64_t slices = 0;            // slices scored
   double logReconstruction = 0;  // the series' median log r
   double logKl = 0;              // the series' median log k
+  double logResidual = 0;        // the series' median log m
   std::string trainedOn;         // what the check was trained on, from the manifest
 };
 

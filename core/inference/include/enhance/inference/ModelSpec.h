@@ -73,6 +73,11 @@ struct DomainCheckSpec {
   double reconstructionSd = 1;    // ... and its standard deviation
   double klMean = 0;              // the same for the median log k
   double klSd = 1;
+  // The same for the median log m (optional: a check calibrated without it scores with r
+  // and k alone).
+  bool hasResidualReference = false;
+  double residualMean = 0;
+  double residualSd = 1;
   double threshold = 0;  // a series scoring above it is outside the domain
   std::string trainedOn;
 };
