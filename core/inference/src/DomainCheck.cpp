@@ -7,13 +7,10 @@
 #include <torch/script.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <limits>
 #include <mutex>
 
-#include "FusedConvolution.h"
 #include "SliceEngine.h"
 #include "enhance/base/Error.h"
 
@@ -117,43 +114,16 @@ struct DomainCheck::Impl {
 
 namespace {
 
-// The fastest of one forward pass on `input`, over three after one to warm up.
-double FastestPass(torch::jit::Module& module, const at::Tensor& input) {
-  double best = std::numeric_limits<double>::infinity();
-  for (int pass = 0; pass < 4; ++pass) {
-    FusedOutputScope recycle;
-    const auto start = std::chrono::steady_clock::now();
-    module.forward({input});
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (pass > 0) best = std::min(best, seconds);
-  }
-  return best;
-}
-
-// The faster on the CPU of two frozen forms of `module`: LibTorch's optimize_for_inference
-// (its fused CPU operators: about three times as fast as the graph as saved for these
-// small networks) and the node's fused convolutions (FusedConvolution.h: strided
-// convolutions and their SiLUs in one oneDNN pass each), timed on a 256x256 slice. A graph
-// that cannot be frozen runs as saved.
-torch::jit::Module FastestOnCpu(const torch::jit::Module& module, int64_t sizeMultiple) {
-  torch::jit::Module optimised;
+// Frozen, with LibTorch's fused CPU operators: about three times as fast as the graph as
+// saved for these small networks. A graph that cannot be frozen runs as saved. (The node's
+// own fused convolutions were faster on random 256x256 inputs but not on real 512x512 CT
+// slices in measurements on a shared machine, so they are not used here.)
+torch::jit::Module OptimisedOnCpu(const torch::jit::Module& module) {
   try {
     torch::jit::Module frozen = torch::jit::freeze(module);
-    optimised = torch::jit::optimize_for_inference(frozen);
+    return torch::jit::optimize_for_inference(frozen);
   } catch (const std::exception&) {
     return module;
-  }
-  try {
-    int replaced = 0;
-    torch::jit::Module fused = FuseConvolutions(module, &replaced);
-    if (replaced == 0) return optimised;
-    c10::InferenceMode guard;
-    const int64_t side = std::max<int64_t>(sizeMultiple, 256 / sizeMultiple * sizeMultiple);
-    const at::Tensor probe = at::rand({1, 1, side, side});
-    return FastestPass(fused, probe) < FastestPass(optimised, probe) ? fused : optimised;
-  } catch (const std::exception&) {
-    return optimised;  // a graph the fused form does not run
   }
 }
 
@@ -181,7 +151,7 @@ std::unique_ptr<const DomainCheck> DomainCheck::Load(const DomainCheckSpec& spec
                 where + ": the domain check's archive " + name +
                     " is not a loadable TorchScript archive: " + e.what_without_backtrace());
   }
-  if (impl->device.is_cpu()) impl->module = FastestOnCpu(impl->module, spec.sizeMultiple);
+  if (impl->device.is_cpu()) impl->module = OptimisedOnCpu(impl->module);
   std::unique_ptr<DomainCheck> check(new DomainCheck(std::move(impl)));
   // The contract, on a small slice.
   const int64_t side = (32 + spec.sizeMultiple - 1) / spec.sizeMultiple * spec.sizeMultiple;
