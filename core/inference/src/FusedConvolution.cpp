@@ -261,9 +261,8 @@ at::Tensor NarrowConvolution(const at::Tensor& input, const at::Tensor& weight,
 using onednn::dt;
 using onednn::tag;
 
-using PreparedKey =
-    std::tuple<const void*, const void*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-               int64_t, int64_t, int64_t, int64_t, bool, int, bool>;
+// The shape, the activation, the precision, and whether the bias comes with each call.
+using PreparedKey = std::tuple<onednn::ShapeKey, int, int, bool>;
 
 onednn::PreparedCache<PreparedKey>& Cache() {
   static onednn::PreparedCache<PreparedKey> cache;
@@ -281,21 +280,8 @@ at::Tensor OneDnnConvolution(const at::Tensor& input, const at::Tensor& weight,
                            weight.size(0), weight.size(2), weight.size(3), padH,
                            padW,           dilationH,      dilationW,      strideH,
                            strideW};
-  const PreparedKey key{weight.data_ptr(),
-                        bias.defined() ? bias.data_ptr() : nullptr,
-                        g.n,
-                        g.c,
-                        g.h,
-                        g.w,
-                        padH,
-                        padW,
-                        dilationH,
-                        dilationW,
-                        strideH,
-                        strideW,
-                        static_cast<int>(activation),
-                        static_cast<int>(precision),
-                        runBias.defined()};
+  const PreparedKey key{onednn::KeyOf(weight, bias, g), static_cast<int>(activation),
+                        static_cast<int>(precision), runBias.defined()};
   const auto prepared = Cache().Get(key, [&] {
     auto result = std::make_shared<onednn::Prepared>();
     result->weight = weight;
@@ -502,46 +488,18 @@ FusedOutputScope::~FusedOutputScope() {
 
 namespace {
 
-// The convolution, plus `shift`, then the ReLU. A per-channel shift is added to the bias of
-// a oneDNN convolution, so that it costs nothing; any other is added as LibTorch adds it.
-at::Tensor ShiftedConv2d(const at::Tensor& input, const at::Tensor& weight,
-                         const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding,
-                         FusedActivation activation, c10::IntArrayRef dilation,
-                         FusedPrecision precision, const at::Tensor& shift,
-                         c10::IntArrayRef stride) {
-#if ENHANCE_WITH_ONEDNN
-  const std::vector<int64_t> dilations = Pair(dilation), strides = Pair(stride);
-  const at::Tensor rows = ShiftRows(shift, input, weight);
-  if (rows.defined() && Handled(input, weight, bias, padding, dilations, strides) &&
-      !IsNarrowConvolution(weight, dilations)) {
-    at::internal::lazy_init_num_threads();
-    const bool low = precision != FusedPrecision::kFloat;
-    const at::Tensor nhwc =
-        input.to(low ? at::kBFloat16 : at::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
-    const at::Tensor w = weight.contiguous();
-    const at::Tensor base = bias && bias->defined() ? bias->contiguous() : at::Tensor();
-    const auto run = [&](const at::Tensor& x, int64_t row) {
-      const at::Tensor r = rows[row];
-      return OneDnnConvolution(x, w, base, padding[0], padding[1], dilations[0], dilations[1],
-                               strides[0], strides[1], activation, precision,
-                               (base.defined() ? base + r : r.clone()).contiguous());
-    };
-    try {
-      // One shift for the whole batch (a sampler's step), or one convolution per image.
-      if (rows.size(0) == 1 || at::equal(rows, rows[0].expand_as(rows))) return run(nhwc, 0);
-      std::vector<at::Tensor> images;
-      for (int64_t b = 0; b < nhwc.size(0); ++b) images.push_back(run(nhwc.narrow(0, b, 1), b));
-      return at::cat(images, 0).contiguous(at::MemoryFormat::ChannelsLast);
-    } catch (const dnnl::error&) {
-      // As below.
-    }
-  }
-#endif
+// The convolution, plus `shift`, then the activation, as LibTorch adds a shift: for one that
+// is not per channel (a residual), and what oneDNN does not compute.
+at::Tensor ShiftAfterwards(const at::Tensor& input, const at::Tensor& weight,
+                           const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding,
+                           FusedActivation activation, c10::IntArrayRef dilation,
+                           FusedPrecision precision, const at::Tensor& shift,
+                           c10::IntArrayRef stride) {
   const FusedPrecision inner =
       precision == FusedPrecision::kBFloat16 ? FusedPrecision::kBFloat16FloatOutput : precision;
-  at::Tensor output =
-      FusedConv2d(input, weight, bias, padding, false, dilation, inner, c10::nullopt, stride) +
-      shift;
+  at::Tensor output = FusedConv2d(input, weight, bias, padding, FusedActivation::kNone, dilation,
+                                  inner, c10::nullopt, stride) +
+                      shift;
   ActivateInPlace(activation, output);
   return precision == FusedPrecision::kBFloat16 ? output.to(at::kBFloat16) : output;
 }
@@ -553,15 +511,21 @@ at::Tensor FusedConv2d(const at::Tensor& input, const at::Tensor& weight,
                        FusedActivation activation, c10::IntArrayRef dilation,
                        FusedPrecision precision, const c10::optional<at::Tensor>& shift,
                        c10::IntArrayRef stride) {
-  if (shift && shift->defined()) {
-    return ShiftedConv2d(input, weight, bias, padding, activation, dilation, precision, *shift,
-                         stride);
-  }
   const std::vector<int64_t> dilations = Pair(dilation), strides = Pair(stride);
   const auto asWritten = [precision](at::Tensor output) {
     return precision == FusedPrecision::kBFloat16 ? output.to(at::kBFloat16) : output;
   };
+  // A per-channel shift is added to the bias of the oneDNN convolution, so that it costs
+  // nothing; any other shift, and any shift of a narrow layer, afterwards.
+  const bool shifted = shift && shift->defined();
+  const at::Tensor rows = shifted ? ShiftRows(*shift, input, weight) : at::Tensor();
+  const auto afterwards = [&] {
+    return ShiftAfterwards(input, weight, bias, padding, activation, dilation, precision, *shift,
+                           stride);
+  };
+  if (shifted && (!rows.defined() || IsNarrowConvolution(weight, dilations))) return afterwards();
   if (!Handled(input, weight, bias, padding, dilations, strides)) {
+    if (shifted) return afterwards();
     return asWritten(LibTorchConvolution(input.to(weight.scalar_type()), weight, bias, padding,
                                          dilations, strides, activation));
   }
@@ -578,16 +542,32 @@ at::Tensor FusedConv2d(const at::Tensor& input, const at::Tensor& weight,
       input.to(low ? at::kBFloat16 : at::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
 #if ENHANCE_WITH_ONEDNN
   try {
-    const at::Tensor output =
-        OneDnnConvolution(nhwc, w, bias && bias->defined() ? bias->contiguous() : at::Tensor(),
-                          padding[0], padding[1], dilations[0], dilations[1], strides[0],
-                          strides[1], activation, low ? precision : FusedPrecision::kFloat);
-    return low ? output : asWritten(output);
+    const at::Tensor base = bias && bias->defined() ? bias->contiguous() : at::Tensor();
+    const auto run = [&](const at::Tensor& x, const at::Tensor& runBias) {
+      const at::Tensor output = OneDnnConvolution(
+          x, w, base, padding[0], padding[1], dilations[0], dilations[1], strides[0], strides[1],
+          activation, low ? precision : FusedPrecision::kFloat, runBias);
+      return low ? output : asWritten(output);
+    };
+    if (!shifted) return run(nhwc, at::Tensor());
+    const auto withShift = [&](int64_t row) {
+      return (base.defined() ? base + rows[row] : rows[row].clone()).contiguous();
+    };
+    // One shift for the whole batch (a sampler's step), or one convolution per image.
+    if (rows.size(0) == 1 || at::equal(rows, rows[0].expand_as(rows))) {
+      return run(nhwc, withShift(0));
+    }
+    std::vector<at::Tensor> images;
+    for (int64_t b = 0; b < nhwc.size(0); ++b) {
+      images.push_back(run(nhwc.narrow(0, b, 1), withShift(b)));
+    }
+    return at::cat(images, 0).contiguous(at::MemoryFormat::ChannelsLast);
   } catch (const dnnl::error&) {
     // A shape (or, in bf16, a processor) oneDNN has no implementation for: LibTorch
     // computes it, in float.
   }
 #endif
+  if (shifted) return afterwards();
   return asWritten(LibTorchConvolution(nhwc.to(at::kFloat),
                                        w.contiguous(at::MemoryFormat::ChannelsLast), bias, padding,
                                        dilations, strides, activation));

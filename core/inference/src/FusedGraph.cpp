@@ -56,6 +56,21 @@ bool IsPlainGeneralConvolution(torch::jit::Node* conv) {
 
 const c10::Symbol kConvTranspose2d = c10::Symbol::fromQualString("aten::conv_transpose2d");
 
+const c10::Symbol kAdd = c10::Symbol::fromQualString("aten::add");
+const c10::Symbol kRelu = c10::Symbol::fromQualString("aten::relu");
+const c10::Symbol kReluInPlace = c10::Symbol::fromQualString("aten::relu_");
+const c10::Symbol kSilu = c10::Symbol::fromQualString("aten::silu");
+const c10::Symbol kSiluInPlace = c10::Symbol::fromQualString("aten::silu_");
+
+// The node of kind `kind` in `value`'s block that is its only use, or nullptr.
+torch::jit::Node* OnlyUser(torch::jit::Value* value, c10::Symbol kind) {
+  const auto& uses = value->uses();
+  if (uses.size() != 1) return nullptr;
+  torch::jit::Node* user = uses[0].user;
+  return user->kind() == kind && user->owningBlock() == value->node()->owningBlock() ? user
+                                                                                     : nullptr;
+}
+
 // The constant arguments of a transposed convolution, from aten::_convolution (transposed)
 // or aten::conv_transpose2d; false when one of them is not a constant.
 struct TransposedArguments {
@@ -116,20 +131,15 @@ bool RewriteTransposed(torch::jit::Graph& graph, torch::jit::Node* node) {
     if (b.dim() != 1 || b.size(0) != outputs || b.scalar_type() != at::kFloat) return false;
     bias = b.repeat_interleave(k * k).contiguous();
   }
-  torch::jit::Node* relu = nullptr;
-  const auto& uses = node->output()->uses();
-  if (uses.size() == 1 && uses[0].user->owningBlock() == node->owningBlock() &&
-      (uses[0].user->kind() == c10::Symbol::fromQualString("aten::relu") ||
-       uses[0].user->kind() == c10::Symbol::fromQualString("aten::relu_"))) {
-    relu = uses[0].user;
-  }
+  torch::jit::Node* relu = OnlyUser(node->output(), kRelu);
+  if (!relu) relu = OnlyUser(node->output(), kReluInPlace);
   torch::jit::WithInsertPoint insertPoint(node);
   const std::vector<int64_t> ones{1, 1}, zeros{0, 0};
   torch::jit::Value* value = graph.insert(
       kConv2d, {node->input(0), graph.insertConstant(weight), graph.insertConstant(bias),
                 graph.insertConstant(ones), graph.insertConstant(zeros), graph.insertConstant(ones),
                 graph.insertConstant(static_cast<int64_t>(1))});
-  if (relu) value = graph.insert(c10::Symbol::fromQualString("aten::relu"), {value});
+  if (relu) value = graph.insert(kRelu, {value});
   value = graph.insert(c10::Symbol::fromQualString("aten::pixel_shuffle"),
                        {value, graph.insertConstant(k)});
   (relu ? relu : node)->output()->replaceAllUsesWith(value);
@@ -151,21 +161,6 @@ struct Int8Plan {
   const std::vector<bool>* int8 = nullptr;
   bool demoteToBf16 = false;
 };
-
-const c10::Symbol kAdd = c10::Symbol::fromQualString("aten::add");
-const c10::Symbol kRelu = c10::Symbol::fromQualString("aten::relu");
-const c10::Symbol kReluInPlace = c10::Symbol::fromQualString("aten::relu_");
-const c10::Symbol kSilu = c10::Symbol::fromQualString("aten::silu");
-const c10::Symbol kSiluInPlace = c10::Symbol::fromQualString("aten::silu_");
-
-// The node of kind `kind` in `value`'s block that is its only use, or nullptr.
-torch::jit::Node* OnlyUser(torch::jit::Value* value, c10::Symbol kind) {
-  const auto& uses = value->uses();
-  if (uses.size() != 1) return nullptr;
-  torch::jit::Node* user = uses[0].user;
-  return user->kind() == kind && user->owningBlock() == value->node()->owningBlock() ? user
-                                                                                     : nullptr;
-}
 
 // The other operand of `add` (aten::add(a, b, alpha) with alpha 1) when `value` is exactly
 // one of a and b and the other is a tensor; otherwise nullptr.

@@ -98,8 +98,8 @@ std::shared_ptr<const onednn::Prepared> Prepare(const onednn::Geometry& g, const
   return result;
 }
 
-using Key = std::tuple<const void*, const void*, int64_t, int64_t, int64_t, int64_t, int64_t,
-                       int64_t, int64_t, int64_t, bool, float, bool, float, bool>;
+// The shape, the ReLU and the quantization (input and output scales and signedness).
+using Key = std::tuple<onednn::ShapeKey, bool, float, bool, float, bool>;
 
 onednn::PreparedCache<Key>& Cache() {
   static onednn::PreparedCache<Key> cache;
@@ -133,16 +133,7 @@ at::Tensor OneDnnInt8(const at::Tensor& input, const at::Tensor& weight, const a
   const onednn::Geometry g{x.size(0),      x.size(1),      x.size(2),      x.size(3),
                            weight.size(0), weight.size(2), weight.size(3), padding[0],
                            padding[1],     dilation[0],    dilation[1]};
-  const Key key{weight.data_ptr(),
-                bias.defined() ? bias.data_ptr() : nullptr,
-                g.n,
-                g.c,
-                g.h,
-                g.w,
-                g.padH,
-                g.padW,
-                g.dilationH,
-                g.dilationW,
+  const Key key{onednn::KeyOf(weight, bias, g),
                 relu,
                 q.inputScale,
                 q.inputSigned,

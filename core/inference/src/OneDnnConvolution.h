@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
+#include <tuple>
 
 namespace enhance::onednn {
 
@@ -40,6 +41,27 @@ struct Geometry {
   int64_t OutHeight() const { return (h + 2 * padH - (kh - 1) * dilationH - 1) / strideH + 1; }
   int64_t OutWidth() const { return (w + 2 * padW - (kw - 1) * dilationW - 1) / strideW + 1; }
 };
+
+// What identifies a prepared convolution whatever it computes in: its weights and bias, by
+// address (the cache holds them, so an address is never reused while cached; the weights'
+// sizes come with them), and the input's shape, padding, dilation and stride. Each
+// operator's cache key adds what its primitive computes.
+using ShapeKey = std::tuple<const void*, const void*, int64_t, int64_t, int64_t, int64_t, int64_t,
+                            int64_t, int64_t, int64_t, int64_t, int64_t>;
+inline ShapeKey KeyOf(const at::Tensor& weight, const at::Tensor& bias, const Geometry& g) {
+  return {weight.data_ptr(),
+          bias.defined() ? bias.data_ptr() : nullptr,
+          g.n,
+          g.c,
+          g.h,
+          g.w,
+          g.padH,
+          g.padW,
+          g.dilationH,
+          g.dilationW,
+          g.strideH,
+          g.strideW};
+}
 
 // Builds `prepared`'s primitive for source and destination in NHWC of the given types,
 // weights of `weightType` in the layout oneDNN prefers, the bias (when `withBias`) in
