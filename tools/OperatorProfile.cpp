@@ -21,7 +21,7 @@ struct Frame {
 };
 
 std::mutex totalsMutex;
-std::map<std::string, OperatorTime>* totals = nullptr;  // while a profile is alive
+std::unique_ptr<std::map<std::string, OperatorTime>> totals;  // while a profile is alive
 thread_local std::vector<Frame> stack;
 
 std::unique_ptr<at::ObserverContext> Enter(const at::RecordFunction&) {
@@ -38,7 +38,6 @@ void Leave(const at::RecordFunction& function, at::ObserverContext*) {
   std::lock_guard<std::mutex> lock(totalsMutex);
   if (!totals) return;
   OperatorTime& entry = (*totals)[function.name()];
-  entry.name = function.name();
   entry.selfSeconds += seconds - frame.children;
   ++entry.calls;
 }
@@ -49,7 +48,7 @@ OperatorProfile::OperatorProfile() {
   {
     std::lock_guard<std::mutex> lock(totalsMutex);
     if (totals) throw std::logic_error("OperatorProfile: one at a time");
-    totals = new std::map<std::string, OperatorTime>();
+    totals = std::make_unique<std::map<std::string, OperatorTime>>();
   }
   handle_ = at::addGlobalCallback(
       at::RecordFunctionCallback(Enter, Leave).scopes({at::RecordScope::FUNCTION}));
@@ -58,15 +57,17 @@ OperatorProfile::OperatorProfile() {
 OperatorProfile::~OperatorProfile() {
   at::removeCallback(handle_);
   std::lock_guard<std::mutex> lock(totalsMutex);
-  delete totals;
-  totals = nullptr;
+  totals.reset();
 }
 
 std::vector<OperatorTime> OperatorProfile::Totals() const {
   std::vector<OperatorTime> result;
   {
     std::lock_guard<std::mutex> lock(totalsMutex);
-    for (const auto& [name, time] : *totals) result.push_back(time);
+    for (const auto& [name, time] : *totals) {
+      result.push_back(time);
+      result.back().name = name;
+    }
   }
   std::sort(result.begin(), result.end(), [](const OperatorTime& a, const OperatorTime& b) {
     return a.selfSeconds > b.selfSeconds;

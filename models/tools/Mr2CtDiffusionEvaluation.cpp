@@ -144,23 +144,31 @@ void PrintUncertainty(const std::vector<Row>& rows) {
   std::cout << "\n" << std::flush;
 }
 
+// One row: `name` loaded with `samples` (0: the manifest's) and `precision`, once per seed,
+// labelled by `label` from the first one loaded.
+template <typename Label>
+Row SeedRow(const std::filesystem::path& folder, int samples, const std::string& precision,
+            const Mr2CtPair& pair, Label label) {
+  Row row;
+  for (const int64_t seed : kSeeds) {
+    const auto diffusion = Load(folder, samples, seed, false, precision);
+    if (row.label.empty()) row.label = label(*diffusion);
+    row.runs.push_back(Measure(pair.ct, RunModel(*diffusion, pair.mr)));
+  }
+  return row;
+}
+
 // With several precisions (--precision float,bf16): the diffusion model alone, with the
 // manifest's number of samples, in each precision, over the same seeds.
 std::vector<Row> ComparePrecisions(const std::filesystem::path& models, const std::string& name,
                                    const Mr2CtPair& pair) {
   std::vector<Row> rows;
   for (const std::string& precision : EvaluationPrecisions()) {
-    Row row;
-    for (const int64_t seed : kSeeds) {
-      const auto diffusion = Load(models / name, 0, seed, false, precision);
-      if (row.label.empty()) {
-        const std::string& parameters = diffusion->Parameters();
-        row.label = name + " " + diffusion->Info().version + ", " + precision + " (" +
-                    parameters.substr(0, parameters.find(", tiles")) + ")";
-      }
-      row.runs.push_back(Measure(pair.ct, RunModel(*diffusion, pair.mr)));
-    }
-    rows.push_back(std::move(row));
+    rows.push_back(SeedRow(models / name, 0, precision, pair, [&](const Model& diffusion) {
+      const std::string parameters = diffusion.Parameters();
+      return name + " " + diffusion.Info().version + ", " + precision + " (" +
+             parameters.substr(0, parameters.find(", tiles")) + ")";
+    }));
   }
   return rows;
 }
@@ -176,16 +184,11 @@ std::vector<Row> EvaluatePair(const std::filesystem::path& models, const std::st
   rows.push_back({"mr2ct, mean of 8 flips and rotations (test-time augmentation)",
                   {Measure(pair.ct, RunModel(*augmented, pair.mr))}});
   for (const int k : kSampleCounts) {
-    Row row;
-    for (const int64_t seed : kSeeds) {
-      const auto diffusion = Load(models / name, k, seed, false);
-      if (row.label.empty()) {
-        row.label = name + " " + diffusion->Info().version + ", mean of K = " + std::to_string(k) +
-                    (k == 1 ? " sample" : " samples");
-      }
-      row.runs.push_back(Measure(pair.ct, RunModel(*diffusion, pair.mr)));
-    }
-    rows.push_back(std::move(row));
+    rows.push_back(
+        SeedRow(models / name, k, EvaluationPrecisions().back(), pair, [&](const Model& diffusion) {
+          return name + " " + diffusion.Info().version + ", mean of K = " + std::to_string(k) +
+                 (k == 1 ? " sample" : " samples");
+        }));
   }
   return rows;
 }
