@@ -348,7 +348,20 @@ void ParseSelfSupervised(const Json::Value& section, const std::string& parent,
   const Json::Value& s = section["SelfSupervised"];
   const std::string key = parent + ".SelfSupervised";
   if (!s.isObject()) Fail(key, "must be an object, e.g. {\"TimeBudgetSeconds\": 60}");
-  CheckKeys(s, key, {"TimeBudgetSeconds", "Steps", "Seed", "Augmentations"});
+  CheckKeys(s, key, {"TimeBudgetSeconds", "Steps", "Seed", "Augmentations", "Method"});
+  if (s.isMember("Method")) {
+    const Json::Value& method = s["Method"];
+    const std::string name = method.isString() ? method.asString() : "";
+    if (name == "auto") {
+      p.method = SelfSupervisedMethod::kAuto;
+    } else if (name == "noise2noise") {
+      p.method = SelfSupervisedMethod::kNoise2Noise;
+    } else if (name == "blind-spot") {
+      p.method = SelfSupervisedMethod::kBlindSpot;
+    } else {
+      Fail(key + ".Method", "must be \"auto\", \"noise2noise\" or \"blind-spot\"");
+    }
+  }
   if (s.isMember("TimeBudgetSeconds")) {
     const Json::Value& budget = s["TimeBudgetSeconds"];
     if (!budget.isNumeric() || budget.asDouble() <= 0 || budget.asDouble() > 86400) {

@@ -214,6 +214,7 @@ Json::Value LearningJson(const LearningReport& r) {
     learning["HeldOutSlices"] = r.heldOutSlices;
     learning["HeldOutLoss"] = r.heldOutLoss;
     learning["HeldOutInputLoss"] = r.heldOutInputLoss;
+    learning["HeldOutBaseline"] = r.heldOutBaseline;
     Json::Value curve(Json::arrayValue);
     for (const LearningReport::Point& p : r.curve) {
       Json::Value point(Json::arrayValue);

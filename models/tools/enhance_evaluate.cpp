@@ -543,6 +543,14 @@ std::shared_ptr<const Model> SelfSupervisedModel(uint64_t seed) {
     p.augmentations = std::atoi(a);
   if (const char* m = std::getenv("ENHANCE_SELF_SUPERVISED_MAX_ANATOMY"))
     p.maxAnatomyToNoise = std::atof(m);
+  if (const char* m = std::getenv("ENHANCE_SELF_SUPERVISED_METHOD")) {
+    const std::string method = m;
+    p.method = method == "blind-spot"    ? SelfSupervisedMethod::kBlindSpot
+               : method == "noise2noise" ? SelfSupervisedMethod::kNoise2Noise
+                                         : SelfSupervisedMethod::kAuto;
+  }
+  if (const char* r = std::getenv("ENHANCE_SELF_SUPERVISED_RADIUS"))
+    p.blindSpotRadius = std::atoi(r);
   return std::make_shared<SelfSupervisedDenoiser>(p);
 }
 

@@ -5,7 +5,8 @@ A low-dose-like CT series and a noisy T1 head MR series (Rician noise), each rou
 rule to "self-supervised-denoise", are learned from and denoised inside their jobs: the
 jobs report what was learned (method, steps, losses, the training curve), every derived
 instance says it in its DerivationDescription and passes dciodvfy, the derived series is
-less noisy than its source, and the originals are untouched. A series whose slices overlap
+less noisy than its source, and the originals are untouched. A CT series whose anatomy
+changes faster than Noise2Noise can learn from is learned from by the blind spot. A series whose slices overlap
 is not learned from: the bilateral filter runs instead, and the job and the derived
 series say why."""
 import io
@@ -23,7 +24,8 @@ from orthanc_harness import (OrthancServer, dciodvfy_errors, fingerprints, logge
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 HEAD = "/usr/share/mricron/templates/ch2.nii.gz"
 STEPS = 200
-METHOD = "neighbouring-slice Noise2Noise"
+NOISE2NOISE = "neighbouring-slice Noise2Noise"
+BLIND_SPOT = "neighbouring-slice blind spot"
 
 
 def pixels(server, series):
@@ -49,7 +51,7 @@ class SelfSupervisedTest(unittest.TestCase):
         for k, instance in enumerate(instances):
             data = server.get_bytes(f"/instances/{instance}/file")
             ds = pydicom.dcmread(io.BytesIO(data))
-            self.assertIn("self-supervised-denoise 1.0.0", ds.DerivationDescription)
+            self.assertIn("self-supervised-denoise 1.1.0", ds.DerivationDescription)
             self.assertIn(learned, ds.DerivationDescription)
             self.assertEqual(ds.ImageType[0], "DERIVED")
             if k < 3:
@@ -59,9 +61,12 @@ class SelfSupervisedTest(unittest.TestCase):
     def test_ct_and_mr_series_are_denoised_by_what_was_learned_from_each(self):
         tmp = tempfile.mkdtemp(prefix="enhance-self-supervised-")
         # The phantom's anatomy goes from thorax to abdomen over the series: over 96 slices,
-        # slowly enough from one slice to the next to learn from (over 48 it would not be).
+        # slowly enough from one slice to the next for Noise2Noise; over 32, the anatomy
+        # changes more than the noise between neighbours, and the blind spot learns instead.
         ct_files = make_phantom(os.path.join(tmp, "ct"), rows=128, columns=128, slices=96,
                                 noise=40.0)
+        fast_files = make_phantom(os.path.join(tmp, "fast"), rows=128, columns=128, slices=32,
+                                  noise=40.0)
         mr = os.path.join(tmp, "mr")
         subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tools", "nifti_to_dicom_mr.py"),
                         HEAD, mr, "--count", "16", "--size", "160", "--rician", "0.08",
@@ -80,7 +85,8 @@ class SelfSupervisedTest(unittest.TestCase):
             self.assertEqual(model["Task"], "denoise")
             self.assertIn(f"{STEPS} steps", model["Parameters"])
 
-            for name, files in (("CT", ct_files), ("MR", mr_files)):
+            for name, files, method in (("CT", ct_files, NOISE2NOISE), ("MR", mr_files, NOISE2NOISE),
+                                        ("CT of fast anatomy", fast_files, BLIND_SPOT)):
                 source = store_series(server, files)
                 originals = fingerprints(server, source)
                 job = wait_for_ended_job(
@@ -88,19 +94,23 @@ class SelfSupervisedTest(unittest.TestCase):
                     what=f"the {name} job")
                 self.assertEqual(job["State"], "Success", job["Content"])
                 learning = job["Content"]["Learning"]
-                self.assertEqual(learning["Method"], METHOD)
+                self.assertEqual(learning["Method"], method)
+                self.assertEqual(learning["AnatomyToNoise"] > 0.5, method == BLIND_SPOT, learning)
                 self.assertTrue(learning["Applied"], learning)
                 self.assertEqual(learning["Steps"], STEPS)
                 self.assertEqual(learning["PlannedSteps"], STEPS)
                 self.assertFalse(learning["StoppedByTimeBudget"])
                 self.assertEqual(learning["Device"], "cpu")
                 self.assertLess(learning["HeldOutLoss"], learning["HeldOutInputLoss"])
+                self.assertEqual(learning["HeldOutBaseline"],
+                                 "the input" if method == NOISE2NOISE
+                                 else "the mean of the neighbouring slices")
                 self.assertGreaterEqual(learning["HeldOutSlices"], 1)
                 curve = learning["Curve"]
                 self.assertGreaterEqual(len(curve), 10)
                 self.assertEqual(curve[-1][0], STEPS)
                 derived = self.check_derived(
-                    server, job, tmp, f"learned from this series: {METHOD}, {STEPS} steps")
+                    server, job, tmp, f"learned from this series: {method}, {STEPS} steps")
                 original = pixels(server, source)
                 inside = original > np.percentile(original, 50)
                 before = noise_level(original, inside)

@@ -96,7 +96,9 @@ TEST(BilateralDenoiser, EstimatesTheNoiseLevelOfCorrelatedNoise) {
       const double adjacent = EstimateNoiseSigmaAtSpacing(v.Slice(0), v.rows, v.columns, 1);
       const double estimate = EstimateNoiseSigma(v.Slice(0), v.rows, v.columns);
       EXPECT_NEAR(estimate, 30.0, 4.5) << "smoothing " << smoothing << ", seed " << seed;
-      if (smoothing >= 1.0) EXPECT_LT(adjacent, 15.0) << "smoothing " << smoothing;
+      if (smoothing >= 1.0) {
+        EXPECT_LT(adjacent, 15.0) << "smoothing " << smoothing;
+      }
     }
   }
 }

@@ -142,7 +142,9 @@ TEST(PluginConfiguration, SelfSupervisedDenoiser) {
   const PluginConfiguration c = ParseConfiguration(Parse(R"json({"Enhance": {
       "Device": "cpu",
       "SelfSupervised": {"TimeBudgetSeconds": 12.5, "Steps": 40, "Seed": 3,
-                         "Augmentations": 8}}})json"));
+                         "Augmentations": 8, "Method": "blind-spot"}}})json"));
+  EXPECT_EQ(defaults.selfSupervised.method, SelfSupervisedMethod::kAuto);
+  EXPECT_EQ(c.selfSupervised.method, SelfSupervisedMethod::kBlindSpot);
   EXPECT_EQ(c.selfSupervised.timeBudgetSeconds, 12.5);
   EXPECT_EQ(c.selfSupervised.steps, 40);
   EXPECT_EQ(c.selfSupervised.seed, 3u);
@@ -153,6 +155,9 @@ TEST(PluginConfiguration, SelfSupervisedDenoiser) {
             std::string::npos);
   EXPECT_NE(ErrorOf(R"json({"Enhance": {"SelfSupervised": {"Augmentations": 3}}})json")
                 .find("Enhance.SelfSupervised.Augmentations: must be 1, 2, 4 or 8"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"SelfSupervised": {"Method": "n2v"}}})json")
+                .find("Enhance.SelfSupervised.Method: must be \"auto\", \"noise2noise\" or"),
             std::string::npos);
   EXPECT_NE(ErrorOf(R"json({"Enhance": {"SelfSupervised": {"Step": 3}}})json")
                 .find("Enhance.SelfSupervised"),

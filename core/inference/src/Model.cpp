@@ -23,12 +23,12 @@ std::string DescribeLearning(const LearningReport& r) {
   const std::string checked = r.heldOutSlices > 0
                                   ? std::to_string(r.heldOutSlices) + " held-out slices"
                                   : std::string("training slices: too few to hold any out");
-  char figures[280];
+  char figures[320];
   std::snprintf(figures, sizeof(figures),
                 " in %.0f s on %s, training loss %.3g, self-supervised loss %.3g against %.3g "
-                "for the input on %s, anatomy change %.2f of the noise power",
+                "for %s on %s, anatomy change %.2f of the noise power",
                 r.trainingSeconds, r.device.c_str(), r.finalLoss, r.heldOutLoss, r.heldOutInputLoss,
-                checked.c_str(), r.anatomyToNoise);
+                r.heldOutBaseline.c_str(), checked.c_str(), r.anatomyToNoise);
   return "learned from this series: " + r.method + ", " + steps + figures;
 }
 

@@ -41,25 +41,25 @@ at::Tensor Untransform(const at::Tensor& y, int d) {
   return x;
 }
 
-// A window of the pair of slice k, in network values: the input (slice k) and the target
-// (the mean of slices k - 1 and k + 1).
-void CopyPair(const Volume& v, const NormalisationMap& map, int64_t k, int64_t row, int64_t column,
-              int64_t height, int64_t width, float* input, float* target) {
+// A window of slices k - 1, k and k + 1 in network values, as three channels (a missing
+// neighbour of the first or last slice is taken as the other one).
+void CopyTriplet(const Volume& v, const NormalisationMap& map, int64_t k, int64_t row,
+                 int64_t column, int64_t height, int64_t width, float* out) {
   const auto scale = static_cast<float>(map.scale);
   const auto offset = static_cast<float>(map.offset);
-  for (int64_t r = 0; r < height; ++r) {
-    const int64_t at = (row + r) * v.columns + column;
-    const float* x = v.Slice(k) + at;
-    const float* above = v.Slice(k - 1) + at;
-    const float* below = v.Slice(k + 1) + at;
-    for (int64_t c = 0; c < width; ++c) {
-      input[r * width + c] = x[c] * scale + offset;
-      target[r * width + c] = 0.5f * (above[c] + below[c]) * scale + offset;
+  const int64_t above = k > 0 ? k - 1 : k + 1;
+  const int64_t below = k + 1 < v.slices ? k + 1 : k - 1;
+  const int64_t slices[3] = {above, k, below};
+  for (int channel = 0; channel < 3; ++channel) {
+    float* to = out + channel * height * width;
+    for (int64_t r = 0; r < height; ++r) {
+      const float* from = v.Slice(slices[channel]) + (row + r) * v.columns + column;
+      for (int64_t c = 0; c < width; ++c) to[r * width + c] = from[c] * scale + offset;
     }
   }
 }
 
-// Random patches of the training pairs, each in one of its eight orientations; the
+// Random patches of the training triplets, each in one of its eight orientations; the
 // sequence is a function of the seed alone.
 class PatchSampler {
  public:
@@ -67,9 +67,8 @@ class PatchSampler {
                const std::vector<int64_t>& centres, int64_t patch, uint64_t seed)
       : volume_(volume), map_(map), centres_(centres), patch_(patch), rng_(seed) {}
 
-  void Next(int batch, at::Tensor& input, at::Tensor& target) {
-    input = at::empty({batch, 1, patch_, patch_}, at::kFloat);
-    target = at::empty_like(input);
+  at::Tensor Next(int batch) {
+    at::Tensor triplets = at::empty({batch, 3, patch_, patch_}, at::kFloat);
     std::uniform_int_distribution<size_t> centre(0, centres_.size() - 1);
     std::uniform_int_distribution<int64_t> row(0, volume_.rows - patch_);
     std::uniform_int_distribution<int64_t> column(0, volume_.columns - patch_);
@@ -78,12 +77,11 @@ class PatchSampler {
       const int64_t k = centres_[centre(rng_)];
       const int64_t r = row(rng_);
       const int64_t c = column(rng_);
-      CopyPair(volume_, map_, k, r, c, patch_, patch_, input[i].data_ptr<float>(),
-               target[i].data_ptr<float>());
+      CopyTriplet(volume_, map_, k, r, c, patch_, patch_, triplets[i].data_ptr<float>());
       const int d = orientation(rng_);
-      input[i].copy_(Transform(input[i].unsqueeze(0), d)[0]);
-      target[i].copy_(Transform(target[i].unsqueeze(0), d)[0]);
+      triplets[i].copy_(Transform(triplets[i].unsqueeze(0), d)[0]);
     }
+    return triplets;
   }
 
  private:
@@ -106,9 +104,8 @@ double RateAt(int step, int steps, const SelfSupervisedParameters& p) {
 constexpr int kTimedSteps = 20;
 
 // The self-supervised loss of the network and of the input itself on whole slices.
-void CheckHeldOut(const SliceDenoiserNetwork& network, const Volume& volume,
-                  const NormalisationMap& map, const NeighbourPairs& pairs,
-                  const c10::Device& device, LearningReport& report) {
+void CheckHeldOut(const SeriesNetwork& network, const Volume& volume, const NormalisationMap& map,
+                  const NeighbourPairs& pairs, const c10::Device& device, LearningReport& report) {
   std::vector<int64_t> slices = pairs.heldOut;
   if (slices.empty()) {
     slices.assign(pairs.training.begin(),
@@ -119,18 +116,17 @@ void CheckHeldOut(const SliceDenoiserNetwork& network, const Volume& volume,
   double networkLoss = 0;
   double inputLoss = 0;
   for (const int64_t k : slices) {
-    at::Tensor input = at::empty({1, 1, volume.rows, volume.columns}, at::kFloat);
-    at::Tensor target = at::empty_like(input);
-    CopyPair(volume, map, k, 0, 0, volume.rows, volume.columns, input.data_ptr<float>(),
-             target.data_ptr<float>());
-    const at::Tensor output = network.Infer(input.to(device)).cpu();
-    networkLoss += at::mse_loss(output, target).item<double>();
-    inputLoss += at::mse_loss(input, target).item<double>();
+    at::Tensor triplet = at::empty({1, 3, volume.rows, volume.columns}, at::kFloat);
+    CopyTriplet(volume, map, k, 0, 0, volume.rows, volume.columns, triplet.data_ptr<float>());
+    const at::Tensor output = network.Infer(network.InputOf(triplet).to(device)).cpu();
+    networkLoss += at::mse_loss(output, network.TargetOf(triplet)).item<double>();
+    inputLoss += network.BaselineLoss(triplet);
   }
   const auto count = static_cast<double>(std::max<size_t>(1, slices.size()));
   report.heldOutSlices = static_cast<int>(pairs.heldOut.size());
   report.heldOutLoss = networkLoss / count;
   report.heldOutInputLoss = inputLoss / count;
+  report.heldOutBaseline = network.Baseline();
   report.applied = report.heldOutLoss < report.heldOutInputLoss;
 }
 
@@ -148,6 +144,18 @@ SliceDenoiserNetwork::SliceDenoiserNetwork(int layers, int features, uint64_t se
     parameters_.push_back(weight.to(device).set_requires_grad(true));
     parameters_.push_back(at::zeros({out}, at::kFloat).to(device).set_requires_grad(true));
   }
+}
+
+at::Tensor SliceDenoiserNetwork::InputOf(const at::Tensor& triplets) const {
+  return triplets.narrow(1, 1, 1);
+}
+
+at::Tensor SliceDenoiserNetwork::TargetOf(const at::Tensor& triplets) const {
+  return 0.5 * (triplets.narrow(1, 0, 1) + triplets.narrow(1, 2, 1));
+}
+
+double SliceDenoiserNetwork::BaselineLoss(const at::Tensor& triplets) const {
+  return at::mse_loss(InputOf(triplets), TargetOf(triplets)).item<double>();
 }
 
 at::Tensor SliceDenoiserNetwork::Forward(const at::Tensor& x) const {
@@ -173,10 +181,10 @@ at::Tensor SliceDenoiserNetwork::Infer(const at::Tensor& x) const {
   return x + h.contiguous();
 }
 
-void TrainOnNeighbours(SliceDenoiserNetwork& network, const Volume& volume,
-                       const NormalisationMap& map, const SelfSupervisedParameters& parameters,
-                       const NeighbourPairs& pairs, const RunContext& context, double progressShare,
-                       const c10::Device& device, LearningReport& report) {
+void TrainOnNeighbours(SeriesNetwork& network, const Volume& volume, const NormalisationMap& map,
+                       const SelfSupervisedParameters& parameters, const NeighbourPairs& pairs,
+                       const RunContext& context, double progressShare, const c10::Device& device,
+                       LearningReport& report) {
   // The caller may be inside an inference-mode or no-grad scope.
   c10::InferenceMode notInference(false);
   at::AutoGradMode gradients(true);
@@ -214,10 +222,10 @@ void TrainOnNeighbours(SliceDenoiserNetwork& network, const Volume& volume,
     for (auto& group : optimizer.param_groups()) {
       static_cast<torch::optim::AdamOptions&>(group.options()).lr(RateAt(step, steps, parameters));
     }
-    at::Tensor input, target;
-    sampler.Next(parameters.batch, input, target);
+    const at::Tensor triplets = sampler.Next(parameters.batch).to(device);
     optimizer.zero_grad();
-    at::Tensor loss = at::mse_loss(network.Forward(input.to(device)), target.to(device));
+    at::Tensor loss =
+        at::mse_loss(network.Forward(network.InputOf(triplets)), network.TargetOf(triplets));
     loss.backward();
     optimizer.step();
     stretchSum += loss.item<double>();
@@ -235,24 +243,69 @@ void TrainOnNeighbours(SliceDenoiserNetwork& network, const Volume& volume,
   CheckHeldOut(network, volume, map, pairs, device, report);
 }
 
-void DenoiseSlices(const SliceDenoiserNetwork& network, const Volume& volume,
-                   const NormalisationMap& map, int64_t begin, int64_t count, int augmentations,
-                   const c10::Device& device, float* out) {
+void DenoiseSlices(const SeriesNetwork& network, const Volume& volume, const NormalisationMap& map,
+                   int64_t begin, int64_t count, int augmentations, const c10::Device& device,
+                   float* out) {
   at::NoGradGuard noGrad;
   FusedOutputScope reuse;  // the layers' outputs reuse each other's memory
-  // The tensor never writes through this view of the input.
-  const at::Tensor x = at::from_blob(const_cast<float*>(volume.Slice(begin)),
-                                     {count, 1, volume.rows, volume.columns}, at::kFloat)
-                           .mul(map.scale)
-                           .add_(map.offset)
-                           .to(device);
-  at::Tensor sum = at::zeros_like(x);
+  at::Tensor triplets = at::empty({count, 3, volume.rows, volume.columns}, at::kFloat);
+  for (int64_t i = 0; i < count; ++i) {
+    CopyTriplet(volume, map, begin + i, 0, 0, volume.rows, volume.columns,
+                triplets[i].data_ptr<float>());
+  }
+  const at::Tensor x = network.InputOf(triplets).to(device);
+  at::Tensor sum = at::zeros({count, 1, volume.rows, volume.columns}, x.options());
   for (int d = 0; d < augmentations; ++d) {
     sum.add_(Untransform(network.Infer(Transform(x, d)), d));
   }
   const at::Tensor y =
       sum.div_(augmentations).sub_(map.offset).div_(map.scale).to(c10::kCPU).contiguous();
   std::memcpy(out, y.data_ptr<float>(), sizeof(float) * static_cast<size_t>(y.numel()));
+}
+
+at::Tensor NoiseDeviationMap(const at::Tensor& triplets, int64_t block) {
+  at::NoGradGuard noGrad;
+  const int64_t h = triplets.size(2);
+  const int64_t w = triplets.size(3);
+  const at::Tensor centre = triplets.narrow(1, 1, 1);
+  const at::Tensor above = triplets.narrow(1, 0, 1);
+  const at::Tensor below = triplets.narrow(1, 2, 1);
+  at::Tensor d = (centre - 0.5 * (above + below)).abs();
+  // Padding, and the rows and columns that fill the last blocks, count for nothing.
+  d.masked_fill_(centre.eq(above).logical_and_(centre.eq(below)), NAN);
+  const int64_t rows = (h + block - 1) / block;
+  const int64_t columns = (w + block - 1) / block;
+  d = at::constant_pad_nd(d, {0, columns * block - w, 0, rows * block - h}, NAN);
+  constexpr double kMadToSigma = 1.0 / 0.6744897501960817;
+  at::Tensor sigma = std::get<0>(d.unfold(2, block, block)
+                                     .unfold(3, block, block)
+                                     .reshape({d.size(0), 1, rows, columns, block * block})
+                                     .nanmedian(-1))
+                         .mul_(kMadToSigma / std::sqrt(1.5))
+                         .nan_to_num_(0.0);
+  sigma = at::upsample_bilinear2d(sigma, {rows * block, columns * block}, false);
+  return sigma.narrow(2, 0, h).narrow(3, 0, w).contiguous();
+}
+
+void CombineWithInput(const Volume& volume, int64_t begin, int64_t count, float* estimate,
+                      int window, double margin) {
+  at::NoGradGuard noGrad;
+  at::Tensor triplets = at::empty({count, 3, volume.rows, volume.columns}, at::kFloat);
+  for (int64_t i = 0; i < count; ++i) {
+    CopyTriplet(volume, NormalisationMap{}, begin + i, 0, 0, volume.rows, volume.columns,
+                triplets[i].data_ptr<float>());
+  }
+  const at::Tensor variance = NoiseDeviationMap(triplets).square_();
+  const at::Tensor y = triplets.narrow(1, 1, 1);
+  at::Tensor f = at::from_blob(estimate, {count, 1, volume.rows, volume.columns}, at::kFloat);
+  const at::Tensor r = y - f;
+  const at::Tensor tau2 =
+      at::avg_pool2d(r * r, {window, window}, {1, 1}, {window / 2, window / 2}, false, false)
+          .sub_(margin * variance)
+          .clamp_min_(0.0);
+  // Where there is no noise, the input: tau^2 / (tau^2 + 0) is 1, and 0 / 0 is taken as 1.
+  const at::Tensor weight = at::where(variance > 0, tau2 / (tau2 + variance), at::ones_like(tau2));
+  f.add_(weight * r);
 }
 
 }  // namespace enhance

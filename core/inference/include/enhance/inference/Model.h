@@ -39,7 +39,10 @@ struct LearningReport {
   double anatomyToNoise = 0;
   int heldOutSlices = 0;        // slices whose pairs were never trained on
   double heldOutLoss = 0;       // the self-supervised loss of the network on them
-  double heldOutInputLoss = 0;  // the same loss with the input itself as the prediction
+  double heldOutInputLoss = 0;  // the same loss of the baseline below, which it must beat
+  // What the network must beat: "the input" itself (Noise2Noise), or "the mean of the
+  // neighbouring slices" (the blind spot, whose target the input is).
+  std::string heldOutBaseline = "the input";
   // Whether the network's output is the result. false: `fallback` says what is instead
   // (the input unchanged, or a classical filter) and why.
   bool applied = false;

@@ -4,24 +4,33 @@
 // and then removes it, inside that series' run (built-in model
 // "self-supervised-denoise", task denoise, CT and MR).
 //
-// Method: neighbouring-slice Noise2Noise (Lehtinen et al. 2018, with the neighbouring
-// slices of a volume as the independent noisy views, as in Noise2Noise for CT by
-// Hasan et al. and Wu et al.). Where slices do not overlap (spacing >= thickness), the
-// noise of slice k is independent of that of slices k - 1 and k + 1 whether it is white
-// (MR, Rician in magnitude images) or spatially correlated within the slice (CT's
-// filtered back-projection), while the anatomy changes little. A small residual CNN
-// learns to map slice k to the mean of its two neighbours; the expectation of that
-// target is slice k's anatomy (to the anatomy's curvature along the slice normal), so the
-// network learns to remove the noise, not to reproduce it. Slices are then denoised one
-// by one, optionally averaged over flips and transposes.
+// Two methods, both learning from neighbouring slices where slices do not overlap
+// (spacing >= thickness): the noise of slice k is then independent of that of slices k - 1
+// and k + 1, whether it is white (MR, Rician in magnitude images) or spatially correlated
+// within the slice (CT's filtered back-projection).
+// - Neighbouring-slice Noise2Noise (Lehtinen et al. 2018, with neighbouring slices as the
+//   independent noisy views, as in Noise2Noise for CT by Hasan et al. and Wu et al.): a
+//   small residual CNN maps slice k to the mean of its two neighbours. The target's
+//   expectation is slice k's anatomy only up to the anatomy's change along the slice
+//   normal, so this serves where the anatomy changes slowly from slice to slice.
+// - Neighbouring-slice blind spot, where the anatomy changes faster (anatomyToNoise above
+//   `maxAnatomyToNoise`): a CNN predicts slice k from slices k - 1 and k + 1 and from slice
+//   k outside a square of `blindSpotRadius` pixels around each output pixel (a blind spot
+//   wide enough for correlated noise, as in Noise2Self, Batson and Royer 2019, and the
+//   blind-spot networks of Laine et al. 2019 and Lee et al. 2022). Its target is slice k
+//   itself, unbiased by any change of anatomy; since the network never sees the noise it
+//   predicts, it cannot learn to reproduce it. Its estimate is then combined with the
+//   input pixel by pixel by the noise's local variance (CombineWithInput in
+//   SliceDenoiserNetwork.h): where it departs from the input by more than the noise (an
+//   edge the blind spot could not place), the input is kept.
+// Slices are then denoised one by one, averaged over flips and transposes.
 //
 // Safeguards: slices that overlap or whose thickness is unknown, and series of fewer
-// than three slices, are not learned from (their neighbours share noise); nor are series
-// whose anatomy changes from slice to slice by more than `maxAnatomyToNoise` of the noise
-// power (thick slices, fine anatomy, little noise: the network would learn to blur across
-// slices). The bilateral filter runs instead and the derived series says so. Pairs around every
-// 16th slice are held out of training; when the network does not lower the self-supervised loss on
-// them below the loss of the input itself, the network is not applied either.
+// than three slices, are not learned from (their neighbours share noise): the bilateral
+// filter runs instead and the derived series says so. Pairs around every 16th slice are
+// held out of training; when the network does not lower the self-supervised loss on them
+// below that of its baseline (the input for Noise2Noise; the mean of the neighbouring
+// slices, the untrained network, for the blind spot), the input is returned unchanged.
 //
 // Training is deterministic for a seed, a series (RunContext::randomKey) and a thread
 // count: patch positions come from the seed and the series, the weights start from the
@@ -41,7 +50,13 @@
 
 namespace enhance {
 
+// Which network learns from the series: kAuto takes Noise2Noise where the anatomy changes
+// slowly from slice to slice (anatomyToNoise <= maxAnatomyToNoise) and the blind spot
+// elsewhere; kNoise2Noise runs the bilateral filter where it would not learn.
+enum class SelfSupervisedMethod { kAuto, kNoise2Noise, kBlindSpot };
+
 struct SelfSupervisedParameters {
+  SelfSupervisedMethod method = SelfSupervisedMethod::kAuto;
   int steps = 3000;               // Adam steps; the result depends on these
   double timeBudgetSeconds = 60;  // training stops when it has taken this long
   int batch = 8;                  // patches per step
@@ -54,6 +69,10 @@ struct SelfSupervisedParameters {
   // Beyond this ratio of the anatomy's slice-to-slice change to the noise power
   // (LearningReport::anatomyToNoise), the bilateral filter runs instead.
   double maxAnatomyToNoise = 0.5;
+  // The blind-spot network: pixels of slice k hidden around each output pixel (the reach
+  // of the noise's correlation), and its dilated layers.
+  int blindSpotRadius = 2;
+  int blindSpotDilatedLayers = 2;
   int augmentations = 8;        // output averaged over 1, 2, 4 or 8 flips/transposes
   int slicesPerBatch = 2;       // slices denoised at once
   std::string device = "auto";  // "auto" (CUDA when present), "cpu", "cuda", "cuda:N"
