@@ -204,6 +204,7 @@ Json::Value LearningJson(const LearningReport& r) {
   learning["Applied"] = r.applied;
   if (!r.fallback.empty()) learning["Fallback"] = r.fallback;
   learning["AnatomyToNoise"] = r.anatomyToNoise;
+  if (r.blindSpotSide > 0) learning["BlindSpotPixels"] = r.blindSpotSide;
   if (r.plannedSteps > 0 && r.steps > 0) {
     learning["Device"] = r.device;
     learning["PlannedSteps"] = r.plannedSteps;

@@ -96,6 +96,13 @@ TEST(BilateralDenoiser, EstimatesTheNoiseLevelOfCorrelatedNoise) {
       const double adjacent = EstimateNoiseSigmaAtSpacing(v.Slice(0), v.rows, v.columns, 1);
       const double estimate = EstimateNoiseSigma(v.Slice(0), v.rows, v.columns);
       EXPECT_NEAR(estimate, 30.0, 4.5) << "smoothing " << smoothing << ", seed " << seed;
+      // The spacing it was taken at: 1 for white noise, wider for correlated noise.
+      const int64_t spacing = EstimateNoise(v.Slice(0), v.rows, v.columns).spacing;
+      if (smoothing == 0.0) {
+        EXPECT_EQ(spacing, 1);
+      } else if (smoothing >= 1.0) {
+        EXPECT_GE(spacing, 2);
+      }
       if (smoothing >= 1.0) {
         EXPECT_LT(adjacent, 15.0) << "smoothing " << smoothing;
       }

@@ -30,12 +30,12 @@ SelfSupervisedParameters Quick() {
 // 16 slices of 96x96, 2.5 mm apart and thick, without noise. `changing`: the whole
 // phantom, whose anatomy goes from thorax to abdomen over the 16 slices (much faster than
 // a body's); otherwise its middle slice 16 times (the same anatomy in every slice).
-Volume Clean(bool changing = false) {
+Volume Clean(bool changing = false, int64_t size = 96) {
   PhantomOptions o;
-  o.rows = 96;
-  o.columns = 96;
+  o.rows = size;
+  o.columns = size;
   o.slices = 16;
-  o.pixelSpacing = 4.0;
+  o.pixelSpacing = 4.0 * 96 / static_cast<double>(size);
   o.sliceSpacing = 2.5;
   Volume v = MakeCtPhantom(o);
   if (changing) return v;
@@ -77,6 +77,18 @@ Volume WithNoise(const Volume& clean, double sigma, bool correlated, uint64_t se
     }
     float* slice = v.Slice(s);
     for (size_t i = 0; i < n.size(); ++i) slice[i] += static_cast<float>(sigma * gain) * n[i];
+  }
+  return v;
+}
+
+// The phantom's 16 slices with a smooth ramp for anatomy, whose noise level and
+// correlation EstimateNoise can tell (on the phantom's dense 96x96 grid it cannot).
+Volume Smooth() {
+  Volume v = Clean();
+  for (int64_t s = 0; s < v.slices; ++s) {
+    for (int64_t p = 0; p < v.VoxelsPerSlice(); ++p) {
+      v.Slice(s)[p] = static_cast<float>(4 * (p % v.columns + p / v.columns));
+    }
   }
   return v;
 }
@@ -206,8 +218,10 @@ TEST(SelfSupervisedDenoiser, StopsTrainingWhenTheTimeBudgetIsSpentAndSaysSo) {
   EXPECT_LT(seconds, 60.0);      // bounded by the budget, not by the steps
   ASSERT_EQ(order.size(), 17u);  // learned once, before any of the 16 slices is final
   EXPECT_EQ(order.front(), "learned");
+  // Said whether or not the network, trained so briefly, was applied.
   EXPECT_NE(DescribeLearning(report).find("of 100000 steps (time budget reached)"),
-            std::string::npos);
+            std::string::npos)
+      << DescribeLearning(report);
   EXPECT_EQ(output.slices, 16);
 }
 
@@ -252,7 +266,7 @@ TEST(SelfSupervisedDenoiser, RunsTheBilateralFilterWhereSlicesOverlap) {
 }
 
 TEST(SelfSupervisedDenoiser, TakesTheBlindSpotWhereTheAnatomyChangesMoreThanTheNoise) {
-  const Volume fast = Clean(true);
+  const Volume fast = Clean(true, 192);
   EXPECT_GT(AnatomyToNoise(WithNoise(fast, 10.0, false, 6), PlanNeighbourPairs(16, 16).training),
             0.5);
   EXPECT_LT(AnatomyToNoise(WithNoise(Clean(), 40.0, false, 6), PlanNeighbourPairs(16, 16).training),
@@ -266,11 +280,40 @@ TEST(SelfSupervisedDenoiser, TakesTheBlindSpotWhereTheAnatomyChangesMoreThanTheN
   const Volume output = SelfSupervisedDenoiser(p).Run(noisy, context);
   EXPECT_GT(report.anatomyToNoise, 0.5);
   EXPECT_EQ(report.method, "neighbouring-slice blind spot");
+  EXPECT_EQ(report.blindSpotSide, 1);  // white noise
   EXPECT_EQ(report.steps, 30);
   // Whatever it learned in 30 steps, it is applied only where it beats the input.
   if (!report.applied) {
     EXPECT_EQ(output.voxels, noisy.voxels);
   }
+
+  // Beyond the blind spot's limit, the bilateral filter runs, and the report says why.
+  SelfSupervisedParameters limited = p;
+  limited.blindSpotMaxAnatomyToNoise = 0.99 * report.anatomyToNoise;
+  const Volume beyond = SelfSupervisedDenoiser(limited).Run(noisy, context);
+  EXPECT_FALSE(report.applied);
+  EXPECT_EQ(report.steps, 0);
+  EXPECT_NE(report.fallback.find("the neighbouring slices tell little"), std::string::npos)
+      << report.fallback;
+  EXPECT_EQ(beyond.voxels, BilateralDenoiser().Run(noisy, {}).voxels);
+  // Forced, the blind spot learns whatever the anatomy does.
+  limited.method = SelfSupervisedMethod::kBlindSpot;
+  SelfSupervisedDenoiser(limited).Run(noisy, context);
+  EXPECT_EQ(report.steps, 30);
+
+  // On the dense 96x96 grid the noise's correlation cannot be measured: the blind spot
+  // cannot be sized, and the bilateral filter runs, unless the blind spot is forced (5x5).
+  const Volume dense = WithNoise(Clean(true), 10.0, false, 6);
+  const Volume unsized = SelfSupervisedDenoiser(p).Run(dense, context);
+  EXPECT_GT(report.anatomyToNoise, 0.5);
+  EXPECT_FALSE(report.applied);
+  EXPECT_NE(report.fallback.find("the blind spot cannot be sized"), std::string::npos)
+      << report.fallback;
+  EXPECT_EQ(unsized.voxels, BilateralDenoiser().Run(dense, {}).voxels);
+  SelfSupervisedParameters forced = p;
+  forced.method = SelfSupervisedMethod::kBlindSpot;
+  SelfSupervisedDenoiser(forced).Run(dense, context);
+  EXPECT_EQ(report.blindSpotSide, 5);
 
   // Noise2Noise alone does not learn from it: the bilateral filter runs.
   p.method = SelfSupervisedMethod::kNoise2Noise;
@@ -281,8 +324,22 @@ TEST(SelfSupervisedDenoiser, TakesTheBlindSpotWhereTheAnatomyChangesMoreThanTheN
   EXPECT_EQ(filtered.voxels, BilateralDenoiser().Run(noisy, {}).voxels);
 }
 
+TEST(SelfSupervisedDenoiser, HidesAsManyPixelsAsTheNoiseIsCorrelatedOver) {
+  const std::vector<int64_t> centres = PlanNeighbourPairs(16, 16).training;
+  // Smooth anatomy: white noise hides the pixel alone; the 3-tap kernel twice correlates
+  // the noise over 2 pixels either way: a 5x5 square.
+  const Volume smooth = Smooth();
+  EXPECT_EQ(NoiseCorrelationRadius(WithNoise(smooth, 40.0, false, 8), centres), 0);
+  EXPECT_EQ(NoiseCorrelationRadius(WithNoise(smooth, 40.0, true, 8), centres), 2);
+  // The phantom's anatomy, dense on its 96x96 grid of 4 mm, grows the estimate with the
+  // spacing, not the noise: its correlation is unknown.
+  EXPECT_EQ(NoiseCorrelationRadius(WithNoise(Clean(), 40.0, false, 8), centres), -1);
+  // On a grid of 2 mm it is measured.
+  EXPECT_EQ(NoiseCorrelationRadius(WithNoise(Clean(false, 192), 40.0, false, 8), centres), 0);
+}
+
 TEST(SelfSupervisedDenoiser, RemovesCorrelatedNoiseWithTheBlindSpot) {
-  const Volume clean = Clean();
+  const Volume clean = Smooth();
   const Volume noisy = WithNoise(clean, 40.0, true, 7);
   LearningReport report;
   RunContext context;
@@ -292,6 +349,8 @@ TEST(SelfSupervisedDenoiser, RemovesCorrelatedNoiseWithTheBlindSpot) {
   p.steps = 300;
   const Volume output = SelfSupervisedDenoiser(p).Run(noisy, context);
   EXPECT_EQ(report.method, "neighbouring-slice blind spot");
+  EXPECT_EQ(report.blindSpotSide, 5);  // measured on the series
+  EXPECT_NE(DescribeLearning(report).find("blind spot of 5x5 px"), std::string::npos);
   EXPECT_TRUE(report.applied) << DescribeLearning(report);
   // The untrained network, the mean of the neighbours, is at sqrt(0.5) = 0.71.
   EXPECT_LT(Rmse(output, clean), 0.68 * Rmse(noisy, clean));

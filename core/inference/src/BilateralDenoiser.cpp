@@ -56,7 +56,7 @@ double EstimateNoiseSigmaAtSpacing(const float* slice, int64_t rows, int64_t col
   return *middle * kMadToSigma / 6.0;
 }
 
-double EstimateNoiseSigma(const float* slice, int64_t rows, int64_t columns) {
+NoiseEstimate EstimateNoise(const float* slice, int64_t rows, int64_t columns) {
   // Spatially correlated noise (CT reconstructed by filtered back-projection, resampled or
   // smoothed images) differs little between neighbouring pixels, so the mask with adjacent
   // taps sees only part of it. With its taps further apart the estimate grows until they
@@ -67,13 +67,18 @@ double EstimateNoiseSigma(const float* slice, int64_t rows, int64_t columns) {
   constexpr int64_t kMaxSpacing = 6;
   constexpr double kGrowth = 1.10;
   const double adjacent = EstimateNoiseSigmaAtSpacing(slice, rows, columns, 1);
+  if (adjacent == 0) return {0, 1, true};  // no noise, or too small a slice to say
   double sigma = adjacent;
-  for (int64_t d = 2; d <= kMaxSpacing && sigma > 0; ++d) {
+  for (int64_t d = 2; d <= kMaxSpacing; ++d) {
     const double wider = EstimateNoiseSigmaAtSpacing(slice, rows, columns, d);
-    if (wider < sigma * kGrowth) return sigma;
+    if (wider < sigma * kGrowth) return {sigma, d - 1, true};
     sigma = wider;
   }
-  return adjacent;
+  return {adjacent, 1, false};
+}
+
+double EstimateNoiseSigma(const float* slice, int64_t rows, int64_t columns) {
+  return EstimateNoise(slice, rows, columns).sigma;
 }
 
 BilateralDenoiser::BilateralDenoiser(BilateralParameters parameters) : parameters_(parameters) {

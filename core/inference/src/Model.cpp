@@ -14,11 +14,15 @@ void RunContext::ThrowIfCancelled() const {
 }
 
 std::string DescribeLearning(const LearningReport& r) {
-  if (!r.applied) return "not learned from this series: " + r.fallback;
   std::string steps = std::to_string(r.steps);
   if (r.steps != r.plannedSteps) steps += " of " + std::to_string(r.plannedSteps);
   steps += " steps";
   if (r.stoppedByTimeBudget) steps += " (time budget reached)";
+  if (!r.applied) {
+    // A network that trained and was not applied: how far it got is part of why.
+    return "not learned from this series: " + r.fallback +
+           (r.steps > 0 ? "; trained for " + steps : std::string());
+  }
   // Too short a series to hold slices out: the check ran on training slices.
   const std::string checked = r.heldOutSlices > 0
                                   ? std::to_string(r.heldOutSlices) + " held-out slices"
@@ -29,7 +33,10 @@ std::string DescribeLearning(const LearningReport& r) {
                 "for %s on %s, anatomy change %.2f of the noise power",
                 r.trainingSeconds, r.device.c_str(), r.finalLoss, r.heldOutLoss, r.heldOutInputLoss,
                 r.heldOutBaseline.c_str(), checked.c_str(), r.anatomyToNoise);
-  return "learned from this series: " + r.method + ", " + steps + figures;
+  const std::string side = std::to_string(r.blindSpotSide);
+  const std::string method =
+      r.blindSpotSide > 0 ? r.method + " of " + side + "x" + side + " px" : r.method;
+  return "learned from this series: " + method + ", " + steps + figures;
 }
 
 void CheckDeviceName(const std::string& requested) {

@@ -38,6 +38,41 @@ void Check(bool ok, const std::string& what) {
   if (!ok) throw Error(ErrorKind::kBadInput, "self-supervised-denoise: " + what);
 }
 
+// Measures the anatomy's change and sets report.method from it; why the bilateral filter
+// runs instead, or "" when a network learns.
+std::string ChooseMethod(const Volume& volume, const NeighbourPairs& pairs,
+                         const SelfSupervisedParameters& p, LearningReport& report) {
+  report.anatomyToNoise = AnatomyToNoise(volume, pairs.training);
+  const double anatomy = report.anatomyToNoise;
+  const auto tooFast = [anatomy](double limit, const char* because) {
+    char text[320];
+    std::snprintf(text, sizeof(text),
+                  "the anatomy changes from slice to slice by %.3g times the noise power (at "
+                  "most %.3g is learned from), so %s",
+                  anatomy, limit, because);
+    return std::string(text);
+  };
+  if (p.method == SelfSupervisedMethod::kAuto && anatomy > p.blindSpotMaxAnatomyToNoise) {
+    return tooFast(p.blindSpotMaxAnatomyToNoise,
+                   "the neighbouring slices tell little about the slice between them");
+  }
+  if (p.method == SelfSupervisedMethod::kAuto && anatomy > p.maxAnatomyToNoise) {
+    report.method = kBlindSpot;
+    // The blind spot must hide the noise correlated with each pixel: where the series does
+    // not show how far that reaches, a guess could let the network learn the noise back or
+    // hide more than it must.
+    if (p.blindSpotRadius < 0 && NoiseCorrelationRadius(volume, pairs.training) < 0) {
+      return tooFast(p.maxAnatomyToNoise,
+                     "Noise2Noise would learn to blur across slices, and the blind spot "
+                     "cannot be sized: how far the noise is correlated across pixels could "
+                     "not be measured (the slices' structure hides it)");
+    }
+  } else if (p.method == SelfSupervisedMethod::kNoise2Noise && anatomy > p.maxAnatomyToNoise) {
+    return tooFast(p.maxAnatomyToNoise, "the network would learn to blur across slices");
+  }
+  return "";
+}
+
 }  // namespace
 
 std::string WhyNeighboursShareNoise(const Geometry& geometry, int64_t slices) {
@@ -121,6 +156,26 @@ double AnatomyToNoise(const Volume& volume, const std::vector<int64_t>& centres)
   return *middle;
 }
 
+int NoiseCorrelationRadius(const Volume& volume, const std::vector<int64_t>& centres) {
+  // The median over up to 8 slices of the spacing at which the noise's estimate levels off:
+  // noise correlated over s pixels is hidden by a square reaching s - 1 pixels around.
+  // Where it does not level off on most slices, the correlation is unknown: -1.
+  constexpr size_t kChecked = 8;
+  constexpr int64_t kMaxRadius = 3;
+  constexpr int kUnknown = -1;
+  const size_t count = std::min(kChecked, centres.size());
+  std::vector<int64_t> spacings;
+  for (size_t i = 0; i < count; ++i) {
+    const int64_t k = centres[i * centres.size() / count];
+    const NoiseEstimate noise = EstimateNoise(volume.Slice(k), volume.rows, volume.columns);
+    if (noise.levelled) spacings.push_back(noise.spacing);
+  }
+  if (spacings.empty() || 2 * spacings.size() < count) return kUnknown;
+  const auto middle = spacings.begin() + static_cast<long>(spacings.size() / 2);
+  std::nth_element(spacings.begin(), middle, spacings.end());
+  return static_cast<int>(std::clamp<int64_t>(*middle - 1, 0, kMaxRadius));
+}
+
 SelfSupervisedDenoiser::SelfSupervisedDenoiser(SelfSupervisedParameters parameters)
     : parameters_(std::move(parameters)) {
   const SelfSupervisedParameters& p = parameters_;
@@ -133,12 +188,15 @@ SelfSupervisedDenoiser::SelfSupervisedDenoiser(SelfSupervisedParameters paramete
       p.augmentations == 1 || p.augmentations == 2 || p.augmentations == 4 || p.augmentations == 8,
       "augmentations must be 1, 2, 4 or 8");
   Check(p.slicesPerBatch >= 1, "slices per batch must be at least 1");
-  Check(p.maxAnatomyToNoise > 0, "the anatomy-to-noise limit must be positive");
-  Check(p.blindSpotRadius >= 0 && p.blindSpotDilatedLayers >= 0,
-        "the blind spot's radius and dilated layers must not be negative");
+  Check(p.maxAnatomyToNoise > 0 && p.blindSpotMaxAnatomyToNoise >= p.maxAnatomyToNoise,
+        "the anatomy-to-noise limits must be positive, the blind spot's at least "
+        "Noise2Noise's");
+  Check(p.blindSpotRadius >= -1 && p.blindSpotDilatedLayers >= 0,
+        "the blind spot's radius must be -1 (measured) or more, its dilated layers not "
+        "negative");
   CheckDeviceName(p.device);
   info_.name = "self-supervised-denoise";
-  info_.version = "1.1.0";
+  info_.version = "1.2.0";
   info_.task = "denoise";
   info_.modalities = {"CT", "MR"};
   info_.intendedUse =
@@ -153,14 +211,21 @@ SelfSupervisedDenoiser::SelfSupervisedDenoiser(SelfSupervisedParameters paramete
 
 std::string SelfSupervisedDenoiser::Parameters() const {
   const SelfSupervisedParameters& p = parameters_;
+  const std::string side = std::to_string(2 * p.blindSpotRadius + 1);
   const std::string blindSpot =
-      std::string(kBlindSpot) + " of " + std::to_string(2 * p.blindSpotRadius + 1) + " px";
-  const std::string method =
-      p.method == SelfSupervisedMethod::kNoise2Noise ? std::string(kNoise2Noise)
-      : p.method == SelfSupervisedMethod::kBlindSpot
-          ? blindSpot
-          : std::string(kNoise2Noise) + " (" + blindSpot + " where the anatomy changes faster)";
-  char text[384];
+      std::string(kBlindSpot) + (p.blindSpotRadius < 0 ? " as wide as the noise's correlation"
+                                                       : " of " + side + "x" + side + " px");
+  // The anatomy's limits decide which method runs: part of the model's identity.
+  char automatic[320];
+  std::snprintf(automatic, sizeof(automatic),
+                "%s up to an anatomy change of %.3g of the noise power, %s up to %.3g, the "
+                "bilateral filter beyond",
+                kNoise2Noise, p.maxAnatomyToNoise, blindSpot.c_str(), p.blindSpotMaxAnatomyToNoise);
+  const std::string method = p.method == SelfSupervisedMethod::kNoise2Noise
+                                 ? std::string(kNoise2Noise)
+                             : p.method == SelfSupervisedMethod::kBlindSpot ? blindSpot
+                                                                            : automatic;
+  char text[512];
   std::snprintf(text, sizeof(text),
                 "%s; %d-layer CNN of %d features, %d steps of %d patches of %d px, seed %llu, "
                 "%d orientations averaged",
@@ -184,21 +249,7 @@ Volume SelfSupervisedDenoiser::RunReusing(Volume& volume, const RunContext& cont
     why += "; neighbouring slices are then no independent views of the noise";
   }
   const NeighbourPairs pairs = PlanNeighbourPairs(volume.slices, p.heldOutEvery);
-  if (why.empty()) {
-    report.anatomyToNoise = AnatomyToNoise(volume, pairs.training);
-    if (p.method == SelfSupervisedMethod::kAuto && report.anatomyToNoise > p.maxAnatomyToNoise) {
-      report.method = kBlindSpot;
-    } else if (p.method == SelfSupervisedMethod::kNoise2Noise &&
-               report.anatomyToNoise > p.maxAnatomyToNoise) {
-      char text[240];
-      std::snprintf(text, sizeof(text),
-                    "the anatomy changes from slice to slice by %.3g times the noise power "
-                    "(at most %.3g is learned from), so the network would learn to blur "
-                    "across slices",
-                    report.anatomyToNoise, p.maxAnatomyToNoise);
-      why = text;
-    }
-  }
+  if (why.empty()) why = ChooseMethod(volume, pairs, p, report);
   if (!why.empty()) {
     report.fallback = why + "; the bilateral filter ran instead";
     context.Warn(info_.name + ": " + report.fallback);
@@ -211,8 +262,15 @@ Volume SelfSupervisedDenoiser::RunReusing(Volume& volume, const RunContext& cont
       MapFor(Normalization{Normalization::Method::kPercentile, 1.0, 99.0}, volume);
   std::unique_ptr<SeriesNetwork> network;
   if (report.method == kBlindSpot) {
-    network = std::make_unique<BlindSpotNetwork>(p.blindSpotRadius, p.blindSpotDilatedLayers,
-                                                 p.features, p.seed, device);
+    // Forced, where the correlation could not be measured: 2, which covers CT's filtered
+    // back-projection on its usual grid.
+    constexpr int kUnmeasured = 2;
+    int radius = p.blindSpotRadius;
+    if (radius < 0) radius = NoiseCorrelationRadius(volume, pairs.training);
+    if (radius < 0) radius = kUnmeasured;
+    report.blindSpotSide = 2 * radius + 1;
+    network = std::make_unique<BlindSpotNetwork>(radius, p.blindSpotDilatedLayers, p.features,
+                                                 p.seed, device);
   } else {
     network = std::make_unique<SliceDenoiserNetwork>(p.layers, p.features, p.seed, device);
   }

@@ -2,6 +2,7 @@
 #include "SliceDenoiserNetwork.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/optim/adam.h>
@@ -12,6 +13,7 @@
 #include <random>
 
 #include "FusedConvolution.h"
+#include "enhance/inference/BilateralDenoiser.h"
 
 namespace enhance {
 namespace {
@@ -181,6 +183,30 @@ at::Tensor SliceDenoiserNetwork::Infer(const at::Tensor& x) const {
   return x + h.contiguous();
 }
 
+namespace {
+
+// Denormal floats (a series without noise drives the residuals, and with them gradients and
+// Adam's moments, toward 1e-38) are many times slower on x86 processors. Training flushes
+// them to zero on the calling thread and every thread of LibTorch's pool, and turns that
+// off after (LibTorch's default). Another training running at the same time may turn it
+// off early: it is then slower, not different.
+class FlushDenormals {
+ public:
+  FlushDenormals() { Set(true); }
+  ~FlushDenormals() { Set(false); }
+  FlushDenormals(const FlushDenormals&) = delete;
+  FlushDenormals& operator=(const FlushDenormals&) = delete;
+
+ private:
+  static void Set(bool on) {
+    at::globalContext().setFlushDenormal(on);
+    at::parallel_for(0, at::get_num_threads(), 1,
+                     [on](int64_t, int64_t) { at::globalContext().setFlushDenormal(on); });
+  }
+};
+
+}  // namespace
+
 void TrainOnNeighbours(SeriesNetwork& network, const Volume& volume, const NormalisationMap& map,
                        const SelfSupervisedParameters& parameters, const NeighbourPairs& pairs,
                        const RunContext& context, double progressShare, const c10::Device& device,
@@ -188,6 +214,7 @@ void TrainOnNeighbours(SeriesNetwork& network, const Volume& volume, const Norma
   // The caller may be inside an inference-mode or no-grad scope.
   c10::InferenceMode notInference(false);
   at::AutoGradMode gradients(true);
+  const FlushDenormals flush;
   const auto start = std::chrono::steady_clock::now();
   const int64_t patch = std::min<int64_t>({parameters.patch, volume.rows, volume.columns});
   // Patch positions depend on the seed and the series.
@@ -295,7 +322,23 @@ void CombineWithInput(const Volume& volume, int64_t begin, int64_t count, float*
     CopyTriplet(volume, NormalisationMap{}, begin + i, 0, 0, volume.rows, volume.columns,
                 triplets[i].data_ptr<float>());
   }
-  const at::Tensor variance = NoiseDeviationMap(triplets).square_();
+  // The map measures the noise through the neighbouring slices; where the anatomy changes
+  // from slice to slice it counts the change as noise too, and the combination would then
+  // take the estimate where the input was right (a series without noise would be
+  // smoothed). A slice's own noise level (EstimateNoiseSigma, which sees no other slice)
+  // caps the map: scaled down where its median over the slice is above it. Where that
+  // estimate cannot tell the noise's correlation (dense structure), it is the adjacent
+  // pixels' figure, low for correlated noise: the cap then errs toward the input.
+  at::Tensor deviation = NoiseDeviationMap(triplets);
+  for (int64_t i = 0; i < count; ++i) {
+    const at::Tensor slice = deviation[i];
+    const at::Tensor carried = slice.masked_select(slice > 0);
+    if (carried.numel() == 0) continue;
+    const double median = carried.median().item<double>();
+    const double own = EstimateNoiseSigma(volume.Slice(begin + i), volume.rows, volume.columns);
+    if (median > own) slice.mul_(own / median);
+  }
+  const at::Tensor variance = deviation.square_();
   const at::Tensor y = triplets.narrow(1, 1, 1);
   at::Tensor f = at::from_blob(estimate, {count, 1, volume.rows, volume.columns}, at::kFloat);
   const at::Tensor r = y - f;

@@ -125,7 +125,8 @@ at::Tensor NoiseDeviationMap(const at::Tensor& triplets, int64_t block = 32);
 
 // The blind spot's estimate f of slices [begin, begin + count) of `volume` combined with
 // the noisy slices y themselves, pixel by pixel, as the mean of x given y = x + noise of
-// variance sigma^2 (NoiseDeviationMap) and x ~ N(f, tau^2): f + tau^2 / (tau^2 + sigma^2)
+// variance sigma^2 (NoiseDeviationMap, scaled down to the slice's own noise level where
+// EstimateNoise measures one below it) and x ~ N(f, tau^2): f + tau^2 / (tau^2 + sigma^2)
 // (y - f), tau^2 the mean square of y - f over the `window` x `window` pixels around less
 // `margin` sigma^2 (at least 0). Where f matches y within the noise, f; where it departs
 // from y by more than the noise (an edge it missed), toward y; where there is no noise, y.

@@ -49,6 +49,18 @@ class BilateralDenoiser final : public Model {
 // never levels off: then the image's structure, not its noise, makes it grow).
 double EstimateNoiseSigma(const float* slice, int64_t rows, int64_t columns);
 
+// The same estimate with the spacing of the taps it was taken at: 1 for white noise, more
+// for noise correlated over more pixels (the spacing past which the estimate levels off).
+// levelled false: the estimate grew with the spacing up to 6 pixels (dense structure, not
+// the noise, grows it), so the noise's correlation is unknown and the adjacent taps' figure
+// stands.
+struct NoiseEstimate {
+  double sigma = 0;
+  int64_t spacing = 1;
+  bool levelled = true;
+};
+NoiseEstimate EstimateNoise(const float* slice, int64_t rows, int64_t columns);
+
 // J. Immerkaer, "Fast noise variance estimation", CVIU 1996, with the 3 x 3 mask's taps
 // `spacing` pixels apart: the standard deviation of noise that is uncorrelated at that
 // distance (spacing 1: white noise), robust to edges. 0 for a slice too small or constant.

@@ -37,6 +37,9 @@ struct LearningReport {
   // their noise explains, as a fraction of the noise power of one slice (measured before
   // training; 0 when not measured). Near 0: neighbours are views of the same anatomy.
   double anatomyToNoise = 0;
+  // The blind spot's hidden square, pixels a side (1 for white noise, wider for noise
+  // correlated over more pixels); 0 for another method.
+  int blindSpotSide = 0;
   int heldOutSlices = 0;        // slices whose pairs were never trained on
   double heldOutLoss = 0;       // the self-supervised loss of the network on them
   double heldOutInputLoss = 0;  // the same loss of the baseline below, which it must beat

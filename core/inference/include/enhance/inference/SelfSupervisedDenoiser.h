@@ -51,8 +51,10 @@
 namespace enhance {
 
 // Which network learns from the series: kAuto takes Noise2Noise where the anatomy changes
-// slowly from slice to slice (anatomyToNoise <= maxAnatomyToNoise) and the blind spot
-// elsewhere; kNoise2Noise runs the bilateral filter where it would not learn.
+// slowly from slice to slice (anatomyToNoise <= maxAnatomyToNoise), the blind spot where
+// it changes faster (up to blindSpotMaxAnatomyToNoise) and the bilateral filter beyond;
+// kNoise2Noise runs the bilateral filter where it would not learn; kBlindSpot always
+// learns.
 enum class SelfSupervisedMethod { kAuto, kNoise2Noise, kBlindSpot };
 
 struct SelfSupervisedParameters {
@@ -69,9 +71,16 @@ struct SelfSupervisedParameters {
   // Beyond this ratio of the anatomy's slice-to-slice change to the noise power
   // (LearningReport::anatomyToNoise), the bilateral filter runs instead.
   double maxAnatomyToNoise = 0.5;
-  // The blind-spot network: pixels of slice k hidden around each output pixel (the reach
-  // of the noise's correlation), and its dilated layers.
-  int blindSpotRadius = 2;
+  // kAuto: beyond this ratio the bilateral filter runs instead of the blind spot (where the
+  // anatomy changes that much between slices, the neighbours tell the network little the
+  // slice's own pixels do not). On the tuning head (enhance-evaluate
+  // self-supervised-denoise --data tune) the blind spot beat the bilateral filter up to
+  // 7.5 and lost from 25.7: their geometric mean.
+  double blindSpotMaxAnatomyToNoise = 14.0;
+  // The blind-spot network: pixels of slice k hidden around each output pixel, and its
+  // dilated layers. -1: the reach of the noise's correlation, measured on the series
+  // (NoiseCorrelationRadius: 0 for white noise, at most 3).
+  int blindSpotRadius = -1;
   int blindSpotDilatedLayers = 2;
   int augmentations = 8;        // output averaged over 1, 2, 4 or 8 flips/transposes
   int slicesPerBatch = 2;       // slices denoised at once
@@ -100,6 +109,13 @@ NeighbourPairs PlanNeighbourPairs(int64_t slices, int heldOutEvery);
 // anatomy's change from the mean of d^2 beyond what that noise explains, over the noise
 // power of one slice; the median over those slices. 0 for a constant volume.
 double AnatomyToNoise(const Volume& volume, const std::vector<int64_t>& centres);
+
+// The blind spot's radius for this series' noise: for up to 8 of the centres, the spacing
+// of EstimateNoise's taps at which the noise's estimate levels off (1 for white noise);
+// the median less 1, at most 3 (a 7x7 square). -1 where it does not level off on at least
+// half of them (the structure, not the noise, decides the estimate there): kAuto then runs
+// the bilateral filter; the blind spot, forced, hides a 5x5 square.
+int NoiseCorrelationRadius(const Volume& volume, const std::vector<int64_t>& centres);
 
 class SelfSupervisedDenoiser final : public Model {
  public:
