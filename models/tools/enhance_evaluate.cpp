@@ -707,11 +707,7 @@ CtPairs SimulateCtSeries(uint64_t phantomSeed, int64_t slices, uint64_t noiseSee
 }
 
 void EvaluateSelfSupervisedCt(const std::filesystem::path& models, int seeds) {
-  MetricOptions window;
-  window.windowLow = -160;
-  window.windowHigh = 240;
-  window.bodyMask = true;
-  const Metric metric{"[-160,240] HU", window};
+  const Metric metric = CtMetrics().front();
   std::cout << "\ntuning the classical filters on phantom seed 1 (8 slices)\n" << std::flush;
   const CtPairs tuning = SimulateCtSeries(1, 8, 1);
   std::vector<Candidate> candidates{{"quarter-dose input", nullptr}};
@@ -785,10 +781,7 @@ void TuneSelfSupervisedMethod() {
     row("ch2better, 24 axial slices 1 mm apart, Rician noise " + Fixed(100 * sigma, 0) + "%",
         strided, sigma > 0 ? AddRicianNoise(strided, sigma, ++noiseSeed) : strided, mr);
   }
-  MetricOptions window;
-  window.windowLow = -160;
-  window.windowHigh = 240;
-  window.bodyMask = true;
+  const MetricOptions window = CtMetrics().front().options;
   const CtPairs ct = SimulateCtSeries(1, 16, 1);
   row("CT phantom seed 1, quarter dose", ct.noiseFree, ct.lowDose, window);
   row("CT phantom seed 1, noise-free reconstruction", ct.noiseFree, ct.noiseFree, window);

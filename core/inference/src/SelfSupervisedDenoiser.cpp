@@ -38,8 +38,8 @@ void Check(bool ok, const std::string& what) {
   if (!ok) throw Error(ErrorKind::kBadInput, "self-supervised-denoise: " + what);
 }
 
-// Measures the anatomy's change and sets report.method from it; why the bilateral filter
-// runs instead, or "" when a network learns.
+// Measures the anatomy's change and sets report.method from it, and for the blind spot
+// report.blindSpotSide; why the bilateral filter runs instead, or "" when a network learns.
 std::string ChooseMethod(const Volume& volume, const NeighbourPairs& pairs,
                          const SelfSupervisedParameters& p, LearningReport& report) {
   report.anatomyToNoise = AnatomyToNoise(volume, pairs.training);
@@ -58,18 +58,26 @@ std::string ChooseMethod(const Volume& volume, const NeighbourPairs& pairs,
   }
   if (p.method == SelfSupervisedMethod::kAuto && anatomy > p.maxAnatomyToNoise) {
     report.method = kBlindSpot;
+  } else if (p.method == SelfSupervisedMethod::kNoise2Noise && anatomy > p.maxAnatomyToNoise) {
+    return tooFast(p.maxAnatomyToNoise, "the network would learn to blur across slices");
+  }
+  if (report.method != kBlindSpot) return "";
+  int radius = p.blindSpotRadius;
+  if (radius < 0) radius = NoiseCorrelationRadius(volume, pairs.training);
+  if (radius < 0) {
     // The blind spot must hide the noise correlated with each pixel: where the series does
     // not show how far that reaches, a guess could let the network learn the noise back or
     // hide more than it must.
-    if (p.blindSpotRadius < 0 && NoiseCorrelationRadius(volume, pairs.training) < 0) {
+    if (p.method == SelfSupervisedMethod::kAuto) {
       return tooFast(p.maxAnatomyToNoise,
                      "Noise2Noise would learn to blur across slices, and the blind spot "
                      "cannot be sized: how far the noise is correlated across pixels could "
                      "not be measured (the slices' structure hides it)");
     }
-  } else if (p.method == SelfSupervisedMethod::kNoise2Noise && anatomy > p.maxAnatomyToNoise) {
-    return tooFast(p.maxAnatomyToNoise, "the network would learn to blur across slices");
+    // Forced: 2, which covers CT's filtered back-projection on its usual grid.
+    radius = 2;
   }
+  report.blindSpotSide = 2 * radius + 1;
   return "";
 }
 
@@ -262,15 +270,8 @@ Volume SelfSupervisedDenoiser::RunReusing(Volume& volume, const RunContext& cont
       MapFor(Normalization{Normalization::Method::kPercentile, 1.0, 99.0}, volume);
   std::unique_ptr<SeriesNetwork> network;
   if (report.method == kBlindSpot) {
-    // Forced, where the correlation could not be measured: 2, which covers CT's filtered
-    // back-projection on its usual grid.
-    constexpr int kUnmeasured = 2;
-    int radius = p.blindSpotRadius;
-    if (radius < 0) radius = NoiseCorrelationRadius(volume, pairs.training);
-    if (radius < 0) radius = kUnmeasured;
-    report.blindSpotSide = 2 * radius + 1;
-    network = std::make_unique<BlindSpotNetwork>(radius, p.blindSpotDilatedLayers, p.features,
-                                                 p.seed, device);
+    network = std::make_unique<BlindSpotNetwork>(
+        (report.blindSpotSide - 1) / 2, p.blindSpotDilatedLayers, p.features, p.seed, device);
   } else {
     network = std::make_unique<SliceDenoiserNetwork>(p.layers, p.features, p.seed, device);
   }
