@@ -216,6 +216,10 @@ Json::Value LearningJson(const LearningReport& r) {
     learning["HeldOutLoss"] = r.heldOutLoss;
     learning["HeldOutInputLoss"] = r.heldOutInputLoss;
     learning["HeldOutBaseline"] = r.heldOutBaseline;
+    if (r.comparedWithBilateral) {
+      learning["HeldOutNetworkError"] = r.heldOutNetworkError;
+      learning["HeldOutBilateralError"] = r.heldOutBilateralError;
+    }
     Json::Value curve(Json::arrayValue);
     for (const LearningReport::Point& p : r.curve) {
       Json::Value point(Json::arrayValue);

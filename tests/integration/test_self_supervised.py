@@ -45,14 +45,15 @@ def noise_level(volume, inside):
 
 
 class SelfSupervisedTest(unittest.TestCase):
-    def check_derived(self, server, job, tmp, learned):
+    def check_derived(self, server, job, tmp, *learned):
         derived = job["Content"]["DerivedSeries"]
         instances = server.get(f"/series/{derived}")["Instances"]
         for k, instance in enumerate(instances):
             data = server.get_bytes(f"/instances/{instance}/file")
             ds = pydicom.dcmread(io.BytesIO(data))
-            self.assertIn("self-supervised-denoise 1.2.0", ds.DerivationDescription)
-            self.assertIn(learned, ds.DerivationDescription)
+            self.assertIn("self-supervised-denoise 1.3.0", ds.DerivationDescription)
+            for text in learned:
+                self.assertIn(text, ds.DerivationDescription)
             self.assertEqual(ds.ImageType[0], "DERIVED")
             if k < 3:
                 self.assertEqual(dciodvfy_errors(data, tmp, f"derived-{derived}-{k}.dcm"), [])
@@ -98,7 +99,14 @@ class SelfSupervisedTest(unittest.TestCase):
                 learning = job["Content"]["Learning"]
                 self.assertEqual(learning["Method"], method)
                 self.assertEqual(learning["AnatomyToNoise"] > 0.5, method == BLIND_SPOT, learning)
-                self.assertTrue(learning["Applied"], learning)
+                # White noise: the network's result and the bilateral filter's were scored
+                # on the held-out slices, and the lower estimated error gave the result.
+                network_error = learning["HeldOutNetworkError"]
+                bilateral_error = learning["HeldOutBilateralError"]
+                self.assertGreater(network_error, 0, learning)
+                self.assertGreater(bilateral_error, 0, learning)
+                applied = network_error <= bilateral_error
+                self.assertEqual(learning["Applied"], applied, learning)
                 self.assertEqual(learning["Steps"], STEPS)
                 self.assertEqual(learning["PlannedSteps"], STEPS)
                 self.assertFalse(learning["StoppedByTimeBudget"])
@@ -119,8 +127,16 @@ class SelfSupervisedTest(unittest.TestCase):
                     described = f"{method} of {side}x{side} px"
                 else:
                     self.assertNotIn("BlindSpotPixels", learning)
-                derived = self.check_derived(
-                    server, job, tmp, f"learned from this series: {described}, {STEPS} steps")
+                if applied:
+                    self.assertNotIn("Fallback", learning)
+                    learned = (f"learned from this series: {described}, {STEPS} steps",
+                               "estimated error (SURE)")
+                else:
+                    self.assertIn("Stein's unbiased risk estimate", learning["Fallback"])
+                    self.assertIn("the bilateral filter ran instead", learning["Fallback"])
+                    learned = ("not learned from this series: on the held-out slices",
+                               f"trained for {STEPS} steps")
+                derived = self.check_derived(server, job, tmp, *learned)
                 original = pixels(server, source)
                 inside = original > np.percentile(original, 50)
                 before = noise_level(original, inside)

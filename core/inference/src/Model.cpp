@@ -33,10 +33,18 @@ std::string DescribeLearning(const LearningReport& r) {
                 "for %s on %s, anatomy change %.2f of the noise power",
                 r.trainingSeconds, r.device.c_str(), r.finalLoss, r.heldOutLoss, r.heldOutInputLoss,
                 r.heldOutBaseline.c_str(), checked.c_str(), r.anatomyToNoise);
+  std::string compared;
+  if (r.comparedWithBilateral) {
+    char text[160];
+    std::snprintf(text, sizeof(text),
+                  ", estimated error (SURE) %.3g against %.3g for the bilateral filter",
+                  r.heldOutNetworkError, r.heldOutBilateralError);
+    compared = text;
+  }
   const std::string side = std::to_string(r.blindSpotSide);
   const std::string method =
       r.blindSpotSide > 0 ? r.method + " of " + side + "x" + side + " px" : r.method;
-  return "learned from this series: " + method + ", " + steps + figures;
+  return "learned from this series: " + method + ", " + steps + figures + compared;
 }
 
 void CheckDeviceName(const std::string& requested) {

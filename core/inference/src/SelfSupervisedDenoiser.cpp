@@ -7,6 +7,7 @@
 #include <memory>
 #include <set>
 
+#include "RiskEstimate.h"
 #include "SliceDenoiserNetwork.h"
 #include "enhance/base/Error.h"
 #include "enhance/base/Uid.h"
@@ -164,25 +165,235 @@ double AnatomyToNoise(const Volume& volume, const std::vector<int64_t>& centres)
   return *middle;
 }
 
+namespace {
+
+// How far the noise of one image is correlated, from the noise's estimate with the
+// Laplacian-difference mask's taps d = 1, 2, ... pixels apart: it jumps from d to d + 1
+// while the taps are within the noise's correlation, and after that grows no faster than
+// the image's structure makes it grow. A step is a jump when it grows the estimate by
+// more than 10% and by more than twice the next step does. The first step that is not a
+// jump gives the reach; it is unknown where the next step itself grows the estimate by
+// more than 10% (structure, not noise, decides the estimate there).
+struct CorrelationReach {
+  int64_t spacing = 1;
+  bool known = false;
+};
+
+CorrelationReach MeasureCorrelationReach(const float* image, int64_t rows, int64_t columns) {
+  constexpr int64_t kMaxSpacing = 6;
+  constexpr double kJump = 0.10;
+  constexpr double kStructure = 0.10;
+  std::vector<double> e(kMaxSpacing + 1, 0.0);
+  for (int64_t d = 1; d <= kMaxSpacing; ++d) {
+    e[static_cast<size_t>(d)] = EstimateNoiseSigmaAtSpacing(image, rows, columns, d);
+    if (e[static_cast<size_t>(d)] <= 0) return {};
+  }
+  for (size_t d = 1; d + 2 <= kMaxSpacing; ++d) {
+    const double step = e[d + 1] / e[d] - 1;
+    const double next = e[d + 2] / e[d + 1] - 1;
+    if (step > std::max(kJump, 2 * next)) continue;  // still within the correlation
+    return {static_cast<int64_t>(d), next <= kStructure};
+  }
+  return {};
+}
+
+// The noise's deviation in slice k from d = slice k - the mean of its neighbours, whose
+// noise has 1.5 times the variance: the median of |d| over the counted pixels, which an
+// anatomy change on fewer than half of them does not move. 0 where none is counted.
+double NeighbourNoiseSigma(const Volume& volume, int64_t k, const std::vector<uint8_t>& counted) {
+  constexpr double kMadToSigma = 1.0 / 0.6744897501960817;
+  const float* x = volume.Slice(k);
+  const float* above = volume.Slice(k - 1);
+  const float* below = volume.Slice(k + 1);
+  std::vector<float> magnitudes;
+  for (int64_t q = 0; q < volume.VoxelsPerSlice(); ++q) {
+    if (!counted[static_cast<size_t>(q)]) continue;
+    magnitudes.push_back(std::abs(x[q] - 0.5f * (above[q] + below[q])));
+  }
+  if (magnitudes.empty()) return 0.0;
+  const auto middle = magnitudes.begin() + static_cast<long>(magnitudes.size() / 2);
+  std::nth_element(magnitudes.begin(), middle, magnitudes.end());
+  return *middle * kMadToSigma / std::sqrt(1.5);
+}
+
+// The pixels of slice k the risk estimate counts, and the noise's deviation there. Pixels
+// equal in the three slices (padding) carry no noise. Both the in-plane estimate
+// (EstimateNoiseSigma) and NeighbourNoiseSigma can only be raised by the anatomy (its
+// structure, its change), and the risk estimate needs the noise's variance itself: the
+// lower of the two. Magnitude images (no value below 0: MR) have Rician noise, which is
+// near Gaussian only where the signal is well above it (at least 3 times its deviation,
+// Gudbjartsson and Patz 1995); below, in the background, its spread is smaller and its
+// mean is not the signal's, which would bias the estimate. There, only the pixels whose
+// mean over 3x3x3 neighbours is above 3 deviations count, and the deviation is measured
+// on them.
+struct CountedPixels {
+  std::vector<uint8_t> counted;
+  double sigma = 0;
+};
+
+CountedPixels PixelsToScore(const Volume& volume, int64_t k, bool magnitude) {
+  const int64_t rows = volume.rows, columns = volume.columns;
+  const float* x = volume.Slice(k);
+  const float* above = volume.Slice(k - 1);
+  const float* below = volume.Slice(k + 1);
+  CountedPixels result;
+  result.counted.resize(static_cast<size_t>(rows * columns));
+  for (int64_t q = 0; q < rows * columns; ++q) {
+    result.counted[static_cast<size_t>(q)] = !(x[q] == above[q] && x[q] == below[q]);
+  }
+  result.sigma = std::min(EstimateNoiseSigma(x, rows, columns),
+                          NeighbourNoiseSigma(volume, k, result.counted));
+  if (!magnitude || !(result.sigma > 0)) return result;
+  const float floor = static_cast<float>(3 * result.sigma);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < columns; ++c) {
+      float sum = 0;
+      int n = 0;
+      for (int64_t dr = std::max<int64_t>(0, r - 1); dr <= std::min(rows - 1, r + 1); ++dr) {
+        for (int64_t dc = std::max<int64_t>(0, c - 1); dc <= std::min(columns - 1, c + 1); ++dc) {
+          const int64_t q = dr * columns + dc;
+          sum += x[q] + above[q] + below[q];
+          n += 3;
+        }
+      }
+      if (sum / static_cast<float>(n) <= floor)
+        result.counted[static_cast<size_t>(r * columns + c)] = 0;
+    }
+  }
+  result.sigma = NeighbourNoiseSigma(volume, k, result.counted);
+  return result;
+}
+
+// The network's result (with CombineWithInput for the blind spot) and the bilateral
+// filter's on up to 8 held-out slices k of a series with white noise, each scored by
+// Stein's unbiased risk estimate over the pixels and with the noise's deviation of
+// PixelsToScore; sets the report's comparison, and where the bilateral filter's estimated
+// error is lower, `applied` to false and the fallback. Each slice is denoised as the
+// triplet k - 1, k, k + 1 whose middle slice is perturbed.
+void CompareWithBilateral(const SeriesNetwork& network, const Volume& volume,
+                          const NormalisationMap& map, const std::vector<int64_t>& heldOut,
+                          const SelfSupervisedParameters& p, bool blindSpot,
+                          const c10::Device& device, LearningReport& report) {
+  constexpr size_t kCompared = 8;
+  const bool magnitude = *std::min_element(volume.voxels.begin(), volume.voxels.end()) >= 0;
+  const size_t count = std::min(kCompared, heldOut.size());
+  Volume triplet;
+  triplet.Resize(3, volume.rows, volume.columns);
+  triplet.units = volume.units;
+  double networkSum = 0, bilateralSum = 0, weight = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const int64_t k = heldOut[i * heldOut.size() / count];
+    if (k < 1 || k + 1 >= volume.slices) continue;
+    std::copy(volume.Slice(k - 1), volume.Slice(k + 2), triplet.voxels.begin());
+    const std::vector<float> noisy(volume.Slice(k), volume.Slice(k + 1));
+    const auto [counted, sigma] = PixelsToScore(volume, k, magnitude);
+    const auto byNetwork = [&](const std::vector<float>& image) {
+      std::copy(image.begin(), image.end(), triplet.Slice(1));
+      std::vector<float> out(image.size());
+      DenoiseSlices(network, triplet, map, 1, 1, p.augmentations, device, out.data());
+      if (blindSpot) CombineWithInput(triplet, 1, 1, out.data(), kCombineWindow, kNoiseMargin);
+      return out;
+    };
+    const auto byBilateral = [&](const std::vector<float>& image) {
+      Volume one;
+      one.Resize(1, volume.rows, volume.columns);
+      one.units = volume.units;
+      std::copy(image.begin(), image.end(), one.voxels.begin());
+      return BilateralDenoiser().Run(one, {}).voxels;
+    };
+    const uint64_t seed = p.seed + static_cast<uint64_t>(k);
+    const RiskEstimate a = MonteCarloSure(byNetwork, noisy, counted, sigma, seed);
+    const RiskEstimate b = MonteCarloSure(byBilateral, noisy, counted, sigma, seed);
+    if (a.pixels == 0) continue;
+    networkSum += a.meanSquaredError * static_cast<double>(a.pixels);
+    bilateralSum += b.meanSquaredError * static_cast<double>(b.pixels);
+    weight += static_cast<double>(a.pixels);
+  }
+  if (weight == 0) return;
+  report.comparedWithBilateral = true;
+  report.heldOutNetworkError = std::sqrt(std::max(0.0, networkSum / weight));
+  report.heldOutBilateralError = std::sqrt(std::max(0.0, bilateralSum / weight));
+  if (bilateralSum < networkSum) {
+    char text[320];
+    std::snprintf(text, sizeof(text),
+                  "on the held-out slices the bilateral filter's estimated error (Stein's "
+                  "unbiased risk estimate for white noise) was %.3g against %.3g for the "
+                  "network, so the bilateral filter ran instead",
+                  report.heldOutBilateralError, report.heldOutNetworkError);
+    report.applied = false;
+    report.fallback = text;
+  }
+}
+
+}  // namespace
+
 int NoiseCorrelationRadius(const Volume& volume, const std::vector<int64_t>& centres) {
-  // The median over up to 8 slices of the spacing at which the noise's estimate levels off:
-  // noise correlated over s pixels is hidden by a square reaching s - 1 pixels around.
-  // Where it does not level off on most slices, the correlation is unknown: -1.
+  // Measured on the difference of slice k's two neighbours, whose noise is that of the
+  // slices (independent between slices, with the same in-plane correlation, sqrt(2) times
+  // stronger) while most of the anatomy cancels; the median over up to 8 centres. White
+  // noise (reach 1) is hidden by the pixel alone; correlated noise (reach s >= 2) by a
+  // square reaching s pixels around, a pixel past what the estimate sees, for the tails
+  // of its kernel. Where the reach is unknown on most centres: -1.
   constexpr size_t kChecked = 8;
   constexpr int64_t kMaxRadius = 3;
   constexpr int kUnknown = -1;
   const size_t count = std::min(kChecked, centres.size());
-  std::vector<int64_t> spacings;
+  const int64_t pixels = volume.VoxelsPerSlice();
+  std::vector<float> difference(static_cast<size_t>(pixels));
+  std::vector<int64_t> reaches;
   for (size_t i = 0; i < count; ++i) {
     const int64_t k = centres[i * centres.size() / count];
-    const NoiseEstimate noise = EstimateNoise(volume.Slice(k), volume.rows, volume.columns);
-    if (noise.levelled) spacings.push_back(noise.spacing);
+    if (k < 1 || k + 1 >= volume.slices) continue;
+    const float* before = volume.Slice(k - 1);
+    const float* after = volume.Slice(k + 1);
+    for (int64_t p = 0; p < pixels; ++p) {
+      difference[static_cast<size_t>(p)] = (after[p] - before[p]) * 0.70710678f;
+    }
+    CorrelationReach reach =
+        MeasureCorrelationReach(difference.data(), volume.rows, volume.columns);
+    if (!reach.known) {
+      const NoiseEstimate noise = EstimateNoise(volume.Slice(k), volume.rows, volume.columns);
+      reach = {noise.spacing, noise.levelled};
+    }
+    if (reach.known) reaches.push_back(reach.spacing);
   }
-  if (spacings.empty() || 2 * spacings.size() < count) return kUnknown;
-  const auto middle = spacings.begin() + static_cast<long>(spacings.size() / 2);
-  std::nth_element(spacings.begin(), middle, spacings.end());
-  return static_cast<int>(std::clamp<int64_t>(*middle - 1, 0, kMaxRadius));
+  if (reaches.empty() || 2 * reaches.size() < count) return kUnknown;
+  const auto middle = reaches.begin() + static_cast<long>(reaches.size() / 2);
+  std::nth_element(reaches.begin(), middle, reaches.end());
+  return static_cast<int>(std::clamp<int64_t>(*middle == 1 ? 0 : *middle, 0, kMaxRadius));
 }
+
+namespace {
+
+// After training: whether the bilateral filter's result is taken instead of the
+// network's (white noise, and a lower estimated error on the held-out slices), and where
+// the network's result is not taken, the fallback saying why.
+bool TakeTheBilateralFilter(const SeriesNetwork& network, const Volume& volume,
+                            const NormalisationMap& map, const NeighbourPairs& pairs,
+                            const SelfSupervisedParameters& p, const c10::Device& device,
+                            LearningReport& report) {
+  const auto white = [&] {
+    return report.method == kBlindSpot ? report.blindSpotSide == 1
+                                       : NoiseCorrelationRadius(volume, pairs.training) == 0;
+  };
+  if (report.applied && p.compareWithBilateral && p.method == SelfSupervisedMethod::kAuto &&
+      white()) {
+    CompareWithBilateral(network, volume, map, pairs.heldOut, p, report.method == kBlindSpot,
+                         device, report);
+  }
+  if (report.comparedWithBilateral && !report.applied) return true;
+  if (!report.applied) {
+    char text[256];
+    std::snprintf(text, sizeof(text),
+                  "the network did not lower the self-supervised loss on held-out slices "
+                  "(%.3g against %.3g for %s), so the input is returned unchanged",
+                  report.heldOutLoss, report.heldOutInputLoss, report.heldOutBaseline.c_str());
+    report.fallback = text;
+  }
+  return false;
+}
+
+}  // namespace
 
 SelfSupervisedDenoiser::SelfSupervisedDenoiser(SelfSupervisedParameters parameters)
     : parameters_(std::move(parameters)) {
@@ -204,7 +415,7 @@ SelfSupervisedDenoiser::SelfSupervisedDenoiser(SelfSupervisedParameters paramete
         "negative");
   CheckDeviceName(p.device);
   info_.name = "self-supervised-denoise";
-  info_.version = "1.2.0";
+  info_.version = "1.3.0";
   info_.task = "denoise";
   info_.modalities = {"CT", "MR"};
   info_.intendedUse =
@@ -227,8 +438,11 @@ std::string SelfSupervisedDenoiser::Parameters() const {
   char automatic[320];
   std::snprintf(automatic, sizeof(automatic),
                 "%s up to an anatomy change of %.3g of the noise power, %s up to %.3g, the "
-                "bilateral filter beyond",
-                kNoise2Noise, p.maxAnatomyToNoise, blindSpot.c_str(), p.blindSpotMaxAnatomyToNoise);
+                "bilateral filter beyond%s",
+                kNoise2Noise, p.maxAnatomyToNoise, blindSpot.c_str(), p.blindSpotMaxAnatomyToNoise,
+                p.compareWithBilateral
+                    ? " and, for white noise, where its estimated error (SURE) is lower"
+                    : "");
   const std::string method = p.method == SelfSupervisedMethod::kNoise2Noise
                                  ? std::string(kNoise2Noise)
                              : p.method == SelfSupervisedMethod::kBlindSpot ? blindSpot
@@ -276,16 +490,18 @@ Volume SelfSupervisedDenoiser::RunReusing(Volume& volume, const RunContext& cont
     network = std::make_unique<SliceDenoiserNetwork>(p.layers, p.features, p.seed, device);
   }
   TrainOnNeighbours(*network, volume, map, p, pairs, context, kTrainingShare, device, report);
-  if (!report.applied) {
-    char text[256];
-    std::snprintf(text, sizeof(text),
-                  "the network did not lower the self-supervised loss on held-out slices "
-                  "(%.3g against %.3g for %s), so the input is returned unchanged",
-                  report.heldOutLoss, report.heldOutInputLoss, report.heldOutBaseline.c_str());
-    report.fallback = text;
-    context.Warn(info_.name + ": " + report.fallback);
-  }
+  const bool bilateral = TakeTheBilateralFilter(*network, volume, map, pairs, p, device, report);
+  if (!report.applied) context.Warn(info_.name + ": " + report.fallback);
   if (context.learned) context.learned(report);
+  if (bilateral) {
+    RunContext rest = context;  // progress goes on from where training left it
+    if (context.progress) {
+      rest.progress = [&context](double f) {
+        context.progress(kTrainingShare + (1 - kTrainingShare) * f);
+      };
+    }
+    return BilateralDenoiser().Run(volume, rest);
+  }
   std::vector<float> out;
   for (int64_t begin = 0; begin < volume.slices; begin += parameters_.slicesPerBatch) {
     context.ThrowIfCancelled();

@@ -46,6 +46,13 @@ struct LearningReport {
   // What the network must beat: "the input" itself (Noise2Noise), or "the mean of the
   // neighbouring slices" (the blind spot, whose target the input is).
   std::string heldOutBaseline = "the input";
+  // Where the noise is white, the network and the bilateral filter on the held-out slices,
+  // each by its estimated root-mean-square error (Stein's unbiased risk estimate, in the
+  // series' units); the lower one gives the result. Not compared for correlated noise, a
+  // method forced by the configuration, or a series with no held-out slices.
+  bool comparedWithBilateral = false;
+  double heldOutNetworkError = 0;
+  double heldOutBilateralError = 0;
   // Whether the network's output is the result. false: `fallback` says what is instead
   // (the input unchanged, or a classical filter) and why.
   bool applied = false;

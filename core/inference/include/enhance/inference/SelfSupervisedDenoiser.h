@@ -82,6 +82,11 @@ struct SelfSupervisedParameters {
   // (NoiseCorrelationRadius: 0 for white noise, at most 3).
   int blindSpotRadius = -1;
   int blindSpotDilatedLayers = 2;
+  // kAuto, white noise: the trained network's result and the bilateral filter's are
+  // compared on the held-out slices by Stein's unbiased risk estimate, and the lower
+  // estimated error gives the result (LearningReport::comparedWithBilateral). false: the
+  // network's result stands whenever it beats its held-out baseline.
+  bool compareWithBilateral = true;
   int augmentations = 8;        // output averaged over 1, 2, 4 or 8 flips/transposes
   int slicesPerBatch = 2;       // slices denoised at once
   std::string device = "auto";  // "auto" (CUDA when present), "cpu", "cuda", "cuda:N"
@@ -110,11 +115,17 @@ NeighbourPairs PlanNeighbourPairs(int64_t slices, int heldOutEvery);
 // power of one slice; the median over those slices. 0 for a constant volume.
 double AnatomyToNoise(const Volume& volume, const std::vector<int64_t>& centres);
 
-// The blind spot's radius for this series' noise: for up to 8 of the centres, the spacing
-// of EstimateNoise's taps at which the noise's estimate levels off (1 for white noise);
-// the median less 1, at most 3 (a 7x7 square). -1 where it does not level off on at least
-// half of them (the structure, not the noise, decides the estimate there): kAuto then runs
-// the bilateral filter; the blind spot, forced, hides a 5x5 square.
+// The blind spot's radius for this series' noise, measured on the difference of the
+// neighbours of up to 8 of the centres (their noise is the slices' noise, most of the
+// anatomy cancels): the reach s of the noise's correlation is the tap spacing of the
+// Laplacian-difference noise estimate (EstimateNoiseSigmaAtSpacing) past which it stops
+// jumping, and the median over the centres is taken. White noise (s = 1) hides the pixel
+// alone (radius 0). Correlated noise hides a square reaching s pixels around, one pixel
+// past the correlation the estimate sees: the tails of a reconstruction kernel (the ramp
+// filter's negative side lobes in CT) reach further, and the network would learn them (on
+// the CT tuning phantom, s = 2: 5x5 beat 3x3). At most 3 (7x7). -1 where the reach is
+// unknown on at least half of them (the structure, not the noise, grows the estimate
+// there): kAuto then runs the bilateral filter; the blind spot, forced, hides a 5x5 square.
 int NoiseCorrelationRadius(const Volume& volume, const std::vector<int64_t>& centres);
 
 class SelfSupervisedDenoiser final : public Model {
