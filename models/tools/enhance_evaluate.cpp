@@ -59,7 +59,8 @@ constexpr const char* kUsage =
     "self-supervised-denoise (built in, learns from each series) is measured over --seeds\n"
     "noise draws and model seeds (default 3) on MR heads and low-dose CT phantoms never used\n"
     "for tuning; --data mr or ct for one of them; --data tune prints, on tuning series only,\n"
-    "where its blind spot beats the bilateral filter (how its automatic method was set).\n";
+    "where its blind spot beats the bilateral filter (how its automatic method was set);\n"
+    "--data tune-auto the same for its automatic choice on the tuning head.\n";
 
 struct Metric {
   std::string label;
@@ -738,18 +739,23 @@ void EvaluateSelfSupervisedCt(const std::filesystem::path& models, int seeds) {
 // tuning phantom seed 1): the automatic method's limit on the anatomy's change
 // (SelfSupervisedParameters::blindSpotMaxAnatomyToNoise) was read from this table, so the
 // evaluation series (inia19, jhu189, phantoms 101-103) stay unseen by it.
-void TuneSelfSupervisedMethod() {
+// `automatic` (--data tune-auto): the product's own choice instead of the forced blind
+// spot, on the head's rows only (CT's correlated noise is not scored against the bilateral
+// filter, so there the choice is the blind spot's row above).
+void TuneSelfSupervisedMethod(bool automatic) {
   SelfSupervisedParameters p;
   p.device = "cpu";
   p.timeBudgetSeconds = 1e9;
-  p.method = SelfSupervisedMethod::kBlindSpot;
+  p.method = automatic ? SelfSupervisedMethod::kAuto : SelfSupervisedMethod::kBlindSpot;
   // Another square than the one measured on each series, to compare.
   if (const char* r = std::getenv("ENHANCE_SELF_SUPERVISED_RADIUS"))
     p.blindSpotRadius = std::atoi(r);
   const SelfSupervisedDenoiser blindSpot(p);
   const BilateralDenoiser bilateral;
-  std::cout << "\n| tuning series | anatomy change / noise power | blind spot PSNR (dB) | "
-               "bilateral PSNR (dB) | blind spot - bilateral (dB) |\n|---|---|---|---|---|\n"
+  const std::string name = automatic ? "automatic" : "blind spot";
+  std::cout << "\n| tuning series | anatomy change / noise power | " << name
+            << " PSNR (dB) | bilateral PSNR (dB) | " << name
+            << " - bilateral (dB) |\n|---|---|---|---|---|\n"
             << std::flush;
   const auto row = [&](const std::string& label, const Volume& clean, const Volume& input,
                        const MetricOptions& metric) {
@@ -781,6 +787,7 @@ void TuneSelfSupervisedMethod() {
     row("ch2better, 24 axial slices 1 mm apart, Rician noise " + Fixed(100 * sigma, 0) + "%",
         strided, sigma > 0 ? AddRicianNoise(strided, sigma, ++noiseSeed) : strided, mr);
   }
+  if (automatic) return;
   const MetricOptions window = CtMetrics().front().options;
   const CtPairs ct = SimulateCtSeries(1, 16, 1);
   row("CT phantom seed 1, quarter dose", ct.noiseFree, ct.lowDose, window);
@@ -790,8 +797,8 @@ void TuneSelfSupervisedMethod() {
 int EvaluateSelfSupervised(const std::filesystem::path& models, const std::string& data,
                            int seeds) {
   std::cout << "LibTorch CPU threads: " << at::get_num_threads() << "\n";
-  if (data == "tune") {
-    TuneSelfSupervisedMethod();
+  if (data == "tune" || data == "tune-auto") {
+    TuneSelfSupervisedMethod(data == "tune-auto");
     return 0;
   }
   if (data != "ct") EvaluateSelfSupervisedMr(models, seeds);
@@ -831,7 +838,7 @@ int main(int argc, char** argv) {
       if (arg == "--models")
         models = value;
       else if (arg == "--data" && (value == "test" || value == "validation" || value == "mr" ||
-                                   value == "ct" || value == "tune"))
+                                   value == "ct" || value == "tune" || value == "tune-auto"))
         data = value;
       else if (arg == "--seeds" && std::atoi(value.c_str()) >= 1)
         seeds = std::atoi(value.c_str());
