@@ -750,7 +750,7 @@ void TuneSelfSupervisedMethod(bool automatic) {
   // Another square than the one measured on each series, to compare.
   if (const char* r = std::getenv("ENHANCE_SELF_SUPERVISED_RADIUS"))
     p.blindSpotRadius = std::atoi(r);
-  const SelfSupervisedDenoiser blindSpot(p);
+  const SelfSupervisedDenoiser denoiser(p);
   const BilateralDenoiser bilateral;
   const std::string name = automatic ? "automatic" : "blind spot";
   std::cout << "\n| tuning series | anatomy change / noise power | " << name
@@ -765,7 +765,7 @@ void TuneSelfSupervisedMethod(bool automatic) {
       anatomy = r.anatomyToNoise;
       std::cerr << "  " << label << ": " << DescribeLearning(r) << "\n";
     };
-    const double a = CompareVolumes(clean, blindSpot.Run(input, context), metric).overall.psnr;
+    const double a = CompareVolumes(clean, denoiser.Run(input, context), metric).overall.psnr;
     const double b = CompareVolumes(clean, bilateral.Run(input, {}), metric).overall.psnr;
     std::cout << "| " << label << " | " << Fixed(anatomy, 2) << " | " << Fixed(a, 2) << " | "
               << Fixed(b, 2) << " | " << Fixed(a - b, 2) << " |\n"

@@ -39,6 +39,54 @@ void Check(bool ok, const std::string& what) {
   if (!ok) throw Error(ErrorKind::kBadInput, "self-supervised-denoise: " + what);
 }
 
+// The pixels of slice k that carry noise: all but those equal in slice k and both its
+// neighbours (padding, clipped air).
+std::vector<uint8_t> NoisyPixels(const Volume& volume, int64_t k) {
+  const float* x = volume.Slice(k);
+  const float* above = volume.Slice(k - 1);
+  const float* below = volume.Slice(k + 1);
+  std::vector<uint8_t> counted(static_cast<size_t>(volume.VoxelsPerSlice()));
+  for (int64_t q = 0; q < volume.VoxelsPerSlice(); ++q) {
+    counted[static_cast<size_t>(q)] = !(x[q] == above[q] && x[q] == below[q]);
+  }
+  return counted;
+}
+
+// d = slice k - (slice k-1 + slice k+1) / 2 over the counted pixels. Where the anatomy
+// does not change, d is noise alone, of variance 1.5 sigma^2 (the slices' noise is
+// independent, white or not): the median of |d| gives sigma, which an anatomy change on
+// fewer than half of the pixels does not move. Where it changes, d grows: its mean
+// square is the noise's 1.5 sigma^2 plus the anatomy's change.
+struct NeighbourDifference {
+  double sigma = 0;
+  double meanSquare = 0;
+  int64_t pixels = 0;  // 0: none counted, the figures are 0
+};
+
+NeighbourDifference MeasureNeighbourDifference(const Volume& volume, int64_t k,
+                                               const std::vector<uint8_t>& counted) {
+  constexpr double kMadToSigma = 1.0 / 0.6744897501960817;
+  const float* x = volume.Slice(k);
+  const float* above = volume.Slice(k - 1);
+  const float* below = volume.Slice(k + 1);
+  std::vector<float> magnitudes;
+  double squares = 0;
+  for (int64_t q = 0; q < volume.VoxelsPerSlice(); ++q) {
+    if (!counted[static_cast<size_t>(q)]) continue;
+    const double d = x[q] - 0.5 * (static_cast<double>(above[q]) + below[q]);
+    squares += d * d;
+    magnitudes.push_back(static_cast<float>(std::abs(d)));
+  }
+  NeighbourDifference result;
+  if (magnitudes.empty()) return result;
+  const auto middle = magnitudes.begin() + static_cast<long>(magnitudes.size() / 2);
+  std::nth_element(magnitudes.begin(), middle, magnitudes.end());
+  result.sigma = *middle * kMadToSigma / std::sqrt(1.5);
+  result.pixels = static_cast<int64_t>(magnitudes.size());
+  result.meanSquare = squares / static_cast<double>(magnitudes.size());
+  return result;
+}
+
 // Measures the anatomy's change and sets report.method from it, and for the blind spot
 // report.blindSpotSide; why the bilateral filter runs instead, or "" when a network learns.
 std::string ChooseMethod(const Volume& volume, const NeighbourPairs& pairs,
@@ -134,29 +182,14 @@ double AnatomyToNoise(const Volume& volume, const std::vector<int64_t>& centres)
   // The median over the slices checked: a few slices where an organ ends abruptly do not
   // decide for the series.
   constexpr size_t kChecked = 8;
-  constexpr double kMadToSigma = 1.0 / 0.6744897501960817;
   const size_t count = std::min(kChecked, centres.size());
   std::vector<double> ratios;
-  std::vector<float> magnitudes;
   for (size_t i = 0; i < count; ++i) {
     const int64_t k = centres[i * centres.size() / count];
-    const float* x = volume.Slice(k);
-    const float* above = volume.Slice(k - 1);
-    const float* below = volume.Slice(k + 1);
-    magnitudes.clear();
-    double squares = 0;
-    for (int64_t p = 0; p < volume.VoxelsPerSlice(); ++p) {
-      if (x[p] == above[p] && x[p] == below[p]) continue;
-      const double d = x[p] - 0.5 * (static_cast<double>(above[p]) + below[p]);
-      squares += d * d;
-      magnitudes.push_back(static_cast<float>(std::abs(d)));
-    }
-    if (magnitudes.empty()) continue;
-    const auto middle = magnitudes.begin() + static_cast<long>(magnitudes.size() / 2);
-    std::nth_element(magnitudes.begin(), middle, magnitudes.end());
-    const double sigma = *middle * kMadToSigma / std::sqrt(1.5);
-    const double anatomy =
-        std::max(0.0, squares / static_cast<double>(magnitudes.size()) - 1.5 * sigma * sigma);
+    const NeighbourDifference d = MeasureNeighbourDifference(volume, k, NoisyPixels(volume, k));
+    if (d.pixels == 0) continue;
+    const double sigma = d.sigma;
+    const double anatomy = std::max(0.0, d.meanSquare - 1.5 * sigma * sigma);
     ratios.push_back(sigma > 0 ? anatomy / (sigma * sigma) : (anatomy > 0 ? 1e9 : 0.0));
   }
   if (ratios.empty()) return 0.0;
@@ -197,28 +230,9 @@ CorrelationReach MeasureCorrelationReach(const float* image, int64_t rows, int64
   return {};
 }
 
-// The noise's deviation in slice k from d = slice k - the mean of its neighbours, whose
-// noise has 1.5 times the variance: the median of |d| over the counted pixels, which an
-// anatomy change on fewer than half of them does not move. 0 where none is counted.
-double NeighbourNoiseSigma(const Volume& volume, int64_t k, const std::vector<uint8_t>& counted) {
-  constexpr double kMadToSigma = 1.0 / 0.6744897501960817;
-  const float* x = volume.Slice(k);
-  const float* above = volume.Slice(k - 1);
-  const float* below = volume.Slice(k + 1);
-  std::vector<float> magnitudes;
-  for (int64_t q = 0; q < volume.VoxelsPerSlice(); ++q) {
-    if (!counted[static_cast<size_t>(q)]) continue;
-    magnitudes.push_back(std::abs(x[q] - 0.5f * (above[q] + below[q])));
-  }
-  if (magnitudes.empty()) return 0.0;
-  const auto middle = magnitudes.begin() + static_cast<long>(magnitudes.size() / 2);
-  std::nth_element(magnitudes.begin(), middle, magnitudes.end());
-  return *middle * kMadToSigma / std::sqrt(1.5);
-}
-
 // The pixels of slice k the risk estimate counts, and the noise's deviation there. Pixels
 // equal in the three slices (padding) carry no noise. Both the in-plane estimate
-// (EstimateNoiseSigma) and NeighbourNoiseSigma can only be raised by the anatomy (its
+// (EstimateNoiseSigma) and MeasureNeighbourDifference's can only be raised by the anatomy (its
 // structure, its change), and the risk estimate needs the noise's variance itself: the
 // lower of the two. Magnitude images (no value below 0: MR) have Rician noise, which is
 // near Gaussian only where the signal is well above it (at least 3 times its deviation,
@@ -237,12 +251,9 @@ CountedPixels PixelsToScore(const Volume& volume, int64_t k, bool magnitude) {
   const float* above = volume.Slice(k - 1);
   const float* below = volume.Slice(k + 1);
   CountedPixels result;
-  result.counted.resize(static_cast<size_t>(rows * columns));
-  for (int64_t q = 0; q < rows * columns; ++q) {
-    result.counted[static_cast<size_t>(q)] = !(x[q] == above[q] && x[q] == below[q]);
-  }
+  result.counted = NoisyPixels(volume, k);
   result.sigma = std::min(EstimateNoiseSigma(x, rows, columns),
-                          NeighbourNoiseSigma(volume, k, result.counted));
+                          MeasureNeighbourDifference(volume, k, result.counted).sigma);
   if (!magnitude || !(result.sigma > 0)) return result;
   const float floor = static_cast<float>(3 * result.sigma);
   for (int64_t r = 0; r < rows; ++r) {
@@ -260,7 +271,7 @@ CountedPixels PixelsToScore(const Volume& volume, int64_t k, bool magnitude) {
         result.counted[static_cast<size_t>(r * columns + c)] = 0;
     }
   }
-  result.sigma = NeighbourNoiseSigma(volume, k, result.counted);
+  result.sigma = MeasureNeighbourDifference(volume, k, result.counted).sigma;
   return result;
 }
 
