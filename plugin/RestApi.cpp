@@ -171,7 +171,7 @@ void GetSeriesDomain(OrthancPluginRestOutput* output, const char*,
   RunContext context;
   std::vector<SliceDomainFeatures> slices;
   const std::vector<bool> scored = DomainSlicesScored(
-      static_cast<int64_t>(source.ListInstances().size()), model->Domain()->Spec().maxSlices);
+      static_cast<int64_t>(source.ListInstances().size()), model->Domain()->Spec());
   size_t index = 0;
   const DecodedSeries series =
       FetchSeries(source, context, 1.0, nullptr, [&](SeriesReader::Added& slice) {

@@ -37,10 +37,11 @@ std::string ErrorOf(const Json::Value& section) {
 }
 
 std::shared_ptr<const TorchModel> ModelWithDomainCheck(const std::filesystem::path& parent,
-                                                       double threshold) {
+                                                       double threshold, int crop = 0) {
   Json::Value m = testing::DenoiseManifest("ct-checked");
   m["tile"]["size"] = 0;
   m["domain_check"] = testing::DomainCheckSection(threshold);
+  if (crop > 0) m["domain_check"]["crop"] = crop;
   InferenceOptions options;
   options.device = "cpu";
   return TorchModel::Load(testing::WriteFixtureModel(parent, "identity", m), options);
@@ -182,23 +183,127 @@ TEST(DomainCheck, ScoreIsTheTypicalityOfTheMedians) {
   EXPECT_TRUE(AggregateDomainScore(spec, noisy).outside);
 }
 
-// All slices up to the limit, then that many evenly spaced: of 10 with at most 4, the
-// k-th at floor((k + 1/2) 10 / 4) = 1, 3, 6, 8.
-TEST(DomainCheck, ALongSeriesIsScoredOnEvenlySpacedSlices) {
-  EXPECT_EQ(DomainSlicesScored(3, 4), std::vector<bool>(3, true));
-  EXPECT_EQ(DomainSlicesScored(10, 4),
-            (std::vector<bool>{false, true, false, true, false, false, true, false, true, false}));
-  const std::vector<bool> many = DomainSlicesScored(512, 32);
-  EXPECT_EQ(std::count(many.begin(), many.end(), true), 32);
-  EXPECT_TRUE(DomainSlicesScored(0, 4).empty());
+// With the reference's series listed, the distance (in the reference's standard
+// deviations) to the nearest of them: of the points (-8, -1, -4) and (-6, 1, -3) with
+// standard deviations 0.5, 2 and 0.25, medians (-6.5, 1, -3) are 1 from the second, though
+// 2.2 from their mean (-7, 0, -3.5).
+TEST(DomainCheck, ScoreIsTheDistanceToTheNearestReferenceSeriesWhenListed) {
+  DomainCheckSpec spec;
+  spec.reconstructionMean = -7;
+  spec.reconstructionSd = 0.5;
+  spec.klMean = 0;
+  spec.klSd = 2;
+  spec.hasResidualReference = true;
+  spec.residualMean = -3.5;
+  spec.residualSd = 0.25;
+  spec.threshold = 1.5;
+  const std::vector<SliceDomainFeatures> slices{
+      {-6.5, 1, -3}, {-6.4, 1.2, -2.9}, {-6.6, 0.8, -3.1}};
+  DomainScore s = AggregateDomainScore(spec, slices);
+  EXPECT_NEAR(s.score, std::sqrt(1.0 + 0.25 + 4.0), 1e-12);
+  EXPECT_TRUE(s.outside);
+  spec.referenceSeries = {{-8, -1, -4}, {-6, 1, -3}};
+  s = AggregateDomainScore(spec, slices);
+  EXPECT_NEAR(s.score, 1.0, 1e-12);
+  EXPECT_FALSE(s.outside);
+  // Two-sided and robust as before; a figure that is not a number is outside.
+  EXPECT_NEAR(AggregateDomainScore(spec, {{-9, -1, -4}, {-9, -1, -4}, {0, 20, 5}}).score, 2.0,
+              1e-12);
+  EXPECT_TRUE(AggregateDomainScore(spec, {{std::nan(""), 1, -3}}).outside);
+  // Without the residual reference, [log r, log k] only.
+  spec.hasResidualReference = false;
+  spec.referenceSeries = {{-6, 1}};
+  EXPECT_NEAR(AggregateDomainScore(spec, {{-6.5, 1, 100}}).score, 1.0, 1e-12);
+
+  // In the manifest: "reference": {..., "series": [[log r, log k(, log m)], ...]}.
   Json::Value section = testing::DomainCheckSection(3.0);
+  section["reference"]["series"][0].append(-3.5);
+  section["reference"]["series"][0].append(-1.5);
+  section["reference"]["series"][1].append(-3.9);
+  section["reference"]["series"][1].append(-1.2);
+  const DomainCheckSpec parsed = ParseManifest(WithDomain(section), kFolder).domainCheck;
+  ASSERT_EQ(parsed.referenceSeries.size(), 2u);
+  EXPECT_EQ(parsed.referenceSeries[1], (std::vector<double>{-3.9, -1.2}));
+  section["reference"]["series"][1].append(-4.0);  // three figures without log_residual
+  EXPECT_NE(ErrorOf(section).find("domain_check.reference.series: each entry must be [log r, "
+                                  "log k] of finite numbers"),
+            std::string::npos);
+  section["reference"]["series"] = Json::Value(Json::arrayValue);
+  EXPECT_NE(ErrorOf(section).find("domain_check.reference.series: must be a list of 1 to"),
+            std::string::npos);
+  section["reference"]["log_residual"].append(-4.5);
+  section["reference"]["log_residual"].append(0.1);
+  section["reference"]["series"][0].append(-3.5);
+  section["reference"]["series"][0].append(-1.5);
+  EXPECT_NE(ErrorOf(section).find("each entry must be [log r, log k, log m]"), std::string::npos);
+  section["reference"]["series"][0].append("x");
+  EXPECT_NE(ErrorOf(section).find("of finite numbers"), std::string::npos);
+}
+
+namespace {
+
+// A spec that only says which slices are scored.
+DomainCheckSpec Selection(int step, int minimum, int maximum) {
+  DomainCheckSpec spec;
+  spec.sliceStep = step;
+  spec.minSlices = minimum;
+  spec.maxSlices = maximum;
+  return spec;
+}
+
+}  // namespace
+
+// All slices up to the limit, then that many evenly spaced: of 10 with at most 4, the
+// k-th at floor((k + 1/2) 10 / 4) = 1, 3, 6, 8. With a step, one in that many, but never
+// fewer than the minimum nor more than the maximum.
+TEST(DomainCheck, ALongSeriesIsScoredOnEvenlySpacedSlices) {
+  EXPECT_EQ(DomainSlicesScored(3, Selection(1, 1, 4)), std::vector<bool>(3, true));
+  EXPECT_EQ(DomainSlicesScored(10, Selection(1, 1, 4)),
+            (std::vector<bool>{false, true, false, true, false, false, true, false, true, false}));
+  auto count = [](int64_t slices, const DomainCheckSpec& spec) {
+    const std::vector<bool> scored = DomainSlicesScored(slices, spec);
+    EXPECT_EQ(scored.size(), static_cast<size_t>(slices));
+    return std::count(scored.begin(), scored.end(), true);
+  };
+  EXPECT_EQ(count(512, Selection(1, 8, 32)), 32);
+  EXPECT_EQ(count(512, Selection(8, 8, 32)), 32);  // 64, lowered to the maximum
+  EXPECT_EQ(count(128, Selection(8, 8, 32)), 16);  // one in eight
+  EXPECT_EQ(count(130, Selection(8, 8, 32)), 17);  // rounded up
+  EXPECT_EQ(count(24, Selection(8, 8, 32)), 8);    // 3, raised to the minimum
+  EXPECT_EQ(count(6, Selection(8, 8, 32)), 6);     // all of a short series
+  EXPECT_EQ(DomainSlicesScored(16, Selection(8, 4, 32)),
+            (std::vector<bool>{false, false, true, false, false, false, true, false, false, false,
+                               true, false, false, false, true, false}));
+  EXPECT_TRUE(DomainSlicesScored(0, Selection(1, 8, 4)).empty());
+
+  Json::Value section = testing::DomainCheckSection(3.0);
+  const DomainCheckSpec defaults = ParseManifest(WithDomain(section), kFolder).domainCheck;
+  EXPECT_EQ(defaults.sliceStep, 1);
+  EXPECT_EQ(defaults.minSlices, 8);
+  EXPECT_EQ(defaults.maxSlices, 32);
+  EXPECT_EQ(defaults.crop, 0);
   section["max_slices"] = 16;
-  EXPECT_EQ(ParseManifest(WithDomain(section), kFolder).domainCheck.maxSlices, 16);
-  EXPECT_EQ(
-      ParseManifest(WithDomain(testing::DomainCheckSection(3.0)), kFolder).domainCheck.maxSlices,
-      32);
+  section["min_slices"] = 4;
+  section["slice_step"] = 8;
+  section["crop"] = 256;
+  const DomainCheckSpec parsed = ParseManifest(WithDomain(section), kFolder).domainCheck;
+  EXPECT_EQ(parsed.maxSlices, 16);
+  EXPECT_EQ(parsed.minSlices, 4);
+  EXPECT_EQ(parsed.sliceStep, 8);
+  EXPECT_EQ(parsed.crop, 256);
   section["max_slices"] = 0;
   EXPECT_NE(ErrorOf(section).find("domain_check.max_slices"), std::string::npos);
+  section["max_slices"] = 3;
+  EXPECT_NE(ErrorOf(section).find("domain_check.min_slices: must not be above max_slices (3)"),
+            std::string::npos);
+  section["max_slices"] = 16;
+  section["slice_step"] = 0;
+  EXPECT_NE(ErrorOf(section).find("domain_check.slice_step"), std::string::npos);
+  section["slice_step"] = 8;
+  section["crop"] = 16;
+  EXPECT_NE(ErrorOf(section).find("domain_check.crop: must be 0 (the whole slice) or at least 4 "
+                                  "times size_multiple (32)"),
+            std::string::npos);
 }
 
 // r, k and m of one slice as the header defines them, computed here independently of the
@@ -238,6 +343,38 @@ TEST(DomainCheck, SliceFiguresFollowTheirDefinition) {
   EXPECT_NEAR(f.logReconstruction, std::log(squared / (rows * columns)), 1e-4);
   EXPECT_NEAR(f.logKl, std::log(kl / static_cast<double>(blockMean.size())), 1e-4);
   EXPECT_NEAR(f.logResidual, std::log(median), 1e-4);
+}
+
+// With a crop, a larger slice is scored on its central crop (rows 8-39 and columns 5-36 of
+// 48 x 41 for a crop of 32), exactly as that crop alone; a smaller dimension stays whole.
+TEST(DomainCheck, ALargeSliceIsScoredOnItsCentralCrop) {
+  testing::TemporaryFolder folder;
+  const auto whole = ModelWithDomainCheck(folder.path() / "whole", 3.0);
+  const auto cropped = ModelWithDomainCheck(folder.path() / "cropped", 3.0, 32);
+  std::mt19937 random(11);
+  std::normal_distribution<float> noise(0.0f, 200.0f);
+  const int64_t rows = 48, columns = 41;
+  std::vector<float> hu(rows * columns);
+  for (float& v : hu) v = noise(random);
+  std::vector<float> centre;
+  for (int64_t r = 8; r < 40; ++r)
+    for (int64_t c = 4; c < 36; ++c) centre.push_back(hu[r * columns + c]);
+  const SliceDomainFeatures a = cropped->Domain()->SliceFeatures(hu.data(), rows, columns);
+  const SliceDomainFeatures b = whole->Domain()->SliceFeatures(centre.data(), 32, 32);
+  EXPECT_DOUBLE_EQ(a.logReconstruction, b.logReconstruction);
+  EXPECT_DOUBLE_EQ(a.logKl, b.logKl);
+  EXPECT_DOUBLE_EQ(a.logResidual, b.logResidual);
+  const SliceDomainFeatures full = whole->Domain()->SliceFeatures(hu.data(), rows, columns);
+  EXPECT_NE(a.logReconstruction, full.logReconstruction);
+  // 20 rows: only the columns are cropped.
+  std::vector<float> band, bandCentre;
+  for (int64_t r = 0; r < 20; ++r)
+    for (int64_t c = 0; c < columns; ++c) {
+      band.push_back(hu[r * columns + c]);
+      if (c >= 4 && c < 36) bandCentre.push_back(hu[r * columns + c]);
+    }
+  EXPECT_DOUBLE_EQ(cropped->Domain()->SliceFeatures(band.data(), 20, columns).logReconstruction,
+                   whole->Domain()->SliceFeatures(bandCentre.data(), 20, 32).logReconstruction);
 }
 
 TEST(DomainCheck, AnArchiveBreakingTheContractIsRefusedAtLoad) {

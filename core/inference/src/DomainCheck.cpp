@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <mutex>
 
 #include "SliceEngine.h"
@@ -38,12 +39,13 @@ double SafeLog(double value) { return std::log(std::max(value, 1e-12)); }
 
 }  // namespace
 
-std::vector<bool> DomainSlicesScored(int64_t count, int maxSlices) {
-  std::vector<bool> scored(static_cast<size_t>(std::max<int64_t>(0, count)), count <= maxSlices);
-  if (count <= maxSlices) return scored;
-  for (int64_t k = 0; k < maxSlices; ++k) {
-    scored[static_cast<size_t>((2 * k + 1) * count / (2 * static_cast<int64_t>(maxSlices)))] = true;
-  }
+std::vector<bool> DomainSlicesScored(int64_t count, const DomainCheckSpec& spec) {
+  const int64_t step = std::max(1, spec.sliceStep);
+  const int64_t n = std::min<int64_t>(std::max<int64_t>((count + step - 1) / step, spec.minSlices),
+                                      std::max(1, spec.maxSlices));
+  std::vector<bool> scored(static_cast<size_t>(std::max<int64_t>(0, count)), count <= n);
+  if (count <= n) return scored;
+  for (int64_t k = 0; k < n; ++k) scored[static_cast<size_t>((2 * k + 1) * count / (2 * n))] = true;
   return scored;
 }
 
@@ -61,11 +63,25 @@ DomainScore AggregateDomainScore(const DomainCheckSpec& spec,
   score.logReconstruction = Median(std::move(reconstruction));
   score.logKl = Median(std::move(kl));
   score.logResidual = Median(std::move(residual));
-  const double zr = (score.logReconstruction - spec.reconstructionMean) / spec.reconstructionSd;
-  const double zk = (score.logKl - spec.klMean) / spec.klSd;
-  const double zm =
-      spec.hasResidualReference ? (score.logResidual - spec.residualMean) / spec.residualSd : 0.0;
-  score.score = std::sqrt(zr * zr + zk * zk + zm * zm);
+  // The distance in reference standard deviations from a point of the reference.
+  auto distance = [&](double r, double k, double m) {
+    const double zr = (score.logReconstruction - r) / spec.reconstructionSd;
+    const double zk = (score.logKl - k) / spec.klSd;
+    const double zm = spec.hasResidualReference ? (score.logResidual - m) / spec.residualSd : 0.0;
+    return std::sqrt(zr * zr + zk * zk + zm * zm);
+  };
+  if (spec.referenceSeries.empty()) {
+    score.score = distance(spec.reconstructionMean, spec.klMean, spec.residualMean);
+  } else {
+    score.score = std::numeric_limits<double>::infinity();
+    for (const std::vector<double>& p : spec.referenceSeries) {
+      score.score = std::min(score.score, distance(p[0], p[1], p.size() > 2 ? p[2] : 0.0));
+    }
+    if (std::isnan(score.logReconstruction + score.logKl +
+                   (spec.hasResidualReference ? score.logResidual : 0.0))) {
+      score.score = std::numeric_limits<double>::quiet_NaN();
+    }
+  }
   score.threshold = spec.threshold;
   score.outside = !(score.score <= spec.threshold);  // NaN counts as outside
   score.trainedOn = spec.trainedOn;
@@ -185,12 +201,21 @@ SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows
   slice.units = spec.units;
   slice.voxels.assign(values, values + rows * columns);
   const NormalisationMap map = MapFor(spec.input, slice);
+  // The central crop, normalised as the whole slice.
+  const int64_t fullColumns = columns;
+  if (spec.crop > 0) {
+    rows = std::min<int64_t>(rows, spec.crop);
+    columns = std::min<int64_t>(columns, spec.crop);
+  }
+  const int64_t top = (slice.rows - rows) / 2;
+  const int64_t left = (fullColumns - columns) / 2;
   const int64_t multiple = spec.sizeMultiple;
   const int64_t paddedRows = (rows + multiple - 1) / multiple * multiple;
   const int64_t paddedColumns = (columns + multiple - 1) / multiple * multiple;
 
   c10::InferenceMode guard;
-  at::Tensor x = at::from_blob(slice.voxels.data(), {1, 1, rows, columns}, at::kFloat)
+  at::Tensor x = at::from_blob(slice.voxels.data() + top * fullColumns + left,
+                               {1, 1, rows, columns}, {0, 0, fullColumns, 1}, at::kFloat)
                      .mul(map.scale)
                      .add(map.offset);
   const at::Tensor padded =
@@ -212,7 +237,7 @@ SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows
 
 DomainScore DomainCheck::Score(const Volume& volume) const {
   std::vector<SliceDomainFeatures> features;
-  const std::vector<bool> scored = DomainSlicesScored(volume.slices, impl_->spec.maxSlices);
+  const std::vector<bool> scored = DomainSlicesScored(volume.slices, impl_->spec);
   for (int64_t k = 0; k < volume.slices; ++k) {
     if (scored[static_cast<size_t>(k)]) {
       features.push_back(SliceFeatures(volume.Slice(k), volume.rows, volume.columns));

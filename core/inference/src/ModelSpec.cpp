@@ -374,6 +374,28 @@ void ParseReference(const ManifestReader& r, const Json::Value& o, const char* k
   sd = pair[1].asDouble();
 }
 
+// "series": the features of each reference series, [log r, log k] or, with a residual
+// reference, [log r, log k, log m].
+void ParseReferenceSeries(const ManifestReader& r, const Json::Value& series,
+                          const std::string& key, DomainCheckSpec& d) {
+  const std::string name = key + ".reference.series";
+  const Json::ArrayIndex features = d.hasResidualReference ? 3 : 2;
+  const std::string shape = d.hasResidualReference ? "[log r, log k, log m]" : "[log r, log k]";
+  if (!series.isArray() || series.empty() || series.size() > 100000) {
+    r.Fail(name, "must be a list of 1 to 100000 reference series' features, each " + shape);
+  }
+  for (const Json::Value& point : series) {
+    bool good = point.isArray() && point.size() == features;
+    for (Json::ArrayIndex i = 0; good && i < features; ++i) {
+      good = point[i].isNumeric() && std::isfinite(point[i].asDouble());
+    }
+    if (!good) r.Fail(name, "each entry must be " + shape + " of finite numbers");
+    std::vector<double> values;
+    for (Json::ArrayIndex i = 0; i < features; ++i) values.push_back(point[i].asDouble());
+    d.referenceSeries.push_back(std::move(values));
+  }
+}
+
 // The "domain_check" section: the autoencoder that tells whether a series is like the
 // model's training data (DomainCheck.h).
 void ParseDomainCheck(const ManifestReader& r, const Json::Value& o,
@@ -381,8 +403,8 @@ void ParseDomainCheck(const ManifestReader& r, const Json::Value& o,
   const std::string key = "domain_check";
   if (!o.isObject()) r.Fail(key, "must be an object naming the autoencoder's archive");
   r.CheckKeys(o, key,
-              {"archive", "input_normalization", "size_multiple", "max_slices", "reference",
-               "threshold", "trained_on"});
+              {"archive", "input_normalization", "size_multiple", "slice_step", "min_slices",
+               "max_slices", "crop", "reference", "threshold", "trained_on"});
   DomainCheckSpec& d = s.domainCheck;
   const std::string archive = OptionalString(r, o, key, "archive", "");
   if (archive.empty()) r.Fail(key + ".archive", "is required: the autoencoder's archive");
@@ -394,20 +416,33 @@ void ParseDomainCheck(const ManifestReader& r, const Json::Value& o,
   const bool ct = std::find(s.modalities.begin(), s.modalities.end(), "CT") != s.modalities.end();
   d.units = ct ? "HU" : "";
   d.sizeMultiple = r.Int(o, key, "size_multiple", d.sizeMultiple, 1, 64);
+  d.sliceStep = r.Int(o, key, "slice_step", d.sliceStep, 1, 100000);
   d.maxSlices = r.Int(o, key, "max_slices", d.maxSlices, 1, 100000);
+  d.minSlices = r.Int(o, key, "min_slices", std::min(d.minSlices, d.maxSlices), 1, 100000);
+  if (d.minSlices > d.maxSlices) {
+    r.Fail(key + ".min_slices",
+           "must not be above max_slices (" + std::to_string(d.maxSlices) + ")");
+  }
+  d.crop = r.Int(o, key, "crop", d.crop, 0, 65536);
+  if (d.crop != 0 && d.crop < 4 * d.sizeMultiple) {
+    r.Fail(key + ".crop", "must be 0 (the whole slice) or at least 4 times size_multiple (" +
+                              std::to_string(4 * d.sizeMultiple) + ")");
+  }
   const Json::Value& reference = o["reference"];
   if (!reference.isObject()) {
     r.Fail(key + ".reference",
            "is required: {\"log_reconstruction\": [mean, sd], \"log_kl\": [mean, sd], "
            "\"log_residual\": [mean, sd] (optional)} of the training series");
   }
-  r.CheckKeys(reference, key + ".reference", {"log_reconstruction", "log_kl", "log_residual"});
+  r.CheckKeys(reference, key + ".reference",
+              {"log_reconstruction", "log_kl", "log_residual", "series"});
   ParseReference(r, reference, "log_reconstruction", d.reconstructionMean, d.reconstructionSd);
   ParseReference(r, reference, "log_kl", d.klMean, d.klSd);
   d.hasResidualReference = reference.isMember("log_residual");
   if (d.hasResidualReference) {
     ParseReference(r, reference, "log_residual", d.residualMean, d.residualSd);
   }
+  if (reference.isMember("series")) ParseReferenceSeries(r, reference["series"], key, d);
   d.threshold = r.Number(o, key, "threshold");
   if (!(d.threshold > 0) || !std::isfinite(d.threshold)) {
     r.Fail(key + ".threshold", "must be a number above 0 (a score in standard deviations)");

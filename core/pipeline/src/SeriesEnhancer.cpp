@@ -157,7 +157,7 @@ class SeriesRun {
     wantDomain_ = output_.domainAction != DomainAction::kOff && model_.Domain() != nullptr;
     if (wantDomain_) {
       domainScored_ = DomainSlicesScored(static_cast<int64_t>(source_.ListInstances().size()),
-                                         model_.Domain()->Spec().maxSlices);
+                                         model_.Domain()->Spec());
     }
     Fetch();
     clock_.Lap();

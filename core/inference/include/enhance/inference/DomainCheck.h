@@ -11,6 +11,7 @@
 //   r = mean over the slice's pixels of (x - reconstruction)^2
 //   k = mean over the latent elements of 0.5 (mu^2 + exp(logvar) - 1 - logvar)
 //   m = median over the slice's pixels of |x - reconstruction|
+// (with a crop in the manifest, a large slice's pixels are those of its central crop)
 // r follows the structures the autoencoder cannot reproduce (edges dominate it); m, robust
 // to them, follows the noise, which the autoencoder does not reproduce either. The series'
 // features are the medians over its slices of log r, log k and log m, and its score is
@@ -18,7 +19,10 @@
 // training series' mean,
 //   score = sqrt(((R - R_mean) / R_sd)^2 + ((K - K_mean) / K_sd)^2 + ((M - M_mean) / M_sd)^2)
 // (the last term when the manifest's reference has it: checks calibrated before it score
-// with R and K alone).
+// with R and K alone). When the reference lists its series' features, the score is instead
+// the same distance to the nearest of them (with R_mean, K_mean and M_mean those of that
+// series): a nearest-neighbour typicality for an in-distribution set of several clusters
+// (several heads, noise levels, slab positions), which one mean and one spread fit badly.
 // Two-sided on purpose: a series that reconstructs better than the training data (a
 // smoother reconstruction kernel, less noise) is as foreign as one that reconstructs
 // worse, and a likelihood alone is known to rank some foreign data as more likely than
@@ -56,10 +60,11 @@ struct DomainScore {
   std::string trainedOn;         // what the check was trained on, from the manifest
 };
 
-// Which of a series' `count` slices (in the order they are read) are scored: all of them
-// up to `maxSlices`, else `maxSlices` evenly spaced ones (the k-th at floor((k + 1/2) count
-// / maxSlices)), so that the check's cost stays a small share of the model's on long series.
-std::vector<bool> DomainSlicesScored(int64_t count, int maxSlices);
+// Which of a series' `count` slices (in the order they are read) are scored, so that the
+// check's cost stays a small share of the model's: n = ceil(count / sliceStep), raised to
+// minSlices and lowered to maxSlices; all of them when n >= count, else n evenly spaced ones
+// (the k-th at floor((k + 1/2) count / n)).
+std::vector<bool> DomainSlicesScored(int64_t count, const DomainCheckSpec& spec);
 
 // The series' score from its slices' features (see above). Throws Error(kBadInput) when
 // `slices` is empty.

@@ -67,8 +67,16 @@ struct DomainCheckSpec {
   // What a slice's body is, for percentile and z-score normalisation: as for this unit
   // ("HU" for a CT model, "" otherwise), whatever the series turns out to be.
   std::string units;
-  int sizeMultiple = 8;           // slices are padded with 0 to a multiple of this
-  int maxSlices = 32;             // a longer series is scored on this many, evenly spaced
+  int sizeMultiple = 8;  // slices are padded with 0 to a multiple of this
+  // Which slices are scored (DomainSlicesScored): one in sliceStep, evenly spaced, at least
+  // minSlices (8 by default, or maxSlices if lower; all of a shorter series) and at most
+  // maxSlices.
+  int sliceStep = 1;
+  int minSlices = 8;
+  int maxSlices = 32;
+  // A slice taller or wider than this is scored on its central crop of at most crop x crop
+  // pixels, normalised as the whole slice is (0: the whole slice).
+  int crop = 0;
   double reconstructionMean = 0;  // of the training series' median log r ...
   double reconstructionSd = 1;    // ... and its standard deviation
   double klMean = 0;              // the same for the median log k
@@ -78,6 +86,10 @@ struct DomainCheckSpec {
   bool hasResidualReference = false;
   double residualMean = 0;
   double residualSd = 1;
+  // The features (log r, log k and, with the residual reference, log m) of each reference
+  // series (optional): with them the score is the distance to the nearest of them rather
+  // than to their mean (DomainCheck.h).
+  std::vector<std::vector<double>> referenceSeries;
   double threshold = 0;  // a series scoring above it is outside the domain
   std::string trainedOn;
 };
