@@ -43,8 +43,16 @@ for model in "${models[@]}"; do
     fi
     time nice -n 15 /usr/bin/python3 "$root/models/tools/train_vae.py" "${options[@]}" \
       --out "$work/domain.pt"
+    # How each check scores (docs/models.md, "The shipped domain checks"): one slice in 8;
+    # the full-resolution CT check on the central 256 x 256 pixels, for its cost; the MR
+    # checks by the distance to the nearest reference series (several heads and effects).
+    case "$distribution" in
+      ct) scoring=(--crop 256 --slice-step 8) ;;
+      ct-x2) scoring=(--slice-step 8) ;;
+      *) scoring=(--score nearest --slice-step 8) ;;
+    esac
     time nice -n 15 "$build/models/enhance-domain" calibrate "$distribution" \
-      --vae "$work/domain.pt" --models "$root/models" --cache "$cache"
+      --vae "$work/domain.pt" --models "$root/models" --cache "$cache" "${scoring[@]}"
     rm -rf "$work"
     continue
   fi

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 #include <functional>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 
@@ -43,14 +44,15 @@ std::vector<Volume> Map(const std::vector<Volume>& series,
 }
 
 struct ReferenceMr {
-  Volume ch2better;  // the MR models' training head
+  Volume ch2better;  // mr-denoise's training head
+  Volume ch2;        // the same subject as mr2ct's training data have it
   Volume jhu189;     // another human head
   Volume inia19;     // a rhesus macaque's brain
 };
 
 ReferenceMr ReferenceMrHeads(const std::filesystem::path& templates) {
   return {LoadMrReference(templates / "ch2better.nii.gz"),
-          LoadMrReference(templates / "jhu189.nii.gz"),
+          LoadMrReference(templates / "ch2.nii.gz"), LoadMrReference(templates / "jhu189.nii.gz"),
           LoadMrReference(templates / "inia19-t1-brain.nii.gz")};
 }
 
@@ -151,6 +153,20 @@ std::vector<Volume> MrSlabs(const Volume& head, int64_t first, int64_t last,
   return out;
 }
 
+// Slabs of 8 slices of mr2ct's source head between `first` and `last`, each `draws` times
+// with mr2ct's training effects drawn at random (bias, gamma and noise).
+std::vector<Volume> Mr2CtSlabs(const Volume& ch2, int64_t first, int64_t last, int draws,
+                               uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<Volume> out;
+  for (int draw = 0; draw < draws; ++draw) {
+    for (int64_t s = first; s + 8 <= last; s += 8) {
+      out.push_back(ApplyMrEffects(SliceRange(ch2, s, 8), RandomTrainingEffects(rng), seed++));
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 Volume Blurred(const Volume& v, double sigma) {
@@ -210,9 +226,9 @@ DomainSets CtDomainSets(const std::filesystem::path& templates,
       "simulated low-dose CT of randomised abdomen-thorax phantoms (ct-denoise's training "
       "data: 512x512, 0.65-0.95 mm pixels, a quarter of the full dose)";
   log << "CT reference series\n";
-  sets.reference = {"phantoms (seeds 710000-710007)", CtSeries(710000, 8, {0.25}, log)[0]};
+  sets.reference = {"phantoms (seeds 710000-710015)", CtSeries(710000, 16, {0.25}, log)[0]};
   log << "CT calibration series\n";
-  sets.calibration = {"phantoms (seeds 711000-711007)", CtSeries(711000, 8, {0.25}, log)[0]};
+  sets.calibration = {"phantoms (seeds 711000-711015)", CtSeries(711000, 16, {0.25}, log)[0]};
   log << "CT test series\n";
   const auto test = CtSeries(720000, 8, {0.25, 0.0625}, log);
   sets.test = {"held-out phantoms (seeds 720000-720007)", test[0]};
@@ -243,27 +259,36 @@ DomainSets MrDomainSets(const std::filesystem::path& templates,
       "Rician noise up to 15% and bias, gamma and noise changes: the data of mr-denoise and "
       "mr2ct)";
   const ReferenceMr mr = ReferenceMrHeads(templates);
-  // Reference and threshold: another human head, never in the autoencoder's training data,
-  // and the slices around the training head's held-out block, left out of mr-denoise's
-  // training: two subjects, so that the spread between heads counts as in-distribution.
+  // Reference and threshold: series of every source the MR models were trained on, none
+  // in the autoencoder's training data, each within the training's range of noise (mr-denoise:
+  // 1-15%; a noise-free ch2better is a masked template, its head starting at 44% of the
+  // maximum over an exactly zero background, which no model was trained on) and effects
+  // (mr2ct): ch2better slices around mr-denoise's held-out block and in the autoencoder's,
+  // ch2 slices in the autoencoder's held-out block (55-74) with mr2ct's random effects, and
+  // another human head (jhu189), so that the spread between heads counts as in-distribution.
   const Volume& jhu = mr.jhu189;
   sets.reference = {
-      "jhu189 axial slabs (another human head) and ch2better slices 170-177, "
-      "noise 0-12%",
+      "jhu189 axial slabs (another human head) at noise 0-10%, ch2better slices 100-115 and "
+      "170-177 at noise 1-14%, ch2 slices 55-62 with mr2ct's training effects",
       MrSlabs(jhu, 30, jhu.slices - 30, {0.0, 0.05, 0.1}, 11)};
-  for (Volume& v : MrSlabs(mr.ch2better, 170, 178, {0.0, 0.03, 0.06, 0.09, 0.12}, 21)) {
-    sets.reference.series.push_back(std::move(v));
-  }
-  sets.calibration = {"jhu189 axial slabs and ch2better slices 204-211, noise 2-10%",
-                      MrSlabs(jhu, 34, jhu.slices - 30, {0.025, 0.075}, 31)};
-  for (Volume& v : MrSlabs(mr.ch2better, 204, 212, {0.02, 0.04, 0.06, 0.08, 0.1}, 41)) {
-    sets.calibration.series.push_back(std::move(v));
-  }
-  sets.test = {"ch2better held-out slices, noise 0-12%",
-               MrSlabs(mr.ch2better, 180, 204, {0.0, 0.03, 0.07, 0.12}, 51)};
-  for (const Mr2CtPair& p : Mr2CtTestSet(templates)) {
-    for (Volume& v : Split(p.mr, 8)) sets.test.series.push_back(std::move(v));
-  }
+  auto append = [](DomainSet& set, std::vector<Volume> series) {
+    for (Volume& v : series) set.series.push_back(std::move(v));
+  };
+  append(sets.reference, MrSlabs(mr.ch2better, 170, 178, {0.01, 0.03, 0.06, 0.09, 0.12}, 21));
+  append(sets.reference, MrSlabs(mr.ch2better, 100, 116, {0.02, 0.08, 0.14}, 25));
+  append(sets.reference, Mr2CtSlabs(mr.ch2, 55, 63, 6, 61));
+  sets.calibration = {
+      "jhu189 axial slabs at noise 2-10%, ch2better slices 116-123 and 204-211 at noise "
+      "1.5-11%, ch2 slices 63-70 with mr2ct's training effects",
+      MrSlabs(jhu, 34, jhu.slices - 30, {0.025, 0.075}, 31)};
+  append(sets.calibration, MrSlabs(mr.ch2better, 204, 212, {0.02, 0.04, 0.06, 0.08, 0.1}, 41));
+  append(sets.calibration, MrSlabs(mr.ch2better, 116, 124, {0.015, 0.05, 0.11}, 45));
+  append(sets.calibration, Mr2CtSlabs(mr.ch2, 63, 71, 6, 65));
+  // Held out: mr-denoise's test block at its test noise levels and the training's least,
+  // and mr2ct's test slices with its test effects.
+  sets.test = {"ch2better held-out slices at noise 1-12%, ch2 held-out slices with effects",
+               MrSlabs(mr.ch2better, 180, 204, {0.01, 0.03, 0.07, 0.12}, 51)};
+  for (const Mr2CtPair& p : Mr2CtTestSet(templates)) append(sets.test, Split(p.mr, 8));
   log << "MR: " << sets.reference.series.size() << " reference, " << sets.calibration.series.size()
       << " calibration, " << sets.test.series.size() << " test series\n";
   std::vector<Volume> ct = CtSeries(720000, 4, {0.25}, log)[0];

@@ -137,11 +137,19 @@ Source LoadSource(const std::filesystem::path& templates) {
 
 }  // namespace
 
+MrEffects RandomTrainingEffects(std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  MrEffects e;
+  e.bias = 0.4 * u(rng);
+  e.gamma = std::exp(std::log(1.3) * (2 * u(rng) - 1));
+  e.noise = 0.04 * u(rng);
+  return e;
+}
+
 std::vector<Mr2CtPair> Mr2CtTrainingSet(const std::filesystem::path& templates) {
   const Source source = LoadSource(templates);
   std::vector<Mr2CtPair> pairs;
   std::mt19937_64 rng(21);
-  std::uniform_real_distribution<double> u(0.0, 1.0);
   uint64_t seed = 300;
   for (int copy = 0; copy < 3; ++copy) {
     for (int64_t first = kFirst + copy * kSlab / 3; first + kSlab <= kLast; first += kSlab) {
@@ -149,10 +157,7 @@ std::vector<Mr2CtPair> Mr2CtTrainingSet(const std::filesystem::path& templates) 
       if (last > kHeldOutFirst - kMargin && first < kHeldOutFirst + kHeldOutCount + kMargin) {
         continue;
       }
-      MrEffects e;
-      e.bias = 0.4 * u(rng);
-      e.gamma = std::exp(std::log(1.3) * (2 * u(rng) - 1));
-      e.noise = 0.04 * u(rng);
+      const MrEffects e = RandomTrainingEffects(rng);
       Mr2CtPair p;
       p.label = "ch2 slices " + std::to_string(first) + "-" + std::to_string(last - 1);
       p.mr = ApplyMrEffects(Crop(source.t1, first, kSlab), e, seed++);

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,10 @@ struct MrEffects {
 };
 
 Volume ApplyMrEffects(const Volume& mr, const MrEffects& effects, uint64_t seed);
+
+// The effects of one training slab, drawn from `rng`: bias up to 40%, gamma from 1/1.3 to
+// 1.3 (log-uniform), Rician noise up to 4%.
+MrEffects RandomTrainingEffects(std::mt19937_64& rng);
 
 // The segmentation described above; `brain` is ch2bet on the same grid.
 Volume PseudoCtFromT1(const Volume& t1, const Volume& brain);

@@ -4,10 +4,12 @@
 // (docs/models.md, "Domain checks").
 //
 //   enhance-domain calibrate ct|ct-x2|mr|mr-x2 --vae FILE --models DIR
+//           [--score mean|nearest] [--crop N] [--slice-step N]
 //       copies the autoencoder FILE into each model folder of that training distribution
 //       as domain.pt and writes its manifest's "domain_check": the reference statistics
-//       of the reference series and the threshold, the 99th percentile of the calibration
-//       series' scores (DomainSets.h); then evaluates it as below.
+//       of the reference series (with --score nearest, each series' features too), the
+//       scoring options and the threshold, the 99th percentile of the calibration series'
+//       scores (DomainSets.h); then evaluates it as below.
 //   enhance-domain evaluate ct|ct-x2|mr|mr-x2 --models DIR
 //       the AUROC of the score for every out-of-distribution set against the held-out
 //       in-distribution series, the false warnings, and the check's cost beside each model's.
@@ -159,7 +161,10 @@ DomainSets Sets(const std::string& name, const std::string& cache) {
   } else {
     sets = ct ? CtDomainSets(kMricronTemplates, kPydicomTestFiles, std::cerr)
               : MrDomainSets(kMricronTemplates, kPydicomTestFiles, std::cerr);
-    if (!file.empty()) WriteSets(file, sets);
+    if (!file.empty()) {
+      std::filesystem::create_directories(file.parent_path());
+      WriteSets(file, sets);
+    }
   }
   if (name.size() > 3 && name.substr(name.size() - 3) == "-x2") {
     // The same acquisitions with pixels twice as large (2x2 means), as the super-resolution
@@ -217,13 +222,23 @@ Json::Value ReadJson(const std::filesystem::path& file) {
 
 int Evaluate(const std::string& name, const std::filesystem::path& models, const DomainSets& sets);
 
+// How a check scores, as the calibration writes it into the manifest.
+struct Scoring {
+  bool nearest = false;  // the distance to the nearest reference series, not to their mean
+  int crop = 0;          // the central crop of larger slices (0: whole slices)
+  int sliceStep = 1;     // one slice in this many, at least 8 and at most 32
+};
+
 int Calibrate(const std::string& name, const std::filesystem::path& vae,
-              const std::filesystem::path& models, const std::string& cache) {
+              const std::filesystem::path& models, const std::string& cache,
+              const Scoring& scoring) {
   const Distribution d = For(name);
   DomainCheckSpec spec;
   spec.archive = std::filesystem::absolute(vae);
   spec.input = d.input;
   spec.units = d.units;
+  spec.crop = scoring.crop;
+  spec.sliceStep = scoring.sliceStep;
   spec.threshold = 1;  // replaced below
   const auto check = DomainCheck::Load(spec, "cpu", vae.string());
   const DomainSets sets = Sets(name, cache);
@@ -232,6 +247,9 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
     reconstruction.push_back(s.logReconstruction);
     kl.push_back(s.logKl);
     residual.push_back(s.logResidual);
+    if (scoring.nearest) {
+      spec.referenceSeries.push_back({s.logReconstruction, s.logKl, s.logResidual});
+    }
   }
   std::tie(spec.reconstructionMean, spec.reconstructionSd) = MeanSd(reconstruction);
   std::tie(spec.klMean, spec.klSd) = MeanSd(kl);
@@ -259,9 +277,16 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   section["input_normalization"]["low"] = d.input.low;
   section["input_normalization"]["high"] = d.input.high;
   section["size_multiple"] = 8;
+  if (spec.sliceStep != 1) section["slice_step"] = spec.sliceStep;
+  if (spec.crop != 0) section["crop"] = spec.crop;
   section["reference"]["log_reconstruction"] = Pair(spec.reconstructionMean, spec.reconstructionSd);
   section["reference"]["log_kl"] = Pair(spec.klMean, spec.klSd);
   section["reference"]["log_residual"] = Pair(spec.residualMean, spec.residualSd);
+  for (const std::vector<double>& p : spec.referenceSeries) {
+    Json::Value point(Json::arrayValue);
+    for (double v : p) point.append(std::round(v * 1e4) / 1e4);
+    section["reference"]["series"].append(point);
+  }
   section["threshold"] = spec.threshold;
   section["trained_on"] = sets.trainedOn;
   for (const std::string& model : d.models) {
@@ -272,6 +297,7 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
     manifest["domain_check"] = section;
     Json::StreamWriterBuilder builder;
     builder["indentation"] = "  ";
+    builder["precision"] = 12;  // 0.0003, not 0.00029999999999999997
     std::ofstream(folder / "manifest.json") << Json::writeString(builder, manifest) << "\n";
     LoadManifest(folder);  // still valid
     std::cout << "wrote " << (folder / "domain.pt").string() << " and its manifest section\n";
@@ -299,13 +325,18 @@ double MedianSeconds(const std::function<void()>& run, int repeats) {
 
 void PrintCost(const Distribution& d, const std::filesystem::path& models, const Volume& series,
                const DomainCheck& check) {
-  std::cout
-      << "\nCost on one held-out series of " << series.slices << " slices of " << series.rows << "x"
-      << series.columns << " (CPU, " << TorchThreads()
-      << " threads, median of 3); a series of more than max_slices (" << check.Spec().maxSlices
-      << ") is checked on that many:\n\n| model | model s/slice | check s/slice | check / model, "
-         "per slice | per 64-slice series | per 256-slice series |\n"
-      << "|---|---|---|---|---|---|\n";
+  std::cout << "\nCost on one held-out series of " << series.slices << " slices of " << series.rows
+            << "x" << series.columns << " (CPU, " << TorchThreads()
+            << " threads, median of 3); a series is checked on one slice in "
+            << check.Spec().sliceStep << ", at least " << check.Spec().minSlices << " and at most "
+            << check.Spec().maxSlices
+            << (check.Spec().crop > 0
+                    ? ", each on its central " + std::to_string(check.Spec().crop) + " x " +
+                          std::to_string(check.Spec().crop) + " pixels"
+                    : std::string())
+            << ":\n\n| model | model s/slice | check s/slice | check / model, "
+               "per slice | per 64-slice series | per 256-slice series |\n"
+            << "|---|---|---|---|---|---|\n";
   const double perSlice =
       MedianSeconds([&] { check.Score(series); }, 3) / static_cast<double>(series.slices);
   for (const std::string& name : d.models) {
@@ -315,7 +346,8 @@ void PrintCost(const Distribution& d, const std::filesystem::path& models, const
     const double modelPerSlice =
         MedianSeconds([&] { model->Run(series, {}); }, 3) / static_cast<double>(series.slices);
     auto share = [&](int slices) {
-      const double checked = std::min(slices, check.Spec().maxSlices);
+      const std::vector<bool> scored = DomainSlicesScored(slices, check.Spec());
+      const auto checked = static_cast<double>(std::count(scored.begin(), scored.end(), true));
       return Fixed(100.0 * checked * perSlice / (slices * modelPerSlice), 1) + "%";
     };
     std::cout << "| " << name << " | " << Fixed(modelPerSlice, 3) << " | " << Fixed(perSlice, 3)
@@ -370,8 +402,11 @@ int main(int argc, char** argv) {
   using namespace enhance::models;
   const std::string usage =
       "usage: enhance-domain calibrate ct|ct-x2|mr|mr-x2 --vae FILE --models DIR [--cache DIR]\n"
+      "           [--score mean|nearest] [--crop N] [--slice-step N]\n"
       "       enhance-domain evaluate ct|ct-x2|mr|mr-x2 --models DIR [--cache DIR]\n"
-      "--cache DIR keeps the simulated series in DIR for the next run\n";
+      "--cache DIR keeps the simulated series in DIR for the next run\n"
+      "--score: the distance to the reference series' mean (default) or to the nearest of them\n"
+      "--crop N: score the central N x N pixels of larger slices; --slice-step N: one slice in N\n";
   enhance::ConfigureRuntime({});  // every hardware thread, as the node by default
   try {
     if (argc < 3) throw std::invalid_argument("missing arguments");
@@ -382,7 +417,15 @@ int main(int argc, char** argv) {
     if (options.count("--models") == 0) throw std::invalid_argument("--models is required");
     if (command == "calibrate") {
       if (options.count("--vae") == 0) throw std::invalid_argument("--vae is required");
-      return Calibrate(name, options["--vae"], options["--models"], options["--cache"]);
+      Scoring scoring;
+      const std::string score = options.count("--score") ? options["--score"] : "mean";
+      if (score != "mean" && score != "nearest") {
+        throw std::invalid_argument("--score must be mean or nearest, not '" + score + "'");
+      }
+      scoring.nearest = score == "nearest";
+      if (options.count("--crop")) scoring.crop = std::stoi(options["--crop"]);
+      if (options.count("--slice-step")) scoring.sliceStep = std::stoi(options["--slice-step"]);
+      return Calibrate(name, options["--vae"], options["--models"], options["--cache"], scoring);
     }
     if (command == "evaluate") {
       return Evaluate(name, options["--models"], Sets(name, options["--cache"]));
