@@ -169,6 +169,12 @@ std::vector<Volume> Mr2CtSlabs(const Volume& ch2, int64_t first, int64_t last, i
 
 }  // namespace
 
+std::vector<size_t> KernelChangeBase(bool ct) {
+  // CtDomainSets: 8 test phantoms. MrDomainSets: 3 slabs at each of 1, 3, 7 and 12%, then
+  // mr2ct's.
+  return ct ? std::vector<size_t>{0, 1, 2, 3, 4, 5, 6, 7} : std::vector<size_t>{3, 4, 5};
+}
+
 Volume Blurred(const Volume& v, double sigma) {
   const int radius = static_cast<int>(std::ceil(3 * sigma));
   std::vector<double> kernel;

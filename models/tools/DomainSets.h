@@ -44,6 +44,11 @@ DomainSets CtDomainSets(const std::filesystem::path& templates,
 DomainSets MrDomainSets(const std::filesystem::path& templates,
                         const std::filesystem::path& pydicom, std::ostream& log);
 
+// The held-out series that the kernel changes (smoother, sharper) start from when they are
+// made again at another resolution (the in-plane super-resolution models' checks): all the
+// CT phantoms; the MR test slabs of ch2better at 3% noise.
+std::vector<size_t> KernelChangeBase(bool ct);
+
 // The transformations of the near out-of-distribution sets, on a copy.
 Volume Blurred(const Volume& v, double sigmaPixels);                   // a smoother kernel
 Volume Sharpened(const Volume& v, double amount, double sigmaPixels);  // a sharper one
