@@ -42,6 +42,13 @@ Json::Value ModelJson(const Model& model) {
     domain["Archive"] = m.domainCheck.archive.filename().string();
     domain["Threshold"] = m.domainCheck.threshold;
     domain["TrainedOn"] = m.domainCheck.trainedOn;
+    // How a series is scored (docs/models.md, "Domain checks").
+    domain["Score"] = m.domainCheck.referenceSeries.empty() ? "mean" : "nearest";
+    domain["ReferenceSeries"] = static_cast<Json::UInt>(m.domainCheck.referenceSeries.size());
+    domain["SliceStep"] = m.domainCheck.sliceStep;
+    domain["MinSlices"] = m.domainCheck.minSlices;
+    domain["MaxSlices"] = m.domainCheck.maxSlices;
+    domain["Crop"] = m.domainCheck.crop;
     entry["DomainCheck"] = domain;
   }
   if (const LowPrecisionReport* low = model.LowPrecision()) {

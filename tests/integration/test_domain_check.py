@@ -54,6 +54,11 @@ class DomainCheckTest(unittest.TestCase):
             info = server.get("/enhance/models/mr-denoise")["DomainCheck"]
             self.assertEqual(info["Archive"], "domain.pt")
             self.assertIn("T1-weighted", info["TrainedOn"])
+            # The shipped MR check: the nearest of its reference series, one slice in 8.
+            self.assertEqual(info["Score"], "nearest")
+            self.assertGreater(info["ReferenceSeries"], 10)
+            self.assertEqual((info["SliceStep"], info["MinSlices"], info["MaxSlices"],
+                              info["Crop"]), (8, 8, 32, 0))
 
             # Routed by the rule (warn, the default): processed, and said everywhere.
             ct = store_series(server, ct_files)
