@@ -216,6 +216,26 @@ Volume WithRicianNoise(const Volume& clean, double sigma, uint64_t seed) {
 // For white noise, the network's result and the bilateral filter's are scored on the
 // held-out slice without the clean image; the scores follow their true errors there, and
 // the lower one gives the result. Correlated noise and a forced method are not compared.
+// An estimated mean square at or below 0 (too little noise to score) is said, not printed
+// as an error of 0.
+TEST(SelfSupervisedDenoiser, AnEstimateAtOrBelowZeroIsSaidSo) {
+  EXPECT_EQ(DescribeEstimatedError(0.0004), "0.02");
+  EXPECT_EQ(DescribeEstimatedError(0.0), "at or below 0 (too little noise to score)");
+  EXPECT_EQ(DescribeEstimatedError(-1e-5), "at or below 0 (too little noise to score)");
+  EXPECT_EQ(DescribeEstimatedError(std::nan("")), "at or below 0 (too little noise to score)");
+  LearningReport report;
+  report.method = "neighbouring-slice Noise2Noise";
+  report.applied = true;
+  report.comparedWithBilateral = true;
+  report.heldOutNetworkMeanSquare = -2e-6;
+  report.heldOutBilateralMeanSquare = 0.0009;
+  EXPECT_NE(DescribeLearning(report).find(
+                "estimated error (SURE) at or below 0 (too little noise to score) against 0.03 "
+                "for the bilateral filter"),
+            std::string::npos)
+      << DescribeLearning(report);
+}
+
 TEST(SelfSupervisedDenoiser, KeepsTheLowerEstimatedErrorOfTheNetworkAndTheBilateralFilter) {
   const Volume clean = Clean();
   const Volume noisy = WithNoise(clean, 40.0, false, 5);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "enhance/inference/Model.h"
 
+#include <cmath>
 #include <cstdio>
 #include <regex>
 
@@ -35,16 +36,21 @@ std::string DescribeLearning(const LearningReport& r) {
                 r.heldOutBaseline.c_str(), checked.c_str(), r.anatomyToNoise);
   std::string compared;
   if (r.comparedWithBilateral) {
-    char text[160];
-    std::snprintf(text, sizeof(text),
-                  ", estimated error (SURE) %.3g against %.3g for the bilateral filter",
-                  r.heldOutNetworkError, r.heldOutBilateralError);
-    compared = text;
+    compared = ", estimated error (SURE) " + DescribeEstimatedError(r.heldOutNetworkMeanSquare) +
+               " against " + DescribeEstimatedError(r.heldOutBilateralMeanSquare) +
+               " for the bilateral filter";
   }
   const std::string side = std::to_string(r.blindSpotSide);
   const std::string method =
       r.blindSpotSide > 0 ? r.method + " of " + side + "x" + side + " px" : r.method;
   return "learned from this series: " + method + ", " + steps + figures + compared;
+}
+
+std::string DescribeEstimatedError(double meanSquare) {
+  if (!(meanSquare > 0)) return "at or below 0 (too little noise to score)";
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.3g", std::sqrt(meanSquare));
+  return text;
 }
 
 void CheckDeviceName(const std::string& requested) {

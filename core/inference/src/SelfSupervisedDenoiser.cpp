@@ -322,17 +322,18 @@ void CompareWithBilateral(const SeriesNetwork& network, const Volume& volume,
   }
   if (weight == 0) return;
   report.comparedWithBilateral = true;
-  report.heldOutNetworkError = std::sqrt(std::max(0.0, networkSum / weight));
-  report.heldOutBilateralError = std::sqrt(std::max(0.0, bilateralSum / weight));
+  report.heldOutNetworkMeanSquare = networkSum / weight;
+  report.heldOutBilateralMeanSquare = bilateralSum / weight;
+  report.heldOutNetworkError = std::sqrt(std::max(0.0, report.heldOutNetworkMeanSquare));
+  report.heldOutBilateralError = std::sqrt(std::max(0.0, report.heldOutBilateralMeanSquare));
   if (bilateralSum < networkSum) {
-    char text[320];
-    std::snprintf(text, sizeof(text),
-                  "on the held-out slices the bilateral filter's estimated error (Stein's "
-                  "unbiased risk estimate for white noise) was %.3g against %.3g for the "
-                  "network, so the bilateral filter ran instead",
-                  report.heldOutBilateralError, report.heldOutNetworkError);
     report.applied = false;
-    report.fallback = text;
+    report.fallback =
+        "on the held-out slices the bilateral filter's estimated error (Stein's unbiased risk "
+        "estimate for white noise) was " +
+        DescribeEstimatedError(report.heldOutBilateralMeanSquare) + " against " +
+        DescribeEstimatedError(report.heldOutNetworkMeanSquare) +
+        " for the network, so the bilateral filter ran instead";
   }
 }
 

@@ -53,6 +53,10 @@ struct LearningReport {
   bool comparedWithBilateral = false;
   double heldOutNetworkError = 0;
   double heldOutBilateralError = 0;
+  // The mean-square estimates behind them, signed: an estimate at or below 0 (too little
+  // noise to score, or its deviation overestimated) shows as an error of 0 above.
+  double heldOutNetworkMeanSquare = 0;
+  double heldOutBilateralMeanSquare = 0;
   // Whether the network's output is the result. false: `fallback` says what is instead
   // (the input unchanged, or a classical filter) and why.
   bool applied = false;
@@ -67,6 +71,10 @@ struct LearningReport {
 // One line for a DerivationDescription: what was learned from the series, how long,
 // with what loss, or what ran instead.
 std::string DescribeLearning(const LearningReport& report);
+
+// An estimated root-mean-square error from its signed mean-square estimate, for messages:
+// "0.0123", or, at or below 0, "at or below 0 (too little noise to score)".
+std::string DescribeEstimatedError(double meanSquare);
 
 // Passed to Run(): lets a long computation report progress and stop early.
 struct RunContext {
