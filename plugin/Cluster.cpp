@@ -99,9 +99,14 @@ bool ClusterNode::Sleep(double seconds) {
 }
 
 void ClusterNode::OnDelivery(Delivery delivery) {
-  // Checked as it arrives, so that a malformed message does not wait behind the series
-  // this node's workers are busy with while other nodes could have dead-lettered it.
-  if (DeadLetterIfNoSeries(delivery, SeriesOf(delivery.body))) return;
+  // A message that names no series goes to the dead letters as it arrives, not after the
+  // series this node's workers are busy with (Reject only queues the answer).
+  if (SeriesOf(delivery.body).empty()) {
+    plugin_.api.LogError("cluster: a message that names no series goes to the dead letters (" +
+                         broker_.DeadLetterQueue() + "): " + delivery.body.substr(0, 200));
+    broker_.Reject(delivery, true);
+    return;
+  }
   {
     std::lock_guard<std::mutex> lock(mutex_);
     deliveries_.push_back(std::move(delivery));
@@ -154,17 +159,8 @@ void ClusterNode::HandleWithRetries(const Delivery& delivery) {
   }
 }
 
-bool ClusterNode::DeadLetterIfNoSeries(const Delivery& delivery, const std::string& seriesId) {
-  if (!seriesId.empty()) return false;
-  plugin_.api.LogError("cluster: a message that names no series goes to the dead letters (" +
-                       broker_.DeadLetterQueue() + "): " + delivery.body.substr(0, 200));
-  broker_.Reject(delivery, true);
-  return true;
-}
-
 void ClusterNode::Handle(const Delivery& delivery) {
-  const std::string seriesId = SeriesOf(delivery.body);
-  if (DeadLetterIfNoSeries(delivery, seriesId)) return;
+  const std::string seriesId = SeriesOf(delivery.body);  // not empty: OnDelivery saw to it
   std::string lastReason;
   while (!stopping_) {
     Json::Value series;

@@ -63,8 +63,6 @@ class ClusterNode {
 
  private:
   void OnDelivery(Delivery delivery);
-  // A message that names no series goes to the dead letters; true when it did.
-  bool DeadLetterIfNoSeries(const Delivery& delivery, const std::string& seriesId);
   void Work();
   void HandleWithRetries(const Delivery& delivery);
   void Handle(const Delivery& delivery);
