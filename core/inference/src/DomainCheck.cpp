@@ -63,24 +63,21 @@ DomainScore AggregateDomainScore(const DomainCheckSpec& spec,
   score.logReconstruction = Median(std::move(reconstruction));
   score.logKl = Median(std::move(kl));
   score.logResidual = Median(std::move(residual));
-  // The distance in reference standard deviations from a point of the reference.
-  auto distance = [&](double r, double k, double m) {
-    const double zr = (score.logReconstruction - r) / spec.reconstructionSd;
-    const double zk = (score.logKl - k) / spec.klSd;
-    const double zm = spec.hasResidualReference ? (score.logResidual - m) / spec.residualSd : 0.0;
-    return std::sqrt(zr * zr + zk * zk + zm * zm);
-  };
-  if (spec.referenceSeries.empty()) {
-    score.score = distance(spec.reconstructionMean, spec.klMean, spec.residualMean);
-  } else {
-    score.score = std::numeric_limits<double>::infinity();
-    for (const std::vector<double>& p : spec.referenceSeries) {
-      score.score = std::min(score.score, distance(p[0], p[1], p.size() > 2 ? p[2] : 0.0));
-    }
-    if (std::isnan(score.logReconstruction + score.logKl +
-                   (spec.hasResidualReference ? score.logResidual : 0.0))) {
-      score.score = std::numeric_limits<double>::quiet_NaN();
-    }
+  // The distance in reference standard deviations to the nearest point of the reference:
+  // its mean, or each of its series when the manifest lists them.
+  const std::vector<std::vector<double>> mean{
+      {spec.reconstructionMean, spec.klMean, spec.residualMean}};
+  score.score = std::numeric_limits<double>::infinity();
+  for (const std::vector<double>& p : spec.referenceSeries.empty() ? mean : spec.referenceSeries) {
+    const double zr = (score.logReconstruction - p[0]) / spec.reconstructionSd;
+    const double zk = (score.logKl - p[1]) / spec.klSd;
+    const double zm =
+        spec.hasResidualReference ? (score.logResidual - p[2]) / spec.residualSd : 0.0;
+    score.score = std::min(score.score, std::sqrt(zr * zr + zk * zk + zm * zm));
+  }
+  if (std::isnan(score.logReconstruction + score.logKl +
+                 (spec.hasResidualReference ? score.logResidual : 0.0))) {
+    score.score = std::numeric_limits<double>::quiet_NaN();  // std::min drops a NaN
   }
   score.threshold = spec.threshold;
   score.outside = !(score.score <= spec.threshold);  // NaN counts as outside
