@@ -30,6 +30,13 @@ SelfSupervisedParameters Quick() {
   return p;
 }
 
+// A context whose learned() keeps what the model learned in `report`.
+RunContext Recording(LearningReport& report) {
+  RunContext context;
+  context.learned = [&report](const LearningReport& r) { report = r; };
+  return context;
+}
+
 // 16 slices of 96x96, 2.5 mm apart and thick, without noise. `changing`: the whole
 // phantom, whose anatomy goes from thorax to abdomen over the 16 slices (much faster than
 // a body's); otherwise its middle slice 16 times (the same anatomy in every slice).
@@ -171,8 +178,7 @@ TEST(SelfSupervisedDenoiser, RemovesWhiteAndCorrelatedNoiseItLearnedFromTheSerie
   for (const bool correlated : {false, true}) {
     const Volume noisy = WithNoise(clean, 40.0, correlated, 5);
     LearningReport report;
-    RunContext context;
-    context.learned = [&report](const LearningReport& r) { report = r; };
+    RunContext context = Recording(report);
     SelfSupervisedParameters p = Quick();
     p.steps = correlated ? 300 : 120;
     const Volume output = SelfSupervisedDenoiser(p).Run(noisy, context);
@@ -240,8 +246,7 @@ TEST(SelfSupervisedDenoiser, KeepsTheLowerEstimatedErrorOfTheNetworkAndTheBilate
   const Volume clean = Clean();
   const Volume noisy = WithNoise(clean, 40.0, false, 5);
   LearningReport report;
-  RunContext context;
-  context.learned = [&report](const LearningReport& r) { report = r; };
+  RunContext context = Recording(report);
   SelfSupervisedParameters alone = Quick();
   const Volume network = SelfSupervisedDenoiser(alone).Run(noisy, context);
   ASSERT_TRUE(report.applied) << report.fallback;
@@ -368,8 +373,7 @@ TEST(SelfSupervisedDenoiser, RunsTheBilateralFilterWhereSlicesOverlap) {
   LearningReport report;
   report.applied = true;
   std::vector<std::string> warnings;
-  RunContext context;
-  context.learned = [&report](const LearningReport& r) { report = r; };
+  RunContext context = Recording(report);
   context.warning = [&warnings](const std::string& w) { warnings.push_back(w); };
   const Volume output = SelfSupervisedDenoiser(Quick()).Run(noisy, context);
   EXPECT_FALSE(report.applied);
@@ -389,8 +393,7 @@ TEST(SelfSupervisedDenoiser, TakesTheBlindSpotWhereTheAnatomyChangesMoreThanTheN
             0.5);
   const Volume noisy = WithNoise(fast, 10.0, false, 6);
   LearningReport report;
-  RunContext context;
-  context.learned = [&report](const LearningReport& r) { report = r; };
+  RunContext context = Recording(report);
   SelfSupervisedParameters p = Quick();
   p.steps = 30;
   const Volume output = SelfSupervisedDenoiser(p).Run(noisy, context);
@@ -465,8 +468,7 @@ TEST(SelfSupervisedDenoiser, RemovesCorrelatedNoiseWithTheBlindSpot) {
   const Volume clean = Smooth();
   const Volume noisy = WithNoise(clean, 40.0, true, 7);
   LearningReport report;
-  RunContext context;
-  context.learned = [&report](const LearningReport& r) { report = r; };
+  RunContext context = Recording(report);
   SelfSupervisedParameters p = Quick();
   p.method = SelfSupervisedMethod::kBlindSpot;
   p.steps = 300;
