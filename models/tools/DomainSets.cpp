@@ -291,7 +291,8 @@ DomainSets MrDomainSets(const std::filesystem::path& templates,
   append(sets.calibration, MrSlabs(mr.ch2better, 116, 124, {0.015, 0.05, 0.11}, 45));
   append(sets.calibration, Mr2CtSlabs(mr.ch2, 63, 71, 6, 65));
   // Held out: mr-denoise's test block at its test noise levels and the training's least,
-  // and mr2ct's test slices with its test effects.
+  // and mr2ct's test slices with its test effects. KernelChangeBase(false) names the slabs
+  // at 3% by their place here (3 to 5).
   sets.test = {"ch2better held-out slices at noise 1-12%, ch2 held-out slices with effects",
                MrSlabs(mr.ch2better, 180, 204, {0.01, 0.03, 0.07, 0.12}, 51)};
   for (const Mr2CtPair& p : Mr2CtTestSet(templates)) append(sets.test, Split(p.mr, 8));

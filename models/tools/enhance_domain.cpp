@@ -259,7 +259,10 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
     kl.push_back(s.logKl);
     residual.push_back(s.logResidual);
     if (scoring.nearest) {
-      spec.referenceSeries.push_back({s.logReconstruction, s.logKl, s.logResidual});
+      // Rounded as the manifest keeps them, before the threshold is set from them.
+      auto rounded = [](double v) { return std::round(v * 1e4) / 1e4; };
+      spec.referenceSeries.push_back(
+          {rounded(s.logReconstruction), rounded(s.logKl), rounded(s.logResidual)});
     }
   }
   std::tie(spec.reconstructionMean, spec.reconstructionSd) = MeanSd(reconstruction);
@@ -295,7 +298,7 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   section["reference"]["log_residual"] = Pair(spec.residualMean, spec.residualSd);
   for (const std::vector<double>& p : spec.referenceSeries) {
     Json::Value point(Json::arrayValue);
-    for (double v : p) point.append(std::round(v * 1e4) / 1e4);
+    for (double v : p) point.append(v);
     section["reference"]["series"].append(point);
   }
   section["threshold"] = spec.threshold;
