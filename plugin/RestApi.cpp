@@ -49,6 +49,12 @@ Json::Value ModelJson(const Model& model) {
     domain["MinSlices"] = m.domainCheck.minSlices;
     domain["MaxSlices"] = m.domainCheck.maxSlices;
     domain["Crop"] = m.domainCheck.crop;
+    Json::Value features(Json::arrayValue);
+    features.append("LogReconstruction");
+    features.append("LogKL");
+    if (m.domainCheck.hasResidualReference) features.append("LogResidual");
+    if (m.domainCheck.hasIntensityReference) features.append("MeanIntensity");
+    domain["Features"] = features;
     entry["DomainCheck"] = domain;
   }
   if (const LowPrecisionReport* low = model.LowPrecision()) {

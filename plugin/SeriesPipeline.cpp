@@ -189,6 +189,7 @@ Json::Value DomainJson(const DomainScore& score, DomainAction action) {
   domain["MedianLogReconstruction"] = score.logReconstruction;
   domain["MedianLogKL"] = score.logKl;
   domain["MedianLogResidual"] = score.logResidual;
+  domain["MedianMeanIntensity"] = score.meanIntensity;
   domain["TrainedOn"] = score.trainedOn;
   domain["Action"] = DomainActionName(action);
   if (score.outside) {

@@ -4,7 +4,8 @@
 // (docs/models.md, "Domain checks").
 //
 //   enhance-domain calibrate ct|ct-x2|mr|mr-x2 --vae FILE --models DIR
-//           [--score mean|nearest] [--crop N] [--slice-step N]
+//           [--score mean|nearest] [--crop N] [--slice-step N] [--min-slices N]
+//           [--intensity on|off]
 //       copies the autoencoder FILE into each model folder of that training distribution
 //       as domain.pt and writes its manifest's "domain_check": the reference statistics
 //       of the reference series (with --score nearest, each series' features too), the
@@ -237,7 +238,9 @@ int Evaluate(const std::string& name, const std::filesystem::path& models, const
 struct Scoring {
   bool nearest = false;  // the distance to the nearest reference series, not to their mean
   int crop = 0;          // the central crop of larger slices (0: whole slices)
-  int sliceStep = 1;     // one slice in this many, at least 8 and at most 32
+  int sliceStep = 1;     // one slice in this many, at least minSlices and at most 32
+  int minSlices = 8;
+  bool intensity = false;  // the mean intensity is a feature of the score too
 };
 
 int Calibrate(const std::string& name, const std::filesystem::path& vae,
@@ -250,30 +253,39 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   spec.units = d.units;
   spec.crop = scoring.crop;
   spec.sliceStep = scoring.sliceStep;
+  spec.minSlices = scoring.minSlices;
   spec.threshold = 1;  // replaced below
   const auto check = DomainCheck::Load(spec, "cpu", vae.string());
   const DomainSets sets = Sets(name, cache);
-  std::vector<double> reconstruction, kl, residual;
+  std::vector<double> reconstruction, kl, residual, intensity;
   for (const DomainScore& s : ScoreAll(*check, sets.reference)) {
     reconstruction.push_back(s.logReconstruction);
     kl.push_back(s.logKl);
     residual.push_back(s.logResidual);
+    intensity.push_back(s.meanIntensity);
     if (scoring.nearest) {
       // Rounded as the manifest keeps them, before the threshold is set from them.
       auto rounded = [](double v) { return std::round(v * 1e4) / 1e4; };
       spec.referenceSeries.push_back(
           {rounded(s.logReconstruction), rounded(s.logKl), rounded(s.logResidual)});
+      if (scoring.intensity) spec.referenceSeries.back().push_back(rounded(s.meanIntensity));
     }
   }
   std::tie(spec.reconstructionMean, spec.reconstructionSd) = MeanSd(reconstruction);
   std::tie(spec.klMean, spec.klSd) = MeanSd(kl);
   std::tie(spec.residualMean, spec.residualSd) = MeanSd(residual);
   spec.hasResidualReference = true;
+  std::tie(spec.intensityMean, spec.intensitySd) = MeanSd(intensity);
+  spec.hasIntensityReference = scoring.intensity;
+  // The calibration series scored as the node scores a series: the same slices.
   std::vector<double> scores;
   for (const Volume& v : sets.calibration.series) {
     std::vector<SliceDomainFeatures> slices;
+    const std::vector<bool> scored = DomainSlicesScored(v.slices, spec);
     for (int64_t k = 0; k < v.slices; ++k) {
-      slices.push_back(check->SliceFeatures(v.Slice(k), v.rows, v.columns));
+      if (scored[static_cast<size_t>(k)]) {
+        slices.push_back(check->SliceFeatures(v.Slice(k), v.rows, v.columns));
+      }
     }
     scores.push_back(AggregateDomainScore(spec, slices).score);
   }
@@ -281,7 +293,11 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   std::cout << "reference (" << sets.reference.series.size() << " series): log r "
             << spec.reconstructionMean << " +- " << spec.reconstructionSd << ", log k "
             << spec.klMean << " +- " << spec.klSd << ", log m " << spec.residualMean << " +- "
-            << spec.residualSd << "\nthreshold: 99th percentile of " << scores.size()
+            << spec.residualSd;
+  if (spec.hasIntensityReference) {
+    std::cout << ", i " << spec.intensityMean << " +- " << spec.intensitySd;
+  }
+  std::cout << "\nthreshold: 99th percentile of " << scores.size()
             << " calibration series' scores = " << spec.threshold << "\n";
 
   Json::Value section;
@@ -292,10 +308,14 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   section["input_normalization"]["high"] = d.input.high;
   section["size_multiple"] = 8;
   if (spec.sliceStep != 1) section["slice_step"] = spec.sliceStep;
+  if (spec.minSlices != 8) section["min_slices"] = spec.minSlices;
   if (spec.crop != 0) section["crop"] = spec.crop;
   section["reference"]["log_reconstruction"] = Pair(spec.reconstructionMean, spec.reconstructionSd);
   section["reference"]["log_kl"] = Pair(spec.klMean, spec.klSd);
   section["reference"]["log_residual"] = Pair(spec.residualMean, spec.residualSd);
+  if (spec.hasIntensityReference) {
+    section["reference"]["mean_intensity"] = Pair(spec.intensityMean, spec.intensitySd);
+  }
   for (const std::vector<double>& p : spec.referenceSeries) {
     Json::Value point(Json::arrayValue);
     for (double v : p) point.append(v);
@@ -348,11 +368,13 @@ void PrintCost(const Distribution& d, const std::filesystem::path& models, const
                     ? ", each on its central " + std::to_string(check.Spec().crop) + " x " +
                           std::to_string(check.Spec().crop) + " pixels"
                     : std::string())
-            << ":\n\n| model | model s/slice | check s/slice | check / model, "
-               "per slice | per 64-slice series | per 256-slice series |\n"
-            << "|---|---|---|---|---|---|\n";
-  const double perSlice =
-      MedianSeconds([&] { check.Score(series); }, 3) / static_cast<double>(series.slices);
+            << ":\n\n| model | model s/slice | check s/slice scored | check / model, per slice "
+               "| per series of 8 | 16 | 32 | 64 | 256 slices |\n"
+            << "|---|---|---|---|---|---|---|---|---|\n";
+  // Per slice scored: the series' own selection may score fewer than all of its slices.
+  const std::vector<bool> selected = DomainSlicesScored(series.slices, check.Spec());
+  const auto scoredHere = static_cast<double>(std::count(selected.begin(), selected.end(), true));
+  const double perSlice = MedianSeconds([&] { check.Score(series); }, 3) / scoredHere;
   for (const std::string& name : d.models) {
     InferenceOptions options;
     options.device = "cpu";
@@ -365,7 +387,8 @@ void PrintCost(const Distribution& d, const std::filesystem::path& models, const
       return Fixed(100.0 * checked * perSlice / (slices * modelPerSlice), 1) + "%";
     };
     std::cout << "| " << name << " | " << Fixed(modelPerSlice, 3) << " | " << Fixed(perSlice, 3)
-              << " | " << share(1) << " | " << share(64) << " | " << share(256) << " |\n";
+              << " | " << share(1) << " | " << share(8) << " | " << share(16) << " | " << share(32)
+              << " | " << share(64) << " | " << share(256) << " |\n";
   }
 }
 
@@ -416,11 +439,14 @@ int main(int argc, char** argv) {
   using namespace enhance::models;
   const std::string usage =
       "usage: enhance-domain calibrate ct|ct-x2|mr|mr-x2 --vae FILE --models DIR [--cache DIR]\n"
-      "           [--score mean|nearest] [--crop N] [--slice-step N]\n"
+      "           [--score mean|nearest] [--crop N] [--slice-step N] [--min-slices N]\n"
+      "           [--intensity on|off]\n"
       "       enhance-domain evaluate ct|ct-x2|mr|mr-x2 --models DIR [--cache DIR]\n"
       "--cache DIR keeps the simulated series in DIR for the next run\n"
       "--score: the distance to the reference series' mean (default) or to the nearest of them\n"
-      "--crop N: score the central N x N pixels of larger slices; --slice-step N: one slice in N\n";
+      "--crop N: score the central N x N pixels of larger slices; --slice-step N: one slice in N,\n"
+      "but at least --min-slices N (default 8)\n"
+      "--intensity on: the slices' mean normalised intensity is a feature of the score too\n";
   enhance::ConfigureRuntime({});  // every hardware thread, as the node by default
   try {
     if (argc < 3) throw std::invalid_argument("missing arguments");
@@ -439,6 +465,12 @@ int main(int argc, char** argv) {
       scoring.nearest = score == "nearest";
       if (options.count("--crop")) scoring.crop = std::stoi(options["--crop"]);
       if (options.count("--slice-step")) scoring.sliceStep = std::stoi(options["--slice-step"]);
+      if (options.count("--min-slices")) scoring.minSlices = std::stoi(options["--min-slices"]);
+      const std::string intensity = options.count("--intensity") ? options["--intensity"] : "off";
+      if (intensity != "on" && intensity != "off") {
+        throw std::invalid_argument("--intensity must be on or off, not '" + intensity + "'");
+      }
+      scoring.intensity = intensity == "on";
       return Calibrate(name, options["--vae"], options["--models"], options["--cache"], scoring);
     }
     if (command == "evaluate") {

@@ -59,6 +59,8 @@ class DomainCheckTest(unittest.TestCase):
             self.assertGreater(info["ReferenceSeries"], 10)
             self.assertEqual((info["SliceStep"], info["MinSlices"], info["MaxSlices"],
                               info["Crop"]), (8, 8, 32, 0))
+            self.assertEqual(info["Features"], ["LogReconstruction", "LogKL", "LogResidual",
+                                                "MeanIntensity"])
 
             # Routed by the rule (warn, the default): processed, and said everywhere.
             ct = store_series(server, ct_files)
@@ -72,6 +74,9 @@ class DomainCheckTest(unittest.TestCase):
             self.assertGreater(domain["Score"], domain["Threshold"])
             self.assertEqual(domain["Action"], "warn")
             self.assertEqual(domain["Slices"], 4)
+            # A CT slice in the MR check's units (percentiles of its body): the air around
+            # the body below 0, far darker than a head's slices (about 0.1 to 0.5).
+            self.assertLess(domain["MedianMeanIntensity"], 0.0, domain)
             self.assertIn(WARNING, domain["Warning"])
             self.assertTrue(any(WARNING in w for w in job["Content"]["Warnings"]))
             derived = job["Content"]["DerivedSeries"]

@@ -240,6 +240,64 @@ TEST(DomainCheck, ScoreIsTheDistanceToTheNearestReferenceSeriesWhenListed) {
   EXPECT_NE(ErrorOf(section).find("of finite numbers"), std::string::npos);
 }
 
+// The mean intensity is a fourth feature when the reference has it: medians (-6, 1, -3,
+// 0.55) against the series (-6, 1, -3, 0.4) with an intensity spread of 0.05 are 3 from it,
+// the contrast change the three other features did not see.
+TEST(DomainCheck, TheMeanIntensityCountsWhenTheReferenceHasIt) {
+  DomainCheckSpec spec;
+  spec.reconstructionSd = 0.5;
+  spec.klSd = 2;
+  spec.hasResidualReference = true;
+  spec.residualSd = 0.25;
+  spec.threshold = 2;
+  spec.referenceSeries = {{-6, 1, -3}};
+  const std::vector<SliceDomainFeatures> slices{
+      {-6, 1, -3, 0.55}, {-6, 1, -3, 0.5}, {-6, 1, -3, 0.9}};
+  DomainScore s = AggregateDomainScore(spec, slices);
+  EXPECT_DOUBLE_EQ(s.meanIntensity, 0.55);  // reported even when not scored
+  EXPECT_DOUBLE_EQ(s.score, 0.0);
+  spec.hasIntensityReference = true;
+  spec.intensityMean = 0.4;
+  spec.intensitySd = 0.05;
+  spec.referenceSeries = {{-6, 1, -3, 0.4}};
+  s = AggregateDomainScore(spec, slices);
+  EXPECT_NEAR(s.score, 3.0, 1e-12);
+  EXPECT_TRUE(s.outside);
+  // The same against the reference's mean.
+  spec.referenceSeries.clear();
+  spec.reconstructionMean = -6;
+  spec.klMean = 1;
+  spec.residualMean = -3;
+  EXPECT_NEAR(AggregateDomainScore(spec, slices).score, 3.0, 1e-12);
+  EXPECT_TRUE(AggregateDomainScore(spec, {{-6, 1, -3, std::nan("")}}).outside);
+
+  // In the manifest: "mean_intensity": [mean, sd], after "log_residual", and the series'
+  // points with four figures.
+  Json::Value section = testing::DomainCheckSection(3.0);
+  section["reference"].removeMember("series");
+  section["reference"]["mean_intensity"].append(0.3);
+  section["reference"]["mean_intensity"].append(0.1);
+  EXPECT_NE(ErrorOf(section).find("domain_check.reference.mean_intensity: needs log_residual"),
+            std::string::npos);
+  section["reference"]["log_residual"].append(-4.5);
+  section["reference"]["log_residual"].append(0.1);
+  DomainCheckSpec parsed = ParseManifest(WithDomain(section), kFolder).domainCheck;
+  EXPECT_TRUE(parsed.hasIntensityReference);
+  EXPECT_DOUBLE_EQ(parsed.intensityMean, 0.3);
+  EXPECT_DOUBLE_EQ(parsed.intensitySd, 0.1);
+  Json::Value point(Json::arrayValue);
+  for (double v : {-3.5, -1.5, -4.4}) point.append(v);
+  section["reference"]["series"].append(point);
+  EXPECT_NE(ErrorOf(section).find("each entry must be [log r, log k, log m, i]"),
+            std::string::npos);
+  section["reference"]["series"][0].append(0.35);
+  parsed = ParseManifest(WithDomain(section), kFolder).domainCheck;
+  EXPECT_EQ(parsed.referenceSeries.at(0), (std::vector<double>{-3.5, -1.5, -4.4, 0.35}));
+  section["reference"]["mean_intensity"][1] = 0.0;
+  EXPECT_NE(ErrorOf(section).find("domain_check.reference.mean_intensity: must be [mean"),
+            std::string::npos);
+}
+
 namespace {
 
 // A spec that only says which slices are scored.
@@ -343,6 +401,11 @@ TEST(DomainCheck, SliceFiguresFollowTheirDefinition) {
   EXPECT_NEAR(f.logReconstruction, std::log(squared / (rows * columns)), 1e-4);
   EXPECT_NEAR(f.logKl, std::log(kl / static_cast<double>(blockMean.size())), 1e-4);
   EXPECT_NEAR(f.logResidual, std::log(median), 1e-4);
+  double mean = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < columns; ++c)
+      mean += x[r * pc + c] / static_cast<double>(rows * columns);
+  EXPECT_NEAR(f.meanIntensity, mean, 1e-6);  // of the slice's pixels, not the padding
 }
 
 // With a crop, a larger slice is scored on its central crop (rows 8-39 and columns 5-36 of
@@ -364,6 +427,7 @@ TEST(DomainCheck, ALargeSliceIsScoredOnItsCentralCrop) {
   EXPECT_DOUBLE_EQ(a.logReconstruction, b.logReconstruction);
   EXPECT_DOUBLE_EQ(a.logKl, b.logKl);
   EXPECT_DOUBLE_EQ(a.logResidual, b.logResidual);
+  EXPECT_DOUBLE_EQ(a.meanIntensity, b.meanIntensity);
   const SliceDomainFeatures full = whole->Domain()->SliceFeatures(hu.data(), rows, columns);
   EXPECT_NE(a.logReconstruction, full.logReconstruction);
   // 20 rows: only the columns are cropped.

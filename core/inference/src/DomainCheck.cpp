@@ -52,33 +52,48 @@ std::vector<bool> DomainSlicesScored(int64_t count, const DomainCheckSpec& spec)
 DomainScore AggregateDomainScore(const DomainCheckSpec& spec,
                                  const std::vector<SliceDomainFeatures>& slices) {
   if (slices.empty()) throw Error(ErrorKind::kBadInput, "domain check: no slice to score");
-  std::vector<double> reconstruction, kl, residual;
+  std::vector<double> reconstruction, kl, residual, intensity;
   for (const SliceDomainFeatures& f : slices) {
     reconstruction.push_back(f.logReconstruction);
     kl.push_back(f.logKl);
     residual.push_back(f.logResidual);
+    intensity.push_back(f.meanIntensity);
   }
   DomainScore score;
   score.slices = static_cast<int64_t>(slices.size());
   score.logReconstruction = Median(std::move(reconstruction));
   score.logKl = Median(std::move(kl));
   score.logResidual = Median(std::move(residual));
+  score.meanIntensity = Median(std::move(intensity));
+  // The features the reference has, in the order of its points, and their spreads.
+  std::vector<double> features{score.logReconstruction, score.logKl};
+  std::vector<double> spreads{spec.reconstructionSd, spec.klSd};
+  std::vector<double> mean{spec.reconstructionMean, spec.klMean};
+  if (spec.hasResidualReference) {
+    features.push_back(score.logResidual);
+    spreads.push_back(spec.residualSd);
+    mean.push_back(spec.residualMean);
+  }
+  if (spec.hasIntensityReference) {
+    features.push_back(score.meanIntensity);
+    spreads.push_back(spec.intensitySd);
+    mean.push_back(spec.intensityMean);
+  }
   // The distance in reference standard deviations to the nearest point of the reference:
   // its mean, or each of its series when the manifest lists them.
-  const std::vector<std::vector<double>> mean{
-      {spec.reconstructionMean, spec.klMean, spec.residualMean}};
+  const std::vector<std::vector<double>> means{mean};
   score.score = std::numeric_limits<double>::infinity();
-  for (const std::vector<double>& p : spec.referenceSeries.empty() ? mean : spec.referenceSeries) {
-    const double zr = (score.logReconstruction - p[0]) / spec.reconstructionSd;
-    const double zk = (score.logKl - p[1]) / spec.klSd;
-    const double zm =
-        spec.hasResidualReference ? (score.logResidual - p[2]) / spec.residualSd : 0.0;
-    score.score = std::min(score.score, std::sqrt(zr * zr + zk * zk + zm * zm));
+  bool finite = true;
+  for (double f : features) finite = finite && !std::isnan(f);
+  for (const std::vector<double>& p : spec.referenceSeries.empty() ? means : spec.referenceSeries) {
+    double squares = 0;
+    for (size_t i = 0; i < features.size(); ++i) {
+      const double z = (features[i] - p.at(i)) / spreads[i];
+      squares += z * z;
+    }
+    score.score = std::min(score.score, std::sqrt(squares));
   }
-  if (std::isnan(score.logReconstruction + score.logKl +
-                 (spec.hasResidualReference ? score.logResidual : 0.0))) {
-    score.score = std::numeric_limits<double>::quiet_NaN();  // std::min drops a NaN
-  }
+  if (!finite) score.score = std::numeric_limits<double>::quiet_NaN();  // std::min drops a NaN
   score.threshold = spec.threshold;
   score.outside = !(score.score <= spec.threshold);  // NaN counts as outside
   score.trainedOn = spec.trainedOn;
@@ -173,7 +188,7 @@ std::unique_ptr<const DomainCheck> DomainCheck::Load(const DomainCheckSpec& spec
   try {
     const SliceDomainFeatures f = check->SliceFeatures(probe.data(), side, side);
     if (!std::isfinite(f.logReconstruction) || !std::isfinite(f.logKl) ||
-        !std::isfinite(f.logResidual)) {
+        !std::isfinite(f.logResidual) || !std::isfinite(f.meanIntensity)) {
       throw Error(ErrorKind::kBadInput, "its figures are not finite");
     }
   } catch (const c10::Error& e) {
@@ -229,7 +244,8 @@ SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows
   const double r = residual.pow(2).mean().item<double>();
   const double k = (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).mean().item<double>();
   const double m = residual.abs().flatten().median().item<double>();
-  return {SafeLog(r), SafeLog(k), SafeLog(m)};
+  const double i = x.mean(at::kDouble).item<double>();
+  return {SafeLog(r), SafeLog(k), SafeLog(m), i};
 }
 
 DomainScore DomainCheck::Score(const Volume& volume) const {

@@ -11,92 +11,43 @@
 #include <regex>
 #include <sstream>
 
+#include "ManifestReader.h"
 #include "enhance/base/Error.h"
 #include "enhance/base/Uid.h"
 
 namespace enhance {
-namespace {
 
-class ManifestReader {
- public:
-  explicit ManifestReader(std::string file) : file_(std::move(file)) {}
+using manifest::ManifestReader;
+using manifest::OptionalString;
+using manifest::ParseArchive;
 
-  [[noreturn]] void Fail(const std::string& key, const std::string& what) const {
-    throw Error(ErrorKind::kBadInput, file_ + ": " + key + ": " + what);
+namespace manifest {
+
+std::filesystem::path ParseArchive(const ManifestReader& r, const std::string& archive,
+                                   const std::string& key, const std::filesystem::path& folder) {
+  const std::filesystem::path relative(archive);
+  if (relative.is_absolute() || archive.find("..") != std::string::npos) {
+    r.Fail(key, "'" + Printable(archive) + "' must be a file name inside the model's folder");
   }
-
-  void CheckKeys(const Json::Value& object, const std::string& key,
-                 const std::vector<std::string>& known) const {
-    for (const auto& name : object.getMemberNames()) {
-      if (std::find(known.begin(), known.end(), name) == known.end()) {
-        std::string list;
-        for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-        Fail(Printable(key.empty() ? name : key + "." + name),
-             "unknown key; known keys are " + list);
-      }
-    }
+  std::error_code ec;
+  const auto base = std::filesystem::weakly_canonical(folder, ec);
+  const auto resolved = std::filesystem::weakly_canonical(folder / relative, ec);
+  const auto [baseEnd, _] =
+      std::mismatch(base.begin(), base.end(), resolved.begin(), resolved.end());
+  if (ec || baseEnd != base.end()) {
+    r.Fail(key, "'" + Printable(archive) + "' resolves outside the model's folder");
   }
+  return resolved;
+}
 
-  std::string String(const Json::Value& o, const char* key, bool required,
-                     const std::string& fallback = "") const {
-    if (!o.isMember(key)) {
-      if (required) Fail(key, "is required");
-      return fallback;
-    }
-    if (!o[key].isString() || o[key].asString().empty()) Fail(key, "must be a non-empty string");
-    return o[key].asString();
-  }
+std::string OptionalString(const ManifestReader& r, const Json::Value& o, const std::string& prefix,
+                           const char* key, const std::string& fallback) {
+  if (!o.isMember(key)) return fallback;
+  if (!o[key].isString()) r.Fail(prefix + "." + key, "must be a string");
+  return o[key].asString();
+}
 
-  int Int(const Json::Value& o, const std::string& prefix, const char* key, int fallback,
-          int minimum, int maximum) const {
-    const std::string name = prefix.empty() ? key : prefix + "." + key;
-    if (!o.isMember(key)) return fallback;
-    if (!o[key].isInt() || o[key].asInt() < minimum || o[key].asInt() > maximum) {
-      Fail(name,
-           "must be an integer from " + std::to_string(minimum) + " to " + std::to_string(maximum));
-    }
-    return o[key].asInt();
-  }
-
-  double Number(const Json::Value& o, const std::string& name, const char* key) const {
-    if (!o.isMember(key) || !o[key].isNumeric()) Fail(name + "." + key, "must be a number");
-    return o[key].asDouble();
-  }
-
-  Normalization ParseNormalization(const Json::Value& o, const std::string& name) const {
-    Normalization n;
-    if (!o.isObject()) Fail(name, "must be an object with a \"method\"");
-    CheckKeys(o, name, {"method", "low", "high"});
-    const std::string method =
-        o.isMember("method") && o["method"].isString() ? o["method"].asString() : "";
-    if (method == "none") {
-      n.method = Normalization::Method::kNone;
-    } else if (method == "window") {
-      n.method = Normalization::Method::kWindow;
-    } else if (method == "percentile") {
-      n.method = Normalization::Method::kPercentile;
-    } else if (method == "zscore") {
-      n.method = Normalization::Method::kZScore;
-    } else {
-      Fail(name + ".method", "must be one of none, window, percentile, zscore");
-    }
-    if (n.method == Normalization::Method::kWindow ||
-        n.method == Normalization::Method::kPercentile) {
-      n.low = Number(o, name, "low");
-      n.high = Number(o, name, "high");
-      if (!(n.high > n.low)) Fail(name, "high must be greater than low");
-      if (n.method == Normalization::Method::kPercentile && (n.low < 0 || n.high > 100)) {
-        Fail(name, "percentiles must lie in [0, 100]");
-      }
-    }
-    return n;
-  }
-
- private:
-  std::string file_;
-};
-
-}  // namespace
+}  // namespace manifest
 
 int ModelSpec::InputChannels() const {
   if (throughPlaneScale > 1) return 2 * std::max(1, sliceContext);
@@ -141,25 +92,6 @@ void ParseIdentity(const ManifestReader& r, const Json::Value& m, ModelSpec& s) 
     s.modalities.push_back(modality.asString());
   }
   s.intendedUse = r.String(m, "intended_use", true);
-}
-
-// The archive's path, which must stay inside the model's folder.
-// `archive` is the value of `key`: a file inside the model's folder.
-std::filesystem::path ParseArchive(const ManifestReader& r, const std::string& archive,
-                                   const std::string& key, const std::filesystem::path& folder) {
-  const std::filesystem::path relative(archive);
-  if (relative.is_absolute() || archive.find("..") != std::string::npos) {
-    r.Fail(key, "'" + Printable(archive) + "' must be a file name inside the model's folder");
-  }
-  std::error_code ec;
-  const auto base = std::filesystem::weakly_canonical(folder, ec);
-  const auto resolved = std::filesystem::weakly_canonical(folder / relative, ec);
-  const auto [baseEnd, _] =
-      std::mismatch(base.begin(), base.end(), resolved.begin(), resolved.end());
-  if (ec || baseEnd != base.end()) {
-    r.Fail(key, "'" + Printable(archive) + "' resolves outside the model's folder");
-  }
-  return resolved;
 }
 
 // How values go in and out of the network: normalisations, output range and units.
@@ -225,14 +157,6 @@ void ParseLayout(const ManifestReader& r, const Json::Value& m, ModelSpec& s) {
     r.Fail("tile",
            "size must be a multiple of size_multiple (" + std::to_string(s.sizeMultiple) + ")");
   }
-}
-
-// An optional string member of a nested object, named `prefix.key` in errors.
-std::string OptionalString(const ManifestReader& r, const Json::Value& o, const std::string& prefix,
-                           const char* key, const std::string& fallback) {
-  if (!o.isMember(key)) return fallback;
-  if (!o[key].isString()) r.Fail(prefix + "." + key, "must be a string");
-  return o[key].asString();
 }
 
 // diffusion.schedule: the noise schedule, as named β ranges or a table of ā.
@@ -360,97 +284,6 @@ void ParseUncertainty(const ManifestReader& r, const Json::Value& u, ModelSpec& 
   s.augmentationUncertainty = true;
 }
 
-// A [mean, sd] pair of the "reference" of a domain check.
-void ParseReference(const ManifestReader& r, const Json::Value& o, const char* key, double& mean,
-                    double& sd) {
-  const std::string name = std::string("domain_check.reference.") + key;
-  const Json::Value& pair = o[key];
-  if (!pair.isArray() || pair.size() != 2 || !pair[0].isNumeric() || !pair[1].isNumeric() ||
-      !std::isfinite(pair[0].asDouble()) || !(pair[1].asDouble() > 0) ||
-      !std::isfinite(pair[1].asDouble())) {
-    r.Fail(name, "must be [mean, standard deviation] with a standard deviation above 0");
-  }
-  mean = pair[0].asDouble();
-  sd = pair[1].asDouble();
-}
-
-// "series": the features of each reference series, [log r, log k] or, with a residual
-// reference, [log r, log k, log m].
-void ParseReferenceSeries(const ManifestReader& r, const Json::Value& series,
-                          const std::string& key, DomainCheckSpec& d) {
-  const std::string name = key + ".reference.series";
-  const Json::ArrayIndex features = d.hasResidualReference ? 3 : 2;
-  const std::string shape = d.hasResidualReference ? "[log r, log k, log m]" : "[log r, log k]";
-  if (!series.isArray() || series.empty() || series.size() > 100000) {
-    r.Fail(name, "must be a list of 1 to 100000 reference series' features, each " + shape);
-  }
-  for (const Json::Value& point : series) {
-    bool good = point.isArray() && point.size() == features;
-    for (Json::ArrayIndex i = 0; good && i < features; ++i) {
-      good = point[i].isNumeric() && std::isfinite(point[i].asDouble());
-    }
-    if (!good) r.Fail(name, "each entry must be " + shape + " of finite numbers");
-    std::vector<double> values;
-    for (Json::ArrayIndex i = 0; i < features; ++i) values.push_back(point[i].asDouble());
-    d.referenceSeries.push_back(std::move(values));
-  }
-}
-
-// The "domain_check" section: the autoencoder that tells whether a series is like the
-// model's training data (DomainCheck.h).
-void ParseDomainCheck(const ManifestReader& r, const Json::Value& o,
-                      const std::filesystem::path& folder, ModelSpec& s) {
-  const std::string key = "domain_check";
-  if (!o.isObject()) r.Fail(key, "must be an object naming the autoencoder's archive");
-  r.CheckKeys(o, key,
-              {"archive", "input_normalization", "size_multiple", "slice_step", "min_slices",
-               "max_slices", "crop", "reference", "threshold", "trained_on"});
-  DomainCheckSpec& d = s.domainCheck;
-  const std::string archive = OptionalString(r, o, key, "archive", "");
-  if (archive.empty()) r.Fail(key + ".archive", "is required: the autoencoder's archive");
-  d.archive = ParseArchive(r, archive, key + ".archive", folder);
-  if (d.archive == s.archive) r.Fail(key + ".archive", "must not be the model's own archive");
-  d.input = o.isMember("input_normalization")
-                ? r.ParseNormalization(o["input_normalization"], key + ".input_normalization")
-                : s.input;
-  const bool ct = std::find(s.modalities.begin(), s.modalities.end(), "CT") != s.modalities.end();
-  d.units = ct ? "HU" : "";
-  d.sizeMultiple = r.Int(o, key, "size_multiple", d.sizeMultiple, 1, 64);
-  d.sliceStep = r.Int(o, key, "slice_step", d.sliceStep, 1, 100000);
-  d.maxSlices = r.Int(o, key, "max_slices", d.maxSlices, 1, 100000);
-  d.minSlices = r.Int(o, key, "min_slices", std::min(d.minSlices, d.maxSlices), 1, 100000);
-  if (d.minSlices > d.maxSlices) {
-    r.Fail(key + ".min_slices",
-           "must not be above max_slices (" + std::to_string(d.maxSlices) + ")");
-  }
-  d.crop = r.Int(o, key, "crop", d.crop, 0, 65536);
-  if (d.crop != 0 && d.crop < 4 * d.sizeMultiple) {
-    r.Fail(key + ".crop", "must be 0 (the whole slice) or at least 4 times size_multiple (" +
-                              std::to_string(4 * d.sizeMultiple) + ")");
-  }
-  const Json::Value& reference = o["reference"];
-  if (!reference.isObject()) {
-    r.Fail(key + ".reference",
-           "is required: {\"log_reconstruction\": [mean, sd], \"log_kl\": [mean, sd], "
-           "\"log_residual\": [mean, sd] (optional)} of the training series");
-  }
-  r.CheckKeys(reference, key + ".reference",
-              {"log_reconstruction", "log_kl", "log_residual", "series"});
-  ParseReference(r, reference, "log_reconstruction", d.reconstructionMean, d.reconstructionSd);
-  ParseReference(r, reference, "log_kl", d.klMean, d.klSd);
-  d.hasResidualReference = reference.isMember("log_residual");
-  if (d.hasResidualReference) {
-    ParseReference(r, reference, "log_residual", d.residualMean, d.residualSd);
-  }
-  if (reference.isMember("series")) ParseReferenceSeries(r, reference["series"], key, d);
-  d.threshold = r.Number(o, key, "threshold");
-  if (!(d.threshold > 0) || !std::isfinite(d.threshold)) {
-    r.Fail(key + ".threshold", "must be a number above 0 (a score in standard deviations)");
-  }
-  d.trainedOn = OptionalString(r, o, key, "trained_on", "");
-  s.hasDomainCheck = true;
-}
-
 // A tolerance object {"mean": M, "p999": P} of the "low_precision" section.
 void ParseTolerance(const ManifestReader& r, const Json::Value& o, const std::string& key,
                     double& mean, double& p999) {
@@ -562,7 +395,7 @@ ModelSpec ParseManifest(const Json::Value& m, const std::filesystem::path& folde
   ParseLayout(r, m, s);
   if (m.isMember("diffusion")) ParseSampler(r, m["diffusion"], s);
   if (m.isMember("uncertainty")) ParseUncertainty(r, m["uncertainty"], s);
-  if (m.isMember("domain_check")) ParseDomainCheck(r, m["domain_check"], folder, s);
+  if (m.isMember("domain_check")) manifest::ParseDomainCheck(r, m["domain_check"], folder, s);
   if (m.isMember("low_precision")) ParseLowPrecision(r, m["low_precision"], folder, s);
   ParseDerivation(r, m, s);
   return s;

@@ -11,18 +11,22 @@
 //   r = mean over the slice's pixels of (x - reconstruction)^2
 //   k = mean over the latent elements of 0.5 (mu^2 + exp(logvar) - 1 - logvar)
 //   m = median over the slice's pixels of |x - reconstruction|
+//   i = mean over the slice's pixels of x
 // (with a crop in the manifest, a large slice's pixels are those of its central crop)
 // r follows the structures the autoencoder cannot reproduce (edges dominate it); m, robust
-// to them, follows the noise, which the autoencoder does not reproduce either. The series'
-// features are the medians over its slices of log r, log k and log m, and its score is
-// their typicality: the distance, in standard deviations of the training series, from the
-// training series' mean,
-//   score = sqrt(((R - R_mean) / R_sd)^2 + ((K - K_mean) / K_sd)^2 + ((M - M_mean) / M_sd)^2)
-// (the last term when the manifest's reference has it: checks calibrated before it score
-// with R and K alone). When the reference lists its series' features, the score is instead
-// the same distance to the nearest of them (with R_mean, K_mean and M_mean those of that
-// series): a nearest-neighbour typicality for an in-distribution set of several clusters
-// (several heads, noise levels, slab positions), which one mean and one spread fit badly.
+// to them, follows the noise, which the autoencoder does not reproduce either; i, where the
+// normalised intensities lie, follows a change of contrast that an autoencoder reproduces
+// well (a gamma change). The series' features are the medians over its slices of log r,
+// log k, log m and i, and its score is their typicality: the distance, in standard
+// deviations of the training series, from the training series' mean,
+//   score = sqrt(((R - R_mean) / R_sd)^2 + ((K - K_mean) / K_sd)^2 + ((M - M_mean) / M_sd)^2
+//                + ((I - I_mean) / I_sd)^2)
+// (the M and I terms when the manifest's reference has them: checks calibrated without them
+// score with the others alone). When the reference lists its series' features, the score is
+// instead the same distance to the nearest of them (with R_mean, K_mean, M_mean and I_mean
+// those of that series): a nearest-neighbour typicality for an in-distribution set of
+// several clusters (several heads, noise levels, slab positions), which one mean and one
+// spread fit badly.
 // Two-sided on purpose: a series that reconstructs better than the training data (a
 // smoother reconstruction kernel, less noise) is as foreign as one that reconstructs
 // worse, and a likelihood alone is known to rank some foreign data as more likely than
@@ -47,6 +51,7 @@ struct SliceDomainFeatures {
   double logReconstruction = 0;  // log r
   double logKl = 0;              // log k
   double logResidual = 0;        // log m
+  double meanIntensity = 0;      // i
 };
 
 struct DomainScore {
@@ -57,6 +62,7 @@ struct DomainScore {
   double logReconstruction = 0;  // the series' median log r
   double logKl = 0;              // the series' median log k
   double logResidual = 0;        // the series' median log m
+  double meanIntensity = 0;      // the series' median i
   std::string trainedOn;         // what the check was trained on, from the manifest
 };
 

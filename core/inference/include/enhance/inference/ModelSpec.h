@@ -86,9 +86,14 @@ struct DomainCheckSpec {
   bool hasResidualReference = false;
   double residualMean = 0;
   double residualSd = 1;
-  // The features (log r, log k and, with the residual reference, log m) of each reference
-  // series (optional): with them the score is the distance to the nearest of them rather
-  // than to their mean (DomainCheck.h).
+  // The same for the median mean intensity i (optional, and only with the residual
+  // reference).
+  bool hasIntensityReference = false;
+  double intensityMean = 0;
+  double intensitySd = 1;
+  // The features (log r, log k and, with the residual reference, log m, with the intensity
+  // reference, i) of each reference series (optional): with them the score is the distance
+  // to the nearest of them rather than to their mean (DomainCheck.h).
   std::vector<std::vector<double>> referenceSeries;
   double threshold = 0;  // a series scoring above it is outside the domain
   std::string trainedOn;

@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// The "domain_check" section of a model's manifest (docs/models.md, "Domain checks").
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "ManifestReader.h"
+
+namespace enhance::manifest {
+namespace {
+
+// A [mean, sd] pair of the "reference" of a domain check.
+void ParseReference(const ManifestReader& r, const Json::Value& o, const char* key, double& mean,
+                    double& sd) {
+  const std::string name = std::string("domain_check.reference.") + key;
+  const Json::Value& pair = o[key];
+  if (!pair.isArray() || pair.size() != 2 || !pair[0].isNumeric() || !pair[1].isNumeric() ||
+      !std::isfinite(pair[0].asDouble()) || !(pair[1].asDouble() > 0) ||
+      !std::isfinite(pair[1].asDouble())) {
+    r.Fail(name, "must be [mean, standard deviation] with a standard deviation above 0");
+  }
+  mean = pair[0].asDouble();
+  sd = pair[1].asDouble();
+}
+
+// "series": the features of each reference series, [log r, log k], with a residual
+// reference [log r, log k, log m], with an intensity reference too [log r, log k, log m, i].
+void ParseReferenceSeries(const ManifestReader& r, const Json::Value& series,
+                          const std::string& key, DomainCheckSpec& d) {
+  const std::string name = key + ".reference.series";
+  const Json::ArrayIndex features =
+      2 + (d.hasResidualReference ? 1 : 0) + (d.hasIntensityReference ? 1 : 0);
+  const std::string shape = features == 4   ? "[log r, log k, log m, i]"
+                            : features == 3 ? "[log r, log k, log m]"
+                                            : "[log r, log k]";
+  if (!series.isArray() || series.empty() || series.size() > 100000) {
+    r.Fail(name, "must be a list of 1 to 100000 reference series' features, each " + shape);
+  }
+  for (const Json::Value& point : series) {
+    bool good = point.isArray() && point.size() == features;
+    for (Json::ArrayIndex i = 0; good && i < features; ++i) {
+      good = point[i].isNumeric() && std::isfinite(point[i].asDouble());
+    }
+    if (!good) r.Fail(name, "each entry must be " + shape + " of finite numbers");
+    std::vector<double> values;
+    for (Json::ArrayIndex i = 0; i < features; ++i) values.push_back(point[i].asDouble());
+    d.referenceSeries.push_back(std::move(values));
+  }
+}
+
+}  // namespace
+
+// The "domain_check" section: the autoencoder that tells whether a series is like the
+// model's training data (DomainCheck.h).
+void ParseDomainCheck(const ManifestReader& r, const Json::Value& o,
+                      const std::filesystem::path& folder, ModelSpec& s) {
+  const std::string key = "domain_check";
+  if (!o.isObject()) r.Fail(key, "must be an object naming the autoencoder's archive");
+  r.CheckKeys(o, key,
+              {"archive", "input_normalization", "size_multiple", "slice_step", "min_slices",
+               "max_slices", "crop", "reference", "threshold", "trained_on"});
+  DomainCheckSpec& d = s.domainCheck;
+  const std::string archive = OptionalString(r, o, key, "archive", "");
+  if (archive.empty()) r.Fail(key + ".archive", "is required: the autoencoder's archive");
+  d.archive = ParseArchive(r, archive, key + ".archive", folder);
+  if (d.archive == s.archive) r.Fail(key + ".archive", "must not be the model's own archive");
+  d.input = o.isMember("input_normalization")
+                ? r.ParseNormalization(o["input_normalization"], key + ".input_normalization")
+                : s.input;
+  const bool ct = std::find(s.modalities.begin(), s.modalities.end(), "CT") != s.modalities.end();
+  d.units = ct ? "HU" : "";
+  d.sizeMultiple = r.Int(o, key, "size_multiple", d.sizeMultiple, 1, 64);
+  d.sliceStep = r.Int(o, key, "slice_step", d.sliceStep, 1, 100000);
+  d.maxSlices = r.Int(o, key, "max_slices", d.maxSlices, 1, 100000);
+  d.minSlices = r.Int(o, key, "min_slices", std::min(d.minSlices, d.maxSlices), 1, 100000);
+  if (d.minSlices > d.maxSlices) {
+    r.Fail(key + ".min_slices",
+           "must not be above max_slices (" + std::to_string(d.maxSlices) + ")");
+  }
+  d.crop = r.Int(o, key, "crop", d.crop, 0, 65536);
+  if (d.crop != 0 && d.crop < 4 * d.sizeMultiple) {
+    r.Fail(key + ".crop", "must be 0 (the whole slice) or at least 4 times size_multiple (" +
+                              std::to_string(4 * d.sizeMultiple) + ")");
+  }
+  const Json::Value& reference = o["reference"];
+  if (!reference.isObject()) {
+    r.Fail(key + ".reference",
+           "is required: {\"log_reconstruction\": [mean, sd], \"log_kl\": [mean, sd], "
+           "\"log_residual\": [mean, sd] (optional), \"mean_intensity\": [mean, sd] (optional)} "
+           "of the training series");
+  }
+  r.CheckKeys(reference, key + ".reference",
+              {"log_reconstruction", "log_kl", "log_residual", "mean_intensity", "series"});
+  ParseReference(r, reference, "log_reconstruction", d.reconstructionMean, d.reconstructionSd);
+  ParseReference(r, reference, "log_kl", d.klMean, d.klSd);
+  d.hasResidualReference = reference.isMember("log_residual");
+  if (d.hasResidualReference) {
+    ParseReference(r, reference, "log_residual", d.residualMean, d.residualSd);
+  }
+  d.hasIntensityReference = reference.isMember("mean_intensity");
+  if (d.hasIntensityReference) {
+    if (!d.hasResidualReference) {
+      r.Fail(key + ".reference.mean_intensity",
+             "needs log_residual: a check scores the mean intensity after the three other "
+             "features");
+    }
+    ParseReference(r, reference, "mean_intensity", d.intensityMean, d.intensitySd);
+  }
+  if (reference.isMember("series")) ParseReferenceSeries(r, reference["series"], key, d);
+  d.threshold = r.Number(o, key, "threshold");
+  if (!(d.threshold > 0) || !std::isfinite(d.threshold)) {
+    r.Fail(key + ".threshold", "must be a number above 0 (a score in standard deviations)");
+  }
+  d.trainedOn = OptionalString(r, o, key, "trained_on", "");
+  s.hasDomainCheck = true;
+}
+
+}  // namespace enhance::manifest
