@@ -8,6 +8,7 @@
 #include <random>
 #include <sstream>
 #include <stdexcept>
+#include <utility>
 
 #include "CtDenoiseData.h"
 #include "CtSimulator.h"
@@ -316,10 +317,18 @@ DomainSets MrDomainSets(const std::filesystem::path& templates,
                        })});
   sets.near.push_back({"motion-like ghosting (25%, a quarter of the rows)",
                        Map(base, [](const Volume& v) { return Ghosted(v, 0.25); })});
+  // The unseen head of mr-denoise's card, one row per noise level: the template itself (a
+  // smooth average of many scans), and with noise of the training's levels.
   const Volume& inia = mr.inia19;
-  sets.extra.push_back(
-      {"INIA19 rhesus macaque T1 (the unseen head of mr-denoise's card)",
-       MrSlabs(inia, inia.slices / 2 - 12, inia.slices / 2 + 12, {0.0, 0.03, 0.07}, 101)});
+  uint64_t iniaSeed = 101;
+  for (const auto& [sigma, level] :
+       {std::pair<double, const char*>{0.0, "no noise"}, {0.03, "3% noise"}, {0.07, "7% noise"}}) {
+    sets.extra.push_back(
+        {std::string("INIA19 rhesus macaque T1, ") + level +
+             " (the unseen head of mr-denoise's card)",
+         MrSlabs(inia, inia.slices / 2 - 12, inia.slices / 2 + 12, {sigma}, iniaSeed)});
+    iniaSeed += 3;
+  }
   return sets;
 }
 
