@@ -220,6 +220,7 @@ Json::Value LearningJson(const LearningReport& r) {
     if (r.comparedWithBilateral) {
       learning["HeldOutNetworkError"] = r.heldOutNetworkError;
       learning["HeldOutBilateralError"] = r.heldOutBilateralError;
+      learning["HeldOutNoise"] = r.heldOutNoiseSigma;
     }
     Json::Value curve(Json::arrayValue);
     for (const LearningReport::Point& p : r.curve) {

@@ -51,7 +51,7 @@ class SelfSupervisedTest(unittest.TestCase):
         for k, instance in enumerate(instances):
             data = server.get_bytes(f"/instances/{instance}/file")
             ds = pydicom.dcmread(io.BytesIO(data))
-            self.assertIn("self-supervised-denoise 1.3.0", ds.DerivationDescription)
+            self.assertIn("self-supervised-denoise 1.3.1", ds.DerivationDescription)
             for text in learned:
                 self.assertIn(text, ds.DerivationDescription)
             self.assertEqual(ds.ImageType[0], "DERIVED")
@@ -105,6 +105,11 @@ class SelfSupervisedTest(unittest.TestCase):
                 bilateral_error = learning["HeldOutBilateralError"]
                 self.assertGreater(network_error, 0, learning)
                 self.assertGreater(bilateral_error, 0, learning)
+                # The noise the estimates assumed: the phantoms' 40 HU.
+                if name != "MR":
+                    self.assertAlmostEqual(learning["HeldOutNoise"], 40.0, delta=6.0, msg=learning)
+                else:
+                    self.assertGreater(learning["HeldOutNoise"], 0, learning)
                 applied = network_error <= bilateral_error
                 self.assertEqual(learning["Applied"], applied, learning)
                 self.assertEqual(learning["Steps"], STEPS)

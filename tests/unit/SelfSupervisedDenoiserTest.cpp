@@ -263,6 +263,7 @@ TEST(SelfSupervisedDenoiser, KeepsTheLowerEstimatedErrorOfTheNetworkAndTheBilate
   EXPECT_NEAR(report.heldOutBilateralError, SliceRmse(bilateral, clean, heldOut),
               0.15 * SliceRmse(bilateral, clean, heldOut));
   EXPECT_EQ(report.applied, report.heldOutNetworkError <= report.heldOutBilateralError);
+  EXPECT_NEAR(report.heldOutNoiseSigma, 40.0, 0.1 * 40.0);  // the noise added
   if (report.applied) {
     EXPECT_EQ(output.voxels, network.voxels);
     EXPECT_NE(DescribeLearning(report).find("estimated error (SURE)"), std::string::npos);
@@ -285,6 +286,7 @@ TEST(SelfSupervisedDenoiser, KeepsTheLowerEstimatedErrorOfTheNetworkAndTheBilate
   const auto inside = [&](const Volume& v) { return SliceRmse(v, magnitude, heldOut, 120.0f); };
   EXPECT_NEAR(report.heldOutNetworkError, inside(mrNetwork), 0.2 * inside(mrNetwork));
   EXPECT_NEAR(report.heldOutBilateralError, inside(mrBilateral), 0.2 * inside(mrBilateral));
+  EXPECT_NEAR(report.heldOutNoiseSigma, 40.0, 0.1 * 40.0);  // Rician, well above the noise
 
   SelfSupervisedDenoiser(compared).Run(WithNoise(clean, 40.0, true, 5), context);
   EXPECT_FALSE(report.comparedWithBilateral);  // correlated noise

@@ -36,9 +36,11 @@ std::string DescribeLearning(const LearningReport& r) {
                 r.heldOutBaseline.c_str(), checked.c_str(), r.anatomyToNoise);
   std::string compared;
   if (r.comparedWithBilateral) {
+    char noise[64];
+    std::snprintf(noise, sizeof(noise), " (noise deviation %.3g)", r.heldOutNoiseSigma);
     compared = ", estimated error (SURE) " + DescribeEstimatedError(r.heldOutNetworkMeanSquare) +
                " against " + DescribeEstimatedError(r.heldOutBilateralMeanSquare) +
-               " for the bilateral filter";
+               " for the bilateral filter" + noise;
   }
   const std::string side = std::to_string(r.blindSpotSide);
   const std::string method =

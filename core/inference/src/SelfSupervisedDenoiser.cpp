@@ -230,6 +230,34 @@ CorrelationReach MeasureCorrelationReach(const float* image, int64_t rows, int64
   return {};
 }
 
+// Immerkaer's in-plane estimate of white noise's deviation (EstimateNoiseSigmaAtSpacing with
+// adjacent taps) over the pixels whose 3x3 neighbourhood is counted: the median of the
+// Laplacian-difference response, whose deviation is 6 sigma for white noise; -1 (unknown)
+// when fewer than 16 such pixels.
+double MaskedInPlaneSigma(const float* x, int64_t rows, int64_t columns,
+                          const std::vector<uint8_t>& counted) {
+  std::vector<float> response;
+  for (int64_t r = 1; r + 1 < rows; ++r) {
+    for (int64_t c = 1; c + 1 < columns; ++c) {
+      bool inside = true;
+      double value = 0;
+      for (int64_t dr = -1; dr <= 1 && inside; ++dr) {
+        for (int64_t dc = -1; dc <= 1; ++dc) {
+          const int64_t q = (r + dr) * columns + c + dc;
+          inside = inside && counted[static_cast<size_t>(q)];
+          value += (dr == 0 ? -2.0 : 1.0) * (dc == 0 ? -2.0 : 1.0) * x[q];
+        }
+      }
+      if (inside) response.push_back(static_cast<float>(std::abs(value)));
+    }
+  }
+  if (response.size() < 16) return -1.0;
+  constexpr double kMadToSigma = 1.0 / 0.6744897501960817;
+  const auto middle = response.begin() + static_cast<long>(response.size() / 2);
+  std::nth_element(response.begin(), middle, response.end());
+  return *middle * kMadToSigma / 6.0;
+}
+
 // The pixels of slice k the risk estimate counts, and the noise's deviation there. Pixels
 // equal in the three slices (padding) carry no noise. Both the in-plane estimate
 // (EstimateNoiseSigma) and MeasureNeighbourDifference's can only be raised by the anatomy (its
@@ -238,8 +266,9 @@ CorrelationReach MeasureCorrelationReach(const float* image, int64_t rows, int64
 // near Gaussian only where the signal is well above it (at least 3 times its deviation,
 // Gudbjartsson and Patz 1995); below, in the background, its spread is smaller and its
 // mean is not the signal's, which would bias the estimate. There, only the pixels whose
-// mean over 3x3x3 neighbours is above 3 deviations count, and the deviation is measured
-// on them.
+// mean over 3x3x3 neighbours is above 3 deviations count, and the deviation is the lower
+// of the two estimates measured on them alone (MaskedInPlaneSigma and the neighbours'
+// difference).
 struct CountedPixels {
   std::vector<uint8_t> counted;
   double sigma = 0;
@@ -271,7 +300,9 @@ CountedPixels PixelsToScore(const Volume& volume, int64_t k, bool magnitude) {
         result.counted[static_cast<size_t>(r * columns + c)] = 0;
     }
   }
-  result.sigma = MeasureNeighbourDifference(volume, k, result.counted).sigma;
+  const double inPlane = MaskedInPlaneSigma(x, rows, columns, result.counted);
+  const double neighbours = MeasureNeighbourDifference(volume, k, result.counted).sigma;
+  result.sigma = inPlane >= 0 ? std::min(inPlane, neighbours) : neighbours;
   return result;
 }
 
@@ -291,7 +322,7 @@ void CompareWithBilateral(const SeriesNetwork& network, const Volume& volume,
   Volume triplet;
   triplet.Resize(3, volume.rows, volume.columns);
   triplet.units = volume.units;
-  double networkSum = 0, bilateralSum = 0, weight = 0;
+  double networkSum = 0, bilateralSum = 0, varianceSum = 0, weight = 0;
   for (size_t i = 0; i < count; ++i) {
     const int64_t k = heldOut[i * heldOut.size() / count];
     if (k < 1 || k + 1 >= volume.slices) continue;
@@ -318,6 +349,7 @@ void CompareWithBilateral(const SeriesNetwork& network, const Volume& volume,
     if (a.pixels == 0) continue;
     networkSum += a.meanSquaredError * static_cast<double>(a.pixels);
     bilateralSum += b.meanSquaredError * static_cast<double>(b.pixels);
+    varianceSum += sigma * sigma * static_cast<double>(a.pixels);
     weight += static_cast<double>(a.pixels);
   }
   if (weight == 0) return;
@@ -326,14 +358,17 @@ void CompareWithBilateral(const SeriesNetwork& network, const Volume& volume,
   report.heldOutBilateralMeanSquare = bilateralSum / weight;
   report.heldOutNetworkError = std::sqrt(std::max(0.0, report.heldOutNetworkMeanSquare));
   report.heldOutBilateralError = std::sqrt(std::max(0.0, report.heldOutBilateralMeanSquare));
+  report.heldOutNoiseSigma = std::sqrt(varianceSum / weight);
   if (bilateralSum < networkSum) {
+    char noise[64];
+    std::snprintf(noise, sizeof(noise), " (noise deviation %.3g)", report.heldOutNoiseSigma);
     report.applied = false;
     report.fallback =
         "on the held-out slices the bilateral filter's estimated error (Stein's unbiased risk "
         "estimate for white noise) was " +
         DescribeEstimatedError(report.heldOutBilateralMeanSquare) + " against " +
-        DescribeEstimatedError(report.heldOutNetworkMeanSquare) +
-        " for the network, so the bilateral filter ran instead";
+        DescribeEstimatedError(report.heldOutNetworkMeanSquare) + " for the network" + noise +
+        ", so the bilateral filter ran instead";
   }
 }
 
@@ -427,7 +462,9 @@ SelfSupervisedDenoiser::SelfSupervisedDenoiser(SelfSupervisedParameters paramete
         "negative");
   CheckDeviceName(p.device);
   info_.name = "self-supervised-denoise";
-  info_.version = "1.3.0";
+  // 1.3.1: the risk estimate's noise deviation on magnitude images is also measured in-plane
+  // on the pixels scored alone.
+  info_.version = "1.3.1";
   info_.task = "denoise";
   info_.modalities = {"CT", "MR"};
   info_.intendedUse =

@@ -53,6 +53,9 @@ struct LearningReport {
   bool comparedWithBilateral = false;
   double heldOutNetworkError = 0;
   double heldOutBilateralError = 0;
+  // The noise's deviation the estimates assumed (series' units): the root of the mean, over
+  // the pixels scored, of each held-out slice's measured variance.
+  double heldOutNoiseSigma = 0;
   // The mean-square estimates behind them, signed: an estimate at or below 0 (too little
   // noise to score, or its deviation overestimated) shows as an error of 0 above.
   double heldOutNetworkMeanSquare = 0;
