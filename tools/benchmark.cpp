@@ -10,7 +10,7 @@
 //                     [--precisions auto,float,bf16,int8] [--profile N]
 //   enhance-benchmark --self-supervised [--slices N] [--size N] [--repeats N] [--threads N]
 //                     [--device cpu|cuda] [--steps N] [--augmentations N]
-//                     [--time-budget SECONDS]
+//                     [--time-budget SECONDS] [--method auto|noise2noise|blind-spot]
 // Beside each model's runs it measures the float matrix-multiply rate and, on the CPU, the
 // bf16 one and the int8 one (1024^3 products; int8 through oneDNN), so that each row's
 // share of the rate its precision has is taken in the same moment.
@@ -20,7 +20,9 @@
 // (default 256 slices of 512x512 from a phantom of a body's length, 30 HU of noise): its
 // training, its denoising and their sum, and the process's peak memory. Every step is
 // taken unless --time-budget gives training the budget a node gives it
-// (Enhance.SelfSupervised.TimeBudgetSeconds, 60 s by default).
+// (Enhance.SelfSupervised.TimeBudgetSeconds, 60 s by default). --method forces a method, as
+// Enhance.SelfSupervised.Method does: the network's result is then taken without the
+// comparison with the bilateral filter, so that the denoising time is the network's.
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
@@ -114,22 +116,16 @@ double MatmulRate(const at::Tensor& a, const at::Tensor& b) {
 }
 
 // The self-supervised denoiser on one series: training, denoising, total, peak memory.
-int BenchmarkSelfSupervised(int slices, int size, int repeats, const std::string& device, int steps,
-                            int augmentations, double timeBudget) {
+int BenchmarkSelfSupervised(int slices, int size, int repeats,
+                            const enhance::SelfSupervisedParameters& p) {
   enhance::PhantomOptions phantom;
   phantom.rows = phantom.columns = size;
   phantom.slices = slices;
   phantom.noiseSigmaHu = 30;
   const enhance::Volume volume = enhance::MakeCtPhantom(phantom);
-  enhance::SelfSupervisedParameters p;
-  p.device = device;
-  if (steps > 0) p.steps = steps;
-  if (augmentations > 0) p.augmentations = augmentations;
-  // Without a budget, the steps as configured, whatever they take.
-  p.timeBudgetSeconds = timeBudget > 0 ? timeBudget : 1e9;
   const enhance::SelfSupervisedDenoiser model(p);
   std::printf("LibTorch %s, device %s, %d threads; %s\n%d slices of %dx%d, %d runs\n\n",
-              enhance::TorchVersion().c_str(), enhance::EffectiveDevice(device).c_str(),
+              enhance::TorchVersion().c_str(), enhance::EffectiveDevice(p.device).c_str(),
               enhance::TorchThreads(), model.Parameters().c_str(), slices, size, size, repeats);
   std::printf(
       "| run | steps | training s | denoising s | total s | ms per slice | peak RSS MB |\n");
@@ -242,6 +238,7 @@ int main(int argc, char** argv) {
   bool selfSupervised = false;
   int steps = 0, augmentations = 0, profile = 0;
   double timeBudget = 0;
+  std::string method = "auto";
   std::vector<std::string> layouts{"auto"};
   std::vector<std::string> precisions{"auto"};
   try {
@@ -283,7 +280,12 @@ int main(int argc, char** argv) {
         profile = std::stoi(value);
       else if (arg == "--time-budget")
         timeBudget = std::stod(value);
-      else
+      else if (arg == "--method") {
+        if (value != "auto" && value != "noise2noise" && value != "blind-spot")
+          throw std::invalid_argument("--method must be auto, noise2noise or blind-spot, not '" +
+                                      value + "'");
+        method = value;
+      } else
         throw std::invalid_argument("unknown option " + arg);
     }
   } catch (const std::exception& e) {
@@ -295,15 +297,24 @@ int main(int argc, char** argv) {
            " [--precisions auto,float,bf16,int8] [--profile N]\n"
            "       enhance-benchmark --self-supervised [--slices N] [--size N] [--repeats N]"
            " [--threads N] [--device cpu|cuda] [--steps N] [--augmentations N]"
-           " [--time-budget SECONDS]\n";
+           " [--time-budget SECONDS] [--method auto|noise2noise|blind-spot]\n";
     return 2;
   }
 
   try {
     enhance::ConfigureRuntime({threads});
     if (selfSupervised) {
+      enhance::SelfSupervisedParameters p;
+      p.device = device;
+      if (steps > 0) p.steps = steps;
+      if (augmentations > 0) p.augmentations = augmentations;
+      // Without a budget, the steps as configured, whatever they take.
+      p.timeBudgetSeconds = timeBudget > 0 ? timeBudget : 1e9;
+      p.method = method == "noise2noise"  ? enhance::SelfSupervisedMethod::kNoise2Noise
+                 : method == "blind-spot" ? enhance::SelfSupervisedMethod::kBlindSpot
+                                          : enhance::SelfSupervisedMethod::kAuto;
       return BenchmarkSelfSupervised(slices == 16 ? 256 : slices, size, repeats == 3 ? 1 : repeats,
-                                     device, steps, augmentations, timeBudget);
+                                     p);
     }
     const std::string effective = enhance::EffectiveDevice(device);
     const c10::Device torchDevice(effective);
