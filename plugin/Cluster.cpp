@@ -21,19 +21,6 @@ double Monotonic() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-BrokerSettings ToBrokerSettings(const ClusterSettings& c) {
-  BrokerSettings b;
-  b.host = c.brokerHost;
-  b.port = c.brokerPort;
-  b.user = c.brokerUser;
-  b.password = c.brokerPassword;
-  b.virtualHost = c.brokerVirtualHost;
-  b.queue = c.queue;
-  b.maxDeliveries = c.maxDeliveries;
-  b.prefetch = c.prefetch;
-  return b;
-}
-
 std::string SeriesOf(const std::string& body) {
   try {
     const Json::Value message = ParseJson(body, "cluster message");
@@ -50,7 +37,7 @@ ClusterNode::ClusterNode(PluginContext& plugin)
       claims_(plugin.config.cluster.database, plugin.config.cluster.node,
               plugin.config.cluster.leaseSeconds),
       broker_(
-          ToBrokerSettings(plugin.config.cluster), [this](Delivery d) { OnDelivery(std::move(d)); },
+          plugin.config.cluster.broker, [this](Delivery d) { OnDelivery(std::move(d)); },
           [this](const std::string& message) { plugin_.api.LogWarning(message); }) {}
 
 ClusterNode::~ClusterNode() { Stop(); }
@@ -68,7 +55,7 @@ void ClusterNode::Start() {
   }
   // Twice the prefetch: after a broker restart the broker hands out new messages while
   // the series of the old connection are still being processed.
-  const int workers = 2 * plugin_.config.cluster.prefetch;
+  const int workers = 2 * plugin_.config.cluster.broker.prefetch;
   for (int i = 0; i < workers; ++i) workers_.emplace_back([this] { Work(); });
   retrier_ = std::thread([this] { RetryUnpublished(); });
   broker_.Start();
@@ -153,7 +140,8 @@ void ClusterNode::HandleWithRetries(const Delivery& delivery) {
     // Back to the queue (for any node), and to the dead letters after MaxDeliveries.
     plugin_.api.LogError("cluster: message " + delivery.body + ": " + error +
                          "; given back to the queue (dead-lettered after " +
-                         std::to_string(plugin_.config.cluster.maxDeliveries) + " deliveries)");
+                         std::to_string(plugin_.config.cluster.broker.maxDeliveries) +
+                         " deliveries)");
     broker_.Reject(delivery);
     return;
   }
@@ -443,7 +431,7 @@ Json::Value ClusterNode::Status() {
   b["Consuming"] = broker.consuming;
   b["Publishing"] = broker.publishing;
   b["LastError"] = broker.lastError;
-  b["Queue"] = plugin_.config.cluster.queue;
+  b["Queue"] = plugin_.config.cluster.broker.queue;
   b["QueueDepth"] = static_cast<Json::Int64>(broker.queueDepth);
   b["Consumers"] = static_cast<Json::Int64>(broker.consumers);
   b["DeadLetterQueue"] = broker_.DeadLetterQueue();

@@ -438,16 +438,18 @@ void ParseCluster(const Json::Value& section, const std::string& parent,
     const std::string brokerKey = key + ".Broker";
     if (!b.isObject()) Fail(brokerKey, "must be an object, e.g. {\"Host\": \"rabbitmq\"}");
     CheckKeys(b, brokerKey, {"Host", "Port", "Username", "Password", "VirtualHost"});
-    c.brokerHost = GetString(b, brokerKey, "Host", c.brokerHost);
-    c.brokerPort = GetInt(b, brokerKey, "Port", c.brokerPort, 1, 65535);
-    c.brokerUser = GetString(b, brokerKey, "Username", c.brokerUser);
-    c.brokerPassword = GetString(b, brokerKey, "Password", c.brokerPassword);
-    c.brokerVirtualHost = GetString(b, brokerKey, "VirtualHost", c.brokerVirtualHost);
+    c.broker.host = GetString(b, brokerKey, "Host", c.broker.host);
+    c.broker.port = GetInt(b, brokerKey, "Port", c.broker.port, 1, 65535);
+    c.broker.user = GetString(b, brokerKey, "Username", c.broker.user);
+    c.broker.password = GetString(b, brokerKey, "Password", c.broker.password);
+    c.broker.virtualHost = GetString(b, brokerKey, "VirtualHost", c.broker.virtualHost);
   }
-  c.queue = GetString(s, key, "Queue", c.queue);
-  if (c.queue.empty() || c.queue.size() > 200) Fail(key + ".Queue", "must be 1 to 200 characters");
-  c.maxDeliveries = GetInt(s, key, "MaxDeliveries", c.maxDeliveries, 1, 1000);
-  c.prefetch = GetInt(s, key, "Prefetch", config.concurrentSeries + 1, 1, 1000);
+  c.broker.queue = GetString(s, key, "Queue", c.broker.queue);
+  if (c.broker.queue.empty() || c.broker.queue.size() > 200) {
+    Fail(key + ".Queue", "must be 1 to 200 characters");
+  }
+  c.broker.maxDeliveries = GetInt(s, key, "MaxDeliveries", c.broker.maxDeliveries, 1, 1000);
+  c.broker.prefetch = GetInt(s, key, "Prefetch", config.concurrentSeries + 1, 1, 1000);
   c.leaseSeconds = GetInt(s, key, "LeaseSeconds", c.leaseSeconds, 3, 3600);
   c.database = ParseClusterDatabase(s, key, orthancConfiguration);
   const Json::Value& stableAge = orthancConfiguration["StableAge"];

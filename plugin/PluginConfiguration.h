@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "BrokerSettings.h"
 #include "enhance/inference/SelfSupervisedDenoiser.h"
 
 namespace enhance::plugin {
@@ -66,16 +67,8 @@ struct ForwardingPolicy {
 // queue of stable series and claim each series in PostgreSQL before processing it.
 struct ClusterSettings {
   bool enabled = false;
-  std::string node;  // this node's name, unique in the cluster
-  // The AMQP broker and its queues.
-  std::string brokerHost = "127.0.0.1";
-  int brokerPort = 5672;
-  std::string brokerUser = "guest";
-  std::string brokerPassword = "guest";
-  std::string brokerVirtualHost = "/";
-  std::string queue = "orthanc-enhance.series";  // the dead-letter queue is queue + ".dead"
-  int maxDeliveries = 5;  // deliveries of one message before it goes to the dead letters
-  int prefetch = 0;       // series a node takes at once; 0: ConcurrentSeries + 1
+  std::string node;       // this node's name, unique in the cluster
+  BrokerSettings broker;  // the AMQP broker and its queues
   // The PostgreSQL database holding the claims (by default the index's): libpq keywords
   // (host, port, dbname, user, password).
   std::map<std::string, std::string> database;

@@ -33,18 +33,9 @@
 #include <string>
 #include <thread>
 
-namespace enhance::plugin {
+#include "BrokerSettings.h"
 
-struct BrokerSettings {
-  std::string host;
-  int port = 5672;
-  std::string user;
-  std::string password;
-  std::string virtualHost = "/";
-  std::string queue;
-  int maxDeliveries = 5;
-  int prefetch = 2;
-};
+namespace enhance::plugin {
 
 struct Delivery {
   uint64_t connection = 0;  // which consuming connection it came on

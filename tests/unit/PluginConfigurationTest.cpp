@@ -103,7 +103,7 @@ TEST(PluginConfiguration, ShippedConfigurationFilesParse) {
       EXPECT_TRUE(c.cluster.enabled);
       EXPECT_EQ(c.cluster.node, "${HOSTNAME}");  // Orthanc puts the container's name there
       EXPECT_EQ(c.cluster.database.at("host"), "postgres");
-      EXPECT_EQ(c.cluster.brokerHost, "rabbitmq");
+      EXPECT_EQ(c.cluster.broker.host, "rabbitmq");
     }
   }
 }
@@ -175,13 +175,13 @@ TEST(PluginConfiguration, ClusterIsOffByDefaultAndTakesTheIndexDatabase) {
                               "LeaseSeconds": 12, "MaxDeliveries": 3}}})json"));
   EXPECT_TRUE(c.cluster.enabled);
   EXPECT_EQ(c.cluster.node, "node-b");
-  EXPECT_EQ(c.cluster.brokerHost, "mq");
-  EXPECT_EQ(c.cluster.brokerPort, 5673);
-  EXPECT_EQ(c.cluster.brokerUser, "guest");
-  EXPECT_EQ(c.cluster.queue, "orthanc-enhance.series");
-  EXPECT_EQ(c.cluster.prefetch, 3);  // ConcurrentSeries + 1
+  EXPECT_EQ(c.cluster.broker.host, "mq");
+  EXPECT_EQ(c.cluster.broker.port, 5673);
+  EXPECT_EQ(c.cluster.broker.user, "guest");
+  EXPECT_EQ(c.cluster.broker.queue, "orthanc-enhance.series");
+  EXPECT_EQ(c.cluster.broker.prefetch, 3);  // ConcurrentSeries + 1
   EXPECT_EQ(c.cluster.leaseSeconds, 12);
-  EXPECT_EQ(c.cluster.maxDeliveries, 3);
+  EXPECT_EQ(c.cluster.broker.maxDeliveries, 3);
   EXPECT_EQ(c.cluster.stableAgeSeconds, 5);
   EXPECT_EQ(c.cluster.database.at("host"), "db");
   EXPECT_EQ(c.cluster.database.at("port"), "5433");
