@@ -351,16 +351,10 @@ void ParseSelfSupervised(const Json::Value& section, const std::string& parent,
   CheckKeys(s, key, {"TimeBudgetSeconds", "Steps", "Seed", "Augmentations", "Method"});
   if (s.isMember("Method")) {
     const Json::Value& method = s["Method"];
-    const std::string name = method.isString() ? method.asString() : "";
-    if (name == "auto") {
-      p.method = SelfSupervisedMethod::kAuto;
-    } else if (name == "noise2noise") {
-      p.method = SelfSupervisedMethod::kNoise2Noise;
-    } else if (name == "blind-spot") {
-      p.method = SelfSupervisedMethod::kBlindSpot;
-    } else {
-      Fail(key + ".Method", "must be \"auto\", \"noise2noise\" or \"blind-spot\"");
-    }
+    const std::optional<SelfSupervisedMethod> named =
+        SelfSupervisedMethodNamed(method.isString() ? method.asString() : "");
+    if (!named) Fail(key + ".Method", "must be \"auto\", \"noise2noise\" or \"blind-spot\"");
+    p.method = *named;
   }
   if (s.isMember("TimeBudgetSeconds")) {
     const Json::Value& budget = s["TimeBudgetSeconds"];

@@ -238,7 +238,7 @@ int main(int argc, char** argv) {
   bool selfSupervised = false;
   int steps = 0, augmentations = 0, profile = 0;
   double timeBudget = 0;
-  std::string method = "auto";
+  enhance::SelfSupervisedMethod method = enhance::SelfSupervisedMethod::kAuto;
   std::vector<std::string> layouts{"auto"};
   std::vector<std::string> precisions{"auto"};
   try {
@@ -281,10 +281,11 @@ int main(int argc, char** argv) {
       else if (arg == "--time-budget")
         timeBudget = std::stod(value);
       else if (arg == "--method") {
-        if (value != "auto" && value != "noise2noise" && value != "blind-spot")
+        const auto named = enhance::SelfSupervisedMethodNamed(value);
+        if (!named)
           throw std::invalid_argument("--method must be auto, noise2noise or blind-spot, not '" +
                                       value + "'");
-        method = value;
+        method = *named;
       } else
         throw std::invalid_argument("unknown option " + arg);
     }
@@ -310,9 +311,7 @@ int main(int argc, char** argv) {
       if (augmentations > 0) p.augmentations = augmentations;
       // Without a budget, the steps as configured, whatever they take.
       p.timeBudgetSeconds = timeBudget > 0 ? timeBudget : 1e9;
-      p.method = method == "noise2noise"  ? enhance::SelfSupervisedMethod::kNoise2Noise
-                 : method == "blind-spot" ? enhance::SelfSupervisedMethod::kBlindSpot
-                                          : enhance::SelfSupervisedMethod::kAuto;
+      p.method = method;
       return BenchmarkSelfSupervised(slices == 16 ? 256 : slices, size, repeats == 3 ? 1 : repeats,
                                      p);
     }

@@ -36,11 +36,9 @@ std::string DescribeLearning(const LearningReport& r) {
                 r.heldOutBaseline.c_str(), checked.c_str(), r.anatomyToNoise);
   std::string compared;
   if (r.comparedWithBilateral) {
-    char noise[64];
-    std::snprintf(noise, sizeof(noise), " (noise deviation %.3g)", r.heldOutNoiseSigma);
     compared = ", estimated error (SURE) " + DescribeEstimatedError(r.heldOutNetworkMeanSquare) +
                " against " + DescribeEstimatedError(r.heldOutBilateralMeanSquare) +
-               " for the bilateral filter" + noise;
+               " for the bilateral filter" + DescribeNoiseDeviation(r.heldOutNoiseSigma);
   }
   const std::string side = std::to_string(r.blindSpotSide);
   const std::string method =
@@ -52,6 +50,12 @@ std::string DescribeEstimatedError(double meanSquare) {
   if (!(meanSquare > 0)) return "at or below 0 (too little noise to score)";
   char text[32];
   std::snprintf(text, sizeof(text), "%.3g", std::sqrt(meanSquare));
+  return text;
+}
+
+std::string DescribeNoiseDeviation(double sigma) {
+  char text[64];
+  std::snprintf(text, sizeof(text), " (noise deviation %.3g)", sigma);
   return text;
 }
 

@@ -360,15 +360,13 @@ void CompareWithBilateral(const SeriesNetwork& network, const Volume& volume,
   report.heldOutBilateralError = std::sqrt(std::max(0.0, report.heldOutBilateralMeanSquare));
   report.heldOutNoiseSigma = std::sqrt(varianceSum / weight);
   if (bilateralSum < networkSum) {
-    char noise[64];
-    std::snprintf(noise, sizeof(noise), " (noise deviation %.3g)", report.heldOutNoiseSigma);
     report.applied = false;
     report.fallback =
         "on the held-out slices the bilateral filter's estimated error (Stein's unbiased risk "
         "estimate for white noise) was " +
         DescribeEstimatedError(report.heldOutBilateralMeanSquare) + " against " +
-        DescribeEstimatedError(report.heldOutNetworkMeanSquare) + " for the network" + noise +
-        ", so the bilateral filter ran instead";
+        DescribeEstimatedError(report.heldOutNetworkMeanSquare) + " for the network" +
+        DescribeNoiseDeviation(report.heldOutNoiseSigma) + ", so the bilateral filter ran instead";
   }
 }
 

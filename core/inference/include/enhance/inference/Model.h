@@ -79,6 +79,10 @@ std::string DescribeLearning(const LearningReport& report);
 // "0.0123", or, at or below 0, "at or below 0 (too little noise to score)".
 std::string DescribeEstimatedError(double meanSquare);
 
+// The noise's deviation the estimates assumed, for the same messages: " (noise deviation
+// 0.0588)".
+std::string DescribeNoiseDeviation(double sigma);
+
 // Passed to Run(): lets a long computation report progress and stop early.
 struct RunContext {
   // Called with a fraction in [0, 1]. May be empty.

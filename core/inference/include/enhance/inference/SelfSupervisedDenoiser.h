@@ -42,6 +42,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,16 @@ namespace enhance {
 // kNoise2Noise runs the bilateral filter where it would not learn; kBlindSpot always
 // learns.
 enum class SelfSupervisedMethod { kAuto, kNoise2Noise, kBlindSpot };
+
+// The method of a configuration's name ("auto", "noise2noise", "blind-spot", as in
+// Enhance.SelfSupervised.Method); nullopt for any other. Inline: the configuration's
+// parser needs it without LibTorch.
+inline std::optional<SelfSupervisedMethod> SelfSupervisedMethodNamed(const std::string& name) {
+  if (name == "auto") return SelfSupervisedMethod::kAuto;
+  if (name == "noise2noise") return SelfSupervisedMethod::kNoise2Noise;
+  if (name == "blind-spot") return SelfSupervisedMethod::kBlindSpot;
+  return std::nullopt;
+}
 
 struct SelfSupervisedParameters {
   SelfSupervisedMethod method = SelfSupervisedMethod::kAuto;
