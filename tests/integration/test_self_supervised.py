@@ -51,7 +51,7 @@ class SelfSupervisedTest(unittest.TestCase):
         for k, instance in enumerate(instances):
             data = server.get_bytes(f"/instances/{instance}/file")
             ds = pydicom.dcmread(io.BytesIO(data))
-            self.assertIn("self-supervised-denoise 1.3.1", ds.DerivationDescription)
+            self.assertIn("self-supervised-denoise 1.3.2", ds.DerivationDescription)
             for text in learned:
                 self.assertIn(text, ds.DerivationDescription)
             self.assertEqual(ds.ImageType[0], "DERIVED")

@@ -481,6 +481,17 @@ TEST(SelfSupervisedDenoiser, RemovesCorrelatedNoiseWithTheBlindSpot) {
   EXPECT_TRUE(report.applied) << DescribeLearning(report);
   // The untrained network, the mean of the neighbours, is at sqrt(0.5) = 0.71.
   EXPECT_LT(Rmse(output, clean), 0.68 * Rmse(noisy, clean));
+  // Every slice is denoised from its input neighbours, however many slices go at once:
+  // the results written for one batch are not the next batch's neighbours.
+  for (int batch : {1, 3, 16}) {
+    p.slicesPerBatch = batch;
+    const Volume other = SelfSupervisedDenoiser(p).Run(noisy, context);
+    double largest = 0;
+    for (size_t i = 0; i < other.voxels.size(); ++i) {
+      largest = std::max<double>(largest, std::abs(other.voxels[i] - output.voxels[i]));
+    }
+    EXPECT_LT(largest, 0.01) << batch << " slices at once";
+  }
 }
 
 TEST(SelfSupervisedDenoiser, DescribesWhatItLearned) {

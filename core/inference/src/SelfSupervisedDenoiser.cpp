@@ -460,9 +460,9 @@ SelfSupervisedDenoiser::SelfSupervisedDenoiser(SelfSupervisedParameters paramete
         "negative");
   CheckDeviceName(p.device);
   info_.name = "self-supervised-denoise";
-  // 1.3.1: the risk estimate's noise deviation on magnitude images is also measured in-plane
-  // on the pixels scored alone.
-  info_.version = "1.3.1";
+  // 1.3.2: the blind spot reads only input slices as neighbours whatever the batch (1.3.1
+  // read the previous batch's last result).
+  info_.version = "1.3.2";
   info_.task = "denoise";
   info_.modalities = {"CT", "MR"};
   info_.intendedUse =
@@ -549,24 +549,41 @@ Volume SelfSupervisedDenoiser::RunReusing(Volume& volume, const RunContext& cont
     }
     return BilateralDenoiser().Run(volume, rest);
   }
+  // A slice is denoised from the input's slices k - 1, k and k + 1, and its result
+  // overwrites the input: the last slice of each batch keeps its input until the next
+  // batch, which reads it as a neighbour, has been denoised.
+  const auto pixels = static_cast<size_t>(volume.VoxelsPerSlice());
   std::vector<float> out;
+  std::vector<float> held(report.applied ? pixels : 0);
+  int64_t ready = 0;  // slices [0, ready) hold their results
+  const auto release = [&](int64_t end) {
+    for (; ready < end; ++ready) {
+      if (context.outputReady) context.outputReady(ready);
+    }
+  };
   for (int64_t begin = 0; begin < volume.slices; begin += parameters_.slicesPerBatch) {
     context.ThrowIfCancelled();
     const int64_t count = std::min<int64_t>(parameters_.slicesPerBatch, volume.slices - begin);
     if (report.applied) {
-      out.resize(static_cast<size_t>(count * volume.VoxelsPerSlice()));
+      out.resize(static_cast<size_t>(count) * pixels);
       DenoiseSlices(*network, volume, map, begin, count, parameters_.augmentations, device,
                     out.data());
       if (report.method == kBlindSpot) {
         CombineWithInput(volume, begin, count, out.data(), kCombineWindow, kNoiseMargin);
       }
-      std::copy(out.begin(), out.end(), volume.Slice(begin));
-    }
-    for (int64_t k = begin; k < begin + count; ++k) {
-      if (context.outputReady) context.outputReady(k);
+      if (begin > 0) std::copy(held.begin(), held.end(), volume.Slice(begin - 1));
+      std::copy(out.begin(), out.end() - static_cast<long>(pixels), volume.Slice(begin));
+      std::copy(out.end() - static_cast<long>(pixels), out.end(), held.begin());
+      release(begin + count - 1);
+    } else {
+      release(begin + count);
     }
     context.Report(kTrainingShare + (1 - kTrainingShare) * static_cast<double>(begin + count) /
                                         static_cast<double>(volume.slices));
+  }
+  if (report.applied && volume.slices > 0) {
+    std::copy(held.begin(), held.end(), volume.Slice(volume.slices - 1));
+    release(volume.slices);
   }
   return std::move(volume);
 }
