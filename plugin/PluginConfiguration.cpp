@@ -348,7 +348,8 @@ void ParseSelfSupervised(const Json::Value& section, const std::string& parent,
   const Json::Value& s = section["SelfSupervised"];
   const std::string key = parent + ".SelfSupervised";
   if (!s.isObject()) Fail(key, "must be an object, e.g. {\"TimeBudgetSeconds\": 60}");
-  CheckKeys(s, key, {"TimeBudgetSeconds", "Steps", "Seed", "Augmentations", "Method"});
+  CheckKeys(s, key,
+            {"TimeBudgetSeconds", "Steps", "Seed", "Augmentations", "Method", "RemoveRicianBias"});
   if (s.isMember("Method")) {
     const Json::Value& method = s["Method"];
     const std::optional<SelfSupervisedMethod> named =
@@ -370,6 +371,7 @@ void ParseSelfSupervised(const Json::Value& section, const std::string& parent,
       p.augmentations != 8) {
     Fail(key + ".Augmentations", "must be 1, 2, 4 or 8 (flips and transposes averaged)");
   }
+  p.removeRicianBias = GetBool(s, key, "RemoveRicianBias", p.removeRicianBias);
 }
 
 // The PostgreSQL database of the claims: Enhance.Cluster.Database, or else the

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "Forwarder.h"
 #include "OrthancInstanceSource.h"
@@ -221,6 +222,9 @@ Json::Value LearningJson(const LearningReport& r) {
       learning["HeldOutNetworkError"] = r.heldOutNetworkError;
       learning["HeldOutBilateralError"] = r.heldOutBilateralError;
       learning["HeldOutNoise"] = r.heldOutNoiseSigma;
+      learning["NetworkWeight"] = r.networkWeight;
+      learning["HeldOutBlendError"] = std::sqrt(std::max(0.0, r.heldOutBlendMeanSquare));
+      learning["RicianBiasRemoved"] = r.ricianBiasRemoved;
     }
     Json::Value curve(Json::arrayValue);
     for (const LearningReport::Point& p : r.curve) {

@@ -32,6 +32,7 @@
 #include "SuperResData.h"
 #include "enhance/inference/BilateralDenoiser.h"
 #include "enhance/inference/ClassicalModels.h"
+#include "enhance/inference/RicianBias.h"
 #include "enhance/inference/SelfSupervisedDenoiser.h"
 #include "enhance/inference/TorchModel.h"
 #include "enhance/quality/Metrics.h"
@@ -602,12 +603,28 @@ RunContext PrintingWhatIsLearned() {
 using SeededSeries = std::function<std::pair<Volume, Volume>(uint64_t seed)>;
 
 // Runs the candidates and the self-supervised model (of the same seed) on the series of
-// seeds firstSeed ... firstSeed + seeds - 1.
+// seeds firstSeed ... firstSeed + seeds - 1. With `ricianSigma` (magnitude images of that
+// noise deviation), the results of candidates 1 to `classical` also have rows of their
+// own with the Rician bias removed (RicianBias.h) by the true deviation, before the
+// self-supervised model's row: the classical filters with the correction it makes.
 std::vector<SeedRow> RunOverSeeds(const std::vector<Candidate>& candidates,
                                   const SeededSeries& series, int firstSeed, int seeds,
-                                  const Metric& metric) {
+                                  const Metric& metric, double ricianSigma = 0,
+                                  size_t classical = 0) {
   std::vector<SeedRow> rows;
   for (const Candidate& c : candidates) rows.push_back({c.label, {}, {}, 0});
+  const size_t corrected = rows.size();
+  if (ricianSigma > 0) {
+    for (size_t i = 1; i <= classical; ++i) {
+      rows.push_back(
+          {candidates[i].label + ", Rician bias removed (true noise deviation)", {}, {}, 0});
+    }
+  }
+  const auto record = [&metric](SeedRow& row, const Volume& reference, const Volume& output) {
+    const QualityReport r = CompareVolumes(reference, output, metric.options);
+    row.psnr.push_back(r.overall.psnr);
+    row.ssim.push_back(r.overall.ssim);
+  };
   rows.push_back({"self-supervised-denoise (learned from the series)", {}, {}, 0});
   for (int seed = firstSeed; seed < firstSeed + seeds; ++seed) {
     const auto [clean, input] = series(static_cast<uint64_t>(seed));
@@ -615,14 +632,16 @@ std::vector<SeedRow> RunOverSeeds(const std::vector<Candidate>& candidates,
     all.push_back({rows.back().label, SelfSupervisedModel(static_cast<uint64_t>(seed))});
     for (size_t i = 0; i < all.size(); ++i) {
       const auto start = std::chrono::steady_clock::now();
-      const Volume output =
-          all[i].model ? all[i].model->Run(input, PrintingWhatIsLearned()) : input;
+      Volume output = all[i].model ? all[i].model->Run(input, PrintingWhatIsLearned()) : input;
+      SeedRow& row = i + 1 == all.size() ? rows.back() : rows[i];
       if (all[i].model)
-        rows[i].seconds +=
+        row.seconds +=
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      const QualityReport r = CompareVolumes(clean, output, metric.options);
-      rows[i].psnr.push_back(r.overall.psnr);
-      rows[i].ssim.push_back(r.overall.ssim);
+      record(row, clean, output);
+      if (ricianSigma > 0 && i >= 1 && i <= classical) {
+        for (float& v : output.voxels) v = UnbiasedRicianSignal(v, ricianSigma);
+        record(rows[corrected + i - 1], clean, output);
+      }
     }
     std::cout << "  seed " << seed << ": self-supervised " << Fixed(rows.back().psnr.back(), 2)
               << " dB, input " << Fixed(rows.front().psnr.back(), 2) << " dB\n"
@@ -673,7 +692,7 @@ void EvaluateSelfSupervisedMr(const std::filesystem::path& models, int seeds) {
           [&c, sigma, base](uint64_t s) {
             return std::make_pair(c, AddRicianNoise(c, sigma, base + s));
           },
-          1, seeds, head);
+          1, seeds, head, sigma, classical);
       PrintSeedTable(rows, classical, head);
     }
   }

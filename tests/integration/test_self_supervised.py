@@ -51,7 +51,7 @@ class SelfSupervisedTest(unittest.TestCase):
         for k, instance in enumerate(instances):
             data = server.get_bytes(f"/instances/{instance}/file")
             ds = pydicom.dcmread(io.BytesIO(data))
-            self.assertIn("self-supervised-denoise 1.3.2", ds.DerivationDescription)
+            self.assertIn("self-supervised-denoise 1.4.0", ds.DerivationDescription)
             for text in learned:
                 self.assertIn(text, ds.DerivationDescription)
             self.assertEqual(ds.ImageType[0], "DERIVED")
@@ -100,7 +100,8 @@ class SelfSupervisedTest(unittest.TestCase):
                 self.assertEqual(learning["Method"], method)
                 self.assertEqual(learning["AnatomyToNoise"] > 0.5, method == BLIND_SPOT, learning)
                 # White noise: the network's result and the bilateral filter's were scored
-                # on the held-out slices, and the lower estimated error gave the result.
+                # on the held-out slices, and the blend of the lowest estimated error gave
+                # the result.
                 network_error = learning["HeldOutNetworkError"]
                 bilateral_error = learning["HeldOutBilateralError"]
                 self.assertGreater(network_error, 0, learning)
@@ -110,8 +111,19 @@ class SelfSupervisedTest(unittest.TestCase):
                     self.assertAlmostEqual(learning["HeldOutNoise"], 40.0, delta=6.0, msg=learning)
                 else:
                     self.assertGreater(learning["HeldOutNoise"], 0, learning)
-                applied = network_error <= bilateral_error
-                self.assertEqual(learning["Applied"], applied, learning)
+                # The blend of the two of the lowest estimated error: the network's share
+                # of it, 0 for the bilateral filter alone.
+                weight = learning["NetworkWeight"]
+                self.assertGreaterEqual(weight, 0, learning)
+                self.assertLessEqual(weight, 1, learning)
+                self.assertEqual(learning["Applied"], weight > 0, learning)
+                self.assertLessEqual(learning["HeldOutBlendError"],
+                                     min(network_error, bilateral_error) + 1e-9, learning)
+                applied = weight > 0
+                # The Rician bias of magnitude images: not for CT, whose values go below 0.
+                rician = learning["RicianBiasRemoved"]
+                if name != "MR":
+                    self.assertFalse(rician, learning)
                 self.assertEqual(learning["Steps"], STEPS)
                 self.assertEqual(learning["PlannedSteps"], STEPS)
                 self.assertFalse(learning["StoppedByTimeBudget"])
@@ -136,11 +148,16 @@ class SelfSupervisedTest(unittest.TestCase):
                     self.assertNotIn("Fallback", learning)
                     learned = (f"learned from this series: {described}, {STEPS} steps",
                                "estimated error (SURE)")
+                    if weight < 1:
+                        learned += ("blended with the bilateral filter's result, "
+                                    f"{weight:.2f} of the network's",)
                 else:
                     self.assertIn("Stein's unbiased risk estimate", learning["Fallback"])
                     self.assertIn("the bilateral filter ran instead", learning["Fallback"])
                     learned = ("not learned from this series: on the held-out slices",
                                f"trained for {STEPS} steps")
+                if rician:
+                    learned += ("the magnitude's Rician bias removed (noise deviation",)
                 derived = self.check_derived(server, job, tmp, *learned)
                 original = pixels(server, source)
                 inside = original > np.percentile(original, 50)

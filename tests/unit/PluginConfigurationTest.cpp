@@ -142,8 +142,11 @@ TEST(PluginConfiguration, SelfSupervisedDenoiser) {
   const PluginConfiguration c = ParseConfiguration(Parse(R"json({"Enhance": {
       "Device": "cpu",
       "SelfSupervised": {"TimeBudgetSeconds": 12.5, "Steps": 40, "Seed": 3,
-                         "Augmentations": 8, "Method": "blind-spot"}}})json"));
+                         "Augmentations": 8, "Method": "blind-spot",
+                         "RemoveRicianBias": false}}})json"));
   EXPECT_EQ(defaults.selfSupervised.method, SelfSupervisedMethod::kAuto);
+  EXPECT_TRUE(defaults.selfSupervised.removeRicianBias);
+  EXPECT_FALSE(c.selfSupervised.removeRicianBias);
   EXPECT_EQ(c.selfSupervised.method, SelfSupervisedMethod::kBlindSpot);
   EXPECT_EQ(c.selfSupervised.timeBudgetSeconds, 12.5);
   EXPECT_EQ(c.selfSupervised.steps, 40);
@@ -158,6 +161,9 @@ TEST(PluginConfiguration, SelfSupervisedDenoiser) {
             std::string::npos);
   EXPECT_NE(ErrorOf(R"json({"Enhance": {"SelfSupervised": {"Method": "n2v"}}})json")
                 .find("Enhance.SelfSupervised.Method: must be \"auto\", \"noise2noise\" or"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(R"json({"Enhance": {"SelfSupervised": {"RemoveRicianBias": 1}}})json")
+                .find("Enhance.SelfSupervised.RemoveRicianBias: must be true or false"),
             std::string::npos);
   EXPECT_NE(ErrorOf(R"json({"Enhance": {"SelfSupervised": {"Step": 3}}})json")
                 .find("Enhance.SelfSupervised"),

@@ -81,6 +81,55 @@ TEST(RiskEstimate, FindsTheErrorOfDenoisersWithoutTheCleanImage) {
   EXPECT_LT(asIs.meanSquaredError, halved.meanSquaredError);
 }
 
+// The estimate of a blend is quadratic in its weight: at 1 and 0 it is each denoiser's own
+// estimate, in between it follows the blend's true error, and its lowest weight is near the
+// truly best one, with a lower error than either denoiser alone.
+TEST(RiskEstimate, FindsTheErrorOfEveryBlendOfTwoDenoisers) {
+  const std::vector<float> clean = CleanImage();
+  const double sigma = 10;
+  const std::vector<float> noisy = WithNoise(clean, sigma, 7);
+  const std::vector<uint8_t> all(noisy.size(), 1);
+  const auto identity = [](const std::vector<float>& y) { return y; };
+  const BlendRiskEstimate e = MonteCarloSureOfBlend(Box, identity, noisy, all, sigma, 1);
+  EXPECT_EQ(e.pixels, kSide * kSide);
+  EXPECT_NEAR(e.At(1), MonteCarloSure(Box, noisy, all, sigma, 1).meanSquaredError, 1e-6);
+  EXPECT_NEAR(e.At(0), MonteCarloSure(identity, noisy, all, sigma, 1).meanSquaredError, 1e-6);
+  const std::vector<float> box = Box(noisy);
+  const auto blend = [&](double w) {
+    std::vector<float> out(noisy.size());
+    for (size_t i = 0; i < out.size(); ++i)
+      out[i] = static_cast<float>(w * box[i] + (1 - w) * noisy[i]);
+    return out;
+  };
+  double truest = 0;
+  double lowest = 1e30;
+  for (int step = 0; step <= 100; ++step) {
+    const double w = step / 100.0;
+    const double error = TrueError(blend(w), clean);
+    if (step % 25 == 0) {
+      EXPECT_NEAR(e.At(w), error, 0.06 * error) << w;
+    }
+    if (error < lowest) {
+      lowest = error;
+      truest = w;
+    }
+  }
+  const double best = e.BestWeight();
+  EXPECT_GT(best, 0.0);
+  EXPECT_LT(best, 1.0);
+  EXPECT_NEAR(best, truest, 0.05);
+  EXPECT_LT(TrueError(blend(best), clean), 1.01 * lowest);
+  EXPECT_LT(e.At(best), std::min(e.At(0), e.At(1)));
+
+  // Pooled by their pixels; two denoisers that agree leave nothing to weigh.
+  BlendRiskEstimate pooled = e;
+  pooled.Add(e);
+  EXPECT_EQ(pooled.pixels, 2 * e.pixels);
+  EXPECT_NEAR(pooled.At(best), e.At(best), 1e-9);
+  EXPECT_EQ(MonteCarloSureOfBlend(Box, Box, noisy, all, sigma, 1).BestWeight(), 0.0);
+  EXPECT_EQ(MonteCarloSureOfBlend(Box, identity, noisy, all, 0, 1).pixels, 0);
+}
+
 // Pixels not counted (padding) are neither perturbed nor scored; no noise, no estimate.
 TEST(RiskEstimate, SkipsPaddingAndNoiselessImages) {
   const std::vector<float> noisy = WithNoise(CleanImage(), 10, 6);

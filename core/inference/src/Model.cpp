@@ -14,6 +14,15 @@ void RunContext::ThrowIfCancelled() const {
   if (cancelled && cancelled()) throw Error(ErrorKind::kCancelled, "cancelled on request");
 }
 
+namespace {
+
+std::string DescribeRicianBias(const LearningReport& r) {
+  if (!r.ricianBiasRemoved) return "";
+  return "; the magnitude's Rician bias removed" + DescribeNoiseDeviation(r.heldOutNoiseSigma);
+}
+
+}  // namespace
+
 std::string DescribeLearning(const LearningReport& r) {
   std::string steps = std::to_string(r.steps);
   if (r.steps != r.plannedSteps) steps += " of " + std::to_string(r.plannedSteps);
@@ -22,7 +31,7 @@ std::string DescribeLearning(const LearningReport& r) {
   if (!r.applied) {
     // A network that trained and was not applied: how far it got is part of why.
     return "not learned from this series: " + r.fallback +
-           (r.steps > 0 ? "; trained for " + steps : std::string());
+           (r.steps > 0 ? "; trained for " + steps : std::string()) + DescribeRicianBias(r);
   }
   // Too short a series to hold slices out: the check ran on training slices.
   const std::string checked = r.heldOutSlices > 0
@@ -39,11 +48,20 @@ std::string DescribeLearning(const LearningReport& r) {
     compared = ", estimated error (SURE) " + DescribeEstimatedError(r.heldOutNetworkMeanSquare) +
                " against " + DescribeEstimatedError(r.heldOutBilateralMeanSquare) +
                " for the bilateral filter" + DescribeNoiseDeviation(r.heldOutNoiseSigma);
+    if (r.networkWeight < 1) {
+      char blend[160];
+      std::snprintf(blend, sizeof(blend),
+                    "; blended with the bilateral filter's result, %.2f of the network's, "
+                    "estimated error ",
+                    r.networkWeight);
+      compared += blend + DescribeEstimatedError(r.heldOutBlendMeanSquare);
+    }
   }
   const std::string side = std::to_string(r.blindSpotSide);
   const std::string method =
       r.blindSpotSide > 0 ? r.method + " of " + side + "x" + side + " px" : r.method;
-  return "learned from this series: " + method + ", " + steps + figures + compared;
+  return "learned from this series: " + method + ", " + steps + figures + compared +
+         DescribeRicianBias(r);
 }
 
 std::string DescribeEstimatedError(double meanSquare) {

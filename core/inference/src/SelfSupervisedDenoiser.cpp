@@ -8,10 +8,12 @@
 #include <set>
 
 #include "RiskEstimate.h"
+#include "SeriesNoise.h"
 #include "SliceDenoiserNetwork.h"
 #include "enhance/base/Error.h"
 #include "enhance/base/Uid.h"
 #include "enhance/inference/BilateralDenoiser.h"
+#include "enhance/inference/RicianBias.h"
 #include "enhance/inference/TorchModel.h"
 
 namespace enhance {
@@ -37,54 +39,6 @@ std::string Millimetres(double value) {
 
 void Check(bool ok, const std::string& what) {
   if (!ok) throw Error(ErrorKind::kBadInput, "self-supervised-denoise: " + what);
-}
-
-// The pixels of slice k that carry noise: all but those equal in slice k and both its
-// neighbours (padding, clipped air).
-std::vector<uint8_t> NoisyPixels(const Volume& volume, int64_t k) {
-  const float* x = volume.Slice(k);
-  const float* above = volume.Slice(k - 1);
-  const float* below = volume.Slice(k + 1);
-  std::vector<uint8_t> counted(static_cast<size_t>(volume.VoxelsPerSlice()));
-  for (int64_t q = 0; q < volume.VoxelsPerSlice(); ++q) {
-    counted[static_cast<size_t>(q)] = !(x[q] == above[q] && x[q] == below[q]);
-  }
-  return counted;
-}
-
-// d = slice k - (slice k-1 + slice k+1) / 2 over the counted pixels. Where the anatomy
-// does not change, d is noise alone, of variance 1.5 sigma^2 (the slices' noise is
-// independent, white or not): the median of |d| gives sigma, which an anatomy change on
-// fewer than half of the pixels does not move. Where it changes, d grows: its mean
-// square is the noise's 1.5 sigma^2 plus the anatomy's change.
-struct NeighbourDifference {
-  double sigma = 0;
-  double meanSquare = 0;
-  int64_t pixels = 0;  // 0: none counted, the figures are 0
-};
-
-NeighbourDifference MeasureNeighbourDifference(const Volume& volume, int64_t k,
-                                               const std::vector<uint8_t>& counted) {
-  constexpr double kMadToSigma = 1.0 / 0.6744897501960817;
-  const float* x = volume.Slice(k);
-  const float* above = volume.Slice(k - 1);
-  const float* below = volume.Slice(k + 1);
-  std::vector<float> magnitudes;
-  double squares = 0;
-  for (int64_t q = 0; q < volume.VoxelsPerSlice(); ++q) {
-    if (!counted[static_cast<size_t>(q)]) continue;
-    const double d = x[q] - 0.5 * (static_cast<double>(above[q]) + below[q]);
-    squares += d * d;
-    magnitudes.push_back(static_cast<float>(std::abs(d)));
-  }
-  NeighbourDifference result;
-  if (magnitudes.empty()) return result;
-  const auto middle = magnitudes.begin() + static_cast<long>(magnitudes.size() / 2);
-  std::nth_element(magnitudes.begin(), middle, magnitudes.end());
-  result.sigma = *middle * kMadToSigma / std::sqrt(1.5);
-  result.pixels = static_cast<int64_t>(magnitudes.size());
-  result.meanSquare = squares / static_cast<double>(magnitudes.size());
-  return result;
 }
 
 // Measures the anatomy's change and sets report.method from it, and for the blind spot
@@ -230,88 +184,22 @@ CorrelationReach MeasureCorrelationReach(const float* image, int64_t rows, int64
   return {};
 }
 
-// Immerkaer's in-plane estimate of white noise's deviation (EstimateNoiseSigmaAtSpacing with
-// adjacent taps) over the pixels whose 3x3 neighbourhood is counted: the median of the
-// Laplacian-difference response, whose deviation is 6 sigma for white noise; -1 (unknown)
-// when fewer than 16 such pixels.
-double MaskedInPlaneSigma(const float* x, int64_t rows, int64_t columns,
-                          const std::vector<uint8_t>& counted) {
-  std::vector<float> response;
-  for (int64_t r = 1; r + 1 < rows; ++r) {
-    for (int64_t c = 1; c + 1 < columns; ++c) {
-      bool inside = true;
-      double value = 0;
-      for (int64_t dr = -1; dr <= 1 && inside; ++dr) {
-        for (int64_t dc = -1; dc <= 1; ++dc) {
-          const int64_t q = (r + dr) * columns + c + dc;
-          inside = inside && counted[static_cast<size_t>(q)];
-          value += (dr == 0 ? -2.0 : 1.0) * (dc == 0 ? -2.0 : 1.0) * x[q];
-        }
-      }
-      if (inside) response.push_back(static_cast<float>(std::abs(value)));
-    }
-  }
-  if (response.size() < 16) return -1.0;
-  constexpr double kMadToSigma = 1.0 / 0.6744897501960817;
-  const auto middle = response.begin() + static_cast<long>(response.size() / 2);
-  std::nth_element(response.begin(), middle, response.end());
-  return *middle * kMadToSigma / 6.0;
+// The bilateral filter on one slice alone (its range set by that slice's noise), as the
+// comparison scores it and as a blend takes it.
+std::vector<float> BilateralOfSlice(const Volume& like, const float* slice) {
+  Volume one;
+  one.Resize(1, like.rows, like.columns);
+  one.units = like.units;
+  std::copy(slice, slice + like.VoxelsPerSlice(), one.voxels.begin());
+  return BilateralDenoiser().Run(one, {}).voxels;
 }
 
-// The pixels of slice k the risk estimate counts, and the noise's deviation there. Pixels
-// equal in the three slices (padding) carry no noise. Both the in-plane estimate
-// (EstimateNoiseSigma) and MeasureNeighbourDifference's can only be raised by the anatomy (its
-// structure, its change), and the risk estimate needs the noise's variance itself: the
-// lower of the two. Magnitude images (no value below 0: MR) have Rician noise, which is
-// near Gaussian only where the signal is well above it (at least 3 times its deviation,
-// Gudbjartsson and Patz 1995); below, in the background, its spread is smaller and its
-// mean is not the signal's, which would bias the estimate. There, only the pixels whose
-// mean over 3x3x3 neighbours is above 3 deviations count, and the deviation is the lower
-// of the two estimates measured on them alone (MaskedInPlaneSigma and the neighbours'
-// difference).
-struct CountedPixels {
-  std::vector<uint8_t> counted;
-  double sigma = 0;
-};
-
-CountedPixels PixelsToScore(const Volume& volume, int64_t k, bool magnitude) {
-  const int64_t rows = volume.rows, columns = volume.columns;
-  const float* x = volume.Slice(k);
-  const float* above = volume.Slice(k - 1);
-  const float* below = volume.Slice(k + 1);
-  CountedPixels result;
-  result.counted = NoisyPixels(volume, k);
-  result.sigma = std::min(EstimateNoiseSigma(x, rows, columns),
-                          MeasureNeighbourDifference(volume, k, result.counted).sigma);
-  if (!magnitude || !(result.sigma > 0)) return result;
-  const float floor = static_cast<float>(3 * result.sigma);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < columns; ++c) {
-      float sum = 0;
-      int n = 0;
-      for (int64_t dr = std::max<int64_t>(0, r - 1); dr <= std::min(rows - 1, r + 1); ++dr) {
-        for (int64_t dc = std::max<int64_t>(0, c - 1); dc <= std::min(columns - 1, c + 1); ++dc) {
-          const int64_t q = dr * columns + dc;
-          sum += x[q] + above[q] + below[q];
-          n += 3;
-        }
-      }
-      if (sum / static_cast<float>(n) <= floor)
-        result.counted[static_cast<size_t>(r * columns + c)] = 0;
-    }
-  }
-  const double inPlane = MaskedInPlaneSigma(x, rows, columns, result.counted);
-  const double neighbours = MeasureNeighbourDifference(volume, k, result.counted).sigma;
-  result.sigma = inPlane >= 0 ? std::min(inPlane, neighbours) : neighbours;
-  return result;
-}
-
-// The network's result (with CombineWithInput for the blind spot) and the bilateral
-// filter's on up to 8 held-out slices k of a series with white noise, each scored by
-// Stein's unbiased risk estimate over the pixels and with the noise's deviation of
-// PixelsToScore; sets the report's comparison, and where the bilateral filter's estimated
-// error is lower, `applied` to false and the fallback. Each slice is denoised as the
-// triplet k - 1, k, k + 1 whose middle slice is perturbed.
+// The network's result (with CombineWithInput for the blind spot) f and the bilateral
+// filter's b on up to 8 held-out slices k of a series with white noise, and every blend
+// w f + (1 - w) b, scored by Stein's unbiased risk estimate over the pixels and with the
+// noise's deviation of PixelsToScore; sets the report's comparison and the weight w of
+// the lowest estimate: where it is 0, `applied` to false and the fallback. Each slice is
+// denoised as the triplet k - 1, k, k + 1 whose middle slice is perturbed.
 void CompareWithBilateral(const SeriesNetwork& network, const Volume& volume,
                           const NormalisationMap& map, const std::vector<int64_t>& heldOut,
                           const SelfSupervisedParameters& p, bool blindSpot,
@@ -322,7 +210,8 @@ void CompareWithBilateral(const SeriesNetwork& network, const Volume& volume,
   Volume triplet;
   triplet.Resize(3, volume.rows, volume.columns);
   triplet.units = volume.units;
-  double networkSum = 0, bilateralSum = 0, varianceSum = 0, weight = 0;
+  BlendRiskEstimate pooled;
+  double varianceSum = 0;
   for (size_t i = 0; i < count; ++i) {
     const int64_t k = heldOut[i * heldOut.size() / count];
     if (k < 1 || k + 1 >= volume.slices) continue;
@@ -337,36 +226,33 @@ void CompareWithBilateral(const SeriesNetwork& network, const Volume& volume,
       return out;
     };
     const auto byBilateral = [&](const std::vector<float>& image) {
-      Volume one;
-      one.Resize(1, volume.rows, volume.columns);
-      one.units = volume.units;
-      std::copy(image.begin(), image.end(), one.voxels.begin());
-      return BilateralDenoiser().Run(one, {}).voxels;
+      return BilateralOfSlice(volume, image.data());
     };
     const uint64_t seed = p.seed + static_cast<uint64_t>(k);
-    const RiskEstimate a = MonteCarloSure(byNetwork, noisy, counted, sigma, seed);
-    const RiskEstimate b = MonteCarloSure(byBilateral, noisy, counted, sigma, seed);
-    if (a.pixels == 0) continue;
-    networkSum += a.meanSquaredError * static_cast<double>(a.pixels);
-    bilateralSum += b.meanSquaredError * static_cast<double>(b.pixels);
-    varianceSum += sigma * sigma * static_cast<double>(a.pixels);
-    weight += static_cast<double>(a.pixels);
+    const BlendRiskEstimate e =
+        MonteCarloSureOfBlend(byNetwork, byBilateral, noisy, counted, sigma, seed);
+    if (e.pixels == 0) continue;
+    varianceSum += sigma * sigma * static_cast<double>(e.pixels);
+    pooled.Add(e);
   }
-  if (weight == 0) return;
+  if (pooled.pixels == 0) return;
   report.comparedWithBilateral = true;
-  report.heldOutNetworkMeanSquare = networkSum / weight;
-  report.heldOutBilateralMeanSquare = bilateralSum / weight;
+  report.heldOutNetworkMeanSquare = pooled.At(1);
+  report.heldOutBilateralMeanSquare = pooled.At(0);
   report.heldOutNetworkError = std::sqrt(std::max(0.0, report.heldOutNetworkMeanSquare));
   report.heldOutBilateralError = std::sqrt(std::max(0.0, report.heldOutBilateralMeanSquare));
-  report.heldOutNoiseSigma = std::sqrt(varianceSum / weight);
-  if (bilateralSum < networkSum) {
+  report.heldOutNoiseSigma = std::sqrt(varianceSum / static_cast<double>(pooled.pixels));
+  report.networkWeight = pooled.BestWeight();
+  report.heldOutBlendMeanSquare = pooled.At(report.networkWeight);
+  if (report.networkWeight == 0) {
     report.applied = false;
     report.fallback =
         "on the held-out slices the bilateral filter's estimated error (Stein's unbiased risk "
         "estimate for white noise) was " +
         DescribeEstimatedError(report.heldOutBilateralMeanSquare) + " against " +
         DescribeEstimatedError(report.heldOutNetworkMeanSquare) + " for the network" +
-        DescribeNoiseDeviation(report.heldOutNoiseSigma) + ", so the bilateral filter ran instead";
+        DescribeNoiseDeviation(report.heldOutNoiseSigma) +
+        " and no blend of the two was lower, so the bilateral filter ran instead";
   }
 }
 
@@ -410,9 +296,9 @@ int NoiseCorrelationRadius(const Volume& volume, const std::vector<int64_t>& cen
 
 namespace {
 
-// After training: whether the bilateral filter's result is taken instead of the
-// network's (white noise, and a lower estimated error on the held-out slices), and where
-// the network's result is not taken, the fallback saying why.
+// After training: whether the bilateral filter's result alone is taken instead of the
+// network's (white noise, and no blend of the two with a lower estimated error on the
+// held-out slices), and where the network's result is not taken, the fallback saying why.
 bool TakeTheBilateralFilter(const SeriesNetwork& network, const Volume& volume,
                             const NormalisationMap& map, const NeighbourPairs& pairs,
                             const SelfSupervisedParameters& p, const c10::Device& device,
@@ -438,6 +324,73 @@ bool TakeTheBilateralFilter(const SeriesNetwork& network, const Volume& volume,
   return false;
 }
 
+// The network's results of slices [begin, begin + count) of the input, blended with the
+// bilateral filter's: w f + (1 - w) b.
+void Blend(const Volume& input, int64_t begin, int64_t count, double w, float* results) {
+  const auto weight = static_cast<float>(w);
+  const int64_t pixels = input.VoxelsPerSlice();
+  for (int64_t i = 0; i < count; ++i) {
+    const std::vector<float> b = BilateralOfSlice(input, input.Slice(begin + i));
+    float* f = results + i * pixels;
+    for (int64_t q = 0; q < pixels; ++q) {
+      f[q] = weight * f[q] + (1 - weight) * b[static_cast<size_t>(q)];
+    }
+  }
+}
+
+// Where the report says so, each value becomes the signal whose Rician mean it is.
+void RemoveRicianBias(const LearningReport& report, float* values, size_t n) {
+  if (!report.ricianBiasRemoved) return;
+  for (size_t i = 0; i < n; ++i) {
+    values[i] = UnbiasedRicianSignal(values[i], report.heldOutNoiseSigma);
+  }
+}
+
+// The network's results (blended and unbiased as the report says) over the input, slice
+// by slice, where it is applied; otherwise the input stays. Progress goes on from the
+// end of training.
+void WriteResults(const SeriesNetwork& network, Volume& volume, const NormalisationMap& map,
+                  const LearningReport& report, const SelfSupervisedParameters& p,
+                  const c10::Device& device, const RunContext& context) {
+  // A slice is denoised from the input's slices k - 1, k and k + 1, and its result
+  // overwrites the input: the last slice of each batch keeps its input until the next
+  // batch, which reads it as a neighbour, has been denoised.
+  const auto pixels = static_cast<size_t>(volume.VoxelsPerSlice());
+  std::vector<float> out;
+  std::vector<float> held(report.applied ? pixels : 0);
+  int64_t ready = 0;  // slices [0, ready) hold their results
+  const auto release = [&](int64_t end) {
+    for (; ready < end; ++ready) {
+      if (context.outputReady) context.outputReady(ready);
+    }
+  };
+  for (int64_t begin = 0; begin < volume.slices; begin += p.slicesPerBatch) {
+    context.ThrowIfCancelled();
+    const int64_t count = std::min<int64_t>(p.slicesPerBatch, volume.slices - begin);
+    if (report.applied) {
+      out.resize(static_cast<size_t>(count) * pixels);
+      DenoiseSlices(network, volume, map, begin, count, p.augmentations, device, out.data());
+      if (report.method == kBlindSpot) {
+        CombineWithInput(volume, begin, count, out.data(), kCombineWindow, kNoiseMargin);
+      }
+      if (report.networkWeight < 1) Blend(volume, begin, count, report.networkWeight, out.data());
+      RemoveRicianBias(report, out.data(), out.size());
+      if (begin > 0) std::copy(held.begin(), held.end(), volume.Slice(begin - 1));
+      std::copy(out.begin(), out.end() - static_cast<long>(pixels), volume.Slice(begin));
+      std::copy(out.end() - static_cast<long>(pixels), out.end(), held.begin());
+      release(begin + count - 1);
+    } else {
+      release(begin + count);
+    }
+    context.Report(kTrainingShare + (1 - kTrainingShare) * static_cast<double>(begin + count) /
+                                        static_cast<double>(volume.slices));
+  }
+  if (report.applied && volume.slices > 0) {
+    std::copy(held.begin(), held.end(), volume.Slice(volume.slices - 1));
+    release(volume.slices);
+  }
+}
+
 }  // namespace
 
 SelfSupervisedDenoiser::SelfSupervisedDenoiser(SelfSupervisedParameters parameters)
@@ -460,9 +413,9 @@ SelfSupervisedDenoiser::SelfSupervisedDenoiser(SelfSupervisedParameters paramete
         "negative");
   CheckDeviceName(p.device);
   info_.name = "self-supervised-denoise";
-  // 1.3.2: the blind spot reads only input slices as neighbours whatever the batch (1.3.1
-  // read the previous batch's last result).
-  info_.version = "1.3.2";
+  // 1.4.0: for white noise, the blend of the network's and the bilateral filter's results
+  // of the lowest estimated error, and the Rician bias of magnitude images removed.
+  info_.version = "1.4.0";
   info_.task = "denoise";
   info_.modalities = {"CT", "MR"};
   info_.intendedUse =
@@ -482,19 +435,20 @@ std::string SelfSupervisedDenoiser::Parameters() const {
       std::string(kBlindSpot) + (p.blindSpotRadius < 0 ? " as wide as the noise's correlation"
                                                        : " of " + side + "x" + side + " px");
   // The anatomy's limits decide which method runs: part of the model's identity.
-  char automatic[320];
+  char automatic[512];
   std::snprintf(automatic, sizeof(automatic),
                 "%s up to an anatomy change of %.3g of the noise power, %s up to %.3g, the "
                 "bilateral filter beyond%s",
                 kNoise2Noise, p.maxAnatomyToNoise, blindSpot.c_str(), p.blindSpotMaxAnatomyToNoise,
                 p.compareWithBilateral
-                    ? " and, for white noise, where its estimated error (SURE) is lower"
+                    ? " and, for white noise, blended with it by their estimated errors (SURE), "
+                      "the Rician bias removed where the background is pure noise"
                     : "");
   const std::string method = p.method == SelfSupervisedMethod::kNoise2Noise
                                  ? std::string(kNoise2Noise)
                              : p.method == SelfSupervisedMethod::kBlindSpot ? blindSpot
                                                                             : automatic;
-  char text[512];
+  char text[768];
   std::snprintf(text, sizeof(text),
                 "%s; %d-layer CNN of %d features, %d steps of %d patches of %d px, seed %llu, "
                 "%d orientations averaged",
@@ -538,6 +492,11 @@ Volume SelfSupervisedDenoiser::RunReusing(Volume& volume, const RunContext& cont
   }
   TrainOnNeighbours(*network, volume, map, p, pairs, context, kTrainingShare, device, report);
   const bool bilateral = TakeTheBilateralFilter(*network, volume, map, pairs, p, device, report);
+  // Magnitude images keep the Rician bias through any denoiser of their mean; where the
+  // series' background shows the noise to be Rician, of the deviation measured, it goes.
+  report.ricianBiasRemoved = p.removeRicianBias && report.comparedWithBilateral &&
+                             *std::min_element(volume.voxels.begin(), volume.voxels.end()) >= 0 &&
+                             HasRicianBackground(volume, report.heldOutNoiseSigma);
   if (!report.applied) context.Warn(info_.name + ": " + report.fallback);
   if (context.learned) context.learned(report);
   if (bilateral) {
@@ -547,44 +506,11 @@ Volume SelfSupervisedDenoiser::RunReusing(Volume& volume, const RunContext& cont
         context.progress(kTrainingShare + (1 - kTrainingShare) * f);
       };
     }
-    return BilateralDenoiser().Run(volume, rest);
+    Volume result = BilateralDenoiser().Run(volume, rest);
+    RemoveRicianBias(report, result.voxels.data(), result.voxels.size());
+    return result;
   }
-  // A slice is denoised from the input's slices k - 1, k and k + 1, and its result
-  // overwrites the input: the last slice of each batch keeps its input until the next
-  // batch, which reads it as a neighbour, has been denoised.
-  const auto pixels = static_cast<size_t>(volume.VoxelsPerSlice());
-  std::vector<float> out;
-  std::vector<float> held(report.applied ? pixels : 0);
-  int64_t ready = 0;  // slices [0, ready) hold their results
-  const auto release = [&](int64_t end) {
-    for (; ready < end; ++ready) {
-      if (context.outputReady) context.outputReady(ready);
-    }
-  };
-  for (int64_t begin = 0; begin < volume.slices; begin += parameters_.slicesPerBatch) {
-    context.ThrowIfCancelled();
-    const int64_t count = std::min<int64_t>(parameters_.slicesPerBatch, volume.slices - begin);
-    if (report.applied) {
-      out.resize(static_cast<size_t>(count) * pixels);
-      DenoiseSlices(*network, volume, map, begin, count, parameters_.augmentations, device,
-                    out.data());
-      if (report.method == kBlindSpot) {
-        CombineWithInput(volume, begin, count, out.data(), kCombineWindow, kNoiseMargin);
-      }
-      if (begin > 0) std::copy(held.begin(), held.end(), volume.Slice(begin - 1));
-      std::copy(out.begin(), out.end() - static_cast<long>(pixels), volume.Slice(begin));
-      std::copy(out.end() - static_cast<long>(pixels), out.end(), held.begin());
-      release(begin + count - 1);
-    } else {
-      release(begin + count);
-    }
-    context.Report(kTrainingShare + (1 - kTrainingShare) * static_cast<double>(begin + count) /
-                                        static_cast<double>(volume.slices));
-  }
-  if (report.applied && volume.slices > 0) {
-    std::copy(held.begin(), held.end(), volume.Slice(volume.slices - 1));
-    release(volume.slices);
-  }
+  WriteResults(*network, volume, map, report, p, device, context);
   return std::move(volume);
 }
 

@@ -48,8 +48,9 @@ struct LearningReport {
   std::string heldOutBaseline = "the input";
   // Where the noise is white, the network and the bilateral filter on the held-out slices,
   // each by its estimated root-mean-square error (Stein's unbiased risk estimate, in the
-  // series' units); the lower one gives the result. Not compared for correlated noise, a
-  // method forced by the configuration, or a series with no held-out slices.
+  // series' units); their blend of the lowest estimate gives the result (below). Not
+  // compared for correlated noise, a method forced by the configuration, or a series with
+  // no held-out slices.
   bool comparedWithBilateral = false;
   double heldOutNetworkError = 0;
   double heldOutBilateralError = 0;
@@ -60,6 +61,15 @@ struct LearningReport {
   // noise to score, or its deviation overestimated) shows as an error of 0 above.
   double heldOutNetworkMeanSquare = 0;
   double heldOutBilateralMeanSquare = 0;
+  // The network's share of the result, w in w f + (1 - w) b, b the bilateral filter's
+  // result on each slice: the weight of the lowest estimated error of such blends on the
+  // held-out slices, whose estimate is heldOutBlendMeanSquare (1: the network alone, with
+  // the estimate of the network; 0 where the bilateral filter alone ran instead).
+  double networkWeight = 1;
+  double heldOutBlendMeanSquare = 0;
+  // Whether the result's Rician bias was removed (a compared magnitude series whose
+  // background is pure noise of deviation heldOutNoiseSigma; RicianBias.h in core).
+  bool ricianBiasRemoved = false;
   // Whether the network's output is the result. false: `fallback` says what is instead
   // (the input unchanged, or a classical filter) and why.
   bool applied = false;

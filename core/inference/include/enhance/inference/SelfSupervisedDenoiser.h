@@ -93,11 +93,17 @@ struct SelfSupervisedParameters {
   // (NoiseCorrelationRadius: 0 for white noise, at most 3).
   int blindSpotRadius = -1;
   int blindSpotDilatedLayers = 2;
-  // kAuto, white noise: the trained network's result and the bilateral filter's are
-  // compared on the held-out slices by Stein's unbiased risk estimate, and the lower
-  // estimated error gives the result (LearningReport::comparedWithBilateral). false: the
-  // network's result stands whenever it beats its held-out baseline.
+  // kAuto, white noise: the trained network's result f and the bilateral filter's b (each
+  // slice alone), and every blend w f + (1 - w) b, are scored on the held-out slices by
+  // Stein's unbiased risk estimate; the blend of the lowest estimated error gives the
+  // result (LearningReport::comparedWithBilateral, networkWeight; w = 0: the bilateral
+  // filter alone). false: the network's result stands whenever it beats its held-out
+  // baseline.
   bool compareWithBilateral = true;
+  // Compared magnitude images (MR) whose background is pure noise: the result's Rician
+  // bias is removed with the noise's deviation measured for the comparison
+  // (LearningReport::ricianBiasRemoved).
+  bool removeRicianBias = true;
   int augmentations = 8;        // output averaged over 1, 2, 4 or 8 flips/transposes
   int slicesPerBatch = 2;       // slices denoised at once
   std::string device = "auto";  // "auto" (CUDA when present), "cpu", "cuda", "cuda:N"
