@@ -147,9 +147,20 @@ int BenchmarkSelfSupervised(int slices, int size, int repeats,
     totals.push_back(total);
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
+    // What gave the result: the fallback, or the network's share of a blend with the
+    // bilateral filter and the estimated errors (SURE) behind it.
+    char blend[160] = "";
+    if (report.applied && report.comparedWithBilateral) {
+      std::snprintf(blend, sizeof(blend),
+                    " (network's share %.2f; estimated error %s, bilateral %s, blend %s)",
+                    report.networkWeight,
+                    enhance::DescribeEstimatedError(report.heldOutNetworkMeanSquare).c_str(),
+                    enhance::DescribeEstimatedError(report.heldOutBilateralMeanSquare).c_str(),
+                    enhance::DescribeEstimatedError(report.heldOutBlendMeanSquare).c_str());
+    }
+    const std::string note = report.applied ? blend : " (" + report.fallback + ")";
     std::printf("| %d | %d%s | %.1f | %.1f | %.1f | %.0f | %.0f |\n", r + 1, report.steps,
-                report.applied ? "" : (" (" + report.fallback + ")").c_str(), total - denoising,
-                denoising, total, 1000 * total / slices,
+                note.c_str(), total - denoising, denoising, total, 1000 * total / slices,
                 static_cast<double>(usage.ru_maxrss) / 1024.0);
   }
   const Stats t = Summarise(totals);

@@ -556,6 +556,8 @@ std::shared_ptr<const Model> SelfSupervisedModel(uint64_t seed) {
   }
   if (const char* r = std::getenv("ENHANCE_SELF_SUPERVISED_RADIUS"))
     p.blindSpotRadius = std::atoi(r);
+  if (const char* r = std::getenv("ENHANCE_SELF_SUPERVISED_REMOVE_RICIAN_BIAS"))
+    p.removeRicianBias = std::string(r) != "0";
   return std::make_shared<SelfSupervisedDenoiser>(p);
 }
 
@@ -769,6 +771,8 @@ void TuneSelfSupervisedMethod(bool automatic) {
   // Another square than the one measured on each series, to compare.
   if (const char* r = std::getenv("ENHANCE_SELF_SUPERVISED_RADIUS"))
     p.blindSpotRadius = std::atoi(r);
+  if (const char* r = std::getenv("ENHANCE_SELF_SUPERVISED_REMOVE_RICIAN_BIAS"))
+    p.removeRicianBias = std::string(r) != "0";
   const SelfSupervisedDenoiser denoiser(p);
   const BilateralDenoiser bilateral;
   const std::string name = automatic ? "automatic" : "blind spot";
