@@ -534,6 +534,16 @@ double Mean(const std::vector<double>& values) {
   return sum / static_cast<double>(std::max<size_t>(1, values.size()));
 }
 
+// The evaluations' and the tuning's overrides, to compare: another blind spot's square
+// than the one measured on each series (ENHANCE_SELF_SUPERVISED_RADIUS), and the Rician
+// bias kept (ENHANCE_SELF_SUPERVISED_REMOVE_RICIAN_BIAS=0).
+void ReadSquareAndRicianOverrides(SelfSupervisedParameters& p) {
+  if (const char* r = std::getenv("ENHANCE_SELF_SUPERVISED_RADIUS"))
+    p.blindSpotRadius = std::atoi(r);
+  if (const char* r = std::getenv("ENHANCE_SELF_SUPERVISED_REMOVE_RICIAN_BIAS"))
+    p.removeRicianBias = std::string(r) != "0";
+}
+
 std::shared_ptr<const Model> SelfSupervisedModel(uint64_t seed) {
   SelfSupervisedParameters p;
   p.seed = seed;
@@ -554,10 +564,7 @@ std::shared_ptr<const Model> SelfSupervisedModel(uint64_t seed) {
                : method == "noise2noise" ? SelfSupervisedMethod::kNoise2Noise
                                          : SelfSupervisedMethod::kAuto;
   }
-  if (const char* r = std::getenv("ENHANCE_SELF_SUPERVISED_RADIUS"))
-    p.blindSpotRadius = std::atoi(r);
-  if (const char* r = std::getenv("ENHANCE_SELF_SUPERVISED_REMOVE_RICIAN_BIAS"))
-    p.removeRicianBias = std::string(r) != "0";
+  ReadSquareAndRicianOverrides(p);
   return std::make_shared<SelfSupervisedDenoiser>(p);
 }
 
@@ -768,11 +775,7 @@ void TuneSelfSupervisedMethod(bool automatic) {
   p.device = "cpu";
   p.timeBudgetSeconds = 1e9;
   p.method = automatic ? SelfSupervisedMethod::kAuto : SelfSupervisedMethod::kBlindSpot;
-  // Another square than the one measured on each series, to compare.
-  if (const char* r = std::getenv("ENHANCE_SELF_SUPERVISED_RADIUS"))
-    p.blindSpotRadius = std::atoi(r);
-  if (const char* r = std::getenv("ENHANCE_SELF_SUPERVISED_REMOVE_RICIAN_BIAS"))
-    p.removeRicianBias = std::string(r) != "0";
+  ReadSquareAndRicianOverrides(p);
   const SelfSupervisedDenoiser denoiser(p);
   const BilateralDenoiser bilateral;
   const std::string name = automatic ? "automatic" : "blind spot";

@@ -57,6 +57,33 @@ double Divergence(const Responses& r, const Perturbation& p, size_t i) {
   return p.direction[i] * (static_cast<double>(r.moved[i]) - r.base[i]) / p.epsilon;
 }
 
+// The terms of the blend's estimate from the two denoisers' responses to the same
+// perturbation (the same responses twice: one denoiser's estimate, its `constant`).
+BlendRiskEstimate EstimateBlend(const Responses& a, const Responses& b,
+                                const std::vector<float>& noisy,
+                                const std::vector<uint8_t>& counted, const Perturbation& p,
+                                double sigma) {
+  const double variance = sigma * sigma;
+  BlendRiskEstimate estimate;
+  double quadratic = 0, linear = 0, constant = 0;
+  for (size_t i = 0; i < noisy.size(); ++i) {
+    if (!counted[i]) continue;
+    const double apart = static_cast<double>(a.base[i]) - b.base[i];
+    const double residual = static_cast<double>(b.base[i]) - noisy[i];
+    const double divergenceB = Divergence(b, p, i);
+    quadratic += apart * apart;
+    linear += apart * residual + variance * (Divergence(a, p, i) - divergenceB);
+    constant += residual * residual - variance + 2 * variance * divergenceB;
+    ++estimate.pixels;
+  }
+  if (estimate.pixels == 0) return estimate;
+  const double n = static_cast<double>(estimate.pixels);
+  estimate.quadratic = quadratic / n;
+  estimate.linear = linear / n;
+  estimate.constant = constant / n;
+  return estimate;
+}
+
 }  // namespace
 
 RiskEstimate MonteCarloSure(
@@ -67,18 +94,9 @@ RiskEstimate MonteCarloSure(
   RiskEstimate estimate;
   if (!(sigma > 0)) return estimate;
   const Responses f = Respond(denoise, noisy, p);
-  double fidelity = 0;
-  double divergence = 0;
-  for (size_t i = 0; i < noisy.size(); ++i) {
-    if (!counted[i]) continue;
-    const double residual = static_cast<double>(f.base[i]) - noisy[i];
-    fidelity += residual * residual;
-    divergence += Divergence(f, p, i);
-    ++estimate.pixels;
-  }
-  if (estimate.pixels == 0) return estimate;
-  const double n = static_cast<double>(estimate.pixels);
-  estimate.meanSquaredError = fidelity / n - sigma * sigma + 2 * sigma * sigma * divergence / n;
+  const BlendRiskEstimate own = EstimateBlend(f, f, noisy, counted, p, sigma);
+  estimate.meanSquaredError = own.constant;
+  estimate.pixels = own.pixels;
   return estimate;
 }
 
@@ -104,29 +122,10 @@ BlendRiskEstimate MonteCarloSureOfBlend(
     const std::vector<float>& noisy, const std::vector<uint8_t>& counted, double sigma,
     uint64_t seed) {
   const Perturbation p = Perturb(noisy, counted, sigma, seed);
-  BlendRiskEstimate estimate;
-  if (!(sigma > 0)) return estimate;
+  if (!(sigma > 0)) return {};
   const Responses a = Respond(f, noisy, p);
   const Responses b = Respond(g, noisy, p);
-  const double variance = sigma * sigma;
-  double quadratic = 0, linear = 0, constant = 0;
-  for (size_t i = 0; i < noisy.size(); ++i) {
-    if (!counted[i]) continue;
-    const double apart = static_cast<double>(a.base[i]) - b.base[i];
-    const double residual = static_cast<double>(b.base[i]) - noisy[i];
-    const double divergenceA = Divergence(a, p, i);
-    const double divergenceB = Divergence(b, p, i);
-    quadratic += apart * apart;
-    linear += apart * residual + variance * (divergenceA - divergenceB);
-    constant += residual * residual - variance + 2 * variance * divergenceB;
-    ++estimate.pixels;
-  }
-  if (estimate.pixels == 0) return estimate;
-  const double n = static_cast<double>(estimate.pixels);
-  estimate.quadratic = quadratic / n;
-  estimate.linear = linear / n;
-  estimate.constant = constant / n;
-  return estimate;
+  return EstimateBlend(a, b, noisy, counted, p, sigma);
 }
 
 }  // namespace enhance

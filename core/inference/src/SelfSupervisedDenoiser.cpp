@@ -205,7 +205,7 @@ void CompareWithBilateral(const SeriesNetwork& network, const Volume& volume,
                           const SelfSupervisedParameters& p, bool blindSpot,
                           const c10::Device& device, LearningReport& report) {
   constexpr size_t kCompared = 8;
-  const bool magnitude = *std::min_element(volume.voxels.begin(), volume.voxels.end()) >= 0;
+  const bool magnitude = IsMagnitude(volume);
   const size_t count = std::min(kCompared, heldOut.size());
   Volume triplet;
   triplet.Resize(3, volume.rows, volume.columns);
@@ -495,7 +495,7 @@ Volume SelfSupervisedDenoiser::RunReusing(Volume& volume, const RunContext& cont
   // Magnitude images keep the Rician bias through any denoiser of their mean; where the
   // series' background shows the noise to be Rician, of the deviation measured, it goes.
   report.ricianBiasRemoved = p.removeRicianBias && report.comparedWithBilateral &&
-                             *std::min_element(volume.voxels.begin(), volume.voxels.end()) >= 0 &&
+                             IsMagnitude(volume) &&
                              HasRicianBackground(volume, report.heldOutNoiseSigma);
   if (!report.applied) context.Warn(info_.name + ": " + report.fallback);
   if (context.learned) context.learned(report);

@@ -8,6 +8,10 @@
 
 namespace enhance {
 
+bool IsMagnitude(const Volume& volume) {
+  return std::all_of(volume.voxels.begin(), volume.voxels.end(), [](float v) { return v >= 0; });
+}
+
 std::vector<uint8_t> NoisyPixels(const Volume& volume, int64_t k) {
   const float* x = volume.Slice(k);
   const float* above = volume.Slice(k - 1);

@@ -13,6 +13,9 @@
 
 namespace enhance {
 
+// Whether the series is a magnitude image (MR): no value below 0.
+bool IsMagnitude(const Volume& volume);
+
 // The pixels of slice k that carry noise: all but those equal in slice k and both its
 // neighbours (padding, clipped air).
 std::vector<uint8_t> NoisyPixels(const Volume& volume, int64_t k);
