@@ -22,6 +22,8 @@
 #include "Int8Convolution.h"
 #include "ModelFixtures.h"
 #include "enhance/inference/ClassicalModels.h"
+#include "enhance/inference/DomainCheck.h"
+#include "enhance/inference/ModelSpec.h"
 #include "enhance/inference/TorchModel.h"
 #include "enhance/samples/Phantom.h"
 
@@ -303,6 +305,39 @@ TEST(ShippedModels, FusedConvolutionsGiveTheSameResults) {
     const Volume expected = reference->Run(input, {});
     const Volume actual = model->Run(input, {});
     ExpectSameOutput(actual, expected);
+  }
+}
+
+// Each shipped domain check scores a slice the same with the node's fused convolutions as
+// with the autoencoder run as saved: its thresholds were calibrated on either.
+TEST(ShippedModels, DomainChecksScoreTheSameFusedAsSaved) {
+  for (const auto& folder : ShippedFolders()) {
+    const ModelSpec spec = LoadManifest(folder);
+    if (!spec.hasDomainCheck) continue;
+    SCOPED_TRACE(folder.string());
+    const auto fused = DomainCheck::Load(spec.domainCheck, "cpu", folder.string());
+    const auto saved = DomainCheck::Load(spec.domainCheck, "cpu", folder.string(), false);
+    if (FusedConvolutionUsesOneDnn()) EXPECT_EQ(fused->Describe(), "fused convolutions");
+    EXPECT_EQ(saved->Describe(), "as saved");
+    for (const int64_t size : {96, 200}) {
+      PhantomOptions o;
+      o.rows = size;
+      o.columns = size - 24;  // not a multiple of 8: padded
+      o.slices = 1;
+      o.pixelSpacing = 384.0 / static_cast<double>(size);
+      o.noiseSigmaHu = 30.0;
+      o.seed = 7;
+      Volume slice = MakeCtPhantom(o);
+      if (spec.modalities.front() != "CT") {
+        for (float& x : slice.voxels) x = std::max(0.0f, x + 1000.0f);
+      }
+      const SliceDomainFeatures a = fused->SliceFeatures(slice.Slice(0), o.rows, o.columns);
+      const SliceDomainFeatures b = saved->SliceFeatures(slice.Slice(0), o.rows, o.columns);
+      EXPECT_NEAR(a.logReconstruction, b.logReconstruction, 1e-4);
+      EXPECT_NEAR(a.logKl, b.logKl, 1e-4);
+      EXPECT_NEAR(a.logResidual, b.logResidual, 1e-4);
+      EXPECT_NEAR(a.meanIntensity, b.meanIntensity, 1e-6);
+    }
   }
 }
 

@@ -273,6 +273,22 @@ struct TorchModel::Impl {
   }
 };
 
+namespace {
+
+// The archive's multiply-accumulates per pixel, counted on the graph as saved; 0 when they
+// cannot be counted (they are informative only).
+double CountArchiveMacs(const ModelSpec& spec) {
+  try {
+    torch::jit::Module plain = torch::jit::load(spec.archive.string(), c10::Device(c10::kCPU));
+    plain.eval();
+    return CountMacsPerPixel(plain, spec);
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+}  // namespace
+
 TorchModel::TorchModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 TorchModel::~TorchModel() = default;
 
@@ -304,13 +320,7 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
                     " is not a loadable TorchScript archive: " + e.what_without_backtrace());
   }
 
-  try {
-    torch::jit::Module plain = torch::jit::load(spec.archive.string(), c10::Device(c10::kCPU));
-    plain.eval();
-    impl->macsPerPixel = CountMacsPerPixel(plain, spec);
-  } catch (const std::exception&) {
-    impl->macsPerPixel = 0;  // counting is informative only
-  }
+  impl->macsPerPixel = CountArchiveMacs(spec);
 
   // Validate the contract on a small input; this also warms up the model.
   const int64_t side = (32 + spec.sizeMultiple - 1) / spec.sizeMultiple * spec.sizeMultiple;
@@ -352,8 +362,10 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
       !impl->lowPrecision.int8.compared) {
     ReadCalibration(spec);
   }
-  if (spec.hasDomainCheck)
-    impl->domain = DomainCheck::Load(spec.domainCheck, impl->device.str(), where);
+  if (spec.hasDomainCheck) {
+    impl->domain =
+        DomainCheck::Load(spec.domainCheck, impl->device.str(), where, options.optimizeForCpu);
+  }
   return std::shared_ptr<const TorchModel>(new TorchModel(std::move(impl)));
 }
 

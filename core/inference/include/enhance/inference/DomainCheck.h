@@ -83,15 +83,21 @@ std::string DescribeDomainScore(const DomainScore& score);
 class DomainCheck {
  public:
   // Loads the autoencoder onto `device` ("cpu", "cuda:0") and checks its contract on a
-  // small input. Throws Error naming `where` (the model's folder) and what is wrong.
+  // small input. Throws Error naming `where` (the model's folder) and what is wrong. On the
+  // CPU, with `optimiseForCpu`, the network runs frozen with the node's fused convolutions
+  // (the same figures to float rounding, about twice as fast; DomainCheck.cpp says when it
+  // falls back); without, as saved.
   static std::unique_ptr<const DomainCheck> Load(const DomainCheckSpec& spec,
                                                  const std::string& device,
-                                                 const std::string& where);
+                                                 const std::string& where,
+                                                 bool optimiseForCpu = true);
   ~DomainCheck();
   DomainCheck(const DomainCheck&) = delete;
   DomainCheck& operator=(const DomainCheck&) = delete;
 
   const DomainCheckSpec& Spec() const;
+  // How the network runs: "fused convolutions", "optimised by LibTorch" or "as saved".
+  const std::string& Describe() const;
 
   // One slice, rows x columns values in physical units (its body as DomainCheckSpec::units
   // says, whatever the volume's units).
