@@ -358,8 +358,37 @@ double MedianSeconds(const std::function<void()>& run, int repeats) {
   return Percentile(seconds, 50.0);
 }
 
+// The check's seconds per scored slice of `series`, run with fused convolutions, as optimised
+// by LibTorch and as saved: 5 rounds of the three in turns, medians.
+void PrintCheckVersions(const DomainCheck& check, const Volume& series) {
+  std::vector<std::unique_ptr<const DomainCheck>> versions;
+  std::vector<std::vector<double>> seconds(3);
+  for (DomainCheckCpu cpu :
+       {DomainCheckCpu::kFastest, DomainCheckCpu::kLibTorch, DomainCheckCpu::kAsSaved}) {
+    versions.push_back(DomainCheck::Load(check.Spec(), "cpu", check.Spec().archive.string(), cpu));
+  }
+  const std::vector<bool> selected = DomainSlicesScored(series.slices, check.Spec());
+  const auto scored = static_cast<double>(std::count(selected.begin(), selected.end(), true));
+  for (int round = 0; round < 6; ++round) {
+    for (size_t v = 0; v < versions.size(); ++v) {
+      const auto start = std::chrono::steady_clock::now();
+      versions[v]->Score(series);
+      const double s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (round > 0) seconds[v].push_back(s / scored);  // the first round warms up
+    }
+  }
+  std::cout << "\nThe check alone, seconds per scored slice (medians of 5 rounds in turns):";
+  for (size_t v = 0; v < versions.size(); ++v) {
+    std::cout << (v == 0 ? " " : ", ") << versions[v]->Describe() << " "
+              << Fixed(Percentile(seconds[v], 50.0), 4);
+  }
+  std::cout << "\n";
+}
+
 void PrintCost(const Distribution& d, const std::filesystem::path& models, const Volume& series,
                const DomainCheck& check) {
+  PrintCheckVersions(check, series);
   std::cout << "\nCost on one held-out series of " << series.slices << " slices of " << series.rows
             << "x" << series.columns << " (CPU, " << TorchThreads()
             << " threads, median of 3); a series is checked on one slice in "

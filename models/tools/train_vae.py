@@ -24,7 +24,9 @@ Normalisation, per slice, the same in training and in the node:
                     if fewer than 16; lo = 0th and hi = 99.5th percentile of the body
                     (linear interpolation); x' = (x - lo) / (hi - lo).
 
-Network (DomainVae below), fully convolutional, SiLU between layers:
+Network (DomainVae below), fully convolutional, SiLU between layers, in two sizes
+(--network):
+  wide (the MR checks')
   encoder  3x3 stride-2 convolutions 1 -> 16 -> 24 -> 32 features (1/2, 1/4, 1/8 of
            the resolution), a 3x3 convolution of 32 at 1/8, then a 1x1 convolution to
            mu and logvar (L channels each) at 1/8.
@@ -37,6 +39,16 @@ Network (DomainVae below), fully convolutional, SiLU between layers:
   sets of the domain checks, and reconstructs no worse); L = 16 would exceed 0.3 GMAC.
   --dilation widens the view of the 3x3 convolutions at 1/8 (experiments; it did not
   help).
+  small (the CT checks')
+  encoder  3x3 stride-2 convolutions 1 -> 8 -> 16 -> 32 features, then as wide.
+  decoder  3x3 convolutions L -> 32 -> 32 at 1/8, a 1x1 convolution to 64 features and a
+           pixel shuffle (16 features at 1/4), a 3x3 convolution of 16, and a 1x1
+           convolution to 16 values that a 4x4 pixel shuffle spreads over each 4x4 block
+           of the full resolution.
+  With L = 8: 0.180 GMAC per 512x512 slice, 31,952 parameters, 157 KB. It keeps few and
+  narrow feature maps at high resolution, which is what costs on the CPU (docs/models.md
+  gives the times). The CT checks keep every target with it; the MR ones lose some
+  (docs/models.md, "The shipped domain checks").
 
 Loss: r + beta * k on random crops, with r and k as the node computes them (mean
 squared error per pixel and KL divergence per latent element) and z sampled with the
@@ -89,25 +101,33 @@ DOWNSAMPLING = 8
 class DomainVae(nn.Module):
     """forward(x [B,1,H,W]) -> (reconstruction, mu, logvar); z = mu (no sampling)."""
 
-    def __init__(self, latent=8, dilation=1):
+    def __init__(self, latent=8, dilation=1, network="wide"):
         super().__init__()
         self.latent = latent
         d = dilation  # of the 3x3 convolutions at 1/8, for a wider view at the same cost
+        first, second = (16, 24) if network == "wide" else (8, 16)
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, 16, 3, stride=2, padding=1), nn.SiLU(),    # 1/2
-            nn.Conv2d(16, 24, 3, stride=2, padding=1), nn.SiLU(),   # 1/4
-            nn.Conv2d(24, 32, 3, stride=2, padding=1), nn.SiLU(),   # 1/8
+            nn.Conv2d(1, first, 3, stride=2, padding=1), nn.SiLU(),        # 1/2
+            nn.Conv2d(first, second, 3, stride=2, padding=1), nn.SiLU(),   # 1/4
+            nn.Conv2d(second, 32, 3, stride=2, padding=1), nn.SiLU(),      # 1/8
             nn.Conv2d(32, 32, 3, padding=d, dilation=d), nn.SiLU(),
-            nn.Conv2d(32, 2 * latent, 1))                           # mu, logvar
-        self.decoder = nn.Sequential(
-            nn.Conv2d(latent, 32, 3, padding=1), nn.SiLU(),         # 1/8
+            nn.Conv2d(32, 2 * latent, 1))                                  # mu, logvar
+        at_eighth = [
+            nn.Conv2d(latent, 32, 3, padding=1), nn.SiLU(),                # 1/8
             nn.Conv2d(32, 32, 3, padding=d, dilation=d), nn.SiLU(),
-            nn.Conv2d(32, 4 * 16, 1), nn.PixelShuffle(2), nn.SiLU(),  # 1/4
-            nn.Conv2d(16, 16, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(16, 4 * 8, 1), nn.PixelShuffle(2), nn.SiLU(),   # 1/2
-            nn.Conv2d(8, 8, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(8, 4 * 4, 1), nn.PixelShuffle(2), nn.SiLU(),    # 1/1
-            nn.Conv2d(4, 1, 3, padding=1))
+            nn.Conv2d(32, 4 * 16, 1), nn.PixelShuffle(2), nn.SiLU(),       # 1/4
+            nn.Conv2d(16, 16, 3, padding=1), nn.SiLU()]
+        if network == "wide":
+            self.decoder = nn.Sequential(
+                *at_eighth,
+                nn.Conv2d(16, 4 * 8, 1), nn.PixelShuffle(2), nn.SiLU(),    # 1/2
+                nn.Conv2d(8, 8, 3, padding=1), nn.SiLU(),
+                nn.Conv2d(8, 4 * 4, 1), nn.PixelShuffle(2), nn.SiLU(),     # 1/1
+                nn.Conv2d(4, 1, 3, padding=1))
+        else:
+            self.decoder = nn.Sequential(
+                *at_eighth,
+                nn.Conv2d(16, 16, 1), nn.PixelShuffle(4))                  # 1/1, 4x4 blocks
 
     def encode(self, x):
         h = self.encoder(x)
@@ -279,6 +299,8 @@ def main():
     parser.add_argument("--crop", type=int, default=128, help="multiple of 8")
     parser.add_argument("--flips", choices=["h", "hv"], default="h",
                         help="left-right flips, or also up-down ones")
+    parser.add_argument("--network", choices=["wide", "small"], default="wide",
+                        help="the network's size (see above)")
     parser.add_argument("--latent", type=int, default=8, help="latent channels L")
     parser.add_argument("--dilation", type=int, default=1,
                         help="of the 3x3 convolutions at 1/8 resolution (experiments)")
@@ -306,10 +328,10 @@ def main():
                               args.slabs, args.downsample)
     print(f"{len(train)} training slices, {len(test)} held out", flush=True)
 
-    model = DomainVae(args.latent, args.dilation)
+    model = DomainVae(args.latent, args.dilation, args.network)
     gmac = count_gmac(model)
     parameters = sum(p.numel() for p in model.parameters())
-    print(f"DomainVae latent {args.latent}: {parameters} parameters, "
+    print(f"DomainVae {args.network}, latent {args.latent}: {parameters} parameters, "
           f"{gmac:.3f} GMAC per 512x512 slice", flush=True)
 
     optimiser = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
@@ -346,7 +368,7 @@ def main():
         raise RuntimeError(f"the archive differs from the network by {difference}")
 
     (train_mean, train_sd) = log_score_summary(model, train)
-    line = (f"summary: {args.out}: latent {args.latent}, beta {args.beta:g}, "
+    line = (f"summary: {args.out}: {args.network}, latent {args.latent}, beta {args.beta:g}, "
             f"{gmac:.3f} GMAC per 512x512 slice, {parameters} parameters; "
             f"train log r {train_mean[0]:.3f} (SD {train_sd[0]:.3f}), "
             f"log k {train_mean[1]:.3f} (SD {train_sd[1]:.3f})")

@@ -145,17 +145,11 @@ struct DomainCheck::Impl {
 
 namespace {
 
-// On the CPU, frozen with the node's fused convolutions (FusedConvolution.h): each
-// convolution and the SiLU it feeds in one oneDNN call, channels-last, with no layout
-// conversion between layers. For the shipped autoencoders that is 1.7-2.8 times as fast as
-// LibTorch's optimize_for_inference, whose oneDNN convolutions convert their inputs and
-// outputs around every SiLU and pixel shuffle (median of paired runs on 256x256, 224x184,
-// 512x512 and 112x96 slices, 2 threads), with the same figures to float rounding
-// (tests/unit/ShippedModelsTest.cpp). Without oneDNN in the build, or for a graph that
-// cannot be fused, frozen and optimised by LibTorch; a graph that cannot be frozen runs as
-// saved.
-std::pair<torch::jit::Module, std::string> OptimisedOnCpu(const torch::jit::Module& module) {
-  if (FusedConvolutionUsesOneDnn()) {
+// The autoencoder as DomainCheckCpu says, and how it runs (Describe()).
+std::pair<torch::jit::Module, std::string> OnCpu(const torch::jit::Module& module,
+                                                 DomainCheckCpu cpu) {
+  if (cpu == DomainCheckCpu::kAsSaved) return {module, "as saved"};
+  if (cpu == DomainCheckCpu::kFastest && FusedConvolutionUsesOneDnn()) {
     try {
       int replaced = 0;
       torch::jit::Module fused = FuseConvolutions(module, &replaced);
@@ -186,8 +180,7 @@ DomainCheck::~DomainCheck() = default;
 
 std::unique_ptr<const DomainCheck> DomainCheck::Load(const DomainCheckSpec& spec,
                                                      const std::string& device,
-                                                     const std::string& where,
-                                                     bool optimiseForCpu) {
+                                                     const std::string& where, DomainCheckCpu cpu) {
   auto impl = std::make_unique<Impl>();
   impl->spec = spec;
   impl->device = c10::Device(device);
@@ -204,9 +197,7 @@ std::unique_ptr<const DomainCheck> DomainCheck::Load(const DomainCheckSpec& spec
                 where + ": the domain check's archive " + name +
                     " is not a loadable TorchScript archive: " + e.what_without_backtrace());
   }
-  if (impl->device.is_cpu() && optimiseForCpu) {
-    std::tie(impl->module, impl->runs) = OptimisedOnCpu(impl->module);
-  }
+  if (impl->device.is_cpu()) std::tie(impl->module, impl->runs) = OnCpu(impl->module, cpu);
   std::unique_ptr<DomainCheck> check(new DomainCheck(std::move(impl)));
   // The contract, on a small slice.
   const int64_t side = (32 + spec.sizeMultiple - 1) / spec.sizeMultiple * spec.sizeMultiple;

@@ -363,8 +363,9 @@ std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& 
     ReadCalibration(spec);
   }
   if (spec.hasDomainCheck) {
-    impl->domain =
-        DomainCheck::Load(spec.domainCheck, impl->device.str(), where, options.optimizeForCpu);
+    impl->domain = DomainCheck::Load(
+        spec.domainCheck, impl->device.str(), where,
+        options.optimizeForCpu ? DomainCheckCpu::kFastest : DomainCheckCpu::kAsSaved);
   }
   return std::shared_ptr<const TorchModel>(new TorchModel(std::move(impl)));
 }

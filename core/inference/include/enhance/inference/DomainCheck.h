@@ -80,17 +80,26 @@ DomainScore AggregateDomainScore(const DomainCheckSpec& spec,
 // "domain score 7.31 above the threshold 3.20" (or "within"), for messages.
 std::string DescribeDomainScore(const DomainScore& score);
 
+// How a domain check's autoencoder runs on the CPU (on CUDA it runs as saved).
+enum class DomainCheckCpu {
+  kFastest,   // frozen with the node's fused convolutions (each convolution and the SiLU
+              // it feeds in one oneDNN call, channels-last); without oneDNN in the build,
+              // or for a graph that cannot be fused, as kLibTorch
+  kLibTorch,  // frozen and optimised by LibTorch (torch::jit::optimize_for_inference)
+  kAsSaved,   // the graph as saved
+};
+
 class DomainCheck {
  public:
   // Loads the autoencoder onto `device` ("cpu", "cuda:0") and checks its contract on a
-  // small input. Throws Error naming `where` (the model's folder) and what is wrong. On the
-  // CPU, with `optimiseForCpu`, the network runs frozen with the node's fused convolutions
-  // (the same figures to float rounding, about twice as fast; DomainCheck.cpp says when it
-  // falls back); without, as saved.
+  // small input. Throws Error naming `where` (the model's folder) and what is wrong. The
+  // figures are the same, to float rounding, however it runs on the CPU
+  // (tests/unit/ShippedModelsTest.cpp); `enhance-domain evaluate` times the three ways. A
+  // graph that cannot be frozen runs as saved.
   static std::unique_ptr<const DomainCheck> Load(const DomainCheckSpec& spec,
                                                  const std::string& device,
                                                  const std::string& where,
-                                                 bool optimiseForCpu = true);
+                                                 DomainCheckCpu cpu = DomainCheckCpu::kFastest);
   ~DomainCheck();
   DomainCheck(const DomainCheck&) = delete;
   DomainCheck& operator=(const DomainCheck&) = delete;
