@@ -365,6 +365,41 @@ TEST(DerivedSeriesWriter, SourceDatasetsAreNotModified) {
   EXPECT_FALSE(after.tagExists(DCM_SourceImageSequence));
 }
 
+// However long a model's parameters, what it learned or a warning, the description stays
+// within DICOM's 1024 characters with the warning's start and the labels at its end whole.
+TEST(DerivedSeriesWriter, ALongDescriptionKeepsItsWarningAndItsLabels) {
+  const DecodedSeries source = ReadSeries(testing::PhantomSeries(16, 16, 2, 10.0), "phantom");
+  for (const size_t warningLength : {size_t{0}, size_t{40}, size_t{3000}, size_t{12000}}) {
+    DerivationInfo info = Info();
+    info.parameters = std::string(2000, 'p');
+    info.learned = std::string(600, 'l');
+    info.warning =
+        warningLength == 0 ? "" : "outside the domain " + std::string(warningLength, 'w');
+    const auto files = WriteDerivedSeries(source, source.volume, info);
+    ExpectDciodvfyAccepts(files, "long description");
+    const auto file = ParseDicom(files.front());
+    const std::string d = GetString(*file->getDataset(), DCM_DerivationDescription);
+    SCOPED_TRACE(d);
+    EXPECT_LE(d.size(), 1024u);
+    EXPECT_GE(d.size(), 1000u);  // shortened to the limit, not far below it
+    const std::string label = "algorithm output, not an acquired image";
+    ASSERT_GE(d.size(), label.size());
+    EXPECT_EQ(d.substr(d.size() - label.size()), label);
+    EXPECT_NE(d.find("; produced by " + std::string(kEquipmentManufacturer) + " 9.9.9;"),
+              std::string::npos);
+    EXPECT_NE(d.find("denoise by test-model 2.1 (ppp"), std::string::npos);
+    EXPECT_NE(d.find("...; produced by"), std::string::npos);
+    if (warningLength > 0) {
+      EXPECT_EQ(d.rfind("WARNING: outside the domain www", 0), 0u);
+      const std::string comments = GetString(*file->getDataset(), DCM_ImageComments);
+      EXPECT_EQ(comments.rfind("WARNING: outside the domain www", 0), 0u);
+      EXPECT_LE(comments.size(), 10240u);  // LT
+    } else {
+      EXPECT_EQ(d.find("WARNING"), std::string::npos);
+    }
+  }
+}
+
 TEST(DerivedSeriesWriter, InconsistentResampledOutputIsAModelFault) {
   const DecodedSeries source = ReadSeries(testing::PhantomSeries(16, 16, 2, 10.0), "phantom");
   auto expectInternal = [&](const Volume& output, const std::string& needle) {

@@ -125,23 +125,37 @@ DcmDataset& Mutable(const SourceInstance& instance) {
   return const_cast<DcmDataset&>(*instance.dataset);
 }
 
+// `text` in at most `maximum` characters: cut, ending in "...", when longer.
+std::string Shortened(const std::string& text, size_t maximum) {
+  if (text.size() <= maximum) return text;
+  return maximum < 3 ? text.substr(0, maximum) : text.substr(0, maximum - 3) + "...";
+}
+
+// At most 1024 characters (DICOM's limit for ST). The warning opens it and the labels close
+// it ("produced by ...; algorithm output, not an acquired image"); when everything does not
+// fit, what lies between (the model, its parameters, what it learned) is shortened, then,
+// if a warning alone would crowd the rest out, the warning, so that neither the warning's
+// start nor the labels are ever cut away.
 std::string DerivationDescription(const DerivationInfo& info, const std::string& units) {
-  // A warning comes first, where no truncation can reach it.
-  std::string description = info.warning.empty() ? "" : "WARNING: " + info.warning + "; ";
+  constexpr size_t kLimit = 1024;
+  constexpr size_t kWarningAtMost = 512;
+  const std::string warning =
+      info.warning.empty() ? "" : Shortened("WARNING: " + info.warning, kWarningAtMost) + "; ";
+  std::string middle;
   if (info.uncertaintySamples > 0) {
-    description += "uncertainty map: per-voxel standard deviation across " +
-                   std::to_string(info.uncertaintySamples) + " " + info.uncertaintyOver +
-                   (units.empty() ? std::string() : " (" + units + ")") + " of " + info.task +
-                   " by ";
+    middle = "uncertainty map: per-voxel standard deviation across " +
+             std::to_string(info.uncertaintySamples) + " " + info.uncertaintyOver +
+             (units.empty() ? std::string() : " (" + units + ")") + " of " + info.task + " by ";
   } else {
-    description += info.task + " by ";
+    middle = info.task + " by ";
   }
-  description += info.modelName + " " + info.modelVersion;
-  if (!info.parameters.empty()) description += " (" + info.parameters + ")";
-  if (!info.learned.empty()) description += "; " + info.learned;
-  description += "; produced by " + std::string(kEquipmentManufacturer) + " " +
-                 info.softwareVersion + "; algorithm output, not an acquired image";
-  return Truncate(description, 1024);
+  middle += info.modelName + " " + info.modelVersion;
+  if (!info.parameters.empty()) middle += " (" + info.parameters + ")";
+  if (!info.learned.empty()) middle += "; " + info.learned;
+  const std::string labels = "; produced by " + std::string(kEquipmentManufacturer) + " " +
+                             Shortened(info.softwareVersion, 64) +
+                             "; algorithm output, not an acquired image";
+  return warning + Shortened(middle, kLimit - warning.size() - labels.size()) + labels;
 }
 
 // What all slices of one derived series share.
@@ -254,7 +268,9 @@ void WriteDerivation(DcmDataset& ds, const SeriesContext& c, const OutputSlice& 
                      const std::string& where) {
   if (!c.syntheticCt) PutString(ds, DCM_ImageType, ImageType(ds, c.source.modality));
   PutString(ds, DCM_DerivationDescription, c.description);
-  if (!c.info.warning.empty()) PutString(ds, DCM_ImageComments, "WARNING: " + c.info.warning);
+  if (!c.info.warning.empty()) {
+    PutString(ds, DCM_ImageComments, Shortened("WARNING: " + c.info.warning, 10240));  // LT
+  }
   if (!c.info.derivationCode.value.empty()) {
     AppendCodeItem(ds, DCM_DerivationCodeSequence, c.info.derivationCode);
   }
