@@ -332,4 +332,31 @@ DomainSets MrDomainSets(const std::filesystem::path& templates,
   return sets;
 }
 
+std::vector<DomainSet> MrTuningSets(const DomainSet& calibration) {
+  const std::vector<Volume>& c = calibration.series;
+  uint64_t seed = 601;
+  // Noise of 30% of the series' bright end (its 99.5th percentile), on top of its own.
+  auto noisier = [&seed](const Volume& v) {
+    std::vector<float> values = v.voxels;
+    const auto high = values.begin() + static_cast<long>(0.995 * (values.size() - 1));
+    std::nth_element(values.begin(), high, values.end());
+    return AddRicianNoise(v, 0.30 * std::max(*high, 1e-6f), seed++);
+  };
+  std::vector<DomainSet> sets;
+  sets.push_back({"calibration series, noise to 30%", Map(c, noisier)});
+  sets.push_back({"calibration series, smoother (Gaussian 1 px)",
+                  Map(c, [](const Volume& v) { return Blurred(v, 1.0); })});
+  sets.push_back({"calibration series, sharper (unsharp mask 1.0, 1 px)",
+                  Map(c, [](const Volume& v) { return Sharpened(v, 1.0, 1.0); })});
+  sets.push_back({"calibration series, gamma 0.5", Map(c, [&seed](const Volume& v) {
+                    return ApplyMrEffects(v, {0.0, 0.5, 0.0}, seed++);
+                  })});
+  sets.push_back({"calibration series, bias field (80%)", Map(c, [&seed](const Volume& v) {
+                    return ApplyMrEffects(v, {0.8, 1.0, 0.0}, seed++);
+                  })});
+  sets.push_back({"calibration series, ghosting (25%)",
+                  Map(c, [](const Volume& v) { return Ghosted(v, 0.25); })});
+  return sets;
+}
+
 }  // namespace enhance::models

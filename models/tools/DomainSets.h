@@ -36,6 +36,9 @@ struct DomainSets {
   std::vector<DomainSet> far;
   std::vector<DomainSet> near;
   std::vector<DomainSet> extra;  // reported, not part of the targets (e.g. an unseen head)
+  // Changes of the calibration series (not held out), for scoring choices: made from the
+  // calibration series after they are read (MrTuningSets), not kept in a cache.
+  std::vector<DomainSet> tuning;
 };
 
 // `templates`: mricron-data's folder; `pydicom`: the folder of pydicom's test files.
@@ -48,6 +51,18 @@ DomainSets MrDomainSets(const std::filesystem::path& templates,
 // made again at another resolution (the in-plane super-resolution models' checks): all the
 // CT phantoms; the MR test slabs of ch2better at 3% noise.
 std::vector<size_t> KernelChangeBase(bool ct);
+
+// The sets kept in a file, so that calibrating and evaluating several checks on the same
+// acquisitions simulates them once (sizes, units and voxels; not the tuning sets, which are
+// made from the calibration series). ReadSets throws std::runtime_error naming a file that
+// is not a complete cache.
+void WriteSets(const std::filesystem::path& file, const DomainSets& sets);
+DomainSets ReadSets(const std::filesystem::path& file);
+
+// The MR tuning sets: the near sets' changes (noise to 30%, smoother, sharper, gamma 0.5, an
+// 80% bias field, ghosting) made to the calibration series. Scored against the calibration
+// series, they compare scoring choices without the held-out series.
+std::vector<DomainSet> MrTuningSets(const DomainSet& calibration);
 
 // The transformations of the near out-of-distribution sets, on a copy.
 Volume Blurred(const Volume& v, double sigmaPixels);                   // a smoother kernel
