@@ -15,6 +15,7 @@
 #include "Mr2CtData.h"
 #include "MrDenoiseData.h"
 #include "Nifti.h"
+#include "Normalise.h"
 #include "TrainingPhantom.h"
 #include "enhance/dicom/DicomSeriesReader.h"
 
@@ -337,10 +338,7 @@ std::vector<DomainSet> MrTuningSets(const DomainSet& calibration) {
   uint64_t seed = 601;
   // Noise of 30% of the series' bright end (its 99.5th percentile), on top of its own.
   auto noisier = [&seed](const Volume& v) {
-    std::vector<float> values = v.voxels;
-    const auto high = values.begin() + static_cast<long>(0.995 * (values.size() - 1));
-    std::nth_element(values.begin(), high, values.end());
-    return AddRicianNoise(v, 0.30 * std::max(*high, 1e-6f), seed++);
+    return AddRicianNoise(v, 0.30 * std::max(Percentile(v.voxels, 99.5), 1e-6), seed++);
   };
   std::vector<DomainSet> sets;
   sets.push_back({"calibration series, noise to 30%", Map(c, noisier)});

@@ -8,6 +8,7 @@
 
 #include "MrDenoiseData.h"
 #include "Nifti.h"
+#include "Normalise.h"
 #include "SuperResData.h"
 
 namespace enhance::models {
@@ -20,13 +21,6 @@ constexpr int64_t kHeldOutFirst = 95;
 constexpr int64_t kHeldOutCount = 20;
 constexpr int64_t kMargin = 5;
 constexpr int64_t kSlab = 10;
-
-double Percentile(std::vector<float> values, double percent) {
-  if (values.empty()) return 0.0;
-  const auto index = static_cast<size_t>(percent / 100.0 * static_cast<double>(values.size() - 1));
-  std::nth_element(values.begin(), values.begin() + static_cast<long>(index), values.end());
-  return values[index];
-}
 
 // Per slice: pixels above `level`, plus every pixel not reachable from the border
 // through pixels at or below it (holes filled).

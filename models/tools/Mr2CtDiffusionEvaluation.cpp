@@ -13,6 +13,7 @@
 #include "EvaluationOptions.h"
 #include "Mr2CtData.h"
 #include "MrDenoiseData.h"
+#include "Normalise.h"
 #include "enhance/inference/TorchModel.h"
 #include "enhance/quality/Metrics.h"
 
@@ -62,13 +63,6 @@ Output RunModel(const Model& model, const Volume& mr) {
   return out;
 }
 
-double Percentile(std::vector<float> values, double percent) {
-  if (values.empty()) return std::numeric_limits<double>::quiet_NaN();
-  const auto k = static_cast<size_t>(percent / 100.0 * static_cast<double>(values.size() - 1));
-  std::nth_element(values.begin(), values.begin() + static_cast<long>(k), values.end());
-  return values[k];
-}
-
 Figures Measure(const Volume& reference, const Output& out) {
   MetricOptions body;
   body.windowLow = -1024;
@@ -90,8 +84,9 @@ Figures Measure(const Volume& reference, const Output& out) {
     if (mask[i]) inside.push_back(out.sd.voxels[i]);
   }
   f.spearman = SpearmanCorrelation(out.sd, error, mask);
-  f.medianSd = Percentile(inside, 50.0);
-  f.p99Sd = Percentile(std::move(inside), 99.0);
+  const double none = std::numeric_limits<double>::quiet_NaN();  // no voxel inside the mask
+  f.medianSd = inside.empty() ? none : Percentile(inside, 50.0);
+  f.p99Sd = inside.empty() ? none : Percentile(std::move(inside), 99.0);
   return f;
 }
 

@@ -6,6 +6,8 @@
 
 #include <ATen/ATen.h>
 
+#include <vector>
+
 #include "enhance/base/Volume.h"
 
 namespace enhance::models {
@@ -19,5 +21,9 @@ constexpr Window kCtWindow{-1024.0, 3071.0};
 
 // [S, 1, rows, columns] float32, a copy.
 at::Tensor ToNetwork(const Volume& volume, const Window& window);
+
+// The value at `percent` of `values` (0-100), the lower of the two ranks around it; 0 for no
+// values.
+double Percentile(std::vector<float> values, double percent);
 
 }  // namespace enhance::models

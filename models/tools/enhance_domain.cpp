@@ -124,6 +124,21 @@ std::vector<DomainScore> ScoreAll(const DomainCheck& check, const DomainSet& set
   return scores;
 }
 
+// The scores of a set's series, and how many are outside the domain.
+struct SetScores {
+  std::vector<double> scores;
+  size_t outside = 0;
+};
+
+SetScores ScoresOf(const DomainCheck& check, const DomainSet& set) {
+  SetScores out;
+  for (const DomainScore& s : ScoreAll(check, set)) {
+    out.scores.push_back(s.score);
+    out.outside += s.outside ? 1 : 0;
+  }
+  return out;
+}
+
 double Percentile(std::vector<double> values, double percent) {
   std::sort(values.begin(), values.end());
   const double position = percent / 100.0 * static_cast<double>(values.size() - 1);
@@ -347,39 +362,31 @@ void PrintCost(const Distribution& d, const std::filesystem::path& models, const
   }
 }
 
-// Gamma changes of the calibration series, scored against the calibration series themselves:
-// not held out (the threshold comes from these series), the set on which the MR checks'
-// mean-intensity feature was chosen (docs/models.md, "The shipped domain checks").
 // The tuning sets against the calibration series (DomainSets::tuning), and the least of their
 // AUROCs: where scoring choices are compared without the held-out series.
 void PrintTuning(const DomainCheck& check, const DomainSets& sets) {
   if (sets.tuning.empty()) return;
-  std::vector<double> negatives;
-  for (const DomainScore& s : ScoreAll(check, sets.calibration)) negatives.push_back(s.score);
+  const std::vector<double> negatives = ScoresOf(check, sets.calibration).scores;
   std::cout << "\nChanges of the " << negatives.size()
             << " calibration series (not held out; for comparing scoring choices):\n\n"
                "| set | AUROC against the calibration series | warned |\n|---|---|---|\n";
   double least = 1.0;
   for (const DomainSet& set : sets.tuning) {
-    std::vector<double> positives;
-    size_t outside = 0;
-    for (const DomainScore& s : ScoreAll(check, set)) {
-      positives.push_back(s.score);
-      outside += s.outside ? 1 : 0;
-    }
-    const double auc = AreaUnderRoc(positives, negatives);
+    const SetScores positives = ScoresOf(check, set);
+    const double auc = AreaUnderRoc(positives.scores, negatives);
     least = std::min(least, auc);
-    std::cout << "| " << set.name << " | " << Fixed(auc, 3) << " | " << outside << " of "
-              << positives.size() << " |\n";
+    std::cout << "| " << set.name << " | " << Fixed(auc, 3) << " | " << positives.outside << " of "
+              << positives.scores.size() << " |\n";
   }
   std::cout << "\nLeast AUROC of the changes of the calibration series: " << Fixed(least, 3)
             << "\n";
 }
 
+// Gamma changes of the calibration series, scored against the calibration series themselves:
+// not held out (the threshold comes from these series), the set on which the MR checks'
+// mean-intensity feature was chosen (docs/models.md, "The shipped domain checks").
 void PrintContrastTuning(const DomainCheck& check, const DomainSet& calibration) {
-  const std::vector<DomainScore> in = ScoreAll(check, calibration);
-  std::vector<double> negatives;
-  for (const DomainScore& s : in) negatives.push_back(s.score);
+  const std::vector<double> negatives = ScoresOf(check, calibration).scores;
   std::cout << "\nContrast changes of the " << calibration.series.size()
             << " calibration series (not held out; where the mean-intensity feature was "
                "chosen):\n\n| gamma | AUROC against the calibration series | warned |\n"
@@ -406,12 +413,9 @@ int Evaluate(const std::string& name, const std::filesystem::path& models, const
                              " has no domain check: run enhance-domain calibrate");
   }
   const auto check = DomainCheck::Load(spec.domainCheck, "cpu", (models / spec.name).string());
-  std::vector<double> negatives;
-  size_t warned = 0;
-  for (const DomainScore& s : ScoreAll(*check, sets.test)) {
-    negatives.push_back(s.score);
-    warned += s.outside ? 1 : 0;
-  }
+  const SetScores test = ScoresOf(*check, sets.test);
+  const std::vector<double>& negatives = test.scores;
+  const size_t warned = test.outside;
   std::cout
       << "Domain check of the " << name << " models (trained on " << sets.trainedOn
       << "); threshold " << Fixed(spec.domainCheck.threshold, 2) << "\n\n"
@@ -420,15 +424,11 @@ int Evaluate(const std::string& name, const std::filesystem::path& models, const
             << warned << " (" << Fixed(100.0 * warned / negatives.size(), 1)
             << "% false warnings) | " << Fixed(Percentile(negatives, 50), 2) << " |\n";
   auto row = [&](const DomainSet& set, const char* kind) {
-    std::vector<double> positives;
-    size_t outside = 0;
-    for (const DomainScore& s : ScoreAll(*check, set)) {
-      positives.push_back(s.score);
-      outside += s.outside ? 1 : 0;
-    }
-    std::cout << "| " << set.name << " | " << kind << " | " << positives.size() << " | "
-              << Fixed(AreaUnderRoc(positives, negatives), 3) << " | " << outside << " of "
-              << positives.size() << " | " << Fixed(Percentile(positives, 50), 2) << " |\n";
+    const SetScores positives = ScoresOf(*check, set);
+    const size_t count = positives.scores.size();
+    std::cout << "| " << set.name << " | " << kind << " | " << count << " | "
+              << Fixed(AreaUnderRoc(positives.scores, negatives), 3) << " | " << positives.outside
+              << " of " << count << " | " << Fixed(Percentile(positives.scores, 50), 2) << " |\n";
   };
   for (const DomainSet& set : sets.far) row(set, "far");
   for (const DomainSet& set : sets.near) row(set, "near");
