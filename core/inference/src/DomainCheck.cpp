@@ -226,24 +226,14 @@ const std::string& DomainCheck::Describe() const { return impl_->runs; }
 SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows,
                                                int64_t columns) const {
   const DomainCheckSpec& spec = impl_->spec;
-  // The whole slice, copied only for a normalisation that reads its values.
-  Volume slice;
-  slice.slices = 1;
-  slice.rows = rows;
-  slice.columns = columns;
-  slice.units = spec.units;
-  if (spec.input.method == Normalization::Method::kPercentile ||
-      spec.input.method == Normalization::Method::kZScore) {
-    slice.voxels.assign(values, values + rows * columns);
-  }
-  const NormalisationMap map = MapFor(spec.input, slice);
+  const NormalisationMap map = MapForSlice(spec.input, values, rows, columns, spec.units);
   // The central crop, normalised as the whole slice.
-  const int64_t fullColumns = columns;
+  const int64_t fullRows = rows, fullColumns = columns;
   if (spec.crop > 0) {
     rows = std::min<int64_t>(rows, spec.crop);
     columns = std::min<int64_t>(columns, spec.crop);
   }
-  const int64_t top = (slice.rows - rows) / 2;
+  const int64_t top = (fullRows - rows) / 2;
   const int64_t left = (fullColumns - columns) / 2;
   const int64_t multiple = spec.sizeMultiple;
   const int64_t paddedRows = (rows + multiple - 1) / multiple * multiple;

@@ -125,6 +125,20 @@ NormalisationMap MapFor(const Normalization& normalization, const Volume& volume
   return {a.scale, a.offset};
 }
 
+NormalisationMap MapForSlice(const Normalization& normalization, const float* values, int64_t rows,
+                             int64_t columns, const std::string& units) {
+  Volume slice;
+  slice.slices = 1;
+  slice.rows = rows;
+  slice.columns = columns;
+  slice.units = units;
+  if (normalization.method == Normalization::Method::kPercentile ||
+      normalization.method == Normalization::Method::kZScore) {
+    slice.voxels.assign(values, values + rows * columns);
+  }
+  return MapFor(normalization, slice);
+}
+
 std::vector<int64_t> TileStarts(int64_t length, int64_t size, int64_t overlap) {
   if (size <= 0 || length <= size) return {0};
   std::vector<int64_t> starts;

@@ -103,6 +103,10 @@ struct NormalisationMap {
   double offset = 0.0;
 };
 NormalisationMap MapFor(const Normalization& normalization, const Volume& volume);
+// The same for one slice of rows x columns values in `units`, copied only for a
+// normalisation that reads them (percentiles and z-scores).
+NormalisationMap MapForSlice(const Normalization& normalization, const float* values, int64_t rows,
+                             int64_t columns, const std::string& units);
 
 // Linear ramps that blend overlapping tiles: 0 within overlap/4 of an inner tile edge,
 // 1 from 3 overlap/4 on, so a model whose receptive field radius is at most overlap/4
