@@ -155,6 +155,7 @@ void Record(PluginContext& plugin, const EnhancedSeries& result, JobState& state
   const StageTimings& t = result.timings;
   timings["Fetch"] = t.fetchSeconds;
   timings["Decode"] = t.decodeSeconds;
+  timings["DomainCheck"] = t.domainSeconds;  // part of Decode: slices are scored as decoded
   timings["Inference"] = t.inferenceSeconds;
   timings["Encode"] = t.encodeSeconds;
   timings["Store"] = t.sinkSeconds;

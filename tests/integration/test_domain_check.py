@@ -79,6 +79,10 @@ class DomainCheckTest(unittest.TestCase):
             self.assertLess(domain["MedianMeanIntensity"], 0.0, domain)
             self.assertIn(WARNING, domain["Warning"])
             self.assertTrue(any(WARNING in w for w in job["Content"]["Warnings"]))
+            # What the check cost, within the decoding it runs beside.
+            timings = job["Content"]["Timings"]
+            self.assertGreater(timings["DomainCheck"], 0.0, timings)
+            self.assertLessEqual(timings["DomainCheck"], timings["Decode"], timings)
             derived = job["Content"]["DerivedSeries"]
             for k, instance in enumerate(server.get(f"/series/{derived}")["Instances"]):
                 data = server.get_bytes(f"/instances/{instance}/file")
@@ -107,6 +111,7 @@ class DomainCheckTest(unittest.TestCase):
                 "Task": "denoise", "Model": "mr-denoise", "Options": {"DomainCheck": "off"}})["ID"])
             self.assertEqual(unchecked["State"], "Success", unchecked["Content"])
             self.assertNotIn("Domain", unchecked["Content"])
+            self.assertEqual(unchecked["Content"]["Timings"]["DomainCheck"], 0.0)
 
             # A wrong action is refused before any job starts.
             with self.assertRaises(HttpError) as bad:

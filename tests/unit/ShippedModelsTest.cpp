@@ -320,7 +320,9 @@ TEST(ShippedModels, DomainChecksScoreTheSameFusedAsSaved) {
         DomainCheck::Load(spec.domainCheck, "cpu", folder.string(), DomainCheckCpu::kLibTorch);
     const auto saved =
         DomainCheck::Load(spec.domainCheck, "cpu", folder.string(), DomainCheckCpu::kAsSaved);
-    if (FusedConvolutionUsesOneDnn()) EXPECT_EQ(fused->Describe(), "fused convolutions");
+    if (FusedConvolutionUsesOneDnn()) {
+      EXPECT_EQ(fused->Describe(), "fused convolutions");
+    }
     EXPECT_EQ(optimised->Describe(), "optimised by LibTorch");
     EXPECT_EQ(saved->Describe(), "as saved");
     for (const int64_t size : {96, 200}) {

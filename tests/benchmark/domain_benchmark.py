@@ -1,0 +1,116 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What a model's domain check costs in a real Orthanc on loopback, against the model's own
+inference, as a job reports them (Timings.DomainCheck and Timings.Inference).
+
+A series of each length is stored once: for an MR model a T1-weighted head (mricron-data's
+ch2, 181 x 217 pixels, with 3% Rician noise), for a CT model a 512 x 512 phantom. Each
+repeat posts a job for it to the model (REST, "DomainCheck": "warn") and deletes the
+derived series it made, so that each job runs: the check scores the series' selected
+slices as they are decoded, then the model runs. The Orthanc is started fresh, so the first
+job of a length is the first time the node runs that model and that check on such slices,
+as after a restart; it is reported apart from the later ones.
+
+Prints a Markdown table (medians, min-max).
+
+    tests/benchmark/domain_benchmark.py [--build build] [--model mr-denoise]...
+        [--slices 8,32] [--repeats 4]
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+HEAD = "/usr/share/mricron/templates/ch2.nii.gz"
+
+
+def summary(values, digits=3):
+    if not values:
+        return "-"
+    return (f"{statistics.median(values):.{digits}f} "
+            f"({min(values):.{digits}f}-{max(values):.{digits}f})")
+
+
+def head_series(folder, slices, seed):
+    subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tools", "nifti_to_dicom_mr.py"),
+                    HEAD, folder, "--first", str(max(0, 90 - slices // 2)), "--count",
+                    str(slices), "--rician", "0.03", "--seed", str(seed)],
+                   check=True, capture_output=True)
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder))
+
+
+def source_series(model, folder, slices, seed):
+    from orthanc_harness import make_phantom
+    if model.startswith("ct"):
+        return make_phantom(folder, rows=512, columns=512, slices=slices, seed=seed)
+    return head_series(folder, slices, seed)
+
+
+def run_model(args, tmp, model):
+    from orthanc_harness import OrthancServer, store_series, wait_for_job
+    config = {"Enhance": {"ModelsDirectories": [os.path.join(ROOT, "models")],
+                          "Device": "cpu", "Enable": False}}
+    rows = []
+    with OrthancServer(extra_config=config) as o:
+        for slices in [int(s) for s in args.slices.split(",") if s]:
+            files = source_series(model, os.path.join(tmp, f"{model}-{slices}"), slices,
+                                  40 + slices)
+            series = store_series(o, files)
+            runs = []
+            for _ in range(args.repeats):
+                job = wait_for_job(o, o.post(f"/enhance/series/{series}", {
+                    "Task": o.get(f"/enhance/models/{model}")["Task"], "Model": model,
+                    "Options": {"DomainCheck": "warn"}})["ID"], timeout=600)
+                if job["State"] != "Success":
+                    raise RuntimeError(job["Content"].get("ErrorMessage", job))
+                content = job["Content"]
+                runs.append((content["Timings"]["DomainCheck"], content["Timings"]["Inference"],
+                             content["Domain"]["Slices"]))
+                # Otherwise the next job finds this one's derived series and runs nothing.
+                o.request("DELETE", f"/series/{content['DerivedSeries']}")
+            rows.append((slices, runs))
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--build", default=os.path.join(ROOT, "build"))
+    parser.add_argument("--model", action="append",
+                        help="a shipped model with a domain check (default: mr-denoise)")
+    parser.add_argument("--slices", default="8,32")
+    parser.add_argument("--repeats", type=int, default=4)
+    args = parser.parse_args()
+    if args.repeats < 2:
+        parser.error("--repeats must be at least 2 (the first job is reported apart)")
+    os.environ.setdefault("ENHANCE_PLUGIN", os.path.join(args.build, "plugin",
+                                                         "libOrthancEnhance.so"))
+    os.environ.setdefault("ENHANCE_PHANTOM", os.path.join(args.build, "tools",
+                                                          "enhance-make-phantom"))
+    print(f"{os.cpu_count()} cores, "
+          f"load {open('/proc/loadavg').read().split()[0]} at the start\n")
+    print("| model | slices | scored | first job: check (s) | inference (s) | "
+          "check / inference | later jobs: check (s) | inference (s) | check / inference |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    tmp = tempfile.mkdtemp(prefix="enhance-domain-bench-")
+    try:
+        for model in args.model or ["mr-denoise"]:
+            for slices, runs in run_model(args, tmp, model):
+                check, inference, scored = runs[0]
+                later = runs[1:]
+                shares = [100.0 * c / i for c, i, _ in later]
+                print(f"| {model} | {slices} | {scored} | {check:.3f} | {inference:.3f} | "
+                      f"{100.0 * check / inference:.1f}% | "
+                      f"{summary([c for c, _, _ in later])} | "
+                      f"{summary([i for _, i, _ in later])} | {summary(shares, 1)}% |")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
