@@ -5,7 +5,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
-#include <thread>
+#include <utility>
 
 #include "JobState.h"
 #include "PluginContext.h"
@@ -22,8 +22,9 @@ constexpr const char* kRetrieveJobType = "EnhanceRetrieve";
 
 PluginContext* g_plugin = nullptr;  // set by RegisterJobsUnserializer before any job exists
 
-// A job whose work runs on its own thread. Orthanc calls the methods below from its job
-// threads and HTTP threads; members shared with the worker are guarded by mutex_.
+// A job whose work runs on a thread of its own while it runs (one of the plugin's kept
+// threads, ThreadCache.h). Orthanc calls the methods below from its job threads and HTTP
+// threads; members shared with the worker are guarded by mutex_.
 class ThreadedJob {
  public:
   explicit ThreadedJob(PluginContext& plugin) : plugin_(plugin) {}
@@ -39,7 +40,7 @@ class ThreadedJob {
       state_.Reset(InitialContent());
       plugin_.metrics.jobsRunning++;
       plugin_.PublishMetrics();
-      worker_ = std::thread([this] { WorkerBody(); });
+      worker_ = plugin_.jobThreads.Run([this] { WorkerBody(); });
     }
     finished_.wait_for(lock, std::chrono::milliseconds(250),
                        [this] { return status_ != Status::kRunning; });
@@ -130,18 +131,18 @@ class ThreadedJob {
   }
 
   void Join() {
-    std::thread worker;
+    ThreadCache::Task worker;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      worker.swap(worker_);
+      std::swap(worker, worker_);
     }
-    if (worker.joinable()) worker.join();
+    worker.Wait();
   }
 
   std::mutex mutex_;
   std::condition_variable finished_;
   Status status_ = Status::kIdle;
-  std::thread worker_;
+  ThreadCache::Task worker_;  // the work, on one of plugin_.jobThreads
   std::atomic<bool> cancel_{false};
   JobState state_;
   std::mutex textMutex_;

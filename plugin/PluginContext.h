@@ -16,6 +16,7 @@
 #include "KeyedLock.h"
 #include "OrthancApi.h"
 #include "PluginConfiguration.h"
+#include "ThreadCache.h"
 #include "WorkQueue.h"
 #include "enhance/base/Slots.h"
 #include "enhance/inference/ModelRegistry.h"
@@ -68,6 +69,10 @@ struct PluginContext {
   // Cluster mode (Enhance.Cluster.Enable; null otherwise): stable series go to the
   // cluster's queue and the node processes what it claims from it.
   std::unique_ptr<ClusterNode> cluster;
+  // The threads the jobs' work runs on, kept from one job to the next (ThreadCache.h).
+  // Declared last, so destroyed first: it waits for work still running while the rest
+  // is still there.
+  ThreadCache jobThreads;
 
  private:
   std::mutex reloadMutex_;

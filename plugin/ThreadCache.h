@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// Runs work on threads that are kept, once the work returns, for the next work, instead of
+// a new thread each time.
+//
+// Why: the plugin's jobs each ran on a thread of their own, and a thread's first model run
+// pays for set-up that LibTorch and oneDNN keep per thread. Measured on the shipped domain
+// checks (tests/benchmark/domain_benchmark.py, docs/models.md): a check's first slice on a
+// new thread took 7 ms more (CT) and 26 ms more (MR) than on a thread that had run one,
+// and its later slices a third more; the models pay the same per job. A job on a kept
+// thread pays it once per thread.
+//
+// Threads are started as needed (one per piece of work running at once, never more) and
+// kept until the cache is destroyed. The destructor waits for the work still running.
+//
+// Thread-safe: Run() may be called from any thread; a Task may be waited for from any
+// thread, by several at once.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace enhance::plugin {
+
+class ThreadCache {
+ public:
+  ThreadCache() = default;
+  ~ThreadCache();
+  ThreadCache(const ThreadCache&) = delete;
+  ThreadCache& operator=(const ThreadCache&) = delete;
+
+  // A piece of work handed to Run(). An empty Task (default-constructed) has nothing to
+  // wait for.
+  class Task {
+   public:
+    Task() = default;
+    // Blocks until the work has returned.
+    void Wait() const;
+    bool Valid() const { return state_ != nullptr; }
+
+   private:
+    friend class ThreadCache;
+    struct State;
+    std::shared_ptr<State> state_;
+  };
+
+  // Runs `work` on an idle kept thread, or on a new one when every kept thread is busy.
+  // What `work` throws is dropped (work should catch what it can fail with). Throws
+  // std::system_error when a new thread is needed and cannot be started.
+  Task Run(std::function<void()> work);
+
+  // Threads started so far.
+  size_t Threads() const;
+
+ private:
+  void Loop();
+
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::pair<std::function<void()>, std::shared_ptr<Task::State>>> queue_;
+  size_t idle_ = 0;  // threads waiting for work
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace enhance::plugin
