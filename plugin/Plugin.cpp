@@ -5,6 +5,7 @@
 #include <orthanc/OrthancCPlugin.h>
 
 #include <algorithm>
+#include <exception>
 #include <memory>
 #include <thread>
 
@@ -123,7 +124,19 @@ ORTHANC_PLUGINS_API int32_t OrthancPluginInitialize(OrthancPluginContext* contex
 
     g_plugin = std::make_unique<PluginContext>(context, std::move(configuration),
                                                ReadForwardingContext(orthancConfiguration));
-    g_plugin->ReloadModels();
+    // On a job thread: the models' and domain checks' runs at load set LibTorch and oneDNN
+    // up on it, which the first job would otherwise pay for (ThreadCache.h).
+    std::exception_ptr loadFailure;
+    g_plugin->jobThreads
+        .Run([&loadFailure] {
+          try {
+            g_plugin->ReloadModels();
+          } catch (...) {
+            loadFailure = std::current_exception();
+          }
+        })
+        .Wait();
+    if (loadFailure) std::rethrow_exception(loadFailure);
     CheckRuleModelsExist(*g_plugin);
     RegisterJobsUnserializer(*g_plugin);
     RegisterRestRoutes(*g_plugin);

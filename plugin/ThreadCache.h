@@ -4,11 +4,10 @@
 // a new thread each time.
 //
 // Why: the plugin's jobs each ran on a thread of their own, and a thread's first model run
-// pays for set-up that LibTorch and oneDNN keep per thread. Measured on the shipped domain
-// checks (tests/benchmark/domain_benchmark.py, docs/models.md): a check's first slice on a
-// new thread took 7 ms more (CT) and 26 ms more (MR) than on a thread that had run one,
-// and its later slices a third more; the models pay the same per job. A job on a kept
-// thread pays it once per thread.
+// pays for set-up that LibTorch and oneDNN keep per thread. In a node, on the shipped
+// domain checks (tests/benchmark/domain_benchmark.py, docs/models.md, "In a node"), that
+// was about half of each job's check time. A job on a kept thread pays it once per
+// thread; the plugin loads its models on one, so that even the first job finds it set up.
 //
 // Threads are started as needed (one per piece of work running at once, never more) and
 // kept until the cache is destroyed. The destructor waits for the work still running.
