@@ -16,6 +16,7 @@
 #include "FusedConvolution.h"
 #include "SliceEngine.h"
 #include "enhance/base/Error.h"
+#include "enhance/inference/Runtime.h"
 
 namespace enhance {
 namespace {
@@ -225,6 +226,7 @@ const std::string& DomainCheck::Describe() const { return impl_->runs; }
 
 SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows,
                                                int64_t columns) const {
+  UseConfiguredThreadsHere();
   const DomainCheckSpec& spec = impl_->spec;
   const NormalisationMap map = MapForSlice(spec.input, values, rows, columns, spec.units);
   // The central crop, normalised as the whole slice.

@@ -16,6 +16,8 @@ void ConfigureRuntime(const RuntimeOptions& options) {
   at::set_num_threads(threads);
 }
 
+void UseConfiguredThreadsHere() { at::internal::lazy_init_num_threads(); }
+
 std::string TorchVersion() { return TORCH_VERSION; }
 
 int TorchThreads() { return at::get_num_threads(); }

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "enhance/base/Error.h"
+#include "enhance/inference/Runtime.h"
 
 namespace enhance {
 namespace {
@@ -277,6 +278,7 @@ class EngineRun {
         channels_(options.uncertainty ? 2 : 1) {}
 
   void Run() {
+    UseConfiguredThreadsHere();
     MapValues();
     PlanItems();
     if (options_.uncertainty) {

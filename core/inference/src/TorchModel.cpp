@@ -21,6 +21,7 @@
 #include "enhance/base/Uid.h"
 #include "enhance/inference/DomainCheck.h"
 #include "enhance/inference/ModelSpec.h"
+#include "enhance/inference/Runtime.h"
 
 namespace enhance {
 namespace {
@@ -294,6 +295,7 @@ TorchModel::~TorchModel() = default;
 
 std::shared_ptr<const TorchModel> TorchModel::Load(const std::filesystem::path& folder,
                                                    const InferenceOptions& options) {
+  UseConfiguredThreadsHere();  // the versions are timed with the threads they will run with
   auto impl = std::make_unique<Impl>();
   impl->spec = LoadManifest(folder);
   ModelSpec& spec = impl->spec;

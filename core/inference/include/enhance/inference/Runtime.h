@@ -14,6 +14,13 @@ struct RuntimeOptions {
 
 void ConfigureRuntime(const RuntimeOptions& options);
 
+// Gives the calling thread the thread count ConfigureRuntime set. OpenMP keeps that count
+// per thread: a thread that LibTorch did not start (a job's, a REST request's) has OpenMP's
+// default (every core) until its first LibTorch parallel loop, and oneDNN's convolutions
+// read it at once. Called where a model or domain check starts to run or load; cheap after
+// the first call on a thread. Thread-safe.
+void UseConfiguredThreadsHere();
+
 std::string TorchVersion();
 int TorchThreads();
 
