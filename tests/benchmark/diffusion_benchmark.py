@@ -16,8 +16,6 @@ import argparse
 import datetime
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,16 +24,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
+from medians import summary  # noqa: E402 (this folder, on the path as the script's own)
+
 
 def job_created(job):
     """When Orthanc created the job (UTC, microseconds): when the series became stable."""
     created = datetime.datetime.strptime(job["CreationTime"], "%Y%m%dT%H%M%S.%f")
     return created.replace(tzinfo=datetime.timezone.utc).timestamp()
-
-
-def summary(values, digits=1):
-    return (f"{statistics.median(values):.{digits}f} "
-            f"({min(values):.{digits}f}-{max(values):.{digits}f})")
 
 
 def main():
@@ -49,16 +44,14 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="Enhance.Threads (0: the default)")
     args = parser.parse_args()
     os.environ.setdefault("ENHANCE_PLUGIN", os.path.join(args.build, "plugin", "libOrthancEnhance.so"))
-    from orthanc_harness import OrthancServer, logged_on_failure, series_of_uid, wait_for
+    from orthanc_harness import (OrthancServer, logged_on_failure, make_head_mr, series_of_uid,
+                                 wait_for)
 
     tmp = tempfile.mkdtemp(prefix="enhance-diffusion-benchmark-")
     models = os.path.join(tmp, "models")
     shutil.copytree(os.path.join(ROOT, "models", args.model), os.path.join(models, args.model))
-    mr = os.path.join(tmp, "mr")
-    subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tools", "nifti_to_dicom_mr.py"),
-                    "/usr/share/mricron/templates/ch2.nii.gz", mr, "--count", str(args.slices),
-                    "--size", str(args.size)], check=True, capture_output=True)
-    files = sorted(os.path.join(mr, f) for f in os.listdir(mr))
+    files = make_head_mr(os.path.join(tmp, "mr"), "--count", str(args.slices), "--size",
+                         str(args.size))
     enhance = {"ModelsDirectories": [models], "Device": "cpu",
                "Rules": [{"Name": "synthetic-ct", "Modalities": ["MR"], "Task": "mr2ct",
                           "Model": args.model}]}
@@ -102,10 +95,10 @@ def main():
     print(f"{args.slices} MR slices of {args.size}x{args.size}, C-STORE by storescu, StableAge "
           f"{args.stable_age} s, {os.cpu_count()} CPUs; {args.repeats} runs\n")
     print("| figure | seconds, median (min-max) |\n|---|---|")
-    print(f"| C-STORE of the series | {summary([r['send'] for r in rows])} |")
-    print(f"| last instance stored -> series stable (job created) | {summary([r['stable'] for r in rows])} |")
-    print(f"| job created -> synthetic CT and uncertainty map stored | {summary([r['after'] for r in rows])} |")
-    print(f"| **last instance stored -> both derived series stored** | **{summary([r['total'] for r in rows])}** |")
+    print(f"| C-STORE of the series | {summary([r['send'] for r in rows], 1)} |")
+    print(f"| last instance stored -> series stable (job created) | {summary([r['stable'] for r in rows], 1)} |")
+    print(f"| job created -> synthetic CT and uncertainty map stored | {summary([r['after'] for r in rows], 1)} |")
+    print(f"| **last instance stored -> both derived series stored** | **{summary([r['total'] for r in rows], 1)}** |")
     print(f"| per slice, end to end | {summary([r['total'] / args.slices for r in rows], 2)} |")
     for stage in sorted(rows[0]["timings"]):
         values = [r["timings"].get(stage) for r in rows if isinstance(r["timings"].get(stage), (int, float))]

@@ -19,37 +19,22 @@ Prints a Markdown table (medians, min-max).
 import argparse
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-HEAD = "/usr/share/mricron/templates/ch2.nii.gz"
 
-
-def summary(values, digits=3):
-    if not values:
-        return "-"
-    return (f"{statistics.median(values):.{digits}f} "
-            f"({min(values):.{digits}f}-{max(values):.{digits}f})")
-
-
-def head_series(folder, slices, seed):
-    subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tools", "nifti_to_dicom_mr.py"),
-                    HEAD, folder, "--first", str(max(0, 90 - slices // 2)), "--count",
-                    str(slices), "--rician", "0.03", "--seed", str(seed)],
-                   check=True, capture_output=True)
-    return sorted(os.path.join(folder, f) for f in os.listdir(folder))
+from medians import summary  # noqa: E402 (this folder, on the path as the script's own)
 
 
 def source_series(model, folder, slices, seed):
-    from orthanc_harness import make_phantom
+    from orthanc_harness import make_head_mr, make_phantom
     if model.startswith("ct"):
         return make_phantom(folder, rows=512, columns=512, slices=slices, seed=seed)
-    return head_series(folder, slices, seed)
+    return make_head_mr(folder, "--first", str(max(0, 90 - slices // 2)), "--count",
+                        str(slices), "--rician", "0.03", "--seed", str(seed))
 
 
 def run_model(args, tmp, model):
@@ -106,8 +91,8 @@ def main():
                 shares = [100.0 * c / i for c, i, _ in later]
                 print(f"| {model} | {slices} | {scored} | {check:.3f} | {inference:.3f} | "
                       f"{100.0 * check / inference:.1f}% | "
-                      f"{summary([c for c, _, _ in later])} | "
-                      f"{summary([i for _, i, _ in later])} | {summary(shares, 1)}% |")
+                      f"{summary([c for c, _, _ in later], 3)} | "
+                      f"{summary([i for _, i, _ in later], 3)} | {summary(shares, 1)}% |")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -35,6 +35,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
+from medians import summary  # noqa: E402 (this folder, on the path as the script's own)
+
 
 def rss_mib(pid, key):
     with open(f"/proc/{pid}/status") as f:
@@ -50,11 +52,6 @@ def job_created(job):
     StableSeries event, so this is when the series became stable."""
     created = datetime.datetime.strptime(job["CreationTime"], "%Y%m%dT%H%M%S.%f")
     return created.replace(tzinfo=datetime.timezone.utc).timestamp()
-
-
-def summary(values, digits=2):
-    return (f"{statistics.median(values):.{digits}f} "
-            f"({min(values):.{digits}f}-{max(values):.{digits}f})")
 
 
 # The job's progress (percent) at the end of each stage: fetch and decode run together

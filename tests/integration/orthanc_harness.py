@@ -27,6 +27,10 @@ ORTHANC = os.environ.get("ENHANCE_ORTHANC", shutil.which("Orthanc") or "/usr/sbi
 PLUGIN = os.environ.get("ENHANCE_PLUGIN", "")
 PHANTOM = os.environ.get("ENHANCE_PHANTOM", "")
 FIXTURE = os.environ.get("ENHANCE_FIXTURE_MODEL", "")
+# mricron-data's T1-weighted head (181 x 217 x 181, 1 mm), the source of make_head_mr.
+HEAD = "/usr/share/mricron/templates/ch2.nii.gz"
+NIFTI_TO_DICOM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
+                              "nifti_to_dicom_mr.py")
 
 
 def free_port():
@@ -228,6 +232,14 @@ def make_phantom(directory, rows=128, columns=128, slices=12, noise=30.0, seed=1
                     "--slices", str(slices), "--noise", str(noise), "--seed", str(seed)],
                    check=True, capture_output=True)
     return sorted(os.path.join(directory, f) for f in os.listdir(directory) if f.endswith(".dcm"))
+
+
+def make_head_mr(directory, *options, nifti=HEAD):
+    """Writes axial slices of a NIfTI head as an MR series with tools/nifti_to_dicom_mr.py
+    (`options`: its own, e.g. "--count", "4"); returns the file paths."""
+    subprocess.run(["/usr/bin/python3", NIFTI_TO_DICOM, nifti, directory, *options],
+                   check=True, capture_output=True)
+    return sorted(os.path.join(directory, f) for f in os.listdir(directory))
 
 
 def wait_for(predicate, timeout, interval=0.5, what="condition"):

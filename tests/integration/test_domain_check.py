@@ -12,18 +12,16 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import unittest
 
 import pydicom
 
 from orthanc_harness import (HttpError, OrthancServer, dciodvfy_errors, fingerprints,
-                             logged_on_failure, make_phantom, store_series, wait_for_ended_job,
-                             wait_for_job)
+                             logged_on_failure, make_head_mr, make_phantom, store_series,
+                             wait_for_ended_job, wait_for_job)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-HEAD = "/usr/share/mricron/templates/ch2.nii.gz"
 WARNING = "outside the domain the model was trained on"
 
 
@@ -41,10 +39,7 @@ class DomainCheckTest(unittest.TestCase):
         with open(manifest_path, "w") as f:
             json.dump(manifest, f)
         ct_files = make_phantom(os.path.join(tmp, "ct"), rows=256, columns=256, slices=4)
-        mr = os.path.join(tmp, "mr")
-        subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tools", "nifti_to_dicom_mr.py"),
-                        HEAD, mr, "--count", "4"], check=True, capture_output=True)
-        mr_files = sorted(os.path.join(mr, f) for f in os.listdir(mr))
+        mr_files = make_head_mr(os.path.join(tmp, "mr"), "--count", "4")
         server = OrthancServer(stable_age=2, extra_config={"Enhance": {
             "ModelsDirectories": [models], "Device": "cpu",
             "Rules": [{"Name": "any-denoise", "Modalities": ["CT"], "Task": "denoise",

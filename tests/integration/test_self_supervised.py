@@ -11,7 +11,6 @@ is not learned from: the bilateral filter runs instead, and the job and the deri
 series say why."""
 import io
 import os
-import subprocess
 import tempfile
 import unittest
 
@@ -19,10 +18,8 @@ import numpy as np
 import pydicom
 
 from orthanc_harness import (OrthancServer, dciodvfy_errors, fingerprints, logged_on_failure,
-                             make_phantom, store_series, wait_for_ended_job)
+                             make_head_mr, make_phantom, store_series, wait_for_ended_job)
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-HEAD = "/usr/share/mricron/templates/ch2.nii.gz"
 STEPS = 200
 NOISE2NOISE = "neighbouring-slice Noise2Noise"
 BLIND_SPOT = "neighbouring-slice blind spot"
@@ -70,12 +67,8 @@ class SelfSupervisedTest(unittest.TestCase):
         # for the blind spot's width to be measured (white noise: 1x1).
         fast_files = make_phantom(os.path.join(tmp, "fast"), rows=256, columns=256, slices=32,
                                   noise=40.0)
-        mr = os.path.join(tmp, "mr")
-        subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tools", "nifti_to_dicom_mr.py"),
-                        HEAD, mr, "--count", "16", "--size", "160", "--rician", "0.08",
-                        "--seed", "3"],
-                       check=True, capture_output=True)
-        mr_files = sorted(os.path.join(mr, f) for f in os.listdir(mr))
+        mr_files = make_head_mr(os.path.join(tmp, "mr"), "--count", "16", "--size", "160",
+                                "--rician", "0.08", "--seed", "3")
         server = OrthancServer(stable_age=2, extra_config={"Enhance": {
             "Device": "cpu",
             # A budget that a busy machine does not reach: the steps are the test's.

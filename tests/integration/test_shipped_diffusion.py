@@ -6,7 +6,6 @@ valid DICOM; the same request again gives the same pixels."""
 import io
 import os
 import shutil
-import subprocess
 import tempfile
 import unittest
 
@@ -14,11 +13,11 @@ import numpy as np
 import pydicom
 
 from orthanc_harness import (OrthancServer, dciodvfy_errors, fingerprints, logged_on_failure,
-                             pixels, store_series, wait_for_ended_job, wait_for_job)
+                             make_head_mr, pixels, store_series, wait_for_ended_job,
+                             wait_for_job)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MODEL = os.path.join(ROOT, "models", "mr2ct-diffusion")
-HEAD = "/usr/share/mricron/templates/ch2.nii.gz"
 SLICES = 6
 
 
@@ -34,10 +33,7 @@ class ShippedDiffusionModelTest(unittest.TestCase):
         tmp = tempfile.mkdtemp(prefix="enhance-mr2ct-diffusion-")
         models = os.path.join(tmp, "models")
         shutil.copytree(MODEL, os.path.join(models, "mr2ct-diffusion"))
-        mr = os.path.join(tmp, "mr")
-        subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tools", "nifti_to_dicom_mr.py"),
-                        HEAD, mr, "--count", str(SLICES)], check=True, capture_output=True)
-        files = sorted(os.path.join(mr, f) for f in os.listdir(mr))
+        files = make_head_mr(os.path.join(tmp, "mr"), "--count", str(SLICES))
         server = OrthancServer(stable_age=2, extra_config={"Enhance": {
             "ModelsDirectories": [models], "Device": "cpu",
             "Rules": [{"Name": "synthetic-ct", "Modalities": ["MR"], "Task": "mr2ct",
