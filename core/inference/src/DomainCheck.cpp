@@ -16,6 +16,7 @@
 #include "FusedConvolution.h"
 #include "SliceEngine.h"
 #include "enhance/base/Error.h"
+#include "enhance/base/OrderStatistics.h"
 #include "enhance/inference/Runtime.h"
 
 namespace enhance {
@@ -168,10 +169,8 @@ std::pair<torch::jit::Module, std::string> OnCpu(const torch::jit::Module& modul
 }
 
 // The lower of the two middle values for an even count, as LibTorch's median.
-double LowerMedian(std::vector<float> values) {
-  const auto middle = values.begin() + static_cast<long>((values.size() - 1) / 2);
-  std::nth_element(values.begin(), middle, values.end());
-  return *middle;
+double LowerMedian(const std::vector<float>& values) {
+  return KthSmallest(values.data(), values.size(), (values.size() - 1) / 2);
 }
 
 }  // namespace
@@ -285,7 +284,7 @@ SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows
   for (int64_t e = 0; e < mu.numel(); ++e) kl += 0.5 * (u[e] * u[e] + std::exp(v[e]) - 1.0 - v[e]);
   const double r = squares / pixels;
   const double k = kl / static_cast<double>(mu.numel());
-  const double m = LowerMedian(std::move(absolute));
+  const double m = LowerMedian(absolute);
   const double i = sum / pixels;
   return {SafeLog(r), SafeLog(k), SafeLog(m), i};
 }

@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "enhance/base/OrderStatistics.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+namespace enhance {
+namespace {
+
+// A float's bits as an unsigned key in the floats' order: negative values' bits reversed,
+// positive values' sign bit set. (-0 keys just below +0, which std::nth_element takes as
+// equal: either is a right answer and they compute alike.)
+uint32_t Key(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return (u & 0x80000000u) != 0 ? ~u : (u | 0x80000000u);
+}
+
+float FromKey(uint32_t key) {
+  const uint32_t u = (key & 0x80000000u) != 0 ? (key & 0x7fffffffu) : ~key;
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+// The keys' digits, most significant first: 11, 11 and 10 bits.
+constexpr std::array<int, 3> kShift{21, 10, 0};
+constexpr std::array<uint32_t, 3> kDigits{2048, 2048, 1024};
+// The first digit of the keys of -inf and below (-NaN), and of +inf and above (+NaN).
+constexpr uint32_t kLowestFinite = 0x007fffffu >> 21;   // -inf
+constexpr uint32_t kHighestFinite = 0xff800000u >> 21;  // +inf
+// Fewer values than this are selected by std::nth_element on a copy.
+constexpr size_t kFewValues = 256;
+
+std::pair<float, float> ByNthElement(std::vector<float> values, size_t k) {
+  std::nth_element(values.begin(), values.begin() + static_cast<long>(k), values.end());
+  const float first = values[k];
+  if (k + 1 == values.size()) return {first, first};
+  return {first, *std::min_element(values.begin() + static_cast<long>(k) + 1, values.end())};
+}
+
+// Ranks 0 and 1 in one pass.
+std::pair<float, float> TwoLeast(const float* values, size_t count) {
+  float first = values[0], second = count > 1 ? values[1] : values[0];
+  if (second < first) std::swap(first, second);
+  for (size_t i = 2; i < count; ++i) {
+    const float x = values[i];
+    if (x < second) {
+      second = x < first ? first : x;
+      first = x < first ? x : first;
+    }
+  }
+  return {first, second};
+}
+
+}  // namespace
+
+std::pair<float, float> KthSmallestPair(const float* values, size_t count, size_t k) {
+  if (k >= count) throw std::out_of_range("KthSmallestPair: rank beyond the values");
+  if (count < kFewValues) return ByNthElement({values, values + count}, k);
+  std::vector<uint32_t> counts(kDigits[0]);
+  for (size_t i = 0; i < count; ++i) ++counts[Key(values[i]) >> kShift[0]];
+  for (uint32_t d = 0; d <= kLowestFinite; ++d) {
+    if (counts[d] != 0) return ByNthElement({values, values + count}, k);
+  }
+  for (uint32_t d = kHighestFinite; d < kDigits[0]; ++d) {
+    if (counts[d] != 0) return ByNthElement({values, values + count}, k);
+  }
+  if (k == 0) return TwoLeast(values, count);
+
+  // Radix selection: keep the keys whose leading digits are those of rank k, one digit at a
+  // time. `next` is the least key after the kept ones (when there is one), for rank k + 1
+  // when k is the last kept.
+  std::vector<uint32_t> keys, kept;
+  bool haveNext = false;
+  uint32_t next = 0;
+  size_t n = count;
+  for (size_t level = 0; level < kShift.size(); ++level) {
+    const int shift = kShift[level];
+    const uint32_t mask = kDigits[level] - 1;
+    if (level > 0) {
+      counts.assign(kDigits[level], 0);
+      for (uint32_t key : keys) ++counts[(key >> shift) & mask];
+    }
+    uint32_t digit = 0;
+    size_t before = 0;
+    while (before + counts[digit] <= k) before += counts[digit++];
+    k -= before;
+    // Rank k + 1 is after this digit's keys: the least key of the next digit that has any.
+    const bool lastOfDigit = k + 1 == counts[digit];
+    uint32_t nextDigit = digit + 1;
+    while (lastOfDigit && nextDigit <= mask && counts[nextDigit] == 0) ++nextDigit;
+    // Keys after this digit's here are less than any after the whole set.
+    const bool nextHere = lastOfDigit && nextDigit <= mask;
+    if (nextHere) {
+      haveNext = true;
+      next = 0xffffffffu;
+    }
+    kept.clear();
+    kept.reserve(counts[digit]);
+    const auto take = [&](uint32_t key) {
+      const uint32_t d = (key >> shift) & mask;
+      if (d == digit) kept.push_back(key);
+      if (nextHere && d == nextDigit && key < next) next = key;
+    };
+    if (level == 0) {
+      for (size_t i = 0; i < count; ++i) take(Key(values[i]));
+    } else {
+      for (uint32_t key : keys) take(key);
+    }
+    keys.swap(kept);
+    n = keys.size();
+    if (n < kFewValues && level + 1 < kShift.size()) {
+      std::nth_element(keys.begin(), keys.begin() + static_cast<long>(k), keys.end());
+      const uint32_t first = keys[k];
+      const uint32_t second =
+          k + 1 < n ? *std::min_element(keys.begin() + static_cast<long>(k) + 1, keys.end())
+                    : (haveNext ? next : first);
+      return {FromKey(first), FromKey(second)};
+    }
+  }
+  // Every kept key is the same: rank k's.
+  const uint32_t first = keys[k];
+  const uint32_t second = k + 1 < n ? first : (haveNext ? next : first);
+  return {FromKey(first), FromKey(second)};
+}
+
+float KthSmallest(const float* values, size_t count, size_t k) {
+  return KthSmallestPair(values, count, k).first;
+}
+
+double Percentile(const float* values, size_t count, double percent) {
+  if (count == 0) return 0.0;
+  const double position = percent / 100.0 * static_cast<double>(count - 1);
+  const auto index = static_cast<size_t>(std::floor(position));
+  const auto [lower, upper] = KthSmallestPair(values, count, std::min(index, count - 1));
+  if (index + 1 >= count) return lower;
+  return static_cast<double>(lower) + (static_cast<double>(upper) - static_cast<double>(lower)) *
+                                          (position - static_cast<double>(index));
+}
+
+}  // namespace enhance
