@@ -169,7 +169,7 @@ TEST(FusedConvolution, ReplacesTheGeneralConvolutionThatTracedModelsRecord) {
   const std::multiset<std::string> kinds = Kinds(fused);
   EXPECT_EQ(kinds.count("enhance::conv2d_fused"), 2u);
   EXPECT_EQ(kinds.count("aten::_convolution"), 0u);
-  EXPECT_EQ(kinds.count("aten::pixel_shuffle"), 1u);
+  EXPECT_EQ(kinds.count("enhance::pixel_shuffle"), 1u);
   EXPECT_EQ(kinds.count("aten::relu"), 0u);
   ExpectClose(fused.forward({input}).toTensor().contiguous(), expected);
 }
@@ -199,7 +199,7 @@ TEST(FusedConvolution, RewritesTransposedConvolutionsWhoseKernelIsTheirStride) {
     EXPECT_EQ(replaced, 2);
     const std::multiset<std::string> kinds = Kinds(fused);
     EXPECT_EQ(kinds.count("enhance::conv2d_fused"), 2u);
-    EXPECT_EQ(kinds.count("aten::pixel_shuffle"), 2u);
+    EXPECT_EQ(kinds.count("enhance::pixel_shuffle"), 2u);
     EXPECT_EQ(kinds.count("aten::conv_transpose2d"), 1u);
     EXPECT_EQ(kinds.count("aten::relu"), 0u);
     ExpectCloseIn(precision, fused.forward({input}).toTensor().contiguous(), expected);
@@ -277,6 +277,76 @@ TEST(FusedConvolution, AppliesASiluAsItWrites) {
   EXPECT_EQ(replaced, 2);
   EXPECT_EQ(Kinds(fused).count("aten::silu"), 0u);
   ExpectClose(fused.forward({input}).toTensor().contiguous(), expected);
+}
+
+// An activation after a pixel shuffle (a decoder's upsampling) moves before it, where the
+// convolution that feeds the shuffle applies it as it writes; not when the convolution's
+// output is read by something else too.
+TEST(FusedConvolution, TakesTheActivationThatFollowsAPixelShuffle) {
+  torch::manual_seed(9);
+  torch::jit::Module module("Decoder");
+  module.register_parameter("w0", at::randn({32, 8, 1, 1}) * 0.3, false);
+  module.register_parameter("b0", at::randn({32}), false);
+  module.register_parameter("w1", at::randn({16, 8, 1, 1}) * 0.3, false);
+  module.register_parameter("w2", at::randn({16, 4, 3, 3}) * 0.3, false);
+  module.define(R"(
+    def forward(self, x):
+        h = torch.silu(torch.pixel_shuffle(torch.conv2d(x, self.w0, self.b0), 2))
+        h = torch.relu_(torch.pixel_shuffle(torch.conv2d(h, self.w1), 2))
+        g = torch.conv2d(h, self.w2, None, 1, 1)
+        return torch.silu(torch.pixel_shuffle(g, 2)) + torch.mean(g)
+  )");
+  module.eval();
+  const at::Tensor input = at::randn({2, 8, 6, 5});
+  const at::Tensor expected = module.forward({input}).toTensor();
+  int replaced = 0;
+  torch::jit::Module fused = FuseConvolutions(module, &replaced);
+  EXPECT_EQ(replaced, 3);
+  const std::multiset<std::string> kinds = Kinds(fused);
+  EXPECT_EQ(kinds.count("enhance::pixel_shuffle"), 3u);
+  EXPECT_EQ(kinds.count("aten::relu_") + kinds.count("aten::relu"), 0u);
+  EXPECT_EQ(kinds.count("aten::silu"), 1u);  // the last: g is read twice
+  ExpectClose(fused.forward({input}).toTensor().contiguous(), expected);
+}
+
+// The pixel shuffle that fused graphs run moves the same values as LibTorch's, into a fused
+// output; what it was not made for goes to LibTorch's.
+TEST(FusedConvolution, PixelShuffleMovesTheValuesAsLibTorchDoes) {
+  torch::manual_seed(10);
+  for (const at::ScalarType type : {at::kFloat, at::kBFloat16}) {
+    for (const int64_t factor : {1, 2, 3, 4}) {
+      SCOPED_TRACE(std::string(c10::toString(type)) + " x" + std::to_string(factor));
+      const at::Tensor input = at::randn({2, 5 * factor * factor, 7, 9})
+                                   .to(type)
+                                   .contiguous(at::MemoryFormat::ChannelsLast);
+      const at::Tensor actual = FusedPixelShuffle(input, factor);
+      EXPECT_TRUE(actual.is_contiguous(at::MemoryFormat::ChannelsLast));
+      EXPECT_TRUE(at::equal(actual, at::pixel_shuffle(input, factor)));
+    }
+  }
+  const at::Tensor planar = at::randn({1, 8, 3, 4});  // not channels-last
+  EXPECT_TRUE(at::equal(FusedPixelShuffle(planar, 2), at::pixel_shuffle(planar, 2)));
+}
+
+// Kept memory hands a network's buffers from one scope to the next.
+TEST(FusedConvolution, KeptMemoryOutlivesItsScopes) {
+  FusedOutputMemory memory;
+  void* first = nullptr;
+  {
+    const FusedOutputScope scope(memory);
+    first = FusedOutput({1, 16, 20, 20}, at::kFloat).data_ptr();
+  }
+  {
+    const FusedOutputScope scope(memory);
+    EXPECT_EQ(FusedOutput({1, 16, 20, 20}, at::kFloat).data_ptr(), first);
+  }
+  at::Tensor kept;
+  {
+    const FusedOutputScope scope;  // an ordinary scope's memory goes with it
+    kept = FusedOutput({1, 16, 20, 20}, at::kFloat);
+  }
+  kept.fill_(1.0f);  // still valid after its scope
+  EXPECT_EQ(kept.sum().item<float>(), 16.0f * 400.0f);
 }
 
 TEST(FusedConvolution, ScopeRecyclesOutputsAndOutputsOutliveIt) {

@@ -114,7 +114,13 @@ struct DomainCheck::Impl {
   c10::Device device{c10::kCPU};
   torch::jit::Module module;
   std::string runs = "as saved";  // how the network runs (Describe())
-  std::mutex mutex;               // one forward at a time
+  std::mutex mutex;               // one slice at a time; guards what follows
+  // Kept between slices, so that scoring one does not map fresh memory (a page fault per
+  // 4 KB, about as costly as the network on a small slice): the network's outputs and the
+  // normalised input and residuals of the largest slice scored so far.
+  FusedOutputMemory outputs;
+  std::vector<float> input;
+  std::vector<float> absolute;
 
   // (reconstruction, mu, logvar) of a normalised slice [1, 1, H, W].
   std::tuple<at::Tensor, at::Tensor, at::Tensor> Forward(const at::Tensor& x) {
@@ -240,11 +246,13 @@ SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows
   const int64_t paddedRows = (rows + multiple - 1) / multiple * multiple;
   const int64_t paddedColumns = (columns + multiple - 1) / multiple * multiple;
 
+  const std::lock_guard<std::mutex> lock(impl_->mutex);
   // The crop, normalised, padded with 0 at the bottom and right. The figures are summed in
   // plain loops: a dozen LibTorch operators on a slice cost about half the forward itself.
   const auto scale = static_cast<float>(map.scale);
   const auto offset = static_cast<float>(map.offset);
-  std::vector<float> input(static_cast<size_t>(paddedRows * paddedColumns), 0.0f);
+  std::vector<float>& input = impl_->input;
+  input.assign(static_cast<size_t>(paddedRows * paddedColumns), 0.0f);
   for (int64_t r = 0; r < rows; ++r) {
     const float* from = values + (top + r) * fullColumns + left;
     float* to = input.data() + r * paddedColumns;
@@ -253,35 +261,41 @@ SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows
   c10::InferenceMode guard;
   at::Tensor reconstruction, mu, logvar;
   {
-    const std::lock_guard<std::mutex> lock(impl_->mutex);
+    // The layers' outputs reuse the memory of the last slice's.
+    const FusedOutputScope recycle(impl_->outputs);
     // One channel: the same memory in channels-last order, which the fused convolutions read.
     const at::Tensor padded =
         at::from_blob(input.data(), {1, 1, paddedRows, paddedColumns}, at::kFloat)
             .to(impl_->device)
             .contiguous(at::MemoryFormat::ChannelsLast);
     std::tie(reconstruction, mu, logvar) = impl_->Forward(padded);
+    reconstruction = reconstruction.to(at::kCPU, at::kFloat).contiguous();
+    mu = mu.to(at::kCPU, at::kFloat).contiguous();
+    logvar = logvar.to(at::kCPU, at::kFloat).contiguous();
   }
-  reconstruction = reconstruction.to(at::kCPU, at::kFloat).contiguous();
-  mu = mu.to(at::kCPU, at::kDouble).contiguous();
-  logvar = logvar.to(at::kCPU, at::kDouble).contiguous();
   const float* y = reconstruction.data_ptr<float>();
   double squares = 0, sum = 0;
-  std::vector<float> absolute;
-  absolute.reserve(static_cast<size_t>(rows * columns));
+  std::vector<float>& absolute = impl_->absolute;
+  absolute.resize(static_cast<size_t>(rows * columns));
   for (int64_t r = 0; r < rows; ++r) {
+    const float* xRow = input.data() + r * paddedColumns;
+    const float* yRow = y + r * paddedColumns;
+    float* aRow = absolute.data() + r * columns;
     for (int64_t c = 0; c < columns; ++c) {
-      const float x = input[static_cast<size_t>(r * paddedColumns + c)];
-      const float d = x - y[r * paddedColumns + c];
+      const float d = xRow[c] - yRow[c];
       squares += static_cast<double>(d) * d;
-      sum += x;
-      absolute.push_back(std::abs(d));
+      sum += xRow[c];
+      aRow[c] = std::abs(d);
     }
   }
   const auto pixels = static_cast<double>(rows * columns);
   double kl = 0;
-  const double* u = mu.data_ptr<double>();
-  const double* v = logvar.data_ptr<double>();
-  for (int64_t e = 0; e < mu.numel(); ++e) kl += 0.5 * (u[e] * u[e] + std::exp(v[e]) - 1.0 - v[e]);
+  const float* u = mu.data_ptr<float>();
+  const float* v = logvar.data_ptr<float>();
+  for (int64_t e = 0; e < mu.numel(); ++e) {
+    const double mean = u[e], logVariance = v[e];
+    kl += 0.5 * (mean * mean + std::exp(logVariance) - 1.0 - logVariance);
+  }
   const double r = squares / pixels;
   const double k = kl / static_cast<double>(mu.numel());
   const double m = LowerMedian(absolute);

@@ -42,58 +42,6 @@ at::Tensor ActivateInPlace(FusedActivation activation, at::Tensor output) {
   return output;
 }
 
-// Output memory of the fused operator, recycled while a FusedOutputScope lives on the thread
-// that runs it. Freed outputs may come back from any thread, hence the mutex.
-class OutputPool : public std::enable_shared_from_this<OutputPool> {
- public:
-  // A channels-last tensor of `sizes` ([N, C, H, W]) and `type` (float or bfloat16).
-  at::Tensor Empty(c10::IntArrayRef sizes, at::ScalarType type) {
-    const int64_t n = sizes[0], c = sizes[1], h = sizes[2], w = sizes[3];
-    const size_t bytes = static_cast<size_t>(n * c * h * w) * c10::elementSize(type);
-    void* data = nullptr;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      for (auto it = free_.begin(); it != free_.end(); ++it) {
-        if (it->first == bytes) {
-          data = it->second;
-          free_.erase(it);
-          break;
-        }
-      }
-    }
-    if (data == nullptr) data = c10::alloc_cpu(std::max<size_t>(bytes, 1));
-    auto self = shared_from_this();
-    return at::from_blob(
-        data, sizes, {h * w * c, 1, w * c, c},
-        [self, bytes](void* released) { self->Give(released, bytes); }, at::TensorOptions(type));
-  }
-
-  void Close() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    open_ = false;
-    for (const auto& block : free_) c10::free_cpu(block.second);
-    free_.clear();
-  }
-
- private:
-  void Give(void* data, size_t bytes) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    // A network's layers alternate between two or three buffers of a size; a few more are
-    // kept for the batch sizes and tiles that follow.
-    if (open_ && free_.size() < 4) {
-      free_.emplace_back(bytes, data);
-    } else {
-      c10::free_cpu(data);
-    }
-  }
-
-  std::mutex mutex_;
-  std::vector<std::pair<size_t, void*>> free_;
-  bool open_ = true;
-};
-
-thread_local std::shared_ptr<OutputPool> tlsOutputPool;
-
 at::Tensor EmptyOutput(c10::IntArrayRef sizes, at::ScalarType type = at::kFloat) {
   return FusedOutput(sizes, type);
 }
@@ -470,20 +418,6 @@ bool CpuHasBf16() {
 #else
   return false;
 #endif
-}
-
-at::Tensor FusedOutput(c10::IntArrayRef sizes, at::ScalarType type) {
-  if (tlsOutputPool) return tlsOutputPool->Empty(sizes, type);
-  return at::empty(sizes, at::TensorOptions(type).memory_format(at::MemoryFormat::ChannelsLast));
-}
-
-FusedOutputScope::FusedOutputScope() : previous_(std::move(tlsOutputPool)) {
-  tlsOutputPool = std::make_shared<OutputPool>();
-}
-
-FusedOutputScope::~FusedOutputScope() {
-  tlsOutputPool->Close();
-  tlsOutputPool = std::static_pointer_cast<OutputPool>(std::move(previous_));
 }
 
 namespace {

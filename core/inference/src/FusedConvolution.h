@@ -6,7 +6,9 @@
 // replaces each 2-D convolution with constant weights and one group (any stride or dilation),
 // together with what it feeds alone (an addition, such as a per-channel timestep shift, then
 // a ReLU or a SiLU), by the operator enhance::conv2d_fused. A transposed convolution whose kernel
-// equals its stride becomes a 1x1 convolution and a pixel shuffle first (FusedGraph.cpp). The
+// equals its stride becomes a 1x1 convolution and a pixel shuffle first, and a ReLU or SiLU
+// that follows a pixel shuffle moves before it, onto the convolution (FusedGraph.cpp); pixel
+// shuffles become enhance::pixel_shuffle, which writes where the convolutions do. The
 // operator reads and writes channels-last (NHWC) tensors and computes:
 //   - with 8 output channels or more: one oneDNN convolution with the activation as a
 //     post-operation (when the build has oneDNN; otherwise LibTorch's convolution and an
@@ -35,6 +37,8 @@
 
 #include <memory>
 
+#include "FusedOutput.h"
+
 namespace enhance {
 
 // True when this build calls oneDNN directly for the wide convolutions.
@@ -54,26 +58,6 @@ enum class FusedPrecision : int64_t {
   kBFloat16FloatOutput = 1,  // bfloat16 inputs and weights, float sums, float output
   kBFloat16 = 2,             // the same, bfloat16 output
 };
-
-// While one lives on a thread, the outputs of the fused operator run on that thread reuse the
-// memory of those already freed (a network's layers alternate between two or three buffers
-// of one size) instead of asking the system for fresh pages each time, which for 512x512
-// feature maps costs about as much as the convolutions. The memory goes back when the scope
-// ends. Scopes nest; a scope belongs to the thread that opened it.
-class FusedOutputScope {
- public:
-  FusedOutputScope();
-  ~FusedOutputScope();
-  FusedOutputScope(const FusedOutputScope&) = delete;
-  FusedOutputScope& operator=(const FusedOutputScope&) = delete;
-
- private:
-  std::shared_ptr<void> previous_;
-};
-
-// A channels-last tensor of `sizes` ([N, C, H, W]) and `type` for an operator's output: from
-// this thread's pool while a FusedOutputScope is open, otherwise fresh.
-at::Tensor FusedOutput(c10::IntArrayRef sizes, at::ScalarType type);
 
 // True when the operator computes a convolution of these weights and dilation with the
 // direct loop, in float: fewer than 8 outputs, at least 8 inputs, no dilation.

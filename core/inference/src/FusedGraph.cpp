@@ -148,7 +148,43 @@ bool RewriteTransposed(torch::jit::Graph& graph, torch::jit::Node* node) {
   return true;
 }
 
+const c10::Symbol kPixelShuffle = c10::Symbol::fromQualString("aten::pixel_shuffle");
+
+// A ReLU or SiLU that is a pixel shuffle's only use moves before the shuffle (an elementwise
+// function and a permutation commute), when the shuffle's input feeds it alone: there the
+// fused convolution that computes that input takes it and applies it as it writes, instead
+// of one more pass over the shuffled feature map (a VAE decoder's or an upsampling
+// network's pixel shuffle, then its activation). Returns how many moved.
+int MoveActivationsBeforeShuffles(torch::jit::Graph& graph) {
+  std::vector<torch::jit::Node*> shuffles;
+  for (torch::jit::Node* node : graph.nodes()) {
+    if (node->kind() == kPixelShuffle) shuffles.push_back(node);
+  }
+  int moved = 0;
+  for (torch::jit::Node* shuffle : shuffles) {
+    if (shuffle->input(0)->uses().size() != 1) continue;
+    torch::jit::Node* activation = nullptr;
+    c10::Symbol kind;
+    for (const auto& [candidate, outOfPlace] :
+         {std::pair{kRelu, kRelu}, {kReluInPlace, kRelu}, {kSilu, kSilu}, {kSiluInPlace, kSilu}}) {
+      if ((activation = OnlyUser(shuffle->output(), candidate))) {
+        kind = outOfPlace;
+        break;
+      }
+    }
+    if (!activation) continue;
+    torch::jit::WithInsertPoint insertPoint(shuffle);
+    torch::jit::Value* before = graph.insert(kind, {shuffle->input(0)});
+    shuffle->replaceInput(0, before);
+    activation->output()->replaceAllUsesWith(shuffle->output());
+    activation->destroy();
+    ++moved;
+  }
+  return moved;
+}
+
 const c10::Symbol kFused = c10::Symbol::fromQualString("enhance::conv2d_fused");
+const c10::Symbol kFusedPixelShuffle = c10::Symbol::fromQualString("enhance::pixel_shuffle");
 const c10::Symbol kInt8Operator = c10::Symbol::fromQualString("enhance::conv2d_int8");
 
 enum class Mode { kFloat, kBf16, kInt8 };
@@ -311,6 +347,7 @@ torch::jit::Module Fuse(const torch::jit::Module& module, Mode mode, const Int8P
     }
   }
   for (torch::jit::Node* node : transposed) RewriteTransposed(*graph, node);
+  MoveActivationsBeforeShuffles(*graph);
   std::vector<torch::jit::Node*> convolutions;
   for (torch::jit::Node* node : graph->nodes()) {
     if (node->kind() == kConv2d || node->kind() == kGeneralConvolution) {
@@ -360,6 +397,19 @@ torch::jit::Module Fuse(const torch::jit::Module& module, Mode mode, const Int8P
   if (quantization) {
     for (torch::jit::Node* node : int8)
       quantization->push_back(torch::jit::toIValue(node->input(6))->toTensor());
+  }
+  // Pixel shuffles write their outputs where the fused convolutions do.
+  std::vector<torch::jit::Node*> shuffles;
+  for (torch::jit::Node* node : graph->nodes()) {
+    if (node->kind() == kPixelShuffle) shuffles.push_back(node);
+  }
+  for (torch::jit::Node* shuffle : shuffles) {
+    torch::jit::Node* ours =
+        graph->create(kFusedPixelShuffle, {shuffle->input(0), shuffle->input(1)}, 1);
+    ours->insertBefore(shuffle);
+    ours->output()->setType(c10::TensorType::get());
+    shuffle->output()->replaceAllUsesWith(ours->output());
+    shuffle->destroy();
   }
   torch::jit::EliminateDeadCode(graph);
   if (replaced) *replaced = static_cast<int>(mode == Mode::kInt8 ? int8.size() : fused.size());

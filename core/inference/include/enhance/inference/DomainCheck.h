@@ -33,8 +33,9 @@
 // the training data. A series is outside the domain when its score exceeds the threshold
 // the trainer set from held-out in-distribution series.
 //
-// Thread-safe: SliceFeatures() and Score() may be called from several threads; calls to
-// the network are serialised.
+// Thread-safe: SliceFeatures() and Score() may be called from several threads; slices are
+// scored one at a time, in memory the check keeps between them (the network's outputs and
+// the largest slice's buffers: a few MB), so that scoring a slice maps no fresh pages.
 #pragma once
 
 #include <cstdint>
