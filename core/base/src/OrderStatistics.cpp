@@ -45,18 +45,21 @@ std::pair<float, float> ByNthElement(std::vector<float> values, size_t k) {
   return {first, *std::min_element(values.begin() + static_cast<long>(k) + 1, values.end())};
 }
 
-// Ranks 0 and 1 in one pass.
-std::pair<float, float> TwoLeast(const float* values, size_t count) {
+// Ranks 0 and 1 in one pass; false when a value is NaN.
+bool TwoLeast(const float* values, size_t count, std::pair<float, float>& least) {
   float first = values[0], second = count > 1 ? values[1] : values[0];
   if (second < first) std::swap(first, second);
+  bool nan = std::isnan(first) || std::isnan(second);
   for (size_t i = 2; i < count; ++i) {
     const float x = values[i];
+    nan = nan || std::isnan(x);
     if (x < second) {
       second = x < first ? first : x;
       first = x < first ? x : first;
     }
   }
-  return {first, second};
+  least = {first, second};
+  return !nan;
 }
 
 }  // namespace
@@ -64,6 +67,9 @@ std::pair<float, float> TwoLeast(const float* values, size_t count) {
 std::pair<float, float> KthSmallestPair(const float* values, size_t count, size_t k) {
   if (k >= count) throw std::out_of_range("KthSmallestPair: rank beyond the values");
   if (count < kFewValues) return ByNthElement({values, values + count}, k);
+  // The least value (a percentile normalisation's 0%) in one pass.
+  std::pair<float, float> least;
+  if (k == 0 && TwoLeast(values, count, least)) return least;
   std::vector<uint32_t> counts(kDigits[0]);
   for (size_t i = 0; i < count; ++i) ++counts[Key(values[i]) >> kShift[0]];
   for (uint32_t d = 0; d <= kLowestFinite; ++d) {
@@ -72,7 +78,6 @@ std::pair<float, float> KthSmallestPair(const float* values, size_t count, size_
   for (uint32_t d = kHighestFinite; d < kDigits[0]; ++d) {
     if (counts[d] != 0) return ByNthElement({values, values + count}, k);
   }
-  if (k == 0) return TwoLeast(values, count);
 
   // Radix selection: keep the keys whose leading digits are those of rank k, one digit at a
   // time. `next` is the least key after the kept ones (when there is one), for rank k + 1

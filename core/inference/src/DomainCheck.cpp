@@ -117,8 +117,9 @@ struct DomainCheck::Impl {
   std::mutex mutex;               // one slice at a time; guards what follows
   // Kept between slices, so that scoring one does not map fresh memory (a page fault per
   // 4 KB, about as costly as the network on a small slice): the network's outputs and the
-  // normalised input and residuals of the largest slice scored so far.
+  // body sample, normalised input and residuals of the largest slice scored so far.
   FusedOutputMemory outputs;
+  std::vector<float> body;
   std::vector<float> input;
   std::vector<float> absolute;
 
@@ -233,7 +234,9 @@ SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows
                                                int64_t columns) const {
   UseConfiguredThreadsHere();
   const DomainCheckSpec& spec = impl_->spec;
-  const NormalisationMap map = MapForSlice(spec.input, values, rows, columns, spec.units);
+  const std::lock_guard<std::mutex> lock(impl_->mutex);
+  const NormalisationMap map =
+      MapForSlice(spec.input, values, rows, columns, spec.units, &impl_->body);
   // The central crop, normalised as the whole slice.
   const int64_t fullRows = rows, fullColumns = columns;
   if (spec.crop > 0) {
@@ -246,7 +249,6 @@ SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows
   const int64_t paddedRows = (rows + multiple - 1) / multiple * multiple;
   const int64_t paddedColumns = (columns + multiple - 1) / multiple * multiple;
 
-  const std::lock_guard<std::mutex> lock(impl_->mutex);
   // The crop, normalised, padded with 0 at the bottom and right. The figures are summed in
   // plain loops: a dozen LibTorch operators on a slice cost about half the forward itself.
   const auto scale = static_cast<float>(map.scale);
@@ -274,7 +276,9 @@ SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows
     logvar = logvar.to(at::kCPU, at::kFloat).contiguous();
   }
   const float* y = reconstruction.data_ptr<float>();
-  double squares = 0, sum = 0;
+  // Sums in four interleaved parts: one running sum waits on its last addition each pixel.
+  constexpr int64_t kParts = 4;
+  double squares[kParts] = {}, sums[kParts] = {};
   std::vector<float>& absolute = impl_->absolute;
   absolute.resize(static_cast<size_t>(rows * columns));
   for (int64_t r = 0; r < rows; ++r) {
@@ -283,11 +287,13 @@ SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows
     float* aRow = absolute.data() + r * columns;
     for (int64_t c = 0; c < columns; ++c) {
       const float d = xRow[c] - yRow[c];
-      squares += static_cast<double>(d) * d;
-      sum += xRow[c];
+      squares[c % kParts] += static_cast<double>(d) * d;
+      sums[c % kParts] += xRow[c];
       aRow[c] = std::abs(d);
     }
   }
+  const double sum = (sums[0] + sums[1]) + (sums[2] + sums[3]);
+  const double squaresTotal = (squares[0] + squares[1]) + (squares[2] + squares[3]);
   const auto pixels = static_cast<double>(rows * columns);
   double kl = 0;
   const float* u = mu.data_ptr<float>();
@@ -296,7 +302,7 @@ SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows
     const double mean = u[e], logVariance = v[e];
     kl += 0.5 * (mean * mean + std::exp(logVariance) - 1.0 - logVariance);
   }
-  const double r = squares / pixels;
+  const double r = squaresTotal / pixels;
   const double k = kl / static_cast<double>(mu.numel());
   const double m = LowerMedian(absolute);
   const double i = sum / pixels;

@@ -21,8 +21,10 @@ struct Affine {
 };
 
 // Voxels that belong to the patient, for statistics: above -500 HU for CT, above 2% of
-// the bright end for other units (MR background is close to zero). At most ~1M samples.
-std::vector<float> BodySample(const float* voxels, size_t total, const std::string& units) {
+// the bright end for other units (MR background is close to zero). At most ~1M samples,
+// into `body`.
+void BodySample(const float* voxels, size_t total, const std::string& units,
+                std::vector<float>& body) {
   const size_t stride = std::max<size_t>(1, total / 1000000);
   std::vector<float> strided;
   if (stride > 1) {
@@ -34,33 +36,33 @@ std::vector<float> BodySample(const float* voxels, size_t total, const std::stri
   float threshold = -500.0f;
   if (units != "HU") threshold = static_cast<float>(0.02 * Percentile(sample, count, 99.5));
   // Without a branch: about half of an MR slice is background, in no predictable order.
-  std::vector<float> body(count);
+  body.resize(count);
   size_t inBody = 0;
   for (size_t i = 0; i < count; ++i) {
     body[inBody] = sample[i];
     inBody += sample[i] > threshold ? 1 : 0;
   }
   body.resize(inBody);
-  if (body.size() >= 16) return body;
-  if (stride > 1) return strided;
-  return {voxels, voxels + total};
+  if (inBody < 16) body.assign(sample, sample + count);
 }
 
 Affine InputMapping(const Normalization& n, const float* voxels, size_t count,
-                    const std::string& units) {
+                    const std::string& units, std::vector<float>* kept = nullptr) {
+  std::vector<float> own;
+  std::vector<float>& body = kept ? *kept : own;
   switch (n.method) {
     case Normalization::Method::kNone:
       return {};
     case Normalization::Method::kWindow:
       return {1.0 / (n.high - n.low), -n.low / (n.high - n.low)};
     case Normalization::Method::kPercentile: {
-      const std::vector<float> body = BodySample(voxels, count, units);
+      BodySample(voxels, count, units, body);
       const double lo = Percentile(body.data(), body.size(), n.low);
       const double hi = std::max(Percentile(body.data(), body.size(), n.high), lo + 1e-6);
       return {1.0 / (hi - lo), -lo / (hi - lo)};
     }
     case Normalization::Method::kZScore: {
-      const std::vector<float> body = BodySample(voxels, count, units);
+      BodySample(voxels, count, units, body);
       double sum = 0, sum2 = 0;
       for (float x : body) {
         sum += x;
@@ -127,8 +129,9 @@ NormalisationMap MapFor(const Normalization& normalization, const Volume& volume
 }
 
 NormalisationMap MapForSlice(const Normalization& normalization, const float* values, int64_t rows,
-                             int64_t columns, const std::string& units) {
-  const Affine a = InputMapping(normalization, values, static_cast<size_t>(rows * columns), units);
+                             int64_t columns, const std::string& units, std::vector<float>* body) {
+  const Affine a =
+      InputMapping(normalization, values, static_cast<size_t>(rows * columns), units, body);
   return {a.scale, a.offset};
 }
 

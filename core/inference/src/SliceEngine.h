@@ -103,10 +103,12 @@ struct NormalisationMap {
   double offset = 0.0;
 };
 NormalisationMap MapFor(const Normalization& normalization, const Volume& volume);
-// The same for one slice of rows x columns values in `units`, copied only for a
-// normalisation that reads them (percentiles and z-scores).
+// The same for one slice of rows x columns values in `units`. A normalisation that reads
+// them (percentiles and z-scores) copies the slice's body into `body` when given (memory a
+// caller keeps from slice to slice), else into a vector of its own.
 NormalisationMap MapForSlice(const Normalization& normalization, const float* values, int64_t rows,
-                             int64_t columns, const std::string& units);
+                             int64_t columns, const std::string& units,
+                             std::vector<float>* body = nullptr);
 
 // Linear ramps that blend overlapping tiles: 0 within overlap/4 of an inner tile edge,
 // 1 from 3 overlap/4 on, so a model whose receptive field radius is at most overlap/4
