@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <limits>
 #include <stdexcept>
 #include <vector>
@@ -150,18 +151,24 @@ bool RewriteTransposed(torch::jit::Graph& graph, torch::jit::Node* node) {
 
 const c10::Symbol kPixelShuffle = c10::Symbol::fromQualString("aten::pixel_shuffle");
 
+// The graph's top-level nodes of these kinds, in order: a list that stays valid while they
+// are rewritten.
+std::vector<torch::jit::Node*> NodesOfKind(torch::jit::Graph& graph,
+                                           std::initializer_list<c10::Symbol> kinds) {
+  std::vector<torch::jit::Node*> nodes;
+  for (torch::jit::Node* node : graph.nodes()) {
+    if (std::find(kinds.begin(), kinds.end(), node->kind()) != kinds.end()) nodes.push_back(node);
+  }
+  return nodes;
+}
+
 // A ReLU or SiLU that is a pixel shuffle's only use moves before the shuffle (an elementwise
 // function and a permutation commute), when the shuffle's input feeds it alone: there the
 // fused convolution that computes that input takes it and applies it as it writes, instead
 // of one more pass over the shuffled feature map (a VAE decoder's or an upsampling
-// network's pixel shuffle, then its activation). Returns how many moved.
-int MoveActivationsBeforeShuffles(torch::jit::Graph& graph) {
-  std::vector<torch::jit::Node*> shuffles;
-  for (torch::jit::Node* node : graph.nodes()) {
-    if (node->kind() == kPixelShuffle) shuffles.push_back(node);
-  }
-  int moved = 0;
-  for (torch::jit::Node* shuffle : shuffles) {
+// network's pixel shuffle, then its activation).
+void MoveActivationsBeforeShuffles(torch::jit::Graph& graph) {
+  for (torch::jit::Node* shuffle : NodesOfKind(graph, {kPixelShuffle})) {
     if (shuffle->input(0)->uses().size() != 1) continue;
     torch::jit::Node* activation = nullptr;
     c10::Symbol kind;
@@ -178,9 +185,7 @@ int MoveActivationsBeforeShuffles(torch::jit::Graph& graph) {
     shuffle->replaceInput(0, before);
     activation->output()->replaceAllUsesWith(shuffle->output());
     activation->destroy();
-    ++moved;
   }
-  return moved;
 }
 
 const c10::Symbol kFused = c10::Symbol::fromQualString("enhance::conv2d_fused");
@@ -340,20 +345,12 @@ torch::jit::Module Fuse(const torch::jit::Module& module, Mode mode, const Int8P
                         int* replaced, std::vector<at::Tensor>* quantization) {
   torch::jit::Module frozen = torch::jit::freeze(module);
   std::shared_ptr<torch::jit::Graph> graph = frozen.get_method("forward").graph();
-  std::vector<torch::jit::Node*> transposed;
-  for (torch::jit::Node* node : graph->nodes()) {
-    if (node->kind() == kGeneralConvolution || node->kind() == kConvTranspose2d) {
-      transposed.push_back(node);
-    }
+  for (torch::jit::Node* node : NodesOfKind(*graph, {kGeneralConvolution, kConvTranspose2d})) {
+    RewriteTransposed(*graph, node);
   }
-  for (torch::jit::Node* node : transposed) RewriteTransposed(*graph, node);
   MoveActivationsBeforeShuffles(*graph);
-  std::vector<torch::jit::Node*> convolutions;
-  for (torch::jit::Node* node : graph->nodes()) {
-    if (node->kind() == kConv2d || node->kind() == kGeneralConvolution) {
-      convolutions.push_back(node);
-    }
-  }
+  const std::vector<torch::jit::Node*> convolutions =
+      NodesOfKind(*graph, {kConv2d, kGeneralConvolution});
   std::vector<torch::jit::Node*> fused, int8;
   size_t wide = 0;
   for (torch::jit::Node* conv : convolutions) {
@@ -399,11 +396,7 @@ torch::jit::Module Fuse(const torch::jit::Module& module, Mode mode, const Int8P
       quantization->push_back(torch::jit::toIValue(node->input(6))->toTensor());
   }
   // Pixel shuffles write their outputs where the fused convolutions do.
-  std::vector<torch::jit::Node*> shuffles;
-  for (torch::jit::Node* node : graph->nodes()) {
-    if (node->kind() == kPixelShuffle) shuffles.push_back(node);
-  }
-  for (torch::jit::Node* shuffle : shuffles) {
+  for (torch::jit::Node* shuffle : NodesOfKind(*graph, {kPixelShuffle})) {
     torch::jit::Node* ours =
         graph->create(kFusedPixelShuffle, {shuffle->input(0), shuffle->input(1)}, 1);
     ours->insertBefore(shuffle);
