@@ -10,6 +10,7 @@
 
 #include "OverlappedWriter.h"
 #include "enhance/base/Error.h"
+#include "enhance/base/OrderStatistics.h"
 #include "enhance/dicom/DicomSeriesReader.h"
 
 namespace enhance {
@@ -110,10 +111,8 @@ UncertaintySummary Summarise(const Volume& derived, const Volume& spread, double
   if (derived.units != "HU") {
     std::vector<float> sample;
     for (size_t i = 0; i < total; i += stride) sample.push_back(derived.voxels[i]);
-    const auto at =
-        sample.begin() + static_cast<long>(0.995 * static_cast<double>(sample.size() - 1));
-    std::nth_element(sample.begin(), at, sample.end());
-    bodyFloor = 0.02f * *at;
+    const auto at = static_cast<size_t>(0.995 * static_cast<double>(sample.size() - 1));
+    bodyFloor = 0.02f * KthSmallest(sample.data(), sample.size(), at);
   }
   std::vector<float> inside;
   size_t above = 0;
@@ -124,9 +123,8 @@ UncertaintySummary Summarise(const Volume& derived, const Volume& spread, double
   }
   if (inside.empty()) return summary;
   const auto quantile = [&inside](double q) {
-    const auto at = inside.begin() + static_cast<long>(q * static_cast<double>(inside.size() - 1));
-    std::nth_element(inside.begin(), at, inside.end());
-    return static_cast<double>(*at);
+    const auto at = static_cast<size_t>(q * static_cast<double>(inside.size() - 1));
+    return static_cast<double>(KthSmallest(inside.data(), inside.size(), at));
   };
   summary.fractionAbove = static_cast<double>(above) / static_cast<double>(inside.size());
   summary.median = quantile(0.5);

@@ -11,6 +11,7 @@
 #include <numeric>
 
 #include "enhance/base/Error.h"
+#include "enhance/base/OrderStatistics.h"
 
 namespace enhance {
 namespace {
@@ -60,10 +61,8 @@ at::Tensor GaussianKernel() {
 }
 
 double Percentile99(const std::vector<float>& values) {
-  std::vector<float> copy(values);
-  const size_t index = static_cast<size_t>(0.99 * static_cast<double>(copy.size() - 1));
-  std::nth_element(copy.begin(), copy.begin() + static_cast<long>(index), copy.end());
-  return copy[index];
+  const size_t index = static_cast<size_t>(0.99 * static_cast<double>(values.size() - 1));
+  return KthSmallest(values.data(), values.size(), index);
 }
 
 // The value above which the reference is body: as given, or -500 HU for CT, else 10% of
