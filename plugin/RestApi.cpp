@@ -54,6 +54,7 @@ Json::Value ModelJson(const Model& model) {
     features.append("LogKL");
     if (m.domainCheck.hasResidualReference) features.append("LogResidual");
     if (m.domainCheck.hasIntensityReference) features.append("MeanIntensity");
+    if (m.domainCheck.hasCorrelationReference) features.append("ResidualCorrelation");
     domain["Features"] = features;
     entry["DomainCheck"] = domain;
   }

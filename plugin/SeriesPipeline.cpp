@@ -192,6 +192,7 @@ Json::Value DomainJson(const DomainScore& score, DomainAction action) {
   domain["MedianLogKL"] = score.logKl;
   domain["MedianLogResidual"] = score.logResidual;
   domain["MedianMeanIntensity"] = score.meanIntensity;
+  domain["MedianResidualCorrelation"] = score.residualCorrelation;
   domain["TrainedOn"] = score.trainedOn;
   domain["Action"] = DomainActionName(action);
   if (score.outside) {

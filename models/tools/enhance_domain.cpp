@@ -5,7 +5,7 @@
 //
 //   enhance-domain calibrate ct|ct-x2|mr|mr-x2 --vae FILE --models DIR
 //           [--score mean|nearest] [--crop N] [--slice-step N] [--min-slices N]
-//           [--intensity on|off]
+//           [--intensity on|off] [--correlation on|off]
 //       copies the autoencoder FILE into each model folder of that training distribution
 //       as domain.pt and writes its manifest's "domain_check": the reference statistics
 //       of the reference series (with --score nearest, each series' features too), the
@@ -181,7 +181,8 @@ struct Scoring {
   int crop = 0;          // the central crop of larger slices (0: whole slices)
   int sliceStep = 1;     // one slice in this many, at least minSlices and at most 32
   int minSlices = 8;
-  bool intensity = false;  // the mean intensity is a feature of the score too
+  bool intensity = false;    // the mean intensity is a feature of the score too
+  bool correlation = false;  // and the residual correlation
 };
 
 int Calibrate(const std::string& name, const std::filesystem::path& vae,
@@ -198,18 +199,22 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   spec.threshold = 1;  // replaced below
   const auto check = DomainCheck::Load(spec, "cpu", vae.string());
   const DomainSets sets = Sets(name, cache);
-  std::vector<double> reconstruction, kl, residual, intensity;
+  std::vector<double> reconstruction, kl, residual, intensity, correlation;
   for (const DomainScore& s : ScoreAll(*check, sets.reference)) {
     reconstruction.push_back(s.logReconstruction);
     kl.push_back(s.logKl);
     residual.push_back(s.logResidual);
     intensity.push_back(s.meanIntensity);
+    correlation.push_back(s.residualCorrelation);
     if (scoring.nearest) {
       // Rounded as the manifest keeps them, before the threshold is set from them.
       auto rounded = [](double v) { return std::round(v * 1e4) / 1e4; };
       spec.referenceSeries.push_back(
           {rounded(s.logReconstruction), rounded(s.logKl), rounded(s.logResidual)});
       if (scoring.intensity) spec.referenceSeries.back().push_back(rounded(s.meanIntensity));
+      if (scoring.correlation) {
+        spec.referenceSeries.back().push_back(rounded(s.residualCorrelation));
+      }
     }
   }
   std::tie(spec.reconstructionMean, spec.reconstructionSd) = MeanSd(reconstruction);
@@ -218,6 +223,8 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   spec.hasResidualReference = true;
   std::tie(spec.intensityMean, spec.intensitySd) = MeanSd(intensity);
   spec.hasIntensityReference = scoring.intensity;
+  std::tie(spec.correlationMean, spec.correlationSd) = MeanSd(correlation);
+  spec.hasCorrelationReference = scoring.correlation;
   // The calibration series scored as the node scores a series: the same slices.
   std::vector<double> scores;
   for (const Volume& v : sets.calibration.series) {
@@ -238,6 +245,9 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   if (spec.hasIntensityReference) {
     std::cout << ", i " << spec.intensityMean << " +- " << spec.intensitySd;
   }
+  if (spec.hasCorrelationReference) {
+    std::cout << ", c " << spec.correlationMean << " +- " << spec.correlationSd;
+  }
   std::cout << "\nthreshold: 99th percentile of " << scores.size()
             << " calibration series' scores = " << spec.threshold << "\n";
 
@@ -256,6 +266,9 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   section["reference"]["log_residual"] = Pair(spec.residualMean, spec.residualSd);
   if (spec.hasIntensityReference) {
     section["reference"]["mean_intensity"] = Pair(spec.intensityMean, spec.intensitySd);
+  }
+  if (spec.hasCorrelationReference) {
+    section["reference"]["residual_correlation"] = Pair(spec.correlationMean, spec.correlationSd);
   }
   for (const std::vector<double>& p : spec.referenceSeries) {
     Json::Value point(Json::arrayValue);
@@ -448,13 +461,14 @@ int main(int argc, char** argv) {
   const std::string usage =
       "usage: enhance-domain calibrate ct|ct-x2|mr|mr-x2 --vae FILE --models DIR [--cache DIR]\n"
       "           [--score mean|nearest] [--crop N] [--slice-step N] [--min-slices N]\n"
-      "           [--intensity on|off]\n"
+      "           [--intensity on|off] [--correlation on|off]\n"
       "       enhance-domain evaluate ct|ct-x2|mr|mr-x2 --models DIR [--cache DIR]\n"
       "--cache DIR keeps the simulated series in DIR for the next run\n"
       "--score: the distance to the reference series' mean (default) or to the nearest of them\n"
       "--crop N: score the central N x N pixels of larger slices; --slice-step N: one slice in N,\n"
       "but at least --min-slices N (default 8)\n"
-      "--intensity on: the slices' mean normalised intensity is a feature of the score too\n";
+      "--intensity on: the slices' mean normalised intensity is a feature of the score too\n"
+      "--correlation on: and the correlation of their residuals with their neighbours\n";
   enhance::ConfigureRuntime({});  // every hardware thread, as the node by default
   try {
     if (argc < 3) throw std::invalid_argument("missing arguments");
@@ -479,6 +493,12 @@ int main(int argc, char** argv) {
         throw std::invalid_argument("--intensity must be on or off, not '" + intensity + "'");
       }
       scoring.intensity = intensity == "on";
+      const std::string correlation =
+          options.count("--correlation") ? options["--correlation"] : "off";
+      if (correlation != "on" && correlation != "off") {
+        throw std::invalid_argument("--correlation must be on or off, not '" + correlation + "'");
+      }
+      scoring.correlation = correlation == "on";
       return Calibrate(name, options["--vae"], options["--models"], options["--cache"], scoring);
     }
     if (command == "evaluate") {

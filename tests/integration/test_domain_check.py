@@ -55,7 +55,7 @@ class DomainCheckTest(unittest.TestCase):
             self.assertEqual((info["SliceStep"], info["MinSlices"], info["MaxSlices"],
                               info["Crop"]), (8, 8, 32, 0))
             self.assertEqual(info["Features"], ["LogReconstruction", "LogKL", "LogResidual",
-                                                "MeanIntensity"])
+                                                "MeanIntensity", "ResidualCorrelation"])
 
             # Routed by the rule (warn, the default): processed, and said everywhere.
             ct = store_series(server, ct_files)
@@ -72,6 +72,8 @@ class DomainCheckTest(unittest.TestCase):
             # A CT slice in the MR check's units (percentiles of its body): the air around
             # the body below 0, far darker than a head's slices (about 0.1 to 0.5).
             self.assertLess(domain["MedianMeanIntensity"], 0.0, domain)
+            # The residual's correlation with its neighbours: between -1 and 1.
+            self.assertLessEqual(abs(domain["MedianResidualCorrelation"]), 1.0, domain)
             self.assertIn(WARNING, domain["Warning"])
             self.assertTrue(any(WARNING in w for w in job["Content"]["Warnings"]))
             # What the check cost, within the decoding it runs beside.

@@ -298,6 +298,78 @@ TEST(DomainCheck, TheMeanIntensityCountsWhenTheReferenceHasIt) {
             std::string::npos);
 }
 
+// The residual correlation is the last feature when the reference has it: medians (-6, 1,
+// -3, 0.5, 0.7) against the series (-6, 1, -3, 0.5, 0.3) with a correlation spread of 0.1
+// are 4 from it, a sharper kernel that raised r and m as noise would and moved only c.
+TEST(DomainCheck, TheResidualCorrelationCountsWhenTheReferenceHasIt) {
+  DomainCheckSpec spec;
+  spec.reconstructionSd = 0.5;
+  spec.klSd = 2;
+  spec.hasResidualReference = true;
+  spec.residualSd = 0.25;
+  spec.hasIntensityReference = true;
+  spec.intensitySd = 0.05;
+  spec.threshold = 2;
+  spec.referenceSeries = {{-6, 1, -3, 0.5}};
+  const std::vector<SliceDomainFeatures> slices{
+      {-6, 1, -3, 0.5, 0.7}, {-6, 1, -3, 0.5, 0.9}, {-6, 1, -3, 0.5, 0.2}};
+  DomainScore s = AggregateDomainScore(spec, slices);
+  EXPECT_DOUBLE_EQ(s.residualCorrelation, 0.7);  // reported even when not scored
+  EXPECT_DOUBLE_EQ(s.score, 0.0);
+  spec.hasCorrelationReference = true;
+  spec.correlationSd = 0.1;
+  spec.referenceSeries = {{-6, 1, -3, 0.5, 0.3}, {-6, 1, -3, 0.9, 0.7}};
+  s = AggregateDomainScore(spec, slices);
+  EXPECT_NEAR(s.score, 4.0, 1e-12);  // the first series; the second is 8 away in i
+  EXPECT_TRUE(s.outside);
+  // Without the intensity, c follows m directly.
+  spec.hasIntensityReference = false;
+  spec.referenceSeries = {{-6, 1, -3, 0.65}};
+  EXPECT_NEAR(AggregateDomainScore(spec, slices).score, 0.5, 1e-12);
+  EXPECT_FALSE(AggregateDomainScore(spec, slices).outside);
+  // The same against the reference's mean.
+  spec.referenceSeries.clear();
+  spec.reconstructionMean = -6;
+  spec.klMean = 1;
+  spec.residualMean = -3;
+  spec.correlationMean = 0.3;
+  EXPECT_NEAR(AggregateDomainScore(spec, slices).score, 4.0, 1e-12);
+  EXPECT_TRUE(AggregateDomainScore(spec, {{-6, 1, -3, 0.5, std::nan("")}}).outside);
+
+  // In the manifest: "residual_correlation": [mean, sd], after "log_residual", and the
+  // series' points with c last.
+  Json::Value section = testing::DomainCheckSection(3.0);
+  section["reference"].removeMember("series");
+  section["reference"]["residual_correlation"].append(0.4);
+  section["reference"]["residual_correlation"].append(0.2);
+  EXPECT_NE(
+      ErrorOf(section).find("domain_check.reference.residual_correlation: needs log_residual"),
+      std::string::npos);
+  section["reference"]["log_residual"].append(-4.5);
+  section["reference"]["log_residual"].append(0.1);
+  DomainCheckSpec parsed = ParseManifest(WithDomain(section), kFolder).domainCheck;
+  EXPECT_TRUE(parsed.hasCorrelationReference);
+  EXPECT_FALSE(parsed.hasIntensityReference);
+  EXPECT_DOUBLE_EQ(parsed.correlationMean, 0.4);
+  EXPECT_DOUBLE_EQ(parsed.correlationSd, 0.2);
+  Json::Value point(Json::arrayValue);
+  for (double v : {-3.5, -1.5, -4.4}) point.append(v);
+  section["reference"]["series"].append(point);
+  EXPECT_NE(ErrorOf(section).find("each entry must be [log r, log k, log m, c]"),
+            std::string::npos);
+  section["reference"]["mean_intensity"].append(0.3);
+  section["reference"]["mean_intensity"].append(0.1);
+  section["reference"]["series"][0].append(0.35);
+  EXPECT_NE(ErrorOf(section).find("each entry must be [log r, log k, log m, i, c]"),
+            std::string::npos);
+  section["reference"]["series"][0].append(0.6);
+  parsed = ParseManifest(WithDomain(section), kFolder).domainCheck;
+  EXPECT_EQ(parsed.referenceSeries.at(0), (std::vector<double>{-3.5, -1.5, -4.4, 0.35, 0.6}));
+  section["reference"]["residual_correlation"][1] = -0.2;
+  EXPECT_NE(ErrorOf(section).find("domain_check.reference.residual_correlation: must be [mean"),
+            std::string::npos);
+}
+
 namespace {
 
 // A spec that only says which slices are scored.
@@ -393,6 +465,16 @@ TEST(DomainCheck, SliceFiguresFollowTheirDefinition) {
       squared += d * d;
       absolute.push_back(std::abs(d));
     }
+  // c: the products of horizontally and vertically adjacent residuals of the slice's pixels.
+  double neighbours = 0;
+  auto residual = [&](int64_t r, int64_t c) {
+    return x[r * pc + c] - blockMean[(r / 8) * (pc / 8) + c / 8];
+  };
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < columns; ++c) {
+      if (c + 1 < columns) neighbours += residual(r, c) * residual(r, c + 1);
+      if (r + 1 < rows) neighbours += residual(r, c) * residual(r + 1, c);
+    }
   // The lower of the two middle values, as LibTorch's median takes for an even count.
   std::sort(absolute.begin(), absolute.end());
   const double median = absolute[(absolute.size() - 1) / 2];
@@ -406,6 +488,36 @@ TEST(DomainCheck, SliceFiguresFollowTheirDefinition) {
     for (int64_t c = 0; c < columns; ++c)
       mean += x[r * pc + c] / static_cast<double>(rows * columns);
   EXPECT_NEAR(f.meanIntensity, mean, 1e-6);  // of the slice's pixels, not the padding
+  EXPECT_NEAR(f.residualCorrelation, neighbours / (2.0 * squared), 1e-5);
+}
+
+// What c tells: a residual of white noise is uncorrelated with its neighbours, one of
+// structure the reconstruction misses is not. The fixture reconstructs each 8x8 block by its
+// mean: white noise leaves c near 0 (slightly below: each block's mean takes a little of
+// its noise), a ramp across each block leaves it well above (below 1: the ramp restarts at
+// each block's edge, where neighbours disagree), a checkerboard near -1 (exactly
+// -(rows (columns - 1) + (rows - 1) columns) / (2 rows columns)), and a slice at the
+// window's low end, 0 once normalised, which the fixture reconstructs exactly, 0.
+TEST(DomainCheck, TheResidualCorrelationTellsNoiseFromStructure) {
+  testing::TemporaryFolder folder;
+  const auto model = ModelWithDomainCheck(folder.path(), 3.0);
+  const int64_t side = 32;
+  std::mt19937 random(3);
+  std::normal_distribution<float> noise(0.0f, 100.0f);
+  std::vector<float> white(side * side), ramp(side * side), checkerboard(side * side),
+      flat(side * side, -1000.0f);
+  for (int64_t r = 0; r < side; ++r)
+    for (int64_t c = 0; c < side; ++c) {
+      white[r * side + c] = noise(random);
+      ramp[r * side + c] = 50.0f * static_cast<float>(r % 8 + c % 8);
+      checkerboard[r * side + c] = (r + c) % 2 == 0 ? 100.0f : -100.0f;
+    }
+  const DomainCheck& check = *model->Domain();
+  EXPECT_NEAR(check.SliceFeatures(white.data(), side, side).residualCorrelation, 0.0, 0.08);
+  EXPECT_GT(check.SliceFeatures(ramp.data(), side, side).residualCorrelation, 0.5);
+  EXPECT_NEAR(check.SliceFeatures(checkerboard.data(), side, side).residualCorrelation,
+              -2.0 * side * (side - 1) / (2.0 * side * side), 1e-6);
+  EXPECT_DOUBLE_EQ(check.SliceFeatures(flat.data(), side, side).residualCorrelation, 0.0);
 }
 
 // With a crop, a larger slice is scored on its central crop (rows 8-39 and columns 5-36 of
@@ -428,6 +540,7 @@ TEST(DomainCheck, ALargeSliceIsScoredOnItsCentralCrop) {
   EXPECT_DOUBLE_EQ(a.logKl, b.logKl);
   EXPECT_DOUBLE_EQ(a.logResidual, b.logResidual);
   EXPECT_DOUBLE_EQ(a.meanIntensity, b.meanIntensity);
+  EXPECT_DOUBLE_EQ(a.residualCorrelation, b.residualCorrelation);
   const SliceDomainFeatures full = whole->Domain()->SliceFeatures(hu.data(), rows, columns);
   EXPECT_NE(a.logReconstruction, full.logReconstruction);
   // 20 rows: only the columns are cropped.

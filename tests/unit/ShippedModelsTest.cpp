@@ -344,6 +344,7 @@ TEST(ShippedModels, DomainChecksScoreTheSameFusedAsSaved) {
         EXPECT_NEAR(a.logKl, b.logKl, 1e-4) << other->Describe();
         EXPECT_NEAR(a.logResidual, b.logResidual, 1e-4) << other->Describe();
         EXPECT_NEAR(a.meanIntensity, b.meanIntensity, 1e-6) << other->Describe();
+        EXPECT_NEAR(a.residualCorrelation, b.residualCorrelation, 1e-4) << other->Describe();
       }
     }
   }

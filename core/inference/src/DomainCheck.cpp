@@ -41,6 +41,61 @@ std::string Fixed(double value, int digits) {
 // log of a non-negative figure, finite even for a perfect reconstruction.
 double SafeLog(double value) { return std::log(std::max(value, 1e-12)); }
 
+struct ResidualSums {
+  double values = 0;      // of x
+  double squares = 0;     // of d = x - y
+  double neighbours = 0;  // of d d' over the horizontally or vertically adjacent pairs
+};
+
+// The sums over rows x columns pixels of x and its reconstruction y (both `stride` floats a
+// row), and |d| of each pixel in `absolute`. Summed in four interleaved parts: one running
+// sum waits on its last addition each pixel.
+ResidualSums SumResidual(const float* x, const float* y, int64_t rows, int64_t columns,
+                         int64_t stride, std::vector<float>& absolute) {
+  constexpr int64_t kParts = 4;
+  double squares[kParts] = {}, values[kParts] = {}, neighbours[kParts] = {};
+  absolute.resize(static_cast<size_t>(rows * columns));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xRow = x + r * stride;
+    const float* yRow = y + r * stride;
+    float* dRow = absolute.data() + r * columns;  // signed until the end
+    for (int64_t c = 0; c < columns; ++c) {
+      const float d = xRow[c] - yRow[c];
+      squares[c % kParts] += static_cast<double>(d) * d;
+      values[c % kParts] += xRow[c];
+      dRow[c] = d;
+    }
+    // The products of horizontal neighbours in this row, and of vertical ones with the row
+    // above.
+    for (int64_t c = 1; c < columns; ++c) {
+      neighbours[c % kParts] += static_cast<double>(dRow[c]) * dRow[c - 1];
+    }
+    if (r > 0) {
+      const float* above = dRow - columns;
+      for (int64_t c = 0; c < columns; ++c) {
+        neighbours[c % kParts] += static_cast<double>(dRow[c]) * above[c];
+      }
+    }
+  }
+  for (float& d : absolute) d = std::abs(d);
+  auto total = [](const double(&parts)[kParts]) {
+    return (parts[0] + parts[1]) + (parts[2] + parts[3]);
+  };
+  return {total(values), total(squares), total(neighbours)};
+}
+
+// The mean over the latent's elements of 0.5 (mu^2 + exp(logvar) - 1 - logvar).
+double MeanKl(const at::Tensor& mu, const at::Tensor& logvar) {
+  double kl = 0;
+  const float* u = mu.data_ptr<float>();
+  const float* v = logvar.data_ptr<float>();
+  for (int64_t e = 0; e < mu.numel(); ++e) {
+    const double mean = u[e], logVariance = v[e];
+    kl += 0.5 * (mean * mean + std::exp(logVariance) - 1.0 - logVariance);
+  }
+  return kl / static_cast<double>(mu.numel());
+}
+
 }  // namespace
 
 std::vector<bool> DomainSlicesScored(int64_t count, const DomainCheckSpec& spec) {
@@ -56,12 +111,13 @@ std::vector<bool> DomainSlicesScored(int64_t count, const DomainCheckSpec& spec)
 DomainScore AggregateDomainScore(const DomainCheckSpec& spec,
                                  const std::vector<SliceDomainFeatures>& slices) {
   if (slices.empty()) throw Error(ErrorKind::kBadInput, "domain check: no slice to score");
-  std::vector<double> reconstruction, kl, residual, intensity;
+  std::vector<double> reconstruction, kl, residual, intensity, correlation;
   for (const SliceDomainFeatures& f : slices) {
     reconstruction.push_back(f.logReconstruction);
     kl.push_back(f.logKl);
     residual.push_back(f.logResidual);
     intensity.push_back(f.meanIntensity);
+    correlation.push_back(f.residualCorrelation);
   }
   DomainScore score;
   score.slices = static_cast<int64_t>(slices.size());
@@ -69,6 +125,7 @@ DomainScore AggregateDomainScore(const DomainCheckSpec& spec,
   score.logKl = Median(std::move(kl));
   score.logResidual = Median(std::move(residual));
   score.meanIntensity = Median(std::move(intensity));
+  score.residualCorrelation = Median(std::move(correlation));
   // The features the reference has, in the order of its points, and their spreads.
   std::vector<double> features{score.logReconstruction, score.logKl};
   std::vector<double> spreads{spec.reconstructionSd, spec.klSd};
@@ -82,6 +139,11 @@ DomainScore AggregateDomainScore(const DomainCheckSpec& spec,
     features.push_back(score.meanIntensity);
     spreads.push_back(spec.intensitySd);
     mean.push_back(spec.intensityMean);
+  }
+  if (spec.hasCorrelationReference) {
+    features.push_back(score.residualCorrelation);
+    spreads.push_back(spec.correlationSd);
+    mean.push_back(spec.correlationMean);
   }
   // The distance in reference standard deviations to the nearest point of the reference:
   // its mean, or each of its series when the manifest lists them.
@@ -117,11 +179,11 @@ struct DomainCheck::Impl {
   std::mutex mutex;               // one slice at a time; guards what follows
   // Kept between slices, so that scoring one does not map fresh memory (a page fault per
   // 4 KB, about as costly as the network on a small slice): the network's outputs and the
-  // body sample, normalised input and residuals of the largest slice scored so far.
+  // body sample, normalised input and residual of the largest slice scored so far.
   FusedOutputMemory outputs;
   std::vector<float> body;
   std::vector<float> input;
-  std::vector<float> absolute;
+  std::vector<float> residual;
 
   // (reconstruction, mu, logvar) of a normalised slice [1, 1, H, W].
   std::tuple<at::Tensor, at::Tensor, at::Tensor> Forward(const at::Tensor& x) {
@@ -213,7 +275,8 @@ std::unique_ptr<const DomainCheck> DomainCheck::Load(const DomainCheckSpec& spec
   try {
     const SliceDomainFeatures f = check->SliceFeatures(probe.data(), side, side);
     if (!std::isfinite(f.logReconstruction) || !std::isfinite(f.logKl) ||
-        !std::isfinite(f.logResidual) || !std::isfinite(f.meanIntensity)) {
+        !std::isfinite(f.logResidual) || !std::isfinite(f.meanIntensity) ||
+        !std::isfinite(f.residualCorrelation)) {
       throw Error(ErrorKind::kBadInput, "its figures are not finite");
     }
   } catch (const c10::Error& e) {
@@ -275,38 +338,16 @@ SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows
     mu = mu.to(at::kCPU, at::kFloat).contiguous();
     logvar = logvar.to(at::kCPU, at::kFloat).contiguous();
   }
-  const float* y = reconstruction.data_ptr<float>();
-  // Sums in four interleaved parts: one running sum waits on its last addition each pixel.
-  constexpr int64_t kParts = 4;
-  double squares[kParts] = {}, sums[kParts] = {};
-  std::vector<float>& absolute = impl_->absolute;
-  absolute.resize(static_cast<size_t>(rows * columns));
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xRow = input.data() + r * paddedColumns;
-    const float* yRow = y + r * paddedColumns;
-    float* aRow = absolute.data() + r * columns;
-    for (int64_t c = 0; c < columns; ++c) {
-      const float d = xRow[c] - yRow[c];
-      squares[c % kParts] += static_cast<double>(d) * d;
-      sums[c % kParts] += xRow[c];
-      aRow[c] = std::abs(d);
-    }
-  }
-  const double sum = (sums[0] + sums[1]) + (sums[2] + sums[3]);
-  const double squaresTotal = (squares[0] + squares[1]) + (squares[2] + squares[3]);
+  const ResidualSums sums = SumResidual(input.data(), reconstruction.data_ptr<float>(), rows,
+                                        columns, paddedColumns, impl_->residual);
   const auto pixels = static_cast<double>(rows * columns);
-  double kl = 0;
-  const float* u = mu.data_ptr<float>();
-  const float* v = logvar.data_ptr<float>();
-  for (int64_t e = 0; e < mu.numel(); ++e) {
-    const double mean = u[e], logVariance = v[e];
-    kl += 0.5 * (mean * mean + std::exp(logVariance) - 1.0 - logVariance);
-  }
-  const double r = squaresTotal / pixels;
-  const double k = kl / static_cast<double>(mu.numel());
-  const double m = LowerMedian(absolute);
-  const double i = sum / pixels;
-  return {SafeLog(r), SafeLog(k), SafeLog(m), i};
+  const double r = sums.squares / pixels;
+  const double k = MeanKl(mu, logvar);
+  const double m = LowerMedian(impl_->residual);
+  const double i = sums.values / pixels;
+  // 0 for a perfect reconstruction, as for white noise.
+  const double c = sums.squares > 0 ? sums.neighbours / (2.0 * sums.squares) : 0.0;
+  return {SafeLog(r), SafeLog(k), SafeLog(m), i, c};
 }
 
 DomainScore DomainCheck::Score(const Volume& volume) const {

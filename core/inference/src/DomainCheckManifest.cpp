@@ -26,15 +26,19 @@ void ParseReference(const ManifestReader& r, const Json::Value& o, const char* k
 }
 
 // "series": the features of each reference series, [log r, log k], with a residual
-// reference [log r, log k, log m], with an intensity reference too [log r, log k, log m, i].
+// reference [log r, log k, log m], then i with an intensity reference and c with a
+// correlation reference: [log r, log k, log m, i, c].
 void ParseReferenceSeries(const ManifestReader& r, const Json::Value& series,
                           const std::string& key, DomainCheckSpec& d) {
   const std::string name = key + ".reference.series";
-  const Json::ArrayIndex features =
-      2 + (d.hasResidualReference ? 1 : 0) + (d.hasIntensityReference ? 1 : 0);
-  const std::string shape = features == 4   ? "[log r, log k, log m, i]"
-                            : features == 3 ? "[log r, log k, log m]"
-                                            : "[log r, log k]";
+  std::string shape = "[log r, log k";
+  if (d.hasResidualReference) shape += ", log m";
+  if (d.hasIntensityReference) shape += ", i";
+  if (d.hasCorrelationReference) shape += ", c";
+  shape += "]";
+  const Json::ArrayIndex features = 2 + (d.hasResidualReference ? 1 : 0) +
+                                    (d.hasIntensityReference ? 1 : 0) +
+                                    (d.hasCorrelationReference ? 1 : 0);
   if (!series.isArray() || series.empty() || series.size() > 100000) {
     r.Fail(name, "must be a list of 1 to 100000 reference series' features, each " + shape);
   }
@@ -88,11 +92,12 @@ void ParseDomainCheck(const ManifestReader& r, const Json::Value& o,
   if (!reference.isObject()) {
     r.Fail(key + ".reference",
            "is required: {\"log_reconstruction\": [mean, sd], \"log_kl\": [mean, sd], "
-           "\"log_residual\": [mean, sd] (optional), \"mean_intensity\": [mean, sd] (optional)} "
-           "of the training series");
+           "\"log_residual\": [mean, sd] (optional), \"mean_intensity\": [mean, sd] (optional), "
+           "\"residual_correlation\": [mean, sd] (optional)} of the training series");
   }
   r.CheckKeys(reference, key + ".reference",
-              {"log_reconstruction", "log_kl", "log_residual", "mean_intensity", "series"});
+              {"log_reconstruction", "log_kl", "log_residual", "mean_intensity",
+               "residual_correlation", "series"});
   ParseReference(r, reference, "log_reconstruction", d.reconstructionMean, d.reconstructionSd);
   ParseReference(r, reference, "log_kl", d.klMean, d.klSd);
   d.hasResidualReference = reference.isMember("log_residual");
@@ -107,6 +112,15 @@ void ParseDomainCheck(const ManifestReader& r, const Json::Value& o,
              "features");
     }
     ParseReference(r, reference, "mean_intensity", d.intensityMean, d.intensitySd);
+  }
+  d.hasCorrelationReference = reference.isMember("residual_correlation");
+  if (d.hasCorrelationReference) {
+    if (!d.hasResidualReference) {
+      r.Fail(key + ".reference.residual_correlation",
+             "needs log_residual: a check scores the residual correlation after the other "
+             "features");
+    }
+    ParseReference(r, reference, "residual_correlation", d.correlationMean, d.correlationSd);
   }
   if (reference.isMember("series")) ParseReferenceSeries(r, reference["series"], key, d);
   d.threshold = r.Number(o, key, "threshold");

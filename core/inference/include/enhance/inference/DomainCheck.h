@@ -12,19 +12,26 @@
 //   k = mean over the latent elements of 0.5 (mu^2 + exp(logvar) - 1 - logvar)
 //   m = median over the slice's pixels of |x - reconstruction|
 //   i = mean over the slice's pixels of x
+//   c = (sum of d d' over the pairs of horizontally or vertically adjacent pixels) /
+//       (2 sum of d^2 over the pixels), with d = x - reconstruction (0 when every d is 0)
 // (with a crop in the manifest, a large slice's pixels are those of its central crop)
 // r follows the structures the autoencoder cannot reproduce (edges dominate it); m, robust
 // to them, follows the noise, which the autoencoder does not reproduce either; i, where the
 // normalised intensities lie, follows a change of contrast that an autoencoder reproduces
-// well (a gamma change). The series' features are the medians over its slices of log r,
-// log k, log m and i, and its score is their typicality: the distance, in standard
-// deviations of the training series, from the training series' mean,
+// well (a gamma change); c, the residual's correlation with its neighbours, tells what the
+// residual is made of: white noise gives 0, structure the autoencoder smooths away (edges,
+// a sharper or smoother kernel's halo, a ghost) gives a residual whose neighbours agree. A
+// sharper kernel raises r and m as more noise would, and only c tells them apart. The
+// series' features are the medians over its slices of log r, log k, log m, i and c, and its
+// score is their typicality: the distance, in standard deviations of the training series,
+// from the training series' mean,
 //   score = sqrt(((R - R_mean) / R_sd)^2 + ((K - K_mean) / K_sd)^2 + ((M - M_mean) / M_sd)^2
-//                + ((I - I_mean) / I_sd)^2)
-// (the M and I terms when the manifest's reference has them: checks calibrated without them
-// score with the others alone). When the reference lists its series' features, the score is
-// instead the same distance to the nearest of them (with R_mean, K_mean, M_mean and I_mean
-// those of that series): a nearest-neighbour typicality for an in-distribution set of
+//                + ((I - I_mean) / I_sd)^2 + ((C - C_mean) / C_sd)^2)
+// (the M, I and C terms when the manifest's reference has them: checks calibrated without
+// them score with the others alone). When the reference lists its series' features, the
+// score is instead the same distance to the nearest of them (with R_mean, K_mean, M_mean,
+// I_mean and C_mean those of that series): a nearest-neighbour typicality for an
+// in-distribution set of
 // several clusters (several heads, noise levels, slab positions), which one mean and one
 // spread fit badly.
 // Two-sided on purpose: a series that reconstructs better than the training data (a
@@ -49,22 +56,24 @@
 namespace enhance {
 
 struct SliceDomainFeatures {
-  double logReconstruction = 0;  // log r
-  double logKl = 0;              // log k
-  double logResidual = 0;        // log m
-  double meanIntensity = 0;      // i
+  double logReconstruction = 0;    // log r
+  double logKl = 0;                // log k
+  double logResidual = 0;          // log m
+  double meanIntensity = 0;        // i
+  double residualCorrelation = 0;  // c
 };
 
 struct DomainScore {
   double score = 0;
   double threshold = 0;
-  bool outside = false;          // score > threshold
-  int64_t slices = 0;            // slices scored
-  double logReconstruction = 0;  // the series' median log r
-  double logKl = 0;              // the series' median log k
-  double logResidual = 0;        // the series' median log m
-  double meanIntensity = 0;      // the series' median i
-  std::string trainedOn;         // what the check was trained on, from the manifest
+  bool outside = false;            // score > threshold
+  int64_t slices = 0;              // slices scored
+  double logReconstruction = 0;    // the series' median log r
+  double logKl = 0;                // the series' median log k
+  double logResidual = 0;          // the series' median log m
+  double meanIntensity = 0;        // the series' median i
+  double residualCorrelation = 0;  // the series' median c
+  std::string trainedOn;           // what the check was trained on, from the manifest
 };
 
 // Which of a series' `count` slices (in the order they are read) are scored, so that the

@@ -91,9 +91,15 @@ struct DomainCheckSpec {
   bool hasIntensityReference = false;
   double intensityMean = 0;
   double intensitySd = 1;
+  // The same for the median residual correlation c (optional, and only with the residual
+  // reference).
+  bool hasCorrelationReference = false;
+  double correlationMean = 0;
+  double correlationSd = 1;
   // The features (log r, log k and, with the residual reference, log m, with the intensity
-  // reference, i) of each reference series (optional): with them the score is the distance
-  // to the nearest of them rather than to their mean (DomainCheck.h).
+  // reference, i, with the correlation reference, c, in this order) of each reference series
+  // (optional): with them the score is the distance to the nearest of them rather than to
+  // their mean (DomainCheck.h).
   std::vector<std::vector<double>> referenceSeries;
   double threshold = 0;  // a series scoring above it is outside the domain
   std::string trainedOn;
