@@ -51,12 +51,13 @@ for model in "${models[@]}"; do
     # at least 4 for CT (calibrated on series of 4 slices) and 8 for MR (of 8); the
     # full-resolution CT check on the central 256 x 256 pixels, for its cost; the MR checks
     # by the distance to the nearest reference series (several heads and effects), with the
-    # mean intensity (contrast changes) and the residual correlation (kernel changes) as
-    # fourth and fifth features.
+    # mean intensity (contrast changes) as a fourth feature, and for the full-resolution MR
+    # check the residual correlation (kernel changes) as a fifth.
     case "$distribution" in
       ct) scoring=(--crop 256 --slice-step 8 --min-slices 4) ;;
       ct-x2) scoring=(--slice-step 8 --min-slices 4) ;;
-      *) scoring=(--score nearest --slice-step 8 --intensity on --correlation on) ;;
+      mr) scoring=(--score nearest --slice-step 8 --intensity on --correlation on) ;;
+      *) scoring=(--score nearest --slice-step 8 --intensity on) ;;
     esac
     time nice -n 15 "$build/models/enhance-domain" calibrate "$distribution" \
       --vae "$work/domain.pt" --models "$root/models" --cache "$cache" "${scoring[@]}"

@@ -29,7 +29,7 @@ class DomainCheckTest(unittest.TestCase):
     def test_a_ct_series_sent_to_the_mr_model_is_warned_about_or_refused(self):
         tmp = tempfile.mkdtemp(prefix="enhance-domain-")
         models = os.path.join(tmp, "models")
-        for name in ("mr-denoise", "ct-denoise"):
+        for name in ("mr-denoise", "ct-denoise", "mr-superres-x2"):
             shutil.copytree(os.path.join(ROOT, "models", name), os.path.join(models, name))
         manifest_path = os.path.join(models, "mr-denoise", "manifest.json")
         with open(manifest_path) as f:
@@ -124,6 +124,10 @@ class DomainCheckTest(unittest.TestCase):
             self.assertEqual(answer["Modality"], "CT")
             head = store_series(server, mr_files)
             answer = server.get(f"/enhance/series/{head}/domain?Model=mr-denoise")
+            self.assertFalse(answer["Outside"], answer)
+            # The template's head is noise-free, as mr-superres-x2 was trained (ch2better and
+            # jhu189 without noise): within its check's domain too.
+            answer = server.get(f"/enhance/series/{head}/domain?Model=mr-superres-x2")
             self.assertFalse(answer["Outside"], answer)
             with self.assertRaises(HttpError) as missing:
                 server.get(f"/enhance/series/{head}/domain")
