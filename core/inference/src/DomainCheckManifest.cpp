@@ -25,6 +25,20 @@ void ParseReference(const ManifestReader& r, const Json::Value& o, const char* k
   sd = pair[1].asDouble();
 }
 
+// An optional feature scored after log m (mean_intensity, residual_correlation): its
+// [mean, sd] pair, and whether the reference has it.
+bool ParseLaterFeature(const ManifestReader& r, const Json::Value& reference, const char* key,
+                       const char* what, bool hasResidual, double& mean, double& sd) {
+  if (!reference.isMember(key)) return false;
+  if (!hasResidual) {
+    r.Fail(std::string("domain_check.reference.") + key,
+           std::string("needs log_residual: a check scores ") + what +
+               " after the reconstruction error, the KL and the median residual");
+  }
+  ParseReference(r, reference, key, mean, sd);
+  return true;
+}
+
 // "series": the features of each reference series, [log r, log k], with a residual
 // reference [log r, log k, log m], then i with an intensity reference and c with a
 // correlation reference: [log r, log k, log m, i, c].
@@ -104,24 +118,12 @@ void ParseDomainCheck(const ManifestReader& r, const Json::Value& o,
   if (d.hasResidualReference) {
     ParseReference(r, reference, "log_residual", d.residualMean, d.residualSd);
   }
-  d.hasIntensityReference = reference.isMember("mean_intensity");
-  if (d.hasIntensityReference) {
-    if (!d.hasResidualReference) {
-      r.Fail(key + ".reference.mean_intensity",
-             "needs log_residual: a check scores the mean intensity after the three other "
-             "features");
-    }
-    ParseReference(r, reference, "mean_intensity", d.intensityMean, d.intensitySd);
-  }
-  d.hasCorrelationReference = reference.isMember("residual_correlation");
-  if (d.hasCorrelationReference) {
-    if (!d.hasResidualReference) {
-      r.Fail(key + ".reference.residual_correlation",
-             "needs log_residual: a check scores the residual correlation after the other "
-             "features");
-    }
-    ParseReference(r, reference, "residual_correlation", d.correlationMean, d.correlationSd);
-  }
+  d.hasIntensityReference =
+      ParseLaterFeature(r, reference, "mean_intensity", "the mean intensity",
+                        d.hasResidualReference, d.intensityMean, d.intensitySd);
+  d.hasCorrelationReference =
+      ParseLaterFeature(r, reference, "residual_correlation", "the residual correlation",
+                        d.hasResidualReference, d.correlationMean, d.correlationSd);
   if (reference.isMember("series")) ParseReferenceSeries(r, reference["series"], key, d);
   d.threshold = r.Number(o, key, "threshold");
   if (!(d.threshold > 0) || !std::isfinite(d.threshold)) {
