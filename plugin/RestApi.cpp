@@ -50,11 +50,7 @@ Json::Value ModelJson(const Model& model) {
     domain["MaxSlices"] = m.domainCheck.maxSlices;
     domain["Crop"] = m.domainCheck.crop;
     Json::Value features(Json::arrayValue);
-    features.append("LogReconstruction");
-    features.append("LogKL");
-    if (m.domainCheck.hasResidualReference) features.append("LogResidual");
-    if (m.domainCheck.hasIntensityReference) features.append("MeanIntensity");
-    if (m.domainCheck.hasCorrelationReference) features.append("ResidualCorrelation");
+    for (const ScoredFeature& f : ScoredFeatures(m.domainCheck)) features.append(f.name);
     domain["Features"] = features;
     entry["DomainCheck"] = domain;
   }

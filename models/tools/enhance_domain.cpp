@@ -199,6 +199,9 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   spec.threshold = 1;  // replaced below
   const auto check = DomainCheck::Load(spec, "cpu", vae.string());
   const DomainSets sets = Sets(name, cache);
+  spec.hasResidualReference = true;
+  spec.hasIntensityReference = scoring.intensity;
+  spec.hasCorrelationReference = scoring.correlation;
   std::vector<double> reconstruction, kl, residual, intensity, correlation;
   for (const DomainScore& s : ScoreAll(*check, sets.reference)) {
     reconstruction.push_back(s.logReconstruction);
@@ -208,23 +211,18 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
     correlation.push_back(s.residualCorrelation);
     if (scoring.nearest) {
       // Rounded as the manifest keeps them, before the threshold is set from them.
-      auto rounded = [](double v) { return std::round(v * 1e4) / 1e4; };
-      spec.referenceSeries.push_back(
-          {rounded(s.logReconstruction), rounded(s.logKl), rounded(s.logResidual)});
-      if (scoring.intensity) spec.referenceSeries.back().push_back(rounded(s.meanIntensity));
-      if (scoring.correlation) {
-        spec.referenceSeries.back().push_back(rounded(s.residualCorrelation));
+      std::vector<double> point;
+      for (const ScoredFeature& f : ScoredFeatures(spec)) {
+        point.push_back(std::round(s.*f.median * 1e4) / 1e4);
       }
+      spec.referenceSeries.push_back(std::move(point));
     }
   }
   std::tie(spec.reconstructionMean, spec.reconstructionSd) = MeanSd(reconstruction);
   std::tie(spec.klMean, spec.klSd) = MeanSd(kl);
   std::tie(spec.residualMean, spec.residualSd) = MeanSd(residual);
-  spec.hasResidualReference = true;
   std::tie(spec.intensityMean, spec.intensitySd) = MeanSd(intensity);
-  spec.hasIntensityReference = scoring.intensity;
   std::tie(spec.correlationMean, spec.correlationSd) = MeanSd(correlation);
-  spec.hasCorrelationReference = scoring.correlation;
   // The calibration series scored as the node scores a series: the same slices.
   std::vector<double> scores;
   for (const Volume& v : sets.calibration.series) {
@@ -238,15 +236,11 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
     scores.push_back(AggregateDomainScore(spec, slices).score);
   }
   spec.threshold = Percentile(scores, 99.0);
-  std::cout << "reference (" << sets.reference.series.size() << " series): log r "
-            << spec.reconstructionMean << " +- " << spec.reconstructionSd << ", log k "
-            << spec.klMean << " +- " << spec.klSd << ", log m " << spec.residualMean << " +- "
-            << spec.residualSd;
-  if (spec.hasIntensityReference) {
-    std::cout << ", i " << spec.intensityMean << " +- " << spec.intensitySd;
-  }
-  if (spec.hasCorrelationReference) {
-    std::cout << ", c " << spec.correlationMean << " +- " << spec.correlationSd;
+  std::cout << "reference (" << sets.reference.series.size() << " series)";
+  const char* separator = ": ";
+  for (const ScoredFeature& f : ScoredFeatures(spec)) {
+    std::cout << separator << f.symbol << " " << f.mean << " +- " << f.sd;
+    separator = ", ";
   }
   std::cout << "\nthreshold: 99th percentile of " << scores.size()
             << " calibration series' scores = " << spec.threshold << "\n";
@@ -261,14 +255,8 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   if (spec.sliceStep != 1) section["slice_step"] = spec.sliceStep;
   if (spec.minSlices != 8) section["min_slices"] = spec.minSlices;
   if (spec.crop != 0) section["crop"] = spec.crop;
-  section["reference"]["log_reconstruction"] = Pair(spec.reconstructionMean, spec.reconstructionSd);
-  section["reference"]["log_kl"] = Pair(spec.klMean, spec.klSd);
-  section["reference"]["log_residual"] = Pair(spec.residualMean, spec.residualSd);
-  if (spec.hasIntensityReference) {
-    section["reference"]["mean_intensity"] = Pair(spec.intensityMean, spec.intensitySd);
-  }
-  if (spec.hasCorrelationReference) {
-    section["reference"]["residual_correlation"] = Pair(spec.correlationMean, spec.correlationSd);
+  for (const ScoredFeature& f : ScoredFeatures(spec)) {
+    section["reference"][f.key] = Pair(f.mean, f.sd);
   }
   for (const std::vector<double>& p : spec.referenceSeries) {
     Json::Value point(Json::arrayValue);

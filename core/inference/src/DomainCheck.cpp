@@ -108,6 +108,27 @@ std::vector<bool> DomainSlicesScored(int64_t count, const DomainCheckSpec& spec)
   return scored;
 }
 
+std::vector<ScoredFeature> ScoredFeatures(const DomainCheckSpec& spec) {
+  std::vector<ScoredFeature> features{
+      {"log r", "LogReconstruction", "log_reconstruction", &DomainScore::logReconstruction,
+       spec.reconstructionMean, spec.reconstructionSd},
+      {"log k", "LogKL", "log_kl", &DomainScore::logKl, spec.klMean, spec.klSd}};
+  if (spec.hasResidualReference) {
+    features.push_back({"log m", "LogResidual", "log_residual", &DomainScore::logResidual,
+                        spec.residualMean, spec.residualSd});
+  }
+  if (spec.hasIntensityReference) {
+    features.push_back({"i", "MeanIntensity", "mean_intensity", &DomainScore::meanIntensity,
+                        spec.intensityMean, spec.intensitySd});
+  }
+  if (spec.hasCorrelationReference) {
+    features.push_back({"c", "ResidualCorrelation", "residual_correlation",
+                        &DomainScore::residualCorrelation, spec.correlationMean,
+                        spec.correlationSd});
+  }
+  return features;
+}
+
 DomainScore AggregateDomainScore(const DomainCheckSpec& spec,
                                  const std::vector<SliceDomainFeatures>& slices) {
   if (slices.empty()) throw Error(ErrorKind::kBadInput, "domain check: no slice to score");
@@ -127,23 +148,11 @@ DomainScore AggregateDomainScore(const DomainCheckSpec& spec,
   score.meanIntensity = Median(std::move(intensity));
   score.residualCorrelation = Median(std::move(correlation));
   // The features the reference has, in the order of its points, and their spreads.
-  std::vector<double> features{score.logReconstruction, score.logKl};
-  std::vector<double> spreads{spec.reconstructionSd, spec.klSd};
-  std::vector<double> mean{spec.reconstructionMean, spec.klMean};
-  if (spec.hasResidualReference) {
-    features.push_back(score.logResidual);
-    spreads.push_back(spec.residualSd);
-    mean.push_back(spec.residualMean);
-  }
-  if (spec.hasIntensityReference) {
-    features.push_back(score.meanIntensity);
-    spreads.push_back(spec.intensitySd);
-    mean.push_back(spec.intensityMean);
-  }
-  if (spec.hasCorrelationReference) {
-    features.push_back(score.residualCorrelation);
-    spreads.push_back(spec.correlationSd);
-    mean.push_back(spec.correlationMean);
+  std::vector<double> features, spreads, mean;
+  for (const ScoredFeature& f : ScoredFeatures(spec)) {
+    features.push_back(score.*f.median);
+    spreads.push_back(f.sd);
+    mean.push_back(f.mean);
   }
   // The distance in reference standard deviations to the nearest point of the reference:
   // its mean, or each of its series when the manifest lists them.

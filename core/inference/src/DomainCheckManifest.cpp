@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ManifestReader.h"
+#include "enhance/inference/DomainCheck.h"
 
 namespace enhance::manifest {
 namespace {
@@ -39,20 +40,18 @@ bool ParseLaterFeature(const ManifestReader& r, const Json::Value& reference, co
   return true;
 }
 
-// "series": the features of each reference series, [log r, log k], with a residual
-// reference [log r, log k, log m], then i with an intensity reference and c with a
-// correlation reference: [log r, log k, log m, i, c].
+// "series": the features of each reference series, those the check scores in their order
+// (ScoredFeatures): [log r, log k], with a residual reference [log r, log k, log m], then i
+// with an intensity reference and c with a correlation reference: [log r, log k, log m, i, c].
 void ParseReferenceSeries(const ManifestReader& r, const Json::Value& series,
                           const std::string& key, DomainCheckSpec& d) {
   const std::string name = key + ".reference.series";
-  std::string shape = "[log r, log k";
-  if (d.hasResidualReference) shape += ", log m";
-  if (d.hasIntensityReference) shape += ", i";
-  if (d.hasCorrelationReference) shape += ", c";
+  const std::vector<ScoredFeature> scored = ScoredFeatures(d);
+  std::string shape;
+  for (const ScoredFeature& f : scored)
+    shape += (shape.empty() ? "[" : ", ") + std::string(f.symbol);
   shape += "]";
-  const Json::ArrayIndex features = 2 + (d.hasResidualReference ? 1 : 0) +
-                                    (d.hasIntensityReference ? 1 : 0) +
-                                    (d.hasCorrelationReference ? 1 : 0);
+  const auto features = static_cast<Json::ArrayIndex>(scored.size());
   if (!series.isArray() || series.empty() || series.size() > 100000) {
     r.Fail(name, "must be a list of 1 to 100000 reference series' features, each " + shape);
   }

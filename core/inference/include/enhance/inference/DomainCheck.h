@@ -76,6 +76,22 @@ struct DomainScore {
   std::string trainedOn;           // what the check was trained on, from the manifest
 };
 
+// A feature a check scores: its symbol above ("log r"), its name in the REST API
+// ("LogReconstruction"), its key in the manifest's reference ("log_reconstruction"), the
+// series' median of it in a DomainScore, and the reference's mean and spread of it.
+struct ScoredFeature {
+  const char* symbol;
+  const char* name;
+  const char* key;
+  double DomainScore::*median;
+  double mean;
+  double sd;
+};
+
+// The features a check with this spec scores, in the order of its reference series' points:
+// log r and log k, then log m, i and c where the reference has them.
+std::vector<ScoredFeature> ScoredFeatures(const DomainCheckSpec& spec);
+
 // Which of a series' `count` slices (in the order they are read) are scored, so that the
 // check's cost stays a small share of the model's: n = ceil(count / sliceStep), raised to
 // minSlices and lowered to maxSlices; all of them when n >= count, else n evenly spaced ones
