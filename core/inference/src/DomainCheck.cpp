@@ -108,27 +108,6 @@ std::vector<bool> DomainSlicesScored(int64_t count, const DomainCheckSpec& spec)
   return scored;
 }
 
-std::vector<ScoredFeature> ScoredFeatures(const DomainCheckSpec& spec) {
-  std::vector<ScoredFeature> features{
-      {"log r", "LogReconstruction", "log_reconstruction", &DomainScore::logReconstruction,
-       spec.reconstructionMean, spec.reconstructionSd},
-      {"log k", "LogKL", "log_kl", &DomainScore::logKl, spec.klMean, spec.klSd}};
-  if (spec.hasResidualReference) {
-    features.push_back({"log m", "LogResidual", "log_residual", &DomainScore::logResidual,
-                        spec.residualMean, spec.residualSd});
-  }
-  if (spec.hasIntensityReference) {
-    features.push_back({"i", "MeanIntensity", "mean_intensity", &DomainScore::meanIntensity,
-                        spec.intensityMean, spec.intensitySd});
-  }
-  if (spec.hasCorrelationReference) {
-    features.push_back({"c", "ResidualCorrelation", "residual_correlation",
-                        &DomainScore::residualCorrelation, spec.correlationMean,
-                        spec.correlationSd});
-  }
-  return features;
-}
-
 DomainScore AggregateDomainScore(const DomainCheckSpec& spec,
                                  const std::vector<SliceDomainFeatures>& slices) {
   if (slices.empty()) throw Error(ErrorKind::kBadInput, "domain check: no slice to score");

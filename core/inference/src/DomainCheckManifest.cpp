@@ -133,3 +133,29 @@ void ParseDomainCheck(const ManifestReader& r, const Json::Value& o,
 }
 
 }  // namespace enhance::manifest
+
+namespace enhance {
+
+// Here rather than in DomainCheck.cpp: the manifest's parsing needs it, without LibTorch.
+std::vector<ScoredFeature> ScoredFeatures(const DomainCheckSpec& spec) {
+  std::vector<ScoredFeature> features{
+      {"log r", "LogReconstruction", "log_reconstruction", &DomainScore::logReconstruction,
+       spec.reconstructionMean, spec.reconstructionSd},
+      {"log k", "LogKL", "log_kl", &DomainScore::logKl, spec.klMean, spec.klSd}};
+  if (spec.hasResidualReference) {
+    features.push_back({"log m", "LogResidual", "log_residual", &DomainScore::logResidual,
+                        spec.residualMean, spec.residualSd});
+  }
+  if (spec.hasIntensityReference) {
+    features.push_back({"i", "MeanIntensity", "mean_intensity", &DomainScore::meanIntensity,
+                        spec.intensityMean, spec.intensitySd});
+  }
+  if (spec.hasCorrelationReference) {
+    features.push_back({"c", "ResidualCorrelation", "residual_correlation",
+                        &DomainScore::residualCorrelation, spec.correlationMean,
+                        spec.correlationSd});
+  }
+  return features;
+}
+
+}  // namespace enhance
