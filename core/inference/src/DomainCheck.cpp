@@ -48,40 +48,69 @@ struct ResidualSums {
 };
 
 // The sums over rows x columns pixels of x and its reconstruction y (both `stride` floats a
-// row), and |d| of each pixel in `absolute`. Summed in four interleaved parts: one running
-// sum waits on its last addition each pixel.
+// row), and |d| of each pixel in `absolute`. Each row is summed in float, in kLanes
+// interleaved parts that the compiler keeps in one vector register (a single running sum
+// waits on its last addition each pixel), and the rows' sums in double. A row's d stays
+// signed until the row below has taken its products with it.
 ResidualSums SumResidual(const float* x, const float* y, int64_t rows, int64_t columns,
                          int64_t stride, std::vector<float>& absolute) {
-  constexpr int64_t kParts = 4;
-  double squares[kParts] = {}, values[kParts] = {}, neighbours[kParts] = {};
+  constexpr int64_t kLanes = 8;
   absolute.resize(static_cast<size_t>(rows * columns));
+  ResidualSums sums;
   for (int64_t r = 0; r < rows; ++r) {
     const float* xRow = x + r * stride;
     const float* yRow = y + r * stride;
-    float* dRow = absolute.data() + r * columns;  // signed until the end
-    for (int64_t c = 0; c < columns; ++c) {
+    float* dRow = absolute.data() + r * columns;
+    float* above = r > 0 ? dRow - columns : nullptr;
+    float squares[kLanes] = {}, values[kLanes] = {}, neighbours[kLanes] = {};
+    int64_t c = 0;
+    for (; c + kLanes <= columns; c += kLanes) {
+      for (int64_t l = 0; l < kLanes; ++l) {
+        const float d = xRow[c + l] - yRow[c + l];
+        squares[l] += d * d;
+        values[l] += xRow[c + l];
+        dRow[c + l] = d;
+      }
+    }
+    for (; c < columns; ++c) {
       const float d = xRow[c] - yRow[c];
-      squares[c % kParts] += static_cast<double>(d) * d;
-      values[c % kParts] += xRow[c];
+      squares[0] += d * d;
+      values[0] += xRow[c];
       dRow[c] = d;
     }
     // The products of horizontal neighbours in this row, and of vertical ones with the row
-    // above.
-    for (int64_t c = 1; c < columns; ++c) {
-      neighbours[c % kParts] += static_cast<double>(dRow[c]) * dRow[c - 1];
+    // above, which is then done with.
+    for (c = 1; c + kLanes <= columns; c += kLanes) {
+      for (int64_t l = 0; l < kLanes; ++l) neighbours[l] += dRow[c + l] * dRow[c + l - 1];
     }
-    if (r > 0) {
-      const float* above = dRow - columns;
-      for (int64_t c = 0; c < columns; ++c) {
-        neighbours[c % kParts] += static_cast<double>(dRow[c]) * above[c];
+    for (; c < columns; ++c) neighbours[0] += dRow[c] * dRow[c - 1];
+    if (above != nullptr) {
+      for (c = 0; c + kLanes <= columns; c += kLanes) {
+        for (int64_t l = 0; l < kLanes; ++l) {
+          neighbours[l] += dRow[c + l] * above[c + l];
+          above[c + l] = std::abs(above[c + l]);
+        }
+      }
+      for (; c < columns; ++c) {
+        neighbours[0] += dRow[c] * above[c];
+        above[c] = std::abs(above[c]);
       }
     }
+    double rowSquares = 0, rowValues = 0, rowNeighbours = 0;
+    for (int64_t l = 0; l < kLanes; ++l) {
+      rowSquares += squares[l];
+      rowValues += values[l];
+      rowNeighbours += neighbours[l];
+    }
+    sums.squares += rowSquares;
+    sums.values += rowValues;
+    sums.neighbours += rowNeighbours;
   }
-  for (float& d : absolute) d = std::abs(d);
-  auto total = [](const double(&parts)[kParts]) {
-    return (parts[0] + parts[1]) + (parts[2] + parts[3]);
-  };
-  return {total(values), total(squares), total(neighbours)};
+  if (rows > 0) {
+    float* last = absolute.data() + (rows - 1) * columns;
+    for (int64_t c = 0; c < columns; ++c) last[c] = std::abs(last[c]);
+  }
+  return sums;
 }
 
 // The mean over the latent's elements of 0.5 (mu^2 + exp(logvar) - 1 - logvar).
