@@ -267,8 +267,11 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   section["trained_on"] = sets.trainedOn;
   for (const std::string& model : d.models) {
     const auto folder = models / model;
-    std::filesystem::copy_file(vae, folder / "domain.pt",
-                               std::filesystem::copy_options::overwrite_existing);
+    const auto archive = folder / "domain.pt";
+    // Recalibrating a shipped check names that model's own archive as --vae.
+    if (!std::filesystem::exists(archive) || !std::filesystem::equivalent(vae, archive)) {
+      std::filesystem::copy_file(vae, archive, std::filesystem::copy_options::overwrite_existing);
+    }
     Json::Value manifest = ReadJson(folder / "manifest.json");
     manifest["domain_check"] = section;
     Json::StreamWriterBuilder builder;

@@ -14,7 +14,10 @@ as after a restart; it is reported apart from the later ones.
 Prints a Markdown table (medians, min-max).
 
     tests/benchmark/domain_benchmark.py [--build build] [--model mr-denoise]...
-        [--slices 8,32] [--repeats 4]
+        [--slices 8,32] [--repeats 4] [--models models]
+
+--models names the folder the models are loaded from (default: the repository's), so that
+a recalibrated copy can be compared with the shipped checks on the same build.
 """
 import argparse
 import os
@@ -39,7 +42,7 @@ def source_series(model, folder, slices, seed):
 
 def run_model(args, tmp, model):
     from orthanc_harness import OrthancServer, store_series, wait_for_job
-    config = {"Enhance": {"ModelsDirectories": [os.path.join(ROOT, "models")],
+    config = {"Enhance": {"ModelsDirectories": [os.path.abspath(args.models)],
                           "Device": "cpu", "Enable": False}}
     rows = []
     with OrthancServer(extra_config=config) as o:
@@ -68,6 +71,7 @@ def main():
     parser.add_argument("--build", default=os.path.join(ROOT, "build"))
     parser.add_argument("--model", action="append",
                         help="a shipped model with a domain check (default: mr-denoise)")
+    parser.add_argument("--models", default=os.path.join(ROOT, "models"))
     parser.add_argument("--slices", default="8,32")
     parser.add_argument("--repeats", type=int, default=4)
     args = parser.parse_args()
