@@ -49,11 +49,12 @@ class DomainCheckTest(unittest.TestCase):
             info = server.get("/enhance/models/mr-denoise")["DomainCheck"]
             self.assertEqual(info["Archive"], "domain.pt")
             self.assertIn("T1-weighted", info["TrainedOn"])
-            # The shipped MR check: the nearest of its reference series, one slice in 8.
+            # The shipped MR check: the nearest of its reference series, one slice in 8, at
+            # least 6.
             self.assertEqual(info["Score"], "nearest")
             self.assertGreater(info["ReferenceSeries"], 10)
             self.assertEqual((info["SliceStep"], info["MinSlices"], info["MaxSlices"],
-                              info["Crop"]), (8, 8, 32, 0))
+                              info["Crop"]), (8, 6, 32, 0))
             self.assertEqual(info["Features"], ["LogReconstruction", "LogKL", "LogResidual",
                                                 "MeanIntensity", "ResidualCorrelation"])
 
