@@ -127,13 +127,13 @@ std::pair<float, float> KthSmallestPair(const float* values, size_t count, size_
     if (lastOfDigit && nextDigit <= mask) {
       haveNext = true;
       next = 0xffffffffu;
-      const auto least = [&](uint32_t key) {
+      const auto lower = [&](uint32_t key) {
         if (((key >> shift) & mask) == nextDigit && key < next) next = key;
       };
       if (level == 0) {
-        for (size_t i = 0; i < count; ++i) least(Key(values[i]));
+        for (size_t i = 0; i < count; ++i) lower(Key(values[i]));
       } else {
-        for (uint32_t key : keys) least(key);
+        for (uint32_t key : keys) lower(key);
       }
     }
     kept.clear();
