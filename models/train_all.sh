@@ -49,17 +49,16 @@ for model in "${models[@]}"; do
       --out "$work/domain.pt"
     # How each check scores (docs/models.md, "The shipped domain checks"): one slice in 8,
     # at least 4 for CT (calibrated on series of 4 slices) and 6 for MR (of 8, for the
-    # check's share of the MR models' time on short series); the
-    # full-resolution CT check on the central 256 x 256 pixels, for its cost; the MR checks
-    # by the distance to the nearest reference series (several heads and effects), with the
-    # mean intensity (contrast changes) as a fourth feature, and for the full-resolution MR
-    # check the residual correlation (kernel changes) as a fifth.
+    # check's share of the MR models' time on short series); the full-resolution CT check on
+    # the central 256 x 256 pixels, for its cost; the MR checks by the distance to the
+    # nearest reference series (several heads and effects; for MR-x2 also mr-superres-x2's
+    # own noise-free inputs), with the mean intensity (contrast changes) and the residual
+    # correlation (kernel changes) as fourth and fifth features.
     case "$distribution" in
       ct) scoring=(--crop 256 --slice-step 8 --min-slices 4) ;;
       ct-x2) scoring=(--slice-step 8 --min-slices 4) ;;
-      mr) scoring=(--score nearest --slice-step 8 --min-slices 6 --intensity on
-                   --correlation on) ;;
-      *) scoring=(--score nearest --slice-step 8 --min-slices 6 --intensity on) ;;
+      *) scoring=(--score nearest --slice-step 8 --min-slices 6 --intensity on
+                  --correlation on) ;;
     esac
     time nice -n 15 "$build/models/enhance-domain" calibrate "$distribution" \
       --vae "$work/domain.pt" --models "$root/models" --cache "$cache" "${scoring[@]}"

@@ -333,6 +333,44 @@ DomainSets MrDomainSets(const std::filesystem::path& templates,
   return sets;
 }
 
+void AddMrSuperResInputs(DomainSets& sets, const std::filesystem::path& templates) {
+  const ReferenceMr mr = ReferenceMrHeads(templates);
+  std::mt19937_64 rng(4242);
+  // Slabs of 8 slices between first and last, each `draws` times with its own changes.
+  auto augmented = [&rng](const Volume& head, int64_t first, int64_t last, int draws) {
+    std::vector<Volume> out;
+    for (int draw = 0; draw < draws; ++draw) {
+      for (int64_t s = first; s + 8 <= last; s += 8) {
+        Volume slab = SliceRange(head, s, 8);
+        AugmentMrSuperRes(slab, rng);
+        out.push_back(std::move(slab));
+      }
+    }
+    return out;
+  };
+  auto append = [](DomainSet& set, std::vector<Volume> series) {
+    for (Volume& v : series) set.series.push_back(std::move(v));
+  };
+  const Volume& jhu = mr.jhu189;
+  append(sets.reference, augmented(mr.ch2better, 100, 116, 2));
+  append(sets.reference, augmented(mr.ch2better, 170, 178, 2));
+  append(sets.reference, augmented(jhu, 30, jhu.slices - 30, 1));
+  append(sets.calibration, augmented(mr.ch2better, 116, 124, 2));
+  append(sets.calibration, augmented(mr.ch2better, 204, 212, 2));
+  append(sets.calibration, augmented(jhu, 34, jhu.slices - 30, 1));
+  // After the series KernelChangeBase(false) names.
+  append(sets.test, augmented(mr.ch2better, 180, 204, 2));
+  sets.reference.name +=
+      "; and mr-superres-x2's inputs: the same ch2better slices and jhu189's "
+      "axial slabs noise-free, with its random contrast and sharpness changes";
+  sets.calibration.name += "; and mr-superres-x2's inputs (the same, noise-free, with its changes)";
+  sets.test.name += "; ch2better held-out slices noise-free with mr-superres-x2's changes";
+  sets.extra.push_back(
+      {"the T1 template ch2 without noise, as scripts/demo.sh sends it (slices "
+       "78-101)",
+       {SliceRange(mr.ch2, 78, 8), SliceRange(mr.ch2, 86, 8), SliceRange(mr.ch2, 94, 8)}});
+}
+
 std::vector<DomainSet> MrTuningSets(const DomainSet& calibration) {
   const std::vector<Volume>& c = calibration.series;
   uint64_t seed = 601;

@@ -59,6 +59,16 @@ std::vector<size_t> KernelChangeBase(bool ct);
 void WriteSets(const std::filesystem::path& file, const DomainSets& sets);
 DomainSets ReadSets(const std::filesystem::path& file);
 
+// The MR-x2 check's sets (MrDomainSets, at full resolution) with the in-plane MR
+// super-resolution model's own inputs added: it was trained on noise-free slabs of
+// ch2better and jhu189 with random contrast and sharpness changes (AugmentMrSuperRes), so
+// such slabs of the slices the other sets use join the reference (ch2better 100-115 and
+// 170-177, twice each; jhu189's axial slabs), the calibration (ch2better 116-123 and
+// 204-211, twice each; jhu189's slabs 4 slices further) and the held-out series
+// (ch2better 180-203, twice), and the T1 template as scripts/demo.sh sends it (ch2 slices
+// 78-101, noise-free) is reported. Deterministic.
+void AddMrSuperResInputs(DomainSets& sets, const std::filesystem::path& templates);
+
 // The MR tuning sets: the near sets' changes (noise to 30%, smoother, sharper, gamma 0.5, an
 // 80% bias field, ghosting) made to the calibration series. Scored against the calibration
 // series, they compare scoring choices without the held-out series.

@@ -214,18 +214,16 @@ Volume Reslice(const Volume& v, int axis) {
   return out;
 }
 
-namespace {
-
-// A random change of contrast (gamma 0.71-1.4) and of sharpness (Gaussian blur of 0-1.2
-// px, none below 0.3), so that the network cannot rely on one volume's contrast or on
-// how smooth its images are.
-void Augment(Volume& clean, std::mt19937_64& rng) {
+void AugmentMrSuperRes(Volume& clean, std::mt19937_64& rng) {
+  // So that the network cannot rely on one volume's contrast or on how smooth its images are.
   std::uniform_real_distribution<double> u(-1.0, 1.0);
   const double gamma = std::exp(std::log(1.4) * u(rng));
   for (float& x : clean.voxels) x = std::pow(x, static_cast<float>(gamma));
   const double blur = 0.6 + 0.6 * u(rng);
   if (blur >= 0.3) clean = BlurSlices(clean, blur);
 }
+
+namespace {
 
 // Slabs of `count` slices every `step` slices over [first, last), augmented.
 void AddSlabs(std::vector<MrPair>& pairs, const Volume& volume, const std::string& name,
@@ -234,7 +232,7 @@ void AddSlabs(std::vector<MrPair>& pairs, const Volume& volume, const std::strin
     MrPair p;
     p.label = name + " " + std::to_string(s) + "-" + std::to_string(s + count - 1);
     p.clean = SliceRange(volume, s, count);
-    Augment(p.clean, rng);
+    AugmentMrSuperRes(p.clean, rng);
     pairs.push_back(std::move(p));
   }
 }
@@ -250,7 +248,7 @@ std::vector<MrPair> MrSuperResTrainingSet(const std::filesystem::path& templates
     MrPair q;
     q.label = p.label;
     q.clean = p.clean;
-    Augment(q.clean, rng);
+    AugmentMrSuperRes(q.clean, rng);
     pairs.push_back(std::move(q));
   }
   const Volume jhu = LoadMrReference(templates / "jhu189.nii.gz");

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,10 @@ Volume Reslice(const Volume& volume, int axis);
 // sizes), `noisy` its 2x2 means (an acquisition with pixels twice as large, same field
 // of view and geometry conventions as the engine's upsampling); sigma is 0.
 Volume Downsample2(const Volume& high);
+// The random change of contrast (intensity^gamma, gamma 0.71-1.4) and of sharpness
+// (Gaussian blur of 0.3-1.2 px, or none) of each of mr-superres-x2's training slabs (voxels
+// in [0, 1]), drawn from `rng`.
+void AugmentMrSuperRes(Volume& clean, std::mt19937_64& rng);
 std::vector<MrPair> MrSuperResTrainingSet(const std::filesystem::path& templates);
 std::vector<MrPair> MrSuperResTestSet(const std::filesystem::path& templates);
 

@@ -99,6 +99,12 @@ DomainSets Sets(const std::string& name, const std::string& cache) {
     sets.trainedOn +=
         ", at half the resolution (2x2 means), as the in-plane super-resolution "
         "model sees them";
+    if (!ct) {
+      AddMrSuperResInputs(sets, kMricronTemplates);
+      sets.trainedOn +=
+          "; its reference also holds that model's own training inputs, noise-free slabs with "
+          "random contrast (gamma 0.71-1.4) and blur (up to 1.2 px)";
+    }
     for (DomainSet* set : {&sets.reference, &sets.calibration, &sets.test}) HalveResolution(*set);
     for (auto* list : {&sets.far, &sets.near, &sets.extra, &sets.tuning}) {
       for (DomainSet& set : *list) HalveResolution(set);
