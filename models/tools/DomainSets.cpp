@@ -365,10 +365,14 @@ void AddMrSuperResInputs(DomainSets& sets, const std::filesystem::path& template
       "axial slabs noise-free, with its random contrast and sharpness changes";
   sets.calibration.name += "; and mr-superres-x2's inputs (the same, noise-free, with its changes)";
   sets.test.name += "; ch2better held-out slices noise-free with mr-superres-x2's changes";
-  sets.extra.push_back(
-      {"the T1 template ch2 without noise, as scripts/demo.sh sends it (slices "
-       "78-101)",
-       {SliceRange(mr.ch2, 78, 8), SliceRange(mr.ch2, 86, 8), SliceRange(mr.ch2, 94, 8)}});
+}
+
+DomainSet MrDemoTemplate(const std::filesystem::path& templates) {
+  const Volume ch2 = LoadMrReference(templates / "ch2.nii.gz");
+  return {
+      "the T1 template ch2 without noise, as scripts/demo.sh sends it (slices 78-101, its "
+      "own 1 mm pixels)",
+      {SliceRange(ch2, 78, 8), SliceRange(ch2, 86, 8), SliceRange(ch2, 94, 8)}};
 }
 
 std::vector<DomainSet> MrTuningSets(const DomainSet& calibration) {

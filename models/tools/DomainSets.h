@@ -65,9 +65,12 @@ DomainSets ReadSets(const std::filesystem::path& file);
 // such slabs of the slices the other sets use join the reference (ch2better 100-115 and
 // 170-177, twice each; jhu189's axial slabs), the calibration (ch2better 116-123 and
 // 204-211, twice each; jhu189's slabs 4 slices further) and the held-out series
-// (ch2better 180-203, twice), and the T1 template as scripts/demo.sh sends it (ch2 slices
-// 78-101, noise-free) is reported. Deterministic.
+// (ch2better 180-203, twice). Deterministic.
 void AddMrSuperResInputs(DomainSets& sets, const std::filesystem::path& templates);
+
+// The T1 template as scripts/demo.sh sends it to mr-superres-x2: ch2 slices 78-101,
+// noise-free, at their own 1 mm pixels (not halved), as 3 series of 8 slices.
+DomainSet MrDemoTemplate(const std::filesystem::path& templates);
 
 // The MR tuning sets: the near sets' changes (noise to 30%, smoother, sharper, gamma 0.5, an
 // 80% bias field, ghosting) made to the calibration series. Scored against the calibration

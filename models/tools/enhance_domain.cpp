@@ -120,6 +120,7 @@ DomainSets Sets(const std::string& name, const std::string& cache) {
     }
     sets.near.push_back(std::move(smoother));
     sets.near.push_back(std::move(sharper));
+    if (!ct) sets.extra.push_back(MrDemoTemplate(kMricronTemplates));
   }
   return sets;
 }
