@@ -56,12 +56,20 @@ at::Tensor EmptyOutput(c10::IntArrayRef sizes, at::ScalarType type = at::kFloat)
 #define ENHANCE_ALWAYS_INLINE
 #endif
 
+// The longest kernel row (kernel width x input channels) taken whole, for fewer than 8
+// input channels.
+constexpr int64_t kMaxSpan = 64;
+
 struct NarrowShape {
   int64_t height, width, channels;    // input, NHWC
   int64_t outputs, kernelH, kernelW;  // weights packed by PackNarrowWeights()
   int64_t padTop, padLeft;
   int64_t outHeight, outWidth;  // output, NHWC
-  int64_t chunks;               // groups of 8 input channels (the last may overlap)
+  // What one multiply-add of 8 lanes reads: with 8 input channels or more, the channels of
+  // one tap (taps = kernelW, span = channels); with fewer, a whole kernel row, whose taps'
+  // channels are next to each other in NHWC order (taps = 1, span = kernelW * channels).
+  int64_t taps, span;
+  int64_t chunks;  // groups of 8 of a span (the last may overlap)
 };
 
 // Eight floats, one vector register (or two halves of one) on every x86-64 target.
@@ -77,14 +85,14 @@ ENHANCE_ALWAYS_INLINE inline float Sum8(Vec8 v) {
   return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
 }
 
-// First channel of chunk j: chunks of 8 from channel 0, the last one ending at the last
-// channel (overlapping the one before when the channels are not a multiple of 8; its
-// weights are 0 where it overlaps, so nothing is counted twice).
+// First value of chunk j of a span: chunks of 8 from 0, the last one ending at the span's
+// end (overlapping the one before when the span is not a multiple of 8; its weights are 0
+// where it overlaps, so nothing is counted twice).
 inline int64_t ChunkStart(int64_t chunk, const NarrowShape& s) {
-  return std::min(chunk * 8, s.channels - 8);
+  return std::min(chunk * 8, s.span - 8);
 }
 
-// Weights as [output][ky][kx][chunk][8], lanes aligned with ChunkStart().
+// Weights as [output][ky][tap][chunk][8], lanes aligned with ChunkStart().
 std::vector<float> PackNarrowWeights(const at::Tensor& weight, const NarrowShape& s) {
   const at::Tensor w = weight.contiguous();  // [O][C][kH][kW]
   const float* source = w.data_ptr<float>();
@@ -92,13 +100,15 @@ std::vector<float> PackNarrowWeights(const at::Tensor& weight, const NarrowShape
                             0.0f);
   for (int64_t o = 0; o < s.outputs; ++o) {
     for (int64_t ky = 0; ky < s.kernelH; ++ky) {
-      for (int64_t kx = 0; kx < s.kernelW; ++kx) {
+      for (int64_t t = 0; t < s.taps; ++t) {
         for (int64_t j = 0; j < s.chunks; ++j) {
           for (int64_t l = 0; l < 8; ++l) {
-            const int64_t c = ChunkStart(j, s) + l;
-            if (c < j * 8) continue;  // counted by the chunk before
-            packed[static_cast<size_t>(
-                (((o * s.kernelH + ky) * s.kernelW + kx) * s.chunks + j) * 8 + l)] =
+            const int64_t f = ChunkStart(j, s) + l;  // in the span
+            if (f < j * 8) continue;                 // counted by the chunk before
+            const int64_t kx = s.taps == 1 ? f / s.channels : t;
+            const int64_t c = s.taps == 1 ? f % s.channels : f;
+            packed[static_cast<size_t>((((o * s.kernelH + ky) * s.taps + t) * s.chunks + j) * 8 +
+                                       l)] =
                 source[((o * s.channels + c) * s.kernelH + ky) * s.kernelW + kx];
           }
         }
@@ -117,6 +127,20 @@ ENHANCE_ALWAYS_INLINE inline float NarrowPixel(const float* plane, const float* 
   for (int64_t ky = 0; ky < s.kernelH; ++ky) {
     const int64_t iy = y + ky - s.padTop;
     if (iy < 0 || iy >= s.height) continue;
+    if (s.taps == 1) {
+      // The kernel row with 0 for its taps outside the image.
+      float row[kMaxSpan] = {};
+      for (int64_t kx = 0; kx < s.kernelW; ++kx) {
+        const int64_t ix = x + kx - s.padLeft;
+        if (ix < 0 || ix >= s.width) continue;
+        std::memcpy(row + kx * s.channels, plane + (iy * s.width + ix) * s.channels,
+                    static_cast<size_t>(s.channels) * sizeof(float));
+      }
+      const float* q = weights + (o * s.kernelH + ky) * s.chunks * 8;
+      for (int64_t j = 0; j < s.chunks; ++j)
+        acc += Load8(row + ChunkStart(j, s)) * Load8(q + 8 * j);
+      continue;
+    }
     for (int64_t kx = 0; kx < s.kernelW; ++kx) {
       const int64_t ix = x + kx - s.padLeft;
       if (ix < 0 || ix >= s.width) continue;
@@ -128,11 +152,12 @@ ENHANCE_ALWAYS_INLINE inline float NarrowPixel(const float* plane, const float* 
   return Sum8(acc);
 }
 
-// Output rows [begin, end) (row = image * outHeight + y) of a convolution with at least 8
-// input channels and few output channels. Each output value is a sum, over the kernel's
-// taps, of products of the pixel's channels (next to each other in NHWC order) with the
-// tap's weights, 8 channels at a time; the columns away from the borders go 8 pixels at a
-// time, so that the 8 sums are independent and the multiply-adds overlap.
+// Output rows [begin, end) (row = image * outHeight + y) of a convolution with few output
+// channels. Each output value is a sum, over the kernel's taps, of products of the pixel's
+// channels (next to each other in NHWC order) with the tap's weights, 8 channels at a time;
+// with fewer than 8 channels, of a whole kernel row's values (its taps' channels, next to
+// each other too), 8 at a time. The columns away from the borders go 8 pixels at a time, so
+// that the 8 sums are independent and the multiply-adds overlap.
 ENHANCE_VECTOR_CLONES
 void NarrowConvolutionRows(const float* input, const float* weights, const float* bias,
                            const NarrowShape& s, FusedActivation activation, float* output,
@@ -159,9 +184,9 @@ void NarrowConvolutionRows(const float* input, const float* weights, const float
         Vec8 acc[kPixels] = {};
         for (int64_t ky = ky0; ky < ky1; ++ky) {
           const float* line = plane + ((y + ky - s.padTop) * s.width + x - s.padLeft) * s.channels;
-          for (int64_t kx = 0; kx < s.kernelW; ++kx) {
-            const float* p = line + kx * s.channels;
-            const float* q = weights + ((o * s.kernelH + ky) * s.kernelW + kx) * s.chunks * 8;
+          for (int64_t t = 0; t < s.taps; ++t) {
+            const float* p = line + t * s.channels;
+            const float* q = weights + ((o * s.kernelH + ky) * s.taps + t) * s.chunks * 8;
             for (int64_t j = 0; j < s.chunks; ++j) {
               const Vec8 w = Load8(q + 8 * j);
               const float* pj = p + ChunkStart(j, s);
@@ -190,7 +215,10 @@ at::Tensor NarrowConvolution(const at::Tensor& input, const at::Tensor& weight,
   s.padLeft = padW;
   s.outHeight = s.height + 2 * padH - s.kernelH + 1;
   s.outWidth = s.width + 2 * padW - s.kernelW + 1;
-  s.chunks = (s.channels + 7) / 8;
+  const bool wholeRows = s.channels < 8;  // IsNarrowConvolution: kernelW * channels >= 8
+  s.taps = wholeRows ? 1 : s.kernelW;
+  s.span = wholeRows ? s.kernelW * s.channels : s.channels;
+  s.chunks = (s.span + 7) / 8;
   const std::vector<float> packed = PackNarrowWeights(weight, s);
   const at::Tensor bias1d = bias && bias->defined() ? bias->contiguous() : at::Tensor();
   at::Tensor output = EmptyOutput({input.size(0), s.outputs, s.outHeight, s.outWidth});
@@ -401,7 +429,9 @@ bool FusedConvolutionUsesOneDnn() { return ENHANCE_WITH_ONEDNN != 0; }
 
 bool IsNarrowConvolution(const at::Tensor& weight, c10::IntArrayRef dilation) {
   const bool dilated = dilation.size() == 2 && (dilation[0] != 1 || dilation[1] != 1);
-  return weight.size(0) < kNarrowOutputs && weight.size(1) >= 8 && !dilated;
+  const int64_t row = weight.size(1) * weight.size(3);  // a kernel row's values
+  return weight.size(0) < kNarrowOutputs && !dilated &&
+         (weight.size(1) >= 8 || (row >= 8 && row <= kMaxSpan));
 }
 
 bool CpuHasBf16() {
