@@ -62,7 +62,7 @@ enum class FusedPrecision : int64_t {
 // True when the operator computes a convolution of these weights and dilation with the
 // direct loop, in float: fewer than 8 outputs, no dilation, and at least 8 inputs or a
 // kernel row of 8 to 64 values (kernel width x inputs: a network's last 3x3 convolution
-// from 4 channels to 1, which oneDNN computes at a few GMAC/s).
+// from 4 channels to 1, which oneDNN computes slowly).
 bool IsNarrowConvolution(const at::Tensor& weight, c10::IntArrayRef dilation);
 
 // A frozen copy of `module` (which must be in eval mode) with its convolutions replaced as
