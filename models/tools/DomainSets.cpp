@@ -142,15 +142,25 @@ std::vector<Volume> HeadCt(const std::filesystem::path& templates, std::ostream&
   return out;
 }
 
+// Adds `series` at the end of `set`.
+void Append(DomainSet& set, std::vector<Volume> series) {
+  for (Volume& v : series) set.series.push_back(std::move(v));
+}
+
+// Axial slabs of 8 slices of a head between `first` and `last`, each as `change` makes it
+// (called once per slab, in order), appended to `out`.
+void AddSlabs(std::vector<Volume>& out, const Volume& head, int64_t first, int64_t last,
+              const std::function<Volume(Volume)>& change) {
+  for (int64_t s = first; s + 8 <= last; s += 8) out.push_back(change(SliceRange(head, s, 8)));
+}
+
 // Axial slabs of 8 slices of a T1 head in [0, 1], with Rician noise of `sigma`.
 std::vector<Volume> MrSlabs(const Volume& head, int64_t first, int64_t last,
                             const std::vector<double>& sigmas, uint64_t seed) {
   std::vector<Volume> out;
   for (double sigma : sigmas) {
-    for (int64_t s = first; s + 8 <= last; s += 8) {
-      const Volume slab = SliceRange(head, s, 8);
-      out.push_back(sigma > 0 ? AddRicianNoise(slab, sigma, seed++) : slab);
-    }
+    AddSlabs(out, head, first, last,
+             [&](Volume slab) { return sigma > 0 ? AddRicianNoise(slab, sigma, seed++) : slab; });
   }
   return out;
 }
@@ -162,9 +172,22 @@ std::vector<Volume> Mr2CtSlabs(const Volume& ch2, int64_t first, int64_t last, i
   std::mt19937_64 rng(seed);
   std::vector<Volume> out;
   for (int draw = 0; draw < draws; ++draw) {
-    for (int64_t s = first; s + 8 <= last; s += 8) {
-      out.push_back(ApplyMrEffects(SliceRange(ch2, s, 8), RandomTrainingEffects(rng), seed++));
-    }
+    AddSlabs(out, ch2, first, last,
+             [&](Volume slab) { return ApplyMrEffects(slab, RandomTrainingEffects(rng), seed++); });
+  }
+  return out;
+}
+
+// Slabs of 8 slices of a head in [0, 1] between `first` and `last`, noise-free, each
+// `draws` times with mr-superres-x2's random contrast and sharpness changes.
+std::vector<Volume> MrSuperResSlabs(const Volume& head, int64_t first, int64_t last, int draws,
+                                    std::mt19937_64& rng) {
+  std::vector<Volume> out;
+  for (int draw = 0; draw < draws; ++draw) {
+    AddSlabs(out, head, first, last, [&rng](Volume slab) {
+      AugmentMrSuperRes(slab, rng);
+      return slab;
+    });
   }
   return out;
 }
@@ -279,25 +302,22 @@ DomainSets MrDomainSets(const std::filesystem::path& templates,
       "jhu189 axial slabs (another human head) at noise 0-10%, ch2better slices 100-115 and "
       "170-177 at noise 1-14%, ch2 slices 55-62 with mr2ct's training effects",
       MrSlabs(jhu, 30, jhu.slices - 30, {0.0, 0.05, 0.1}, 11)};
-  auto append = [](DomainSet& set, std::vector<Volume> series) {
-    for (Volume& v : series) set.series.push_back(std::move(v));
-  };
-  append(sets.reference, MrSlabs(mr.ch2better, 170, 178, {0.01, 0.03, 0.06, 0.09, 0.12}, 21));
-  append(sets.reference, MrSlabs(mr.ch2better, 100, 116, {0.02, 0.08, 0.14}, 25));
-  append(sets.reference, Mr2CtSlabs(mr.ch2, 55, 63, 6, 61));
+  Append(sets.reference, MrSlabs(mr.ch2better, 170, 178, {0.01, 0.03, 0.06, 0.09, 0.12}, 21));
+  Append(sets.reference, MrSlabs(mr.ch2better, 100, 116, {0.02, 0.08, 0.14}, 25));
+  Append(sets.reference, Mr2CtSlabs(mr.ch2, 55, 63, 6, 61));
   sets.calibration = {
       "jhu189 axial slabs at noise 2-10%, ch2better slices 116-123 and 204-211 at noise "
       "1.5-11%, ch2 slices 63-70 with mr2ct's training effects",
       MrSlabs(jhu, 34, jhu.slices - 30, {0.025, 0.075}, 31)};
-  append(sets.calibration, MrSlabs(mr.ch2better, 204, 212, {0.02, 0.04, 0.06, 0.08, 0.1}, 41));
-  append(sets.calibration, MrSlabs(mr.ch2better, 116, 124, {0.015, 0.05, 0.11}, 45));
-  append(sets.calibration, Mr2CtSlabs(mr.ch2, 63, 71, 6, 65));
+  Append(sets.calibration, MrSlabs(mr.ch2better, 204, 212, {0.02, 0.04, 0.06, 0.08, 0.1}, 41));
+  Append(sets.calibration, MrSlabs(mr.ch2better, 116, 124, {0.015, 0.05, 0.11}, 45));
+  Append(sets.calibration, Mr2CtSlabs(mr.ch2, 63, 71, 6, 65));
   // Held out: mr-denoise's test block at its test noise levels and the training's least,
   // and mr2ct's test slices with its test effects. KernelChangeBase(false) names the slabs
   // at 3% by their place here (3 to 5).
   sets.test = {"ch2better held-out slices at noise 1-12%, ch2 held-out slices with effects",
                MrSlabs(mr.ch2better, 180, 204, {0.01, 0.03, 0.07, 0.12}, 51)};
-  for (const Mr2CtPair& p : Mr2CtTestSet(templates)) append(sets.test, Split(p.mr, 8));
+  for (const Mr2CtPair& p : Mr2CtTestSet(templates)) Append(sets.test, Split(p.mr, 8));
   log << "MR: " << sets.reference.series.size() << " reference, " << sets.calibration.series.size()
       << " calibration, " << sets.test.series.size() << " test series\n";
   std::vector<Volume> ct = CtSeries(720000, 4, {0.25}, log)[0];
@@ -336,30 +356,18 @@ DomainSets MrDomainSets(const std::filesystem::path& templates,
 void AddMrSuperResInputs(DomainSets& sets, const std::filesystem::path& templates) {
   const ReferenceMr mr = ReferenceMrHeads(templates);
   std::mt19937_64 rng(4242);
-  // Slabs of 8 slices between first and last, each `draws` times with its own changes.
-  auto augmented = [&rng](const Volume& head, int64_t first, int64_t last, int draws) {
-    std::vector<Volume> out;
-    for (int draw = 0; draw < draws; ++draw) {
-      for (int64_t s = first; s + 8 <= last; s += 8) {
-        Volume slab = SliceRange(head, s, 8);
-        AugmentMrSuperRes(slab, rng);
-        out.push_back(std::move(slab));
-      }
-    }
-    return out;
-  };
-  auto append = [](DomainSet& set, std::vector<Volume> series) {
-    for (Volume& v : series) set.series.push_back(std::move(v));
+  const auto slabs = [&rng](const Volume& head, int64_t first, int64_t last, int draws) {
+    return MrSuperResSlabs(head, first, last, draws, rng);
   };
   const Volume& jhu = mr.jhu189;
-  append(sets.reference, augmented(mr.ch2better, 100, 116, 2));
-  append(sets.reference, augmented(mr.ch2better, 170, 178, 2));
-  append(sets.reference, augmented(jhu, 30, jhu.slices - 30, 1));
-  append(sets.calibration, augmented(mr.ch2better, 116, 124, 2));
-  append(sets.calibration, augmented(mr.ch2better, 204, 212, 2));
-  append(sets.calibration, augmented(jhu, 34, jhu.slices - 30, 1));
+  Append(sets.reference, slabs(mr.ch2better, 100, 116, 2));
+  Append(sets.reference, slabs(mr.ch2better, 170, 178, 2));
+  Append(sets.reference, slabs(jhu, 30, jhu.slices - 30, 1));
+  Append(sets.calibration, slabs(mr.ch2better, 116, 124, 2));
+  Append(sets.calibration, slabs(mr.ch2better, 204, 212, 2));
+  Append(sets.calibration, slabs(jhu, 34, jhu.slices - 30, 1));
   // After the series KernelChangeBase(false) names.
-  append(sets.test, augmented(mr.ch2better, 180, 204, 2));
+  Append(sets.test, slabs(mr.ch2better, 180, 204, 2));
   sets.reference.name +=
       "; and mr-superres-x2's inputs: the same ch2better slices and jhu189's "
       "axial slabs noise-free, with its random contrast and sharpness changes";
