@@ -87,6 +87,44 @@ TEST(OrderStatistics, SameRanksAsNthElementOnManyKindsOfData) {
   }
 }
 
+// Every rank of ordered, reversed, tied and shuffled values, just past the count from which a
+// sample bounds rank k first: ranks at each edge of the sample's bracket, rank k the last of
+// it (rank k + 1 found beyond it), and ranks outside it.
+TEST(OrderStatistics, EveryRankWhereASampleBoundsTheSelection) {
+  const size_t count = 5000;
+  std::mt19937 generator(5);
+  for (int kind = 0; kind < 4; ++kind) {
+    std::vector<float> values(count);
+    for (size_t i = 0; i < count; ++i) {
+      const auto v = static_cast<float>(kind == 1 ? count - i : kind == 2 ? i / 3 : i);
+      values[i] = v - 2000.0f;
+    }
+    if (kind == 3) std::shuffle(values.begin(), values.end(), generator);
+    std::vector<float> sorted = values;
+    std::sort(sorted.begin(), sorted.end());
+    for (size_t k = 0; k < count; ++k) {
+      const auto actual = KthSmallestPair(values.data(), count, k);
+      const float next = k + 1 < count ? sorted[k + 1] : sorted[k];
+      ASSERT_EQ(actual, std::make_pair(sorted[k], next)) << "kind " << kind << ", rank " << k;
+    }
+  }
+}
+
+// A sample that misses what lies between its positions: the values the evenly spaced sample
+// reads (OrderStatistics.cpp: 2048 of them, the j-th at (2j + 1) count / 4096) are all 0 and
+// every other one is above, so rank k is outside its bracket.
+TEST(OrderStatistics, AnUnrepresentativeSampleStillGivesTheRank) {
+  const size_t count = 100000, sample = 2048;
+  std::vector<float> values(count);
+  std::mt19937 generator(6);
+  std::uniform_real_distribution<float> above(1.0f, 2.0f);
+  for (float& x : values) x = above(generator);
+  for (size_t j = 0; j < sample; ++j) values[(2 * j + 1) * count / (2 * sample)] = 0.0f;
+  for (size_t k : {size_t{0}, size_t{1500}, size_t{2500}, size_t{50000}, size_t{99499}}) {
+    ExpectSameRanks(values, k, "the sample's values 0");
+  }
+}
+
 TEST(OrderStatistics, OneValueAndAllEqual) {
   const std::vector<float> one{7.5f};
   EXPECT_EQ(KthSmallestPair(one.data(), 1, 0), std::make_pair(7.5f, 7.5f));
@@ -119,6 +157,17 @@ TEST(OrderStatistics, InfinitiesAndNaNAreTakenAsNthElementTakesThem) {
   values[30] = std::numeric_limits<float>::quiet_NaN();
   // Unspecified as std::nth_element's, but the call returns.
   EXPECT_NO_THROW(KthSmallestPair(values.data(), values.size(), 500));
+  // Where a sample bounds the rank first: a NaN that the sample reads, and one it does not.
+  std::vector<float> many(10000);
+  for (size_t i = 0; i < many.size(); ++i) many[i] = static_cast<float>(i % 977);
+  // (625 values, the j-th at (2j + 1) 10000 / 1250: 8, 24, ...)
+  for (size_t at : {size_t{8}, size_t{5001}}) {
+    std::vector<float> withNan = many;
+    withNan[at] = std::numeric_limits<float>::quiet_NaN();
+    for (size_t k : {size_t{0}, size_t{5000}, size_t{9950}, size_t{9999}}) {
+      EXPECT_NO_THROW(KthSmallestPair(withNan.data(), withNan.size(), k));
+    }
+  }
 }
 
 TEST(OrderStatistics, PercentileInterpolatesBetweenRanks) {

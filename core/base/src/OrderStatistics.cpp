@@ -37,6 +37,9 @@ constexpr uint32_t kLowestFinite = 0x007fffffu >> 21;   // -inf
 constexpr uint32_t kHighestFinite = 0xff800000u >> 21;  // +inf
 // Fewer values than this are selected by std::nth_element on a copy.
 constexpr size_t kFewValues = 256;
+// From this many values on, a sample bounds rank k first (BySample); of at most kSample.
+constexpr size_t kSampledValues = 4096;
+constexpr size_t kSample = 2048;
 
 std::pair<float, float> ByNthElement(std::vector<float> values, size_t k) {
   std::nth_element(values.begin(), values.begin() + static_cast<long>(k), values.end());
@@ -82,14 +85,80 @@ void CountDigits(size_t count, int shift, uint32_t mask, KeyOf keyOf,
   counts.resize(digits);
 }
 
-}  // namespace
+std::pair<float, float> ByRadix(const float* values, size_t count, size_t k);
 
-std::pair<float, float> KthSmallestPair(const float* values, size_t count, size_t k) {
-  if (k >= count) throw std::out_of_range("KthSmallestPair: rank beyond the values");
-  if (count < kFewValues) return ByNthElement({values, values + count}, k);
-  // The least value (a percentile normalisation's 0%) in one pass.
-  std::pair<float, float> least;
-  if (k == 0 && TwoLeast(values, count, least)) return least;
+// Rank k and k + 1 of a few values or many.
+std::pair<float, float> Select(const float* values, size_t count, size_t k) {
+  return count < kFewValues ? ByNthElement({values, values + count}, k) : ByRadix(values, count, k);
+}
+
+// Selection in a bracket drawn from a sample (as Floyd and Rivest's SELECT): the keys of
+// an evenly spaced sample of the values, a few standard deviations of a sample rank either
+// side of rank k's place, bound rank k's key; one pass counts the keys below the bracket
+// and copies the values in it (one unsigned comparison per value, seldom true: a branch
+// that is rarely mispredicted), and rank k is selected among the copies. False (radix
+// selection then does the work) when rank k falls outside the bracket (an unlucky sample:
+// a few in ten thousand) or a NaN is among the sample.
+bool BySample(const float* values, size_t count, size_t k, std::pair<float, float>& result) {
+  const size_t s = std::min<size_t>(kSample, count / 16);
+  std::array<uint32_t, kSample> sample;
+  for (size_t j = 0; j < s; ++j) {
+    const float x = values[(2 * j + 1) * count / (2 * s)];
+    if (std::isnan(x)) return false;
+    sample[j] = Key(x);
+  }
+  // Rank k's place in the sample, and the margin either side of it.
+  const double q = static_cast<double>(k) / static_cast<double>(count - 1);
+  const double place = q * static_cast<double>(s - 1);
+  const double margin = 3.5 * std::sqrt(static_cast<double>(s) * q * (1.0 - q)) + 3.0;
+  const double lowPlace = std::floor(place - margin), highPlace = std::ceil(place + margin);
+  // The bracket [lowKey, lowKey + width], keys included; at the sample's ends, open.
+  uint32_t lowKey = 0, highKey = 0xffffffffu;
+  uint32_t* const first = sample.data();
+  size_t from = 0;
+  if (lowPlace > 0) {
+    from = static_cast<size_t>(lowPlace);
+    std::nth_element(first, first + from, first + s);
+    lowKey = first[from];
+  }
+  if (highPlace < static_cast<double>(s - 1)) {
+    const auto at = static_cast<size_t>(highPlace);
+    std::nth_element(first + from, first + at, first + s);
+    highKey = first[at];
+  }
+  const uint32_t width = highKey - lowKey;
+  const double expected =
+      (highPlace - lowPlace + 1.0) / static_cast<double>(s) * static_cast<double>(count);
+  std::vector<float> inside;
+  inside.reserve(static_cast<size_t>(1.5 * expected) + 16);
+  size_t below = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const uint32_t key = Key(values[i]);
+    below += static_cast<size_t>(key < lowKey);
+    if (key - lowKey <= width) inside.push_back(values[i]);
+  }
+  const size_t n = inside.size();
+  if (k < below || k - below >= n) return false;
+  const size_t r = k - below;
+  if (r + 1 < n) {
+    result = Select(inside.data(), n, r);
+    return true;
+  }
+  // Rank k is the bracket's greatest value; rank k + 1, when there is one, the least after it.
+  const float value = Select(inside.data(), n, r).first;
+  uint32_t next = 0xffffffffu;
+  if (k + 1 < count) {
+    for (size_t i = 0; i < count; ++i) {
+      const uint32_t key = Key(values[i]);
+      if (key > highKey && key < next) next = key;
+    }
+  }
+  result = {value, k + 1 < count ? FromKey(next) : value};
+  return true;
+}
+
+// Radix selection (the header's comment), for count >= kFewValues.
+std::pair<float, float> ByRadix(const float* values, size_t count, size_t k) {
   std::vector<uint32_t> counts;
   const auto valueKey = [values](size_t i) { return Key(values[i]); };
   CountDigits(count, kShift[0], kDigits[0] - 1, valueKey, counts);
@@ -161,6 +230,19 @@ std::pair<float, float> KthSmallestPair(const float* values, size_t count, size_
   const uint32_t first = keys[k];
   const uint32_t second = k + 1 < n ? first : (haveNext ? next : first);
   return {FromKey(first), FromKey(second)};
+}
+
+}  // namespace
+
+std::pair<float, float> KthSmallestPair(const float* values, size_t count, size_t k) {
+  if (k >= count) throw std::out_of_range("KthSmallestPair: rank beyond the values");
+  if (count < kFewValues) return ByNthElement({values, values + count}, k);
+  // The least value (a percentile normalisation's 0%) in one pass.
+  std::pair<float, float> least;
+  if (k == 0 && TwoLeast(values, count, least)) return least;
+  std::pair<float, float> bracketed;
+  if (count >= kSampledValues && BySample(values, count, k, bracketed)) return bracketed;
+  return ByRadix(values, count, k);
 }
 
 float KthSmallest(const float* values, size_t count, size_t k) {
