@@ -40,7 +40,16 @@ class ThreadedJob {
       state_.Reset(InitialContent());
       plugin_.metrics.jobsRunning++;
       plugin_.PublishMetrics();
-      worker_ = plugin_.jobThreads.Run([this] { WorkerBody(); });
+      try {
+        worker_ = plugin_.jobThreads.Run([this] { WorkerBody(); });
+      } catch (const std::exception& e) {
+        // No thread could be started for the work (the process is at its limit of threads
+        // or out of memory): the job fails, saying so, and can be resubmitted.
+        status_ = Status::kFailed;
+        Finish(false, "no thread could be started for the job (" + std::string(e.what()) +
+                          "): the server is at its limit of threads or memory; resubmit "
+                          "the job when fewer jobs are running");
+      }
     }
     finished_.wait_for(lock, std::chrono::milliseconds(250),
                        [this] { return status_ != Status::kRunning; });
@@ -97,32 +106,42 @@ class ThreadedJob {
 
   void WorkerBody() {
     bool ok = false;
+    std::string error;
+    ErrorKind kind = ErrorKind::kInternal;
     try {
       Work(state_, cancel_);
       ok = true;
     } catch (const Error& e) {
-      state_.Set("ErrorMessage", e.what());
-      state_.Set("ErrorKind", ToString(e.kind()));
+      error = e.what();
+      kind = e.kind();
     } catch (const std::exception& e) {
-      state_.Set("ErrorMessage", e.what());
-      state_.Set("ErrorKind", ToString(ErrorKind::kInternal));
+      error = e.what();
     } catch (...) {
-      state_.Set("ErrorMessage", "unknown error");
+      error = "unknown error";
     }
-    if (!ok && !cancel_) {
-      plugin_.api.LogError("job " + state_.Get("Description").asString() +
-                           " failed: " + state_.Get("ErrorMessage").asString());
+    Finish(ok, error, kind);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      status_ = ok ? Status::kSucceeded : Status::kFailed;
+    }
+    finished_.notify_all();
+  }
+
+  // The end of a run, in the job's content, the log and the metrics: `error` and `kind`
+  // say why it failed.
+  void Finish(bool ok, const std::string& error, ErrorKind kind = ErrorKind::kInternal) {
+    if (!ok) {
+      state_.Set("ErrorMessage", error);
+      state_.Set("ErrorKind", ToString(kind));
+      if (!cancel_) {
+        plugin_.api.LogError("job " + state_.Get("Description").asString() + " failed: " + error);
+      }
     }
     plugin_.metrics.jobsRunning--;
     // A job cancelled or paused by a user has not failed.
     (ok ? plugin_.metrics.jobsSucceeded
         : (cancel_ ? plugin_.metrics.jobsStopped : plugin_.metrics.jobsFailed))++;
     plugin_.PublishMetrics();
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      status_ = ok ? Status::kSucceeded : Status::kFailed;
-    }
-    finished_.notify_all();
   }
 
   void Halt() {

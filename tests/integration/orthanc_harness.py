@@ -94,7 +94,7 @@ class OrthancClient:
 
 class OrthancServer(OrthancClient):
     def __init__(self, name="ENHANCE", plugin=True, extra_config=None, stable_age=2,
-                 credentials=None):
+                 credentials=None, environment=None):
         self.http_port = free_port()
         super().__init__(f"http://127.0.0.1:{self.http_port}", name,
                          (extra_config or {}).get("DicomPort") or free_port(), credentials)
@@ -121,6 +121,7 @@ class OrthancServer(OrthancClient):
         self.config_path = os.path.join(self.workdir, "orthanc.json")
         with open(self.config_path, "w") as f:
             json.dump(config, f, indent=2)
+        self.environment = environment  # added to this process's for Orthanc's
         self.process = None
         self.log_file = None
 
@@ -131,7 +132,7 @@ class OrthancServer(OrthancClient):
             # ENHANCE_TEST_VERBOSE=1 keeps Orthanc's (and the plugin's) informational lines.
             [ORTHANC, self.config_path] + (["--verbose"] if os.environ.get("ENHANCE_TEST_VERBOSE") else []),
             stdout=self.log_file, stderr=subprocess.STDOUT, cwd=self.workdir,
-            start_new_session=True)
+            start_new_session=True, env=dict(os.environ, **(self.environment or {})))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

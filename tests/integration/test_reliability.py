@@ -38,6 +38,7 @@ from orthanc_harness import (HttpError, OrthancServer, fingerprints, free_port, 
                              write_fixture_model)
 
 STORE_FAULT = os.environ.get("ENHANCE_STORE_FAULT", "")
+THREAD_FAULT_LIBRARY = os.environ.get("ENHANCE_THREAD_FAULT_LIBRARY", "")
 PLUGIN = os.environ.get("ENHANCE_PLUGIN", "")
 
 
@@ -57,7 +58,10 @@ class FaultTest(unittest.TestCase):
             "StoreFault": {"Mode": "refuse-cstore", "Status": 0xA700}})
         cls.models = os.path.join(cls.tmp, "models")
         write_fixture_model(cls.models, "mean3x3", "ct-mean", tile={"size": 512, "overlap": 32}, max_batch=8)
-        cls.node = OrthancServer(name="ENHANCE", extra_config={
+        # While this file exists, Orthanc cannot start a std::thread (ThreadFaultPreload.cpp).
+        cls.no_threads = os.path.join(cls.tmp, "no-threads")
+        cls.node = OrthancServer(name="ENHANCE", environment={
+            "LD_PRELOAD": THREAD_FAULT_LIBRARY, "ENHANCE_THREAD_FAULT": cls.no_threads}, extra_config={
             "Plugins": [PLUGIN, STORE_FAULT],
             "DicomModalities": {"REFUSING": ["REMOTE", "127.0.0.1", remote_port],
                                 "WRONGAET": ["NOBODY", "127.0.0.1", remote_port]},
@@ -92,6 +96,46 @@ class FaultTest(unittest.TestCase):
 
     def phantom(self, name, slices=6, size=96, seed=1):
         return make_phantom(os.path.join(self.tmp, name), rows=size, columns=size, slices=slices, seed=seed)
+
+    def test_a_job_that_gets_no_thread_fails_saying_so(self):
+        # Named to run first on this node: its one kept job thread (the one the models were
+        # loaded on) is then busy with the first job, and the second job needs a new thread.
+        # (ThreadFaultPreload.cpp fails every std::thread, a running job's writer's too.)
+        o = self.node
+        busy = store_series(o, self.phantom("busy", seed=7))
+        other = store_series(o, self.phantom("no-thread", seed=8))
+        before = fingerprints(o, other)
+        jobs_before = o.get("/enhance/system")["Jobs"]
+        request = {"Task": "denoise", "Model": "classical-gaussian"}
+        o.request("PUT", "/enhance-test/store-fault", {"Mode": "delay", "DelayMs": 500})
+        first = o.post(f"/enhance/series/{busy}", request)["ID"]
+        # Its first derived instance stored, the first job has every thread it starts (its
+        # writer's) and stores the others, half a second each, while the second one starts.
+        wait_for(lambda: any(o.get(f"/series/{s}")["Instances"] for s in study_series(o, busy)
+                             if s != busy), timeout=30, what="the first job to store")
+        open(self.no_threads, "w").close()
+        try:
+            failed = wait_for_job(o, o.post(f"/enhance/series/{other}", request)["ID"])
+        finally:
+            os.remove(self.no_threads)
+        self.assertEqual(failed["State"], "Failure", failed)
+        self.assertIn("no thread could be started for the job", failed["Content"]["ErrorMessage"])
+        self.assertIn("resubmit the job", failed["Content"]["ErrorMessage"])
+        self.assertEqual(failed["Content"]["ErrorKind"], "internal error")
+        self.assertEqual(study_series(o, other), [other])
+        self.assertEqual(fingerprints(o, other), before)
+
+        # The running job is not disturbed, the counts add up, and the job runs once resubmitted.
+        o.request("PUT", "/enhance-test/store-fault", {"Mode": "off"})
+        first_job = wait_for_job(o, first)
+        self.assertEqual(first_job["State"], "Success", first_job)
+        jobs = o.get("/enhance/system")["Jobs"]
+        self.assertEqual(jobs["Running"], 0, jobs)
+        self.assertEqual(jobs["Failed"], jobs_before["Failed"] + 1, jobs)
+        self.assertEqual(jobs["Succeeded"], jobs_before["Succeeded"] + 1, jobs)
+        done = wait_for_job(o, o.post(f"/enhance/series/{other}", request)["ID"])
+        self.assertEqual(done["State"], "Success", done)
+        self.assertEqual(len(study_series(o, other)), 2)
 
     def test_store_refused_or_failing_leaves_no_partial_series(self):
         o = self.node
