@@ -354,20 +354,21 @@ DomainSets MrDomainSets(const std::filesystem::path& templates,
 }
 
 void AddMrSuperResInputs(DomainSets& sets, const std::filesystem::path& templates) {
-  const ReferenceMr mr = ReferenceMrHeads(templates);
+  // The two heads mr-superres-x2 was trained on (ReferenceMrHeads would read all four).
+  const Volume ch2better = LoadMrReference(templates / "ch2better.nii.gz");
+  const Volume jhu = LoadMrReference(templates / "jhu189.nii.gz");
   std::mt19937_64 rng(4242);
   const auto slabs = [&rng](const Volume& head, int64_t first, int64_t last, int draws) {
     return MrSuperResSlabs(head, first, last, draws, rng);
   };
-  const Volume& jhu = mr.jhu189;
-  Append(sets.reference, slabs(mr.ch2better, 100, 116, 2));
-  Append(sets.reference, slabs(mr.ch2better, 170, 178, 2));
+  Append(sets.reference, slabs(ch2better, 100, 116, 2));
+  Append(sets.reference, slabs(ch2better, 170, 178, 2));
   Append(sets.reference, slabs(jhu, 30, jhu.slices - 30, 1));
-  Append(sets.calibration, slabs(mr.ch2better, 116, 124, 2));
-  Append(sets.calibration, slabs(mr.ch2better, 204, 212, 2));
+  Append(sets.calibration, slabs(ch2better, 116, 124, 2));
+  Append(sets.calibration, slabs(ch2better, 204, 212, 2));
   Append(sets.calibration, slabs(jhu, 34, jhu.slices - 30, 1));
   // After the series KernelChangeBase(false) names.
-  Append(sets.test, slabs(mr.ch2better, 180, 204, 2));
+  Append(sets.test, slabs(ch2better, 180, 204, 2));
   sets.reference.name +=
       "; and mr-superres-x2's inputs: the same ch2better slices and jhu189's "
       "axial slabs noise-free, with its random contrast and sharpness changes";
