@@ -83,7 +83,13 @@ std::string NestedRepetition(const std::string& text) {
     bool repeats = false;  // holds a quantifier or an alternative
   };
   std::vector<Group> groups(1);
-  enum class Last { kAtom, kQuantifier, kGroupThatRepeats, kNone } last = Last::kNone;
+  enum class Last {
+    kAtom,
+    kQuantifier,
+    kLazyQuantifier,
+    kGroupThatRepeats,
+    kNone
+  } last = Last::kNone;
   for (size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
     if (c == '\\') {
@@ -111,10 +117,13 @@ std::string NestedRepetition(const std::string& text) {
       last = Last::kNone;
     } else if (c == '*' || c == '+' || c == '?' || c == '{') {
       if (c == '?' && last == Last::kQuantifier) {
-        last = Last::kAtom;  // lazy modifier of the quantifier before it
+        last = Last::kLazyQuantifier;  // lazy modifier of the quantifier before it
         continue;
       }
-      if (last == Last::kQuantifier) return "a repetition is repeated";
+      // "a??*" repeats the lazy "a??" as "a?*" repeats "a?".
+      if (last == Last::kQuantifier || last == Last::kLazyQuantifier) {
+        return "a repetition is repeated";
+      }
       if (last == Last::kGroupThatRepeats) {
         return "a group that repeats or has alternatives is repeated";
       }
