@@ -48,6 +48,7 @@ Json::Value ModelJson(const Model& model) {
     domain["SliceStep"] = m.domainCheck.sliceStep;
     domain["MinSlices"] = m.domainCheck.minSlices;
     domain["MaxSlices"] = m.domainCheck.maxSlices;
+    domain["Downsample"] = m.domainCheck.downsample;
     domain["Crop"] = m.domainCheck.crop;
     Json::Value features(Json::arrayValue);
     for (const ScoredFeature& f : ScoredFeatures(m.domainCheck)) features.append(f.name);

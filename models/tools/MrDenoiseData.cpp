@@ -135,12 +135,7 @@ Volume Downsample2(const Volume& high) {
   low.units = high.units;
   low.voxels.resize(static_cast<size_t>(low.slices * low.rows * low.columns));
   for (int64_t s = 0; s < low.slices; ++s) {
-    for (int64_t r = 0; r < low.rows; ++r) {
-      for (int64_t c = 0; c < low.columns; ++c) {
-        low.At(s, r, c) = 0.25f * (high.At(s, 2 * r, 2 * c) + high.At(s, 2 * r, 2 * c + 1) +
-                                   high.At(s, 2 * r + 1, 2 * c) + high.At(s, 2 * r + 1, 2 * c + 1));
-      }
-    }
+    BlockMeans(high.Slice(s), high.rows, high.columns, 2, low.Slice(s));
   }
   Geometry& g = low.geometry;
   g = high.geometry;

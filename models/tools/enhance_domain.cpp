@@ -4,8 +4,8 @@
 // (docs/models.md, "Domain checks").
 //
 //   enhance-domain calibrate ct|ct-x2|mr|mr-x2 --vae FILE --models DIR
-//           [--score mean|nearest] [--crop N] [--slice-step N] [--min-slices N]
-//           [--intensity on|off] [--correlation on|off]
+//           [--score mean|nearest] [--downsample N] [--crop N] [--slice-step N]
+//           [--min-slices N] [--intensity on|off] [--correlation on|off]
 //       copies the autoencoder FILE into each model folder of that training distribution
 //       as domain.pt and writes its manifest's "domain_check": the reference statistics
 //       of the reference series (with --score nearest, each series' features too), the
@@ -185,6 +185,7 @@ int Evaluate(const std::string& name, const std::filesystem::path& models, const
 // How a check scores, as the calibration writes it into the manifest.
 struct Scoring {
   bool nearest = false;  // the distance to the nearest reference series, not to their mean
+  int downsample = 1;    // slices scored on the means of N x N blocks
   int crop = 0;          // the central crop of larger slices (0: whole slices)
   int sliceStep = 1;     // one slice in this many, at least minSlices and at most 32
   int minSlices = 8;
@@ -200,6 +201,7 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   spec.archive = std::filesystem::absolute(vae);
   spec.input = d.input;
   spec.units = d.units;
+  spec.downsample = scoring.downsample;
   spec.crop = scoring.crop;
   spec.sliceStep = scoring.sliceStep;
   spec.minSlices = scoring.minSlices;
@@ -261,6 +263,7 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   section["size_multiple"] = 8;
   if (spec.sliceStep != 1) section["slice_step"] = spec.sliceStep;
   if (spec.minSlices != 8) section["min_slices"] = spec.minSlices;
+  if (spec.downsample != 1) section["downsample"] = spec.downsample;
   if (spec.crop != 0) section["crop"] = spec.crop;
   for (const ScoredFeature& f : ScoredFeatures(spec)) {
     section["reference"][f.key] = Pair(f.mean, f.sd);
@@ -345,6 +348,10 @@ void PrintCost(const Distribution& d, const std::filesystem::path& models, const
             << " threads, median of 3); a series is checked on one slice in "
             << check.Spec().sliceStep << ", at least " << check.Spec().minSlices << " and at most "
             << check.Spec().maxSlices
+            << (check.Spec().downsample > 1
+                    ? ", on the means of " + std::to_string(check.Spec().downsample) + " x " +
+                          std::to_string(check.Spec().downsample) + " pixels"
+                    : std::string())
             << (check.Spec().crop > 0
                     ? ", each on its central " + std::to_string(check.Spec().crop) + " x " +
                           std::to_string(check.Spec().crop) + " pixels"
@@ -458,11 +465,13 @@ int main(int argc, char** argv) {
   using namespace enhance::models;
   const std::string usage =
       "usage: enhance-domain calibrate ct|ct-x2|mr|mr-x2 --vae FILE --models DIR [--cache DIR]\n"
-      "           [--score mean|nearest] [--crop N] [--slice-step N] [--min-slices N]\n"
-      "           [--intensity on|off] [--correlation on|off]\n"
+      "           [--score mean|nearest] [--downsample N] [--crop N] [--slice-step N]\n"
+      "           [--min-slices N] [--intensity on|off] [--correlation on|off]\n"
       "       enhance-domain evaluate ct|ct-x2|mr|mr-x2 --models DIR [--cache DIR]\n"
       "--cache DIR keeps the simulated series in DIR for the next run\n"
       "--score: the distance to the reference series' mean (default) or to the nearest of them\n"
+      "--downsample N: score the means of N x N blocks of pixels, as an autoencoder trained at\n"
+      "1/N of the resolution sees them\n"
       "--crop N: score the central N x N pixels of larger slices; --slice-step N: one slice in N,\n"
       "but at least --min-slices N (default 8)\n"
       "--intensity on: the slices' mean normalised intensity is a feature of the score too\n"
@@ -483,6 +492,7 @@ int main(int argc, char** argv) {
         throw std::invalid_argument("--score must be mean or nearest, not '" + score + "'");
       }
       scoring.nearest = score == "nearest";
+      if (options.count("--downsample")) scoring.downsample = std::stoi(options["--downsample"]);
       if (options.count("--crop")) scoring.crop = std::stoi(options["--crop"]);
       if (options.count("--slice-step")) scoring.sliceStep = std::stoi(options["--slice-step"]);
       if (options.count("--min-slices")) scoring.minSlices = std::stoi(options["--min-slices"]);

@@ -47,6 +47,7 @@ void CheckSpec(const enhance::ModelSpec& s) {
                 std::isfinite(d.klSd),
             "finite reference statistics");
     Require(d.sizeMultiple >= 1 && d.maxSlices >= 1, "a size multiple and a slice count");
+    Require(d.downsample >= 1 && d.downsample <= 8, "a block size from 1 to 8");
     Require(std::isfinite(d.input.low) && std::isfinite(d.input.high), "finite bounds");
   }
 }

@@ -37,11 +37,13 @@ std::string ErrorOf(const Json::Value& section) {
 }
 
 std::shared_ptr<const TorchModel> ModelWithDomainCheck(const std::filesystem::path& parent,
-                                                       double threshold, int crop = 0) {
+                                                       double threshold, int crop = 0,
+                                                       int downsample = 1) {
   Json::Value m = testing::DenoiseManifest("ct-checked");
   m["tile"]["size"] = 0;
   m["domain_check"] = testing::DomainCheckSection(threshold);
   if (crop > 0) m["domain_check"]["crop"] = crop;
+  if (downsample > 1) m["domain_check"]["downsample"] = downsample;
   InferenceOptions options;
   options.device = "cpu";
   return TorchModel::Load(testing::WriteFixtureModel(parent, "identity", m), options);
@@ -412,15 +414,26 @@ TEST(DomainCheck, ALongSeriesIsScoredOnEvenlySpacedSlices) {
   EXPECT_EQ(defaults.minSlices, 8);
   EXPECT_EQ(defaults.maxSlices, 32);
   EXPECT_EQ(defaults.crop, 0);
+  EXPECT_EQ(defaults.downsample, 1);
   section["max_slices"] = 16;
   section["min_slices"] = 4;
   section["slice_step"] = 8;
   section["crop"] = 256;
+  section["downsample"] = 2;
   const DomainCheckSpec parsed = ParseManifest(WithDomain(section), kFolder).domainCheck;
   EXPECT_EQ(parsed.maxSlices, 16);
   EXPECT_EQ(parsed.minSlices, 4);
   EXPECT_EQ(parsed.sliceStep, 8);
   EXPECT_EQ(parsed.crop, 256);
+  EXPECT_EQ(parsed.downsample, 2);
+  for (const Json::Value& bad :
+       {Json::Value(0), Json::Value(9), Json::Value("2"), Json::Value(1.5)}) {
+    section["downsample"] = bad;
+    EXPECT_NE(ErrorOf(section).find("domain_check.downsample: must be an integer from 1 to 8"),
+              std::string::npos)
+        << bad.toStyledString();
+  }
+  section["downsample"] = 2;
   section["max_slices"] = 0;
   EXPECT_NE(ErrorOf(section).find("domain_check.max_slices"), std::string::npos);
   section["max_slices"] = 3;
@@ -552,6 +565,57 @@ TEST(DomainCheck, ALargeSliceIsScoredOnItsCentralCrop) {
     }
   EXPECT_DOUBLE_EQ(cropped->Domain()->SliceFeatures(band.data(), 20, columns).logReconstruction,
                    whole->Domain()->SliceFeatures(bandCentre.data(), 20, 32).logReconstruction);
+}
+
+// With downsample 2, a slice is scored on the means of its 2x2 blocks (the last row and
+// column of an odd size left out), exactly as those means alone; the crop applies to the
+// means; a slice narrower than a block is scored as it is.
+TEST(DomainCheck, ASliceIsScoredOnItsBlockMeansWhenTheManifestDownsamples) {
+  testing::TemporaryFolder folder;
+  const auto whole = ModelWithDomainCheck(folder.path() / "whole", 3.0);
+  const auto halved = ModelWithDomainCheck(folder.path() / "halved", 3.0, 0, 2);
+  const auto both = ModelWithDomainCheck(folder.path() / "both", 3.0, 32, 2);
+  std::mt19937 random(12);
+  std::normal_distribution<float> noise(0.0f, 200.0f);
+  const int64_t rows = 97, columns = 70;
+  std::vector<float> hu(rows * columns);
+  for (float& v : hu) v = noise(random);
+  // 48 x 35 means, each of its four values in row-major order.
+  std::vector<float> means;
+  for (int64_t r = 0; r < 48; ++r)
+    for (int64_t c = 0; c < 35; ++c) {
+      const float* b = hu.data() + 2 * r * columns + 2 * c;
+      means.push_back(0.25f * (b[0] + b[1] + b[columns] + b[columns + 1]));
+    }
+  const auto expectSame = [](const SliceDomainFeatures& a, const SliceDomainFeatures& b) {
+    EXPECT_DOUBLE_EQ(a.logReconstruction, b.logReconstruction);
+    EXPECT_DOUBLE_EQ(a.logKl, b.logKl);
+    EXPECT_DOUBLE_EQ(a.logResidual, b.logResidual);
+    EXPECT_DOUBLE_EQ(a.meanIntensity, b.meanIntensity);
+    EXPECT_DOUBLE_EQ(a.residualCorrelation, b.residualCorrelation);
+  };
+  expectSame(halved->Domain()->SliceFeatures(hu.data(), rows, columns),
+             whole->Domain()->SliceFeatures(means.data(), 48, 35));
+  EXPECT_NE(halved->Domain()->SliceFeatures(hu.data(), rows, columns).logReconstruction,
+            whole->Domain()->SliceFeatures(hu.data(), rows, columns).logReconstruction);
+  // The central 32 x 32 of the 48 x 35 means: rows 8-39, columns 1-32.
+  std::vector<float> centre;
+  for (int64_t r = 8; r < 40; ++r)
+    for (int64_t c = 1; c < 33; ++c) centre.push_back(means[r * 35 + c]);
+  expectSame(both->Domain()->SliceFeatures(hu.data(), rows, columns),
+             whole->Domain()->SliceFeatures(centre.data(), 32, 32));
+  // One row: no block fits, the slice is scored as it is.
+  expectSame(halved->Domain()->SliceFeatures(hu.data(), 1, columns),
+             whole->Domain()->SliceFeatures(hu.data(), 1, columns));
+  // A volume's score is that of its slices' means.
+  Volume volume;
+  volume.Resize(2, rows, columns);
+  std::copy(hu.begin(), hu.end(), volume.Slice(0));
+  std::copy(hu.rbegin(), hu.rend(), volume.Slice(1));
+  Volume halves;
+  halves.Resize(2, 48, 35);
+  for (int64_t s = 0; s < 2; ++s) BlockMeans(volume.Slice(s), rows, columns, 2, halves.Slice(s));
+  EXPECT_DOUBLE_EQ(halved->Domain()->Score(volume).score, whole->Domain()->Score(halves).score);
 }
 
 TEST(DomainCheck, AnArchiveBreakingTheContractIsRefusedAtLoad) {

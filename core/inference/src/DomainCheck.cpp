@@ -196,8 +196,10 @@ struct DomainCheck::Impl {
   std::mutex mutex;               // one slice at a time; guards what follows
   // Kept between slices, so that scoring one does not map fresh memory (a page fault per
   // 4 KB, about as costly as the network on a small slice): the network's outputs and the
-  // body sample, normalised input and residual of the largest slice scored so far.
+  // block means, body sample, normalised input and residual of the largest slice scored so
+  // far.
   FusedOutputMemory outputs;
+  std::vector<float> means;  // the slice's block means (DomainCheckSpec::downsample)
   std::vector<float> body;
   std::vector<float> input;
   std::vector<float> residual;
@@ -315,6 +317,16 @@ SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows
   UseConfiguredThreadsHere();
   const DomainCheckSpec& spec = impl_->spec;
   const std::lock_guard<std::mutex> lock(impl_->mutex);
+  // Pixels `downsample` times as large, as the autoencoder was trained on.
+  const int64_t factor = spec.downsample;
+  if (factor > 1 && rows >= factor && columns >= factor) {
+    std::vector<float>& means = impl_->means;
+    means.resize(static_cast<size_t>((rows / factor) * (columns / factor)));
+    BlockMeans(values, rows, columns, factor, means.data());
+    values = means.data();
+    rows /= factor;
+    columns /= factor;
+  }
   const NormalisationMap map =
       MapForSlice(spec.input, values, rows, columns, spec.units, &impl_->body);
   // The central crop, normalised as the whole slice.

@@ -77,7 +77,7 @@ void ParseDomainCheck(const ManifestReader& r, const Json::Value& o,
   if (!o.isObject()) r.Fail(key, "must be an object naming the autoencoder's archive");
   r.CheckKeys(o, key,
               {"archive", "input_normalization", "size_multiple", "slice_step", "min_slices",
-               "max_slices", "crop", "reference", "threshold", "trained_on"});
+               "max_slices", "downsample", "crop", "reference", "threshold", "trained_on"});
   DomainCheckSpec& d = s.domainCheck;
   const std::string archive = OptionalString(r, o, key, "archive", "");
   if (archive.empty()) r.Fail(key + ".archive", "is required: the autoencoder's archive");
@@ -96,6 +96,7 @@ void ParseDomainCheck(const ManifestReader& r, const Json::Value& o,
     r.Fail(key + ".min_slices",
            "must not be above max_slices (" + std::to_string(d.maxSlices) + ")");
   }
+  d.downsample = r.Int(o, key, "downsample", d.downsample, 1, 8);
   d.crop = r.Int(o, key, "crop", d.crop, 0, 65536);
   if (d.crop != 0 && d.crop < 4 * d.sizeMultiple) {
     r.Fail(key + ".crop", "must be 0 (the whole slice) or at least 4 times size_multiple (" +

@@ -32,4 +32,10 @@ struct Volume {
   void Resize(int64_t numSlices, int64_t numRows, int64_t numColumns);
 };
 
+// The means of the factor x factor blocks of a rows x columns slice, row-major into `means`
+// ((rows / factor) x (columns / factor) values: the last rows and columns that do not fill
+// a block are left out). Each is the sum of its block's values in row-major order times
+// 1 / factor^2.
+void BlockMeans(const float* slice, int64_t rows, int64_t columns, int64_t factor, float* means);
+
 }  // namespace enhance

@@ -4,7 +4,8 @@
 // autoencoder trained on the model's training distribution tells, before the model runs,
 // whether a series looks like what the model was trained on.
 //
-// Each slice is normalised on its own (DomainCheckSpec::input), padded with 0 at the bottom
+// Each slice (the means of its blocks first, where DomainCheckSpec::downsample says) is
+// normalised on its own (DomainCheckSpec::input), padded with 0 at the bottom
 // and right to a multiple of sizeMultiple, and passed through the autoencoder, whose
 // forward(x) returns (reconstruction, mu, logvar) with the reconstruction made from the
 // latent mean. Three figures per slice:

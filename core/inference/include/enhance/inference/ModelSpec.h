@@ -74,8 +74,13 @@ struct DomainCheckSpec {
   int sliceStep = 1;
   int minSlices = 8;
   int maxSlices = 32;
-  // A slice taller or wider than this is scored on its central crop of at most crop x crop
-  // pixels, normalised as the whole slice is (0: the whole slice).
+  // Each slice is scored on the means of its downsample x downsample blocks (pixels this
+  // many times as large; 1: as it is), before it is normalised and cropped: an autoencoder
+  // trained at a coarser resolution, at a fraction of the cost. A slice narrower than a
+  // block is scored as it is.
+  int downsample = 1;
+  // A slice taller or wider than this (after the block means) is scored on its central crop
+  // of at most crop x crop pixels, normalised as the whole slice is (0: the whole slice).
   int crop = 0;
   double reconstructionMean = 0;  // of the training series' median log r ...
   double reconstructionSd = 1;    // ... and its standard deviation
