@@ -21,8 +21,9 @@ for model in "${models[@]}"; do
   if [[ "$model" == domain-* ]]; then
     # The domain checks: a variational autoencoder per training distribution, trained in
     # Python on the CT models' (ct-denoise's) or the MR models' (mr-denoise's and mr2ct's)
-    # inputs, at the acquisition's resolution or at half of it (the in-plane
-    # super-resolution models'), then calibrated and written into the model folders.
+    # inputs, at the acquisition's resolution (CT) or at half of it (the CT in-plane
+    # super-resolution model's, and the MR ones), then calibrated and written into the model
+    # folders.
     work="$(mktemp -d -t enhance-domain-XXXXXX)"
     distribution="${model#domain-}"
     if [[ "$distribution" == ct* ]]; then
@@ -40,8 +41,14 @@ for model in "${models[@]}"; do
                --slabs 12 10 --held-out 0:60-84 1:40-60 1:150-160 1:250-260
                --exclude 1:140-150 1:160-170 1:240-250 1:260-270)
     fi
-    if [[ "$distribution" == *-x2 ]]; then
+    if [[ "$distribution" == ct-x2 ]]; then
       options+=(--downsample 2 --steps 1200 --threads 1)
+    elif [[ "$distribution" == mr* ]]; then
+      # Both MR checks: one autoencoder at half the resolution (2x2 means). The MR check
+      # scores the 2x2 means of the slices (--downsample 2 below), for a third of the cost;
+      # the MR-x2 check scores mr-superres-x2's inputs, already at that resolution, as they
+      # are. Deterministic for a seed and a thread count: the two runs give the same archive.
+      options+=(--downsample 2 --steps 3000 --threads 2)
     else
       options+=(--threads 2)
     fi
@@ -50,13 +57,16 @@ for model in "${models[@]}"; do
     # How each check scores (docs/models.md, "The shipped domain checks"): one slice in 8,
     # at least 4 for CT (calibrated on series of 4 slices) and 6 for MR (of 8, for the
     # check's share of the MR models' time on short series); the full-resolution CT check on
-    # the central 256 x 256 pixels, for its cost; the MR checks by the distance to the
-    # nearest reference series (several heads and effects; for MR-x2 also mr-superres-x2's
-    # own noise-free inputs), with the mean intensity (contrast changes) and the residual
-    # correlation (kernel changes) as fourth and fifth features.
+    # the central 256 x 256 pixels and the MR check on the 2x2 means of the slices, for
+    # their cost; the MR checks by the distance to the nearest reference series (several
+    # heads and effects; for MR-x2 also mr-superres-x2's own noise-free inputs), with the
+    # mean intensity (contrast changes) and the residual correlation (kernel changes) as
+    # fourth and fifth features.
     case "$distribution" in
       ct) scoring=(--crop 256 --slice-step 8 --min-slices 4) ;;
       ct-x2) scoring=(--slice-step 8 --min-slices 4) ;;
+      mr) scoring=(--score nearest --downsample 2 --slice-step 8 --min-slices 6 --intensity on
+                   --correlation on) ;;
       *) scoring=(--score nearest --slice-step 8 --min-slices 6 --intensity on
                   --correlation on) ;;
     esac

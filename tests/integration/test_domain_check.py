@@ -50,11 +50,11 @@ class DomainCheckTest(unittest.TestCase):
             self.assertEqual(info["Archive"], "domain.pt")
             self.assertIn("T1-weighted", info["TrainedOn"])
             # The shipped MR check: the nearest of its reference series, one slice in 8, at
-            # least 6.
+            # least 6, on the 2x2 means of the slices.
             self.assertEqual(info["Score"], "nearest")
             self.assertGreater(info["ReferenceSeries"], 10)
             self.assertEqual((info["SliceStep"], info["MinSlices"], info["MaxSlices"],
-                              info["Crop"]), (8, 6, 32, 0))
+                              info["Downsample"], info["Crop"]), (8, 6, 32, 2, 0))
             self.assertEqual(info["Features"], ["LogReconstruction", "LogKL", "LogResidual",
                                                 "MeanIntensity", "ResidualCorrelation"])
 
