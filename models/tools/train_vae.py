@@ -216,7 +216,8 @@ def undo_slab_offset(slices, slab):
 def load_slices(paths, method, held_out, exclude, slabs, downsample=1):
     """-> (training slices, held-out slices): lists of [H,W] tensors, normalised; with
     `downsample` 2, the means of 2x2 pixels first (pixels twice as large, as the in-plane
-    super-resolution models see a series)."""
+    super-resolution models see a series, and as a check with "downsample": 2 in its
+    manifest scores full-resolution slices)."""
     held = parse_ranges(held_out, len(paths))
     left = parse_ranges(exclude, len(paths))
     train, test = [], []
@@ -309,7 +310,7 @@ def main():
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--downsample", type=int, default=1, choices=[1, 2],
                         help="2: train on the means of 2x2 pixels (the in-plane "
-                             "super-resolution models' inputs)")
+                             "super-resolution models' inputs; the MR checks)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
