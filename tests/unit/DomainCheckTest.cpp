@@ -49,6 +49,23 @@ std::shared_ptr<const TorchModel> ModelWithDomainCheck(const std::filesystem::pa
   return TorchModel::Load(testing::WriteFixtureModel(parent, "identity", m), options);
 }
 
+// rows x columns values of Gaussian noise (standard deviation 200), the same for a seed.
+std::vector<float> NoiseSlice(unsigned seed, int64_t rows, int64_t columns) {
+  std::mt19937 random(seed);
+  std::normal_distribution<float> noise(0.0f, 200.0f);
+  std::vector<float> values(static_cast<size_t>(rows * columns));
+  for (float& v : values) v = noise(random);
+  return values;
+}
+
+void ExpectSameFeatures(const SliceDomainFeatures& a, const SliceDomainFeatures& b) {
+  EXPECT_DOUBLE_EQ(a.logReconstruction, b.logReconstruction);
+  EXPECT_DOUBLE_EQ(a.logKl, b.logKl);
+  EXPECT_DOUBLE_EQ(a.logResidual, b.logResidual);
+  EXPECT_DOUBLE_EQ(a.meanIntensity, b.meanIntensity);
+  EXPECT_DOUBLE_EQ(a.residualCorrelation, b.residualCorrelation);
+}
+
 std::string TagOf(const std::string& file, const DcmTagKey& tag) {
   const auto parsed = testing::ParseDicom(file);
   return GetString(*parsed->getDataset(), tag);
@@ -539,21 +556,13 @@ TEST(DomainCheck, ALargeSliceIsScoredOnItsCentralCrop) {
   testing::TemporaryFolder folder;
   const auto whole = ModelWithDomainCheck(folder.path() / "whole", 3.0);
   const auto cropped = ModelWithDomainCheck(folder.path() / "cropped", 3.0, 32);
-  std::mt19937 random(11);
-  std::normal_distribution<float> noise(0.0f, 200.0f);
   const int64_t rows = 48, columns = 41;
-  std::vector<float> hu(rows * columns);
-  for (float& v : hu) v = noise(random);
+  const std::vector<float> hu = NoiseSlice(11, rows, columns);
   std::vector<float> centre;
   for (int64_t r = 8; r < 40; ++r)
     for (int64_t c = 4; c < 36; ++c) centre.push_back(hu[r * columns + c]);
   const SliceDomainFeatures a = cropped->Domain()->SliceFeatures(hu.data(), rows, columns);
-  const SliceDomainFeatures b = whole->Domain()->SliceFeatures(centre.data(), 32, 32);
-  EXPECT_DOUBLE_EQ(a.logReconstruction, b.logReconstruction);
-  EXPECT_DOUBLE_EQ(a.logKl, b.logKl);
-  EXPECT_DOUBLE_EQ(a.logResidual, b.logResidual);
-  EXPECT_DOUBLE_EQ(a.meanIntensity, b.meanIntensity);
-  EXPECT_DOUBLE_EQ(a.residualCorrelation, b.residualCorrelation);
+  ExpectSameFeatures(a, whole->Domain()->SliceFeatures(centre.data(), 32, 32));
   const SliceDomainFeatures full = whole->Domain()->SliceFeatures(hu.data(), rows, columns);
   EXPECT_NE(a.logReconstruction, full.logReconstruction);
   // 20 rows: only the columns are cropped.
@@ -575,11 +584,8 @@ TEST(DomainCheck, ASliceIsScoredOnItsBlockMeansWhenTheManifestDownsamples) {
   const auto whole = ModelWithDomainCheck(folder.path() / "whole", 3.0);
   const auto halved = ModelWithDomainCheck(folder.path() / "halved", 3.0, 0, 2);
   const auto both = ModelWithDomainCheck(folder.path() / "both", 3.0, 32, 2);
-  std::mt19937 random(12);
-  std::normal_distribution<float> noise(0.0f, 200.0f);
   const int64_t rows = 97, columns = 70;
-  std::vector<float> hu(rows * columns);
-  for (float& v : hu) v = noise(random);
+  const std::vector<float> hu = NoiseSlice(12, rows, columns);
   // 48 x 35 means, each of its four values in row-major order.
   std::vector<float> means;
   for (int64_t r = 0; r < 48; ++r)
@@ -587,26 +593,19 @@ TEST(DomainCheck, ASliceIsScoredOnItsBlockMeansWhenTheManifestDownsamples) {
       const float* b = hu.data() + 2 * r * columns + 2 * c;
       means.push_back(0.25f * (b[0] + b[1] + b[columns] + b[columns + 1]));
     }
-  const auto expectSame = [](const SliceDomainFeatures& a, const SliceDomainFeatures& b) {
-    EXPECT_DOUBLE_EQ(a.logReconstruction, b.logReconstruction);
-    EXPECT_DOUBLE_EQ(a.logKl, b.logKl);
-    EXPECT_DOUBLE_EQ(a.logResidual, b.logResidual);
-    EXPECT_DOUBLE_EQ(a.meanIntensity, b.meanIntensity);
-    EXPECT_DOUBLE_EQ(a.residualCorrelation, b.residualCorrelation);
-  };
-  expectSame(halved->Domain()->SliceFeatures(hu.data(), rows, columns),
-             whole->Domain()->SliceFeatures(means.data(), 48, 35));
+  ExpectSameFeatures(halved->Domain()->SliceFeatures(hu.data(), rows, columns),
+                     whole->Domain()->SliceFeatures(means.data(), 48, 35));
   EXPECT_NE(halved->Domain()->SliceFeatures(hu.data(), rows, columns).logReconstruction,
             whole->Domain()->SliceFeatures(hu.data(), rows, columns).logReconstruction);
   // The central 32 x 32 of the 48 x 35 means: rows 8-39, columns 1-32.
   std::vector<float> centre;
   for (int64_t r = 8; r < 40; ++r)
     for (int64_t c = 1; c < 33; ++c) centre.push_back(means[r * 35 + c]);
-  expectSame(both->Domain()->SliceFeatures(hu.data(), rows, columns),
-             whole->Domain()->SliceFeatures(centre.data(), 32, 32));
+  ExpectSameFeatures(both->Domain()->SliceFeatures(hu.data(), rows, columns),
+                     whole->Domain()->SliceFeatures(centre.data(), 32, 32));
   // One row: no block fits, the slice is scored as it is.
-  expectSame(halved->Domain()->SliceFeatures(hu.data(), 1, columns),
-             whole->Domain()->SliceFeatures(hu.data(), 1, columns));
+  ExpectSameFeatures(halved->Domain()->SliceFeatures(hu.data(), 1, columns),
+                     whole->Domain()->SliceFeatures(hu.data(), 1, columns));
   // A volume's score is that of its slices' means.
   Volume volume;
   volume.Resize(2, rows, columns);
