@@ -63,6 +63,18 @@ const c10::Symbol kReluInPlace = c10::Symbol::fromQualString("aten::relu_");
 const c10::Symbol kSilu = c10::Symbol::fromQualString("aten::silu");
 const c10::Symbol kSiluInPlace = c10::Symbol::fromQualString("aten::silu_");
 
+// The activations the fused operators take: each operator, in place or not, the
+// out-of-place one it stands for and the fused operators' code for it.
+struct ActivationKind {
+  c10::Symbol symbol;
+  c10::Symbol outOfPlace;
+  FusedActivation fused;
+};
+const ActivationKind kActivations[] = {{kRelu, kRelu, FusedActivation::kRelu},
+                                       {kReluInPlace, kRelu, FusedActivation::kRelu},
+                                       {kSilu, kSilu, FusedActivation::kSilu},
+                                       {kSiluInPlace, kSilu, FusedActivation::kSilu}};
+
 // The node of kind `kind` in `value`'s block that is its only use, or nullptr.
 torch::jit::Node* OnlyUser(torch::jit::Value* value, c10::Symbol kind) {
   const auto& uses = value->uses();
@@ -172,10 +184,9 @@ void MoveActivationsBeforeShuffles(torch::jit::Graph& graph) {
     if (shuffle->input(0)->uses().size() != 1) continue;
     torch::jit::Node* activation = nullptr;
     c10::Symbol kind;
-    for (const auto& [candidate, outOfPlace] :
-         {std::pair{kRelu, kRelu}, {kReluInPlace, kRelu}, {kSilu, kSilu}, {kSiluInPlace, kSilu}}) {
-      if ((activation = OnlyUser(shuffle->output(), candidate))) {
-        kind = outOfPlace;
+    for (const ActivationKind& candidate : kActivations) {
+      if ((activation = OnlyUser(shuffle->output(), candidate.symbol))) {
+        kind = candidate.outOfPlace;
         break;
       }
     }
@@ -244,15 +255,10 @@ Followers FollowersOf(torch::jit::Node* conv, bool int8) {
   f.shift = f.add ? AddedTo(f.add, conv->output()) : nullptr;
   if (!f.shift) f.add = nullptr;
   torch::jit::Value* before = (f.add ? f.add : conv)->output();
-  const std::vector<std::pair<c10::Symbol, FusedActivation>> activations{
-      {kRelu, FusedActivation::kRelu},
-      {kReluInPlace, FusedActivation::kRelu},
-      {kSilu, FusedActivation::kSilu},
-      {kSiluInPlace, FusedActivation::kSilu}};
-  for (const auto& [kind, activation] : activations) {
-    if (int8 && activation != FusedActivation::kRelu) continue;
-    if ((f.activationNode = OnlyUser(before, kind))) {
-      f.activation = activation;
+  for (const ActivationKind& candidate : kActivations) {
+    if (int8 && candidate.fused != FusedActivation::kRelu) continue;
+    if ((f.activationNode = OnlyUser(before, candidate.symbol))) {
+      f.activation = candidate.fused;
       break;
     }
   }
