@@ -25,6 +25,7 @@
 #include <iostream>
 #include <map>
 #include <sstream>
+#include <vector>
 
 #include "DomainSets.h"
 #include "Mr2CtData.h"
@@ -275,20 +276,27 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   }
   section["threshold"] = spec.threshold;
   section["trained_on"] = sets.trainedOn;
+  // Every model's manifest with the new section is checked before any file is written, so
+  // that an option the manifest refuses (a crop or block size out of range) leaves every
+  // model folder as it was.
+  std::vector<Json::Value> manifests;
   for (const std::string& model : d.models) {
-    const auto folder = models / model;
+    Json::Value manifest = ReadJson(models / model / "manifest.json");
+    manifest["domain_check"] = section;
+    ParseManifest(manifest, models / model);
+    manifests.push_back(std::move(manifest));
+  }
+  for (size_t i = 0; i < d.models.size(); ++i) {
+    const auto folder = models / d.models[i];
     const auto archive = folder / "domain.pt";
     // Recalibrating a shipped check names that model's own archive as --vae.
     if (!std::filesystem::exists(archive) || !std::filesystem::equivalent(vae, archive)) {
       std::filesystem::copy_file(vae, archive, std::filesystem::copy_options::overwrite_existing);
     }
-    Json::Value manifest = ReadJson(folder / "manifest.json");
-    manifest["domain_check"] = section;
     Json::StreamWriterBuilder builder;
     builder["indentation"] = "  ";
     builder["precision"] = 12;  // 0.0003, not 0.00029999999999999997
-    std::ofstream(folder / "manifest.json") << Json::writeString(builder, manifest) << "\n";
-    LoadManifest(folder);  // still valid
+    std::ofstream(folder / "manifest.json") << Json::writeString(builder, manifests[i]) << "\n";
     std::cout << "wrote " << (folder / "domain.pt").string() << " and its manifest section\n";
   }
   std::cout << "\n";
