@@ -309,15 +309,10 @@ std::string Fixed(double value, int digits) {
   return text.str();
 }
 
-double MedianSeconds(const std::function<void()>& run, int repeats) {
-  std::vector<double> seconds;
-  for (int i = 0; i < repeats; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    run();
-    seconds.push_back(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  return Percentile(seconds, 50.0);
+double Seconds(const std::function<void()>& run) {
+  const auto start = std::chrono::steady_clock::now();
+  run();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 // The check's seconds per scored slice of `series`, run with fused convolutions, as optimised
@@ -351,9 +346,17 @@ void PrintCheckVersions(const DomainCheck& check, const Volume& series) {
 void PrintCost(const Distribution& d, const std::filesystem::path& models, const Volume& series,
                const DomainCheck& check) {
   PrintCheckVersions(check, series);
+  // The series' first slice alone: a series shorter than the check's minimum is scored whole,
+  // and the model runs it in a batch of one.
+  Volume first = series;
+  first.slices = 1;
+  first.voxels.resize(static_cast<size_t>(series.VoxelsPerSlice()));
+  const std::vector<bool> selected = DomainSlicesScored(series.slices, check.Spec());
+  const auto scoredHere = static_cast<double>(std::count(selected.begin(), selected.end(), true));
   std::cout << "\nCost on one held-out series of " << series.slices << " slices of " << series.rows
-            << "x" << series.columns << " (CPU, " << TorchThreads()
-            << " threads, median of 3); a series is checked on one slice in "
+            << "x" << series.columns << " and on its first slice alone (CPU, " << TorchThreads()
+            << " threads; the check, then the model, 7 times after one warm-up, medians); a "
+               "series is checked on one slice in "
             << check.Spec().sliceStep << ", at least " << check.Spec().minSlices << " and at most "
             << check.Spec().maxSlices
             << (check.Spec().downsample > 1
@@ -364,27 +367,52 @@ void PrintCost(const Distribution& d, const std::filesystem::path& models, const
                     ? ", each on its central " + std::to_string(check.Spec().crop) + " x " +
                           std::to_string(check.Spec().crop) + " pixels"
                     : std::string())
-            << ":\n\n| model | model s/slice | check s/slice scored | check / model, per slice "
-               "| per series of 8 | 16 | 32 | 64 | 256 slices |\n"
-            << "|---|---|---|---|---|---|---|---|---|\n";
-  // Per slice scored: the series' own selection may score fewer than all of its slices.
-  const std::vector<bool> selected = DomainSlicesScored(series.slices, check.Spec());
-  const auto scoredHere = static_cast<double>(std::count(selected.begin(), selected.end(), true));
-  const double perSlice = MedianSeconds([&] { check.Score(series); }, 3) / scoredHere;
+            << "; longer series from the per-slice figures:\n\n| model | model s/slice | check "
+               "s/slice scored | check / model, series of 1 slice | of "
+            << series.slices;
+  // The longer series, from the per-slice figures.
+  std::vector<int> longer;
+  for (int slices : {8, 16, 32, 64, 256}) {
+    if (slices > series.slices) longer.push_back(slices);
+  }
+  for (int slices : longer) std::cout << " | " << slices;
+  std::cout << " slices |\n|---|---|---|---|---|";
+  for (size_t i = 0; i < longer.size(); ++i) std::cout << "---|";
+  std::cout << "\n";
   for (const std::string& name : d.models) {
     InferenceOptions options;
     options.device = "cpu";
     const auto model = TorchModel::Load(models / name, options);
-    const double modelPerSlice =
-        MedianSeconds([&] { model->Run(series, {}); }, 3) / static_cast<double>(series.slices);
+    // The check and the model in turns, so that the machine's other work slows both alike.
+    auto measure = [&](const Volume& volume) {
+      std::vector<double> checkSeconds, modelSeconds;
+      for (int round = 0; round < 8; ++round) {
+        const double c = Seconds([&] { check.Score(volume); });
+        const double m = Seconds([&] { model->Run(volume, {}); });
+        if (round == 0) continue;  // warms up
+        checkSeconds.push_back(c);
+        modelSeconds.push_back(m);
+      }
+      return std::make_pair(Percentile(checkSeconds, 50.0), Percentile(modelSeconds, 50.0));
+    };
+    // "-" for a model that needs several slices (through-plane super-resolution).
+    std::string oneSlice = "-";
+    if (model->Info().throughPlaneScale == 1) {
+      const auto [checkOne, modelOne] = measure(first);
+      oneSlice = Fixed(100.0 * checkOne / modelOne, 1) + "%";
+    }
+    const auto [checkSeries, modelSeries] = measure(series);
+    const double perSlice = checkSeries / scoredHere;
+    const double modelPerSlice = modelSeries / static_cast<double>(series.slices);
     auto share = [&](int slices) {
       const std::vector<bool> scored = DomainSlicesScored(slices, check.Spec());
       const auto checked = static_cast<double>(std::count(scored.begin(), scored.end(), true));
       return Fixed(100.0 * checked * perSlice / (slices * modelPerSlice), 1) + "%";
     };
-    std::cout << "| " << name << " | " << Fixed(modelPerSlice, 3) << " | " << Fixed(perSlice, 3)
-              << " | " << share(1) << " | " << share(8) << " | " << share(16) << " | " << share(32)
-              << " | " << share(64) << " | " << share(256) << " |\n";
+    std::cout << "| " << name << " | " << Fixed(modelPerSlice, 4) << " | " << Fixed(perSlice, 4)
+              << " | " << oneSlice << " | " << Fixed(100.0 * checkSeries / modelSeries, 1) << "% |";
+    for (int slices : longer) std::cout << " " << share(slices) << " |";
+    std::cout << "\n";
   }
 }
 
