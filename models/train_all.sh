@@ -13,8 +13,7 @@ if [[ ${#models[@]} -eq 0 ]]; then
   models=(ct-denoise ct-denoise-gan mr-denoise ct-superres-x2 mr-superres-x2 ct-superres-z2 mr2ct
           mr2ct-diffusion domain-ct domain-ct-x2 domain-mr domain-mr-x2)
 fi
-# The series the domain checks are calibrated and evaluated on, simulated once for all four,
-# and the MR autoencoder both MR checks share, trained once.
+# The series the domain checks are calibrated and evaluated on, simulated once for all four.
 cache="$(mktemp -d -t enhance-domain-sets-XXXXXX)"
 trap 'rm -rf "$cache"' EXIT
 for model in "${models[@]}"; do
@@ -28,41 +27,37 @@ for model in "${models[@]}"; do
     work="$(mktemp -d -t enhance-domain-XXXXXX)"
     distribution="${model#domain-}"
     vae="$work/domain.pt"
-    if [[ "$distribution" == mr* ]]; then
-      # Both MR checks: one autoencoder at half the resolution (2x2 means), trained once per
-      # run. The MR check scores the 2x2 means of the slices (--downsample 2 below), for a
-      # third of the cost; the MR-x2 check scores mr-superres-x2's inputs, already at that
-      # resolution, as they are.
-      mkdir -p "$cache/mr-autoencoder"
-      vae="$cache/mr-autoencoder/domain.pt"
+    if [[ "$distribution" == ct* ]]; then
+      "$build/models/enhance-train" ct-denoise --export-data "$work/ct-denoise.pt"
+      # The small network: as good as the wide one on every CT set, at 40% of its cost.
+      options=(--data "$work/ct-denoise.pt" --normalisation window --held-out 0:40-48
+               --flips hv --network small)
+    else
+      "$build/models/enhance-train" mr-denoise --export-data "$work/mr-denoise.pt"
+      "$build/models/enhance-train" mr2ct --export-data "$work/mr2ct.pt"
+      # Held out: slices near the models' own held-out blocks (train_vae.py's docstring).
+      options=(--data "$work/mr-denoise.pt" "$work/mr2ct.pt" --normalisation slice-percentile
+               --slabs 12 10 --held-out 0:60-84 1:40-60 1:150-160 1:250-260
+               --exclude 1:140-150 1:160-170 1:240-250 1:260-270)
     fi
-    if [[ ! -f "$vae" ]]; then
-      if [[ "$distribution" == ct* ]]; then
-        "$build/models/enhance-train" ct-denoise --export-data "$work/ct-denoise.pt"
-        # The small network: as good as the wide one on every CT set, at 40% of its cost.
-        options=(--data "$work/ct-denoise.pt" --normalisation window --held-out 0:40-48
-                 --flips hv --network small)
-      else
-        "$build/models/enhance-train" mr-denoise --export-data "$work/mr-denoise.pt"
-        "$build/models/enhance-train" mr2ct --export-data "$work/mr2ct.pt"
-        # Held out: slices near the models' own held-out blocks (train_vae.py's docstring).
-        # The wide network: the small one loses some MR sets (docs/models.md).
-        options=(--data "$work/mr-denoise.pt" "$work/mr2ct.pt" --normalisation slice-percentile
-                 --network wide
-                 --slabs 12 10 --held-out 0:60-84 1:40-60 1:150-160 1:250-260
-                 --exclude 1:140-150 1:160-170 1:240-250 1:260-270)
-      fi
-      case "$distribution" in
-        ct-x2) options+=(--downsample 2 --steps 1200 --threads 1) ;;
-        mr*) options+=(--downsample 2 --steps 3000 --threads 2) ;;
-        *) options+=(--threads 2) ;;
-      esac
-      time nice -n 15 /usr/bin/python3 "$root/models/tools/train_vae.py" "${options[@]}" \
-        --out "$vae"
-    fi
+    case "$distribution" in
+      ct-x2) options+=(--downsample 2 --steps 1200 --threads 1) ;;
+      # Both MR autoencoders at half the resolution (2x2 means): the MR check scores the 2x2
+      # means of the slices (--downsample 2 below), for a third of the cost; the MR-x2 check
+      # scores mr-superres-x2's inputs, already at that resolution, as they are. The MR
+      # check's is the wide network (the small one loses some MR sets); the MR-x2 check's
+      # the small one trained twice as long, at half the cost, for that model's short series
+      # (docs/models.md).
+      mr) options+=(--network wide --downsample 2 --steps 3000 --threads 2) ;;
+      mr-x2) options+=(--network small --downsample 2 --steps 6000 --threads 2) ;;
+      *) options+=(--threads 2) ;;
+    esac
+    time nice -n 15 /usr/bin/python3 "$root/models/tools/train_vae.py" "${options[@]}" \
+      --out "$vae"
     # How each check scores (docs/models.md, "The shipped domain checks"): one slice in 8,
     # at least 4 for CT (calibrated on series of 4 slices) and 6 for MR (of 8, for the
-    # check's share of the MR models' time on short series); the full-resolution CT check on
+    # check's share of the MR models' time on short series), 4 for MR-x2 (the in-plane
+    # super-resolution model costs least per slice); the full-resolution CT check on
     # the central 256 x 256 pixels and the MR check on the 2x2 means of the slices, for
     # their cost; the MR checks by the distance to the nearest reference series (several
     # heads and effects; for MR-x2 also mr-superres-x2's own noise-free inputs), with the
@@ -73,7 +68,7 @@ for model in "${models[@]}"; do
       ct-x2) scoring=(--slice-step 8 --min-slices 4) ;;
       mr) scoring=(--score nearest --downsample 2 --slice-step 8 --min-slices 6 --intensity on
                    --correlation on) ;;
-      *) scoring=(--score nearest --slice-step 8 --min-slices 6 --intensity on
+      *) scoring=(--score nearest --slice-step 8 --min-slices 4 --intensity on
                   --correlation on) ;;
     esac
     time nice -n 15 "$build/models/enhance-domain" calibrate "$distribution" \

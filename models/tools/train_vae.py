@@ -26,7 +26,7 @@ Normalisation, per slice, the same in training and in the node:
 
 Network (DomainVae below), fully convolutional, SiLU between layers, in two sizes
 (--network):
-  wide (the MR checks')
+  wide (the MR check's)
   encoder  3x3 stride-2 convolutions 1 -> 16 -> 24 -> 32 features (1/2, 1/4, 1/8 of
            the resolution), a 3x3 convolution of 32 at 1/8, then a 1x1 convolution to
            mu and logvar (L channels each) at 1/8.
@@ -39,7 +39,7 @@ Network (DomainVae below), fully convolutional, SiLU between layers, in two size
   sets of the domain checks, and reconstructs no worse); L = 16 would exceed 0.3 GMAC.
   --dilation widens the view of the 3x3 convolutions at 1/8 (experiments; it did not
   help).
-  small (the CT checks')
+  small (the CT checks' and the MR-x2 check's)
   encoder  3x3 stride-2 convolutions 1 -> 8 -> 16 -> 32 features, then as wide.
   decoder  3x3 convolutions L -> 32 -> 32 at 1/8, a 1x1 convolution to 64 features and a
            pixel shuffle (16 features at 1/4), a 3x3 convolution of 16, and a 1x1
@@ -47,8 +47,9 @@ Network (DomainVae below), fully convolutional, SiLU between layers, in two size
            of the full resolution.
   With L = 8: 0.180 GMAC per 512x512 slice, 31,952 parameters, 157 KB. It keeps few and
   narrow feature maps at high resolution, which is what costs on the CPU (docs/models.md
-  gives the times). The CT checks keep every target with it; the MR ones lose some
-  (docs/models.md, "The shipped domain checks").
+  gives the times). The CT checks keep every target with it, and so does the MR-x2 check
+  trained 6000 steps; the MR check loses some (docs/models.md, "The shipped domain
+  checks").
 
 Loss: r + beta * k on random crops, with r and k as the node computes them (mean
 squared error per pixel and KL divergence per latent element) and z sampled with the
@@ -58,7 +59,8 @@ sigma^2 = beta * 64 / (2 L) in these units (beta 1e-4 and L 8: sigma 0.02). With
 1e-5 (CT) change it 3-4 fold with hardly any change in the reconstruction error, which
 the network's capacity and the noise bound. Random crops (default 128x128), flips, Adam
 with cosine learning-rate decay; deterministic for a seed and a thread count.
-3000 steps of 16 crops take about 6 minutes with 2 threads on an idle 2-core CPU.
+3000 steps of 16 crops take about 6 minutes with 2 threads on an idle 2-core CPU (the wide
+network on the MR inputs at half the resolution; the small one there: 6000 in 2 minutes).
 
 Data: `enhance-train MODEL --export-data FILE` writes (inputs, targets), inputs
 [S, C, H, W] normalised as the model sees them; the middle channel is used. The MR
@@ -215,9 +217,9 @@ def undo_slab_offset(slices, slab):
 
 def load_slices(paths, method, held_out, exclude, slabs, downsample=1):
     """-> (training slices, held-out slices): lists of [H,W] tensors, normalised; with
-    `downsample` 2, the means of 2x2 pixels first (pixels twice as large, as the in-plane
-    super-resolution models see a series, and as a check with "downsample": 2 in its
-    manifest scores full-resolution slices)."""
+    `downsample` N, the means of N x N pixels first (with 2, pixels twice as large, as the
+    in-plane super-resolution models see a series, and as a check with "downsample": 2 in
+    its manifest scores full-resolution slices)."""
     held = parse_ranges(held_out, len(paths))
     left = parse_ranges(exclude, len(paths))
     train, test = [], []
@@ -308,9 +310,11 @@ def main():
     parser.add_argument("--beta", type=float, default=1e-4,
                         help="weight of the KL per latent element against the MSE per pixel")
     parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--downsample", type=int, default=1, choices=[1, 2],
-                        help="2: train on the means of 2x2 pixels (the in-plane "
-                             "super-resolution models' inputs; the MR checks)")
+    parser.add_argument("--downsample", type=int, default=1, choices=[1, 2, 4],
+                        help="N: train on the means of N x N pixels (2: the in-plane "
+                             "super-resolution models' inputs, the MR checks; 4: for a "
+                             "check that scores those inputs' 2x2 means, tried and not "
+                             "taken, docs/models.md)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()

@@ -57,6 +57,11 @@ class DomainCheckTest(unittest.TestCase):
                               info["Downsample"], info["Crop"]), (8, 6, 32, 2, 0))
             self.assertEqual(info["Features"], ["LogReconstruction", "LogKL", "LogResidual",
                                                 "MeanIntensity", "ResidualCorrelation"])
+            # mr-superres-x2's check: its inputs as they are, at least 4 slices (that model
+            # costs least per slice).
+            x2 = server.get("/enhance/models/mr-superres-x2")["DomainCheck"]
+            self.assertEqual((x2["SliceStep"], x2["MinSlices"], x2["MaxSlices"],
+                              x2["Downsample"], x2["Crop"]), (8, 4, 32, 1, 0))
 
             # Routed by the rule (warn, the default): processed, and said everywhere.
             ct = store_series(server, ct_files)
