@@ -26,7 +26,6 @@ for model in "${models[@]}"; do
     # folders.
     work="$(mktemp -d -t enhance-domain-XXXXXX)"
     distribution="${model#domain-}"
-    vae="$work/domain.pt"
     if [[ "$distribution" == ct* ]]; then
       "$build/models/enhance-train" ct-denoise --export-data "$work/ct-denoise.pt"
       # The small network: as good as the wide one on every CT set, at 40% of its cost.
@@ -45,15 +44,15 @@ for model in "${models[@]}"; do
       # Both MR autoencoders at half the resolution (2x2 means): the MR check scores the 2x2
       # means of the slices (--downsample 2 below), for a third of the cost; the MR-x2 check
       # scores mr-superres-x2's inputs, already at that resolution, as they are. The MR
-      # check's is the wide network (the small one loses some MR sets); the MR-x2 check's
-      # the small one trained twice as long, at half the cost, for that model's short series
-      # (docs/models.md).
+      # check's is the wide network (the small one would halve a cost already within
+      # target, and tells ghosting apart less well); the MR-x2 check's the small one trained
+      # twice as long, at half the cost, for that model's short series (docs/models.md).
       mr) options+=(--network wide --downsample 2 --steps 3000 --threads 2) ;;
       mr-x2) options+=(--network small --downsample 2 --steps 6000 --threads 2) ;;
       *) options+=(--threads 2) ;;
     esac
     time nice -n 15 /usr/bin/python3 "$root/models/tools/train_vae.py" "${options[@]}" \
-      --out "$vae"
+      --out "$work/domain.pt"
     # How each check scores (docs/models.md, "The shipped domain checks"): one slice in 8,
     # at least 4 for CT (calibrated on series of 4 slices) and 6 for MR (of 8, for the
     # check's share of the MR models' time on short series), 4 for MR-x2 (the in-plane
@@ -72,7 +71,7 @@ for model in "${models[@]}"; do
                   --correlation on) ;;
     esac
     time nice -n 15 "$build/models/enhance-domain" calibrate "$distribution" \
-      --vae "$vae" --models "$root/models" --cache "$cache" "${scoring[@]}"
+      --vae "$work/domain.pt" --models "$root/models" --cache "$cache" "${scoring[@]}"
     rm -rf "$work"
     continue
   fi

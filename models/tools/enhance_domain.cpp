@@ -315,6 +315,12 @@ double Seconds(const std::function<void()>& run) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// How many slices of a series of `slices` the check scores.
+double ScoredCount(int64_t slices, const DomainCheckSpec& spec) {
+  const std::vector<bool> scored = DomainSlicesScored(slices, spec);
+  return static_cast<double>(std::count(scored.begin(), scored.end(), true));
+}
+
 // The check's seconds per scored slice of `series`, run with fused convolutions, as optimised
 // by LibTorch and as saved: 5 rounds of the three in turns, medians.
 void PrintCheckVersions(const DomainCheck& check, const Volume& series) {
@@ -324,14 +330,10 @@ void PrintCheckVersions(const DomainCheck& check, const Volume& series) {
        {DomainCheckCpu::kFastest, DomainCheckCpu::kLibTorch, DomainCheckCpu::kAsSaved}) {
     versions.push_back(DomainCheck::Load(check.Spec(), "cpu", check.Spec().archive.string(), cpu));
   }
-  const std::vector<bool> selected = DomainSlicesScored(series.slices, check.Spec());
-  const auto scored = static_cast<double>(std::count(selected.begin(), selected.end(), true));
+  const double scored = ScoredCount(series.slices, check.Spec());
   for (int round = 0; round < 6; ++round) {
     for (size_t v = 0; v < versions.size(); ++v) {
-      const auto start = std::chrono::steady_clock::now();
-      versions[v]->Score(series);
-      const double s =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const double s = Seconds([&] { versions[v]->Score(series); });
       if (round > 0) seconds[v].push_back(s / scored);  // the first round warms up
     }
   }
@@ -351,8 +353,7 @@ void PrintCost(const Distribution& d, const std::filesystem::path& models, const
   Volume first = series;
   first.slices = 1;
   first.voxels.resize(static_cast<size_t>(series.VoxelsPerSlice()));
-  const std::vector<bool> selected = DomainSlicesScored(series.slices, check.Spec());
-  const auto scoredHere = static_cast<double>(std::count(selected.begin(), selected.end(), true));
+  const double scoredHere = ScoredCount(series.slices, check.Spec());
   std::cout << "\nCost on one held-out series of " << series.slices << " slices of " << series.rows
             << "x" << series.columns << " and on its first slice alone (CPU, " << TorchThreads()
             << " threads; the check, then the model, 7 times after one warm-up, medians); a "
@@ -405,8 +406,7 @@ void PrintCost(const Distribution& d, const std::filesystem::path& models, const
     const double perSlice = checkSeries / scoredHere;
     const double modelPerSlice = modelSeries / static_cast<double>(series.slices);
     auto share = [&](int slices) {
-      const std::vector<bool> scored = DomainSlicesScored(slices, check.Spec());
-      const auto checked = static_cast<double>(std::count(scored.begin(), scored.end(), true));
+      const double checked = ScoredCount(slices, check.Spec());
       return Fixed(100.0 * checked * perSlice / (slices * modelPerSlice), 1) + "%";
     };
     std::cout << "| " << name << " | " << Fixed(modelPerSlice, 4) << " | " << Fixed(perSlice, 4)

@@ -47,8 +47,9 @@ Network (DomainVae below), fully convolutional, SiLU between layers, in two size
            of the full resolution.
   With L = 8: 0.180 GMAC per 512x512 slice, 31,952 parameters, 157 KB. It keeps few and
   narrow feature maps at high resolution, which is what costs on the CPU (docs/models.md
-  gives the times). The CT checks keep every target with it, and so does the MR-x2 check
-  trained 6000 steps; the MR check loses some (docs/models.md, "The shipped domain
+  gives the times). The CT checks keep every target with it, and so do the MR checks when
+  it is trained 6000 steps (3000 lose some); the MR check keeps the wide one, which tells
+  ghosting apart better on the broader sets (docs/models.md, "The shipped domain
   checks").
 
 Loss: r + beta * k on random crops, with r and k as the node computes them (mean
