@@ -46,7 +46,8 @@ std::multiset<std::string> Kinds(torch::jit::Module& module) {
 // awkward ones: channels not a multiple of 8, images narrower than one block of 8 pixels,
 // kernels of 1 and 5, no padding and padding wider than the kernel's half; dilations as
 // mr2ct's (2, 4, 8, padded to keep the size), wide and narrow; strides of 2 (a U-Net's
-// downsampling) and 3, wide and narrow.
+// downsampling) and 3, wide and narrow; one input channel (a first layer) to 8, 9, 12, 16,
+// 24 and 64 outputs, strided, padded wider than the kernel's half, dilated, 1x1 and 7x7.
 TEST(FusedConvolution, EqualsLibTorchsConvolutionForEveryShape) {
   torch::manual_seed(7);
   struct Case {
@@ -59,7 +60,9 @@ TEST(FusedConvolution, EqualsLibTorchsConvolutionForEveryShape) {
       {16, 16, 1, 0},       {24, 9, 3, 2},        {20, 20, 3, 2, 2},    {20, 20, 3, 8, 8},
       {16, 1, 3, 4, 4},     {9, 12, 3, 0, 2},     {24, 48, 3, 1, 1, 2}, {16, 3, 3, 1, 1, 2},
       {12, 16, 5, 2, 1, 3}, {16, 16, 3, 2, 2, 2}, {4, 1, 3, 1},         {2, 3, 5, 2},
-      {7, 2, 3, 0},         {1, 1, 3, 1},         {6, 1, 1, 0},         {4, 1, 3, 1, 1, 2}};
+      {7, 2, 3, 0},         {1, 1, 3, 1},         {6, 1, 1, 0},         {4, 1, 3, 1, 1, 2},
+      {1, 8, 3, 1, 1, 2},   {1, 9, 3, 1, 1, 2},   {1, 24, 5, 2},        {1, 12, 3, 0, 1, 3},
+      {1, 64, 7, 3},        {1, 16, 3, 4},        {1, 16, 3, 1, 2},     {1, 8, 1, 0}};
   const std::vector<std::pair<int64_t, int64_t>> sizes{{13, 29}, {5, 3}, {40, 21}};
   for (const Case& c : cases) {
     for (const auto& [height, width] : sizes) {
@@ -249,11 +252,13 @@ TEST(FusedConvolution, AppliesASiluAsItWrites) {
   torch::manual_seed(8);
   struct Case {
     int64_t inputs, outputs, stride;
+    double scale = 1.0;  // of the input: large values reach where e^-x under- and overflows
   };
-  for (const Case c : {Case{16, 16, 1}, Case{16, 4, 1}, Case{1, 16, 2}, Case{24, 32, 2}}) {
+  for (const Case c : {Case{16, 16, 1}, Case{16, 4, 1}, Case{1, 16, 2}, Case{24, 32, 2},
+                       Case{1, 8, 2, 200.0}, Case{1, 12, 1, 30.0}}) {
     SCOPED_TRACE(std::to_string(c.inputs) + "->" + std::to_string(c.outputs) + " s" +
-                 std::to_string(c.stride));
-    const at::Tensor input = at::randn({2, c.inputs, 17, 22});
+                 std::to_string(c.stride) + " x" + std::to_string(c.scale));
+    const at::Tensor input = at::randn({2, c.inputs, 17, 22}) * c.scale;
     const at::Tensor weight = at::randn({c.outputs, c.inputs, 3, 3}) * 0.3;
     const at::Tensor bias = at::randn({c.outputs});
     const std::vector<int64_t> padding{1, 1}, stride{c.stride, c.stride};
@@ -316,13 +321,16 @@ TEST(FusedConvolution, PixelShuffleMovesTheValuesAsLibTorchDoes) {
   torch::manual_seed(10);
   for (const at::ScalarType type : {at::kFloat, at::kBFloat16}) {
     for (const int64_t factor : {1, 2, 3, 4}) {
-      SCOPED_TRACE(std::string(c10::toString(type)) + " x" + std::to_string(factor));
-      const at::Tensor input = at::randn({2, 5 * factor * factor, 7, 9})
-                                   .to(type)
-                                   .contiguous(at::MemoryFormat::ChannelsLast);
-      const at::Tensor actual = FusedPixelShuffle(input, factor);
-      EXPECT_TRUE(actual.is_contiguous(at::MemoryFormat::ChannelsLast));
-      EXPECT_TRUE(at::equal(actual, at::pixel_shuffle(input, factor)));
+      for (const int64_t channels : {5, 1}) {  // 1: a network's last shuffle
+        SCOPED_TRACE(std::string(c10::toString(type)) + " x" + std::to_string(factor) + " " +
+                     std::to_string(channels) + " channels");
+        const at::Tensor input = at::randn({2, channels * factor * factor, 7, 9})
+                                     .to(type)
+                                     .contiguous(at::MemoryFormat::ChannelsLast);
+        const at::Tensor actual = FusedPixelShuffle(input, factor);
+        EXPECT_TRUE(actual.is_contiguous(at::MemoryFormat::ChannelsLast));
+        EXPECT_TRUE(at::equal(actual, at::pixel_shuffle(input, factor)));
+      }
     }
   }
   const at::Tensor planar = at::randn({1, 8, 3, 4});  // not channels-last

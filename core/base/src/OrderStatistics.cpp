@@ -92,21 +92,75 @@ std::pair<float, float> Select(const float* values, size_t count, size_t k) {
   return count < kFewValues ? ByNthElement({values, values + count}, k) : ByRadix(values, count, k);
 }
 
+// The keys of s evenly spaced values into `sample`: value j is floor((2 j + 1) count / (2 s)),
+// stepped to without a division (the numerator is index * 2 s + remainder). False at a NaN.
+bool KeysOfSample(const float* values, size_t count, size_t s, uint32_t* sample) {
+  const size_t denominator = 2 * s;
+  const size_t stride = 2 * count / denominator, extra = 2 * count % denominator;
+  size_t index = count / denominator, remainder = count % denominator;
+  for (size_t j = 0; j < s; ++j) {
+    const float x = values[index];
+    if (std::isnan(x)) return false;
+    sample[j] = Key(x);
+    index += stride;
+    remainder += extra;
+    if (remainder >= denominator) {
+      ++index;
+      remainder -= denominator;
+    }
+  }
+  return true;
+}
+
+// Appends to `inside` the values whose keys lie in [lowKey, lowKey + width], in their
+// order, and returns how many keys are below lowKey. In blocks: one loop without a branch,
+// which the compiler vectorises, counts the keys below the bracket and marks those in it;
+// the marks are then read 8 at a time, as one word, so that a run of 8 values outside the
+// bracket costs one test.
+size_t CopyBracket(const float* values, size_t count, uint32_t lowKey, uint32_t width,
+                   std::vector<float>& inside) {
+  constexpr size_t kBlock = 64;
+  size_t below = 0;
+  size_t start = 0;
+  for (; start + kBlock <= count; start += kBlock) {
+    uint8_t in[kBlock];
+    uint32_t blockBelow = 0;
+    uint8_t any = 0;
+    for (size_t j = 0; j < kBlock; ++j) {
+      const uint32_t key = Key(values[start + j]);
+      blockBelow += static_cast<uint32_t>(key < lowKey);
+      in[j] = static_cast<uint8_t>(key - lowKey <= width);
+      any |= in[j];
+    }
+    below += blockBelow;
+    if (any == 0) continue;
+    for (size_t j = 0; j < kBlock; j += 8) {
+      uint64_t marks;
+      std::memcpy(&marks, in + j, sizeof marks);
+      while (marks != 0) {
+        inside.push_back(values[start + j + static_cast<size_t>(__builtin_ctzll(marks)) / 8]);
+        marks &= marks - 1;  // each mark is one bit, the lowest of its byte
+      }
+    }
+  }
+  for (size_t i = start; i < count; ++i) {
+    const uint32_t key = Key(values[i]);
+    below += static_cast<size_t>(key < lowKey);
+    if (key - lowKey <= width) inside.push_back(values[i]);
+  }
+  return below;
+}
+
 // Selection in a bracket drawn from a sample (as Floyd and Rivest's SELECT): the keys of
 // an evenly spaced sample of the values, a few standard deviations of a sample rank either
 // side of rank k's place, bound rank k's key; one pass counts the keys below the bracket
-// and copies the values in it (one unsigned comparison per value, seldom true: a branch
-// that is rarely mispredicted), and rank k is selected among the copies. False (radix
+// and copies the values in it (CopyBracket), and rank k is selected among the copies. False (radix
 // selection then does the work) when rank k falls outside the bracket (an unlucky sample:
 // a few in ten thousand) or a NaN is among the sample.
 bool BySample(const float* values, size_t count, size_t k, std::pair<float, float>& result) {
   const size_t s = std::min<size_t>(kSample, count / 16);
   std::array<uint32_t, kSample> sample;
-  for (size_t j = 0; j < s; ++j) {
-    const float x = values[(2 * j + 1) * count / (2 * s)];
-    if (std::isnan(x)) return false;
-    sample[j] = Key(x);
-  }
+  if (!KeysOfSample(values, count, s, sample.data())) return false;
   // Rank k's place in the sample, and the margin either side of it.
   const double q = static_cast<double>(k) / static_cast<double>(count - 1);
   const double place = q * static_cast<double>(s - 1);
@@ -131,12 +185,7 @@ bool BySample(const float* values, size_t count, size_t k, std::pair<float, floa
       (highPlace - lowPlace + 1.0) / static_cast<double>(s) * static_cast<double>(count);
   std::vector<float> inside;
   inside.reserve(static_cast<size_t>(1.5 * expected) + 16);
-  size_t below = 0;
-  for (size_t i = 0; i < count; ++i) {
-    const uint32_t key = Key(values[i]);
-    below += static_cast<size_t>(key < lowKey);
-    if (key - lowKey <= width) inside.push_back(values[i]);
-  }
+  const size_t below = CopyBracket(values, count, lowKey, width, inside);
   const size_t n = inside.size();
   if (k < below || k - below >= n) return false;
   const size_t r = k - below;

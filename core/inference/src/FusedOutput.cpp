@@ -113,6 +113,14 @@ void ShuffleChannelsLast(const T* in, T* out, int64_t batch, int64_t channels, i
       const T* inRow = in + nh * columns * inChannels;
       for (int64_t i = 0; i < f; ++i) {
         T* outRow = out + ((n * rows + h) * f + i) * columns * f * channels;
+        if (channels == 1) {
+          // A network's last shuffle, to one channel: each pixel's row i is f values in a row,
+          // in and out.
+          for (int64_t w = 0; w < columns; ++w) {
+            std::copy_n(inRow + w * inChannels + i * f, f, outRow + w * f);
+          }
+          continue;
+        }
         for (int64_t w = 0; w < columns; ++w) {
           const T* pixel = inRow + w * inChannels + i * f;
           for (int64_t j = 0; j < f; ++j) {
