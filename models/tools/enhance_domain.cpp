@@ -321,6 +321,35 @@ double ScoredCount(int64_t slices, const DomainCheckSpec& spec) {
   return static_cast<double>(std::count(scored.begin(), scored.end(), true));
 }
 
+// Where the check's time per scored slice of `series` goes (DomainCheckTimes): 7 rounds after
+// a warm-up, medians of each part.
+void PrintCheckParts(const DomainCheck& check, const Volume& series) {
+  const std::vector<bool> scored = DomainSlicesScored(series.slices, check.Spec());
+  const double count = ScoredCount(series.slices, check.Spec());
+  std::vector<double> prepare, network, figures, whole;
+  for (int round = 0; round < 8; ++round) {
+    DomainCheckTimes times;
+    const double s = Seconds([&] {
+      for (int64_t k = 0; k < series.slices; ++k) {
+        if (scored[static_cast<size_t>(k)]) {
+          check.SliceFeatures(series.Slice(k), series.rows, series.columns, &times);
+        }
+      }
+    });
+    if (round == 0) continue;  // warms up
+    prepare.push_back(times.prepare / count);
+    network.push_back(times.network / count);
+    figures.push_back(times.figures / count);
+    whole.push_back(s / count);
+  }
+  std::cout << "Where a scored slice's time goes (" << check.Describe()
+            << ", medians of 7 rounds, seconds): normalisation "
+            << Fixed(Percentile(prepare, 50.0), 5) << ", network "
+            << Fixed(Percentile(network, 50.0), 5) << ", residual figures "
+            << Fixed(Percentile(figures, 50.0), 5) << ", the whole slice "
+            << Fixed(Percentile(whole, 50.0), 5) << "\n";
+}
+
 // The check's seconds per scored slice of `series`, run with fused convolutions, as optimised
 // by LibTorch and as saved: 5 rounds of the three in turns, medians.
 void PrintCheckVersions(const DomainCheck& check, const Volume& series) {
@@ -343,6 +372,7 @@ void PrintCheckVersions(const DomainCheck& check, const Volume& series) {
               << Fixed(Percentile(seconds[v], 50.0), 4);
   }
   std::cout << "\n";
+  PrintCheckParts(check, series);
 }
 
 void PrintCost(const Distribution& d, const std::filesystem::path& models, const Volume& series,

@@ -7,6 +7,7 @@
 #include <torch/script.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -312,11 +313,19 @@ const DomainCheckSpec& DomainCheck::Spec() const { return impl_->spec; }
 
 const std::string& DomainCheck::Describe() const { return impl_->runs; }
 
-SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows,
-                                               int64_t columns) const {
+SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows, int64_t columns,
+                                               DomainCheckTimes* times) const {
   UseConfiguredThreadsHere();
   const DomainCheckSpec& spec = impl_->spec;
   const std::lock_guard<std::mutex> lock(impl_->mutex);
+  // Adds the seconds since the last call (or since here) to `part`, with `times` only.
+  auto last = std::chrono::steady_clock::now();
+  auto lap = [&](double DomainCheckTimes::*part) {
+    if (times == nullptr) return;
+    const auto now = std::chrono::steady_clock::now();
+    times->*part += std::chrono::duration<double>(now - last).count();
+    last = now;
+  };
   // Pixels `downsample` times as large, as the autoencoder was trained on.
   const int64_t factor = spec.downsample;
   if (factor > 1 && rows >= factor && columns >= factor) {
@@ -352,6 +361,7 @@ SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows
     float* to = input.data() + r * paddedColumns;
     for (int64_t c = 0; c < columns; ++c) to[c] = from[c] * scale + offset;
   }
+  lap(&DomainCheckTimes::prepare);
   c10::InferenceMode guard;
   at::Tensor reconstruction, mu, logvar;
   {
@@ -367,6 +377,7 @@ SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows
     mu = mu.to(at::kCPU, at::kFloat).contiguous();
     logvar = logvar.to(at::kCPU, at::kFloat).contiguous();
   }
+  lap(&DomainCheckTimes::network);
   const ResidualSums sums = SumResidual(input.data(), reconstruction.data_ptr<float>(), rows,
                                         columns, paddedColumns, impl_->residual);
   const auto pixels = static_cast<double>(rows * columns);
@@ -376,6 +387,7 @@ SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows
   const double i = sums.values / pixels;
   // 0 for a perfect reconstruction, as for white noise.
   const double c = sums.squares > 0 ? sums.neighbours / (2.0 * sums.squares) : 0.0;
+  lap(&DomainCheckTimes::figures);
   return {SafeLog(r), SafeLog(k), SafeLog(m), i, c};
 }
 

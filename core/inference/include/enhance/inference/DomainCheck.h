@@ -77,6 +77,13 @@ struct DomainScore {
   std::string trainedOn;           // what the check was trained on, from the manifest
 };
 
+// Where the time of one slice's features goes, in seconds (enhance-domain evaluate prints it).
+struct DomainCheckTimes {
+  double prepare = 0;  // the block means, the normalisation (its percentiles) and the padding
+  double network = 0;  // the autoencoder's forward
+  double figures = 0;  // the residual's sums and median, and the KL term
+};
+
 // A feature a check scores: its symbol above ("log r"), its name in the REST API
 // ("LogReconstruction"), its key in the manifest's reference ("log_reconstruction"), the
 // series' median of it in a DomainScore, and the reference's mean and spread of it.
@@ -136,8 +143,9 @@ class DomainCheck {
   const std::string& Describe() const;
 
   // One slice, rows x columns values in physical units (its body as DomainCheckSpec::units
-  // says, whatever the volume's units).
-  SliceDomainFeatures SliceFeatures(const float* values, int64_t rows, int64_t columns) const;
+  // says, whatever the volume's units); with `times`, adds each part's seconds to it.
+  SliceDomainFeatures SliceFeatures(const float* values, int64_t rows, int64_t columns,
+                                    DomainCheckTimes* times = nullptr) const;
   // The slices of the volume that DomainSlicesScored selects, aggregated.
   DomainScore Score(const Volume& volume) const;
 
