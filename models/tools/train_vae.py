@@ -26,7 +26,7 @@ Normalisation, per slice, the same in training and in the node:
 
 Network (DomainVae below), fully convolutional, SiLU between layers, in two sizes
 (--network):
-  wide (the MR check's)
+  wide (the default)
   encoder  3x3 stride-2 convolutions 1 -> 16 -> 24 -> 32 features (1/2, 1/4, 1/8 of
            the resolution), a 3x3 convolution of 32 at 1/8, then a 1x1 convolution to
            mu and logvar (L channels each) at 1/8.
@@ -39,7 +39,7 @@ Network (DomainVae below), fully convolutional, SiLU between layers, in two size
   sets of the domain checks, and reconstructs no worse); L = 16 would exceed 0.3 GMAC.
   --dilation widens the view of the 3x3 convolutions at 1/8 (experiments; it did not
   help).
-  small (the CT checks' and the MR-x2 check's)
+  small (the CT checks' and the MR checks')
   encoder  3x3 stride-2 convolutions 1 -> 8 -> 16 -> 32 features, then as wide.
   decoder  3x3 convolutions L -> 32 -> 32 at 1/8, a 1x1 convolution to 64 features and a
            pixel shuffle (16 features at 1/4), a 3x3 convolution of 16, and a 1x1
@@ -48,9 +48,8 @@ Network (DomainVae below), fully convolutional, SiLU between layers, in two size
   With L = 8: 0.180 GMAC per 512x512 slice, 31,952 parameters, 157 KB. It keeps few and
   narrow feature maps at high resolution, which is what costs on the CPU (docs/models.md
   gives the times). The CT checks keep every target with it, and so do the MR checks when
-  it is trained 6000 steps (3000 lose some); the MR check keeps the wide one, which tells
-  ghosting apart better on the broader sets (docs/models.md, "The shipped domain
-  checks").
+  it is trained 6000 steps (3000 lose some); the wide one tells ghosting apart better on
+  the broader sets, at twice the cost (docs/models.md, "The shipped domain checks").
 
 Loss: r + beta * k on random crops, with r and k as the node computes them (mean
 squared error per pixel and KL divergence per latent element) and z sampled with the
