@@ -24,8 +24,8 @@ Normalisation, per slice, the same in training and in the node:
                     if fewer than 16; lo = 0th and hi = 99.5th percentile of the body
                     (linear interpolation); x' = (x - lo) / (hi - lo).
 
-Network (DomainVae below), fully convolutional, SiLU between layers, in two sizes
-(--network):
+Network (DomainVae below), fully convolutional, SiLU between layers (--activation relu:
+ReLU, tried and not taken, docs/models.md), in two sizes (--network):
   wide (the default)
   encoder  3x3 stride-2 convolutions 1 -> 16 -> 24 -> 32 features (1/2, 1/4, 1/8 of
            the resolution), a 3x3 convolution of 32 at 1/8, then a 1x1 convolution to
@@ -103,28 +103,29 @@ DOWNSAMPLING = 8
 class DomainVae(nn.Module):
     """forward(x [B,1,H,W]) -> (reconstruction, mu, logvar); z = mu (no sampling)."""
 
-    def __init__(self, latent=8, dilation=1, network="wide"):
+    def __init__(self, latent=8, dilation=1, network="wide", activation="silu"):
         super().__init__()
         self.latent = latent
+        act = nn.SiLU if activation == "silu" else nn.ReLU
         d = dilation  # of the 3x3 convolutions at 1/8, for a wider view at the same cost
         first, second = (16, 24) if network == "wide" else (8, 16)
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, first, 3, stride=2, padding=1), nn.SiLU(),        # 1/2
-            nn.Conv2d(first, second, 3, stride=2, padding=1), nn.SiLU(),   # 1/4
-            nn.Conv2d(second, 32, 3, stride=2, padding=1), nn.SiLU(),      # 1/8
-            nn.Conv2d(32, 32, 3, padding=d, dilation=d), nn.SiLU(),
+            nn.Conv2d(1, first, 3, stride=2, padding=1), act(),            # 1/2
+            nn.Conv2d(first, second, 3, stride=2, padding=1), act(),       # 1/4
+            nn.Conv2d(second, 32, 3, stride=2, padding=1), act(),          # 1/8
+            nn.Conv2d(32, 32, 3, padding=d, dilation=d), act(),
             nn.Conv2d(32, 2 * latent, 1))                                  # mu, logvar
         at_eighth = [
-            nn.Conv2d(latent, 32, 3, padding=1), nn.SiLU(),                # 1/8
-            nn.Conv2d(32, 32, 3, padding=d, dilation=d), nn.SiLU(),
-            nn.Conv2d(32, 4 * 16, 1), nn.PixelShuffle(2), nn.SiLU(),       # 1/4
-            nn.Conv2d(16, 16, 3, padding=1), nn.SiLU()]
+            nn.Conv2d(latent, 32, 3, padding=1), act(),                    # 1/8
+            nn.Conv2d(32, 32, 3, padding=d, dilation=d), act(),
+            nn.Conv2d(32, 4 * 16, 1), nn.PixelShuffle(2), act(),           # 1/4
+            nn.Conv2d(16, 16, 3, padding=1), act()]
         if network == "wide":
             self.decoder = nn.Sequential(
                 *at_eighth,
-                nn.Conv2d(16, 4 * 8, 1), nn.PixelShuffle(2), nn.SiLU(),    # 1/2
-                nn.Conv2d(8, 8, 3, padding=1), nn.SiLU(),
-                nn.Conv2d(8, 4 * 4, 1), nn.PixelShuffle(2), nn.SiLU(),     # 1/1
+                nn.Conv2d(16, 4 * 8, 1), nn.PixelShuffle(2), act(),        # 1/2
+                nn.Conv2d(8, 8, 3, padding=1), act(),
+                nn.Conv2d(8, 4 * 4, 1), nn.PixelShuffle(2), act(),         # 1/1
                 nn.Conv2d(4, 1, 3, padding=1))
         else:
             self.decoder = nn.Sequential(
@@ -305,6 +306,8 @@ def main():
     parser.add_argument("--network", choices=["wide", "small"], default="wide",
                         help="the network's size (see above)")
     parser.add_argument("--latent", type=int, default=8, help="latent channels L")
+    parser.add_argument("--activation", choices=["silu", "relu"], default="silu",
+                        help="between layers (relu: tried and not taken, docs/models.md)")
     parser.add_argument("--dilation", type=int, default=1,
                         help="of the 3x3 convolutions at 1/8 resolution (experiments)")
     parser.add_argument("--beta", type=float, default=1e-4,
@@ -333,7 +336,7 @@ def main():
                               args.slabs, args.downsample)
     print(f"{len(train)} training slices, {len(test)} held out", flush=True)
 
-    model = DomainVae(args.latent, args.dilation, args.network)
+    model = DomainVae(args.latent, args.dilation, args.network, args.activation)
     gmac = count_gmac(model)
     parameters = sum(p.numel() for p in model.parameters())
     print(f"DomainVae {args.network}, latent {args.latent}: {parameters} parameters, "
