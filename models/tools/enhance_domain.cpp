@@ -324,18 +324,11 @@ double ScoredCount(int64_t slices, const DomainCheckSpec& spec) {
 // Where the check's time per scored slice of `series` goes (DomainCheckTimes): 7 rounds after
 // a warm-up, medians of each part.
 void PrintCheckParts(const DomainCheck& check, const Volume& series) {
-  const std::vector<bool> scored = DomainSlicesScored(series.slices, check.Spec());
   const double count = ScoredCount(series.slices, check.Spec());
   std::vector<double> prepare, network, figures, whole;
   for (int round = 0; round < 8; ++round) {
     DomainCheckTimes times;
-    const double s = Seconds([&] {
-      for (int64_t k = 0; k < series.slices; ++k) {
-        if (scored[static_cast<size_t>(k)]) {
-          check.SliceFeatures(series.Slice(k), series.rows, series.columns, &times);
-        }
-      }
-    });
+    const double s = Seconds([&] { check.Score(series, &times); });
     if (round == 0) continue;  // warms up
     prepare.push_back(times.prepare / count);
     network.push_back(times.network / count);

@@ -319,7 +319,8 @@ SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows
   const DomainCheckSpec& spec = impl_->spec;
   const std::lock_guard<std::mutex> lock(impl_->mutex);
   // Adds the seconds since the last call (or since here) to `part`, with `times` only.
-  auto last = std::chrono::steady_clock::now();
+  auto last =
+      times != nullptr ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
   auto lap = [&](double DomainCheckTimes::*part) {
     if (times == nullptr) return;
     const auto now = std::chrono::steady_clock::now();
@@ -391,12 +392,12 @@ SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows
   return {SafeLog(r), SafeLog(k), SafeLog(m), i, c};
 }
 
-DomainScore DomainCheck::Score(const Volume& volume) const {
+DomainScore DomainCheck::Score(const Volume& volume, DomainCheckTimes* times) const {
   std::vector<SliceDomainFeatures> features;
   const std::vector<bool> scored = DomainSlicesScored(volume.slices, impl_->spec);
   for (int64_t k = 0; k < volume.slices; ++k) {
     if (scored[static_cast<size_t>(k)]) {
-      features.push_back(SliceFeatures(volume.Slice(k), volume.rows, volume.columns));
+      features.push_back(SliceFeatures(volume.Slice(k), volume.rows, volume.columns, times));
     }
   }
   return AggregateDomainScore(impl_->spec, features);

@@ -146,8 +146,9 @@ class DomainCheck {
   // says, whatever the volume's units); with `times`, adds each part's seconds to it.
   SliceDomainFeatures SliceFeatures(const float* values, int64_t rows, int64_t columns,
                                     DomainCheckTimes* times = nullptr) const;
-  // The slices of the volume that DomainSlicesScored selects, aggregated.
-  DomainScore Score(const Volume& volume) const;
+  // The slices of the volume that DomainSlicesScored selects, aggregated; with `times`, adds
+  // each part's seconds over those slices to it.
+  DomainScore Score(const Volume& volume, DomainCheckTimes* times = nullptr) const;
 
  private:
   struct Impl;
