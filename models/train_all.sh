@@ -13,7 +13,8 @@ if [[ ${#models[@]} -eq 0 ]]; then
   models=(ct-denoise ct-denoise-gan mr-denoise ct-superres-x2 mr-superres-x2 ct-superres-z2 mr2ct
           mr2ct-diffusion domain-ct domain-ct-x2 domain-mr domain-mr-x2)
 fi
-# The series the domain checks are calibrated and evaluated on, simulated once for all four.
+# The series the domain checks are calibrated and evaluated on, simulated once for all four,
+# and the autoencoder both MR checks share, trained once.
 cache="$(mktemp -d -t enhance-domain-sets-XXXXXX)"
 trap 'rm -rf "$cache"' EXIT
 for model in "${models[@]}"; do
@@ -26,32 +27,39 @@ for model in "${models[@]}"; do
     # folders.
     work="$(mktemp -d -t enhance-domain-XXXXXX)"
     distribution="${model#domain-}"
-    if [[ "$distribution" == ct* ]]; then
-      "$build/models/enhance-train" ct-denoise --export-data "$work/ct-denoise.pt"
-      # The small network: as good as the wide one on every CT set, at 40% of its cost.
-      options=(--data "$work/ct-denoise.pt" --normalisation window --held-out 0:40-48
-               --flips hv --network small)
-    else
-      "$build/models/enhance-train" mr-denoise --export-data "$work/mr-denoise.pt"
-      "$build/models/enhance-train" mr2ct --export-data "$work/mr2ct.pt"
-      # Held out: slices near the models' own held-out blocks (train_vae.py's docstring).
-      options=(--data "$work/mr-denoise.pt" "$work/mr2ct.pt" --normalisation slice-percentile
-               --slabs 12 10 --held-out 0:60-84 1:40-60 1:150-160 1:250-260
-               --exclude 1:140-150 1:160-170 1:240-250 1:260-270)
+    vae="$work/domain.pt"
+    # One autoencoder for both MR checks: the small network at half the resolution (2x2
+    # means), trained 6,000 steps, once per run. The MR check scores the 2x2 means of the
+    # slices (--downsample 2 below), the MR-x2 check mr-superres-x2's inputs, already at
+    # that resolution, as they are. The wide network tells ghosting apart better on the
+    # broader look, at twice the cost, over the target on 8-slice series where the MR
+    # models run fastest (docs/models.md).
+    if [[ "$distribution" == mr* ]]; then
+      mkdir -p "$cache/mr-autoencoder"
+      vae="$cache/mr-autoencoder/domain.pt"
     fi
-    case "$distribution" in
-      ct-x2) options+=(--downsample 2 --steps 1200 --threads 1) ;;
-      # One autoencoder for both MR checks (the same data and options train the same
-      # weights): the small network at half the resolution (2x2 means), trained 6,000
-      # steps. The MR check scores the 2x2 means of the slices (--downsample 2 below), the
-      # MR-x2 check mr-superres-x2's inputs, already at that resolution, as they are. The
-      # wide network tells ghosting apart better on the broader look, at twice the cost,
-      # over the target on 8-slice series where the MR models run fastest (docs/models.md).
-      mr | mr-x2) options+=(--network small --downsample 2 --steps 6000 --threads 2) ;;
-      *) options+=(--threads 2) ;;
-    esac
-    time nice -n 15 /usr/bin/python3 "$root/models/tools/train_vae.py" "${options[@]}" \
-      --out "$work/domain.pt"
+    if [[ ! -f "$vae" ]]; then
+      if [[ "$distribution" == ct* ]]; then
+        "$build/models/enhance-train" ct-denoise --export-data "$work/ct-denoise.pt"
+        # The small network: as good as the wide one on every CT set, at 40% of its cost.
+        options=(--data "$work/ct-denoise.pt" --normalisation window --held-out 0:40-48
+                 --flips hv --network small)
+      else
+        "$build/models/enhance-train" mr-denoise --export-data "$work/mr-denoise.pt"
+        "$build/models/enhance-train" mr2ct --export-data "$work/mr2ct.pt"
+        # Held out: slices near the models' own held-out blocks (train_vae.py's docstring).
+        options=(--data "$work/mr-denoise.pt" "$work/mr2ct.pt" --normalisation slice-percentile
+                 --slabs 12 10 --held-out 0:60-84 1:40-60 1:150-160 1:250-260
+                 --exclude 1:140-150 1:160-170 1:240-250 1:260-270)
+      fi
+      case "$distribution" in
+        ct-x2) options+=(--downsample 2 --steps 1200 --threads 1) ;;
+        mr*) options+=(--network small --downsample 2 --steps 6000 --threads 2) ;;
+        *) options+=(--threads 2) ;;
+      esac
+      time nice -n 15 /usr/bin/python3 "$root/models/tools/train_vae.py" "${options[@]}" \
+        --out "$vae"
+    fi
     # How each check scores (docs/models.md, "The shipped domain checks"): one slice in 8,
     # at least 4 for CT (calibrated on series of 4 slices) and 6 for MR (of 8, for the
     # check's share of the MR models' time on short series), 4 for MR-x2 (the in-plane
@@ -70,7 +78,7 @@ for model in "${models[@]}"; do
                   --correlation on) ;;
     esac
     time nice -n 15 "$build/models/enhance-domain" calibrate "$distribution" \
-      --vae "$work/domain.pt" --models "$root/models" --cache "$cache" "${scoring[@]}"
+      --vae "$vae" --models "$root/models" --cache "$cache" "${scoring[@]}"
     rm -rf "$work"
     continue
   fi
