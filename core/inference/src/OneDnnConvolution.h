@@ -3,7 +3,8 @@
 // What the float/bf16 (FusedConvolution.cpp) and int8 (Int8Convolution.cpp) fused
 // convolutions share when they call oneDNN: a convolution prepared once per weight tensor
 // and input shape (the primitive, and the weights reordered into the layout it chose), a
-// bounded cache of them, and running one. Included only where ENHANCE_WITH_ONEDNN is 1.
+// bounded cache of them (the least recently used forgotten), and running one. Included only where
+// ENHANCE_WITH_ONEDNN is 1.
 //
 // Thread-safety: PreparedCache is safe to use from several threads (a mutex guards it);
 // a Prepared is immutable once built and may run from several threads at once, each run
@@ -11,11 +12,11 @@
 #pragma once
 #include <ATen/ATen.h>
 
-#include <map>
 #include <memory>
-#include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
+
+#include "enhance/base/LruCache.h"
 
 namespace enhance::onednn {
 
@@ -78,27 +79,19 @@ void Build(Prepared& prepared, const Geometry& g, dt sourceType, dt weightType, 
 void Run(const Prepared& prepared, const at::Tensor& input, at::Tensor& output,
          const at::Tensor& bias = at::Tensor());
 
-// Prepared convolutions by key, built on first use; bounded (cleared at 256 entries), so
-// that a node that loads and unloads models for long never grows it further.
-template <typename Key>
-class PreparedCache {
- public:
-  template <typename Make>
-  std::shared_ptr<const Prepared> Get(const Key& key, Make make) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      const auto found = entries_.find(key);
-      if (found != entries_.end()) return found->second;
-    }
-    std::shared_ptr<const Prepared> prepared = make();
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (entries_.size() >= 256) entries_.clear();
-    return entries_.emplace(key, std::move(prepared)).first->second;
-  }
+// Prepared convolutions by key, built on first use. Bounded: past kPreparedCapacity entries
+// the least recently used goes, so that a node that loads and unloads models for long, or sees
+// many slice sizes, never grows it further, and the convolutions of the models and shapes in
+// use are not prepared again (preparing a small network's dozen costs a few milliseconds, as
+// much as running it several times on a slice). 1024 holds the oneDNN convolutions of every
+// shipped model and domain check (about 150) for six input shapes each: their reordered
+// weights come to about 3 MB a shape.
+constexpr size_t kPreparedCapacity = 1024;
 
- private:
-  std::mutex mutex_;
-  std::map<Key, std::shared_ptr<const Prepared>> entries_;
+template <typename Key>
+class PreparedCache : public LruCache<Key, const Prepared> {
+ public:
+  PreparedCache() : LruCache<Key, const Prepared>(kPreparedCapacity) {}
 };
 
 }  // namespace enhance::onednn
