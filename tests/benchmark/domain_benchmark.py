@@ -11,10 +11,15 @@ slices as they are decoded, then the model runs. The Orthanc is started fresh, s
 job of a length is the first time the node runs that model and that check on such slices,
 as after a restart; it is reported apart from the later ones.
 
+With --interleave, one Orthanc serves every model, and the jobs go in turns: each repeat
+posts one job for every model and length, in order, as a node's mixed traffic would, so
+that each job follows jobs of other models and shapes (the first job of each is still
+reported apart).
+
 Prints a Markdown table (medians, min-max).
 
     tests/benchmark/domain_benchmark.py [--build build] [--model mr-denoise]...
-        [--slices 8,32] [--repeats 4] [--models models]
+        [--slices 8,32] [--repeats 4] [--models models] [--interleave]
 
 --models names the folder the models are loaded from (default: the repository's), so that
 a recalibrated copy can be compared with the shipped checks on the same build.
@@ -40,30 +45,59 @@ def source_series(model, folder, slices, seed):
                         str(slices), "--rician", "0.03", "--seed", str(seed))
 
 
+def run_job(o, model, series):
+    """(check seconds, inference seconds, slices scored) of one job, its derived series
+    deleted so that the next job for the series runs."""
+    from orthanc_harness import wait_for_job
+    job = wait_for_job(o, o.post(f"/enhance/series/{series}", {
+        "Task": o.get(f"/enhance/models/{model}")["Task"], "Model": model,
+        "Options": {"DomainCheck": "warn"}})["ID"], timeout=600)
+    if job["State"] != "Success":
+        raise RuntimeError(job["Content"].get("ErrorMessage", job))
+    content = job["Content"]
+    # Otherwise the next job finds this one's derived series and runs nothing.
+    o.request("DELETE", f"/series/{content['DerivedSeries']}")
+    return (content["Timings"]["DomainCheck"], content["Timings"]["Inference"],
+            content["Domain"]["Slices"])
+
+
+def start_node(args):
+    from orthanc_harness import OrthancServer
+    return OrthancServer(extra_config={"Enhance": {
+        "ModelsDirectories": [os.path.abspath(args.models)], "Device": "cpu",
+        "Enable": False}})
+
+
+def store(o, tmp, model, slices):
+    from orthanc_harness import store_series
+    return store_series(o, source_series(model, os.path.join(tmp, f"{model}-{slices}"),
+                                         slices, 40 + slices))
+
+
+def lengths(args):
+    return [int(s) for s in args.slices.split(",") if s]
+
+
 def run_model(args, tmp, model):
-    from orthanc_harness import OrthancServer, store_series, wait_for_job
-    config = {"Enhance": {"ModelsDirectories": [os.path.abspath(args.models)],
-                          "Device": "cpu", "Enable": False}}
+    """[(slices, runs)] for one model, in a node of its own, the repeats of a length in a
+    row."""
     rows = []
-    with OrthancServer(extra_config=config) as o:
-        for slices in [int(s) for s in args.slices.split(",") if s]:
-            files = source_series(model, os.path.join(tmp, f"{model}-{slices}"), slices,
-                                  40 + slices)
-            series = store_series(o, files)
-            runs = []
-            for _ in range(args.repeats):
-                job = wait_for_job(o, o.post(f"/enhance/series/{series}", {
-                    "Task": o.get(f"/enhance/models/{model}")["Task"], "Model": model,
-                    "Options": {"DomainCheck": "warn"}})["ID"], timeout=600)
-                if job["State"] != "Success":
-                    raise RuntimeError(job["Content"].get("ErrorMessage", job))
-                content = job["Content"]
-                runs.append((content["Timings"]["DomainCheck"], content["Timings"]["Inference"],
-                             content["Domain"]["Slices"]))
-                # Otherwise the next job finds this one's derived series and runs nothing.
-                o.request("DELETE", f"/series/{content['DerivedSeries']}")
-            rows.append((slices, runs))
+    with start_node(args) as o:
+        for slices in lengths(args):
+            series = store(o, tmp, model, slices)
+            rows.append((slices, [run_job(o, model, series) for _ in range(args.repeats)]))
     return rows
+
+
+def run_interleaved(args, tmp, models):
+    """{model: [(slices, runs)]} in one node, the jobs in turns over models and lengths."""
+    with start_node(args) as o:
+        stored = [(m, n, store(o, tmp, m, n)) for m in models for n in lengths(args)]
+        runs = {(m, n): [] for m, n, _ in stored}
+        for _ in range(args.repeats):
+            for m, n, series in stored:
+                runs[(m, n)].append(run_job(o, m, series))
+    return {m: [(n, runs[(m, n)]) for n in lengths(args)] for m in models}
 
 
 def main():
@@ -74,6 +108,8 @@ def main():
     parser.add_argument("--models", default=os.path.join(ROOT, "models"))
     parser.add_argument("--slices", default="8,32")
     parser.add_argument("--repeats", type=int, default=4)
+    parser.add_argument("--interleave", action="store_true",
+                        help="one node for every model, the jobs in turns")
     args = parser.parse_args()
     if args.repeats < 2:
         parser.error("--repeats must be at least 2 (the first job is reported apart)")
@@ -88,8 +124,11 @@ def main():
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     tmp = tempfile.mkdtemp(prefix="enhance-domain-bench-")
     try:
-        for model in args.model or ["mr-denoise"]:
-            for slices, runs in run_model(args, tmp, model):
+        models = args.model or ["mr-denoise"]
+        interleaved = run_interleaved(args, tmp, models) if args.interleave else None
+        for model in models:
+            rows = interleaved[model] if interleaved else run_model(args, tmp, model)
+            for slices, runs in rows:
                 check, inference, scored = runs[0]
                 later = runs[1:]
                 shares = [100.0 * c / i for c, i, _ in later]
