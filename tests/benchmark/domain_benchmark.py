@@ -11,6 +11,14 @@ slices as they are decoded, then the model runs. The Orthanc is started fresh, s
 job of a length is the first time the node runs that model and that check on such slices,
 as after a restart; it is reported apart from the later ones.
 
+With --against-off, each repeat is a pair of jobs for the series, one with the check and
+one without ("DomainCheck": "off"), in alternating order: what the check adds to the time
+from the first slice's decoding to the end of inference, and to the series' whole
+processing (fetching to storing), against the model's inference without it (medians of
+the pairs' differences). The check's own time (Timings.DomainCheck) is not all it adds, nor
+all it costs: it moves when the other work runs (the model's threads, the encoding and
+storing that overlap inference), and the whole processing is what a series waits for.
+
 With --interleave, one Orthanc serves every model, and the jobs go in turns: each repeat
 posts one job for every model and length, in order, as a node's mixed traffic would, so
 that each job follows jobs of other models and shapes (the first job of each is still
@@ -19,7 +27,7 @@ reported apart).
 Prints a Markdown table (medians, min-max).
 
     tests/benchmark/domain_benchmark.py [--build build] [--model mr-denoise]...
-        [--slices 8,32] [--repeats 4] [--models models] [--interleave]
+        [--slices 8,32] [--repeats 4] [--models models] [--interleave | --against-off]
 
 --models names the folder the models are loaded from (default: the repository's), so that
 a recalibrated copy can be compared with the shipped checks on the same build.
@@ -27,6 +35,7 @@ a recalibrated copy can be compared with the shipped checks on the same build.
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 
@@ -45,20 +54,73 @@ def source_series(model, folder, slices, seed):
                         str(slices), "--rician", "0.03", "--seed", str(seed))
 
 
-def run_job(o, model, series):
-    """(check seconds, inference seconds, slices scored) of one job, its derived series
-    deleted so that the next job for the series runs."""
+def job_content(o, model, series, check="warn"):
+    """The content of one job ("DomainCheck": `check`), its derived series deleted so that
+    the next job for the series runs."""
     from orthanc_harness import wait_for_job
     job = wait_for_job(o, o.post(f"/enhance/series/{series}", {
         "Task": o.get(f"/enhance/models/{model}")["Task"], "Model": model,
-        "Options": {"DomainCheck": "warn"}})["ID"], timeout=600)
+        "Options": {"DomainCheck": check}})["ID"], timeout=600)
     if job["State"] != "Success":
         raise RuntimeError(job["Content"].get("ErrorMessage", job))
     content = job["Content"]
     # Otherwise the next job finds this one's derived series and runs nothing.
     o.request("DELETE", f"/series/{content['DerivedSeries']}")
+    return content
+
+
+def run_job(o, model, series):
+    """(check seconds, inference seconds, slices scored) of one job."""
+    content = job_content(o, model, series)
     return (content["Timings"]["DomainCheck"], content["Timings"]["Inference"],
             content["Domain"]["Slices"])
+
+
+def decoded_and_inferred(content):
+    """Seconds from the first slice's decoding to the end of inference (the check, which
+    scores slices as they are decoded, included)."""
+    return content["Timings"]["Decode"] + content["Timings"]["Inference"]
+
+
+def processed(content):
+    """Seconds of the series' processing: fetching, decoding (with the check), inference,
+    and the encoding and storing left after it (the rest overlaps inference)."""
+    t = content["Timings"]
+    return t["Fetch"] + t["Decode"] + t["Inference"] + t["AfterInference"]
+
+
+def run_against_off(args, tmp, model):
+    """[(slices, pairs)] for one model in a node of its own: each pair a job with the check
+    and one without ("off"), in alternating order, after a first pair left out."""
+    rows = []
+    with start_node(args) as o:
+        for slices in lengths(args):
+            series = store(o, tmp, model, slices)
+            pairs = []
+            for repeat in range(args.repeats + 1):
+                first, second = ("warn", "off") if repeat % 2 == 0 else ("off", "warn")
+                jobs = {first: job_content(o, model, series, first)}
+                jobs[second] = job_content(o, model, series, second)
+                if repeat > 0:  # the first pair prepares the shape for both
+                    pairs.append((jobs["warn"], jobs["off"]))
+            rows.append((slices, pairs))
+    return rows
+
+
+def print_against_off(args, tmp, models):
+    print("| model | slices | scored | check (s) | inference without (s) | added to decoding "
+          "and inference (s) | added to the whole processing (s) | whole added / inference "
+          "without |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for model in models:
+        for slices, pairs in run_against_off(args, tmp, model):
+            inference = [f["Timings"]["Inference"] for _, f in pairs]
+            added = [decoded_and_inferred(w) - decoded_and_inferred(f) for w, f in pairs]
+            whole = [processed(w) - processed(f) for w, f in pairs]
+            print(f"| {model} | {slices} | {pairs[0][0]['Domain']['Slices']} | "
+                  f"{summary([w['Timings']['DomainCheck'] for w, _ in pairs], 4)} | "
+                  f"{summary(inference, 4)} | {summary(added, 4)} | {summary(whole, 4)} | "
+                  f"{100.0 * statistics.median(whole) / statistics.median(inference):.1f}% |")
 
 
 def start_node(args):
@@ -110,6 +172,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--interleave", action="store_true",
                         help="one node for every model, the jobs in turns")
+    parser.add_argument("--against-off", action="store_true",
+                        help="pairs of jobs with the check and without, in turns: what the "
+                             "check adds to a series' time")
     args = parser.parse_args()
     if args.repeats < 2:
         parser.error("--repeats must be at least 2 (the first job is reported apart)")
@@ -119,6 +184,13 @@ def main():
                                                           "enhance-make-phantom"))
     print(f"{os.cpu_count()} cores, "
           f"load {open('/proc/loadavg').read().split()[0]} at the start\n")
+    if args.against_off:
+        tmp = tempfile.mkdtemp(prefix="enhance-domain-bench-")
+        try:
+            print_against_off(args, tmp, args.model or ["mr-denoise"])
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     print("| model | slices | scored | first job: check (s) | inference (s) | "
           "check / inference | later jobs: check (s) | inference (s) | check / inference |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
