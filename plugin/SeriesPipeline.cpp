@@ -155,7 +155,9 @@ void Record(PluginContext& plugin, const EnhancedSeries& result, JobState& state
   const StageTimings& t = result.timings;
   timings["Fetch"] = t.fetchSeconds;
   timings["Decode"] = t.decodeSeconds;
-  timings["DomainCheck"] = t.domainSeconds;  // part of Decode: slices are scored as decoded
+  // Part of Decode: the scored slices are prepared as they are decoded, and go through the
+  // check's network together when decoding ends.
+  timings["DomainCheck"] = t.domainSeconds;
   timings["Inference"] = t.inferenceSeconds;
   timings["Encode"] = t.encodeSeconds;
   timings["Store"] = t.sinkSeconds;

@@ -350,6 +350,50 @@ TEST(ShippedModels, DomainChecksScoreTheSameFusedAsSaved) {
   }
 }
 
+// A series' slices scored together (DomainBatch: one forward pass for up to kDomainBatch
+// slices of one size) have the figures each has alone, in the order they were added, with
+// slices of another size between them and more slices than one batch holds.
+TEST(ShippedModels, DomainChecksScoreABatchAsEachSliceAlone) {
+  for (const auto& folder : ShippedFolders()) {
+    const ModelSpec spec = LoadManifest(folder);
+    if (!spec.hasDomainCheck) continue;
+    SCOPED_TRACE(folder.string());
+    const auto check = DomainCheck::Load(spec.domainCheck, "cpu", folder.string());
+    std::vector<Volume> slices;
+    for (int k = 0; k < static_cast<int>(kDomainBatch) + 3; ++k) {
+      PhantomOptions o;
+      o.rows = k == 9 ? 120 : 96;  // 9 of one size (a batch and one), then another
+      o.columns = o.rows - 24;
+      o.slices = 1;
+      o.pixelSpacing = 384.0 / static_cast<double>(o.rows);
+      o.noiseSigmaHu = 20.0 + 5.0 * k;
+      o.seed = 11 + k;
+      slices.push_back(MakeCtPhantom(o));
+      if (spec.modalities.front() != "CT") {
+        for (float& x : slices.back().voxels) x = std::max(0.0f, x + 1000.0f);
+      }
+    }
+    DomainBatch batch(*check);
+    for (const Volume& v : slices) batch.Add(v.Slice(0), v.rows, v.columns);
+    EXPECT_EQ(batch.Size(), slices.size());
+    const std::vector<SliceDomainFeatures> together = batch.Features();
+    EXPECT_EQ(batch.Size(), 0u);
+    ASSERT_EQ(together.size(), slices.size());
+    for (size_t k = 0; k < slices.size(); ++k) {
+      SCOPED_TRACE("slice " + std::to_string(k));
+      const SliceDomainFeatures alone =
+          check->SliceFeatures(slices[k].Slice(0), slices[k].rows, slices[k].columns);
+      EXPECT_NEAR(together[k].logReconstruction, alone.logReconstruction, 1e-4);
+      EXPECT_NEAR(together[k].logKl, alone.logKl, 1e-4);
+      EXPECT_NEAR(together[k].logResidual, alone.logResidual, 1e-4);
+      EXPECT_NEAR(together[k].meanIntensity, alone.meanIntensity, 1e-6);
+      EXPECT_NEAR(together[k].residualCorrelation, alone.residualCorrelation, 1e-4);
+    }
+    // The slices differ (their noise grows): a batch that mixed them up would fail above.
+    EXPECT_NE(together.front().logResidual, together.back().logResidual);
+  }
+}
+
 // Every shipped model gives the same result cut into tiles as in one piece: its receptive
 // field fits in a quarter of its tiles' overlap, where the blending weights are zero
 // (docs/models.md). So a manifest's tile size is a matter of speed and memory only.

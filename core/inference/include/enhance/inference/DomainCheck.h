@@ -41,9 +41,15 @@
 // the training data. A series is outside the domain when its score exceeds the threshold
 // the trainer set from held-out in-distribution series.
 //
-// Thread-safe: SliceFeatures() and Score() may be called from several threads; slices are
-// scored one at a time, in memory the check keeps between them (the network's outputs and
-// the largest slice's buffers: a few MB), so that scoring a slice maps no fresh pages.
+// The slices of one series go through the autoencoder together (DomainBatch): up to
+// kDomainBatch of one size in one forward pass, so that the per-layer cost of a small
+// slice's many small layers is paid once for them; each slice's figures are those it has
+// alone, to float rounding.
+//
+// Thread-safe: SliceFeatures() and Score() may be called from several threads, and
+// DomainBatches of several series at once; batches run one at a time, in memory the check
+// keeps between them (the network's outputs and the largest batch's buffers: a few MB),
+// so that scoring maps no fresh pages.
 #pragma once
 
 #include <cstdint>
@@ -123,6 +129,11 @@ enum class DomainCheckCpu {
   kAsSaved,   // the graph as saved
 };
 
+// The most slices of one size that go through the autoencoder in one forward pass.
+constexpr size_t kDomainBatch = 8;
+
+class DomainBatch;
+
 class DomainCheck {
  public:
   // Loads the autoencoder onto `device` ("cpu", "cuda:0") and checks its contract on a
@@ -146,14 +157,57 @@ class DomainCheck {
   // says, whatever the volume's units); with `times`, adds each part's seconds to it.
   SliceDomainFeatures SliceFeatures(const float* values, int64_t rows, int64_t columns,
                                     DomainCheckTimes* times = nullptr) const;
-  // The slices of the volume that DomainSlicesScored selects, aggregated; with `times`, adds
-  // each part's seconds over those slices to it.
+  // The slices of the volume that DomainSlicesScored selects, in batches, aggregated; with
+  // `times`, adds each part's seconds over those slices to it.
   DomainScore Score(const Volume& volume, DomainCheckTimes* times = nullptr) const;
 
  private:
+  friend class DomainBatch;
   struct Impl;
+  // A slice as the autoencoder reads it: its normalised crop, padded with 0 at the bottom
+  // and right, at `offset` in a batch's inputs.
+  struct PreparedSlice {
+    int64_t rows = 0, columns = 0;              // the crop
+    int64_t paddedRows = 0, paddedColumns = 0;  // what the network reads
+    size_t offset = 0;
+  };
   explicit DomainCheck(std::unique_ptr<Impl> impl);
+  // A slice's block means, normalisation, crop and padding, appended to `inputs`.
+  PreparedSlice Prepare(const float* values, int64_t rows, int64_t columns,
+                        std::vector<float>& inputs, DomainCheckTimes* times) const;
+  // The features of prepared slices, in their order: runs of one size in batches.
+  std::vector<SliceDomainFeatures> Run(const std::vector<PreparedSlice>& slices,
+                                       const std::vector<float>& inputs,
+                                       DomainCheckTimes* times) const;
+  // One batch: `count` slices of one size from `first`, their features appended to `out`.
+  void Run(const std::vector<PreparedSlice>& slices, size_t first, size_t count,
+           const std::vector<float>& inputs, std::vector<SliceDomainFeatures>& out,
+           DomainCheckTimes* times) const;
   std::unique_ptr<Impl> impl_;
+};
+
+// The scored slices of one series, prepared as they are added (a node adds each as it is
+// decoded, while it holds its pixels) and scored together by Features().
+// Not thread-safe: one per series, used by one thread; the check must outlive it.
+class DomainBatch {
+ public:
+  explicit DomainBatch(const DomainCheck& check);
+  ~DomainBatch();
+  DomainBatch(const DomainBatch&) = delete;
+  DomainBatch& operator=(const DomainBatch&) = delete;
+
+  // Prepares a slice (rows x columns values in physical units, as SliceFeatures takes it);
+  // with `times`, adds the seconds to its `prepare`.
+  void Add(const float* values, int64_t rows, int64_t columns, DomainCheckTimes* times = nullptr);
+  size_t Size() const { return slices_.size(); }
+  // The features of the slices added, in their order, and an empty batch. Throws as
+  // SliceFeatures does.
+  std::vector<SliceDomainFeatures> Features(DomainCheckTimes* times = nullptr);
+
+ private:
+  const DomainCheck& check_;
+  std::vector<DomainCheck::PreparedSlice> slices_;
+  std::vector<float> inputs_;
 };
 
 }  // namespace enhance
