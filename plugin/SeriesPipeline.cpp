@@ -156,7 +156,7 @@ void Record(PluginContext& plugin, const EnhancedSeries& result, JobState& state
   timings["Fetch"] = t.fetchSeconds;
   timings["Decode"] = t.decodeSeconds;
   // Part of Decode: the scored slices are prepared as they are decoded, and go through the
-  // check's network together when decoding ends.
+  // check's network up to 8 at a time, the last of them when decoding ends.
   timings["DomainCheck"] = t.domainSeconds;
   timings["Inference"] = t.inferenceSeconds;
   timings["Encode"] = t.encodeSeconds;

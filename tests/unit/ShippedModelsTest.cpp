@@ -391,6 +391,11 @@ TEST(ShippedModels, DomainChecksScoreABatchAsEachSliceAlone) {
     }
     // The slices differ (their noise grows): a batch that mixed them up would fail above.
     EXPECT_NE(together.front().logResidual, together.back().logResidual);
+    // Emptied by Features(): the next series' slices alone.
+    batch.Add(slices[2].Slice(0), slices[2].rows, slices[2].columns);
+    const std::vector<SliceDomainFeatures> next = batch.Features();
+    ASSERT_EQ(next.size(), 1u);
+    EXPECT_NEAR(next[0].logResidual, together[2].logResidual, 1e-4);
   }
 }
 

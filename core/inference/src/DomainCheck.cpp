@@ -192,16 +192,18 @@ struct DomainCheck::Impl {
   c10::Device device{c10::kCPU};
   torch::jit::Module module;
   std::string runs = "as saved";  // how the network runs (Describe())
-  std::mutex mutex;               // one slice at a time; guards what follows
+  std::mutex mutex;               // one slice or batch at a time; guards what follows
   // Kept between slices, so that scoring one does not map fresh memory (a page fault per
   // 4 KB, about as costly as the network on a small slice): the network's outputs and the
-  // block means, body sample, normalised input and residual of the largest slice scored so
-  // far.
+  // block means, body sample and residual of the largest slice or batch scored so far.
   FusedOutputMemory outputs;
   std::vector<float> means;  // the slice's block means (DomainCheckSpec::downsample)
   std::vector<float> body;
-  std::vector<float> input;
   std::vector<float> residual;
+  // A DomainBatch's prepared inputs, lent to the next batch for the same reason (one: a
+  // batch of a series scored beside it allocates its own).
+  std::mutex spareMutex;
+  std::vector<float> spareInputs;
 
   // (reconstruction, mu, logvar) of a normalised slice [1, 1, H, W].
   std::tuple<at::Tensor, at::Tensor, at::Tensor> Forward(const at::Tensor& x) {
@@ -355,9 +357,8 @@ DomainCheck::PreparedSlice DomainCheck::Prepare(const float* values, int64_t row
   return slice;
 }
 
-void DomainCheck::Run(const std::vector<PreparedSlice>& slices, size_t first, size_t count,
-                      const std::vector<float>& inputs, std::vector<SliceDomainFeatures>& out,
-                      DomainCheckTimes* times) const {
+void DomainCheck::Run(const std::vector<PreparedSlice>& slices, const std::vector<float>& inputs,
+                      std::vector<SliceDomainFeatures>& out, DomainCheckTimes* times) const {
   UseConfiguredThreadsHere();
   const std::lock_guard<std::mutex> lock(impl_->mutex);
   auto last =
@@ -368,17 +369,11 @@ void DomainCheck::Run(const std::vector<PreparedSlice>& slices, size_t first, si
     times->*part += std::chrono::duration<double>(now - last).count();
     last = now;
   };
-  const PreparedSlice& shape = slices[first];
-  const auto n = static_cast<int64_t>(count);
+  const PreparedSlice& shape = slices.front();
+  const auto n = static_cast<int64_t>(slices.size());
   const int64_t area = shape.paddedRows * shape.paddedColumns;
-  // The slices of the group, one after the other (they were prepared so, unless the batch
-  // held slices of other sizes between them).
-  std::vector<float>& batch = impl_->input;
-  batch.resize(static_cast<size_t>(n * area));
-  for (size_t k = 0; k < count; ++k) {
-    const float* from = inputs.data() + slices[first + k].offset;
-    std::copy(from, from + area, batch.data() + static_cast<int64_t>(k) * area);
-  }
+  // The slices one after the other, where DomainBatch prepared them; read, never written.
+  float* x0 = const_cast<float*>(inputs.data()) + shape.offset;
   c10::InferenceMode guard;
   at::Tensor reconstruction, mu, logvar;
   {
@@ -386,7 +381,7 @@ void DomainCheck::Run(const std::vector<PreparedSlice>& slices, size_t first, si
     const FusedOutputScope recycle(impl_->outputs);
     // One channel: the same memory in channels-last order, which the fused convolutions read.
     const at::Tensor padded =
-        at::from_blob(batch.data(), {n, 1, shape.paddedRows, shape.paddedColumns}, at::kFloat)
+        at::from_blob(x0, {n, 1, shape.paddedRows, shape.paddedColumns}, at::kFloat)
             .to(impl_->device)
             .contiguous(at::MemoryFormat::ChannelsLast);
     std::tie(reconstruction, mu, logvar) = impl_->Forward(padded);
@@ -397,8 +392,8 @@ void DomainCheck::Run(const std::vector<PreparedSlice>& slices, size_t first, si
   lap(&DomainCheckTimes::network);
   const int64_t latent = mu.numel() / n;
   for (int64_t k = 0; k < n; ++k) {
-    const PreparedSlice& slice = slices[first + static_cast<size_t>(k)];
-    const float* x = batch.data() + k * area;
+    const PreparedSlice& slice = slices[static_cast<size_t>(k)];
+    const float* x = x0 + k * area;
     const ResidualSums sums =
         SumResidual(x, reconstruction.data_ptr<float>() + k * area, slice.rows, slice.columns,
                     slice.paddedColumns, impl_->residual);
@@ -413,24 +408,6 @@ void DomainCheck::Run(const std::vector<PreparedSlice>& slices, size_t first, si
     out.push_back({SafeLog(r), SafeLog(kl), SafeLog(m), i, c});
   }
   lap(&DomainCheckTimes::figures);
-}
-
-std::vector<SliceDomainFeatures> DomainCheck::Run(const std::vector<PreparedSlice>& slices,
-                                                  const std::vector<float>& inputs,
-                                                  DomainCheckTimes* times) const {
-  std::vector<SliceDomainFeatures> features;
-  features.reserve(slices.size());
-  for (size_t first = 0; first < slices.size();) {
-    size_t count = 1;
-    while (first + count < slices.size() && count < kDomainBatch &&
-           slices[first + count].paddedRows == slices[first].paddedRows &&
-           slices[first + count].paddedColumns == slices[first].paddedColumns) {
-      ++count;
-    }
-    Run(slices, first, count, inputs, features, times);
-    first += count;
-  }
-  return features;
 }
 
 SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows, int64_t columns,
@@ -451,17 +428,54 @@ DomainScore DomainCheck::Score(const Volume& volume, DomainCheckTimes* times) co
   return AggregateDomainScore(impl_->spec, batch.Features(times));
 }
 
-DomainBatch::DomainBatch(const DomainCheck& check) : check_(check) {}
-DomainBatch::~DomainBatch() = default;
+std::vector<float> DomainCheck::BorrowInputs() const {
+  const std::lock_guard<std::mutex> lock(impl_->spareMutex);
+  std::vector<float> inputs;
+  inputs.swap(impl_->spareInputs);
+  return inputs;
+}
+
+void DomainCheck::ReturnInputs(std::vector<float> inputs) const {
+  inputs.clear();
+  const std::lock_guard<std::mutex> lock(impl_->spareMutex);
+  if (inputs.capacity() > impl_->spareInputs.capacity()) impl_->spareInputs.swap(inputs);
+}
+
+DomainBatch::DomainBatch(const DomainCheck& check) : check_(check), inputs_(check.BorrowInputs()) {}
+
+DomainBatch::~DomainBatch() { check_.ReturnInputs(std::move(inputs_)); }
 
 void DomainBatch::Add(const float* values, int64_t rows, int64_t columns, DomainCheckTimes* times) {
-  slices_.push_back(check_.Prepare(values, rows, columns, inputs_, times));
+  const DomainCheck::PreparedSlice slice = check_.Prepare(values, rows, columns, inputs_, times);
+  const bool sameSize = pending_.empty() || (slice.paddedRows == pending_.front().paddedRows &&
+                                             slice.paddedColumns == pending_.front().paddedColumns);
+  if (!sameSize) {
+    // The slices before it go first; it moves to the front of the inputs.
+    const std::vector<DomainCheck::PreparedSlice> group = std::move(pending_);
+    pending_.clear();
+    check_.Run(group, inputs_, features_, times);
+    inputs_.erase(inputs_.begin(), inputs_.begin() + static_cast<std::ptrdiff_t>(slice.offset));
+    DomainCheck::PreparedSlice moved = slice;
+    moved.offset = 0;
+    pending_.push_back(moved);
+  } else {
+    pending_.push_back(slice);
+  }
+  if (pending_.size() >= kDomainBatch) RunPending(times);
+}
+
+void DomainBatch::RunPending(DomainCheckTimes* times) {
+  if (pending_.empty()) return;
+  const std::vector<DomainCheck::PreparedSlice> group = std::move(pending_);
+  pending_.clear();
+  check_.Run(group, inputs_, features_, times);
+  inputs_.clear();  // keeps its memory for the next group
 }
 
 std::vector<SliceDomainFeatures> DomainBatch::Features(DomainCheckTimes* times) {
-  std::vector<SliceDomainFeatures> features = check_.Run(slices_, inputs_, times);
-  slices_.clear();
-  inputs_.clear();
+  RunPending(times);
+  std::vector<SliceDomainFeatures> features = std::move(features_);
+  features_.clear();
   return features;
 }
 

@@ -224,7 +224,7 @@ class SeriesRun {
   // Refuses a series outside the model's domain, or marks what is derived from it.
   void CheckDomain() {
     DomainScore& score = result_.domain;
-    // The slices prepared as they were decoded go through the autoencoder together.
+    // The last of the slices prepared as they were decoded go through the autoencoder.
     const auto start = std::chrono::steady_clock::now();
     const std::vector<SliceDomainFeatures> slices =
         domainBatch_ ? domainBatch_->Features() : std::vector<SliceDomainFeatures>();

@@ -175,19 +175,20 @@ class DomainCheck {
   // A slice's block means, normalisation, crop and padding, appended to `inputs`.
   PreparedSlice Prepare(const float* values, int64_t rows, int64_t columns,
                         std::vector<float>& inputs, DomainCheckTimes* times) const;
-  // The features of prepared slices, in their order: runs of one size in batches.
-  std::vector<SliceDomainFeatures> Run(const std::vector<PreparedSlice>& slices,
-                                       const std::vector<float>& inputs,
-                                       DomainCheckTimes* times) const;
-  // One batch: `count` slices of one size from `first`, their features appended to `out`.
-  void Run(const std::vector<PreparedSlice>& slices, size_t first, size_t count,
-           const std::vector<float>& inputs, std::vector<SliceDomainFeatures>& out,
-           DomainCheckTimes* times) const;
+  // The features of prepared slices of one size, one after the other in `inputs` from the
+  // first's offset, appended to `out` in their order: one forward pass.
+  void Run(const std::vector<PreparedSlice>& slices, const std::vector<float>& inputs,
+           std::vector<SliceDomainFeatures>& out, DomainCheckTimes* times) const;
+  // The memory of a DomainBatch's inputs, kept between batches (empty when none is kept).
+  std::vector<float> BorrowInputs() const;
+  void ReturnInputs(std::vector<float> inputs) const;
   std::unique_ptr<Impl> impl_;
 };
 
 // The scored slices of one series, prepared as they are added (a node adds each as it is
-// decoded, while it holds its pixels) and scored together by Features().
+// decoded, while it holds its pixels) and run through the autoencoder kDomainBatch of one
+// size at a time: when that many wait, when a slice of another size comes, and at
+// Features(). So a batch holds at most kDomainBatch prepared slices.
 // Not thread-safe: one per series, used by one thread; the check must outlive it.
 class DomainBatch {
  public:
@@ -196,18 +197,23 @@ class DomainBatch {
   DomainBatch(const DomainBatch&) = delete;
   DomainBatch& operator=(const DomainBatch&) = delete;
 
-  // Prepares a slice (rows x columns values in physical units, as SliceFeatures takes it);
-  // with `times`, adds the seconds to its `prepare`.
+  // Prepares a slice (rows x columns values in physical units, as SliceFeatures takes it),
+  // and runs the waiting slices as said above; with `times`, adds the seconds to it.
+  // Throws as SliceFeatures does.
   void Add(const float* values, int64_t rows, int64_t columns, DomainCheckTimes* times = nullptr);
-  size_t Size() const { return slices_.size(); }
+  // How many slices were added since the last Features().
+  size_t Size() const { return features_.size() + pending_.size(); }
   // The features of the slices added, in their order, and an empty batch. Throws as
   // SliceFeatures does.
   std::vector<SliceDomainFeatures> Features(DomainCheckTimes* times = nullptr);
 
  private:
+  void RunPending(DomainCheckTimes* times);
+
   const DomainCheck& check_;
-  std::vector<DomainCheck::PreparedSlice> slices_;
-  std::vector<float> inputs_;
+  std::vector<DomainCheck::PreparedSlice> pending_;  // prepared, not yet run
+  std::vector<float> inputs_;                        // theirs, one after the other
+  std::vector<SliceDomainFeatures> features_;        // of the slices already run
 };
 
 }  // namespace enhance
