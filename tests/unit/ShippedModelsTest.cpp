@@ -308,6 +308,32 @@ TEST(ShippedModels, FusedConvolutionsGiveTheSameResults) {
   }
 }
 
+// One phantom slice of rows x (rows - 24) pixels (not a multiple of 8: padded) for a domain
+// check of `spec`: in HU for a CT check, shifted to non-negative values for an MR one.
+Volume DomainCheckSlice(const ModelSpec& spec, int64_t rows, double noiseSigmaHu, uint64_t seed) {
+  PhantomOptions o;
+  o.rows = rows;
+  o.columns = rows - 24;
+  o.slices = 1;
+  o.pixelSpacing = 384.0 / static_cast<double>(rows);
+  o.noiseSigmaHu = noiseSigmaHu;
+  o.seed = seed;
+  Volume slice = MakeCtPhantom(o);
+  if (spec.modalities.front() != "CT") {
+    for (float& x : slice.voxels) x = std::max(0.0f, x + 1000.0f);
+  }
+  return slice;
+}
+
+// A domain check's figures of one slice computed two ways agree to float rounding.
+void ExpectSameFeatures(const SliceDomainFeatures& a, const SliceDomainFeatures& b) {
+  EXPECT_NEAR(a.logReconstruction, b.logReconstruction, 1e-4);
+  EXPECT_NEAR(a.logKl, b.logKl, 1e-4);
+  EXPECT_NEAR(a.logResidual, b.logResidual, 1e-4);
+  EXPECT_NEAR(a.meanIntensity, b.meanIntensity, 1e-6);
+  EXPECT_NEAR(a.residualCorrelation, b.residualCorrelation, 1e-4);
+}
+
 // Each shipped domain check scores a slice the same with the node's fused convolutions as
 // optimised by LibTorch or run as saved: its thresholds hold however it runs.
 TEST(ShippedModels, DomainChecksScoreTheSameFusedAsSaved) {
@@ -326,25 +352,11 @@ TEST(ShippedModels, DomainChecksScoreTheSameFusedAsSaved) {
     EXPECT_EQ(optimised->Describe(), "optimised by LibTorch");
     EXPECT_EQ(saved->Describe(), "as saved");
     for (const int64_t size : {96, 200}) {
-      PhantomOptions o;
-      o.rows = size;
-      o.columns = size - 24;  // not a multiple of 8: padded
-      o.slices = 1;
-      o.pixelSpacing = 384.0 / static_cast<double>(size);
-      o.noiseSigmaHu = 30.0;
-      o.seed = 7;
-      Volume slice = MakeCtPhantom(o);
-      if (spec.modalities.front() != "CT") {
-        for (float& x : slice.voxels) x = std::max(0.0f, x + 1000.0f);
-      }
-      const SliceDomainFeatures a = fused->SliceFeatures(slice.Slice(0), o.rows, o.columns);
+      const Volume slice = DomainCheckSlice(spec, size, 30.0, 7);
+      const SliceDomainFeatures a = fused->SliceFeatures(slice.Slice(0), slice.rows, slice.columns);
       for (const auto* other : {saved.get(), optimised.get()}) {
-        const SliceDomainFeatures b = other->SliceFeatures(slice.Slice(0), o.rows, o.columns);
-        EXPECT_NEAR(a.logReconstruction, b.logReconstruction, 1e-4) << other->Describe();
-        EXPECT_NEAR(a.logKl, b.logKl, 1e-4) << other->Describe();
-        EXPECT_NEAR(a.logResidual, b.logResidual, 1e-4) << other->Describe();
-        EXPECT_NEAR(a.meanIntensity, b.meanIntensity, 1e-6) << other->Describe();
-        EXPECT_NEAR(a.residualCorrelation, b.residualCorrelation, 1e-4) << other->Describe();
+        SCOPED_TRACE(other->Describe());
+        ExpectSameFeatures(a, other->SliceFeatures(slice.Slice(0), slice.rows, slice.columns));
       }
     }
   }
@@ -361,17 +373,9 @@ TEST(ShippedModels, DomainChecksScoreABatchAsEachSliceAlone) {
     const auto check = DomainCheck::Load(spec.domainCheck, "cpu", folder.string());
     std::vector<Volume> slices;
     for (int k = 0; k < static_cast<int>(kDomainBatch) + 3; ++k) {
-      PhantomOptions o;
-      o.rows = k == 9 ? 120 : 96;  // 9 of one size (a batch and one), then another
-      o.columns = o.rows - 24;
-      o.slices = 1;
-      o.pixelSpacing = 384.0 / static_cast<double>(o.rows);
-      o.noiseSigmaHu = 20.0 + 5.0 * k;
-      o.seed = 11 + k;
-      slices.push_back(MakeCtPhantom(o));
-      if (spec.modalities.front() != "CT") {
-        for (float& x : slices.back().voxels) x = std::max(0.0f, x + 1000.0f);
-      }
+      // 9 of one size (a batch and one), then another
+      slices.push_back(
+          DomainCheckSlice(spec, k == 9 ? 120 : 96, 20.0 + 5.0 * k, static_cast<uint64_t>(11 + k)));
     }
     DomainBatch batch(*check);
     for (const Volume& v : slices) batch.Add(v.Slice(0), v.rows, v.columns);
@@ -381,13 +385,8 @@ TEST(ShippedModels, DomainChecksScoreABatchAsEachSliceAlone) {
     ASSERT_EQ(together.size(), slices.size());
     for (size_t k = 0; k < slices.size(); ++k) {
       SCOPED_TRACE("slice " + std::to_string(k));
-      const SliceDomainFeatures alone =
-          check->SliceFeatures(slices[k].Slice(0), slices[k].rows, slices[k].columns);
-      EXPECT_NEAR(together[k].logReconstruction, alone.logReconstruction, 1e-4);
-      EXPECT_NEAR(together[k].logKl, alone.logKl, 1e-4);
-      EXPECT_NEAR(together[k].logResidual, alone.logResidual, 1e-4);
-      EXPECT_NEAR(together[k].meanIntensity, alone.meanIntensity, 1e-6);
-      EXPECT_NEAR(together[k].residualCorrelation, alone.residualCorrelation, 1e-4);
+      ExpectSameFeatures(
+          together[k], check->SliceFeatures(slices[k].Slice(0), slices[k].rows, slices[k].columns));
     }
     // The slices differ (their noise grows): a batch that mixed them up would fail above.
     EXPECT_NE(together.front().logResidual, together.back().logResidual);

@@ -446,30 +446,24 @@ DomainBatch::DomainBatch(const DomainCheck& check) : check_(check), inputs_(chec
 DomainBatch::~DomainBatch() { check_.ReturnInputs(std::move(inputs_)); }
 
 void DomainBatch::Add(const float* values, int64_t rows, int64_t columns, DomainCheckTimes* times) {
-  const DomainCheck::PreparedSlice slice = check_.Prepare(values, rows, columns, inputs_, times);
-  const bool sameSize = pending_.empty() || (slice.paddedRows == pending_.front().paddedRows &&
-                                             slice.paddedColumns == pending_.front().paddedColumns);
-  if (!sameSize) {
-    // The slices before it go first; it moves to the front of the inputs.
-    const std::vector<DomainCheck::PreparedSlice> group = std::move(pending_);
-    pending_.clear();
-    check_.Run(group, inputs_, features_, times);
-    inputs_.erase(inputs_.begin(), inputs_.begin() + static_cast<std::ptrdiff_t>(slice.offset));
-    DomainCheck::PreparedSlice moved = slice;
-    moved.offset = 0;
-    pending_.push_back(moved);
-  } else {
-    pending_.push_back(slice);
+  DomainCheck::PreparedSlice slice = check_.Prepare(values, rows, columns, inputs_, times);
+  if (!pending_.empty() && (slice.paddedRows != pending_.front().paddedRows ||
+                            slice.paddedColumns != pending_.front().paddedColumns)) {
+    // The slices before it go first, and it moves to the front of the inputs.
+    slice.offset -= RunPending(times);
   }
+  pending_.push_back(slice);
   if (pending_.size() >= kDomainBatch) RunPending(times);
 }
 
-void DomainBatch::RunPending(DomainCheckTimes* times) {
-  if (pending_.empty()) return;
-  const std::vector<DomainCheck::PreparedSlice> group = std::move(pending_);
+size_t DomainBatch::RunPending(DomainCheckTimes* times) {
+  if (pending_.empty()) return 0;
+  check_.Run(pending_, inputs_, features_, times);
+  const DomainCheck::PreparedSlice& last = pending_.back();
+  const size_t used = last.offset + static_cast<size_t>(last.paddedRows * last.paddedColumns);
+  inputs_.erase(inputs_.begin(), inputs_.begin() + static_cast<std::ptrdiff_t>(used));
   pending_.clear();
-  check_.Run(group, inputs_, features_, times);
-  inputs_.clear();  // keeps its memory for the next group
+  return used;
 }
 
 std::vector<SliceDomainFeatures> DomainBatch::Features(DomainCheckTimes* times) {

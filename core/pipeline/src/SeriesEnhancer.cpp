@@ -156,6 +156,7 @@ class SeriesRun {
     if (wantDomain_) {
       domainScored_ = DomainSlicesScored(static_cast<int64_t>(source_.ListInstances().size()),
                                          model_.Domain()->Spec());
+      domainBatch_ = std::make_unique<DomainBatch>(*model_.Domain());
     }
     Fetch();
     clock_.Lap();
@@ -210,13 +211,13 @@ class SeriesRun {
     result_.sourceSlices = decoded_.volume.slices;
   }
 
-  // The domain check's figures of a slice just decoded, while it still holds its input.
+  // A scored slice just decoded, prepared for the domain check while it still holds its
+  // input (the check runs on 8 at a time, the rest in CheckDomain).
   void ScoreDomain(const SeriesReader::Added& slice) {
     if (!wantDomain_) return;
     const size_t index = domainIndex_++;
     if (index >= domainScored_.size() || !domainScored_[index]) return;
     const auto start = std::chrono::steady_clock::now();
-    if (!domainBatch_) domainBatch_ = std::make_unique<DomainBatch>(*model_.Domain());
     domainBatch_->Add(slice.values, slice.rows, slice.columns);
     result_.timings.domainSeconds += SecondsSince(start);
   }
@@ -226,8 +227,7 @@ class SeriesRun {
     DomainScore& score = result_.domain;
     // The last of the slices prepared as they were decoded go through the autoencoder.
     const auto start = std::chrono::steady_clock::now();
-    const std::vector<SliceDomainFeatures> slices =
-        domainBatch_ ? domainBatch_->Features() : std::vector<SliceDomainFeatures>();
+    const std::vector<SliceDomainFeatures> slices = domainBatch_->Features();
     result_.timings.domainSeconds += SecondsSince(start);
     score = AggregateDomainScore(model_.Domain()->Spec(), slices);
     result_.hasDomainScore = true;

@@ -208,7 +208,9 @@ class DomainBatch {
   std::vector<SliceDomainFeatures> Features(DomainCheckTimes* times = nullptr);
 
  private:
-  void RunPending(DomainCheckTimes* times);
+  // Runs the waiting slices and drops their inputs (keeping their memory); a slice
+  // prepared after them moves to the front. Returns how many values were dropped.
+  size_t RunPending(DomainCheckTimes* times);
 
   const DomainCheck& check_;
   std::vector<DomainCheck::PreparedSlice> pending_;  // prepared, not yet run
