@@ -180,19 +180,11 @@ void GetSeriesDomain(OrthancPluginRestOutput* output, const char*,
   const std::string seriesId = request->groups[0];
   OrthancInstanceSource source(Plugin().api, seriesId);
   RunContext context;
-  DomainBatch slices(*model->Domain());
-  const std::vector<bool> scored = DomainSlicesScored(
-      static_cast<int64_t>(source.ListInstances().size()), model->Domain()->Spec());
-  size_t index = 0;
-  const DecodedSeries series =
-      FetchSeries(source, context, 1.0, nullptr, [&](SeriesReader::Added& slice) {
-        if (index < scored.size() && scored[index]) {
-          slices.Add(slice.values, slice.rows, slice.columns);
-        }
-        ++index;
-      });
-  Json::Value body = DomainJson(AggregateDomainScore(model->Domain()->Spec(), slices.Features()),
-                                DomainAction::kWarn);
+  SeriesDomainScorer scorer(*model->Domain(), static_cast<int64_t>(source.ListInstances().size()));
+  const DecodedSeries series = FetchSeries(
+      source, context, 1.0, nullptr,
+      [&](SeriesReader::Added& slice) { scorer.Offer(slice.values, slice.rows, slice.columns); });
+  Json::Value body = DomainJson(scorer.Score(), DomainAction::kWarn);
   body.removeMember("Action");
   body["Series"] = seriesId;
   body["Model"] = name;

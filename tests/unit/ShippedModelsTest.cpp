@@ -21,6 +21,7 @@
 #include "FusedConvolution.h"
 #include "Int8Convolution.h"
 #include "ModelFixtures.h"
+#include "enhance/base/Error.h"
 #include "enhance/inference/ClassicalModels.h"
 #include "enhance/inference/DomainCheck.h"
 #include "enhance/inference/ModelSpec.h"
@@ -395,6 +396,50 @@ TEST(ShippedModels, DomainChecksScoreABatchAsEachSliceAlone) {
     const std::vector<SliceDomainFeatures> next = batch.Features();
     ASSERT_EQ(next.size(), 1u);
     EXPECT_NEAR(next[0].logResidual, together[2].logResidual, 1e-4);
+  }
+}
+
+// A series' check (SeriesDomainScorer, what the node and the REST route use) scores the
+// slices DomainSlicesScored selects, by their position in the order they are offered, and
+// nothing else: its score is the aggregate of those slices' figures alone.
+TEST(ShippedModels, SeriesDomainScorerScoresTheSelectedSlices) {
+  for (const auto& folder : ShippedFolders()) {
+    const ModelSpec spec = LoadManifest(folder);
+    if (!spec.hasDomainCheck) continue;
+    SCOPED_TRACE(folder.string());
+    const auto check = DomainCheck::Load(spec.domainCheck, "cpu", folder.string());
+    // Enough slices that the check scores some, not all, each with its own noise.
+    const int64_t count = 4 * std::max(spec.domainCheck.minSlices, 2);
+    const std::vector<bool> selected = DomainSlicesScored(count, spec.domainCheck);
+    ASSERT_LT(std::count(selected.begin(), selected.end(), true), count);
+    SeriesDomainScorer scorer(*check, count);
+    std::vector<SliceDomainFeatures> alone;
+    for (int64_t k = 0; k < count; ++k) {
+      const Volume v = DomainCheckSlice(spec, 96, 10.0 + 3.0 * static_cast<double>(k),
+                                        static_cast<uint64_t>(40 + k));
+      EXPECT_EQ(scorer.Offer(v.Slice(0), v.rows, v.columns), selected[static_cast<size_t>(k)])
+          << "slice " << k;
+      if (selected[static_cast<size_t>(k)]) {
+        alone.push_back(check->SliceFeatures(v.Slice(0), v.rows, v.columns));
+      }
+    }
+    // A slice past the series' count is passed over.
+    const Volume extra = DomainCheckSlice(spec, 96, 90.0, 99);
+    EXPECT_FALSE(scorer.Offer(extra.Slice(0), extra.rows, extra.columns));
+    const DomainScore score = scorer.Score();
+    const DomainScore expected = AggregateDomainScore(spec.domainCheck, alone);
+    EXPECT_EQ(score.slices, expected.slices);
+    EXPECT_NEAR(score.score, expected.score, 1e-3);
+    EXPECT_NEAR(score.logResidual, expected.logResidual, 1e-4);
+    // A series of which no slice was scored has no score.
+    SeriesDomainScorer empty(*check, 0);
+    EXPECT_FALSE(empty.Offer(extra.Slice(0), extra.rows, extra.columns));
+    try {
+      empty.Score();
+      ADD_FAILURE() << "a series without a scored slice got a score";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kBadInput);
+    }
   }
 }
 

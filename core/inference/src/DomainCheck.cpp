@@ -418,14 +418,11 @@ SliceDomainFeatures DomainCheck::SliceFeatures(const float* values, int64_t rows
 }
 
 DomainScore DomainCheck::Score(const Volume& volume, DomainCheckTimes* times) const {
-  DomainBatch batch(*this);
-  const std::vector<bool> scored = DomainSlicesScored(volume.slices, impl_->spec);
+  SeriesDomainScorer scorer(*this, volume.slices);
   for (int64_t k = 0; k < volume.slices; ++k) {
-    if (scored[static_cast<size_t>(k)]) {
-      batch.Add(volume.Slice(k), volume.rows, volume.columns, times);
-    }
+    scorer.Offer(volume.Slice(k), volume.rows, volume.columns, times);
   }
-  return AggregateDomainScore(impl_->spec, batch.Features(times));
+  return scorer.Score(times);
 }
 
 std::vector<float> DomainCheck::BorrowInputs() const {
@@ -471,6 +468,21 @@ std::vector<SliceDomainFeatures> DomainBatch::Features(DomainCheckTimes* times) 
   std::vector<SliceDomainFeatures> features = std::move(features_);
   features_.clear();
   return features;
+}
+
+SeriesDomainScorer::SeriesDomainScorer(const DomainCheck& check, int64_t count)
+    : check_(check), scored_(DomainSlicesScored(count, check.Spec())), batch_(check) {}
+
+bool SeriesDomainScorer::Offer(const float* values, int64_t rows, int64_t columns,
+                               DomainCheckTimes* times) {
+  const size_t position = next_++;
+  if (position >= scored_.size() || !scored_[position]) return false;
+  batch_.Add(values, rows, columns, times);
+  return true;
+}
+
+DomainScore SeriesDomainScorer::Score(DomainCheckTimes* times) {
+  return AggregateDomainScore(check_.Spec(), batch_.Features(times));
 }
 
 }  // namespace enhance

@@ -154,9 +154,8 @@ class SeriesRun {
     wantSpread_ = output_.uncertainty && model_.ProducesUncertainty();
     wantDomain_ = output_.domainAction != DomainAction::kOff && model_.Domain() != nullptr;
     if (wantDomain_) {
-      domainScored_ = DomainSlicesScored(static_cast<int64_t>(source_.ListInstances().size()),
-                                         model_.Domain()->Spec());
-      domainBatch_ = std::make_unique<DomainBatch>(*model_.Domain());
+      domain_ = std::make_unique<SeriesDomainScorer>(
+          *model_.Domain(), static_cast<int64_t>(source_.ListInstances().size()));
     }
     Fetch();
     clock_.Lap();
@@ -211,14 +210,12 @@ class SeriesRun {
     result_.sourceSlices = decoded_.volume.slices;
   }
 
-  // A scored slice just decoded, prepared for the domain check while it still holds its
-  // input (the check runs on 8 at a time, the rest in CheckDomain).
+  // A slice just decoded, prepared for the domain check while it still holds its input
+  // when it is one the check scores (the check runs on 8 at a time, the rest in CheckDomain).
   void ScoreDomain(const SeriesReader::Added& slice) {
     if (!wantDomain_) return;
-    const size_t index = domainIndex_++;
-    if (index >= domainScored_.size() || !domainScored_[index]) return;
     const auto start = std::chrono::steady_clock::now();
-    domainBatch_->Add(slice.values, slice.rows, slice.columns);
+    domain_->Offer(slice.values, slice.rows, slice.columns);
     result_.timings.domainSeconds += SecondsSince(start);
   }
 
@@ -227,9 +224,8 @@ class SeriesRun {
     DomainScore& score = result_.domain;
     // The last of the slices prepared as they were decoded go through the autoencoder.
     const auto start = std::chrono::steady_clock::now();
-    const std::vector<SliceDomainFeatures> slices = domainBatch_->Features();
+    score = domain_->Score();
     result_.timings.domainSeconds += SecondsSince(start);
-    score = AggregateDomainScore(model_.Domain()->Spec(), slices);
     result_.hasDomainScore = true;
     if (!score.outside) return;
     const std::string what =
@@ -462,9 +458,8 @@ class SeriesRun {
   bool wantSpread_ = false;
   Volume spread_;  // the uncertainty, when wanted
   bool wantDomain_ = false;
-  std::unique_ptr<DomainBatch> domainBatch_;  // the scored slices, as they are decoded
-  std::vector<bool> domainScored_;            // by position in the source's list of instances
-  size_t domainIndex_ = 0;
+  // The series' scored slices, prepared as they are decoded.
+  std::unique_ptr<SeriesDomainScorer> domain_;
 };
 
 }  // namespace

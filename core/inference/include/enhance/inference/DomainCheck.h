@@ -218,4 +218,29 @@ class DomainBatch {
   std::vector<SliceDomainFeatures> features_;        // of the slices already run
 };
 
+// The domain check of one series of `count` slices, fed every slice in the order the series
+// is read: it prepares those DomainSlicesScored selects as they come (a DomainBatch) and
+// scores the series from them. What the node and GET /enhance/series/{id}/domain share, so
+// that both score the same slices of a series.
+// Not thread-safe: one per series, used by one thread; the check must outlive it.
+class SeriesDomainScorer {
+ public:
+  SeriesDomainScorer(const DomainCheck& check, int64_t count);
+
+  // The series' next slice (rows x columns values in physical units, as
+  // DomainCheck::SliceFeatures takes them): prepared for the check when its position is one
+  // scored, else passed over; slices after the count-th are passed over. With `times`, adds
+  // the seconds to it. Returns whether the slice is scored. Throws as SliceFeatures does.
+  bool Offer(const float* values, int64_t rows, int64_t columns, DomainCheckTimes* times = nullptr);
+  // The series' score from the slices scored (AggregateDomainScore). Throws as
+  // SliceFeatures does, and Error(kBadInput) when no slice was scored.
+  DomainScore Score(DomainCheckTimes* times = nullptr);
+
+ private:
+  const DomainCheck& check_;
+  std::vector<bool> scored_;  // by position
+  size_t next_ = 0;           // the next slice's position
+  DomainBatch batch_;
+};
+
 }  // namespace enhance
