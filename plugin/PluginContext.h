@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -36,6 +37,11 @@ struct PluginMetrics {
   std::atomic<uint64_t> slicesProcessed{0};
   std::atomic<uint64_t> inferenceMilliseconds{0};
 };
+
+// The REST routes' kept threads: each keeps LibTorch's and oneDNN's per-thread state (and
+// its own team of LibTorch's threads), so a few serve the requests an administrator or
+// Orthanc Explorer makes at once.
+inline constexpr size_t kRestThreads = 4;
 
 struct PluginContext {
   PluginContext(OrthancPluginContext* context, PluginConfiguration configuration,
@@ -69,9 +75,13 @@ struct PluginContext {
   // Cluster mode (Enhance.Cluster.Enable; null otherwise): stable series go to the
   // cluster's queue and the node processes what it claims from it.
   std::unique_ptr<ClusterNode> cluster;
+  // The threads the REST routes' work runs on, kept from one request to the next
+  // (ThreadCache.h); requests running at once beyond kRestThreads each start a thread of
+  // their own (RestSupport.cpp).
+  ThreadCache restThreads{kRestThreads};
   // The threads the jobs' work runs on, kept from one job to the next (ThreadCache.h).
-  // Declared last, so destroyed first: it waits for work still running while the rest
-  // is still there.
+  // Declared last, with restThreads, so destroyed first: each waits for work still running
+  // while the rest is still there.
   ThreadCache jobThreads;
 
  private:

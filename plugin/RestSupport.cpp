@@ -2,6 +2,7 @@
 #include "RestSupport.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "enhance/base/Error.h"
 #include "enhance/base/LargeStack.h"
@@ -115,10 +116,19 @@ OrthancPluginErrorCode Answer(Handler handler, OrthancPluginRestOutput* output, 
 OrthancPluginErrorCode Guard(Handler handler, OrthancPluginRestOutput* output, const char* url,
                              const OrthancPluginHttpRequest* request) {
   // The web server's thread has too small a stack for a model load, a forward or a decode
-  // (see LargeStack.h): the handler runs on a thread of its own, this one waiting.
+  // (see LargeStack.h): the handler runs on one of the plugin's kept REST threads, or on a
+  // thread of its own when all of them are busy, this one waiting. A kept thread has LibTorch
+  // and oneDNN set up from its earlier requests: on a new thread each request paid for that
+  // (tests/benchmark/domain_benchmark.py --rest).
   OrthancPluginErrorCode code = OrthancPluginErrorCode_Plugin;
   try {
-    RunWithStack(kWorkStackBytes, [&] { code = Answer(handler, output, url, request); });
+    const std::function<void()> answer = [&] { code = Answer(handler, output, url, request); };
+    const ThreadCache::Task kept = g_plugin->restThreads.Run(answer);
+    if (kept.Valid()) {
+      kept.Wait();
+    } else {
+      RunWithStack(kWorkStackBytes, answer);
+    }
   } catch (const std::exception& e) {
     try {
       g_plugin->api.LogError(std::string(url) + ": " + e.what());

@@ -23,20 +23,23 @@ ThreadCache::~ThreadCache() {
     stopping_ = true;
   }
   wake_.notify_all();
-  for (std::thread& thread : threads_) thread.join();  // each runs what is queued first
+  // Each runs what is queued first; what they run throws nothing (Loop() drops it).
+  for (const std::unique_ptr<StackThread>& thread : threads_) thread->Join();
 }
 
 ThreadCache::Task ThreadCache::Run(std::function<void()> work) {
   Task task;
-  task.state_ = std::make_shared<Task::State>();
   std::lock_guard<std::mutex> lock(mutex_);
+  // An idle thread for each piece of work waiting, or one more thread, or none.
+  const bool idle = idle_ > queue_.size();
+  if (!idle && maxThreads_ > 0 && threads_.size() >= maxThreads_) return task;
+  task.state_ = std::make_shared<Task::State>();
   queue_.emplace_back(std::move(work), task.state_);
-  // An idle thread for each piece of work waiting, or one more thread.
-  if (idle_ >= queue_.size()) {
+  if (idle) {
     wake_.notify_one();
   } else {
     try {
-      threads_.emplace_back([this] { Loop(); });
+      threads_.push_back(std::make_unique<StackThread>(kWorkStackBytes, [this] { Loop(); }));
     } catch (...) {
       queue_.pop_back();
       throw;

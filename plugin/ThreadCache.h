@@ -9,8 +9,14 @@
 // was about half of each job's check time. A job on a kept thread pays it once per
 // thread; the plugin loads its models on one, so that even the first job finds it set up.
 //
-// Threads are started as needed (one per piece of work running at once, never more) and
-// kept until the cache is destroyed. The destructor waits for the work still running.
+// The plugin keeps two: one for its jobs, and one for its REST routes, whose work started a
+// thread per request and paid that set-up each time (GET /enhance/series/{id}/domain on an MR
+// slice: 12.5-13.1 ms so, 1.3-1.7 ms on a kept thread; docs/rest.md).
+//
+// Threads are started as needed (one per piece of work running at once, never more, and at
+// most a stated number), each with a stack that holds a model's forward or a DCMTK decode
+// whatever the process's stack limit (kWorkStackBytes, LargeStack.h), and kept until the
+// cache is destroyed. The destructor waits for the work still running.
 //
 // Thread-safe: Run() may be called from any thread; a Task may be waited for from any
 // thread, by several at once.
@@ -22,14 +28,16 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <vector>
+
+#include "enhance/base/LargeStack.h"
 
 namespace enhance::plugin {
 
 class ThreadCache {
  public:
-  ThreadCache() = default;
+  // At most `maxThreads` threads (0: as many as work runs at once).
+  explicit ThreadCache(size_t maxThreads = 0) : maxThreads_(maxThreads) {}
   ~ThreadCache();
   ThreadCache(const ThreadCache&) = delete;
   ThreadCache& operator=(const ThreadCache&) = delete;
@@ -50,8 +58,10 @@ class ThreadCache {
   };
 
   // Runs `work` on an idle kept thread, or on a new one when every kept thread is busy.
-  // What `work` throws is dropped (work should catch what it can fail with). Throws
-  // std::system_error when a new thread is needed and cannot be started.
+  // When every thread is busy and there are already maxThreads, runs nothing and returns an
+  // empty Task: the caller runs the work elsewhere. What `work` throws is dropped (work
+  // should catch what it can fail with). Throws Error(kInternal) when a new thread is
+  // needed and cannot be started.
   Task Run(std::function<void()> work);
 
   // Threads started so far.
@@ -65,7 +75,8 @@ class ThreadCache {
   std::deque<std::pair<std::function<void()>, std::shared_ptr<Task::State>>> queue_;
   size_t idle_ = 0;  // threads waiting for work
   bool stopping_ = false;
-  std::vector<std::thread> threads_;
+  const size_t maxThreads_;
+  std::vector<std::unique_ptr<StackThread>> threads_;
 };
 
 }  // namespace enhance::plugin

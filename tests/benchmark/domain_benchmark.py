@@ -24,10 +24,16 @@ posts one job for every model and length, in order, as a node's mixed traffic wo
 that each job follows jobs of other models and shapes (the first job of each is still
 reported apart).
 
+With --rest, the check as an administrator calls it, GET /enhance/series/{id}/domain?Model=
+(the score without the model), timed by the client from request to answer, in turns with
+two routes that do next to nothing: Orthanc's own GET /system, and the plugin's GET
+/enhance/models/{name}, whose difference from it is what any plugin route costs (the
+thread it runs on, see plugin/RestSupport.cpp). The first call of each is reported apart.
+
 Prints a Markdown table (medians, min-max).
 
     tests/benchmark/domain_benchmark.py [--build build] [--model mr-denoise]...
-        [--slices 8,32] [--repeats 4] [--models models] [--interleave | --against-off]
+        [--slices 8,32] [--repeats 4] [--models models] [--interleave | --against-off | --rest]
 
 --models names the folder the models are loaded from (default: the repository's), so that
 a recalibrated copy can be compared with the shipped checks on the same build.
@@ -38,6 +44,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -123,6 +130,33 @@ def print_against_off(args, tmp, models):
                   f"{100.0 * statistics.median(whole) / statistics.median(inference):.1f}% |")
 
 
+def timed(o, path):
+    """Seconds from sending a GET to reading its answer."""
+    start = time.perf_counter()
+    o.request("GET", path)
+    return time.perf_counter() - start
+
+
+def print_rest(args, tmp, models):
+    """The REST routes' times, each repeat calling every route once, in turns."""
+    print("| route | slices | first call (ms) | later calls (ms) |")
+    print("| --- | --- | --- | --- |")
+    with start_node(args) as o:
+        routes = [("GET /system", "-", "/system")]
+        for model in models:
+            routes.append((f"GET /enhance/models/{model}", "-", f"/enhance/models/{model}"))
+            for slices in lengths(args):
+                series = store(o, tmp, model, slices)
+                routes.append((f"GET /enhance/series/{{id}}/domain?Model={model}", slices,
+                               f"/enhance/series/{series}/domain?Model={model}"))
+        times = {path: [] for _, _, path in routes}
+        for _ in range(args.repeats):
+            for _, _, path in routes:
+                times[path].append(1000.0 * timed(o, path))
+        for name, slices, path in routes:
+            print(f"| {name} | {slices} | {times[path][0]:.2f} | {summary(times[path][1:], 2)} |")
+
+
 def start_node(args):
     from orthanc_harness import OrthancServer
     return OrthancServer(extra_config={"Enhance": {
@@ -172,6 +206,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--interleave", action="store_true",
                         help="one node for every model, the jobs in turns")
+    parser.add_argument("--rest", action="store_true",
+                        help="the REST route that answers the score, against routes that do "
+                             "next to nothing")
     parser.add_argument("--against-off", action="store_true",
                         help="pairs of jobs with the check and without, in turns: what the "
                              "check adds to a series' time")
@@ -184,10 +221,12 @@ def main():
                                                           "enhance-make-phantom"))
     print(f"{os.cpu_count()} cores, "
           f"load {open('/proc/loadavg').read().split()[0]} at the start\n")
-    if args.against_off:
+    for wanted, report in ((args.against_off, print_against_off), (args.rest, print_rest)):
+        if not wanted:
+            continue
         tmp = tempfile.mkdtemp(prefix="enhance-domain-bench-")
         try:
-            print_against_off(args, tmp, args.model or ["mr-denoise"])
+            report(args, tmp, args.model or ["mr-denoise"])
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return

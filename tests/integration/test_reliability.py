@@ -58,7 +58,7 @@ class FaultTest(unittest.TestCase):
             "StoreFault": {"Mode": "refuse-cstore", "Status": 0xA700}})
         cls.models = os.path.join(cls.tmp, "models")
         write_fixture_model(cls.models, "mean3x3", "ct-mean", tile={"size": 512, "overlap": 32}, max_batch=8)
-        # While this file exists, Orthanc cannot start a std::thread (ThreadFaultPreload.cpp).
+        # While this file exists, the plugin cannot start a thread (ThreadFaultPreload.cpp).
         cls.no_threads = os.path.join(cls.tmp, "no-threads")
         cls.node = OrthancServer(name="ENHANCE", environment={
             "LD_PRELOAD": THREAD_FAULT_LIBRARY, "ENHANCE_THREAD_FAULT": cls.no_threads}, extra_config={
@@ -100,7 +100,8 @@ class FaultTest(unittest.TestCase):
     def test_a_job_that_gets_no_thread_fails_saying_so(self):
         # Named to run first on this node: its one kept job thread (the one the models were
         # loaded on) is then busy with the first job, and the second job needs a new thread.
-        # (ThreadFaultPreload.cpp fails every std::thread, a running job's writer's too.)
+        # (ThreadFaultPreload.cpp fails every thread the plugin starts, a running job's writer's
+        # too.)
         o = self.node
         busy = store_series(o, self.phantom("busy", seed=7))
         other = store_series(o, self.phantom("no-thread", seed=8))

@@ -4,10 +4,13 @@
 #include <gtest/gtest.h>
 #include <pthread.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "enhance/base/Error.h"
 
@@ -118,6 +121,32 @@ TEST(LargeStack, CallsFromManyThreadsAtOnceEachRunTheirOwnWork) {
   }
   for (auto& thread : threads) pthread_join(thread, nullptr);
   for (int i = 0; i < kThreads; ++i) EXPECT_EQ(results[i], i + 1);
+}
+
+// A StackThread has its stated stack; its destructor waits for the work, and Join() returns
+// what the work threw.
+TEST(LargeStack, AStackThreadHasItsStackAndIsJoined) {
+  std::atomic<bool> done{false};
+  size_t stack = 0;
+  {
+    StackThread thread(kWorkStackBytes, [&] {
+      stack = ThisThreadsStack();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      done = Deep(2048) != 0;
+    });
+  }  // joined here
+  EXPECT_TRUE(done);
+  EXPECT_GE(stack, kWorkStackBytes);
+  StackThread failing(kWorkStackBytes, [] { throw Error(ErrorKind::kNotFound, "gone"); });
+  try {
+    failing.Join();
+    FAIL() << "nothing thrown";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kNotFound);
+  }
+  failing.Join();  // once only: nothing more to wait for or to throw
+  // Dropped, unjoined: the destructor joins and drops what the work threw.
+  StackThread dropped(kWorkStackBytes, [] { throw std::runtime_error("dropped"); });
 }
 
 }  // namespace enhance

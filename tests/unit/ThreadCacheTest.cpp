@@ -2,6 +2,7 @@
 #include "ThreadCache.h"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
 
 #include <atomic>
 #include <chrono>
@@ -86,6 +87,56 @@ TEST(ThreadCache, TheDestructorWaitsForTheWorkStillRunning) {
     });
   }
   EXPECT_TRUE(done);
+}
+
+// With a limit, work that finds every thread busy and the limit reached is not run (an
+// empty Task): the caller runs it elsewhere. A thread that is free again takes the next.
+TEST(ThreadCache, AtItsLimitRunsNothingAndSaysSo) {
+  ThreadCache cache(1);
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool running = false, release = false;
+  const ThreadCache::Task busy = cache.Run([&] {
+    std::unique_lock<std::mutex> lock(mutex);
+    running = true;
+    changed.notify_all();
+    changed.wait(lock, [&] { return release; });
+  });
+  ASSERT_TRUE(busy.Valid());
+  {
+    std::unique_lock<std::mutex> lock(mutex);
+    ASSERT_TRUE(changed.wait_for(lock, std::chrono::seconds(10), [&] { return running; }));
+  }
+  bool ran = false;
+  const ThreadCache::Task refused = cache.Run([&ran] { ran = true; });
+  EXPECT_FALSE(refused.Valid());
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    release = true;
+  }
+  changed.notify_all();
+  busy.Wait();
+  EXPECT_FALSE(ran);
+  const ThreadCache::Task next = cache.Run([&ran] { ran = true; });
+  ASSERT_TRUE(next.Valid());
+  next.Wait();
+  EXPECT_TRUE(ran);
+  EXPECT_EQ(cache.Threads(), 1u);
+}
+
+// Its threads hold a model's forward or a decode whatever the process's stack limit.
+TEST(ThreadCache, ItsThreadsHaveTheWorkStack) {
+  ThreadCache cache;
+  size_t bytes = 0;
+  cache
+      .Run([&bytes] {
+        pthread_attr_t attributes;
+        if (pthread_getattr_np(pthread_self(), &attributes) != 0) return;
+        pthread_attr_getstacksize(&attributes, &bytes);
+        pthread_attr_destroy(&attributes);
+      })
+      .Wait();
+  EXPECT_GE(bytes, kWorkStackBytes);
 }
 
 }  // namespace

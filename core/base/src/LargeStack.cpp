@@ -8,21 +8,19 @@
 #include <cstring>
 #include <exception>
 #include <string>
+#include <utility>
 
 #include "enhance/base/Error.h"
 
 namespace enhance {
 namespace {
 
-struct Call {
-  const std::function<void()>* work = nullptr;
-  std::exception_ptr error;
-};
-
-extern "C" void* RunCall(void* argument) {
+// The thread's entry: runs the work, keeping what it throws for Join().
+template <typename Call>
+void* RunCall(void* argument) {
   Call& call = *static_cast<Call*>(argument);
   try {
-    (*call.work)();
+    call.work();
   } catch (...) {
     call.error = std::current_exception();
   }
@@ -54,19 +52,32 @@ class ThreadAttributes {
 
 }  // namespace
 
-void RunWithStack(size_t stackBytes, const std::function<void()>& work) {
+StackThread::StackThread(size_t stackBytes, std::function<void()> work)
+    : call_(std::make_unique<Call>()) {
+  call_->work = std::move(work);
   ThreadAttributes attributes;
   const size_t bytes = std::max<size_t>(stackBytes, PTHREAD_STACK_MIN);
   int code = pthread_attr_setstacksize(attributes.get(), bytes);
   if (code != 0) ThreadAttributes::Fail("pthread_attr_setstacksize", code);
-  Call call;
-  call.work = &work;
-  pthread_t thread;
-  code = pthread_create(&thread, attributes.get(), RunCall, &call);
+  code = pthread_create(&thread_, attributes.get(), RunCall<Call>, call_.get());
   if (code != 0) ThreadAttributes::Fail("pthread_create", code);
-  code = pthread_join(thread, nullptr);
+}
+
+StackThread::~StackThread() {
+  if (!joined_) pthread_join(thread_, nullptr);
+}
+
+void StackThread::Join() {
+  if (joined_) return;
+  joined_ = true;
+  const int code = pthread_join(thread_, nullptr);
   if (code != 0) ThreadAttributes::Fail("pthread_join", code);
-  if (call.error) std::rethrow_exception(call.error);
+  if (call_->error) std::rethrow_exception(call_->error);
+}
+
+void RunWithStack(size_t stackBytes, const std::function<void()>& work) {
+  StackThread thread(stackBytes, [&work] { work(); });
+  thread.Join();
 }
 
 }  // namespace enhance
