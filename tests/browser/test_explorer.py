@@ -22,13 +22,12 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-from orthanc_harness import (OrthancServer, make_phantom, store_series, wait_for,  # noqa: E402
-                             wait_for_job, write_fixture_model)
+# HEAD: a real T1-weighted head (Debian's mricron-data), for the compare view of a
+# super-resolved MR.
+from orthanc_harness import (HEAD, OrthancServer, make_head_mr, make_phantom,  # noqa: E402
+                             store_series, wait_for_job, write_fixture_model)
 
 CHROMIUM = os.environ.get("ENHANCE_CHROMIUM", "/usr/bin/chromium")
-# A real T1-weighted head (Debian's mricron-data), for the compare view of a super-resolved MR.
-MR_HEAD = "/usr/share/mricron/templates/ch2.nii.gz"
-NIFTI_TO_DICOM = os.path.join(HERE, "..", "..", "tools", "nifti_to_dicom_mr.py")
 NODE = os.environ.get("ENHANCE_NODE") or shutil.which("node") or ""
 SCREENSHOTS = os.environ.get("ENHANCE_SCREENSHOTS", os.path.join(tempfile.gettempdir(),
                                                                  "enhance-screenshots"))
@@ -132,8 +131,7 @@ class ExplorerTest(unittest.TestCase):
         # A super-resolved series of the source, made over REST: its page shows what
         # happens when the metrics cannot be computed (another grid).
         job = o.post(f"/enhance/series/{cls.source}", {"Task": "superres"})["ID"]
-        done = wait_for(lambda: (lambda j: j if j["State"] in ("Success", "Failure") else None)(
-            o.get(f"/jobs/{job}")), timeout=120, what="the super-resolution job")
+        done = wait_for_job(o, job, timeout=120)
         if done["State"] != "Success":
             raise AssertionError(f"super-resolution failed: {done['Content']}")
         cls.superres = done["Content"]["DerivedSeries"]
@@ -158,16 +156,13 @@ class ExplorerTest(unittest.TestCase):
         cls.outside = done["Content"]["DerivedSeries"]
 
         # A real MR head and its x2 super-resolution (another study), for the compare view.
-        mr_dir = os.path.join(cls.tmp, "mr")
-        subprocess.run([sys.executable, NIFTI_TO_DICOM, MR_HEAD, mr_dir, "--count", "5",
-                        "--patient-id", "ENH-MR-COMPARE"], check=True, capture_output=True)
-        o.store_files(sorted(os.path.join(mr_dir, f) for f in os.listdir(mr_dir)))
+        o.store_files(make_head_mr(os.path.join(cls.tmp, "mr"), "--count", "5",
+                                   "--patient-id", "ENH-MR-COMPARE"))
         cls.mr_source = next(s for s in o.get("/series")
                              if o.get(f"/series/{s}")["MainDicomTags"].get("Modality") == "MR")
         job = o.post(f"/enhance/series/{cls.mr_source}",
                      {"Task": "superres", "Model": "classical-bicubic-x2"})["ID"]
-        done = wait_for(lambda: (lambda j: j if j["State"] in ("Success", "Failure") else None)(
-            o.get(f"/jobs/{job}")), timeout=120, what="the MR super-resolution job")
+        done = wait_for_job(o, job, timeout=120)
         if done["State"] != "Success":
             raise AssertionError(f"MR super-resolution failed: {done['Content']}")
         cls.mr_superres = done["Content"]["DerivedSeries"]
@@ -255,8 +250,8 @@ if __name__ == "__main__":
     if why:
         print(f"SKIPPED: the Explorer browser test needs Node.js and Chromium: {why}")
         sys.exit(77)
-    if not os.path.isfile(MR_HEAD):
-        print(f"FAILED: {MR_HEAD} is missing: install Debian's mricron-data (scripts/install-deps.sh)")
+    if not os.path.isfile(HEAD):
+        print(f"FAILED: {HEAD} is missing: install Debian's mricron-data (scripts/install-deps.sh)")
         sys.exit(1)
     if not os.path.isdir(os.path.join(HERE, "node_modules", "playwright-core")):
         print("FAILED: playwright-core is not installed in tests/browser: run "
