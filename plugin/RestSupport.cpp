@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <system_error>
 
 #include "enhance/base/Error.h"
 #include "enhance/base/LargeStack.h"
@@ -123,7 +124,12 @@ OrthancPluginErrorCode Guard(Handler handler, OrthancPluginRestOutput* output, c
   OrthancPluginErrorCode code = OrthancPluginErrorCode_Plugin;
   try {
     const std::function<void()> answer = [&] { code = Answer(handler, output, url, request); };
-    const ThreadCache::Task kept = g_plugin->restThreads.Run(answer);
+    ThreadCache::Task kept;
+    try {
+      kept = g_plugin->restThreads.Run(answer);
+    } catch (const std::system_error&) {
+      // No new kept thread: a thread of its own below, or the error saying why there is none.
+    }
     if (kept.Valid()) {
       kept.Wait();
     } else {

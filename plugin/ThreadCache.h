@@ -60,8 +60,8 @@ class ThreadCache {
   // Runs `work` on an idle kept thread, or on a new one when every kept thread is busy.
   // When every thread is busy and there are already maxThreads, runs nothing and returns an
   // empty Task: the caller runs the work elsewhere. What `work` throws is dropped (work
-  // should catch what it can fail with). Throws Error(kInternal) when a new thread is
-  // needed and cannot be started.
+  // should catch what it can fail with). Throws std::system_error, as std::thread does,
+  // when a new thread is needed and cannot be started.
   Task Run(std::function<void()> work);
 
   // Threads started so far.

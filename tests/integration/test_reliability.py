@@ -120,7 +120,8 @@ class FaultTest(unittest.TestCase):
         finally:
             os.remove(self.no_threads)
         self.assertEqual(failed["State"], "Failure", failed)
-        self.assertIn("no thread could be started for the job", failed["Content"]["ErrorMessage"])
+        self.assertIn("no thread could be started for the job (Resource temporarily unavailable)",
+                      failed["Content"]["ErrorMessage"])
         self.assertIn("resubmit the job", failed["Content"]["ErrorMessage"])
         self.assertEqual(failed["Content"]["ErrorKind"], "internal error")
         self.assertEqual(study_series(o, other), [other])

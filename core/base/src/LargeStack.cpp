@@ -5,9 +5,10 @@
 
 #include <algorithm>
 #include <climits>
-#include <cstring>
 #include <exception>
+#include <optional>
 #include <string>
+#include <system_error>
 #include <utility>
 
 #include "enhance/base/Error.h"
@@ -32,7 +33,7 @@ class ThreadAttributes {
  public:
   ThreadAttributes() {
     const int code = pthread_attr_init(&attributes_);
-    if (code != 0) Fail("pthread_attr_init", code);
+    if (code != 0) Fail(code);
   }
   ~ThreadAttributes() { pthread_attr_destroy(&attributes_); }
   ThreadAttributes(const ThreadAttributes&) = delete;
@@ -40,10 +41,9 @@ class ThreadAttributes {
 
   pthread_attr_t* get() { return &attributes_; }
 
-  [[noreturn]] static void Fail(const char* what, int code) {
-    throw Error(ErrorKind::kInternal, std::string("cannot start a worker thread (") + what + ": " +
-                                          std::strerror(code) +
-                                          "); the server is out of memory or of threads");
+  // As std::thread fails: its what() is the system's message for `code` alone.
+  [[noreturn]] static void Fail(int code) {
+    throw std::system_error(code, std::generic_category());
   }
 
  private:
@@ -58,9 +58,9 @@ StackThread::StackThread(size_t stackBytes, std::function<void()> work)
   ThreadAttributes attributes;
   const size_t bytes = std::max<size_t>(stackBytes, PTHREAD_STACK_MIN);
   int code = pthread_attr_setstacksize(attributes.get(), bytes);
-  if (code != 0) ThreadAttributes::Fail("pthread_attr_setstacksize", code);
+  if (code != 0) ThreadAttributes::Fail(code);
   code = pthread_create(&thread_, attributes.get(), RunCall<Call>, call_.get());
-  if (code != 0) ThreadAttributes::Fail("pthread_create", code);
+  if (code != 0) ThreadAttributes::Fail(code);
 }
 
 StackThread::~StackThread() {
@@ -71,13 +71,19 @@ void StackThread::Join() {
   if (joined_) return;
   joined_ = true;
   const int code = pthread_join(thread_, nullptr);
-  if (code != 0) ThreadAttributes::Fail("pthread_join", code);
+  if (code != 0) ThreadAttributes::Fail(code);
   if (call_->error) std::rethrow_exception(call_->error);
 }
 
 void RunWithStack(size_t stackBytes, const std::function<void()>& work) {
-  StackThread thread(stackBytes, [&work] { work(); });
-  thread.Join();
+  std::optional<StackThread> thread;
+  try {
+    thread.emplace(stackBytes, [&work] { work(); });
+  } catch (const std::system_error& e) {
+    throw Error(ErrorKind::kInternal, std::string("cannot start a worker thread (") + e.what() +
+                                          "); the server is out of memory or of threads");
+  }
+  thread->Join();
 }
 
 }  // namespace enhance

@@ -26,8 +26,8 @@ inline constexpr size_t kWorkStackBytes = size_t{8} << 20;
 // the destructor joins it.
 class StackThread {
  public:
-  // Starts the thread. Throws Error(kInternal) when no thread can be started (out of memory
-  // or of threads).
+  // Starts the thread. Throws std::system_error, as std::thread does, when no thread can be
+  // started (out of memory or of threads).
   StackThread(size_t stackBytes, std::function<void()> work);
   // Joins the thread if Join() has not (what the work threw is then dropped).
   ~StackThread();
@@ -35,6 +35,7 @@ class StackThread {
   StackThread& operator=(const StackThread&) = delete;
 
   // Blocks until the work has returned, then rethrows what it threw, unchanged. Once only.
+  // Throws std::system_error when the thread cannot be joined.
   void Join();
 
  private:
