@@ -7,7 +7,8 @@ routed to it by a rule is processed with the warning in every derived instance a
 job; asked for by REST with "DomainCheck": "refuse" it is refused with the score, the
 threshold and what to do, and nothing is stored; with "off" nobody looks. A real T1 head
 MR sent to the same model is within its domain. GET /enhance/series/{id}/domain answers the
-score without running the model."""
+score without running the model, the same when many requests come at once."""
+import concurrent.futures
 import io
 import json
 import os
@@ -138,6 +139,16 @@ class DomainCheckTest(unittest.TestCase):
             with self.assertRaises(HttpError) as missing:
                 server.get(f"/enhance/series/{head}/domain")
             self.assertEqual(missing.exception.status, 400)
+            # Many requests at once, more than the threads the plugin keeps for its routes
+            # (4; the others start their own): each answered as when it came alone.
+            alone = {(s, m): server.get(f"/enhance/series/{s}/domain?Model={m}")["Score"]
+                     for s in (ct, head) for m in ("mr-denoise", "mr-superres-x2")}
+            asked = [key for key in alone for _ in range(4)]
+            with concurrent.futures.ThreadPoolExecutor(len(asked)) as pool:
+                scores = list(pool.map(lambda key: server.get(
+                    f"/enhance/series/{key[0]}/domain?Model={key[1]}")["Score"], asked))
+            for key, score in zip(asked, scores):
+                self.assertAlmostEqual(score, alone[key], places=6, msg=str(key))
             job = wait_for_job(server, server.post(f"/enhance/series/{head}", {
                 "Task": "denoise", "Model": "mr-denoise"})["ID"])
             self.assertEqual(job["State"], "Success", job["Content"])
