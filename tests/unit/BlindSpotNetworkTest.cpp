@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -27,6 +28,10 @@ BlindSpotNetwork RandomNetwork(int holeRadius, int dilatedLayers) {
 }
 
 TEST(BlindSpotNetwork, NeverSeesSliceKWithinItsHoleButSeesItsNeighbours) {
+  // Seeded: with random weights, ReLUs that happen to be off at every path from a pixel give
+  // it no gradient, which the checks of what the network sees below would take for
+  // blindness (the global generator's state otherwise depends on the tests run before).
+  at::manual_seed(11);
   for (const int radius : {0, 1, 2, 3}) {
     const BlindSpotNetwork network = RandomNetwork(radius, 2);
     const int64_t size = 64;
