@@ -21,6 +21,32 @@ namespace {
 
 using namespace rest;
 
+// A model's domain check, as GET /enhance/models shows it.
+Json::Value DomainCheckJson(const DomainCheckSpec& d) {
+  Json::Value domain;
+  domain["Archive"] = d.archive.filename().string();
+  domain["Threshold"] = d.threshold;
+  // Series scored on 1, 2, ... slices (fewer than MinSlices): each slice against the
+  // nearest of the reference slices, the thresholds by length.
+  Json::Value thresholds(Json::arrayValue);
+  for (double t : d.shortSeriesThresholds) thresholds.append(t);
+  domain["ShortSeriesThresholds"] = thresholds;
+  domain["ReferenceSlices"] = static_cast<Json::UInt>(d.shortSeriesSlices.size());
+  domain["TrainedOn"] = d.trainedOn;
+  // How a series is scored (docs/models.md, "Domain checks").
+  domain["Score"] = d.referenceSeries.empty() ? "mean" : "nearest";
+  domain["ReferenceSeries"] = static_cast<Json::UInt>(d.referenceSeries.size());
+  domain["SliceStep"] = d.sliceStep;
+  domain["MinSlices"] = d.minSlices;
+  domain["MaxSlices"] = d.maxSlices;
+  domain["Downsample"] = d.downsample;
+  domain["Crop"] = d.crop;
+  Json::Value features(Json::arrayValue);
+  for (const ScoredFeature& f : ScoredFeatures(d)) features.append(f.name);
+  domain["Features"] = features;
+  return domain;
+}
+
 Json::Value ModelJson(const Model& model) {
   const ModelSpec& m = model.Info();
   Json::Value entry;
@@ -37,24 +63,7 @@ Json::Value ModelJson(const Model& model) {
   entry["ThroughPlaneScale"] = m.throughPlaneScale;
   entry["SliceContext"] = m.sliceContext;
   entry["OutputUnits"] = m.outputUnits;
-  if (m.hasDomainCheck) {
-    Json::Value domain;
-    domain["Archive"] = m.domainCheck.archive.filename().string();
-    domain["Threshold"] = m.domainCheck.threshold;
-    domain["TrainedOn"] = m.domainCheck.trainedOn;
-    // How a series is scored (docs/models.md, "Domain checks").
-    domain["Score"] = m.domainCheck.referenceSeries.empty() ? "mean" : "nearest";
-    domain["ReferenceSeries"] = static_cast<Json::UInt>(m.domainCheck.referenceSeries.size());
-    domain["SliceStep"] = m.domainCheck.sliceStep;
-    domain["MinSlices"] = m.domainCheck.minSlices;
-    domain["MaxSlices"] = m.domainCheck.maxSlices;
-    domain["Downsample"] = m.domainCheck.downsample;
-    domain["Crop"] = m.domainCheck.crop;
-    Json::Value features(Json::arrayValue);
-    for (const ScoredFeature& f : ScoredFeatures(m.domainCheck)) features.append(f.name);
-    domain["Features"] = features;
-    entry["DomainCheck"] = domain;
-  }
+  if (m.hasDomainCheck) entry["DomainCheck"] = DomainCheckJson(m.domainCheck);
   if (const LowPrecisionReport* low = model.LowPrecision()) {
     // What runs, and how far bf16 and int8 are from float on the calibration input.
     Json::Value precision;

@@ -234,18 +234,54 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   std::tie(spec.intensityMean, spec.intensitySd) = MeanSd(intensity);
   std::tie(spec.correlationMean, spec.correlationSd) = MeanSd(correlation);
   // The calibration series scored as the node scores a series: the same slices.
+  std::vector<std::vector<SliceDomainFeatures>> features;  // of every slice of each series
   std::vector<double> scores;
   for (const Volume& v : sets.calibration.series) {
+    features.emplace_back();
+    for (int64_t k = 0; k < v.slices; ++k) {
+      features.back().push_back(check->SliceFeatures(v.Slice(k), v.rows, v.columns));
+    }
     std::vector<SliceDomainFeatures> slices;
     const std::vector<bool> scored = DomainSlicesScored(v.slices, spec);
     for (int64_t k = 0; k < v.slices; ++k) {
-      if (scored[static_cast<size_t>(k)]) {
-        slices.push_back(check->SliceFeatures(v.Slice(k), v.rows, v.columns));
-      }
+      if (scored[static_cast<size_t>(k)]) slices.push_back(features.back()[static_cast<size_t>(k)]);
     }
     scores.push_back(AggregateDomainScore(spec, slices).score);
   }
   spec.threshold = Percentile(scores, 99.0);
+  // A series of fewer slices than the minimum is scored on all of them, and a few slices of
+  // one body region are not like the median of a longer series: each slice of such a series
+  // is compared with every single slice of the reference series, the nearest first, and the
+  // series' threshold, for each length, is set the same way on every run of that many
+  // adjacent slices of the calibration series, never below the threshold.
+  for (const Volume& v : sets.reference.series) {
+    for (int64_t k = 0; k < v.slices; ++k) {
+      const DomainScore one =
+          AggregateDomainScore(spec, {check->SliceFeatures(v.Slice(k), v.rows, v.columns)});
+      std::vector<double> point;  // rounded as the manifest keeps them
+      for (const ScoredFeature& f : ScoredFeatures(spec)) {
+        point.push_back(std::round(one.*f.median * 1e4) / 1e4);
+      }
+      spec.shortSeriesSlices.push_back(std::move(point));
+    }
+  }
+  spec.shortSeriesThresholds.assign(static_cast<size_t>(spec.minSlices - 1), spec.threshold);
+  for (size_t length = 1; length < static_cast<size_t>(spec.minSlices); ++length) {
+    std::vector<double> runScores;
+    for (const std::vector<SliceDomainFeatures>& series : features) {
+      for (size_t first = 0; first + length <= series.size(); ++first) {
+        const std::vector<SliceDomainFeatures> run(
+            series.begin() + static_cast<std::ptrdiff_t>(first),
+            series.begin() + static_cast<std::ptrdiff_t>(first + length));
+        runScores.push_back(AggregateDomainScore(spec, run).score);
+      }
+    }
+    // Rounded up as the manifest keeps it, so that it stays at least the threshold.
+    if (!runScores.empty()) {
+      spec.shortSeriesThresholds[length - 1] =
+          std::ceil(std::max(spec.threshold, Percentile(runScores, 99.0)) * 1e4) / 1e4;
+    }
+  }
   std::cout << "reference (" << sets.reference.series.size() << " series)";
   const char* separator = ": ";
   for (const ScoredFeature& f : ScoredFeatures(spec)) {
@@ -254,6 +290,12 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   }
   std::cout << "\nthreshold: 99th percentile of " << scores.size()
             << " calibration series' scores = " << spec.threshold << "\n";
+  for (size_t i = 0; i < spec.shortSeriesThresholds.size(); ++i) {
+    std::cout << "threshold of a series of " << i + 1 << (i == 0 ? " slice" : " slices")
+              << " (each slice against the nearest of " << spec.shortSeriesSlices.size()
+              << " reference slices): 99th percentile of the calibration series' runs = "
+              << spec.shortSeriesThresholds[i] << "\n";
+  }
 
   Json::Value section;
   section["archive"] = "domain.pt";
@@ -275,6 +317,14 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
     section["reference"]["series"].append(point);
   }
   section["threshold"] = spec.threshold;
+  if (!spec.shortSeriesThresholds.empty()) {
+    for (const std::vector<double>& p : spec.shortSeriesSlices) {
+      Json::Value point(Json::arrayValue);
+      for (double v : p) point.append(v);
+      section["short_series"]["series"].append(point);
+    }
+    for (double t : spec.shortSeriesThresholds) section["short_series"]["thresholds"].append(t);
+  }
   section["trained_on"] = sets.trainedOn;
   // Every model's manifest with the new section is checked before any file is written, so
   // that an option the manifest refuses (a crop or block size out of range) leaves every
@@ -295,7 +345,8 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
     }
     Json::StreamWriterBuilder builder;
     builder["indentation"] = "  ";
-    builder["precision"] = 12;  // 0.0003, not 0.00029999999999999997
+    builder["precision"] = 12;         // 0.0003, not 0.00029999999999999997
+    builder["commentStyle"] = "None";  // short arrays (a reference point) on one line
     std::ofstream(folder / "manifest.json") << Json::writeString(builder, manifests[i]) << "\n";
     std::cout << "wrote " << (folder / "domain.pt").string() << " and its manifest section\n";
   }
@@ -482,6 +533,65 @@ void PrintContrastTuning(const DomainCheck& check, const DomainSet& calibration)
   }
 }
 
+// The series of `set` cut into series of `slices` adjacent slices (the rest of each dropped),
+// as a short series of the same acquisition would come.
+DomainSet Windows(const DomainSet& set, int64_t slices) {
+  DomainSet cut{set.name, {}};
+  for (const Volume& v : set.series) {
+    for (int64_t first = 0; first + slices <= v.slices; first += slices) {
+      Volume w;
+      w.geometry = v.geometry;
+      w.units = v.units;
+      w.Resize(slices, v.rows, v.columns);
+      std::copy(v.Slice(first), v.Slice(first) + slices * v.VoxelsPerSlice(), w.voxels.begin());
+      cut.series.push_back(std::move(w));
+    }
+  }
+  return cut;
+}
+
+// Series shorter than the check's minimum of scored slices are scored on all their slices,
+// and a median of fewer slices spreads more than the threshold (set on calibration series
+// scored on the minimum) allows for: the held-out series and the far and near sets cut into
+// series of 1, 2, 3 ... slices, their false warnings and AUROCs.
+void PrintShortSeries(const DomainCheck& check, const DomainSets& sets) {
+  const int64_t least = std::max(1, check.Spec().minSlices);
+  std::vector<int64_t> lengths;
+  for (int64_t k = 1; k < least && k <= 4; ++k) lengths.push_back(k);
+  if (lengths.empty()) return;
+  std::cout << "\nShort series: the held-out series and the sets cut into series of adjacent "
+               "slices, each scored on all of its slices (the check scores at least "
+            << least << " of a longer series)\n\n| set |";
+  for (int64_t k : lengths) std::cout << " " << k << (k == 1 ? " slice" : " slices") << " |";
+  std::cout << "\n|---|";
+  for (size_t i = 0; i < lengths.size(); ++i) std::cout << "---|";
+  std::cout << "\n";
+  std::vector<std::vector<double>> negatives;
+  std::cout << "| " << sets.test.name << ": false warnings |";
+  for (int64_t k : lengths) {
+    const SetScores test = ScoresOf(check, Windows(sets.test, k));
+    negatives.push_back(test.scores);
+    std::cout << " " << test.outside << " of " << test.scores.size() << " ("
+              << Fixed(100.0 * test.outside / test.scores.size(), 1) << "%) |";
+  }
+  std::cout << "\n";
+  auto row = [&](const DomainSet& set, const char* kind) {
+    std::cout << "| " << set.name << " (" << kind << "): AUROC |";
+    for (size_t i = 0; i < lengths.size(); ++i) {
+      const SetScores positives = ScoresOf(check, Windows(set, lengths[i]));
+      // "-": the set's series are shorter (pydicom's images are single slices).
+      std::cout << " "
+                << (positives.scores.empty()
+                        ? std::string("-")
+                        : Fixed(AreaUnderRoc(positives.scores, negatives[i]), 3))
+                << " |";
+    }
+    std::cout << "\n";
+  };
+  for (const DomainSet& set : sets.far) row(set, "far");
+  for (const DomainSet& set : sets.near) row(set, "near");
+}
+
 int Evaluate(const std::string& name, const std::filesystem::path& models, const DomainSets& sets) {
   const Distribution d = For(name);
   const ModelSpec spec = LoadManifest(models / d.models.front());
@@ -511,6 +621,7 @@ int Evaluate(const std::string& name, const std::filesystem::path& models, const
   for (const DomainSet& set : sets.near) row(set, "near");
   for (const DomainSet& set : sets.extra) row(set, "other");
   std::cout << "\nTargets: AUROC >= 0.95 (far), >= 0.80 (near); false warnings <= 5%.\n";
+  PrintShortSeries(*check, sets);
   if (d.units.empty()) PrintContrastTuning(*check, sets.calibration);
   PrintTuning(*check, sets);
   PrintCost(d, models, sets.test.series.front(), *check);

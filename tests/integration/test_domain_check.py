@@ -139,6 +139,26 @@ class DomainCheckTest(unittest.TestCase):
             with self.assertRaises(HttpError) as missing:
                 server.get(f"/enhance/series/{head}/domain")
             self.assertEqual(missing.exception.status, 400)
+            # A series shorter than the check's minimum of scored slices (one slice here) is
+            # judged slice by slice against the reference series' single slices, with a
+            # threshold for its length: a single in-distribution slice is within, as the whole
+            # series is.
+            self.assertEqual(len(info["ShortSeriesThresholds"]), info["MinSlices"] - 1)
+            self.assertGreater(info["ReferenceSlices"], 100)
+            one_ct = store_series(server, make_phantom(os.path.join(tmp, "ct-one"), rows=512,
+                                                       columns=512, slices=1, seed=11))
+            answer = server.get(f"/enhance/series/{one_ct}/domain?Model=ct-denoise")
+            self.assertEqual(answer["Slices"], 1)
+            self.assertFalse(answer["Outside"], answer)
+            ct_info = server.get("/enhance/models/ct-denoise")["DomainCheck"]
+            self.assertEqual(answer["Threshold"], ct_info["ShortSeriesThresholds"][0])
+            one_head = store_series(server, make_head_mr(os.path.join(tmp, "mr-one"), "--first",
+                                                         "90", "--count", "1"))
+            answer = server.get(f"/enhance/series/{one_head}/domain?Model=mr-denoise")
+            self.assertFalse(answer["Outside"], answer)
+            # ... and a CT slice sent to the MR model is outside, as the CT series is.
+            self.assertTrue(server.get(f"/enhance/series/{one_ct}/domain?Model=mr-denoise")[
+                "Outside"])
             # Many requests at once, more than the threads the plugin keeps for its routes
             # (4; the others start their own): each answered as when it came alone.
             alone = {(s, m): server.get(f"/enhance/series/{s}/domain?Model={m}")["Score"]

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <random>
 
 #include "DicomUtil.h"
@@ -152,6 +153,115 @@ TEST(DomainCheck, ManifestErrorsNameTheKey) {
   Json::Value badNorm = with("input_normalization", Json::Value(Json::objectValue));
   badNorm["input_normalization"]["method"] = "histogram";
   EXPECT_NE(ErrorOf(badNorm).find("domain_check.input_normalization.method"), std::string::npos);
+}
+
+// "short_series": the reference series' single slices, and the thresholds of series scored
+// on 1, 2, ... slices (fewer than min_slices), each at least the check's.
+TEST(DomainCheck, ShortSeriesSectionIsParsedAndChecked) {
+  Json::Value section = testing::DomainCheckSection(3.5);
+  section["min_slices"] = 4;
+  Json::Value point(Json::arrayValue);
+  point.append(-3.0);
+  point.append(-1.0);
+  section["short_series"]["series"].append(point);
+  section["short_series"]["thresholds"].append(4.0);
+  section["short_series"]["thresholds"].append(3.5);  // the check's own: allowed
+  const DomainCheckSpec d = ParseManifest(WithDomain(section), kFolder).domainCheck;
+  EXPECT_EQ(d.shortSeriesSlices, (std::vector<std::vector<double>>{{-3.0, -1.0}}));
+  EXPECT_EQ(d.shortSeriesThresholds, (std::vector<double>{4.0, 3.5}));
+  const DomainCheckSpec plain =
+      ParseManifest(WithDomain(testing::DomainCheckSection(3.5)), kFolder).domainCheck;
+  EXPECT_TRUE(plain.shortSeriesSlices.empty());
+  EXPECT_TRUE(plain.shortSeriesThresholds.empty());
+
+  auto errorWith = [&section](const std::function<void(Json::Value&)>& change) {
+    Json::Value bad = section;
+    change(bad);
+    return ErrorOf(bad);
+  };
+  // Stricter than the check on longer series: refused, naming the entry.
+  EXPECT_NE(errorWith([](Json::Value& b) { b["short_series"]["thresholds"][1] = 3.0; })
+                .find("domain_check.short_series.thresholds: entry 1 must be a number at least "
+                      "the threshold (3.5)"),
+            std::string::npos);
+  EXPECT_NE(errorWith([](Json::Value& b) {
+              b["short_series"]["thresholds"][0] = "high";
+            }).find("domain_check.short_series.thresholds: entry 0"),
+            std::string::npos);
+  // One threshold per length below min_slices, at most; at least one.
+  EXPECT_NE(
+      errorWith([](Json::Value& b) {
+        b["short_series"]["thresholds"].append(4.0);
+        b["short_series"]["thresholds"].append(4.0);
+      }).find("domain_check.short_series.thresholds: must be a list of 1 to min_slices - 1 (3)"),
+      std::string::npos);
+  EXPECT_NE(errorWith([](Json::Value& b) {
+              b["short_series"]["thresholds"] = Json::Value(Json::arrayValue);
+            }).find("domain_check.short_series.thresholds: must be a list"),
+            std::string::npos);
+  // Reference slices with the features the check scores (log r and log k here), required.
+  EXPECT_NE(errorWith([](Json::Value& b) {
+              b["short_series"]["series"][0].append(1.0);
+            }).find("domain_check.short_series.series: each entry must be [log r, log k]"),
+            std::string::npos);
+  EXPECT_NE(errorWith([](Json::Value& b) {
+              b["short_series"].removeMember("series");
+            }).find("domain_check.short_series.series: must be a list"),
+            std::string::npos);
+  EXPECT_NE(errorWith([](Json::Value& b) {
+              b["short_series"]["likelihood"] = 1;
+            }).find("domain_check.short_series.likelihood: unknown key"),
+            std::string::npos);
+  EXPECT_NE(errorWith([](Json::Value& b) {
+              b["short_series"] = 4.0;
+            }).find("domain_check.short_series: must be an object"),
+            std::string::npos);
+}
+
+// A series scored on fewer slices than the minimum is judged slice by slice against the
+// reference slices (the median of the slices' distances to their nearest), with the
+// threshold of its length; a longer one as before.
+TEST(DomainCheck, ShortSeriesAreJudgedSliceBySliceAgainstTheReferenceSlices) {
+  DomainCheckSpec spec;
+  spec.reconstructionMean = -8;
+  spec.reconstructionSd = 0.5;
+  spec.klMean = -1;
+  spec.klSd = 2;
+  spec.threshold = 2;
+  spec.minSlices = 4;
+  // Two clusters of single slices, neither at the series' mean.
+  spec.shortSeriesSlices = {{-9, -1}, {-7, -1}};
+  spec.shortSeriesThresholds = {3.0, 5.0};
+  // A slice of the first cluster: 0 from its nearest reference slice, though 2 from the mean.
+  DomainScore s = AggregateDomainScore(spec, {{-9, -1}});
+  EXPECT_DOUBLE_EQ(s.score, 0.0);
+  EXPECT_DOUBLE_EQ(s.threshold, 3.0);
+  EXPECT_FALSE(s.outside);
+  EXPECT_DOUBLE_EQ(s.logReconstruction, -9);  // the medians are reported as for any series
+  // 3.5 from the nearest reference slice (-7): above the one-slice threshold 3.
+  s = AggregateDomainScore(spec, {{-5.25, -1}});
+  EXPECT_NEAR(s.score, 3.5, 1e-12);
+  EXPECT_TRUE(s.outside);
+  EXPECT_EQ(DescribeDomainScore(s), "domain score 3.50 above the threshold 3.00");
+  // Two slices, one in each cluster: each 0 from its nearest, so 0, though their medians
+  // (-8, -1) are what a longer series' would be compared with.
+  s = AggregateDomainScore(spec, {{-9, -1}, {-7, -1}});
+  EXPECT_DOUBLE_EQ(s.score, 0.0);
+  EXPECT_DOUBLE_EQ(s.threshold, 5.0);
+  // Two slices at 0 and 6 from their nearest: the median of the distances, 3, within 5.
+  s = AggregateDomainScore(spec, {{-9, -1}, {-4, -1}});
+  EXPECT_NEAR(s.score, 3.0, 1e-12);
+  EXPECT_FALSE(s.outside);
+  // A figure that is not a number is outside, never silently within.
+  s = AggregateDomainScore(spec, {{std::nan(""), -1}, {-9, -1}});
+  EXPECT_TRUE(std::isnan(s.score));
+  EXPECT_TRUE(s.outside);
+  // Three slices: past the thresholds' list, the check's own threshold and reference (the
+  // mean): medians -6 and -1 -> 4, above 2.
+  s = AggregateDomainScore(spec, {{-7, -1}, {-6, -1}, {-5, -1}});
+  EXPECT_NEAR(s.score, 4.0, 1e-12);
+  EXPECT_DOUBLE_EQ(s.threshold, 2.0);
+  EXPECT_TRUE(s.outside);
 }
 
 // The score worked by hand: medians of log r, log k (and log m), then their distance in

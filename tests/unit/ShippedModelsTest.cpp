@@ -399,6 +399,21 @@ TEST(ShippedModels, DomainChecksScoreABatchAsEachSliceAlone) {
   }
 }
 
+// Every shipped check judges a series shorter than its minimum of scored slices slice by
+// slice against the single slices of its reference series, with a threshold set for each
+// length (enhance-domain calibrate): each length below the minimum has its threshold.
+TEST(ShippedModels, DomainChecksJudgeEachShortLength) {
+  for (const auto& folder : ShippedFolders()) {
+    const ModelSpec spec = LoadManifest(folder);
+    if (!spec.hasDomainCheck) continue;
+    SCOPED_TRACE(folder.string());
+    const DomainCheckSpec& d = spec.domainCheck;
+    EXPECT_EQ(d.shortSeriesThresholds.size(), static_cast<size_t>(d.minSlices - 1));
+    for (double t : d.shortSeriesThresholds) EXPECT_GE(t, d.threshold);
+    EXPECT_GE(d.shortSeriesSlices.size(), 32u);
+  }
+}
+
 // A series' check (SeriesDomainScorer, what the node and the REST route use) scores the
 // slices DomainSlicesScored selects, by their position in the order they are offered, and
 // nothing else: its score is the aggregate of those slices' figures alone.

@@ -136,6 +136,37 @@ std::vector<bool> DomainSlicesScored(int64_t count, const DomainCheckSpec& spec)
   return scored;
 }
 
+namespace {
+
+// The features of `score` that `scored` names, in order.
+std::vector<double> FeaturesOf(const DomainScore& score, const std::vector<ScoredFeature>& scored) {
+  std::vector<double> features;
+  for (const ScoredFeature& f : scored) features.push_back(score.*f.median);
+  return features;
+}
+
+// The distance in the reference's standard deviations from `features` to the nearest of
+// `points`; NaN when a feature is not a number.
+double NearestDistance(const std::vector<double>& features,
+                       const std::vector<ScoredFeature>& scored,
+                       const std::vector<std::vector<double>>& points) {
+  for (double f : features) {
+    if (std::isnan(f)) return std::numeric_limits<double>::quiet_NaN();
+  }
+  double nearest = std::numeric_limits<double>::infinity();
+  for (const std::vector<double>& p : points) {
+    double squares = 0;
+    for (size_t i = 0; i < features.size(); ++i) {
+      const double z = (features[i] - p.at(i)) / scored[i].sd;
+      squares += z * z;
+    }
+    nearest = std::min(nearest, std::sqrt(squares));
+  }
+  return nearest;
+}
+
+}  // namespace
+
 DomainScore AggregateDomainScore(const DomainCheckSpec& spec,
                                  const std::vector<SliceDomainFeatures>& slices) {
   if (slices.empty()) throw Error(ErrorKind::kBadInput, "domain check: no slice to score");
@@ -154,31 +185,37 @@ DomainScore AggregateDomainScore(const DomainCheckSpec& spec,
   score.logResidual = Median(std::move(residual));
   score.meanIntensity = Median(std::move(intensity));
   score.residualCorrelation = Median(std::move(correlation));
-  // The features the reference has, in the order of its points, and their spreads.
-  std::vector<double> features, spreads, mean;
-  for (const ScoredFeature& f : ScoredFeatures(spec)) {
-    features.push_back(score.*f.median);
-    spreads.push_back(f.sd);
-    mean.push_back(f.mean);
-  }
-  // The distance in reference standard deviations to the nearest point of the reference:
-  // its mean, or each of its series when the manifest lists them.
-  const std::vector<std::vector<double>> means{mean};
-  score.score = std::numeric_limits<double>::infinity();
-  bool finite = true;
-  for (double f : features) finite = finite && !std::isnan(f);
-  for (const std::vector<double>& p : spec.referenceSeries.empty() ? means : spec.referenceSeries) {
-    double squares = 0;
-    for (size_t i = 0; i < features.size(); ++i) {
-      const double z = (features[i] - p.at(i)) / spreads[i];
-      squares += z * z;
-    }
-    score.score = std::min(score.score, std::sqrt(squares));
-  }
-  if (!finite) score.score = std::numeric_limits<double>::quiet_NaN();  // std::min drops a NaN
-  score.threshold = spec.threshold;
-  score.outside = !(score.score <= spec.threshold);  // NaN counts as outside
   score.trainedOn = spec.trainedOn;
+  const std::vector<ScoredFeature> scored = ScoredFeatures(spec);
+  if (slices.size() <= spec.shortSeriesThresholds.size() && !spec.shortSeriesSlices.empty()) {
+    // Fewer slices than the check's minimum: each slice's distance to the nearest reference
+    // slice, and their median.
+    std::vector<double> distances;
+    bool finite = true;
+    for (const SliceDomainFeatures& f : slices) {
+      DomainScore one;
+      one.logReconstruction = f.logReconstruction;
+      one.logKl = f.logKl;
+      one.logResidual = f.logResidual;
+      one.meanIntensity = f.meanIntensity;
+      one.residualCorrelation = f.residualCorrelation;
+      distances.push_back(NearestDistance(FeaturesOf(one, scored), scored, spec.shortSeriesSlices));
+      finite = finite && !std::isnan(distances.back());
+    }
+    score.score = finite ? Median(std::move(distances)) : std::numeric_limits<double>::quiet_NaN();
+    score.threshold = spec.shortSeriesThresholds[slices.size() - 1];
+  } else {
+    // The distance from the series' medians to the nearest point of the reference: its
+    // mean, or each of its series when the manifest lists them.
+    std::vector<double> mean;
+    for (const ScoredFeature& f : scored) mean.push_back(f.mean);
+    score.score =
+        NearestDistance(FeaturesOf(score, scored), scored,
+                        spec.referenceSeries.empty() ? std::vector<std::vector<double>>{mean}
+                                                     : spec.referenceSeries);
+    score.threshold = spec.threshold;
+  }
+  score.outside = !(score.score <= score.threshold);  // NaN counts as outside
   return score;
 }
 

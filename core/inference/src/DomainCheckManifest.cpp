@@ -3,6 +3,7 @@
 // The "domain_check" section of a model's manifest (docs/models.md, "Domain checks").
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -43,9 +44,10 @@ bool ParseLaterFeature(const ManifestReader& r, const Json::Value& reference, co
 // "series": the features of each reference series, those the check scores in their order
 // (ScoredFeatures): [log r, log k], with a residual reference [log r, log k, log m], then i
 // with an intensity reference and c with a correlation reference: [log r, log k, log m, i, c].
+// A list of reference points named `name`, each the scored features of a series, into `out`.
 void ParseReferenceSeries(const ManifestReader& r, const Json::Value& series,
-                          const std::string& key, DomainCheckSpec& d) {
-  const std::string name = key + ".reference.series";
+                          const std::string& name, const DomainCheckSpec& d,
+                          std::vector<std::vector<double>>& out) {
   const std::vector<ScoredFeature> scored = ScoredFeatures(d);
   std::string shape;
   for (const ScoredFeature& f : scored)
@@ -63,7 +65,39 @@ void ParseReferenceSeries(const ManifestReader& r, const Json::Value& series,
     if (!good) r.Fail(name, "each entry must be " + shape + " of finite numbers");
     std::vector<double> values;
     for (Json::ArrayIndex i = 0; i < features; ++i) values.push_back(point[i].asDouble());
-    d.referenceSeries.push_back(std::move(values));
+    out.push_back(std::move(values));
+  }
+}
+
+// "short_series": how a series scored on fewer than min_slices slices is judged: the
+// reference series' single slices, and a threshold for each length.
+void ParseShortSeries(const ManifestReader& r, const Json::Value& o, const std::string& key,
+                      DomainCheckSpec& d) {
+  const std::string name = key + ".short_series";
+  const auto lengths = static_cast<Json::ArrayIndex>(d.minSlices - 1);
+  if (!o.isObject()) {
+    r.Fail(name,
+           "must be an object {\"series\": [the features of each reference slice], "
+           "\"thresholds\": [those of series of 1, 2, ... slices]}");
+  }
+  r.CheckKeys(o, name, {"series", "thresholds"});
+  ParseReferenceSeries(r, o["series"], name + ".series", d, d.shortSeriesSlices);
+  const Json::Value& list = o["thresholds"];
+  if (!list.isArray() || list.empty() || list.size() > lengths) {
+    r.Fail(name + ".thresholds", "must be a list of 1 to min_slices - 1 (" +
+                                     std::to_string(lengths) +
+                                     ") thresholds: those of series scored on 1, 2, ... slices");
+  }
+  char threshold[32];
+  std::snprintf(threshold, sizeof(threshold), "%.6g", d.threshold);
+  for (Json::ArrayIndex i = 0; i < list.size(); ++i) {
+    const double t = list[i].isNumeric() ? list[i].asDouble() : std::nan("");
+    if (!std::isfinite(t) || t < d.threshold) {
+      r.Fail(name + ".thresholds", "entry " + std::to_string(i) +
+                                       " must be a number at least the threshold (" + threshold +
+                                       "): a shorter series is never judged more strictly");
+    }
+    d.shortSeriesThresholds.push_back(t);
   }
 }
 
@@ -75,9 +109,10 @@ void ParseDomainCheck(const ManifestReader& r, const Json::Value& o,
                       const std::filesystem::path& folder, ModelSpec& s) {
   const std::string key = "domain_check";
   if (!o.isObject()) r.Fail(key, "must be an object naming the autoencoder's archive");
-  r.CheckKeys(o, key,
-              {"archive", "input_normalization", "size_multiple", "slice_step", "min_slices",
-               "max_slices", "downsample", "crop", "reference", "threshold", "trained_on"});
+  r.CheckKeys(
+      o, key,
+      {"archive", "input_normalization", "size_multiple", "slice_step", "min_slices", "max_slices",
+       "downsample", "crop", "reference", "threshold", "short_series", "trained_on"});
   DomainCheckSpec& d = s.domainCheck;
   const std::string archive = OptionalString(r, o, key, "archive", "");
   if (archive.empty()) r.Fail(key + ".archive", "is required: the autoencoder's archive");
@@ -124,11 +159,14 @@ void ParseDomainCheck(const ManifestReader& r, const Json::Value& o,
   d.hasCorrelationReference =
       ParseLaterFeature(r, reference, "residual_correlation", "the residual correlation",
                         d.hasResidualReference, d.correlationMean, d.correlationSd);
-  if (reference.isMember("series")) ParseReferenceSeries(r, reference["series"], key, d);
+  if (reference.isMember("series")) {
+    ParseReferenceSeries(r, reference["series"], key + ".reference.series", d, d.referenceSeries);
+  }
   d.threshold = r.Number(o, key, "threshold");
   if (!(d.threshold > 0) || !std::isfinite(d.threshold)) {
     r.Fail(key + ".threshold", "must be a number above 0 (a score in standard deviations)");
   }
+  if (o.isMember("short_series")) ParseShortSeries(r, o["short_series"], key, d);
   d.trainedOn = OptionalString(r, o, key, "trained_on", "");
   s.hasDomainCheck = true;
 }

@@ -40,6 +40,12 @@
 // worse, and a likelihood alone is known to rank some foreign data as more likely than
 // the training data. A series is outside the domain when its score exceeds the threshold
 // the trainer set from held-out in-distribution series.
+// A series scored on fewer slices than the check's minimum (a series that short is scored on
+// all of its slices) is judged otherwise where the manifest says how (DomainCheckSpec::
+// shortSeriesSlices): a few slices of one body region are not like the median of a longer
+// series, so each slice is scored by the same distance to the nearest single slice of the
+// reference series, the series by the median of its slices' distances, against the
+// threshold set for that many slices.
 //
 // The slices of one series go through the autoencoder together (DomainBatch): up to
 // kDomainBatch of one size in one forward pass, so that the per-layer cost of a small

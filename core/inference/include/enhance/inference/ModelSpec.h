@@ -107,6 +107,15 @@ struct DomainCheckSpec {
   // their mean (DomainCheck.h).
   std::vector<std::vector<double>> referenceSeries;
   double threshold = 0;  // a series scoring above it is outside the domain
+  // How a series scored on fewer than minSlices slices is judged (a series that short is
+  // scored on all of its slices, and a few slices of one body region do not look like the
+  // median of a longer series): each of its slices by its distance to the nearest single
+  // slice of the reference series (the features of each, as referenceSeries), the series by
+  // the median of those distances, against shortSeriesThresholds[k - 1] for k slices (each
+  // at least `threshold`). A series scored on more slices than the list covers, or a check
+  // without them, is judged as above.
+  std::vector<std::vector<double>> shortSeriesSlices;
+  std::vector<double> shortSeriesThresholds;
   std::string trainedOn;
 };
 
