@@ -256,11 +256,10 @@ int Calibrate(const std::string& name, const std::filesystem::path& vae,
   // adjacent slices of the calibration series, never below the threshold.
   for (const Volume& v : sets.reference.series) {
     for (int64_t k = 0; k < v.slices; ++k) {
-      const DomainScore one =
-          AggregateDomainScore(spec, {check->SliceFeatures(v.Slice(k), v.rows, v.columns)});
+      const SliceDomainFeatures slice = check->SliceFeatures(v.Slice(k), v.rows, v.columns);
       std::vector<double> point;  // rounded as the manifest keeps them
       for (const ScoredFeature& f : ScoredFeatures(spec)) {
-        point.push_back(std::round(one.*f.median * 1e4) / 1e4);
+        point.push_back(std::round(slice.*f.slice * 1e4) / 1e4);
       }
       spec.shortSeriesSlices.push_back(std::move(point));
     }

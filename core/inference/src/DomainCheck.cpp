@@ -138,10 +138,16 @@ std::vector<bool> DomainSlicesScored(int64_t count, const DomainCheckSpec& spec)
 
 namespace {
 
-// The features of `score` that `scored` names, in order.
+// The features of a series' medians or of a slice that `scored` names, in order.
 std::vector<double> FeaturesOf(const DomainScore& score, const std::vector<ScoredFeature>& scored) {
   std::vector<double> features;
   for (const ScoredFeature& f : scored) features.push_back(score.*f.median);
+  return features;
+}
+std::vector<double> FeaturesOf(const SliceDomainFeatures& slice,
+                               const std::vector<ScoredFeature>& scored) {
+  std::vector<double> features;
+  for (const ScoredFeature& f : scored) features.push_back(slice.*f.slice);
   return features;
 }
 
@@ -193,13 +199,7 @@ DomainScore AggregateDomainScore(const DomainCheckSpec& spec,
     std::vector<double> distances;
     bool finite = true;
     for (const SliceDomainFeatures& f : slices) {
-      DomainScore one;
-      one.logReconstruction = f.logReconstruction;
-      one.logKl = f.logKl;
-      one.logResidual = f.logResidual;
-      one.meanIntensity = f.meanIntensity;
-      one.residualCorrelation = f.residualCorrelation;
-      distances.push_back(NearestDistance(FeaturesOf(one, scored), scored, spec.shortSeriesSlices));
+      distances.push_back(NearestDistance(FeaturesOf(f, scored), scored, spec.shortSeriesSlices));
       finite = finite && !std::isnan(distances.back());
     }
     score.score = finite ? Median(std::move(distances)) : std::numeric_limits<double>::quiet_NaN();

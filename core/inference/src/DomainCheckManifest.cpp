@@ -179,20 +179,21 @@ namespace enhance {
 std::vector<ScoredFeature> ScoredFeatures(const DomainCheckSpec& spec) {
   std::vector<ScoredFeature> features{
       {"log r", "LogReconstruction", "log_reconstruction", &DomainScore::logReconstruction,
-       spec.reconstructionMean, spec.reconstructionSd},
-      {"log k", "LogKL", "log_kl", &DomainScore::logKl, spec.klMean, spec.klSd}};
+       &SliceDomainFeatures::logReconstruction, spec.reconstructionMean, spec.reconstructionSd},
+      {"log k", "LogKL", "log_kl", &DomainScore::logKl, &SliceDomainFeatures::logKl, spec.klMean,
+       spec.klSd}};
   if (spec.hasResidualReference) {
     features.push_back({"log m", "LogResidual", "log_residual", &DomainScore::logResidual,
-                        spec.residualMean, spec.residualSd});
+                        &SliceDomainFeatures::logResidual, spec.residualMean, spec.residualSd});
   }
   if (spec.hasIntensityReference) {
     features.push_back({"i", "MeanIntensity", "mean_intensity", &DomainScore::meanIntensity,
-                        spec.intensityMean, spec.intensitySd});
+                        &SliceDomainFeatures::meanIntensity, spec.intensityMean, spec.intensitySd});
   }
   if (spec.hasCorrelationReference) {
-    features.push_back({"c", "ResidualCorrelation", "residual_correlation",
-                        &DomainScore::residualCorrelation, spec.correlationMean,
-                        spec.correlationSd});
+    features.push_back(
+        {"c", "ResidualCorrelation", "residual_correlation", &DomainScore::residualCorrelation,
+         &SliceDomainFeatures::residualCorrelation, spec.correlationMean, spec.correlationSd});
   }
   return features;
 }

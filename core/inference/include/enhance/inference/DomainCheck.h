@@ -98,12 +98,14 @@ struct DomainCheckTimes {
 
 // A feature a check scores: its symbol above ("log r"), its name in the REST API
 // ("LogReconstruction"), its key in the manifest's reference ("log_reconstruction"), the
-// series' median of it in a DomainScore, and the reference's mean and spread of it.
+// series' median of it in a DomainScore, a slice's value of it, and the reference's mean and
+// spread of it.
 struct ScoredFeature {
   const char* symbol;
   const char* name;
   const char* key;
   double DomainScore::*median;
+  double SliceDomainFeatures::*slice;
   double mean;
   double sd;
 };
