@@ -550,9 +550,8 @@ DomainSet Windows(const DomainSet& set, int64_t slices) {
 }
 
 // Series shorter than the check's minimum of scored slices are scored on all their slices,
-// and a median of fewer slices spreads more than the threshold (set on calibration series
-// scored on the minimum) allows for: the held-out series and the far and near sets cut into
-// series of 1, 2, 3 ... slices, their false warnings and AUROCs.
+// and judged as the manifest's short_series says: the held-out series and the far and near
+// sets cut into series of 1, 2, 3 ... slices, their false warnings and AUROCs.
 void PrintShortSeries(const DomainCheck& check, const DomainSets& sets) {
   const int64_t least = std::max(1, check.Spec().minSlices);
   std::vector<int64_t> lengths;

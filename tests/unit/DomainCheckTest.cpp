@@ -72,6 +72,18 @@ std::string TagOf(const std::string& file, const DcmTagKey& tag) {
   return GetString(*parsed->getDataset(), tag);
 }
 
+// A check whose scores are easy to work by hand: the training series' median log r at -8
+// (SD 0.5) and median log k at -1 (SD 2), and `threshold`.
+DomainCheckSpec WorkedByHand(double threshold) {
+  DomainCheckSpec spec;
+  spec.reconstructionMean = -8;
+  spec.reconstructionSd = 0.5;
+  spec.klMean = -1;
+  spec.klSd = 2;
+  spec.threshold = threshold;
+  return spec;
+}
+
 }  // namespace
 
 TEST(DomainCheck, ManifestSectionIsParsedWithTheModelsNormalisationByDefault) {
@@ -222,12 +234,7 @@ TEST(DomainCheck, ShortSeriesSectionIsParsedAndChecked) {
 // reference slices (the median of the slices' distances to their nearest), with the
 // threshold of its length; a longer one as before.
 TEST(DomainCheck, ShortSeriesAreJudgedSliceBySliceAgainstTheReferenceSlices) {
-  DomainCheckSpec spec;
-  spec.reconstructionMean = -8;
-  spec.reconstructionSd = 0.5;
-  spec.klMean = -1;
-  spec.klSd = 2;
-  spec.threshold = 2;
+  DomainCheckSpec spec = WorkedByHand(2);
   spec.minSlices = 4;
   // Two clusters of single slices, neither at the series' mean.
   spec.shortSeriesSlices = {{-9, -1}, {-7, -1}};
@@ -267,12 +274,7 @@ TEST(DomainCheck, ShortSeriesAreJudgedSliceBySliceAgainstTheReferenceSlices) {
 // The score worked by hand: medians of log r, log k (and log m), then their distance in
 // standard deviations from the training series' mean.
 TEST(DomainCheck, ScoreIsTheTypicalityOfTheMedians) {
-  DomainCheckSpec spec;
-  spec.reconstructionMean = -8;
-  spec.reconstructionSd = 0.5;
-  spec.klMean = -1;
-  spec.klSd = 2;
-  spec.threshold = 4;
+  DomainCheckSpec spec = WorkedByHand(4);
   spec.trainedOn = "phantoms";
   // Medians -8 and -1: the training mean itself.
   DomainScore s = AggregateDomainScore(spec, {{-9, -1}, {-8, -2}, {-7, 0}});

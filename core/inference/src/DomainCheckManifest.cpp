@@ -41,10 +41,11 @@ bool ParseLaterFeature(const ManifestReader& r, const Json::Value& reference, co
   return true;
 }
 
-// "series": the features of each reference series, those the check scores in their order
-// (ScoredFeatures): [log r, log k], with a residual reference [log r, log k, log m], then i
-// with an intensity reference and c with a correlation reference: [log r, log k, log m, i, c].
-// A list of reference points named `name`, each the scored features of a series, into `out`.
+// A list of reference points named `name` ("reference.series": one per reference series;
+// "short_series.series": one per reference slice) into `out`: each the features the check
+// scores, in their order (ScoredFeatures): [log r, log k], with a residual reference [log r,
+// log k, log m], then i with an intensity reference and c with a correlation reference:
+// [log r, log k, log m, i, c].
 void ParseReferenceSeries(const ManifestReader& r, const Json::Value& series,
                           const std::string& name, const DomainCheckSpec& d,
                           std::vector<std::vector<double>>& out) {
